@@ -1,0 +1,291 @@
+//! Agency adapters: one gRPC service per agency, sharing one publish path. An adapter
+//! validates what its agency sends, wraps it in a `RecordEvent` and acknowledges only
+//! once the broker has it.
+
+mod housing;
+mod provident_fund;
+mod public_security;
+mod social_security;
+
+pub use housing::Housing;
+pub use provident_fund::ProvidentFund;
+pub use public_security::PublicSecurity;
+pub use social_security::SocialSecurity;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::join_all;
+use prost::Message;
+use tokio::time::Instant;
+use tonic::{Code, Status};
+
+use crate::grpc::invalid_argument;
+use crate::kafka::{PublishError, Publisher, Topics};
+use crate::proto::{Agency, Op, PublishAck, PublishMeta, RecordEvent, record_event::Payload};
+use crate::records::{
+    RecordType, Violations, agency_slug, subjects_of, validate_meta, validate_payload,
+};
+
+/// What one request item asks to publish, before validation.
+pub(crate) struct Item {
+    meta: Option<PublishMeta>,
+    body: Body,
+    /// Where the meta and the record sit in the request, for field violations.
+    meta_path: String,
+    body_path: String,
+}
+
+enum Body {
+    Upsert(Option<Payload>),
+    Delete(String),
+}
+
+impl Item {
+    /// A new version of a record, as in a single publish RPC (`meta`, `record`).
+    pub(crate) fn upsert(meta: Option<PublishMeta>, payload: Option<Payload>) -> Item {
+        Item {
+            meta,
+            body: Body::Upsert(payload),
+            meta_path: "meta".into(),
+            body_path: "record".into(),
+        }
+    }
+
+    /// The deletion of a record, as in `DeleteRecord` (`record_type`, `meta`).
+    pub(crate) fn delete(meta: Option<PublishMeta>, record_type: String) -> Item {
+        Item {
+            meta,
+            body: Body::Delete(record_type),
+            meta_path: "meta".into(),
+            body_path: "record_type".into(),
+        }
+    }
+
+    /// Item `index` of a batch whose record sits in the oneof field `field`.
+    pub(crate) fn in_batch(mut self, index: usize, field: &str) -> Item {
+        self.meta_path = format!("items[{index}].meta");
+        self.body_path = format!("items[{index}].{field}");
+        self
+    }
+}
+
+/// The publish path shared by every agency's adapter.
+pub struct PublishPath {
+    publisher: Publisher,
+    topics: Topics,
+    /// The most items one batch may carry.
+    max_batch: usize,
+    /// The longest a publish waits for the broker when the caller sets no deadline.
+    max_wait: Duration,
+}
+
+impl PublishPath {
+    /// A publish path over `publisher`.
+    pub fn new(
+        publisher: Publisher,
+        topics: Topics,
+        max_batch: usize,
+        max_wait: Duration,
+    ) -> Arc<PublishPath> {
+        Arc::new(PublishPath {
+            publisher,
+            topics,
+            max_batch,
+            max_wait,
+        })
+    }
+
+    /// The longest a publish waits for the broker.
+    pub(crate) fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// Validates and publishes one item of `agency`.
+    pub(crate) async fn publish(
+        &self,
+        agency: Agency,
+        item: Item,
+        deadline: Instant,
+    ) -> Result<PublishAck, Status> {
+        let mut violations = Violations::default();
+        let event = prepare(agency, item, &mut violations);
+        match event {
+            Some(event) if violations.is_empty() => self.send(event, deadline).await,
+            _ => Err(invalid_argument(&violations)),
+        }
+    }
+
+    /// Validates every item of a batch, then publishes them all; nothing is published if
+    /// any item is invalid. The acks come back in item order.
+    pub(crate) async fn publish_batch(
+        &self,
+        agency: Agency,
+        items: Vec<Item>,
+        deadline: Instant,
+    ) -> Result<Vec<PublishAck>, Status> {
+        let mut violations = Violations::default();
+        if items.is_empty() {
+            violations.add("items", "must not be empty");
+        } else if items.len() > self.max_batch {
+            violations.add(
+                "items",
+                format!(
+                    "must have at most {} items, not {}",
+                    self.max_batch,
+                    items.len()
+                ),
+            );
+        }
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let events: Vec<Option<RecordEvent>> = items
+            .into_iter()
+            .map(|item| prepare(agency, item, &mut violations))
+            .collect();
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let sends = events
+            .into_iter()
+            .flatten()
+            .map(|event| self.send(event, deadline));
+        let results = join_all(sends).await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if failed > 0 {
+            let first = results.into_iter().find_map(Result::err);
+            let code = first.as_ref().map_or(Code::Unavailable, Status::code);
+            return Err(Status::new(
+                code,
+                format!(
+                    "{failed} items were not acknowledged ({}); some others may have been \
+                     published: retry the whole batch, versions make that safe",
+                    first.map(|s| s.message().to_owned()).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    async fn send(&self, event: RecordEvent, deadline: Instant) -> Result<PublishAck, Status> {
+        let agency = Agency::try_from(event.agency).unwrap_or(Agency::Unspecified);
+        let topic = self.topics.records(agency);
+        let key = format!(
+            "{}/{}/{}",
+            agency_slug(agency),
+            event.record_type,
+            event.record_id
+        );
+        let payload = event.encode_to_vec();
+        let started = std::time::Instant::now();
+        let result = self
+            .publisher
+            .publish(
+                &topic,
+                &key,
+                &payload,
+                &[("govlink-schema", b"govlink.v1.RecordEvent")],
+                deadline,
+            )
+            .await;
+        match result {
+            Ok(position) => {
+                tracing::debug!(
+                    agency = agency_slug(agency),
+                    record_type = event.record_type,
+                    version = event.version,
+                    partition = position.partition,
+                    offset = position.offset,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "record published"
+                );
+                Ok(PublishAck {
+                    event_id: event.event_id,
+                    record_key: key,
+                    version: event.version,
+                    position: Some(position),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(
+                    agency = agency_slug(agency),
+                    record_type = event.record_type,
+                    error = %e,
+                    "publish not acknowledged"
+                );
+                Err(match e {
+                    PublishError::Unavailable(reason) => Status::unavailable(format!(
+                        "the broker did not acknowledge the record: {reason}; retrying is safe"
+                    )),
+                    PublishError::TooLarge => {
+                        Status::invalid_argument("record is larger than the broker accepts")
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Validates an item into the event to publish; `None` (with violations) when invalid.
+fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<RecordEvent> {
+    let before = violations.iter().count();
+    validate_meta(item.meta.as_ref(), &item.meta_path, violations);
+    let (record_type, op, payload) = match item.body {
+        Body::Upsert(None) => {
+            violations.add(item.body_path, "is required");
+            return None;
+        }
+        Body::Upsert(Some(payload)) => {
+            validate_payload(&payload, &item.body_path, violations);
+            (RecordType::of_payload(&payload), Op::Upsert, Some(payload))
+        }
+        Body::Delete(name) => match RecordType::parse(agency, &name) {
+            Some(record_type) => (record_type, Op::Delete, None),
+            None => {
+                let known: Vec<&str> = RecordType::ALL
+                    .into_iter()
+                    .filter(|t| t.agency() == agency)
+                    .map(RecordType::as_str)
+                    .collect();
+                violations.add(
+                    item.body_path,
+                    format!(
+                        "must be one of this agency's record types: {}",
+                        known.join(", ")
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    if violations.iter().count() > before {
+        return None;
+    }
+    let meta = item.meta?;
+    let subjects = payload
+        .as_ref()
+        .map(|p| subjects_of(p).iter().map(|s| s.to_proto()).collect())
+        .unwrap_or_default();
+    Some(RecordEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        agency: agency as i32,
+        record_type: record_type.as_str().to_owned(),
+        record_id: meta.record_id,
+        subjects,
+        version: meta.version,
+        source_event_id: meta.source_event_id,
+        op: op as i32,
+        occurred_at: meta.occurred_at,
+        published_at: Some(SystemTime::now().into()),
+        payload,
+    })
+}
+
+/// A batch item: a record (`Ok`) or the deletion of a record of the named type (`Err`).
+fn batch_item(meta: Option<PublishMeta>, body: Result<Payload, String>) -> Item {
+    match body {
+        Ok(payload) => Item::upsert(meta, Some(payload)),
+        Err(record_type) => Item::delete(meta, record_type),
+    }
+}

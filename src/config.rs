@@ -1,0 +1,241 @@
+//! Configuration: one typed `Settings`, read from an optional TOML file, then `GOVLINK_*`
+//! environment variables, then command-line flags (each overriding the one before). The
+//! environment is passed in, so tests never touch the process environment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Every setting of govlink. Defaults work for `dev` and `demo`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Kafka bootstrap servers (`host:port,…`). Unset: `dev`/`demo` start an embedded broker;
+    /// other commands refuse to start.
+    pub kafka: Option<String>,
+    /// Redis URL (`redis://host:port/db`, may carry a password). Unset: `dev`/`demo` keep
+    /// records in memory; the resolver refuses to start.
+    pub redis: Option<String>,
+    /// Address the gRPC server listens on.
+    pub grpc_addr: SocketAddr,
+    /// Prepended to every topic name, to share a broker between deployments.
+    pub topic_prefix: String,
+    /// Prepended to every Redis key, to share a Redis between deployments.
+    pub redis_prefix: String,
+    /// Partitions of a record topic when govlink creates it.
+    pub partitions: i32,
+    /// Replicas per partition when govlink creates a topic (3 in production).
+    pub replication_factor: i32,
+    /// Consumer group of the resolvers' materializers.
+    pub consumer_group: String,
+    /// The longest a publish waits for the broker's ack, and a lookup for a position,
+    /// when the caller sets no shorter gRPC deadline.
+    pub request_timeout_ms: u64,
+    /// Records awaiting a broker ack, across all adapters of a process; beyond it a
+    /// publish waits (back-pressure) until its deadline.
+    pub max_in_flight: usize,
+    /// The most records one batch publish may carry.
+    pub max_batch: usize,
+    /// The most events the materializer writes to the store in one round trip.
+    pub materializer_batch: usize,
+    /// How long the materializer waits for a batch to fill.
+    pub materializer_linger_ms: u64,
+    /// How long start-up waits for topics to be created and visible.
+    pub startup_timeout_ms: u64,
+    /// How long shutdown waits for in-flight calls and the producer to finish.
+    pub shutdown_grace_ms: u64,
+    /// Log as JSON lines instead of text.
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            kafka: None,
+            redis: None,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            topic_prefix: String::new(),
+            redis_prefix: "govlink:".into(),
+            partitions: 6,
+            replication_factor: 1,
+            consumer_group: "govlink-resolver".into(),
+            request_timeout_ms: 10_000,
+            max_in_flight: 10_000,
+            max_batch: 500,
+            materializer_batch: 500,
+            materializer_linger_ms: 5,
+            startup_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+            log_json: false,
+        }
+    }
+}
+
+/// Why settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable does not fit the settings.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Settings from an optional TOML file's text, overridden by `GOVLINK_<FIELD>`
+    /// variables of `env` (e.g. `GOVLINK_KAFKA`, `GOVLINK_REQUEST_TIMEOUT_MS`).
+    pub fn load(
+        file: Option<&str>,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut table: toml::Table = match file {
+            Some(text) => text
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("config file: {e}")))?,
+            None => toml::Table::new(),
+        };
+        let defaults = toml::Table::try_from(Settings::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (name, value) in env {
+            let Some(field) = name.strip_prefix("GOVLINK_") else {
+                continue;
+            };
+            let field = field.to_ascii_lowercase();
+            // Only settings fields; other GOVLINK_ variables (e.g. GOVLINK_CONFIG, the
+            // test suite's GOVLINK_TEST_*) are not ours to reject.
+            let typed = match defaults.get(&field) {
+                Some(toml::Value::Integer(_)) => value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| ConfigError::Invalid(format!("{name} must be a whole number")))?,
+                Some(toml::Value::Boolean(_)) => value
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
+                Some(_) => toml::Value::String(value.clone()),
+                None if matches!(field.as_str(), "kafka" | "redis") => {
+                    toml::Value::String(value.clone())
+                }
+                None => continue,
+            };
+            table.insert(field, typed);
+        }
+        let settings: Settings = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("partitions", self.partitions > 0),
+            ("replication_factor", self.replication_factor > 0),
+            ("max_in_flight", self.max_in_flight > 0),
+            ("max_batch", self.max_batch > 0),
+            ("materializer_batch", self.materializer_batch > 0),
+            ("request_timeout_ms", self.request_timeout_ms > 0),
+        ];
+        for (name, ok) in positive {
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be more than zero"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `startup_timeout_ms` as a duration.
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_millis(self.startup_timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("kafka", &self.kafka)
+            .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("grpc_addr", &self.grpc_addr)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("consumer_group", &self.consumer_group)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced, fit for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_types_are_checked() {
+        let file = "partitions = 3\ntopic_prefix = \"a.\"\n";
+        let s = Settings::load(
+            Some(file),
+            &env(&[
+                ("GOVLINK_PARTITIONS", "12"),
+                ("GOVLINK_KAFKA", "k:9092"),
+                ("GOVLINK_TEST_KAFKA", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.partitions, 12);
+        assert_eq!(s.topic_prefix, "a.");
+        assert_eq!(s.kafka.as_deref(), Some("k:9092"));
+
+        let err = Settings::load(None, &env(&[("GOVLINK_PARTITIONS", "many")])).unwrap_err();
+        assert!(err.to_string().contains("GOVLINK_PARTITIONS"), "{err}");
+        let err = Settings::load(Some("partitons = 3"), &HashMap::new()).unwrap_err();
+        assert!(err.to_string().contains("partitons"), "{err}");
+        let err = Settings::load(None, &env(&[("GOVLINK_MAX_BATCH", "0")])).unwrap_err();
+        assert!(err.to_string().contains("max_batch"), "{err}");
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let s = Settings {
+            redis: Some("redis://app:s3cret@db:6379/0".into()),
+            ..Settings::default()
+        };
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("redis://app:***@db:6379/0"), "{printed}");
+    }
+}

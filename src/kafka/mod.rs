@@ -1,0 +1,83 @@
+//! Everything that speaks Kafka: topic names, the shared idempotent producer, topic
+//! administration, and the embedded broker used by `dev` and `demo`.
+
+mod admin;
+mod embedded;
+mod producer;
+
+pub use admin::{AdminError, TopicSpec, ensure_topics};
+pub use embedded::EmbeddedBroker;
+pub use producer::{Header, PublishError, Publisher};
+
+use rdkafka::ClientConfig;
+
+use crate::proto::Agency;
+use crate::records::{AGENCIES, agency_from_slug, agency_slug};
+
+/// Topic names, with an optional prefix so several deployments (or tests) share a broker.
+#[derive(Debug, Clone, Default)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    /// Topic names under `prefix` (empty in production).
+    pub fn new(prefix: impl Into<String>) -> Topics {
+        Topics {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// `govlink.records.<agency>.v1`: the compacted record topic of one agency.
+    pub fn records(&self, agency: Agency) -> String {
+        format!("{}govlink.records.{}.v1", self.prefix, agency_slug(agency))
+    }
+
+    /// Every record topic.
+    pub fn all_records(&self) -> Vec<String> {
+        AGENCIES.into_iter().map(|a| self.records(a)).collect()
+    }
+
+    /// `govlink.dlq.v1`: events the materializer could not use, with the reason in headers.
+    pub fn dlq(&self) -> String {
+        format!("{}govlink.dlq.v1", self.prefix)
+    }
+
+    /// The agency whose record topic this is, if it is one of ours.
+    pub fn agency_of(&self, topic: &str) -> Option<Agency> {
+        let slug = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("govlink.records.")?
+            .strip_suffix(".v1")?;
+        agency_from_slug(slug)
+    }
+}
+
+/// The client settings every govlink Kafka client shares.
+pub fn client_config(bootstrap: &str, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", client_id)
+        // librdkafka logs through its own callback; keep only what an operator must see.
+        .set("log_level", "4");
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_topics_map_back_to_their_agency() {
+        let topics = Topics::new("t1.");
+        for agency in AGENCIES {
+            assert_eq!(topics.agency_of(&topics.records(agency)), Some(agency));
+        }
+        assert_eq!(topics.agency_of(&topics.dlq()), None);
+        assert_eq!(
+            Topics::new("").agency_of("t1.govlink.records.housing.v1"),
+            None
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! govlink: a data-sharing gateway between government agencies. Agencies publish record
+//! changes through gRPC adapters onto Kafka; a resolver materializes them into Redis and
+//! answers cross-agency lookups.
+
+pub mod adapters;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod grpc;
+pub mod kafka;
+pub mod records;
+pub mod resolver;
+
+/// The generated wire contract (`proto/govlink/v1`).
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("govlink.v1");
+
+    /// The encoded descriptors of the contract, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("govlink_descriptor");
+}

@@ -1,0 +1,139 @@
+//! The `govlink` binary: parses the command line and configuration, sets up logging and
+//! signals, and hands over to the library.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use govlink::app::{App, Role};
+use govlink::config::Settings;
+use govlink::proto::Agency;
+use tracing_subscriber::EnvFilter;
+
+/// govlink: a data-sharing gateway between government agencies.
+#[derive(Parser)]
+#[command(name = "govlink", version)]
+struct Cli {
+    /// TOML configuration file; `GOVLINK_*` variables and flags override it.
+    #[arg(long, global = true, env = "GOVLINK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides GOVLINK_KAFKA).
+    #[arg(long, global = true)]
+    kafka: Option<String>,
+    /// Redis URL (overrides GOVLINK_REDIS).
+    #[arg(long, global = true)]
+    redis: Option<String>,
+    /// gRPC listen address (overrides GOVLINK_GRPC_ADDR).
+    #[arg(long, global = true)]
+    grpc_addr: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one agency's adapter: validate and publish its records.
+    Adapter {
+        /// The agency this adapter publishes for.
+        #[arg(long)]
+        agency: AgencyArg,
+    },
+    /// Materialize the record topics into Redis and serve lookups.
+    Resolver,
+    /// Run everything in one process (embedded broker and in-memory store by default).
+    Dev,
+    /// Run a narrated end-to-end scenario in one process, then exit.
+    Demo,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AgencyArg {
+    SocialSecurity,
+    PublicSecurity,
+    Housing,
+    ProvidentFund,
+}
+
+impl From<AgencyArg> for Agency {
+    fn from(a: AgencyArg) -> Agency {
+        match a {
+            AgencyArg::SocialSecurity => Agency::SocialSecurity,
+            AgencyArg::PublicSecurity => Agency::PublicSecurity,
+            AgencyArg::Housing => Agency::Housing,
+            AgencyArg::ProvidentFund => Agency::ProvidentFund,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let file = cli
+        .config
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))
+        })
+        .transpose()?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut settings = Settings::load(file.as_deref(), &env)?;
+    if let Some(kafka) = cli.kafka {
+        settings.kafka = Some(kafka);
+    }
+    if let Some(redis) = cli.redis {
+        settings.redis = Some(redis);
+    }
+    if let Some(addr) = cli.grpc_addr {
+        settings.grpc_addr = addr;
+    }
+    let quiet = matches!(cli.command, Command::Demo);
+    init_logging(settings.log_json, if quiet { "warn" } else { "info" });
+
+    let role = match cli.command {
+        Command::Demo => {
+            let mut stdout = std::io::stdout();
+            return govlink::demo::run(&settings, &mut stdout).await;
+        }
+        Command::Adapter { agency } => Role::Adapter(agency.into()),
+        Command::Resolver => Role::Resolver,
+        Command::Dev => Role::Dev,
+    };
+    let app = App::build(&settings, role).await?;
+    tracing::info!(addr = %app.grpc_addr(), "ready");
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level.
+fn init_logging(json: bool, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

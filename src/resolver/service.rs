@@ -1,0 +1,159 @@
+//! The `Resolver` gRPC service: lookups over the materialized records, optionally
+//! waiting until earlier publishes are materialized (read-your-writes).
+
+use std::time::Duration;
+
+use prost::Message;
+use tokio::time::{Instant, sleep};
+use tonic::{Request, Response, Status};
+
+use super::store::{Store, StoreError};
+use crate::domain::{ResidentId, UnitNumber};
+use crate::grpc::{deadline, invalid_argument, invalid_field};
+use crate::kafka::Topics;
+use crate::proto::resolver_server::Resolver;
+use crate::proto::{
+    GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest, ListSubjectRecordsResponse,
+    Position, RecordEvent, SubjectKind,
+};
+use crate::records::{RecordKey, SubjectKey, Violations};
+
+/// How often a lookup that waits for a position re-reads the materialized positions.
+const POSITION_POLL: Duration = Duration::from_millis(10);
+
+/// Serves `govlink.v1.Resolver`.
+pub struct ResolverService {
+    store: Store,
+    topics: Topics,
+    /// The longest a lookup waits when the caller sets no deadline.
+    max_wait: Duration,
+}
+
+impl ResolverService {
+    /// A resolver over `store`; `topics` names the record topics positions may refer to.
+    pub fn new(store: Store, topics: Topics, max_wait: Duration) -> ResolverService {
+        ResolverService {
+            store,
+            topics,
+            max_wait,
+        }
+    }
+
+    /// Waits until every position is materialized, or the deadline passes.
+    async fn wait_for(&self, positions: &[Position], deadline: Instant) -> Result<(), Status> {
+        let mut violations = Violations::default();
+        for (i, p) in positions.iter().enumerate() {
+            if self.topics.agency_of(&p.topic).is_none() {
+                violations.add(format!("min_positions[{i}].topic"), "is not a record topic");
+            }
+            if p.partition < 0 {
+                violations.add(
+                    format!("min_positions[{i}].partition"),
+                    "must not be negative",
+                );
+            }
+            if p.offset < 0 {
+                violations.add(format!("min_positions[{i}].offset"), "must not be negative");
+            }
+        }
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        for p in positions {
+            loop {
+                let reached = self
+                    .store
+                    .position(&p.topic, p.partition)
+                    .await
+                    .map_err(store_unavailable)?;
+                if reached.is_some_and(|r| r >= p.offset) {
+                    break;
+                }
+                if Instant::now() + POSITION_POLL >= deadline {
+                    return Err(Status::deadline_exceeded(format!(
+                        "{}/{} not materialized up to offset {} before the deadline",
+                        p.topic, p.partition, p.offset
+                    )));
+                }
+                sleep(POSITION_POLL).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Resolver for ResolverService {
+    #[tracing::instrument(skip_all, fields(rpc = "GetRecord"))]
+    async fn get_record(
+        &self,
+        request: Request<GetRecordRequest>,
+    ) -> Result<Response<GetRecordResponse>, Status> {
+        let deadline = deadline(&request, self.max_wait);
+        let r = request.into_inner();
+        let key = RecordKey::parse(&r.record_key).map_err(|e| invalid_field("record_key", e))?;
+        self.wait_for(&r.min_positions, deadline).await?;
+        let stored = self.store.get(&key).await.map_err(store_unavailable)?;
+        let Some(bytes) = stored else {
+            return Err(Status::not_found(
+                "no such record (never published, or deleted)",
+            ));
+        };
+        Ok(Response::new(GetRecordResponse {
+            record: Some(decode(&bytes)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListSubjectRecords"))]
+    async fn list_subject_records(
+        &self,
+        request: Request<ListSubjectRecordsRequest>,
+    ) -> Result<Response<ListSubjectRecordsResponse>, Status> {
+        let deadline = deadline(&request, self.max_wait);
+        let r = request.into_inner();
+        let subject = r
+            .subject
+            .ok_or_else(|| invalid_field("subject", "is required"))?;
+        let key = match SubjectKind::try_from(subject.kind) {
+            Ok(SubjectKind::Person) => ResidentId::parse(&subject.id)
+                .map(|id| SubjectKey::person(&id))
+                .map_err(|e| {
+                    invalid_field("subject.id", &format!("not a resident ID number: {e}"))
+                })?,
+            Ok(SubjectKind::PropertyUnit) => UnitNumber::parse(&subject.id)
+                .map(|unit| SubjectKey::unit(&unit))
+                .map_err(|e| {
+                    invalid_field("subject.id", &format!("not a real-estate unit number: {e}"))
+                })?,
+            _ => {
+                return Err(invalid_field(
+                    "subject.kind",
+                    "must be SUBJECT_KIND_PERSON or SUBJECT_KIND_PROPERTY_UNIT",
+                ));
+            }
+        };
+        self.wait_for(&r.min_positions, deadline).await?;
+        let stored = self
+            .store
+            .subject_records(&key)
+            .await
+            .map_err(store_unavailable)?;
+        let records = stored
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(ListSubjectRecordsResponse { records }))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<RecordEvent, Status> {
+    RecordEvent::decode(bytes).map_err(|e| {
+        tracing::error!(error = %e, "stored record does not decode");
+        Status::internal("internal error")
+    })
+}
+
+fn store_unavailable(e: StoreError) -> Status {
+    tracing::warn!(error = %e, "store unavailable");
+    Status::unavailable("the record store is unavailable; retry later")
+}

@@ -1,0 +1,118 @@
+//! The in-memory store of `dev` and `demo`: the same contract as Redis, in one process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{ApplyOutcome, RecordWrite, join_subjects, position_field, split_subjects};
+use crate::proto::Position;
+use crate::records::{RecordKey, SubjectKey};
+
+#[derive(Default)]
+struct Entry {
+    version: u64,
+    event: Option<Vec<u8>>,
+    subjects: String,
+    previous_subjects: String,
+}
+
+#[derive(Default)]
+struct State {
+    records: HashMap<RecordKey, Entry>,
+    /// subject → record key → (version, event or tombstone)
+    subjects: HashMap<String, BTreeMap<RecordKey, (u64, Option<Vec<u8>>)>>,
+    positions: HashMap<String, i64>,
+}
+
+/// Records in a process's memory; lost when it exits.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied write behind: every
+        // write below completes before any other code runs. Recover the guard.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn apply(&self, writes: &[RecordWrite]) -> ApplyOutcome {
+        let mut state = self.lock();
+        let mut outcome = ApplyOutcome::default();
+        for w in writes {
+            let entry = state.records.entry(w.key.clone()).or_default();
+            let (previous, current) = if entry.version > w.version {
+                outcome.stale += 1;
+                continue;
+            } else if entry.version == w.version && entry.version > 0 {
+                (entry.previous_subjects.clone(), entry.subjects.clone())
+            } else {
+                let current = if w.event.is_some() {
+                    join_subjects(&w.subjects)
+                } else {
+                    String::new()
+                };
+                entry.previous_subjects = std::mem::replace(&mut entry.subjects, current.clone());
+                entry.version = w.version;
+                entry.event = w.event.clone();
+                (entry.previous_subjects.clone(), current)
+            };
+            outcome.applied += 1;
+            let event = state.records[&w.key].event.clone();
+            for subject in split_subjects(&current) {
+                put(&mut state, subject, &w.key, w.version, event.clone());
+            }
+            for subject in
+                split_subjects(&previous).filter(|s| !split_subjects(&current).any(|c| c == *s))
+            {
+                put(&mut state, subject, &w.key, w.version, None);
+            }
+        }
+        outcome
+    }
+
+    pub(super) fn get(&self, key: &RecordKey) -> Option<Vec<u8>> {
+        self.lock().records.get(key).and_then(|e| e.event.clone())
+    }
+
+    pub(super) fn subject_records(&self, subject: &SubjectKey) -> Vec<Vec<u8>> {
+        self.lock()
+            .subjects
+            .get(subject.as_str())
+            .map(|records| records.values().filter_map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn advance_positions(&self, positions: &[Position]) {
+        let mut state = self.lock();
+        for p in positions {
+            let stored = state
+                .positions
+                .entry(position_field(&p.topic, p.partition))
+                .or_insert(-1);
+            *stored = (*stored).max(p.offset);
+        }
+    }
+
+    pub(super) fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.lock()
+            .positions
+            .get(&position_field(topic, partition))
+            .copied()
+    }
+}
+
+fn put(state: &mut State, subject: &str, key: &RecordKey, version: u64, event: Option<Vec<u8>>) {
+    let records = state.subjects.entry(subject.to_owned()).or_default();
+    match records.get(key) {
+        Some((stored, _)) if *stored >= version => {}
+        _ => {
+            records.insert(key.clone(), (version, event));
+        }
+    }
+}
