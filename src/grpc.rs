@@ -9,8 +9,12 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::records::Violations;
 
-/// The instant a call must be answered by: the client's `grpc-timeout` when it sent one,
-/// capped at `max`; otherwise `max`.
+/// The part of a client's timeout kept back so our answer (say `UNAVAILABLE`) reaches it
+/// before its own timer fires: at most this, and at most a tenth of the timeout.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
+/// The instant a call must be answered by: shortly before the client's `grpc-timeout`
+/// when it sent one, capped at `max`; otherwise `max`.
 pub fn deadline<T>(request: &Request<T>, max: Duration) -> Instant {
     let timeout = request
         .metadata()
@@ -18,7 +22,7 @@ pub fn deadline<T>(request: &Request<T>, max: Duration) -> Instant {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
         .map_or(max, |t| t.min(max));
-    Instant::now() + timeout
+    Instant::now() + timeout.saturating_sub(ANSWER_MARGIN.min(timeout / 10))
 }
 
 /// Parses the `grpc-timeout` header: up to 8 digits and a unit (H M S m u n).

@@ -1,0 +1,355 @@
+//! Spawning the app, clients, fixtures and plain Kafka/Redis readers for the tests.
+
+use std::time::Duration;
+
+use govlink::app::{App, Role};
+use govlink::config::Settings;
+use govlink::domain::resident_id::check_character;
+use govlink::kafka::Topics;
+use govlink::proto::housing_adapter_client::HousingAdapterClient;
+use govlink::proto::provident_fund_adapter_client::ProvidentFundAdapterClient;
+use govlink::proto::public_security_adapter_client::PublicSecurityAdapterClient;
+use govlink::proto::resolver_client::ResolverClient;
+use govlink::proto::social_security_adapter_client::SocialSecurityAdapterClient;
+use govlink::proto::{self, Date, Position, PublishMeta};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// The broker the suite runs against.
+pub fn kafka() -> String {
+    std::env::var("GOVLINK_TEST_KAFKA")
+        .expect("GOVLINK_TEST_KAFKA is not set: run the suite with scripts/test.sh")
+}
+
+/// The Redis the suite runs against.
+pub fn redis_url() -> String {
+    std::env::var("GOVLINK_TEST_REDIS")
+        .expect("GOVLINK_TEST_REDIS is not set: run the suite with scripts/test.sh")
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Settings for one test: the suite's broker and Redis under fresh prefixes.
+pub fn test_settings() -> Settings {
+    let id = unique("t");
+    Settings {
+        kafka: Some(kafka()),
+        redis: Some(redis_url()),
+        grpc_addr: ([127, 0, 0, 1], 0).into(),
+        topic_prefix: format!("{id}."),
+        redis_prefix: format!("govlink-test:{id}:"),
+        partitions: 3,
+        consumer_group: format!("{id}-resolver"),
+        request_timeout_ms: 15_000,
+        shutdown_grace_ms: 5_000,
+        ..Settings::default()
+    }
+}
+
+/// A running app and clients for it.
+pub struct TestApp {
+    /// The settings it runs with.
+    pub settings: Settings,
+    /// Its topic names.
+    pub topics: Topics,
+    /// A channel to its gRPC server.
+    pub channel: Channel,
+    stop: CancellationToken,
+    handle: JoinHandle<Result<(), govlink::app::AppError>>,
+}
+
+/// Builds and starts the app for `role` with `settings`.
+pub async fn spawn_app_with(settings: Settings, role: Role) -> TestApp {
+    let app = App::build(&settings, role).await.expect("app builds");
+    let addr = app.grpc_addr();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let handle = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("grpc server accepts connections");
+    TestApp {
+        topics: Topics::new(settings.topic_prefix.clone()),
+        settings,
+        channel,
+        stop,
+        handle,
+    }
+}
+
+/// Everything (four adapters, materializer, resolver) on the suite's broker and Redis.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings(), Role::Dev).await
+}
+
+impl TestApp {
+    pub fn social(&self) -> SocialSecurityAdapterClient<Channel> {
+        SocialSecurityAdapterClient::new(self.channel.clone())
+    }
+    pub fn police(&self) -> PublicSecurityAdapterClient<Channel> {
+        PublicSecurityAdapterClient::new(self.channel.clone())
+    }
+    pub fn housing(&self) -> HousingAdapterClient<Channel> {
+        HousingAdapterClient::new(self.channel.clone())
+    }
+    pub fn fund(&self) -> ProvidentFundAdapterClient<Channel> {
+        ProvidentFundAdapterClient::new(self.channel.clone())
+    }
+    pub fn resolver(&self) -> ResolverClient<Channel> {
+        ResolverClient::new(self.channel.clone())
+    }
+
+    /// Shuts the app down and checks it stopped cleanly.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.handle
+            .await
+            .expect("app task joins")
+            .expect("app stops without error");
+    }
+}
+
+/// A valid, fictional resident ID number from its first 17 digits.
+pub fn person(first17: &str) -> String {
+    format!("{first17}{}", check_character(first17))
+}
+
+/// Three people: a man born 1980, a woman born 1990, a man born 1975.
+pub fn alice() -> String {
+    person("11010519800312001")
+}
+pub fn bea() -> String {
+    person("31010419900521002")
+}
+pub fn chen() -> String {
+    person("44030519750101003")
+}
+
+/// A real-estate unit number in Beijing's Chaoyang.
+pub const UNIT: &str = "110105001002GB00017F00030201";
+
+pub fn meta(record_id: &str, version: u64) -> Option<PublishMeta> {
+    Some(PublishMeta {
+        record_id: record_id.into(),
+        version,
+        source_event_id: format!("test-{record_id}-{version}"),
+        occurred_at: Some(std::time::SystemTime::now().into()),
+    })
+}
+
+pub fn date(year: i32, month: i32, day: i32) -> Option<Date> {
+    Some(Date { year, month, day })
+}
+
+pub fn identity(person_id: &str) -> proto::Identity {
+    proto::Identity {
+        person_id: person_id.into(),
+        name: "Test Person".into(),
+        sex: proto::Sex::Male as i32,
+        birth_date: date(1980, 3, 12),
+    }
+}
+
+pub fn household(person_id: &str, status: proto::HouseholdStatus) -> proto::HouseholdRegistration {
+    proto::HouseholdRegistration {
+        person_id: person_id.into(),
+        household_number: "H-1".into(),
+        region_code: "110105".into(),
+        address: "Room 201, Building 3".into(),
+        status: status as i32,
+        property_unit_number: UNIT.into(),
+        registered_on: date(2008, 6, 1),
+        destination_region_code: if status == proto::HouseholdStatus::MovedOut {
+            "310104".into()
+        } else {
+            String::new()
+        },
+        destination_address: String::new(),
+    }
+}
+
+pub fn title(owners: &[(&str, u32)]) -> proto::PropertyTitle {
+    proto::PropertyTitle {
+        unit_number: UNIT.into(),
+        certificate_number: "JING-1".into(),
+        address: "Room 201, Building 3".into(),
+        owners: owners
+            .iter()
+            .map(|(id, share)| proto::Owner {
+                person_id: (*id).into(),
+                share_basis_points: *share,
+            })
+            .collect(),
+        floor_area_dm2: 8_932,
+        encumbrances: vec![],
+        registered_on: date(2008, 5, 20),
+    }
+}
+
+pub fn contract(sellers: &[String], buyers: &[String]) -> proto::SaleContract {
+    proto::SaleContract {
+        contract_number: "WQ-1".into(),
+        unit_number: UNIT.into(),
+        seller_ids: sellers.to_vec(),
+        buyer_ids: buyers.to_vec(),
+        price_fen: 520_000_000,
+        status: proto::SaleContractStatus::Signed as i32,
+        signed_on: date(2026, 11, 20),
+    }
+}
+
+pub fn enrollment(person_id: &str) -> proto::Enrollment {
+    proto::Enrollment {
+        person_id: person_id.into(),
+        insurance_type: proto::InsuranceType::Pension as i32,
+        region_code: "110105".into(),
+        employer_credit_code: "91350100M000100Y43".into(),
+        status: proto::EnrollmentStatus::Active as i32,
+        start_date: date(2015, 7, 1),
+        end_date: None,
+    }
+}
+
+pub fn contribution(person_id: &str) -> proto::ContributionPeriod {
+    proto::ContributionPeriod {
+        person_id: person_id.into(),
+        insurance_type: proto::InsuranceType::Pension as i32,
+        region_code: "110105".into(),
+        employer_credit_code: String::new(),
+        period: Some(proto::YearMonth {
+            year: 2026,
+            month: 10,
+        }),
+        base_fen: 1_000_000,
+        personal_fen: 80_000,
+        employer_fen: 160_000,
+    }
+}
+
+pub fn certificate(person_id: &str) -> proto::TransferOutCertificate {
+    proto::TransferOutCertificate {
+        person_id: person_id.into(),
+        insurance_type: proto::InsuranceType::Pension as i32,
+        certificate_number: "ZY-1".into(),
+        from_region_code: "110105".into(),
+        to_region_code: "310104".into(),
+        issued_on: date(2026, 11, 1),
+        contribution_months: 120,
+        personal_account_balance_fen: 9_600_000,
+    }
+}
+
+pub fn account(person_id: &str) -> proto::ProvidentFundAccount {
+    proto::ProvidentFundAccount {
+        person_id: person_id.into(),
+        account_number: "GJJ-A-1".into(),
+        region_code: "110105".into(),
+        employer_credit_code: "91350100M000100Y43".into(),
+        status: proto::AccountStatus::Active as i32,
+        balance_fen: 12_300_000,
+        monthly_deposit_fen: 240_000,
+        opened_on: date(2010, 1, 4),
+    }
+}
+
+pub fn loan(
+    borrower: &str,
+    status: proto::LoanStatus,
+    outstanding: i64,
+) -> proto::ProvidentFundLoan {
+    proto::ProvidentFundLoan {
+        borrower_id: borrower.into(),
+        loan_contract_number: "GJJ-L-1".into(),
+        unit_number: UNIT.into(),
+        principal_fen: 60_000_000,
+        outstanding_principal_fen: outstanding,
+        status: status as i32,
+        issued_on: date(2008, 6, 1),
+    }
+}
+
+/// The field violations of an `INVALID_ARGUMENT` status, as (field, description).
+pub fn violations(status: &Status) -> Vec<(String, String)> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| (v.field, v.description))
+        .collect()
+}
+
+/// Reads up to `count` messages of one topic partition from `offset`, with a plain
+/// consumer (no govlink code involved), waiting at most `wait` in all.
+pub async fn read_partition(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    count: usize,
+    wait: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    consumer.assign(&assignment).expect("assign");
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while messages.len() < count {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => messages.push(m.detach()),
+            Ok(Err(e)) => panic!("consume error: {e}"),
+            Err(_) => break,
+        }
+    }
+    messages
+}
+
+/// Every message of a topic (all partitions), read until `wait` passes with none new.
+pub async fn read_topic(topic: &str, partitions: i32, wait: Duration) -> Vec<OwnedMessage> {
+    let mut all = Vec::new();
+    for p in 0..partitions {
+        all.extend(read_partition(topic, p, 0, usize::MAX, wait).await);
+    }
+    all
+}
+
+/// The position an ack carries.
+pub fn position(ack: &proto::PublishAck) -> Position {
+    ack.position.clone().expect("an ack carries a position")
+}
+
+/// A plain Redis connection.
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis")
+}
+
+/// The message key of a plain Kafka message as text.
+pub fn key_of(m: &OwnedMessage) -> String {
+    String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap()
+}

@@ -1,0 +1,14 @@
+//! Integration tests: govlink's servers in-process on port 0, against a real
+//! Kafka-compatible broker and a real Redis whose addresses `scripts/test.sh` exports
+//! (`GOVLINK_TEST_KAFKA`, `GOVLINK_TEST_REDIS`). Every test uses its own topic prefix,
+//! consumer group and Redis key prefix.
+
+// The helpers are `pub` for the sibling test modules of this one crate.
+#![allow(unreachable_pub)]
+
+mod bad_input;
+mod demo;
+mod helpers;
+mod materialize;
+mod publish;
+mod store_contract;

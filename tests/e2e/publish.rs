@@ -1,0 +1,393 @@
+//! The publish path: what an adapter acknowledges is on the broker, where the ack says.
+
+use std::time::{Duration, Instant};
+
+use govlink::adapters::PublishPath;
+use govlink::app::{Services, serve};
+use govlink::kafka::{Publisher, Topics};
+use govlink::proto::{
+    self, Agency, DeleteRecordRequest, HousingBatchItem, Op, PublishHousingBatchRequest,
+    RecordEvent, housing_batch_item,
+};
+use prost::Message as _;
+use rdkafka::Message as _;
+use tokio::net::TcpListener;
+use tonic::{Code, Request};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn every_record_type_is_on_its_agency_topic_at_the_acked_position() {
+    let app = spawn_app().await;
+    let (a, b) = (alice(), bea());
+    let mut acks = Vec::new();
+    acks.push((
+        Agency::SocialSecurity,
+        app.social()
+            .publish_enrollment(proto::PublishEnrollmentRequest {
+                meta: meta("e-1", 1),
+                record: Some(enrollment(&b)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::SocialSecurity,
+        app.social()
+            .publish_contribution_period(proto::PublishContributionPeriodRequest {
+                meta: meta("c-1", 1),
+                record: Some(contribution(&b)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::SocialSecurity,
+        app.social()
+            .publish_transfer_out_certificate(proto::PublishTransferOutCertificateRequest {
+                meta: meta("t-1", 1),
+                record: Some(certificate(&b)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::PublicSecurity,
+        app.police()
+            .publish_identity(proto::PublishIdentityRequest {
+                meta: meta("i-1", 1),
+                record: Some(identity(&a)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::PublicSecurity,
+        app.police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta("h-1", 1),
+                record: Some(household(&a, proto::HouseholdStatus::Registered)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::Housing,
+        app.housing()
+            .publish_property_title(proto::PublishPropertyTitleRequest {
+                meta: meta("p-1", 1),
+                record: Some(title(&[(&a, 10_000)])),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::Housing,
+        app.housing()
+            .publish_sale_contract(proto::PublishSaleContractRequest {
+                meta: meta("s-1", 1),
+                record: Some(contract(&[a.clone()], &[b.clone()])),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::ProvidentFund,
+        app.fund()
+            .publish_account(proto::PublishAccountRequest {
+                meta: meta("a-1", 1),
+                record: Some(account(&a)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+    acks.push((
+        Agency::ProvidentFund,
+        app.fund()
+            .publish_loan(proto::PublishLoanRequest {
+                meta: meta("l-1", 1),
+                record: Some(loan(&a, proto::LoanStatus::Repaying, 1_000)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    ));
+
+    let expected_types = [
+        "enrollment",
+        "contribution_period",
+        "transfer_out_certificate",
+        "identity",
+        "household_registration",
+        "property_title",
+        "sale_contract",
+        "account",
+        "loan",
+    ];
+    for ((agency, ack), record_type) in acks.iter().zip(expected_types) {
+        let at = position(ack);
+        assert_eq!(at.topic, app.topics.records(*agency));
+        let read = read_partition(
+            &at.topic,
+            at.partition,
+            at.offset,
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(read.len(), 1, "the acked event is on the broker");
+        let message = &read[0];
+        assert_eq!(message.offset(), at.offset);
+        assert_eq!(key_of(message), ack.record_key);
+        let event = RecordEvent::decode(message.payload().unwrap()).unwrap();
+        assert_eq!(event.event_id, ack.event_id);
+        assert_eq!(event.record_type, record_type);
+        assert_eq!(event.agency, *agency as i32);
+        assert_eq!(event.version, 1);
+        assert_eq!(event.op, Op::Upsert as i32);
+        assert!(event.published_at.is_some() && event.occurred_at.is_some());
+        assert!(!event.subjects.is_empty(), "{record_type} has subjects");
+        assert_eq!(
+            ack.record_key,
+            format!(
+                "{}/{record_type}/{}",
+                message.topic().split('.').nth(3).unwrap(),
+                event.record_id
+            )
+        );
+    }
+
+    // The title is about the unit and its owner; the contract about the unit and both parties.
+    let contract_ack = &acks[6].1;
+    let at = position(contract_ack);
+    let read = read_partition(
+        &at.topic,
+        at.partition,
+        at.offset,
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let event = RecordEvent::decode(read[0].payload().unwrap()).unwrap();
+    let mut subjects: Vec<String> = event.subjects.iter().map(|s| s.id.clone()).collect();
+    subjects.sort();
+    let mut expected = vec![a.clone(), b.clone(), UNIT.to_owned()];
+    expected.sort();
+    assert_eq!(subjects, expected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_all_validated_before_any_item_is_published() {
+    let app = spawn_app().await;
+    let a = alice();
+    let item = |id: &str, record: housing_batch_item::Record| HousingBatchItem {
+        meta: meta(id, 1),
+        record: Some(record),
+    };
+    let mut bad_title = title(&[(&a, 10_000)]);
+    bad_title.unit_number = "110105001002GB00017F0003020".into();
+    let refused = app
+        .housing()
+        .publish_batch(PublishHousingBatchRequest {
+            items: vec![
+                item(
+                    "p-1",
+                    housing_batch_item::Record::PropertyTitle(title(&[(&a, 10_000)])),
+                ),
+                item("p-2", housing_batch_item::Record::PropertyTitle(bad_title)),
+                item(
+                    "p-3",
+                    housing_batch_item::Record::DeletedRecordType("identity".into()),
+                ),
+            ],
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = violations(&refused).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            "items[1].property_title.unit_number",
+            "items[2].deleted_record_type"
+        ]
+    );
+    let topic = app.topics.records(Agency::Housing);
+    assert!(
+        read_topic(&topic, 3, Duration::from_secs(3))
+            .await
+            .is_empty(),
+        "nothing of a refused batch reaches the broker"
+    );
+
+    let acks = app
+        .housing()
+        .publish_batch(PublishHousingBatchRequest {
+            items: vec![
+                item(
+                    "p-1",
+                    housing_batch_item::Record::PropertyTitle(title(&[(&a, 10_000)])),
+                ),
+                item(
+                    "s-1",
+                    housing_batch_item::Record::SaleContract(contract(&[a.clone()], &[bea()])),
+                ),
+                item(
+                    "p-9",
+                    housing_batch_item::Record::DeletedRecordType("property_title".into()),
+                ),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .acks;
+    let keys: Vec<&str> = acks.iter().map(|a| a.record_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "housing/property_title/p-1",
+            "housing/sale_contract/s-1",
+            "housing/property_title/p-9"
+        ]
+    );
+    let on_topic = read_topic(&topic, 3, Duration::from_secs(3)).await;
+    assert_eq!(on_topic.len(), 3);
+    for ack in &acks {
+        let at = position(ack);
+        let m = on_topic
+            .iter()
+            .find(|m| m.partition() == at.partition && m.offset() == at.offset)
+            .expect("each ack points at its message");
+        assert_eq!(key_of(m), ack.record_key);
+    }
+    let deletion = on_topic
+        .iter()
+        .find(|m| key_of(m) == "housing/property_title/p-9")
+        .unwrap();
+    let event = RecordEvent::decode(deletion.payload().unwrap()).unwrap();
+    assert_eq!(event.op, Op::Delete as i32);
+    assert!(event.payload.is_none());
+
+    let too_many = PublishHousingBatchRequest {
+        items: (0..=app.settings.max_batch)
+            .map(|i| {
+                item(
+                    &format!("p-{i}"),
+                    housing_batch_item::Record::PropertyTitle(title(&[(&a, 10_000)])),
+                )
+            })
+            .collect(),
+    };
+    let refused = app.housing().publish_batch(too_many).await.unwrap_err();
+    assert_eq!(violations(&refused)[0].0, "items");
+    let refused = app
+        .housing()
+        .publish_batch(PublishHousingBatchRequest { items: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&refused)[0].0, "items");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_deletion_is_published_as_a_delete_event() {
+    let app = spawn_app().await;
+    let ack = app
+        .police()
+        .delete_record(DeleteRecordRequest {
+            record_type: "household_registration".into(),
+            meta: meta("h-1", 7),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.record_key, "public-security/household_registration/h-1");
+    let at = position(&ack);
+    let read = read_partition(
+        &at.topic,
+        at.partition,
+        at.offset,
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let event = RecordEvent::decode(read[0].payload().unwrap()).unwrap();
+    assert_eq!((event.op, event.version), (Op::Delete as i32, 7));
+    assert!(event.subjects.is_empty() && event.payload.is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_deadline() {
+    // A broker address where nothing listens: the port of a listener we close at once.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+
+    let publisher = Publisher::new(&dead, Duration::from_secs(30), 100).unwrap();
+    let path = PublishPath::new(
+        publisher,
+        Topics::new(unique("dead")),
+        10,
+        Duration::from_secs(30),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(serve(
+        listener,
+        Services {
+            adapters: Some((path, vec![Agency::PublicSecurity])),
+            resolver: None,
+        },
+        async move { stopped.cancelled().await },
+    ));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client =
+        govlink::proto::public_security_adapter_client::PublicSecurityAdapterClient::new(channel);
+
+    let deadline = Duration::from_secs(2);
+    let mut request = Request::new(proto::PublishIdentityRequest {
+        meta: meta("i-1", 1),
+        record: Some(identity(&alice())),
+    });
+    request.set_timeout(deadline);
+    let started = Instant::now();
+    let status = client.publish_identity(request).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("retrying is safe"), "{status:?}");
+    // Correctness, not speed: the answer must come by the caller's deadline, not at
+    // librdkafka's 30 s message timeout. The slack absorbs a loaded machine.
+    assert!(
+        elapsed < deadline + Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+
+    // Invalid input is still refused precisely, without touching the broker.
+    let status = client
+        .publish_identity(proto::PublishIdentityRequest {
+            meta: meta("i-1", 0),
+            record: Some(identity(&alice())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&status)[0].0, "meta.version");
+
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
