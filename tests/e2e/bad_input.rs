@@ -252,7 +252,7 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
         .housing()
         .publish_sale_contract(proto::PublishSaleContractRequest {
             meta: meta("s-1", 1),
-            record: Some(contract(&[a.clone()], &[b, a])),
+            record: Some(contract(&[&a], &[&b, &a])),
         })
         .await
         .unwrap_err();

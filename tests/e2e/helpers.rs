@@ -200,12 +200,12 @@ pub fn title(owners: &[(&str, u32)]) -> proto::PropertyTitle {
     }
 }
 
-pub fn contract(sellers: &[String], buyers: &[String]) -> proto::SaleContract {
+pub fn contract(sellers: &[&str], buyers: &[&str]) -> proto::SaleContract {
     proto::SaleContract {
         contract_number: "WQ-1".into(),
         unit_number: UNIT.into(),
-        seller_ids: sellers.to_vec(),
-        buyer_ids: buyers.to_vec(),
+        seller_ids: sellers.iter().map(|s| (*s).to_owned()).collect(),
+        buyer_ids: buyers.iter().map(|s| (*s).to_owned()).collect(),
         price_fen: 520_000_000,
         status: proto::SaleContractStatus::Signed as i32,
         signed_on: date(2026, 11, 20),

@@ -79,9 +79,13 @@ async fn a_published_record_reaches_redis_and_the_resolver() {
         .unwrap()
         .into_inner();
     let at = position(&ack);
-    let record = get(&app, "housing/property_title/p-1", &[at.clone()])
-        .await
-        .unwrap();
+    let record = get(
+        &app,
+        "housing/property_title/p-1",
+        std::slice::from_ref(&at),
+    )
+    .await
+    .unwrap();
     assert_eq!(record.event_id, ack.event_id);
     let Some(Payload::PropertyTitle(t)) = record.payload else {
         panic!("a title")

@@ -92,7 +92,7 @@ async fn every_record_type_is_on_its_agency_topic_at_the_acked_position() {
         app.housing()
             .publish_sale_contract(proto::PublishSaleContractRequest {
                 meta: meta("s-1", 1),
-                record: Some(contract(&[a.clone()], &[b.clone()])),
+                record: Some(contract(&[&a], &[&b])),
             })
             .await
             .unwrap()
@@ -238,7 +238,7 @@ async fn a_batch_is_all_validated_before_any_item_is_published() {
                 ),
                 item(
                     "s-1",
-                    housing_batch_item::Record::SaleContract(contract(&[a.clone()], &[bea()])),
+                    housing_batch_item::Record::SaleContract(contract(&[&a], &[&bea()])),
                 ),
                 item(
                     "p-9",

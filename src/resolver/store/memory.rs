@@ -15,11 +15,13 @@ struct Entry {
     previous_subjects: String,
 }
 
+/// One subject's copies: record key → (version, event or tombstone).
+type SubjectCopies = BTreeMap<RecordKey, (u64, Option<Vec<u8>>)>;
+
 #[derive(Default)]
 struct State {
     records: HashMap<RecordKey, Entry>,
-    /// subject → record key → (version, event or tombstone)
-    subjects: HashMap<String, BTreeMap<RecordKey, (u64, Option<Vec<u8>>)>>,
+    subjects: HashMap<String, SubjectCopies>,
     positions: HashMap<String, i64>,
 }
 

@@ -180,7 +180,7 @@ impl RedisStore {
                 ));
             }
         }
-        if !step_two.cmd_iter().next().is_none() {
+        if step_two.cmd_iter().next().is_some() {
             self.run::<Vec<i64>>(&step_two).await?;
         }
         Ok(outcome)
