@@ -213,12 +213,14 @@ mod tests {
                 ("GOVLINK_PARTITIONS", "12"),
                 ("GOVLINK_KAFKA", "k:9092"),
                 ("GOVLINK_TEST_KAFKA", "x"),
+                ("GOVLINK_GRPC_ADDR", "0.0.0.0:50051"),
             ]),
         )
         .unwrap();
         assert_eq!(s.partitions, 12);
         assert_eq!(s.topic_prefix, "a.");
         assert_eq!(s.kafka.as_deref(), Some("k:9092"));
+        assert_eq!(s.grpc_addr, SocketAddr::from(([0, 0, 0, 0], 50051)));
 
         let err = Settings::load(None, &env(&[("GOVLINK_PARTITIONS", "many")])).unwrap_err();
         assert!(err.to_string().contains("GOVLINK_PARTITIONS"), "{err}");

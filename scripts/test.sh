@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# scripts/test.sh -- the one command that checks govlink. CI runs exactly this (.ci/run).
+#
+#   scripts/test.sh [ARGS...]
+#
+# 1. cargo fmt --check, then cargo clippy --all-targets -- -D warnings.
+# 2. Provisions the services the integration tests talk to, for the duration of the run:
+#      Kafka  a Tansu 0.6.0 broker (in-memory storage) on a free loopback port. Installed with
+#             `cargo install --locked tansu --version 0.6.0 --features dynostore` if missing.
+#      Redis  a throwaway redis-server on a free loopback port (no persistence).
+#    and exports GOVLINK_TEST_KAFKA=127.0.0.1:PORT and GOVLINK_TEST_REDIS=redis://127.0.0.1:PORT/.
+# 3. Runs the tests: `cargo test --doc` (when no ARGS are given; nextest does not run doc
+#    tests), then `cargo nextest run --no-fail-fast ARGS...`, or `cargo test ARGS...` without
+#    nextest.
+#    Exits with the test runner's status.
+# Anything this script started is stopped when it exits, whether it passes, fails or is interrupted.
+# Service logs stay in target/test-services/ (tansu.log, redis.log) for post-mortems.
+#
+# Environment:
+#   GOVLINK_TEST_KAFKA   bootstrap servers of an existing broker: use it and start no Tansu
+#                        (e.g. the Apache Kafka of deploy/docker-compose.yml: localhost:9092)
+#   GOVLINK_TEST_REDIS   URL of an existing Redis: use it and start no redis-server
+#   REDIS_URL            same, when GOVLINK_TEST_REDIS is unset
+#                        (with neither, and no redis-server on PATH: redis://127.0.0.1:6379/)
+#   TANSU_BIN            tansu binary (default ${CARGO_HOME:-~/.cargo}/bin/tansu)
+#   TANSU_LOG            RUST_LOG filter for the Tansu broker (default: warn)
+#   GOVLINK_TEST_ONLY_SERVICES=1
+#                        only provision: print the `export` lines, keep the services up until
+#                        Ctrl-C / SIGTERM, then stop them. For running cargo test by hand in
+#                        another terminal.
+set -euo pipefail
+
+readonly TANSU_VERSION=0.6.0
+readonly WAIT_SECS=60
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT=$(pwd)
+readonly REPO_ROOT
+readonly SERVICES_DIR="$REPO_ROOT/target/test-services"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+STARTED_PIDS=()
+STARTED_NAMES=()
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local status=$? i pid name
+    trap - EXIT
+    trap '' INT TERM # finish stopping the services even on a second Ctrl-C
+    for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${STARTED_PIDS[i]}
+        name=${STARTED_NAMES[i]}
+        kill -0 "$pid" 2>/dev/null || continue
+        log "stopping $name (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in {1..50}; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name did not stop within 5s, killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+remember() { STARTED_PIDS+=("$1"); STARTED_NAMES+=("$2"); }
+
+# ---------------------------------------------------------------- helpers
+# Succeeds when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+    local port
+    if port=$(python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' 2>/dev/null) && [[ $port =~ ^[0-9]+$ ]]; then
+        echo "$port"
+        return
+    fi
+    for _ in {1..200}; do
+        port=$((20000 + RANDOM % 40000))
+        if ! port_open "$port"; then
+            echo "$port"
+            return
+        fi
+    done
+    die "could not find a free loopback port"
+}
+
+show_log() {
+    printf -- '---- last lines of %s ----\n' "$1" >&2
+    tail -n 40 "$1" >&2 || true
+    printf -- '----\n' >&2
+}
+
+# wait_until NAME PID LOGFILE CHECK...: polls CHECK until it succeeds, the process dies or
+# WAIT_SECS pass.
+wait_until() {
+    local name=$1 pid=$2 logfile=$3 deadline=$((SECONDS + WAIT_SECS))
+    shift 3
+    until "$@"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            show_log "$logfile"
+            die "$name exited during startup (log: $logfile)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$logfile"
+            die "$name not ready after ${WAIT_SECS}s (log: $logfile)"
+        fi
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------- kafka (tansu)
+# Succeeds when $1 is a tansu whose `--version` says "tansu 0.6.0".
+tansu_ok() {
+    local version
+    [[ -x $1 ]] && version=$("$1" --version 2>/dev/null) || return 1
+    version=${version%%$'\n'*}
+    [[ ${version##* } == "$TANSU_VERSION" ]]
+}
+
+ensure_tansu() {
+    local cargo_home=${CARGO_HOME:-$HOME/.cargo}
+    TANSU_BIN=${TANSU_BIN:-$cargo_home/bin/tansu}
+    tansu_ok "$TANSU_BIN" && return
+    log "installing tansu $TANSU_VERSION into $cargo_home/bin (takes ~8 minutes the first time)"
+    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore \
+        --root "$cargo_home"
+    TANSU_BIN=$cargo_home/bin/tansu
+    tansu_ok "$TANSU_BIN" \
+        || die "$TANSU_BIN does not report version $TANSU_VERSION after cargo install"
+}
+
+start_tansu() {
+    local port pid logfile=$SERVICES_DIR/tansu.log
+    ensure_tansu
+    port=$(free_port)
+    log "starting tansu $TANSU_VERSION on 127.0.0.1:$port (log: ${logfile#"$REPO_ROOT"/})"
+    # Run from the services dir: tansu reads a .env file from its working directory. Its flags
+    # also have env-var twins (LISTENER_URL, STORAGE_ENGINE, ...); the flags below win over them.
+    (
+        cd "$SERVICES_DIR"
+        unset SCHEMA_REGISTRY OTEL_EXPORTER_OTLP_ENDPOINT
+        RUST_LOG=${TANSU_LOG:-warn} exec "$TANSU_BIN" broker \
+            --cluster-id govlink-test \
+            --listener-url "tcp://127.0.0.1:$port" \
+            --advertised-listener-url "tcp://127.0.0.1:$port" \
+            --storage-engine memory://tansu/
+    ) </dev/null >"$logfile" 2>&1 &
+    pid=$!
+    remember "$pid" tansu
+    wait_until tansu "$pid" "$logfile" port_open "$port"
+    log "tansu ready (pid $pid)"
+    GOVLINK_TEST_KAFKA=127.0.0.1:$port
+}
+
+# ---------------------------------------------------------------- redis
+# Succeeds when a Redis on 127.0.0.1:$1 answers PING (no redis-cli needed).
+# shellcheck disable=SC2317 # invoked through wait_until
+redis_ping() {
+    local reply
+    reply=$(
+        exec 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'PING\r\n' >&3
+        IFS= read -r -t 2 reply <&3 && printf '%s' "$reply"
+    ) || return 1
+    [[ $reply == +PONG* ]]
+}
+
+start_redis() {
+    local port pid logfile=$SERVICES_DIR/redis.log
+    port=$(free_port)
+    log "starting redis-server on 127.0.0.1:$port (log: ${logfile#"$REPO_ROOT"/})"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --daemonize no --dir "$SERVICES_DIR" --logfile "" \
+        </dev/null >"$logfile" 2>&1 &
+    pid=$!
+    remember "$pid" redis-server
+    wait_until redis-server "$pid" "$logfile" redis_ping "$port"
+    log "redis-server ready (pid $pid)"
+    GOVLINK_TEST_REDIS=redis://127.0.0.1:$port/
+}
+
+# ---------------------------------------------------------------- main
+only_services=${GOVLINK_TEST_ONLY_SERVICES:-0}
+[[ $only_services == 0 ]] && only_services=
+
+if [[ -z $only_services ]]; then
+    log "cargo fmt --check"
+    cargo fmt --check
+    log "cargo clippy --all-targets -- -D warnings"
+    cargo clippy --all-targets -- -D warnings
+fi
+
+mkdir -p "$SERVICES_DIR"
+
+if [[ -n ${GOVLINK_TEST_KAFKA:-} ]]; then
+    log "using the Kafka broker at $GOVLINK_TEST_KAFKA (GOVLINK_TEST_KAFKA is set; starting none)"
+else
+    start_tansu
+fi
+
+if [[ -n ${GOVLINK_TEST_REDIS:-} ]]; then
+    log "using the Redis at $GOVLINK_TEST_REDIS (GOVLINK_TEST_REDIS is set; starting none)"
+elif [[ -n ${REDIS_URL:-} ]]; then
+    GOVLINK_TEST_REDIS=$REDIS_URL
+    log "using the Redis at $GOVLINK_TEST_REDIS (from REDIS_URL; starting none)"
+elif command -v redis-server >/dev/null 2>&1; then
+    start_redis
+else
+    GOVLINK_TEST_REDIS=redis://127.0.0.1:6379/
+    log "no redis-server on PATH; using the Redis at $GOVLINK_TEST_REDIS"
+fi
+
+export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS
+log "GOVLINK_TEST_KAFKA=$GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS"
+
+if [[ -n $only_services ]]; then
+    printf 'export GOVLINK_TEST_KAFKA=%q\nexport GOVLINK_TEST_REDIS=%q\n' \
+        "$GOVLINK_TEST_KAFKA" "$GOVLINK_TEST_REDIS"
+    if ((${#STARTED_PIDS[@]} == 0)); then
+        log "started nothing; done"
+        exit 0
+    fi
+    log "services up; press Ctrl-C (or send SIGTERM) to stop them"
+    while true; do
+        for pid in "${STARTED_PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null || die "a service exited unexpectedly; see $SERVICES_DIR"
+        done
+        sleep 1
+    done
+fi
+
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+    # Doc tests first (nextest does not run them), so the run closes on nextest's summary.
+    if (($# > 0)); then
+        log "skipping doc tests (test arguments given)"
+    elif [[ -f src/lib.rs ]]; then
+        log "cargo test --doc"
+        cargo test --doc || status=$?
+    fi
+    log "cargo nextest run --no-fail-fast${*:+ $*}"
+    cargo nextest run --no-fail-fast "$@" || { rc=$?; ((status != 0)) || status=$rc; }
+else
+    log "cargo-nextest not found; cargo test${*:+ $*}"
+    cargo test "$@" || status=$?
+fi
+
+if ((status == 0)); then log "all checks passed"; else log "tests failed (exit $status)"; fi
+exit "$status"
