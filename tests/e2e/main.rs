@@ -11,4 +11,5 @@ mod demo;
 mod helpers;
 mod materialize;
 mod publish;
+mod roles;
 mod store_contract;

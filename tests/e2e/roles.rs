@@ -1,0 +1,118 @@
+//! The production shape: an adapter and a resolver as separate apps. A resolver that stops
+//! and starts again resumes from its group's commits and loses nothing published meanwhile.
+
+use std::time::Duration;
+
+use govlink::app::Role;
+use govlink::proto::{self, Agency, GetRecordRequest, Position};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tonic::Code;
+
+use crate::helpers::*;
+
+async fn publish(adapter: &TestApp, id: &str, version: u64) -> Position {
+    position(
+        &adapter
+            .police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta(id, version),
+                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+}
+
+async fn version_of(resolver: &TestApp, id: &str, after: &[Position]) -> u64 {
+    resolver
+        .resolver()
+        .get_record(GetRecordRequest {
+            record_key: format!("public-security/household_registration/{id}"),
+            min_positions: after.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap()
+        .version
+}
+
+#[tokio::test]
+async fn a_restarted_resolver_resumes_and_loses_nothing_published_while_it_was_down() {
+    let settings = test_settings();
+    let adapter = spawn_app_with(settings.clone(), Role::Adapter(Agency::PublicSecurity)).await;
+    let resolver = spawn_app_with(settings.clone(), Role::Resolver).await;
+
+    // Each app serves only its own role.
+    let status = adapter
+        .resolver()
+        .get_record(GetRecordRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    let status = adapter
+        .housing()
+        .publish_property_title(proto::PublishPropertyTitleRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unimplemented,
+        "an adapter serves its own agency only"
+    );
+    let status = resolver
+        .police()
+        .publish_identity(proto::PublishIdentityRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+
+    let first = publish(&adapter, "h-1", 1).await;
+    assert_eq!(
+        version_of(&resolver, "h-1", std::slice::from_ref(&first)).await,
+        1
+    );
+    resolver.stop().await;
+    // What was materialized is committed for the group: the next member starts after it.
+    assert_eq!(
+        committed(&settings.consumer_group, &first).await,
+        first.offset + 1
+    );
+
+    let while_down = [
+        publish(&adapter, "h-1", 2).await,
+        publish(&adapter, "h-2", 1).await,
+    ];
+    let resolver = spawn_app_with(settings.clone(), Role::Resolver).await;
+    assert_eq!(version_of(&resolver, "h-1", &while_down).await, 2);
+    assert_eq!(version_of(&resolver, "h-2", &while_down).await, 1);
+
+    resolver.stop().await;
+    adapter.stop().await;
+}
+
+/// The offset `group` has committed for the partition of `at`, asked of the broker.
+async fn committed(group: &str, at: &Position) -> i64 {
+    let (group, at) = (group.to_owned(), at.clone());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka())
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&at.topic, at.partition);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        match committed.elements()[0].offset() {
+            Offset::Offset(o) => o,
+            other => panic!("nothing committed: {other:?}"),
+        }
+    })
+    .await
+    .unwrap()
+}
