@@ -18,17 +18,20 @@ use std::time::{Duration, SystemTime};
 use futures::future::join_all;
 use prost::Message;
 use tokio::time::Instant;
-use tonic::{Code, Status};
+use tonic::{Code, Request, Response, Status};
 
-use crate::grpc::invalid_argument;
+use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{PublishError, Publisher, Topics};
-use crate::proto::{Agency, Op, PublishAck, PublishMeta, RecordEvent, record_event::Payload};
+use crate::proto::{
+    Agency, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
+    record_event::Payload,
+};
 use crate::records::{
     RecordType, Violations, agency_slug, subjects_of, validate_meta, validate_payload,
 };
 
 /// What one request item asks to publish, before validation.
-pub(crate) struct Item {
+struct Item {
     meta: Option<PublishMeta>,
     body: Body,
     /// Where the meta and the record sit in the request, for field violations.
@@ -43,7 +46,7 @@ enum Body {
 
 impl Item {
     /// A new version of a record, as in a single publish RPC (`meta`, `record`).
-    pub(crate) fn upsert(meta: Option<PublishMeta>, payload: Option<Payload>) -> Item {
+    fn upsert(meta: Option<PublishMeta>, payload: Option<Payload>) -> Item {
         Item {
             meta,
             body: Body::Upsert(payload),
@@ -53,7 +56,7 @@ impl Item {
     }
 
     /// The deletion of a record, as in `DeleteRecord` (`record_type`, `meta`).
-    pub(crate) fn delete(meta: Option<PublishMeta>, record_type: String) -> Item {
+    fn delete(meta: Option<PublishMeta>, record_type: String) -> Item {
         Item {
             meta,
             body: Body::Delete(record_type),
@@ -63,7 +66,7 @@ impl Item {
     }
 
     /// Item `index` of a batch whose record sits in the oneof field `field`.
-    pub(crate) fn in_batch(mut self, index: usize, field: &str) -> Item {
+    fn in_batch(mut self, index: usize, field: &str) -> Item {
         self.meta_path = format!("items[{index}].meta");
         self.body_path = format!("items[{index}].{field}");
         self
@@ -96,13 +99,68 @@ impl PublishPath {
         })
     }
 
-    /// The longest a publish waits for the broker.
-    pub(crate) fn max_wait(&self) -> Duration {
-        self.max_wait
+    /// A single-record publish RPC: `split` takes the request apart into meta and payload.
+    pub(crate) async fn upsert_rpc<T>(
+        &self,
+        agency: Agency,
+        request: Request<T>,
+        split: impl FnOnce(T) -> (Option<PublishMeta>, Option<Payload>),
+    ) -> Result<Response<PublishAck>, Status> {
+        let deadline = deadline(&request, self.max_wait);
+        let (meta, payload) = split(request.into_inner());
+        self.publish(agency, Item::upsert(meta, payload), deadline)
+            .await
+            .map(Response::new)
+    }
+
+    /// The `DeleteRecord` RPC of `agency`.
+    pub(crate) async fn delete_rpc(
+        &self,
+        agency: Agency,
+        request: Request<DeleteRecordRequest>,
+    ) -> Result<Response<PublishAck>, Status> {
+        let deadline = deadline(&request, self.max_wait);
+        let r = request.into_inner();
+        self.publish(agency, Item::delete(r.meta, r.record_type), deadline)
+            .await
+            .map(Response::new)
+    }
+
+    /// The `PublishBatch` RPC of `agency`: `split` takes one batch item apart into its meta
+    /// and its oneof — a record (`Ok`) or a deleted record type (`Err`) — with the oneof
+    /// field's name; `None` when the oneof is unset.
+    pub(crate) async fn batch_rpc<T, I>(
+        &self,
+        agency: Agency,
+        request: Request<T>,
+        items: impl FnOnce(T) -> Vec<I>,
+        split: impl Fn(
+            I,
+        ) -> (
+            Option<PublishMeta>,
+            Option<(Result<Payload, String>, &'static str)>,
+        ),
+    ) -> Result<Response<PublishBatchResponse>, Status> {
+        let deadline = deadline(&request, self.max_wait);
+        let items = items(request.into_inner())
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match split(item) {
+                (meta, Some((Ok(payload), field))) => {
+                    Item::upsert(meta, Some(payload)).in_batch(i, field)
+                }
+                (meta, Some((Err(record_type), field))) => {
+                    Item::delete(meta, record_type).in_batch(i, field)
+                }
+                (meta, None) => Item::upsert(meta, None).in_batch(i, "record"),
+            })
+            .collect();
+        let acks = self.publish_batch(agency, items, deadline).await?;
+        Ok(Response::new(PublishBatchResponse { acks }))
     }
 
     /// Validates and publishes one item of `agency`.
-    pub(crate) async fn publish(
+    async fn publish(
         &self,
         agency: Agency,
         item: Item,
@@ -118,7 +176,7 @@ impl PublishPath {
 
     /// Validates every item of a batch, then publishes them all; nothing is published if
     /// any item is invalid. The acks come back in item order.
-    pub(crate) async fn publish_batch(
+    async fn publish_batch(
         &self,
         agency: Agency,
         items: Vec<Item>,
@@ -280,12 +338,4 @@ fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<Re
         published_at: Some(SystemTime::now().into()),
         payload,
     })
-}
-
-/// A batch item: a record (`Ok`) or the deletion of a record of the named type (`Err`).
-fn batch_item(meta: Option<PublishMeta>, body: Result<Payload, String>) -> Item {
-    match body {
-        Ok(payload) => Item::upsert(meta, Some(payload)),
-        Err(record_type) => Item::delete(meta, record_type),
-    }
 }

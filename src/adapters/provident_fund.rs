@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Item, PublishPath};
-use crate::grpc::deadline;
+use super::PublishPath;
 use crate::proto::provident_fund_adapter_server::ProvidentFundAdapter;
 use crate::proto::provident_fund_batch_item::Record;
 use crate::proto::{
@@ -24,62 +23,49 @@ impl ProvidentFundAdapter for ProvidentFund {
         &self,
         request: Request<PublishAccountRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let r = request.into_inner();
-        let item = Item::upsert(r.meta, r.record.map(Payload::ProvidentFundAccount));
         self.0
-            .publish(AGENCY, item, deadline)
+            .upsert_rpc(AGENCY, request, |r| {
+                (r.meta, r.record.map(Payload::ProvidentFundAccount))
+            })
             .await
-            .map(Response::new)
     }
 
     async fn publish_loan(
         &self,
         request: Request<PublishLoanRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let r = request.into_inner();
-        let item = Item::upsert(r.meta, r.record.map(Payload::ProvidentFundLoan));
         self.0
-            .publish(AGENCY, item, deadline)
+            .upsert_rpc(AGENCY, request, |r| {
+                (r.meta, r.record.map(Payload::ProvidentFundLoan))
+            })
             .await
-            .map(Response::new)
     }
 
     async fn delete_record(
         &self,
         request: Request<DeleteRecordRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let r = request.into_inner();
-        let item = Item::delete(r.meta, r.record_type);
-        self.0
-            .publish(AGENCY, item, deadline)
-            .await
-            .map(Response::new)
+        self.0.delete_rpc(AGENCY, request).await
     }
 
     async fn publish_batch(
         &self,
         request: Request<PublishProvidentFundBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let items = request
-            .into_inner()
-            .items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let (body, field) = match item.record {
-                    Some(Record::Account(r)) => (Ok(Payload::ProvidentFundAccount(r)), "account"),
-                    Some(Record::Loan(r)) => (Ok(Payload::ProvidentFundLoan(r)), "loan"),
-                    Some(Record::DeletedRecordType(t)) => (Err(t), "deleted_record_type"),
-                    None => return Item::upsert(item.meta, None).in_batch(i, "record"),
-                };
-                super::batch_item(item.meta, body).in_batch(i, field)
-            })
-            .collect();
-        let acks = self.0.publish_batch(AGENCY, items, deadline).await?;
-        Ok(Response::new(PublishBatchResponse { acks }))
+        self.0
+            .batch_rpc(
+                AGENCY,
+                request,
+                |r| r.items,
+                |item| {
+                    let record = item.record.map(|record| match record {
+                        Record::Account(r) => (Ok(Payload::ProvidentFundAccount(r)), "account"),
+                        Record::Loan(r) => (Ok(Payload::ProvidentFundLoan(r)), "loan"),
+                        Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
+                    });
+                    (item.meta, record)
+                },
+            )
+            .await
     }
 }

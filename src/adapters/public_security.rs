@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Item, PublishPath};
-use crate::grpc::deadline;
+use super::PublishPath;
 use crate::proto::public_security_adapter_server::PublicSecurityAdapter;
 use crate::proto::public_security_batch_item::Record;
 use crate::proto::{
@@ -25,65 +24,52 @@ impl PublicSecurityAdapter for PublicSecurity {
         &self,
         request: Request<PublishIdentityRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let r = request.into_inner();
-        let item = Item::upsert(r.meta, r.record.map(Payload::Identity));
         self.0
-            .publish(AGENCY, item, deadline)
+            .upsert_rpc(AGENCY, request, |r| {
+                (r.meta, r.record.map(Payload::Identity))
+            })
             .await
-            .map(Response::new)
     }
 
     async fn publish_household_registration(
         &self,
         request: Request<PublishHouseholdRegistrationRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let r = request.into_inner();
-        let item = Item::upsert(r.meta, r.record.map(Payload::HouseholdRegistration));
         self.0
-            .publish(AGENCY, item, deadline)
+            .upsert_rpc(AGENCY, request, |r| {
+                (r.meta, r.record.map(Payload::HouseholdRegistration))
+            })
             .await
-            .map(Response::new)
     }
 
     async fn delete_record(
         &self,
         request: Request<DeleteRecordRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let r = request.into_inner();
-        let item = Item::delete(r.meta, r.record_type);
-        self.0
-            .publish(AGENCY, item, deadline)
-            .await
-            .map(Response::new)
+        self.0.delete_rpc(AGENCY, request).await
     }
 
     async fn publish_batch(
         &self,
         request: Request<PublishPublicSecurityBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
-        let deadline = deadline(&request, self.0.max_wait());
-        let items = request
-            .into_inner()
-            .items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let (body, field) = match item.record {
-                    Some(Record::Identity(r)) => (Ok(Payload::Identity(r)), "identity"),
-                    Some(Record::HouseholdRegistration(r)) => (
-                        Ok(Payload::HouseholdRegistration(r)),
-                        "household_registration",
-                    ),
-                    Some(Record::DeletedRecordType(t)) => (Err(t), "deleted_record_type"),
-                    None => return Item::upsert(item.meta, None).in_batch(i, "record"),
-                };
-                super::batch_item(item.meta, body).in_batch(i, field)
-            })
-            .collect();
-        let acks = self.0.publish_batch(AGENCY, items, deadline).await?;
-        Ok(Response::new(PublishBatchResponse { acks }))
+        self.0
+            .batch_rpc(
+                AGENCY,
+                request,
+                |r| r.items,
+                |item| {
+                    let record = item.record.map(|record| match record {
+                        Record::Identity(r) => (Ok(Payload::Identity(r)), "identity"),
+                        Record::HouseholdRegistration(r) => (
+                            Ok(Payload::HouseholdRegistration(r)),
+                            "household_registration",
+                        ),
+                        Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
+                    });
+                    (item.meta, record)
+                },
+            )
+            .await
     }
 }
