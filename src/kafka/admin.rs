@@ -1,6 +1,7 @@
 //! Topic administration: govlink creates the topics it needs at start-up, because
 //! production brokers (and the test broker) do not auto-create them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -46,11 +47,11 @@ pub async fn ensure_topics(
     specs: &[TopicSpec],
     timeout: Duration,
 ) -> Result<(), AdminError> {
-    let admin: AdminClient<DefaultClientContext> =
-        super::client_config(bootstrap, "govlink-admin").create()?;
+    let admin: Arc<AdminClient<DefaultClientContext>> =
+        Arc::new(super::client_config(bootstrap, "govlink-admin").create()?);
     // Create only what is missing: an existing topic keeps its settings, and a deployment
     // whose principal may not create topics still starts when they exist.
-    let missing = missing_topics(&admin, specs);
+    let missing = missing_topics(&admin, specs).await;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .filter(|spec| missing.contains(&spec.name))
@@ -84,7 +85,7 @@ pub async fn ensure_topics(
     // Creation is asynchronous on some brokers: wait until every topic has its leaders.
     let deadline = Instant::now() + timeout;
     loop {
-        let missing = missing_topics(&admin, specs);
+        let missing = missing_topics(&admin, specs).await;
         if missing.is_empty() {
             return Ok(());
         }
@@ -95,9 +96,17 @@ pub async fn ensure_topics(
     }
 }
 
-fn missing_topics(admin: &AdminClient<DefaultClientContext>, specs: &[TopicSpec]) -> Vec<String> {
-    // Metadata is a blocking call; it is short and only runs at start-up.
-    let Ok(metadata) = admin.inner().fetch_metadata(None, Duration::from_secs(5)) else {
+async fn missing_topics(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    specs: &[TopicSpec],
+) -> Vec<String> {
+    let client = Arc::clone(admin);
+    // A metadata request blocks on the broker: keep it off the async workers.
+    let metadata = tokio::task::spawn_blocking(move || {
+        client.inner().fetch_metadata(None, Duration::from_secs(5))
+    })
+    .await;
+    let Ok(Ok(metadata)) = metadata else {
         return specs.iter().map(|s| s.name.clone()).collect();
     };
     specs

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, sleep, timeout_at};
@@ -99,7 +99,8 @@ impl Materializer {
             tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
                 .await;
         match committed {
-            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(_))) => {}
+            // Nothing stored since the last commit: nothing to do.
+            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit failed"),
             Err(e) => tracing::warn!(error = %e, "final offset commit panicked"),
         }
