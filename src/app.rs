@@ -82,12 +82,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the compiled descriptor set is valid");
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+    };
     let mut routes = RoutesBuilder::default();
-    routes.add_service(health).add_service(reflection);
+    // Both reflection versions: older grpcurl and IDE clients only speak v1alpha.
+    routes
+        .add_service(health)
+        .add_service(
+            reflection()
+                .build_v1()
+                .expect("the compiled descriptor set is valid"),
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()
+                .expect("the compiled descriptor set is valid"),
+        );
     if let Some((path, agencies)) = services.adapters {
         for agency in agencies {
             match agency {

@@ -70,6 +70,32 @@ async fn a_restarted_resolver_resumes_and_loses_nothing_published_while_it_was_d
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
 
+    // Health and reflection describe what each app serves.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(adapter.channel.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "govlink.v1.PublicSecurityAdapter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "govlink.v1.Resolver".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        reflected_services(&resolver)
+            .await
+            .contains(&"govlink.v1.Resolver".to_owned())
+    );
+
     let first = publish(&adapter, "h-1", 1).await;
     assert_eq!(
         version_of(&resolver, "h-1", std::slice::from_ref(&first)).await,
@@ -115,4 +141,28 @@ async fn committed(group: &str, at: &Position) -> i64 {
     })
     .await
     .unwrap()
+}
+
+/// The services an app lists through gRPC server reflection.
+async fn reflected_services(app: &TestApp) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match responses.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer: {other:?}"),
+    }
 }
