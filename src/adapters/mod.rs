@@ -27,7 +27,7 @@ use crate::proto::{
     record_event::Payload,
 };
 use crate::records::{
-    RecordType, Violations, agency_slug, subjects_of, validate_meta, validate_payload,
+    RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta, validate_payload,
 };
 
 /// What one request item asks to publish, before validation.
@@ -198,7 +198,7 @@ impl PublishPath {
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
-        let events: Vec<Option<RecordEvent>> = items
+        let events: Vec<Option<Prepared>> = items
             .into_iter()
             .map(|item| prepare(agency, item, &mut violations))
             .collect();
@@ -226,22 +226,16 @@ impl PublishPath {
         Ok(results.into_iter().flatten().collect())
     }
 
-    async fn send(&self, event: RecordEvent, deadline: Instant) -> Result<PublishAck, Status> {
-        let agency = Agency::try_from(event.agency).unwrap_or(Agency::Unspecified);
+    async fn send(&self, prepared: Prepared, deadline: Instant) -> Result<PublishAck, Status> {
+        let Prepared { agency, key, event } = prepared;
         let topic = self.topics.records(agency);
-        let key = format!(
-            "{}/{}/{}",
-            agency_slug(agency),
-            event.record_type,
-            event.record_id
-        );
         let payload = event.encode_to_vec();
         let started = std::time::Instant::now();
         let result = self
             .publisher
             .publish(
                 &topic,
-                &key,
+                key.as_str().as_bytes(),
                 &payload,
                 &[("govlink-schema", b"govlink.v1.RecordEvent")],
                 deadline,
@@ -260,7 +254,7 @@ impl PublishPath {
                 );
                 Ok(PublishAck {
                     event_id: event.event_id,
-                    record_key: key,
+                    record_key: key.to_string(),
                     version: event.version,
                     position: Some(position),
                 })
@@ -285,9 +279,16 @@ impl PublishPath {
     }
 }
 
+/// An item that passed validation: the event and where it goes.
+struct Prepared {
+    agency: Agency,
+    key: RecordKey,
+    event: RecordEvent,
+}
+
 /// Validates an item into the event to publish; `None` (with violations) when invalid.
-fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<RecordEvent> {
-    let before = violations.iter().count();
+fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<Prepared> {
+    let before = violations.len();
     validate_meta(item.meta.as_ref(), &item.meta_path, violations);
     let (record_type, op, payload) = match item.body {
         Body::Upsert(None) => {
@@ -317,7 +318,7 @@ fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<Re
             }
         },
     };
-    if violations.iter().count() > before {
+    if violations.len() > before {
         return None;
     }
     let meta = item.meta?;
@@ -325,7 +326,7 @@ fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<Re
         .as_ref()
         .map(|p| subjects_of(p).iter().map(|s| s.to_proto()).collect())
         .unwrap_or_default();
-    Some(RecordEvent {
+    let event = RecordEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         agency: agency as i32,
         record_type: record_type.as_str().to_owned(),
@@ -337,5 +338,10 @@ fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<Re
         occurred_at: meta.occurred_at,
         published_at: Some(SystemTime::now().into()),
         payload,
+    };
+    Some(Prepared {
+        agency,
+        key: RecordKey::new(record_type, &event.record_id),
+        event,
     })
 }

@@ -71,7 +71,7 @@ impl Publisher {
     pub async fn publish(
         &self,
         topic: &str,
-        key: &str,
+        key: &[u8],
         payload: &[u8],
         headers: &[Header<'_>],
         deadline: Instant,

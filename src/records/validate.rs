@@ -36,6 +36,11 @@ impl Violations {
         });
     }
 
+    /// How many rules were broken.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Whether no rule was broken.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

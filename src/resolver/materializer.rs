@@ -4,6 +4,7 @@
 //! dead-letter topic with the reason in headers; consumption never stops on one message.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::store::{RecordWrite, Store};
+use super::store::{Change, RecordWrite, Store};
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{Op, Position, RecordEvent};
+use crate::proto::{Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, subjects_of, validate_event};
 
 /// The first wait before retrying a failed store or dead-letter write; doubles up to
@@ -152,49 +153,36 @@ impl Materializer {
                 }
             }
         }
-
-        let mut backoff = FIRST_BACKOFF;
-        let outcome = loop {
-            match self.store.apply(&writes).await {
-                Ok(outcome) => break outcome,
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store write failed");
-                    if !pause(backoff, shutdown).await {
-                        return false;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
+        let Some(outcome) = retry("store write", shutdown, || self.store.apply(&writes)).await
+        else {
+            return false;
         };
 
-        let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        // The last offset of each partition in the batch.
+        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for m in &batch {
-            let entry = last
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_insert(m.offset());
-            *entry = (*entry).max(m.offset());
+            let offset = last.entry((m.topic(), m.partition())).or_insert(m.offset());
+            *offset = (*offset).max(m.offset());
         }
         let positions: Vec<Position> = last
             .iter()
-            .map(|((topic, partition), offset)| Position {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
+            .map(|(&(topic, partition), &offset)| Position {
+                topic: topic.to_owned(),
+                partition,
+                offset,
             })
             .collect();
-        let mut backoff = FIRST_BACKOFF;
-        while let Err(e) = self.store.advance_positions(&positions).await {
-            tracing::warn!(error = %e, "recording positions failed");
-            if !pause(backoff, shutdown).await {
-                return false;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        let recorded = retry("recording positions", shutdown, || {
+            self.store.advance_positions(&positions)
+        });
+        if recorded.await.is_none() {
+            return false;
         }
 
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in &last {
+        for (&(topic, partition), &offset) in &last {
             if let Err(e) =
-                offsets.add_partition_offset(topic, *partition, Offset::Offset(offset + 1))
+                offsets.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
             {
                 tracing::error!(error = %e, "cannot build offset list");
             }
@@ -214,8 +202,9 @@ impl Materializer {
         true
     }
 
-    /// Turns a message into a store write, or says why it cannot be one.
-    fn decode(&self, message: &OwnedMessage) -> Result<RecordWrite, String> {
+    /// Turns a message into a store write (borrowing its payload), or says why it cannot
+    /// be one.
+    fn decode<'m>(&self, message: &'m OwnedMessage) -> Result<RecordWrite<'m>, String> {
         let agency = self
             .topics
             .agency_of(message.topic())
@@ -228,16 +217,18 @@ impl Materializer {
         if message.key() != Some(key.as_str().as_bytes()) {
             return Err("message key is not the record key".into());
         }
-        let deleted = event.op == Op::Delete as i32;
-        let subjects = match &event.payload {
-            Some(p) if !deleted => subjects_of(p),
-            _ => Vec::new(),
+        // validate_event guarantees a payload for an upsert and none for a deletion.
+        let change = match &event.payload {
+            Some(p) => Change::Upsert {
+                subjects: subjects_of(p),
+                event: payload,
+            },
+            None => Change::Delete,
         };
         Ok(RecordWrite {
             key,
             version: event.version,
-            subjects,
-            event: (!deleted).then(|| payload.to_vec()),
+            change,
         })
     }
 
@@ -263,29 +254,37 @@ impl Materializer {
             ("govlink-dlq-partition", partition.as_bytes()),
             ("govlink-dlq-offset", offset.as_bytes()),
         ];
-        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let deadline = Instant::now() + DLQ_TIMEOUT;
-            match self
-                .dlq
-                .publish(
-                    &self.topics.dlq(),
-                    &key,
-                    message.payload().unwrap_or_default(),
-                    &headers,
-                    deadline,
-                )
-                .await
-            {
-                Ok(_) => return true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dead-letter publish failed");
-                    if !pause(backoff, shutdown).await {
-                        return false;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+        let topic = self.topics.dlq();
+        let published = retry("dead-letter publish", shutdown, || {
+            self.dlq.publish(
+                &topic,
+                message.key().unwrap_or_default(),
+                message.payload().unwrap_or_default(),
+                &headers,
+                Instant::now() + DLQ_TIMEOUT,
+            )
+        });
+        published.await.is_some()
+    }
+}
+
+/// Runs `attempt` until it succeeds, backing off between failures; `None` if shutdown
+/// came first.
+async fn retry<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed");
+                if !pause(backoff, shutdown).await {
+                    return None;
                 }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use govlink::proto::Position;
 use govlink::records::{RecordKey, RecordType, SubjectKey};
-use govlink::resolver::store::{ApplyOutcome, MemoryStore, RecordWrite, RedisStore, Store};
+use govlink::resolver::store::{ApplyOutcome, Change, MemoryStore, RecordWrite, RedisStore, Store};
 
 use crate::helpers::*;
 
@@ -28,21 +28,28 @@ fn subject(name: &str) -> SubjectKey {
     SubjectKey::from_stored(name)
 }
 
-fn write(id: &str, version: u64, subjects: &[&str]) -> RecordWrite {
+/// The encoded events the tests write, borrowed like a message payload. Leaked: a few
+/// bytes per write, for the life of one test process.
+fn event_text(id: &str, version: u64) -> &'static [u8] {
+    Box::leak(format!("{id}@{version}").into_bytes().into_boxed_slice())
+}
+
+fn write(id: &str, version: u64, subjects: &[&str]) -> RecordWrite<'static> {
     RecordWrite {
         key: key(id),
         version,
-        subjects: subjects.iter().map(|s| subject(s)).collect(),
-        event: Some(format!("{id}@{version}").into_bytes()),
+        change: Change::Upsert {
+            subjects: subjects.iter().map(|s| subject(s)).collect(),
+            event: event_text(id, version),
+        },
     }
 }
 
-fn delete(id: &str, version: u64) -> RecordWrite {
+fn delete(id: &str, version: u64) -> RecordWrite<'static> {
     RecordWrite {
         key: key(id),
         version,
-        subjects: vec![],
-        event: None,
+        change: Change::Delete,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{ApplyOutcome, RecordWrite, join_subjects, position_field, split_subjects};
+use super::{ApplyOutcome, RecordWrite, position_field, subject_updates};
 use crate::proto::Position;
 use crate::records::{RecordKey, SubjectKey};
 
@@ -43,7 +43,7 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn apply(&self, writes: &[RecordWrite]) -> ApplyOutcome {
+    pub(super) fn apply(&self, writes: &[RecordWrite<'_>]) -> ApplyOutcome {
         let mut state = self.lock();
         let mut outcome = ApplyOutcome::default();
         for w in writes {
@@ -54,25 +54,16 @@ impl MemoryStore {
             } else if entry.version == w.version && entry.version > 0 {
                 (entry.previous_subjects.clone(), entry.subjects.clone())
             } else {
-                let current = if w.event.is_some() {
-                    join_subjects(&w.subjects)
-                } else {
-                    String::new()
-                };
+                let current = w.stored_subjects();
                 entry.previous_subjects = std::mem::replace(&mut entry.subjects, current.clone());
                 entry.version = w.version;
-                entry.event = w.event.clone();
+                entry.event = w.event().map(<[u8]>::to_vec);
                 (entry.previous_subjects.clone(), current)
             };
             outcome.applied += 1;
-            let event = state.records[&w.key].event.clone();
-            for subject in split_subjects(&current) {
-                put(&mut state, subject, &w.key, w.version, event.clone());
-            }
-            for subject in
-                split_subjects(&previous).filter(|s| !split_subjects(&current).any(|c| c == *s))
-            {
-                put(&mut state, subject, &w.key, w.version, None);
+            for (subject, listed) in subject_updates(&previous, &current) {
+                let event = w.event().filter(|_| listed).map(<[u8]>::to_vec);
+                put(&mut state, subject, &w.key, w.version, event);
             }
         }
         outcome

@@ -24,17 +24,48 @@ pub use redis::RedisStore;
 use crate::proto::Position;
 use crate::records::{RecordKey, SubjectKey};
 
-/// One record version to materialize.
+/// One record version to materialize. It borrows the encoded event from the message it
+/// was read from, so a batch is written to the store without copying payloads.
 #[derive(Debug, Clone)]
-pub struct RecordWrite {
+pub struct RecordWrite<'a> {
     /// The record's key.
     pub key: RecordKey,
     /// Its version at the source.
     pub version: u64,
-    /// The subjects of this version (empty for a deletion).
-    pub subjects: Vec<SubjectKey>,
-    /// The encoded `RecordEvent`; `None` for a deletion.
-    pub event: Option<Vec<u8>>,
+    /// What this version does to the record.
+    pub change: Change<'a>,
+}
+
+/// A new version's content, or the record's deletion.
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    /// The record as of this version.
+    Upsert {
+        /// The subjects the record is about.
+        subjects: Vec<SubjectKey>,
+        /// The encoded `RecordEvent`.
+        event: &'a [u8],
+    },
+    /// The record no longer exists; it is listed under no subject.
+    Delete,
+}
+
+impl RecordWrite<'_> {
+    /// The encoded event, `None` for a deletion.
+    fn event(&self) -> Option<&[u8]> {
+        match &self.change {
+            Change::Upsert { event, .. } => Some(event),
+            Change::Delete => None,
+        }
+    }
+
+    /// The subjects of this version in stored form (empty for a deletion).
+    fn stored_subjects(&self) -> String {
+        match &self.change {
+            Change::Upsert { subjects, .. } => join_subjects(subjects),
+            Change::Delete => String::new(),
+        }
+    }
 }
 
 /// What a batch of writes did.
@@ -68,7 +99,7 @@ pub enum Store {
 
 impl Store {
     /// Applies a batch of writes in order.
-    pub async fn apply(&self, writes: &[RecordWrite]) -> Result<ApplyOutcome, StoreError> {
+    pub async fn apply(&self, writes: &[RecordWrite<'_>]) -> Result<ApplyOutcome, StoreError> {
         if writes.is_empty() {
             return Ok(ApplyOutcome::default());
         }
@@ -137,6 +168,20 @@ fn join_subjects(subjects: &[SubjectKey]) -> String {
 
 fn split_subjects(joined: &str) -> impl Iterator<Item = &str> {
     joined.split('\n').filter(|s| !s.is_empty())
+}
+
+/// Step two of an applied write, given the subjects the record entry returned: every
+/// current subject gets the version (`true`), every subject the previous version had and
+/// this one has not gets a tombstone (`false`).
+fn subject_updates<'s>(
+    previous: &'s str,
+    current: &'s str,
+) -> impl Iterator<Item = (&'s str, bool)> {
+    split_subjects(current).map(|s| (s, true)).chain(
+        split_subjects(previous)
+            .filter(move |p| !split_subjects(current).any(|c| c == *p))
+            .map(|s| (s, false)),
+    )
 }
 
 #[cfg(test)]

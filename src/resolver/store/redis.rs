@@ -12,10 +12,7 @@
 use redis::aio::ConnectionManager;
 use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind};
 
-use super::{
-    ApplyOutcome, RecordWrite, StoreError, join_subjects, position_field, split_subjects,
-    version_text,
-};
+use super::{ApplyOutcome, RecordWrite, StoreError, position_field, subject_updates, version_text};
 use crate::proto::Position;
 use crate::records::{RecordKey, SubjectKey};
 
@@ -121,21 +118,19 @@ impl RedisStore {
         format!("{}pos", self.prefix)
     }
 
-    pub(super) async fn apply(&self, writes: &[RecordWrite]) -> Result<ApplyOutcome, StoreError> {
+    pub(super) async fn apply(
+        &self,
+        writes: &[RecordWrite<'_>],
+    ) -> Result<ApplyOutcome, StoreError> {
         let mut step_one = redis::pipe();
         for w in writes {
-            let subjects = if w.event.is_some() {
-                join_subjects(&w.subjects)
-            } else {
-                String::new()
-            };
             step_one.add_command(evalsha(
                 &self.record_cas,
                 &[self.record_key(&w.key)],
                 &[
                     version_text(w.version).as_bytes(),
-                    w.event.as_deref().unwrap_or_default(),
-                    subjects.as_bytes(),
+                    w.event().unwrap_or_default(),
+                    w.stored_subjects().as_bytes(),
                 ],
             ));
         }
@@ -157,26 +152,15 @@ impl RedisStore {
             }
             outcome.applied += 1;
             let version = version_text(w.version);
-            let live = w.event.as_deref().unwrap_or_default();
-            for subject in split_subjects(current) {
-                let (flag, event): (&[u8], &[u8]) = if w.event.is_some() {
-                    (b"1", live)
-                } else {
-                    (b"0", b"")
+            for (subject, listed) in subject_updates(previous, current) {
+                let (flag, event): (&[u8], &[u8]) = match w.event() {
+                    Some(event) if listed => (b"1", event),
+                    _ => (b"0", b""),
                 };
                 step_two.add_command(evalsha(
                     &self.subject_cas,
                     &[self.subject_key(subject)],
                     &[w.key.as_str().as_bytes(), version.as_bytes(), flag, event],
-                ));
-            }
-            for subject in
-                split_subjects(previous).filter(|s| !split_subjects(current).any(|c| c == *s))
-            {
-                step_two.add_command(evalsha(
-                    &self.subject_cas,
-                    &[self.subject_key(subject)],
-                    &[w.key.as_str().as_bytes(), version.as_bytes(), b"0", b""],
                 ));
             }
         }
