@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
-use tonic::transport::Server;
 
 use crate::adapters::{Housing, ProvidentFund, PublicSecurity, PublishPath, SocialSecurity};
 use crate::config::{Settings, redact_url};
@@ -143,10 +141,7 @@ pub async fn serve(
             .await;
         routes.add_service(ResolverServer::new(resolver));
     }
-    Server::builder()
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+    crate::grpc::serve(listener, routes.routes(), shutdown).await
 }
 
 /// A built application, bound to its port, not yet serving.

@@ -1,9 +1,14 @@
-//! What every gRPC service of govlink shares: call deadlines and the mapping of field
+//! What every gRPC service of govlink shares: the server, call deadlines and the mapping of field
 //! violations to `INVALID_ARGUMENT` with rich `BadRequest` details.
 
+use std::future::Future;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -12,6 +17,19 @@ use crate::records::Violations;
 /// The part of a client's timeout kept back so our answer (say `UNAVAILABLE`) reaches it
 /// before its own timer fires: at most this, and at most a tenth of the timeout.
 const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
+/// Serves `routes` on `listener` until `shutdown` resolves; then stops accepting and lets
+/// in-flight calls finish.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
 
 /// The instant a call must be answered by: shortly before the client's `grpc-timeout`
 /// when it sent one, capped at `max`; otherwise `max`.
