@@ -6,9 +6,12 @@
 # 1. cargo fmt --check, then cargo clippy --all-targets -- -D warnings.
 # 2. Provisions the services the integration tests talk to, for the duration of the run:
 #      Kafka  a Tansu 0.6.0 broker (in-memory storage) on a free loopback port. Installed with
-#             `cargo install --locked tansu --version 0.6.0 --features dynostore` if missing.
+#             `cargo install --locked tansu --version 0.6.0 --features dynostore,libsql` if
+#             missing (17-19 minutes on a 2-core machine). The libsql feature lets fault
+#             tests start brokers of their own on SQLite storage, which survives a restart.
 #      Redis  a throwaway redis-server on a free loopback port (no persistence).
-#    and exports GOVLINK_TEST_KAFKA=127.0.0.1:PORT and GOVLINK_TEST_REDIS=redis://127.0.0.1:PORT/.
+#    and exports GOVLINK_TEST_KAFKA=127.0.0.1:PORT, GOVLINK_TEST_REDIS=redis://127.0.0.1:PORT/
+#    and GOVLINK_TEST_TANSU_BIN (the broker binary, for tests that stop and restart one).
 # 3. Runs the tests: `cargo test --doc` (when no ARGS are given; nextest does not run doc
 #    tests), then `cargo nextest run --no-fail-fast ARGS...`, or `cargo test ARGS...` without
 #    nextest.
@@ -31,6 +34,7 @@
 set -euo pipefail
 
 readonly TANSU_VERSION=0.6.0
+readonly TANSU_FEATURES=dynostore,libsql
 readonly WAIT_SECS=60
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -122,20 +126,29 @@ wait_until() {
 }
 
 # ---------------------------------------------------------------- kafka (tansu)
-# Succeeds when $1 is a tansu whose `--version` says "tansu 0.6.0".
+# Succeeds when $1 is a tansu whose `--version` says "tansu 0.6.0" and, when cargo installed
+# it, was built with the features above (cargo records them in .crates2.json).
 tansu_ok() {
-    local version
+    local version crates=${CARGO_HOME:-$HOME/.cargo}/.crates2.json
     [[ -x $1 ]] && version=$("$1" --version 2>/dev/null) || return 1
     version=${version%%$'\n'*}
-    [[ ${version##* } == "$TANSU_VERSION" ]]
+    [[ ${version##* } == "$TANSU_VERSION" ]] || return 1
+    [[ $1 == "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" && -f $crates ]] || return 0
+    python3 - "$crates" "$TANSU_FEATURES" <<'PY'
+import json, sys
+installed = json.load(open(sys.argv[1])).get("installs", {})
+wanted = set(sys.argv[2].split(","))
+ok = any(k.startswith("tansu ") and wanted <= set(v.get("features", [])) for k, v in installed.items())
+sys.exit(0 if ok else 1)
+PY
 }
 
 ensure_tansu() {
     local cargo_home=${CARGO_HOME:-$HOME/.cargo}
     TANSU_BIN=${TANSU_BIN:-$cargo_home/bin/tansu}
     tansu_ok "$TANSU_BIN" && return
-    log "installing tansu $TANSU_VERSION into $cargo_home/bin (takes ~8 minutes the first time)"
-    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore \
+    log "installing tansu $TANSU_VERSION ($TANSU_FEATURES) into $cargo_home/bin (17-19 minutes on 2 cores)"
+    cargo install --locked tansu --version "$TANSU_VERSION" --features "$TANSU_FEATURES" \
         --root "$cargo_home"
     TANSU_BIN=$cargo_home/bin/tansu
     tansu_ok "$TANSU_BIN" \
@@ -207,9 +220,12 @@ mkdir -p "$SERVICES_DIR"
 
 if [[ -n ${GOVLINK_TEST_KAFKA:-} ]]; then
     log "using the Kafka broker at $GOVLINK_TEST_KAFKA (GOVLINK_TEST_KAFKA is set; starting none)"
+    # Tests that stop and restart a broker of their own still need Tansu.
+    ensure_tansu
 else
     start_tansu
 fi
+GOVLINK_TEST_TANSU_BIN=$TANSU_BIN
 
 if [[ -n ${GOVLINK_TEST_REDIS:-} ]]; then
     log "using the Redis at $GOVLINK_TEST_REDIS (GOVLINK_TEST_REDIS is set; starting none)"
@@ -223,12 +239,12 @@ else
     log "no redis-server on PATH; using the Redis at $GOVLINK_TEST_REDIS"
 fi
 
-export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS
+export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS GOVLINK_TEST_TANSU_BIN
 log "GOVLINK_TEST_KAFKA=$GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS"
 
 if [[ -n $only_services ]]; then
-    printf 'export GOVLINK_TEST_KAFKA=%q\nexport GOVLINK_TEST_REDIS=%q\n' \
-        "$GOVLINK_TEST_KAFKA" "$GOVLINK_TEST_REDIS"
+    printf 'export GOVLINK_TEST_KAFKA=%q\nexport GOVLINK_TEST_REDIS=%q\nexport GOVLINK_TEST_TANSU_BIN=%q\n' \
+        "$GOVLINK_TEST_KAFKA" "$GOVLINK_TEST_REDIS" "$GOVLINK_TEST_TANSU_BIN"
     if ((${#STARTED_PIDS[@]} == 0)); then
         log "started nothing; done"
         exit 0

@@ -1,20 +1,28 @@
-//! Wiring: builds the servers a command runs from `Settings`, serves them on a bound
-//! listener until a shutdown future resolves, then shuts down in order — stop accepting,
-//! finish in-flight calls, flush the producer, commit offsets — within a grace period.
+//! Wiring: builds what a command runs from `Settings` — each role contributes its gRPC
+//! services and its supervised tasks — serves them on a bound listener until a shutdown
+//! future resolves or a task fails, then shuts down in order within one grace period:
+//! stop accepting, finish in-flight calls, stop the tasks (the materializer commits its
+//! offsets), flush the producer.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::adapters::{Housing, ProvidentFund, PublicSecurity, PublishPath, SocialSecurity};
 use crate::config::{Settings, redact_url};
-use crate::kafka::{AdminError, EmbeddedBroker, Publisher, TopicSpec, Topics, ensure_topics};
+use crate::kafka::{
+    AdminError, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs, ensure_topics,
+};
 use crate::proto::{
     self, Agency, housing_adapter_server::HousingAdapterServer,
     provident_fund_adapter_server::ProvidentFundAdapterServer,
@@ -23,7 +31,7 @@ use crate::proto::{
 };
 use crate::records::AGENCIES;
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
-use crate::resolver::{Materializer, MaterializerConfig, ResolverService};
+use crate::resolver::{Materializer, MaterializerConfig, Positions, ResolverService};
 
 /// What a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,130 +60,106 @@ pub enum AppError {
     /// The store could not be reached.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// The materializer could not start.
-    #[error(transparent)]
-    Materializer(#[from] crate::resolver::MaterializerError),
     /// The listener could not be bound or served.
     #[error("grpc server: {0}")]
     Io(#[from] std::io::Error),
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A supervised task stopped while the app was serving; the app stopped with it so
+    /// a supervisor can restart the process.
+    #[error("{task} stopped: {reason}")]
+    TaskFailed {
+        /// The task's name.
+        task: &'static str,
+        /// Why it stopped.
+        reason: String,
+    },
 }
 
-/// The gRPC services one server hosts.
+/// Serves a gRPC service in `parts`, reported SERVING in gRPC health while the app is
+/// healthy. (A macro: tonic's bound on services names a type of one of its private
+/// dependencies.)
+macro_rules! serve {
+    ($parts:expr, $service:expr) => {{
+        let service = $service;
+        $parts.services.push(service_name(&service));
+        $parts.routes.add_service(service);
+    }};
+}
+
+fn service_name<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+/// A task's future: runs until its token is cancelled; ending earlier is a failure.
+type TaskFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A long-running task of a role, supervised by the app.
+struct Task {
+    name: &'static str,
+    run: Box<dyn FnOnce(CancellationToken) -> TaskFuture + Send>,
+}
+
+/// What roles contribute to a process: gRPC services (and their names, for health) and
+/// tasks to supervise.
 #[derive(Default)]
-pub struct Services {
-    /// The publish path the adapters share, and the agencies to serve adapters for.
-    pub adapters: Option<(Arc<PublishPath>, Vec<Agency>)>,
-    /// The resolver's lookups.
-    pub resolver: Option<ResolverService>,
+pub struct Parts {
+    routes: RoutesBuilder,
+    services: Vec<&'static str>,
+    tasks: Vec<Task>,
 }
 
-/// Serves `services` (plus gRPC health and reflection) on `listener` until `shutdown`
-/// resolves; then stops accepting and lets in-flight calls finish.
-pub async fn serve(
-    listener: TcpListener,
-    services: Services,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-    };
-    let mut routes = RoutesBuilder::default();
-    // Both reflection versions: older grpcurl and IDE clients only speak v1alpha.
-    routes
-        .add_service(health)
-        .add_service(
-            reflection()
-                .build_v1()
-                .expect("the compiled descriptor set is valid"),
-        )
-        .add_service(
-            reflection()
-                .build_v1alpha()
-                .expect("the compiled descriptor set is valid"),
-        );
-    if let Some((path, agencies)) = services.adapters {
-        for agency in agencies {
-            match agency {
-                Agency::SocialSecurity => {
-                    health_reporter
-                        .set_serving::<SocialSecurityAdapterServer<SocialSecurity>>()
-                        .await;
-                    routes.add_service(SocialSecurityAdapterServer::new(SocialSecurity(
-                        Arc::clone(&path),
-                    )));
-                }
-                Agency::PublicSecurity => {
-                    health_reporter
-                        .set_serving::<PublicSecurityAdapterServer<PublicSecurity>>()
-                        .await;
-                    routes.add_service(PublicSecurityAdapterServer::new(PublicSecurity(
-                        Arc::clone(&path),
-                    )));
-                }
-                Agency::Housing => {
-                    health_reporter
-                        .set_serving::<HousingAdapterServer<Housing>>()
-                        .await;
-                    routes.add_service(HousingAdapterServer::new(Housing(Arc::clone(&path))));
-                }
-                Agency::ProvidentFund => {
-                    health_reporter
-                        .set_serving::<ProvidentFundAdapterServer<ProvidentFund>>()
-                        .await;
-                    routes.add_service(ProvidentFundAdapterServer::new(ProvidentFund(Arc::clone(
-                        &path,
-                    ))));
-                }
-                Agency::Unspecified => {}
-            }
-        }
+impl Parts {
+    /// Supervises a task: it gets a token cancelled at shutdown (after in-flight calls
+    /// finished); if it ends before that, the app stops with an error.
+    fn supervise<F>(
+        &mut self,
+        name: &'static str,
+        run: impl FnOnce(CancellationToken) -> F + Send + 'static,
+    ) where
+        F: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.tasks.push(Task {
+            name,
+            run: Box::new(move |token| Box::pin(run(token))),
+        });
     }
-    if let Some(resolver) = services.resolver {
-        health_reporter
-            .set_serving::<ResolverServer<ResolverService>>()
-            .await;
-        routes.add_service(ResolverServer::new(resolver));
-    }
-    crate::grpc::serve(listener, routes.routes(), shutdown).await
 }
 
-/// A built application, bound to its port, not yet serving.
-pub struct App {
-    listener: TcpListener,
-    services: Services,
-    publisher: Option<Publisher>,
-    materializer: Option<Materializer>,
+/// The broker a process talks to and the topics it needs, ensured at start-up.
+pub(crate) struct Kafka {
+    pub(crate) bootstrap: String,
+    pub(crate) topics: Topics,
+    /// Record topic → partition count.
+    pub(crate) partitions: std::collections::BTreeMap<String, i32>,
     /// Kept alive while the app runs (`dev`/`demo` without `--kafka`).
     embedded: Option<EmbeddedBroker>,
-    grace: Duration,
 }
 
-impl App {
-    /// Connects to the broker and the store the role needs, creates missing topics and
-    /// binds the gRPC listener (port 0 picks a free port).
-    pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
+impl Kafka {
+    /// Connects to the configured broker (or starts the embedded one for `dev`) and
+    /// creates missing topics.
+    pub(crate) async fn connect(settings: &Settings, role: Role) -> Result<Kafka, AppError> {
         let topics = Topics::new(settings.topic_prefix.clone());
         let mut specs: Vec<TopicSpec> = topics
             .all_records()
             .into_iter()
-            .map(|name| TopicSpec {
-                name,
-                partitions: settings.partitions,
-                replication: settings.replication_factor,
-                compacted: true,
+            .map(|name| {
+                TopicSpec::durable(
+                    name,
+                    settings.partitions,
+                    settings.replication_factor,
+                    settings.record_retention_ms,
+                )
             })
             .collect();
-        specs.push(TopicSpec {
-            name: topics.dlq(),
-            partitions: 1,
-            replication: settings.replication_factor,
-            compacted: false,
-        });
+        specs.push(TopicSpec::durable(
+            topics.dlq(),
+            1,
+            settings.replication_factor,
+            settings.record_retention_ms,
+        ));
         let embedded = match (&settings.kafka, role) {
             (None, Role::Dev) => {
                 let names: Vec<(String, i32)> = specs
@@ -200,58 +184,162 @@ impl App {
             embedded = embedded.is_some(),
             "using kafka"
         );
-        ensure_topics(&bootstrap, &specs, settings.startup_timeout()).await?;
+        let report = ensure_topics(&bootstrap, &specs, settings.startup_timeout()).await?;
+        // Topics that existed keep their own settings: say so if they break a guarantee.
+        // (The embedded broker's topics are created with ours and cannot be described.)
+        if embedded.is_none() {
+            let existed: Vec<TopicSpec> = specs
+                .iter()
+                .filter(|s| report.existed.contains(&s.name))
+                .cloned()
+                .collect();
+            check_topic_configs(&bootstrap, &existed).await;
+        }
+        let records = topics.all_records();
+        let partitions = report
+            .partitions
+            .into_iter()
+            .filter(|(name, _)| records.contains(name))
+            .collect();
+        Ok(Kafka {
+            bootstrap,
+            topics,
+            partitions,
+            embedded,
+        })
+    }
+}
 
+/// The adapters of `agencies` over one publish path.
+fn adapters(parts: &mut Parts, path: &std::sync::Arc<PublishPath>, agencies: &[Agency]) {
+    use std::sync::Arc;
+    for agency in agencies {
+        match agency {
+            Agency::SocialSecurity => {
+                serve!(
+                    parts,
+                    SocialSecurityAdapterServer::new(SocialSecurity(Arc::clone(path)))
+                );
+            }
+            Agency::PublicSecurity => {
+                serve!(
+                    parts,
+                    PublicSecurityAdapterServer::new(PublicSecurity(Arc::clone(path)))
+                );
+            }
+            Agency::Housing => serve!(parts, HousingAdapterServer::new(Housing(Arc::clone(path)))),
+            Agency::ProvidentFund => {
+                serve!(
+                    parts,
+                    ProvidentFundAdapterServer::new(ProvidentFund(Arc::clone(path)))
+                );
+            }
+            Agency::Unspecified => {}
+        }
+    }
+}
+
+/// The resolver: its store, materializer, read-your-writes view and lookups.
+async fn resolver(
+    parts: &mut Parts,
+    settings: &Settings,
+    role: Role,
+    kafka: &Kafka,
+    publisher: &Publisher,
+) -> Result<Store, AppError> {
+    let store = match (&settings.redis, role) {
+        (Some(url), _) => {
+            tracing::info!(redis = redact_url(url), "using redis");
+            Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?)
+        }
+        (None, Role::Dev) => Store::Memory(MemoryStore::new()),
+        (None, _) => {
+            return Err(AppError::Config(
+                "no Redis configured: set --redis or GOVLINK_REDIS".into(),
+            ));
+        }
+    };
+    let positions = Positions::new(store.clone(), kafka.partitions.clone());
+    let materializer = Materializer::new(
+        materializer_config(settings, kafka),
+        store.clone(),
+        kafka.topics.clone(),
+        publisher.clone(),
+        positions.clone(),
+    );
+    parts.supervise("materializer", move |stop| async move {
+        materializer.run(stop).await.map_err(|e| e.to_string())
+    });
+    let poller = positions.clone();
+    parts.supervise("position poller", move |stop| async move {
+        poller.poll(stop).await;
+        Ok(())
+    });
+    serve!(
+        parts,
+        ResolverServer::new(ResolverService::new(
+            store.clone(),
+            positions,
+            settings.request_timeout(),
+        ))
+    );
+    Ok(store)
+}
+
+/// How this deployment's materializers consume.
+pub(crate) fn materializer_config(settings: &Settings, kafka: &Kafka) -> MaterializerConfig {
+    MaterializerConfig {
+        bootstrap: kafka.bootstrap.clone(),
+        group_id: settings.consumer_group.clone(),
+        source: format!("{}|{}", settings.topic_prefix, settings.consumer_group),
+        batch_size: settings.materializer_batch,
+        linger: Duration::from_millis(settings.materializer_linger_ms),
+    }
+}
+
+/// A built application, bound to its port, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    parts: Parts,
+    publisher: Publisher,
+    kafka: Kafka,
+    grace: Duration,
+}
+
+impl App {
+    /// Connects to the broker and the store the role needs, creates missing topics and
+    /// binds the gRPC listener (port 0 picks a free port).
+    pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
+        let kafka = Kafka::connect(settings, role).await?;
         let publisher = Publisher::new(
-            &bootstrap,
+            &kafka.bootstrap,
             settings.request_timeout().max(Duration::from_secs(1)) * 3,
             settings.max_in_flight,
         )?;
-        let mut services = Services::default();
-        let mut materializer = None;
-        if let Role::Adapter(agency) = role {
-            services.adapters = Some((path(settings, &publisher, &topics), vec![agency]));
-        }
-        if matches!(role, Role::Dev) {
-            services.adapters = Some((path(settings, &publisher, &topics), AGENCIES.to_vec()));
+        let mut parts = Parts::default();
+        let agencies: &[Agency] = match role {
+            Role::Adapter(agency) => &[agency][..],
+            Role::Dev => &AGENCIES[..],
+            Role::Resolver => &[],
+        };
+        if !agencies.is_empty() {
+            let path = PublishPath::new(
+                publisher.clone(),
+                kafka.topics.clone(),
+                settings.max_batch,
+                settings.request_timeout(),
+            );
+            adapters(&mut parts, &path, agencies);
         }
         if matches!(role, Role::Resolver | Role::Dev) {
-            let store = match (&settings.redis, role) {
-                (Some(url), _) => {
-                    tracing::info!(redis = redact_url(url), "using redis");
-                    Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?)
-                }
-                (None, Role::Dev) => Store::Memory(MemoryStore::new()),
-                (None, _) => {
-                    return Err(AppError::Config(
-                        "no Redis configured: set --redis or GOVLINK_REDIS".into(),
-                    ));
-                }
-            };
-            materializer = Some(Materializer::new(
-                MaterializerConfig {
-                    bootstrap: bootstrap.clone(),
-                    group_id: settings.consumer_group.clone(),
-                    batch_size: settings.materializer_batch,
-                    linger: Duration::from_millis(settings.materializer_linger_ms),
-                },
-                store.clone(),
-                topics.clone(),
-                publisher.clone(),
-            )?);
-            services.resolver = Some(ResolverService::new(
-                store,
-                topics.clone(),
-                settings.request_timeout(),
-            ));
+            resolver(&mut parts, settings, role, &kafka, &publisher).await?;
         }
         let listener = TcpListener::bind(settings.grpc_addr).await?;
         Ok(App {
             listener,
-            services,
-            publisher: Some(publisher),
-            materializer,
-            embedded,
+            parts,
+            publisher,
+            kafka,
             grace: settings.shutdown_grace(),
         })
     }
@@ -263,65 +351,160 @@ impl App {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then shuts down in order within the grace period.
+    /// Serves until `shutdown` resolves or a supervised task stops, then shuts down in
+    /// order within one grace period. A task that stopped makes this an error (the
+    /// process exits non-zero so its supervisor restarts it).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), AppError> {
         let App {
             listener,
-            services,
+            parts,
             publisher,
-            materializer,
-            embedded,
+            kafka,
             grace,
         } = self;
-        let stop = CancellationToken::new();
+        let Parts {
+            mut routes,
+            services,
+            tasks: to_spawn,
+        } = parts;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        add_health_and_reflection(&mut routes, health_service);
+        set_status(&health, &services, ServingStatus::Serving).await;
+
+        let stop_tasks = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        if let Some(m) = materializer {
-            tasks.spawn(m.run(stop.child_token()));
+        for task in to_spawn {
+            let run = (task.run)(stop_tasks.child_token());
+            let name = task.name;
+            tasks.spawn(async move { (name, run.await) });
         }
         tracing::info!(addr = %listener.local_addr()?, "serving grpc");
 
-        let stopping = stop.clone();
-        let server = serve(listener, services, async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new calls");
-            stopping.cancel();
-        });
-        // In-flight calls get the grace period to finish, then are dropped.
-        let served = tokio::select! {
-            served = server => served,
-            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("in-flight calls did not finish within the grace period");
-                Ok(())
+        let failed = CancellationToken::new();
+        let stop_accepting = CancellationToken::new();
+        let server = crate::grpc::serve(listener, routes.routes(), {
+            let (failed, stop_accepting) = (failed.clone(), stop_accepting.clone());
+            async move {
+                tokio::select! {
+                    () = shutdown => tracing::info!("shutting down: no new calls"),
+                    () = failed.cancelled() => tracing::error!("stopping after a task failed"),
+                }
+                stop_accepting.cancel();
             }
-        };
-        stop.cancel();
+        });
+        tokio::pin!(server);
 
-        if let Some(publisher) = publisher {
-            let flushed = tokio::task::spawn_blocking(move || publisher.flush(grace)).await;
-            if !matches!(flushed, Ok(Ok(()))) {
-                tracing::warn!("producer did not flush within the grace period");
+        // Serve, and watch the tasks: any that ends now has failed.
+        let mut failure: Option<AppError> = None;
+        let mut served = None;
+        while served.is_none() && !stop_accepting.is_cancelled() {
+            tokio::select! {
+                result = &mut server => served = Some(result),
+                Some(joined) = tasks.join_next() => {
+                    let error = task_failure(joined);
+                    tracing::error!(error = %error, "a supervised task stopped; the app stops");
+                    failure.get_or_insert(error);
+                    set_status(&health, &services, ServingStatus::NotServing).await;
+                    failed.cancel();
+                }
+                () = stop_accepting.cancelled() => {}
             }
         }
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+
+        // One grace period for the whole shutdown, from here on.
+        let deadline = Instant::now() + grace;
+        set_status(&health, &services, ServingStatus::NotServing).await;
+        if served.is_none() {
+            match timeout_at(deadline, &mut server).await {
+                Ok(result) => served = Some(result),
+                Err(_) => tracing::warn!("in-flight calls did not finish within the grace period"),
+            }
+        }
+        // Calls are done: only now stop the materializer (lookups waiting for positions
+        // were served until the end), then flush what adapters published.
+        stop_tasks.cancel();
+        let drained = timeout_at(deadline, async {
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((name, Err(reason))) = joined {
+                    tracing::warn!(task = name, reason, "task failed while stopping");
+                }
+            }
+        })
+        .await;
         if drained.is_err() {
-            tracing::warn!("materializer did not stop within the grace period");
+            tracing::warn!("tasks did not stop within the grace period");
             tasks.abort_all();
         }
-        drop(embedded);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let flushed = tokio::task::spawn_blocking(move || publisher.flush(remaining)).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("producer did not flush within the grace period");
+        }
+        // The embedded broker (dev) goes last: everything above still talked to it.
+        drop(kafka.embedded);
         tracing::info!("stopped");
-        Ok(served?)
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        match served {
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }
 
-fn path(settings: &Settings, publisher: &Publisher, topics: &Topics) -> Arc<PublishPath> {
-    PublishPath::new(
-        publisher.clone(),
-        topics.clone(),
-        settings.max_batch,
-        settings.request_timeout(),
-    )
+/// gRPC health (overall and per service) and both reflection versions: older grpcurl and
+/// IDE clients only speak v1alpha.
+fn add_health_and_reflection(
+    routes: &mut RoutesBuilder,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+    };
+    routes
+        .add_service(health)
+        .add_service(
+            reflection()
+                .build_v1()
+                .expect("the compiled descriptor set is valid"),
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()
+                .expect("the compiled descriptor set is valid"),
+        );
+}
+
+/// Sets every service's health, and the overall health (service "").
+async fn set_status(health: &HealthReporter, services: &[&'static str], status: ServingStatus) {
+    for name in services.iter().copied().chain([""]) {
+        health.set_service_status(name, status).await;
+    }
+}
+
+fn task_failure(
+    joined: Result<(&'static str, Result<(), String>), tokio::task::JoinError>,
+) -> AppError {
+    match joined {
+        Ok((task, Ok(()))) => AppError::TaskFailed {
+            task,
+            reason: "ended on its own".into(),
+        },
+        Ok((task, Err(reason))) => AppError::TaskFailed { task, reason },
+        Err(e) => AppError::TaskFailed {
+            task: "a task",
+            reason: if e.is_panic() {
+                "panicked".into()
+            } else {
+                e.to_string()
+            },
+        },
+    }
 }

@@ -29,7 +29,11 @@ pub struct Settings {
     pub partitions: i32,
     /// Replicas per partition when govlink creates a topic (3 in production).
     pub replication_factor: i32,
-    /// Consumer group of the resolvers' materializers.
+    /// How long record topics keep events when govlink creates them (-1: forever). A
+    /// rebuild of the store reads them, so anything shorter loses what has expired.
+    pub record_retention_ms: i64,
+    /// Consumer group of the resolvers' materializers (each generation of the store is
+    /// materialized by the group `<consumer_group>.<generation>`).
     pub consumer_group: String,
     /// The longest a publish waits for the broker's ack, and a lookup for a position,
     /// when the caller sets no shorter gRPC deadline.
@@ -61,6 +65,7 @@ impl Default for Settings {
             redis_prefix: "govlink:".into(),
             partitions: 6,
             replication_factor: 1,
+            record_retention_ms: -1,
             consumer_group: "govlink-resolver".into(),
             request_timeout_ms: 10_000,
             max_in_flight: 10_000,

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod domain;
 pub mod grpc;
 pub mod kafka;
+pub mod rebuild;
 pub mod records;
 pub mod resolver;
 

@@ -46,6 +46,8 @@ enum Command {
     Dev,
     /// Run a narrated end-to-end scenario in one process, then exit.
     Demo,
+    /// Rebuild the record store (Redis) from the topics, with the running resolvers.
+    Rebuild,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = cli.grpc_addr {
         settings.grpc_addr = addr;
     }
-    let quiet = matches!(cli.command, Command::Demo);
+    let quiet = matches!(cli.command, Command::Demo | Command::Rebuild);
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 
     let role = match cli.command {
@@ -97,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             let mut stdout = std::io::stdout();
             return govlink::demo::run(&settings, &mut stdout).await;
         }
+        Command::Rebuild => return rebuild(&settings).await,
         Command::Adapter { agency } => Role::Adapter(agency.into()),
         Command::Resolver => Role::Resolver,
         Command::Dev => Role::Dev,
@@ -104,6 +107,36 @@ async fn main() -> anyhow::Result<()> {
     let app = App::build(&settings, role).await?;
     tracing::info!(addr = %app.grpc_addr(), "ready");
     app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `govlink rebuild` with a progress bar on stderr and a final count on stdout.
+async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} rebuilding [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta}) {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let report = govlink::rebuild::rebuild(settings, |done, total| {
+        if total == 0 {
+            bar.set_message("clearing the store");
+        } else {
+            bar.set_message("");
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
+    println!(
+        "rebuilt the record store: {} events from {} partitions in {:.1}s (generation {})",
+        report.events,
+        report.partitions,
+        report.elapsed.as_secs_f64(),
+        report.generation
+    );
     Ok(())
 }
 

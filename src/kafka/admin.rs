@@ -1,13 +1,21 @@
 //! Topic administration: govlink creates the topics it needs at start-up, because
-//! production brokers (and the test broker) do not auto-create them.
+//! production brokers (and the test broker) do not auto-create them, and checks that
+//! existing topics keep the settings its guarantees rest on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::time::{Instant, sleep};
+
+/// How long checking existing topics' configs may take.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One topic govlink needs.
 #[derive(Debug, Clone)]
@@ -18,8 +26,46 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Replicas per partition.
     pub replication: i32,
-    /// Compacted (record topics: the latest version per key survives) or deleted by age.
-    pub compacted: bool,
+    /// Topic configs to create it with, and to check on an existing topic.
+    pub configs: Vec<(&'static str, String)>,
+}
+
+impl TopicSpec {
+    /// A topic that keeps every record for `retention_ms` (-1: forever) and on which
+    /// `acks=all` means what it says: `min.insync.replicas` of `min(2, replication)`, no
+    /// unclean leader election. Record topics are not compacted: compaction keeps a key's
+    /// last offset, not its highest version, so a rebuild could go backwards.
+    pub fn durable(
+        name: String,
+        partitions: i32,
+        replication: i32,
+        retention_ms: i64,
+    ) -> TopicSpec {
+        TopicSpec {
+            name,
+            partitions,
+            replication,
+            configs: vec![
+                ("cleanup.policy", "delete".into()),
+                ("retention.ms", retention_ms.to_string()),
+                ("min.insync.replicas", replication.clamp(1, 2).to_string()),
+                ("unclean.leader.election.enable", "false".into()),
+            ],
+        }
+    }
+}
+
+/// A setting of an existing topic that differs from what govlink would create it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMismatch {
+    /// The topic.
+    pub topic: String,
+    /// The config name.
+    pub name: &'static str,
+    /// What govlink expects.
+    pub expected: String,
+    /// What the broker has (`None`: not set).
+    pub actual: Option<String>,
 }
 
 /// Why topics could not be ensured.
@@ -41,12 +87,21 @@ pub enum AdminError {
     NotVisible(Duration, String),
 }
 
+/// What start-up found out about the topics.
+#[derive(Debug, Clone, Default)]
+pub struct TopicsReport {
+    /// Topic → partition count, of every topic in the specs.
+    pub partitions: BTreeMap<String, i32>,
+    /// The topics that existed before start-up (their configs are theirs).
+    pub existed: Vec<String>,
+}
+
 /// Creates the missing topics of `specs` and waits until all are visible in metadata.
 pub async fn ensure_topics(
     bootstrap: &str,
     specs: &[TopicSpec],
     timeout: Duration,
-) -> Result<(), AdminError> {
+) -> Result<TopicsReport, AdminError> {
     let admin: Arc<AdminClient<DefaultClientContext>> =
         Arc::new(super::client_config(bootstrap, "govlink-admin").create()?);
     // Create only what is missing: an existing topic keeps its settings, and a deployment
@@ -56,16 +111,14 @@ pub async fn ensure_topics(
         .iter()
         .filter(|spec| missing.contains(&spec.name))
         .map(|spec| {
-            let topic = NewTopic::new(
-                &spec.name,
-                spec.partitions,
-                TopicReplication::Fixed(spec.replication),
-            );
-            if spec.compacted {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
-            }
+            spec.configs.iter().fold(
+                NewTopic::new(
+                    &spec.name,
+                    spec.partitions,
+                    TopicReplication::Fixed(spec.replication),
+                ),
+                |topic, (name, value)| topic.set(name, value),
+            )
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(timeout));
@@ -84,22 +137,113 @@ pub async fn ensure_topics(
 
     // Creation is asynchronous on some brokers: wait until every topic has its leaders.
     let deadline = Instant::now() + timeout;
-    loop {
-        let missing = missing_topics(&admin, specs).await;
-        if missing.is_empty() {
-            return Ok(());
+    let partitions = loop {
+        let (absent, partitions) = topic_partitions(&admin, specs).await;
+        if absent.is_empty() {
+            break partitions;
         }
         if Instant::now() >= deadline {
-            return Err(AdminError::NotVisible(timeout, missing.join(", ")));
+            return Err(AdminError::NotVisible(timeout, absent.join(", ")));
         }
         sleep(Duration::from_millis(100)).await;
+    };
+    Ok(TopicsReport {
+        partitions,
+        existed: specs
+            .iter()
+            .filter(|s| !missing.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect(),
+    })
+}
+
+/// Checks the configs of the topics of `specs` against them, logging each difference.
+/// A broker that cannot describe configs is reported once in the log and not checked.
+pub async fn check_topic_configs(bootstrap: &str, specs: &[TopicSpec]) -> Vec<ConfigMismatch> {
+    let admin: AdminClient<DefaultClientContext> =
+        match super::client_config(bootstrap, "govlink-admin").create() {
+            Ok(admin) => admin,
+            Err(e) => {
+                tracing::info!(error = %e, "cannot check topic configs");
+                return Vec::new();
+            }
+        };
+    let options = AdminOptions::new().request_timeout(Some(DESCRIBE_TIMEOUT));
+    let mismatches = check_configs(&admin, specs, &options).await;
+    for m in &mismatches {
+        tracing::warn!(
+            topic = m.topic,
+            config = m.name,
+            expected = m.expected,
+            actual = m.actual.as_deref().unwrap_or("(unset)"),
+            "existing topic's config differs from what govlink's guarantees need"
+        );
     }
+    mismatches
+}
+
+async fn check_configs(
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+    options: &AdminOptions,
+) -> Vec<ConfigMismatch> {
+    if specs.is_empty() {
+        return Vec::new();
+    }
+    let resources: Vec<ResourceSpecifier<'_>> = specs
+        .iter()
+        .map(|s| ResourceSpecifier::Topic(&s.name))
+        .collect();
+    let described = match admin.describe_configs(&resources, options).await {
+        Ok(described) => described,
+        Err(e) => {
+            tracing::info!(error = %e, "the broker does not describe topic configs; not checked");
+            return Vec::new();
+        }
+    };
+    let mut mismatches = Vec::new();
+    for result in described {
+        let resource = match result {
+            Ok(resource) => resource,
+            Err(code) => {
+                tracing::info!(error = %code, "cannot describe a topic's configs; not checked");
+                continue;
+            }
+        };
+        let OwnedResourceSpecifier::Topic(topic) = &resource.specifier else {
+            continue;
+        };
+        let Some(spec) = specs.iter().find(|s| s.name == *topic) else {
+            continue;
+        };
+        for (name, expected) in &spec.configs {
+            let actual = resource.get(name).and_then(|e| e.value.clone());
+            if actual.as_deref() != Some(expected.as_str()) {
+                mismatches.push(ConfigMismatch {
+                    topic: topic.clone(),
+                    name,
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+    }
+    mismatches
 }
 
 async fn missing_topics(
     admin: &Arc<AdminClient<DefaultClientContext>>,
     specs: &[TopicSpec],
 ) -> Vec<String> {
+    topic_partitions(admin, specs).await.0
+}
+
+/// The topics of `specs` not (fully) visible in metadata, and the partition counts of
+/// those that are.
+async fn topic_partitions(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    specs: &[TopicSpec],
+) -> (Vec<String>, BTreeMap<String, i32>) {
     let client = Arc::clone(admin);
     // A metadata request blocks on the broker: keep it off the async workers.
     let metadata = tokio::task::spawn_blocking(move || {
@@ -107,18 +251,29 @@ async fn missing_topics(
     })
     .await;
     let Ok(Ok(metadata)) = metadata else {
-        return specs.iter().map(|s| s.name.clone()).collect();
+        return (
+            specs.iter().map(|s| s.name.clone()).collect(),
+            BTreeMap::new(),
+        );
     };
-    specs
-        .iter()
-        .filter(|spec| {
-            !metadata.topics().iter().any(|t| {
-                t.name() == spec.name
-                    && t.error().is_none()
-                    && !t.partitions().is_empty()
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
-            })
-        })
-        .map(|spec| spec.name.clone())
-        .collect()
+    let mut absent = Vec::new();
+    let mut partitions = BTreeMap::new();
+    for spec in specs {
+        let found = metadata.topics().iter().find(|t| {
+            t.name() == spec.name
+                && t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        match found {
+            Some(t) => {
+                partitions.insert(
+                    spec.name.clone(),
+                    i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+                );
+            }
+            None => absent.push(spec.name.clone()),
+        }
+    }
+    (absent, partitions)
 }

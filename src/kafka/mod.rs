@@ -5,7 +5,9 @@ mod admin;
 mod embedded;
 mod producer;
 
-pub use admin::{AdminError, TopicSpec, ensure_topics};
+pub use admin::{
+    AdminError, ConfigMismatch, TopicSpec, TopicsReport, check_topic_configs, ensure_topics,
+};
 pub use embedded::EmbeddedBroker;
 pub use producer::{Header, PublishError, Publisher};
 
@@ -28,7 +30,7 @@ impl Topics {
         }
     }
 
-    /// `govlink.records.<agency>.v1`: the compacted record topic of one agency.
+    /// `govlink.records.<agency>.v1`: the record topic of one agency (every version kept).
     pub fn records(&self, agency: Agency) -> String {
         format!("{}govlink.records.{}.v1", self.prefix, agency_slug(agency))
     }

@@ -2,8 +2,12 @@
 //! from it.
 
 mod materializer;
+pub mod positions;
 mod service;
 pub mod store;
 
-pub use materializer::{Materializer, MaterializerConfig, MaterializerError};
+pub use materializer::{
+    AppliedChange, Materializer, MaterializerConfig, MaterializerError, new_generation,
+};
+pub use positions::Positions;
 pub use service::ResolverService;

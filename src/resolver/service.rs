@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use prost::Message;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::positions::Positions;
 use super::store::{Store, StoreError};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
-use crate::kafka::Topics;
 use crate::proto::resolver_server::Resolver;
 use crate::proto::{
     GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest, ListSubjectRecordsResponse,
@@ -18,23 +18,20 @@ use crate::proto::{
 };
 use crate::records::{RecordKey, SubjectKey, Violations};
 
-/// How often a lookup that waits for a position re-reads the materialized positions.
-const POSITION_POLL: Duration = Duration::from_millis(10);
-
 /// Serves `govlink.v1.Resolver`.
 pub struct ResolverService {
     store: Store,
-    topics: Topics,
+    positions: Positions,
     /// The longest a lookup waits when the caller sets no deadline.
     max_wait: Duration,
 }
 
 impl ResolverService {
-    /// A resolver over `store`; `topics` names the record topics positions may refer to.
-    pub fn new(store: Store, topics: Topics, max_wait: Duration) -> ResolverService {
+    /// A resolver over `store`; `positions` knows how far it is materialized.
+    pub fn new(store: Store, positions: Positions, max_wait: Duration) -> ResolverService {
         ResolverService {
             store,
-            topics,
+            positions,
             max_wait,
         }
     }
@@ -42,43 +39,20 @@ impl ResolverService {
     /// Waits until every position is materialized, or the deadline passes.
     async fn wait_for(&self, positions: &[Position], deadline: Instant) -> Result<(), Status> {
         let mut violations = Violations::default();
-        for (i, p) in positions.iter().enumerate() {
-            if self.topics.agency_of(&p.topic).is_none() {
-                violations.add(format!("min_positions[{i}].topic"), "is not a record topic");
-            }
-            if p.partition < 0 {
-                violations.add(
-                    format!("min_positions[{i}].partition"),
-                    "must not be negative",
-                );
-            }
-            if p.offset < 0 {
-                violations.add(format!("min_positions[{i}].offset"), "must not be negative");
-            }
-        }
+        self.positions
+            .check(positions, "min_positions", &mut violations);
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
-        for p in positions {
-            loop {
-                let reached = self
-                    .store
-                    .position(&p.topic, p.partition)
-                    .await
-                    .map_err(store_unavailable)?;
-                if reached.is_some_and(|r| r >= p.offset) {
-                    break;
-                }
-                if Instant::now() + POSITION_POLL >= deadline {
-                    return Err(Status::deadline_exceeded(format!(
-                        "{}/{} not materialized up to offset {} before the deadline",
-                        p.topic, p.partition, p.offset
-                    )));
-                }
-                sleep(POSITION_POLL).await;
-            }
-        }
-        Ok(())
+        self.positions
+            .wait_for(positions, deadline)
+            .await
+            .map_err(|p| {
+                Status::deadline_exceeded(format!(
+                    "{}/{} not materialized up to offset {} before the deadline",
+                    p.topic, p.partition, p.offset
+                ))
+            })
     }
 }
 
@@ -154,6 +128,11 @@ fn decode(bytes: &[u8]) -> Result<RecordEvent, Status> {
 }
 
 fn store_unavailable(e: StoreError) -> Status {
-    tracing::warn!(error = %e, "store unavailable");
-    Status::unavailable("the record store is unavailable; retry later")
+    match e {
+        StoreError::NotReady(why) => Status::unavailable(format!("{why}; retry later")),
+        e => {
+            tracing::warn!(error = %e, "store unavailable");
+            Status::unavailable("the record store is unavailable; retry later")
+        }
+    }
 }

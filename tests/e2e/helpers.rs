@@ -351,6 +351,17 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
         .expect("redis")
 }
 
+/// The generation of the store under `prefix`, read from Redis directly.
+pub async fn generation(prefix: &str) -> String {
+    use redis::AsyncCommands;
+    let generation: Option<String> = redis()
+        .await
+        .hget(format!("{prefix}meta"), "gen")
+        .await
+        .unwrap();
+    generation.expect("the store has a generation")
+}
+
 /// The message key of a plain Kafka message as text.
 pub fn key_of(m: &OwnedMessage) -> String {
     String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap()

@@ -8,8 +8,10 @@
 
 mod bad_input;
 mod demo;
+mod faults;
 mod helpers;
 mod materialize;
 mod publish;
 mod roles;
 mod store_contract;
+mod topics;

@@ -104,8 +104,8 @@ async fn a_published_record_reaches_redis_and_the_resolver() {
     assert_eq!(listed, ["housing/property_title/p-1"]);
     let materialized: String = redis
         .hget(
-            format!("{prefix}pos"),
-            format!("{}/{}", at.topic, at.partition),
+            format!("{prefix}meta"),
+            format!("p:{}/{}", at.topic, at.partition),
         )
         .await
         .unwrap();
@@ -386,6 +386,35 @@ async fn lookups_refuse_bad_keys_and_wait_no_longer_than_their_deadline() {
         fields,
         ["min_positions[0].topic", "min_positions[0].partition"]
     );
+
+    // A partition the topic does not have, and more positions than a lookup may carry:
+    // refused at once, not waited for until the deadline.
+    let missing_partition = Position {
+        topic: app.topics.records(Agency::Housing),
+        partition: 3,
+        offset: 0,
+    };
+    let refused = violations(
+        &get(&app, "housing/property_title/p-1", &[missing_partition])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(refused[0].0, "min_positions[0].partition");
+    assert!(refused[0].1.contains("3 partitions"), "{refused:?}");
+    let too_many = vec![
+        Position {
+            topic: app.topics.records(Agency::Housing),
+            partition: 0,
+            offset: 0,
+        };
+        65
+    ];
+    let refused = violations(
+        &get(&app, "housing/property_title/p-1", &too_many)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(refused[0].0, "min_positions");
 
     // A position that will never be reached: DEADLINE_EXCEEDED by the caller's deadline.
     let never = Position {

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use govlink::adapters::PublishPath;
-use govlink::app::{Services, serve};
+use govlink::adapters::{PublicSecurity, PublishPath};
 use govlink::kafka::{Publisher, Topics};
 use govlink::proto::{
     self, Agency, DeleteRecordRequest, HousingBatchItem, Op, PublishHousingBatchRequest,
@@ -314,12 +313,15 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
     let addr = listener.local_addr().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let stopped = stop.clone();
-    let server = tokio::spawn(serve(
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(
+        proto::public_security_adapter_server::PublicSecurityAdapterServer::new(PublicSecurity(
+            path,
+        )),
+    );
+    let server = tokio::spawn(govlink::grpc::serve(
         listener,
-        Services {
-            adapters: Some((path, vec![Agency::PublicSecurity])),
-            resolver: None,
-        },
+        routes.routes(),
         async move { stopped.cancelled().await },
     ));
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))

@@ -102,11 +102,14 @@ async fn a_restarted_resolver_resumes_and_loses_nothing_published_while_it_was_d
         1
     );
     resolver.stop().await;
-    // What was materialized is committed for the group: the next member starts after it.
-    assert_eq!(
-        committed(&settings.consumer_group, &first).await,
-        first.offset + 1
+    // What was materialized is committed for the group of the store's generation: the
+    // next member starts after it.
+    let group = format!(
+        "{}.{}",
+        settings.consumer_group,
+        generation(&settings.redis_prefix).await
     );
+    assert_eq!(committed(&group, &first).await, first.offset + 1);
 
     let while_down = [
         publish(&adapter, "h-1", 2).await,

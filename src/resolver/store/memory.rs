@@ -1,9 +1,13 @@
-//! The in-memory store of `dev` and `demo`: the same contract as Redis, in one process.
+//! The in-memory store of `dev` and `demo`: the same contract as Redis, in one process,
+//! with the same two steps per write (so a failure between them means the same).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{ApplyOutcome, RecordWrite, position_field, subject_updates};
+use super::{
+    EntriesWritten, Meta, NotReady, RecordWrite, StoreError, StoreState, SubjectEntry, SubjectPlan,
+    next_gone, position_field, subject_updates,
+};
 use crate::proto::Position;
 use crate::records::{RecordKey, SubjectKey};
 
@@ -12,17 +16,17 @@ struct Entry {
     version: u64,
     event: Option<Vec<u8>>,
     subjects: String,
-    previous_subjects: String,
+    gone: String,
 }
 
 /// One subject's copies: record key → (version, event or tombstone).
-type SubjectCopies = BTreeMap<RecordKey, (u64, Option<Vec<u8>>)>;
+type SubjectCopies = BTreeMap<String, (u64, Option<Vec<u8>>)>;
 
 #[derive(Default)]
 struct State {
     records: HashMap<RecordKey, Entry>,
     subjects: HashMap<String, SubjectCopies>,
-    positions: HashMap<String, i64>,
+    meta: Option<Meta>,
 }
 
 /// Records in a process's memory; lost when it exits.
@@ -32,80 +36,173 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store (no generation yet, like a new Redis).
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-applied write behind: every
-        // write below completes before any other code runs. Recover the guard.
+        // Every operation below completes its changes before another can run, so a
+        // poisoned lock holds no half-applied step: recover the guard.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn apply(&self, writes: &[RecordWrite<'_>]) -> ApplyOutcome {
+    pub(super) fn write_entries(&self, writes: &[RecordWrite<'_>]) -> EntriesWritten {
         let mut state = self.lock();
-        let mut outcome = ApplyOutcome::default();
-        for w in writes {
-            let entry = state.records.entry(w.key.clone()).or_default();
-            let (previous, current) = if entry.version > w.version {
-                outcome.stale += 1;
-                continue;
-            } else if entry.version == w.version && entry.version > 0 {
-                (entry.previous_subjects.clone(), entry.subjects.clone())
-            } else {
-                let current = w.stored_subjects();
-                entry.previous_subjects = std::mem::replace(&mut entry.subjects, current.clone());
-                entry.version = w.version;
-                entry.event = w.event().map(<[u8]>::to_vec);
-                (entry.previous_subjects.clone(), current)
-            };
-            outcome.applied += 1;
-            for (subject, listed) in subject_updates(&previous, &current) {
+        EntriesWritten(
+            writes
+                .iter()
+                .map(|w| {
+                    let entry = state.records.entry(w.key.clone()).or_default();
+                    if entry.version > w.version {
+                        return None;
+                    }
+                    if entry.version < w.version {
+                        let current = w.stored_subjects();
+                        entry.gone = next_gone(&entry.gone, &entry.subjects, &current);
+                        entry.subjects = current;
+                        entry.version = w.version;
+                        entry.event = w.event().map(<[u8]>::to_vec);
+                    }
+                    Some(SubjectPlan {
+                        gone: entry.gone.clone(),
+                        current: entry.subjects.clone(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    pub(super) fn write_subject_copies(
+        &self,
+        writes: &[RecordWrite<'_>],
+        written: &EntriesWritten,
+    ) {
+        let mut state = self.lock();
+        for (w, plan) in writes.iter().zip(&written.0) {
+            let Some(plan) = plan else { continue };
+            for (subject, listed) in subject_updates(plan) {
                 let event = w.event().filter(|_| listed).map(<[u8]>::to_vec);
-                put(&mut state, subject, &w.key, w.version, event);
+                let copies = state.subjects.entry(subject.to_owned()).or_default();
+                match copies.get(w.key.as_str()) {
+                    Some((stored, _)) if *stored >= w.version => {}
+                    _ => {
+                        copies.insert(w.key.as_str().to_owned(), (w.version, event));
+                    }
+                }
             }
         }
-        outcome
     }
 
-    pub(super) fn get(&self, key: &RecordKey) -> Option<Vec<u8>> {
-        self.lock().records.get(key).and_then(|e| e.event.clone())
+    fn ready(state: &State) -> Result<(), StoreError> {
+        match state.meta.as_ref().map(|m| m.state) {
+            Some(StoreState::Ready) => Ok(()),
+            Some(_) => Err(StoreError::NotReady(NotReady::Rebuilding)),
+            None => Err(StoreError::NotReady(NotReady::Lost)),
+        }
     }
 
-    pub(super) fn subject_records(&self, subject: &SubjectKey) -> Vec<Vec<u8>> {
-        self.lock()
+    pub(super) fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let state = self.lock();
+        Self::ready(&state)?;
+        Ok(state.records.get(key).and_then(|e| e.event.clone()))
+    }
+
+    pub(super) fn subject_entries(
+        &self,
+        subject: &SubjectKey,
+    ) -> Result<Vec<SubjectEntry>, StoreError> {
+        let state = self.lock();
+        Self::ready(&state)?;
+        Ok(state
             .subjects
             .get(subject.as_str())
-            .map(|records| records.values().filter_map(|(_, e)| e.clone()).collect())
-            .unwrap_or_default()
+            .map(|copies| {
+                copies
+                    .iter()
+                    .map(|(key, (version, event))| SubjectEntry {
+                        key: key.clone(),
+                        version: *version,
+                        event: event.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
-    pub(super) fn advance_positions(&self, positions: &[Position]) {
+    pub(super) fn meta(&self) -> Option<Meta> {
+        self.lock().meta.clone()
+    }
+
+    pub(super) fn replace_generation(&self, seen: Option<&str>, new: &str, source: &str) -> bool {
         let mut state = self.lock();
+        if state.meta.as_ref().map(|m| m.generation.as_str()) != seen {
+            return false;
+        }
+        state.meta = Some(Meta {
+            generation: new.to_owned(),
+            state: StoreState::Clearing,
+            source: source.to_owned(),
+            targets: BTreeMap::new(),
+            positions: BTreeMap::new(),
+        });
+        true
+    }
+
+    pub(super) fn clear(&self, generation: &str) -> u64 {
+        let mut state = self.lock();
+        if !state
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.generation == generation && m.state == StoreState::Clearing)
+        {
+            return 0;
+        }
+        let deleted = state.records.len() + state.subjects.len();
+        state.records.clear();
+        state.subjects.clear();
+        deleted as u64
+    }
+
+    pub(super) fn start_rebuild(&self, generation: &str, targets: &[Position]) -> bool {
+        let mut state = self.lock();
+        let Some(meta) = state.meta.as_mut() else {
+            return false;
+        };
+        if meta.generation != generation || meta.state != StoreState::Clearing {
+            return false;
+        }
+        meta.targets = targets
+            .iter()
+            .map(|p| (position_field(&p.topic, p.partition), p.offset))
+            .collect();
+        meta.state = if meta.targets.is_empty() {
+            StoreState::Ready
+        } else {
+            StoreState::Rebuilding
+        };
+        true
+    }
+
+    pub(super) fn advance_positions(
+        &self,
+        generation: &str,
+        positions: &[Position],
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let Some(meta) = state.meta.as_mut().filter(|m| m.generation == generation) else {
+            return Err(StoreError::GenerationChanged);
+        };
         for p in positions {
-            let stored = state
+            let stored = meta
                 .positions
                 .entry(position_field(&p.topic, p.partition))
-                .or_insert(-1);
+                .or_insert(p.offset);
             *stored = (*stored).max(p.offset);
         }
-    }
-
-    pub(super) fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.lock()
-            .positions
-            .get(&position_field(topic, partition))
-            .copied()
-    }
-}
-
-fn put(state: &mut State, subject: &str, key: &RecordKey, version: u64, event: Option<Vec<u8>>) {
-    let records = state.subjects.entry(subject.to_owned()).or_default();
-    match records.get(key) {
-        Some((stored, _)) if *stored >= version => {}
-        _ => {
-            records.insert(key.clone(), (version, event));
+        if meta.state == StoreState::Rebuilding && meta.caught_up() {
+            meta.state = StoreState::Ready;
         }
+        Ok(())
     }
 }

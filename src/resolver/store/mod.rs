@@ -8,17 +8,23 @@
 //!   resurrect the record;
 //! - every live record is listed under each of its subjects, and when a newer version
 //!   drops a subject (a flat sold to a new owner), the old subject stops listing it;
-//! - the materialized position per topic partition only moves forward.
+//! - the store belongs to one *generation* of materialization (see [`Meta`]): positions
+//!   are recorded per generation, only move forward, and lookups answer only once the
+//!   generation has caught up with the topics.
 //!
-//! Applying a write has two steps: the record's own entry (which remembers the subjects
-//! of the current and of the previous version), then its copy under each subject. Either
-//! step may be repeated after a crash: repeating a write of the stored version redoes the
-//! second step, which is idempotent.
+//! Applying a write has two steps: the record's own entry, then its copy under each
+//! subject. The entry remembers the subjects of the current version and every subject
+//! an earlier version had and this one has not (`gone`), so step two can be redone from
+//! the entry alone: after a failure at any point, a retry of the batch converges to
+//! exactly the state of an uninterrupted write, however many versions of one record the
+//! batch carried.
 
 mod memory;
+mod meta;
 mod redis;
 
 pub use memory::MemoryStore;
+pub use meta::{Meta, StoreState};
 pub use redis::RedisStore;
 
 use crate::proto::Position;
@@ -62,10 +68,31 @@ impl RecordWrite<'_> {
     /// The subjects of this version in stored form (empty for a deletion).
     fn stored_subjects(&self) -> String {
         match &self.change {
-            Change::Upsert { subjects, .. } => join_subjects(subjects),
+            Change::Upsert { subjects, .. } => join_subjects(subjects.iter().map(|s| s.as_str())),
             Change::Delete => String::new(),
         }
     }
+}
+
+/// What step one (the record entries) decided for each write of a batch: `None` for a
+/// stale write, else the subjects to tombstone and the subjects to list it under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntriesWritten(Vec<Option<SubjectPlan>>);
+
+impl EntriesWritten {
+    /// Per write of the batch: whether it was applied (not stale).
+    pub fn applied_flags(&self) -> Vec<bool> {
+        self.0.iter().map(Option::is_some).collect()
+    }
+}
+
+/// Step two of one applied write, as its record entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SubjectPlan {
+    /// Subjects earlier versions had and this one has not (stored form).
+    gone: String,
+    /// Subjects of this version (stored form).
+    current: String,
 }
 
 /// What a batch of writes did.
@@ -77,6 +104,18 @@ pub struct ApplyOutcome {
     pub stale: usize,
 }
 
+/// One record as listed under a subject: live, or a tombstone left when a newer version
+/// dropped the subject or deleted the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectEntry {
+    /// The record's key.
+    pub key: String,
+    /// The version this entry was written for.
+    pub version: u64,
+    /// The encoded event; `None` for a tombstone.
+    pub event: Option<Vec<u8>>,
+}
+
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,6 +125,61 @@ pub enum StoreError {
     /// Redis answered something the store did not write.
     #[error("unexpected reply from redis: {0}")]
     Corrupt(String),
+    /// The store has not caught up with the topics (it is new, was flushed, or is being
+    /// rebuilt): an answer from it now could be wrong.
+    #[error("{0}")]
+    NotReady(NotReady),
+    /// The generation this writer materializes into is over: the store was flushed or
+    /// another resolver started a rebuild. Nothing of this write is recorded as done.
+    #[error("the store's generation changed (it was flushed or a rebuild started)")]
+    GenerationChanged,
+}
+
+/// Why lookups cannot be answered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// No generation marker: the store is empty, flushed or foreign.
+    Lost,
+    /// A generation is being cleared or rebuilt from the topics.
+    Rebuilding,
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotReady::Lost => {
+                "the record store is empty or was flushed; a rebuild from the topics is starting"
+            }
+            NotReady::Rebuilding => "a rebuild of the record store from the topics is running",
+        })
+    }
+}
+
+impl StoreError {
+    /// Whether trying the same call again later may succeed (Redis unreachable, busy,
+    /// loading) as opposed to a refusal that will repeat (a script error, foreign data).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.kind(),
+                        ::redis::ErrorKind::Server(
+                            ::redis::ServerErrorKind::BusyLoading
+                                | ::redis::ServerErrorKind::TryAgain
+                                | ::redis::ServerErrorKind::ClusterDown
+                                | ::redis::ServerErrorKind::MasterDown
+                                | ::redis::ServerErrorKind::ReadOnly
+                        )
+                    )
+            }
+            StoreError::NotReady(_) | StoreError::GenerationChanged => true,
+            StoreError::Corrupt(_) => false,
+        }
+    }
 }
 
 /// The store behind the resolver.
@@ -98,53 +192,149 @@ pub enum Store {
 }
 
 impl Store {
-    /// Applies a batch of writes in order.
+    /// Applies a batch of writes in order: both steps.
     pub async fn apply(&self, writes: &[RecordWrite<'_>]) -> Result<ApplyOutcome, StoreError> {
+        let written = self.write_entries(writes).await?;
+        self.write_subject_copies(writes, &written).await
+    }
+
+    /// Step one alone: the record entries of a batch. [`Store::apply`] runs it, then
+    /// step two; it is public so a failure between the steps can be tested for real.
+    pub async fn write_entries(
+        &self,
+        writes: &[RecordWrite<'_>],
+    ) -> Result<EntriesWritten, StoreError> {
         if writes.is_empty() {
-            return Ok(ApplyOutcome::default());
+            return Ok(EntriesWritten::default());
         }
         match self {
-            Store::Redis(s) => s.apply(writes).await,
-            Store::Memory(s) => Ok(s.apply(writes)),
+            Store::Redis(s) => s.write_entries(writes).await,
+            Store::Memory(s) => Ok(s.write_entries(writes)),
         }
     }
 
+    /// Step two: every applied write's copy under its subjects, and a tombstone under
+    /// every subject earlier versions had and it has not.
+    pub async fn write_subject_copies(
+        &self,
+        writes: &[RecordWrite<'_>],
+        written: &EntriesWritten,
+    ) -> Result<ApplyOutcome, StoreError> {
+        if writes.len() != written.0.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} entry results for {} writes",
+                written.0.len(),
+                writes.len()
+            )));
+        }
+        let outcome = ApplyOutcome {
+            applied: written.0.iter().flatten().count(),
+            stale: written.0.iter().filter(|w| w.is_none()).count(),
+        };
+        if outcome.applied == 0 {
+            return Ok(outcome);
+        }
+        match self {
+            Store::Redis(s) => s.write_subject_copies(writes, written).await?,
+            Store::Memory(s) => s.write_subject_copies(writes, written),
+        }
+        Ok(outcome)
+    }
+
     /// The encoded event of the live record `key`; `None` if absent or deleted.
+    /// [`StoreError::NotReady`] while the store has not caught up with the topics.
     pub async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Store::Redis(s) => s.get(key).await,
-            Store::Memory(s) => Ok(s.get(key)),
+            Store::Memory(s) => s.get(key),
+        }
+    }
+
+    /// Every record listed under `subject`, tombstones included, ordered by record key.
+    /// [`StoreError::NotReady`] while the store has not caught up with the topics.
+    pub async fn subject_entries(
+        &self,
+        subject: &SubjectKey,
+    ) -> Result<Vec<SubjectEntry>, StoreError> {
+        match self {
+            Store::Redis(s) => s.subject_entries(subject).await,
+            Store::Memory(s) => s.subject_entries(subject),
         }
     }
 
     /// The encoded events of every live record of `subject`, ordered by record key.
     pub async fn subject_records(&self, subject: &SubjectKey) -> Result<Vec<Vec<u8>>, StoreError> {
+        let entries = self.subject_entries(subject).await?;
+        Ok(entries.into_iter().filter_map(|e| e.event).collect())
+    }
+
+    /// The generation marker and positions; `None` when the store has no marker (new,
+    /// flushed, or written by something else).
+    pub async fn meta(&self) -> Result<Option<Meta>, StoreError> {
         match self {
-            Store::Redis(s) => s.subject_records(subject).await,
-            Store::Memory(s) => Ok(s.subject_records(subject)),
+            Store::Redis(s) => s.meta().await,
+            Store::Memory(s) => Ok(s.meta()),
         }
     }
 
-    /// Records that everything up to each position is materialized (never moves back).
-    pub async fn advance_positions(&self, positions: &[Position]) -> Result<(), StoreError> {
-        if positions.is_empty() {
-            return Ok(());
-        }
+    /// Starts generation `new` (state clearing) if the current one is still `seen`
+    /// (`None`: no marker). Positions and targets of the old generation are dropped.
+    /// False if another writer changed the generation first.
+    pub async fn replace_generation(
+        &self,
+        seen: Option<&str>,
+        new: &str,
+        source: &str,
+    ) -> Result<bool, StoreError> {
         match self {
-            Store::Redis(s) => s.advance_positions(positions).await,
-            Store::Memory(s) => {
-                s.advance_positions(positions);
-                Ok(())
-            }
+            Store::Redis(s) => s.replace_generation(seen, new, source).await,
+            Store::Memory(s) => Ok(s.replace_generation(seen, new, source)),
         }
     }
 
-    /// The highest offset materialized in a topic partition.
+    /// Deletes every record and subject entry, while generation `generation` is
+    /// clearing; stops as soon as it no longer is. Returns how many keys it deleted.
+    pub async fn clear(&self, generation: &str) -> Result<u64, StoreError> {
+        match self {
+            Store::Redis(s) => s.clear(generation).await,
+            Store::Memory(s) => Ok(s.clear(generation)),
+        }
+    }
+
+    /// Ends the clearing of `generation`: from now on it is rebuilt up to `targets` (the
+    /// last offset of every non-empty record partition when the rebuild started), or
+    /// ready at once when there are none. False if the generation changed.
+    pub async fn start_rebuild(
+        &self,
+        generation: &str,
+        targets: &[Position],
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Redis(s) => s.start_rebuild(generation, targets).await,
+            Store::Memory(s) => Ok(s.start_rebuild(generation, targets)),
+        }
+    }
+
+    /// Records that everything up to each position is materialized in `generation`
+    /// (never moves back), and marks the store ready once a rebuild reached its
+    /// targets. [`StoreError::GenerationChanged`] if the generation is over.
+    pub async fn advance_positions(
+        &self,
+        generation: &str,
+        positions: &[Position],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.advance_positions(generation, positions).await,
+            Store::Memory(s) => s.advance_positions(generation, positions),
+        }
+    }
+
+    /// The highest offset materialized in a topic partition in the current generation.
     pub async fn position(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        match self {
-            Store::Redis(s) => s.position(topic, partition).await,
-            Store::Memory(s) => Ok(s.position(topic, partition)),
-        }
+        Ok(self
+            .meta()
+            .await?
+            .and_then(|m| m.positions.get(&position_field(topic, partition)).copied()))
     }
 }
 
@@ -154,13 +344,14 @@ fn version_text(version: u64) -> String {
     format!("{version:020}")
 }
 
-fn position_field(topic: &str, partition: i32) -> String {
+/// `topic/partition`: how positions and targets are keyed.
+pub fn position_field(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
-/// The subjects of one version, as stored: sorted, newline-separated.
-fn join_subjects(subjects: &[SubjectKey]) -> String {
-    let mut names: Vec<&str> = subjects.iter().map(SubjectKey::as_str).collect();
+/// A set of subjects as stored: sorted, deduplicated, newline-separated.
+fn join_subjects<'s>(subjects: impl Iterator<Item = &'s str>) -> String {
+    let mut names: Vec<&str> = subjects.collect();
     names.sort_unstable();
     names.dedup();
     names.join("\n")
@@ -170,18 +361,23 @@ fn split_subjects(joined: &str) -> impl Iterator<Item = &str> {
     joined.split('\n').filter(|s| !s.is_empty())
 }
 
-/// Step two of an applied write, given the subjects the record entry returned: every
-/// current subject gets the version (`true`), every subject the previous version had and
-/// this one has not gets a tombstone (`false`).
-fn subject_updates<'s>(
-    previous: &'s str,
-    current: &'s str,
-) -> impl Iterator<Item = (&'s str, bool)> {
-    split_subjects(current).map(|s| (s, true)).chain(
-        split_subjects(previous)
-            .filter(move |p| !split_subjects(current).any(|c| c == *p))
-            .map(|s| (s, false)),
+/// The `gone` subjects of a new version: those of earlier versions (`gone` and
+/// `previous`) that the new version (`current`) does not have. The Redis script computes
+/// the same in Lua.
+fn next_gone(gone: &str, previous: &str, current: &str) -> String {
+    join_subjects(
+        split_subjects(gone)
+            .chain(split_subjects(previous))
+            .filter(|s| !split_subjects(current).any(|c| c == *s)),
     )
+}
+
+/// Step two of an applied write: every current subject gets the version (`true`), every
+/// gone subject a tombstone (`false`).
+fn subject_updates<'s>(plan: &'s SubjectPlan) -> impl Iterator<Item = (&'s str, bool)> {
+    split_subjects(&plan.current)
+        .map(|s| (s, true))
+        .chain(split_subjects(&plan.gone).map(|s| (s, false)))
 }
 
 #[cfg(test)]
@@ -202,5 +398,13 @@ mod tests {
                 .map(|v| version_text(*v))
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn gone_subjects_accumulate_until_a_version_has_them_again() {
+        assert_eq!(next_gone("", "u:1\np:a", "u:1\np:b"), "p:a");
+        assert_eq!(next_gone("p:a", "u:1\np:b", "u:1\np:c"), "p:a\np:b");
+        assert_eq!(next_gone("p:a\np:b", "u:1\np:c", "u:1\np:a"), "p:b\np:c");
+        assert_eq!(next_gone("p:b", "u:1", ""), "p:b\nu:1");
     }
 }

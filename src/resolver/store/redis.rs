@@ -1,35 +1,49 @@
 //! The Redis store. Layout (every key under the configured prefix):
 //!
 //! - `rec:{<record key>}` — hash: `v` version, `e` encoded event (empty when deleted),
-//!   `s` subjects of this version, `ps` subjects of the version before;
+//!   `s` subjects of this version, `g` subjects earlier versions had and this one has not;
 //! - `sub:{<subject>}` — hash: record key → version, live flag and encoded event, so all
 //!   records of one subject sit in one Cluster slot and come back in one round trip;
-//! - `pos` — hash: `topic/partition` → highest materialized offset.
+//! - `meta` — hash: `gen` generation, `state`, `source`, `t:<topic>/<partition>` rebuild
+//!   targets and `p:<topic>/<partition>` highest materialized offsets (see `meta.rs`).
 //!
 //! Each step is a Lua script, so a compare-and-set by version is atomic; a batch is two
-//! pipelines (record entries, then subject copies).
+//! pipelines (record entries, then subject copies). Lookups read the store's state in the
+//! same round trip as the record, so a flushed store never answers a wrong `NOT_FOUND`.
+
+use std::collections::BTreeMap;
 
 use redis::aio::ConnectionManager;
 use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind};
 
-use super::{ApplyOutcome, RecordWrite, StoreError, position_field, subject_updates, version_text};
+use super::{
+    EntriesWritten, Meta, NotReady, RecordWrite, StoreError, StoreState, SubjectEntry, SubjectPlan,
+    position_field, subject_updates, version_text,
+};
 use crate::proto::Position;
 use crate::records::{RecordKey, SubjectKey};
 
-/// Step one: compare-and-set the record's own entry. Returns `{applied, previous
-/// subjects, current subjects}`; a write of the stored version is a replay and returns the
-/// stored subjects so step two can be redone.
+/// Step one: compare-and-set the record's own entry. ARGV: version, event, subjects.
+/// Returns `{applied, gone subjects, current subjects}`; a write of the stored version is
+/// a replay and returns the stored ones so step two can be redone.
 const RECORD_CAS: &str = r"
 local stored = redis.call('HGET', KEYS[1], 'v')
 if stored and stored > ARGV[1] then
   return {0, '', ''}
 end
 if stored == ARGV[1] then
-  return {1, redis.call('HGET', KEYS[1], 'ps') or '', redis.call('HGET', KEYS[1], 's') or ''}
+  return {1, redis.call('HGET', KEYS[1], 'g') or '', redis.call('HGET', KEYS[1], 's') or ''}
 end
-local previous = redis.call('HGET', KEYS[1], 's') or ''
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2], 's', ARGV[3], 'ps', previous)
-return {1, previous, ARGV[3]}
+local gone = {}
+for s in string.gmatch(redis.call('HGET', KEYS[1], 'g') or '', '[^\n]+') do gone[s] = true end
+for s in string.gmatch(redis.call('HGET', KEYS[1], 's') or '', '[^\n]+') do gone[s] = true end
+for s in string.gmatch(ARGV[3], '[^\n]+') do gone[s] = nil end
+local list = {}
+for s in pairs(gone) do list[#list + 1] = s end
+table.sort(list)
+local g = table.concat(list, '\n')
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2], 's', ARGV[3], 'g', g)
+return {1, g, ARGV[3]}
 ";
 
 /// Step two: compare-and-set one subject's copy of a record. ARGV: record key, version,
@@ -43,41 +57,111 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ARGV[3] .. ARGV[4])
 return 1
 ";
 
-/// Moves materialized positions forward only. ARGV: field, offset, field, offset, …
-const POSITIONS_MAX: &str = r"
-for i = 1, #ARGV, 2 do
-  local stored = redis.call('HGET', KEYS[1], ARGV[i])
+/// Moves materialized positions forward in generation ARGV[1]; ARGV then holds field,
+/// offset pairs. Returns -1 without a marker (flushed), -2 for another generation, 2 when
+/// this call completed a rebuild, else 1.
+const ADVANCE: &str = r"
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then return -1 end
+if gen ~= ARGV[1] then return -2 end
+for i = 2, #ARGV, 2 do
+  local field = 'p:' .. ARGV[i]
+  local stored = redis.call('HGET', KEYS[1], field)
   if (not stored) or stored < ARGV[i + 1] then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[1], field, ARGV[i + 1])
   end
+end
+if redis.call('HGET', KEYS[1], 'state') ~= 'rebuilding' then return 1 end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 't:' then
+    local reached = redis.call('HGET', KEYS[1], 'p:' .. string.sub(all[i], 3))
+    if (not reached) or reached < all[i + 1] then return 1 end
+  end
+end
+redis.call('HSET', KEYS[1], 'state', 'ready')
+return 2
+";
+
+/// Starts generation ARGV[2] (clearing) if the current one is ARGV[1] ('' for none).
+const REPLACE_GENERATION: &str = r"
+local gen = redis.call('HGET', KEYS[1], 'gen') or ''
+if gen ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'state', 'clearing', 'source', ARGV[3])
+return 1
+";
+
+/// Deletes KEYS[2..] while generation ARGV[1] is clearing; -1 once it is not.
+const CLEAR_KEYS: &str = r"
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1]
+  or redis.call('HGET', KEYS[1], 'state') ~= 'clearing' then
+  return -1
+end
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('UNLINK', KEYS[i]) end
+return n
+";
+
+/// Ends the clearing of generation ARGV[1] with targets (field, offset pairs).
+const START_REBUILD: &str = r"
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1]
+  or redis.call('HGET', KEYS[1], 'state') ~= 'clearing' then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], 'state', 'rebuilding')
+else
+  redis.call('HSET', KEYS[1], 'state', 'ready')
 end
 return 1
 ";
 
 /// Width of the version prefix of a subject copy, then one flag byte.
 const VERSION_WIDTH: usize = 20;
+/// Keys deleted per script call while clearing.
+const CLEAR_PAGE: usize = 500;
 
 /// Records in Redis, under a key prefix.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
-    record_cas: Script,
-    subject_cas: Script,
-    positions_max: Script,
+    scripts: [Script; 6],
 }
+
+/// Every script, loaded at start and again if Redis lost them.
+const SOURCES: [&str; 6] = [
+    RECORD_CAS,
+    SUBJECT_CAS,
+    ADVANCE,
+    REPLACE_GENERATION,
+    CLEAR_KEYS,
+    START_REBUILD,
+];
+/// Indexes into `SOURCES` and `RedisStore::scripts`.
+const RECORD: usize = 0;
+const SUBJECT: usize = 1;
+const ADVANCE_AT: usize = 2;
+const REPLACE: usize = 3;
+const CLEAR: usize = 4;
+const REBUILD: usize = 5;
 
 impl RedisStore {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379/`); every key starts with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         let store = RedisStore {
             conn,
             prefix: prefix.to_owned(),
-            record_cas: Script::new(RECORD_CAS),
-            subject_cas: Script::new(SUBJECT_CAS),
-            positions_max: Script::new(POSITIONS_MAX),
+            scripts: SOURCES.map(Script::new),
         };
         store.load_scripts().await?;
         Ok(store)
@@ -86,7 +170,7 @@ impl RedisStore {
     async fn load_scripts(&self) -> Result<(), RedisError> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
-        for source in [RECORD_CAS, SUBJECT_CAS, POSITIONS_MAX] {
+        for source in SOURCES {
             pipe.cmd("SCRIPT").arg("LOAD").arg(source);
         }
         pipe.query_async::<Vec<String>>(&mut conn).await?;
@@ -106,6 +190,19 @@ impl RedisStore {
         }
     }
 
+    /// One script call as a pipeline of one.
+    async fn run_one<T: redis::FromRedisValue>(
+        &self,
+        script: usize,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha(&self.scripts[script], keys, args));
+        let (reply,): (T,) = self.run(&pipe).await?;
+        Ok(reply)
+    }
+
     fn record_key(&self, key: &RecordKey) -> String {
         format!("{}rec:{{{key}}}", self.prefix)
     }
@@ -114,18 +211,18 @@ impl RedisStore {
         format!("{}sub:{{{subject}}}", self.prefix)
     }
 
-    fn positions_key(&self) -> String {
-        format!("{}pos", self.prefix)
+    fn meta_key(&self) -> String {
+        format!("{}meta", self.prefix)
     }
 
-    pub(super) async fn apply(
+    pub(super) async fn write_entries(
         &self,
         writes: &[RecordWrite<'_>],
-    ) -> Result<ApplyOutcome, StoreError> {
-        let mut step_one = redis::pipe();
+    ) -> Result<EntriesWritten, StoreError> {
+        let mut pipe = redis::pipe();
         for w in writes {
-            step_one.add_command(evalsha(
-                &self.record_cas,
+            pipe.add_command(evalsha(
+                &self.scripts[RECORD],
                 &[self.record_key(&w.key)],
                 &[
                     version_text(w.version).as_bytes(),
@@ -134,7 +231,7 @@ impl RedisStore {
                 ],
             ));
         }
-        let replies: Vec<(i64, String, String)> = self.run(&step_one).await?;
+        let replies: Vec<(i64, String, String)> = self.run(&pipe).await?;
         if replies.len() != writes.len() {
             return Err(StoreError::Corrupt(format!(
                 "{} replies to {} record writes",
@@ -142,96 +239,234 @@ impl RedisStore {
                 writes.len()
             )));
         }
+        Ok(EntriesWritten(
+            replies
+                .into_iter()
+                .map(|(applied, gone, current)| {
+                    (applied != 0).then_some(SubjectPlan { gone, current })
+                })
+                .collect(),
+        ))
+    }
 
-        let mut outcome = ApplyOutcome::default();
-        let mut step_two = redis::pipe();
-        for (w, (applied, previous, current)) in writes.iter().zip(&replies) {
-            if *applied == 0 {
-                outcome.stale += 1;
-                continue;
-            }
-            outcome.applied += 1;
+    pub(super) async fn write_subject_copies(
+        &self,
+        writes: &[RecordWrite<'_>],
+        written: &EntriesWritten,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for (w, plan) in writes.iter().zip(&written.0) {
+            let Some(plan) = plan else { continue };
             let version = version_text(w.version);
-            for (subject, listed) in subject_updates(previous, current) {
+            for (subject, listed) in subject_updates(plan) {
                 let (flag, event): (&[u8], &[u8]) = match w.event() {
                     Some(event) if listed => (b"1", event),
                     _ => (b"0", b""),
                 };
-                step_two.add_command(evalsha(
-                    &self.subject_cas,
+                pipe.add_command(evalsha(
+                    &self.scripts[SUBJECT],
                     &[self.subject_key(subject)],
                     &[w.key.as_str().as_bytes(), version.as_bytes(), flag, event],
                 ));
             }
         }
-        if step_two.cmd_iter().next().is_some() {
-            self.run::<Vec<i64>>(&step_two).await?;
+        if pipe.cmd_iter().next().is_some() {
+            self.run::<Vec<i64>>(&pipe).await?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
         let mut conn = self.conn.clone();
-        let event: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(self.record_key(key))
-            .arg("e")
+        let (state, event): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+            .hget(self.meta_key(), "state")
+            .hget(self.record_key(key), "e")
             .query_async(&mut conn)
             .await?;
+        check_ready(state.as_deref())?;
         Ok(event.filter(|e| !e.is_empty()))
     }
 
-    pub(super) async fn subject_records(
+    pub(super) async fn subject_entries(
         &self,
         subject: &SubjectKey,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+    ) -> Result<Vec<SubjectEntry>, StoreError> {
         let mut conn = self.conn.clone();
-        let entries: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(self.subject_key(subject.as_str()))
+        let (state, entries): (Option<String>, Vec<(String, Vec<u8>)>) = redis::pipe()
+            .hget(self.meta_key(), "state")
+            .hgetall(self.subject_key(subject.as_str()))
             .query_async(&mut conn)
             .await?;
-        let mut live = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            match value.get(VERSION_WIDTH) {
-                Some(b'1') => live.push((key, value[VERSION_WIDTH + 1..].to_vec())),
-                Some(b'0') => {}
+        check_ready(state.as_deref())?;
+        let mut listed = Vec::with_capacity(entries.len());
+        for (key, mut value) in entries {
+            let version = std::str::from_utf8(value.get(..VERSION_WIDTH).unwrap_or_default())
+                .ok()
+                .and_then(|v| v.parse().ok());
+            let (Some(version), Some(flag)) = (version, value.get(VERSION_WIDTH).copied()) else {
+                return Err(StoreError::Corrupt(format!("subject entry {key}")));
+            };
+            let event = match flag {
+                b'1' => Some(value.split_off(VERSION_WIDTH + 1)),
+                b'0' => None,
                 _ => return Err(StoreError::Corrupt(format!("subject entry {key}"))),
-            }
+            };
+            listed.push(SubjectEntry {
+                key,
+                version,
+                event,
+            });
         }
-        live.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(live.into_iter().map(|(_, event)| event).collect())
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
     }
 
-    pub(super) async fn advance_positions(&self, positions: &[Position]) -> Result<(), StoreError> {
-        let mut args = Vec::with_capacity(positions.len() * 2);
-        for p in positions {
-            args.push(position_field(&p.topic, p.partition).into_bytes());
-            args.push(version_text(u64::try_from(p.offset).unwrap_or(0)).into_bytes());
-        }
-        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let mut pipe = redis::pipe();
-        pipe.add_command(evalsha(&self.positions_max, &[self.positions_key()], &args));
-        self.run::<Vec<i64>>(&pipe).await?;
-        Ok(())
-    }
-
-    pub(super) async fn position(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
+    pub(super) async fn meta(&self) -> Result<Option<Meta>, StoreError> {
         let mut conn = self.conn.clone();
-        let stored: Option<String> = redis::cmd("HGET")
-            .arg(self.positions_key())
-            .arg(position_field(topic, partition))
+        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.meta_key())
             .query_async(&mut conn)
             .await?;
-        stored
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| StoreError::Corrupt(format!("position {s}")))
-            })
-            .transpose()
+        parse_meta(fields)
     }
+
+    pub(super) async fn replace_generation(
+        &self,
+        seen: Option<&str>,
+        new: &str,
+        source: &str,
+    ) -> Result<bool, StoreError> {
+        let replaced: i64 = self
+            .run_one(
+                REPLACE,
+                &[self.meta_key()],
+                &[
+                    seen.unwrap_or_default().as_bytes(),
+                    new.as_bytes(),
+                    source.as_bytes(),
+                ],
+            )
+            .await?;
+        Ok(replaced == 1)
+    }
+
+    pub(super) async fn clear(&self, generation: &str) -> Result<u64, StoreError> {
+        let meta_key = self.meta_key();
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(CLEAR_PAGE)
+                .query_async(&mut conn)
+                .await?;
+            let mut batch = vec![meta_key.clone()];
+            batch.extend(keys.into_iter().filter(|k| *k != meta_key));
+            if batch.len() > 1 {
+                let n: i64 = self
+                    .run_one(CLEAR, &batch, &[generation.as_bytes()])
+                    .await?;
+                if n < 0 {
+                    break;
+                }
+                deleted += n.unsigned_abs();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(deleted)
+    }
+
+    pub(super) async fn start_rebuild(
+        &self,
+        generation: &str,
+        targets: &[Position],
+    ) -> Result<bool, StoreError> {
+        let args = position_args(generation, targets);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let started: i64 = self.run_one(REBUILD, &[self.meta_key()], &args).await?;
+        Ok(started == 1)
+    }
+
+    pub(super) async fn advance_positions(
+        &self,
+        generation: &str,
+        positions: &[Position],
+    ) -> Result<(), StoreError> {
+        let args = position_args(generation, positions);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let reply: i64 = self.run_one(ADVANCE_AT, &[self.meta_key()], &args).await?;
+        match reply {
+            -1 | -2 => Err(StoreError::GenerationChanged),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// ARGV of the position scripts: the generation, then field and 20-digit offset pairs.
+fn position_args(generation: &str, positions: &[Position]) -> Vec<Vec<u8>> {
+    let mut args = Vec::with_capacity(1 + positions.len() * 2);
+    args.push(generation.as_bytes().to_vec());
+    for p in positions {
+        args.push(position_field(&p.topic, p.partition).into_bytes());
+        args.push(version_text(u64::try_from(p.offset).unwrap_or(0)).into_bytes());
+    }
+    args
+}
+
+fn check_ready(state: Option<&str>) -> Result<(), StoreError> {
+    match state.and_then(StoreState::parse) {
+        Some(StoreState::Ready) => Ok(()),
+        Some(_) => Err(StoreError::NotReady(NotReady::Rebuilding)),
+        None => Err(StoreError::NotReady(NotReady::Lost)),
+    }
+}
+
+fn parse_meta(fields: BTreeMap<String, String>) -> Result<Option<Meta>, StoreError> {
+    let Some(generation) = fields.get("gen").cloned() else {
+        return Ok(None);
+    };
+    let state = fields
+        .get("state")
+        .and_then(|s| StoreState::parse(s))
+        .ok_or_else(|| StoreError::Corrupt("generation without a state".into()))?;
+    let offsets = |tag: &str| -> Result<BTreeMap<String, i64>, StoreError> {
+        fields
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(tag).map(|f| (f, v)))
+            .map(|(f, v)| {
+                v.parse()
+                    .map(|o| (f.to_owned(), o))
+                    .map_err(|_| StoreError::Corrupt(format!("offset {v}")))
+            })
+            .collect()
+    };
+    Ok(Some(Meta {
+        generation,
+        state,
+        source: fields.get("source").cloned().unwrap_or_default(),
+        targets: offsets("t:")?,
+        positions: offsets("p:")?,
+    }))
+}
+
+/// `text` with Redis glob characters escaped, for `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 fn evalsha(script: &Script, keys: &[String], args: &[&[u8]]) -> Cmd {

@@ -1,0 +1,130 @@
+//! Joining the store's generation, and starting a new one (a rebuild) when the store has
+//! none or a foreign one.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio_util::sync::CancellationToken;
+
+use super::{FIRST_BACKOFF, MAX_BACKOFF, Materializer, MaterializerError, pause};
+use crate::proto::Position;
+use crate::resolver::store::{StoreError, StoreState};
+
+/// How long one metadata or watermark request may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Materializer {
+    /// The generation to materialize into, once it is past clearing: the store's own if
+    /// it has one of this deployment, else a new one (cleared, with targets set). `None`
+    /// on shutdown.
+    pub(super) async fn enter_generation(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<String>, MaterializerError> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.step_towards_generation().await {
+                Ok(Some(generation)) => return Ok(Some(generation)),
+                Ok(None) => backoff = FIRST_BACKOFF,
+                Err(MaterializerError::Store(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the store");
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(MaterializerError::Kafka(e)) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot read the topics' offsets");
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+            if shutdown.is_cancelled()
+                || (backoff > FIRST_BACKOFF && !pause(backoff, shutdown).await)
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One step: returns the generation when it can be joined, else moves the store one
+    /// state further (start a generation, clear it, set its targets).
+    async fn step_towards_generation(&self) -> Result<Option<String>, MaterializerError> {
+        let meta = self.store.meta().await?;
+        match meta {
+            Some(meta) if meta.source == self.config.source => {
+                if meta.state != StoreState::Clearing {
+                    return Ok(Some(meta.generation));
+                }
+                let deleted = self.store.clear(&meta.generation).await?;
+                let targets = self.end_offsets().await?;
+                if self.store.start_rebuild(&meta.generation, &targets).await? {
+                    let events: i64 = targets.iter().map(|t| t.offset + 1).sum();
+                    tracing::info!(
+                        generation = meta.generation,
+                        deleted_keys = deleted,
+                        partitions = targets.len(),
+                        events,
+                        "store cleared; rebuilding from the topics"
+                    );
+                }
+                Ok(None)
+            }
+            other => {
+                let seen = other.as_ref().map(|m| m.generation.clone());
+                let reason = if other.is_some() {
+                    "the store was written by another deployment"
+                } else {
+                    "the store has no generation marker (new, flushed or evicted)"
+                };
+                let generation = new_generation();
+                if self
+                    .store
+                    .replace_generation(seen.as_deref(), &generation, &self.config.source)
+                    .await?
+                {
+                    tracing::warn!(generation, reason, "starting a rebuild of the record store");
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The last offset of every non-empty record partition: what a rebuild must reach.
+    async fn end_offsets(&self) -> Result<Vec<Position>, MaterializerError> {
+        let consumer: BaseConsumer =
+            crate::kafka::client_config(&self.config.bootstrap, "govlink-materializer").create()?;
+        let topics = self.topics.all_records();
+        let ends = tokio::task::spawn_blocking(
+            move || -> Result<Vec<Position>, rdkafka::error::KafkaError> {
+                let mut ends = Vec::new();
+                for topic in topics {
+                    let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+                    let partitions = metadata
+                        .topics()
+                        .first()
+                        .map(|t| t.partitions().len())
+                        .unwrap_or(0);
+                    for partition in 0..partitions {
+                        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+                        let (low, high) =
+                            consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?;
+                        if high > low {
+                            ends.push(Position {
+                                topic: topic.clone(),
+                                partition,
+                                offset: high - 1,
+                            });
+                        }
+                    }
+                }
+                Ok(ends)
+            },
+        )
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("offset reader panicked: {e}")))?;
+        Ok(ends?)
+    }
+}
+
+/// A fresh generation id: time-ordered, unique across replicas.
+pub fn new_generation() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

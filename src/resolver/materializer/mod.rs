@@ -1,0 +1,480 @@
+//! The materializer: a consumer group member that reads the record topics in batches,
+//! writes each batch to the store (highest version wins), records the materialized
+//! positions, and only then stores the offsets for commit. Events it cannot use go to the
+//! dead-letter topic with the reason in headers; consumption never stops on one message.
+//!
+//! It materializes into one *generation* of the store at a time (see `store::Meta`): the
+//! consumer group is named after the generation, so a new generation (the store was
+//! flushed, is foreign, or an operator asked for a rebuild) is read from the beginning of
+//! every topic by a group with no committed offsets.
+
+mod dead_letter;
+mod generation;
+
+pub use generation::new_generation;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::broadcast;
+use tokio::time::{Instant, sleep, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::positions::Positions;
+use super::store::{Change, RecordWrite, Store, StoreError};
+use crate::kafka::{Publisher, Topics};
+use crate::proto::{Op, Position, RecordEvent};
+use crate::records::{RecordKey, RecordType, SubjectKey, subjects_of, validate_event};
+
+/// The first wait before retrying a failed store or dead-letter write; doubles up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often an idle materializer checks that its generation is still the store's, so a
+/// flush is noticed (and rebuilt) without waiting for the next record.
+const GENERATION_CHECK: Duration = Duration::from_secs(1);
+/// Applied changes kept for slow subscribers before they are told they lagged.
+const CHANGES_BUFFER: usize = 4096;
+
+/// How the materializer consumes.
+#[derive(Debug, Clone)]
+pub struct MaterializerConfig {
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// Consumer group prefix; each generation's group is `<group_id>.<generation>`.
+    /// Resolver replicas share it and split the partitions.
+    pub group_id: String,
+    /// Which deployment this is (topic prefix and group): a store marked by another one
+    /// is foreign.
+    pub source: String,
+    /// The most events per store round trip.
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill once its first event arrived.
+    pub linger: Duration,
+}
+
+/// A record version the materializer applied (stale versions are not reported): what
+/// other parts (the case engine) subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedChange {
+    /// The record's key.
+    pub key: RecordKey,
+    /// The version now stored (or replayed).
+    pub version: u64,
+    /// Its subjects (none for a deletion).
+    pub subjects: Vec<SubjectKey>,
+    /// Upsert or delete.
+    pub op: Op,
+    /// Where the event was read.
+    pub position: Position,
+}
+
+/// A member of the materializer group, not yet running.
+pub struct Materializer {
+    store: Store,
+    topics: Topics,
+    dlq: Publisher,
+    config: MaterializerConfig,
+    positions: Positions,
+    changes: broadcast::Sender<AppliedChange>,
+}
+
+/// Why the materializer stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializerError {
+    /// The consumer could not be created or subscribed.
+    #[error("materializer: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The store refused something it will keep refusing.
+    #[error("materializer: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// How consuming one generation ended.
+enum Ended {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// The store's generation changed: join the new one.
+    GenerationChanged,
+}
+
+impl Materializer {
+    /// A materializer writing into `store`, reporting its progress to `positions`.
+    pub fn new(
+        config: MaterializerConfig,
+        store: Store,
+        topics: Topics,
+        dlq: Publisher,
+        positions: Positions,
+    ) -> Materializer {
+        Materializer {
+            store,
+            topics,
+            dlq,
+            config,
+            positions,
+            changes: broadcast::channel(CHANGES_BUFFER).0,
+        }
+    }
+
+    /// Every change applied from now on. A subscriber that falls more than a few thousand
+    /// changes behind gets `Lagged` and must re-read what it needs from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<AppliedChange> {
+        self.changes.subscribe()
+    }
+
+    /// Consumes until `shutdown` is cancelled, then commits what was materialized.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MaterializerError> {
+        loop {
+            let Some(generation) = self.enter_generation(&shutdown).await? else {
+                break;
+            };
+            let group = format!("{}.{generation}", self.config.group_id);
+            tracing::info!(group, "materializer started");
+            let consumer = Arc::new(self.consumer(&group)?);
+            let ended = self.consume(&consumer, &generation, &shutdown).await?;
+            match ended {
+                Ended::Shutdown => {
+                    commit_final(consumer).await;
+                    break;
+                }
+                Ended::GenerationChanged => {
+                    tracing::warn!(group, "the store's generation changed; leaving the group");
+                    self.positions.reset();
+                }
+            }
+        }
+        tracing::info!("materializer stopped");
+        Ok(())
+    }
+
+    fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
+        let consumer: StreamConsumer =
+            crate::kafka::client_config(&self.config.bootstrap, "govlink-materializer")
+                .set("group.id", group)
+                .set("auto.offset.reset", "earliest")
+                // librdkafka commits only offsets we stored, and we store an offset only
+                // after the store acknowledged the event: at-least-once, never lost.
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.commit.interval.ms", "1000")
+                .set("enable.partition.eof", "false")
+                // A replica that dies hands its partitions over within this time.
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "1000")
+                .create()?;
+        let names = self.topics.all_records();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        Ok(consumer)
+    }
+
+    async fn consume(
+        &self,
+        consumer: &StreamConsumer,
+        generation: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Ended, MaterializerError> {
+        let mut last_check = Instant::now();
+        loop {
+            // Only the wait for a first event is cancelled: once a batch is being filled,
+            // every event taken from the consumer is processed (a dropped one would be
+            // skipped by the next stored offset).
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return Ok(Ended::Shutdown),
+                received = consumer.recv() => Some(received),
+                () = sleep(GENERATION_CHECK) => None,
+            };
+            match first {
+                Some(Ok(message)) => {
+                    let batch = self.fill_batch(consumer, message.detach()).await;
+                    if let Some(ended) = self.process(consumer, batch, generation, shutdown).await?
+                    {
+                        return Ok(ended);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consume error");
+                    sleep(FIRST_BACKOFF).await;
+                }
+                None => {}
+            }
+            if last_check.elapsed() >= GENERATION_CHECK {
+                last_check = Instant::now();
+                match self.store.meta().await {
+                    Ok(Some(meta)) if meta.generation == generation => {}
+                    Ok(_) => return Ok(Ended::GenerationChanged),
+                    // An unreachable store is noticed by the next write; keep consuming.
+                    Err(e) => tracing::debug!(error = %e, "generation check failed"),
+                }
+            }
+        }
+    }
+
+    /// Gathers more events after `first` until the batch is full or lingered enough.
+    async fn fill_batch(
+        &self,
+        consumer: &StreamConsumer,
+        first: OwnedMessage,
+    ) -> Vec<OwnedMessage> {
+        let mut batch = vec![first];
+        let linger_until = Instant::now() + self.config.linger;
+        while batch.len() < self.config.batch_size {
+            match timeout_at(linger_until, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(m.detach()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "consume error");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Materializes one batch, records its positions in `generation` and stores its
+    /// offsets. `Some` when it ended the generation or shutdown interrupted it; nothing
+    /// of the batch is committed then, so it will be read again.
+    async fn process(
+        &self,
+        consumer: &StreamConsumer,
+        batch: Vec<OwnedMessage>,
+        generation: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Ended>, MaterializerError> {
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut origins = Vec::with_capacity(batch.len());
+        let mut rejected = 0usize;
+        for message in &batch {
+            match self.decode(message) {
+                Ok(write) => {
+                    writes.push(write);
+                    origins.push(message);
+                }
+                Err(reason) => {
+                    rejected += 1;
+                    if !self.dead_letter(message, &reason, shutdown).await {
+                        return Ok(Some(Ended::Shutdown));
+                    }
+                }
+            }
+        }
+        let Some(applied) = self.apply(&writes, &origins, shutdown).await? else {
+            return Ok(Some(Ended::Shutdown));
+        };
+
+        // The last offset of each partition in the batch.
+        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for m in &batch {
+            let offset = last.entry((m.topic(), m.partition())).or_insert(m.offset());
+            *offset = (*offset).max(m.offset());
+        }
+        let positions: Vec<Position> = last
+            .iter()
+            .map(|(&(topic, partition), &offset)| Position {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+            })
+            .collect();
+        let recorded = retry("recording positions", shutdown, || {
+            self.store.advance_positions(generation, &positions)
+        })
+        .await;
+        match recorded {
+            Ok(Some(())) => {}
+            Ok(None) => return Ok(Some(Ended::Shutdown)),
+            Err(StoreError::GenerationChanged) => return Ok(Some(Ended::GenerationChanged)),
+            Err(e) => return Err(e.into()),
+        }
+
+        let mut offsets = TopicPartitionList::new();
+        for (&(topic, partition), &offset) in &last {
+            if let Err(e) =
+                offsets.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+            {
+                tracing::error!(error = %e, "cannot build offset list");
+            }
+        }
+        // Fails for partitions revoked meanwhile; their new owner re-reads from the last
+        // commit, and the store ignores what it already has.
+        if let Err(e) = consumer.store_offsets(&offsets) {
+            tracing::info!(error = %e, "offsets not stored (partitions revoked?)");
+        }
+        self.positions.record(generation, &positions);
+        let applied_count = applied.len();
+        for change in applied {
+            // No subscriber is fine: nobody needs the change then.
+            let _ = self.changes.send(change);
+        }
+        tracing::debug!(
+            events = batch.len(),
+            applied = applied_count,
+            rejected,
+            "batch materialized"
+        );
+        Ok(None)
+    }
+
+    /// Writes a batch to the store, retrying while the store is unreachable. If the store
+    /// refuses the batch for good, each write is tried alone and the ones it refuses are
+    /// dead-lettered, so one poisoned record cannot stop every partition. `None` on
+    /// shutdown.
+    async fn apply(
+        &self,
+        writes: &[RecordWrite<'_>],
+        origins: &[&OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Vec<AppliedChange>>, MaterializerError> {
+        let written = retry("store write", shutdown, || self.store.write_entries(writes)).await;
+        let outcome = match written {
+            Ok(None) => return Ok(None),
+            Ok(Some(written)) => {
+                let copied = retry("store write", shutdown, || {
+                    self.store.write_subject_copies(writes, &written)
+                });
+                match copied.await {
+                    Ok(None) => return Ok(None),
+                    Ok(Some(_)) => Some(written),
+                    Err(e) => {
+                        tracing::error!(error = %e, "store refused a batch; writing one by one");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store refused a batch; writing one by one");
+                None
+            }
+        };
+        let applied_flags: Vec<bool> = match outcome {
+            Some(written) => written.applied_flags(),
+            None => {
+                let mut flags = Vec::with_capacity(writes.len());
+                for (write, origin) in writes.iter().zip(origins) {
+                    let one = std::slice::from_ref(write);
+                    match retry("store write", shutdown, || self.store.apply(one)).await {
+                        Ok(None) => return Ok(None),
+                        Ok(Some(outcome)) => flags.push(outcome.applied == 1),
+                        Err(e) => {
+                            let reason = format!("the store refused the record: {e}");
+                            if !self.dead_letter(origin, &reason, shutdown).await {
+                                return Ok(None);
+                            }
+                            flags.push(false);
+                        }
+                    }
+                }
+                flags
+            }
+        };
+        Ok(Some(
+            writes
+                .iter()
+                .zip(origins)
+                .zip(applied_flags)
+                .filter(|(_, applied)| *applied)
+                .map(|((w, m), _)| AppliedChange {
+                    key: w.key.clone(),
+                    version: w.version,
+                    subjects: match &w.change {
+                        Change::Upsert { subjects, .. } => subjects.clone(),
+                        Change::Delete => Vec::new(),
+                    },
+                    op: match w.change {
+                        Change::Upsert { .. } => Op::Upsert,
+                        Change::Delete => Op::Delete,
+                    },
+                    position: Position {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    },
+                })
+                .collect(),
+        ))
+    }
+
+    /// Turns a message into a store write (borrowing its payload), or says why it cannot
+    /// be one.
+    fn decode<'m>(&self, message: &'m OwnedMessage) -> Result<RecordWrite<'m>, String> {
+        let agency = self
+            .topics
+            .agency_of(message.topic())
+            .ok_or("not a record topic")?;
+        let payload = message.payload().ok_or("empty message")?;
+        let event = RecordEvent::decode(payload).map_err(|e| format!("not a RecordEvent: {e}"))?;
+        let record_type: RecordType =
+            validate_event(&event, agency).map_err(|v| format!("invalid event: {v}"))?;
+        let key = RecordKey::new(record_type, &event.record_id);
+        if message.key() != Some(key.as_str().as_bytes()) {
+            return Err("message key is not the record key".into());
+        }
+        // validate_event guarantees a payload for an upsert and none for a deletion.
+        let change = match &event.payload {
+            Some(p) => Change::Upsert {
+                subjects: subjects_of(p),
+                event: payload,
+            },
+            None => Change::Delete,
+        };
+        Ok(RecordWrite {
+            key,
+            version: event.version,
+            change,
+        })
+    }
+}
+
+/// Commits the stored offsets before the consumer leaves its group.
+async fn commit_final(consumer: Arc<StreamConsumer>) {
+    // A synchronous commit blocks on the broker: keep it off the async workers.
+    let committed =
+        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
+    match committed {
+        // Nothing stored since the last commit: nothing to do.
+        Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit failed"),
+        Err(e) => tracing::warn!(error = %e, "final offset commit panicked"),
+    }
+}
+
+/// Runs `attempt` until it succeeds or fails for good, backing off while its failures
+/// are transient. `Ok(None)` if shutdown came first.
+async fn retry<T, F>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> F,
+) -> Result<Option<T>, StoreError>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(e) if e.is_transient() && !matches!(e, StoreError::GenerationChanged) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed");
+                if !pause(backoff, shutdown).await {
+                    return Ok(None);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sleeps for `backoff` unless shutdown comes first; false on shutdown.
+async fn pause(backoff: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = sleep(backoff) => true,
+    }
+}

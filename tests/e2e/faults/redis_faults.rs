@@ -1,0 +1,81 @@
+//! Redis flushed and Redis unreachable, each on a redis-server of the test's own.
+
+use std::time::Duration;
+
+use govlink::app::Role;
+use govlink::proto::GetRecordRequest;
+use tonic::Code;
+
+use super::*;
+
+#[tokio::test]
+async fn a_flushed_store_is_detected_and_rebuilt_and_never_answers_a_wrong_not_found() {
+    let redis = RedisServer::start().await;
+    let settings = govlink::config::Settings {
+        redis: Some(redis.url()),
+        ..test_settings()
+    };
+    let app = spawn_app_with(settings.clone(), Role::Dev).await;
+    let mut rng = Rng::seeded();
+    let ops = stream(&mut rng, 40, 600);
+    let mut model = Model::default();
+    publish_all(&app.channel, &ops[..300], 16, &mut model).await;
+    let before = check(&app.channel, &model, Duration::from_secs(30)).await;
+    assert_eq!((before.lost, before.regressed), (0, 0));
+    let known = model
+        .acked
+        .iter()
+        .find(|(_, (_, deleted))| !deleted)
+        .map(|(record, _)| *record)
+        .expect("some record is live");
+
+    redis.flushall().await;
+    // Right after the flush: not a wrong NOT_FOUND, but UNAVAILABLE until rebuilt.
+    let answer = app
+        .resolver()
+        .get_record(GetRecordRequest {
+            record_key: record_key(known),
+            min_positions: vec![],
+        })
+        .await;
+    match answer {
+        Err(s) => assert_eq!(s.code(), Code::Unavailable, "{s:?}"),
+        // Only if the rebuild already finished (the store is back).
+        Ok(r) => assert!(r.into_inner().record.is_some()),
+    }
+    publish_all(&app.channel, &ops[300..], 16, &mut model).await;
+    let report = check(&app.channel, &model, Duration::from_secs(60)).await;
+    conclude("redis flushed", &model, &report);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_delays_materializing_but_loses_nothing() {
+    let mut redis = RedisServer::start().await;
+    let settings = govlink::config::Settings {
+        redis: Some(redis.url()),
+        ..test_settings()
+    };
+    let app = spawn_app_with(settings.clone(), Role::Dev).await;
+    let mut rng = Rng::seeded();
+    let ops = stream(&mut rng, 40, 600);
+    let mut model = Model::default();
+    publish_all(&app.channel, &ops[..200], 16, &mut model).await;
+
+    redis.kill();
+    publish_all(&app.channel, &ops[200..400], 16, &mut model).await;
+    let mut request = tonic::Request::new(GetRecordRequest {
+        record_key: record_key(0),
+        min_positions: vec![],
+    });
+    request.set_timeout(Duration::from_secs(10));
+    let status = app.resolver().get_record(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.restart().await;
+
+    publish_all(&app.channel, &ops[400..], 16, &mut model).await;
+    let report = check(&app.channel, &model, Duration::from_secs(60)).await;
+    conclude("redis unreachable", &model, &report);
+    app.stop().await;
+}
