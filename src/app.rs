@@ -323,5 +323,6 @@ fn path(settings: &Settings, publisher: &Publisher, topics: &Topics) -> Arc<Publ
         topics.clone(),
         settings.max_batch,
         settings.request_timeout(),
+        settings.max_clock_skew(),
     )
 }

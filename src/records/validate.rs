@@ -1,7 +1,9 @@
 //! Field-by-field validation of records. Every rule names the field it failed on, so an
 //! agency gets `INVALID_ARGUMENT` with a field violation it can act on.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost_types::Timestamp;
 
@@ -11,8 +13,9 @@ use crate::proto::{self, Agency, Op, RecordEvent, record_event::Payload};
 
 /// The most entries a repeated field of a record may hold (owners, buyers, encumbrances).
 const MAX_REPEATED: usize = 64;
-/// How far in the future `occurred_at` may lie, for clock skew between agencies and us.
-const MAX_CLOCK_SKEW_SECS: i64 = 3600;
+/// The most violations one request collects: enough to fix a request in a round or two,
+/// few enough that bad input costs bounded work and the answer fits in HTTP/2 headers.
+pub const MAX_VIOLATIONS: usize = 50;
 
 /// One broken rule on one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,32 +26,47 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// The rules a request broke; empty when it is valid.
+/// The rules a request broke; empty when it is valid. Keeps the first
+/// [`MAX_VIOLATIONS`] and only counts the rest, so input cannot grow it without bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations {
+    kept: Vec<FieldViolation>,
+    /// Violations found after `kept` was full: counted, not kept.
+    omitted: usize,
+}
 
 impl Violations {
-    /// Records a broken rule.
+    /// Records a broken rule (only counts it once [`MAX_VIOLATIONS`] are kept).
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation {
+        if self.is_full() {
+            self.omitted += 1;
+            return;
+        }
+        self.kept.push(FieldViolation {
             field: field.into(),
             description: description.into(),
         });
     }
 
-    /// How many rules were broken.
+    /// How many rules were found broken, kept or not.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.kept.len() + self.omitted
     }
 
     /// Whether no rule was broken.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
-    /// The broken rules, in the order they were found.
+    /// Whether [`MAX_VIOLATIONS`] are kept: a caller checking many items stops here,
+    /// since further violations would only be counted.
+    pub fn is_full(&self) -> bool {
+        self.kept.len() >= MAX_VIOLATIONS
+    }
+
+    /// The broken rules kept, in the order they were found.
     pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
-        self.0.iter()
+        self.kept.iter()
     }
 
     /// `Ok` when nothing was broken.
@@ -57,15 +75,66 @@ impl Violations {
     }
 }
 
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
 impl fmt::Display for Violations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, v) in self.0.iter().enumerate() {
+        for (i, v) in self.kept.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{}: {}", v.field, v.description)?;
+            write!(f, "{v}")?;
+        }
+        if self.omitted > 0 {
+            write!(f, "; and {} more", self.omitted)?;
         }
         Ok(())
+    }
+}
+
+/// How far ahead of now a record may speak: the latest instant and civil date an agency
+/// may name, i.e. now plus the clock skew allowed between its clock and ours. Civil dates
+/// are compared with China's date (UTC+8) at that instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// Seconds since the Unix epoch.
+    latest_secs: i64,
+    latest_day: CivilDate,
+}
+
+impl Horizon {
+    /// Nothing lies beyond it: for events an adapter already accepted (see `validate_event`).
+    pub const UNBOUNDED: Horizon = Horizon {
+        latest_secs: i64::MAX,
+        latest_day: CivilDate::MAX,
+    };
+
+    /// The horizon seen at `now`, allowing `max_skew` between clocks.
+    pub fn at(now: SystemTime, max_skew: Duration) -> Horizon {
+        let now_secs = match now.duration_since(UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        };
+        let skew = i64::try_from(max_skew.as_secs()).unwrap_or(i64::MAX);
+        let latest_secs = now_secs.saturating_add(skew);
+        Horizon {
+            latest_secs,
+            latest_day: CivilDate::in_china_at(latest_secs),
+        }
+    }
+
+    /// The horizon by the system clock, allowing `max_skew` between clocks.
+    pub fn now(max_skew: Duration) -> Horizon {
+        Horizon::at(SystemTime::now(), max_skew)
+    }
+
+    /// The latest civil date a record may name.
+    pub fn latest_day(&self) -> CivilDate {
+        self.latest_day
     }
 }
 
@@ -77,8 +146,14 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-/// Checks what an agency says about a change: record id, version, times.
-pub fn validate_meta(meta: Option<&proto::PublishMeta>, path: &str, v: &mut Violations) {
+/// Checks what an agency says about a change: record id, version, times (none beyond
+/// `horizon`).
+pub fn validate_meta(
+    meta: Option<&proto::PublishMeta>,
+    path: &str,
+    horizon: &Horizon,
+    v: &mut Violations,
+) {
     let Some(meta) = meta else {
         v.add(path, "is required");
         return;
@@ -101,14 +176,16 @@ pub fn validate_meta(meta: Option<&proto::PublishMeta>, path: &str, v: &mut Viol
     timestamp(
         meta.occurred_at.as_ref(),
         &join(path, "occurred_at"),
-        true,
+        horizon,
         v,
     );
 }
 
-/// Checks a record payload field by field, including rules across fields.
-pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
-    let mut c = Check { path, v };
+/// Checks a record payload field by field, including rules across fields. Dates of things
+/// that have already happened (signed, registered, issued, born, ...) must not lie beyond
+/// `horizon`.
+pub fn validate_payload(payload: &Payload, path: &str, horizon: &Horizon, v: &mut Violations) {
+    let mut c = Check { path, horizon, v };
     match payload {
         Payload::Enrollment(r) => {
             c.person("person_id", &r.person_id);
@@ -116,7 +193,10 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
             c.division("region_code", &r.region_code);
             c.optional_credit_code("employer_credit_code", &r.employer_credit_code);
             c.enumeration::<proto::EnrollmentStatus>("status", r.status);
-            let start = c.date("start_date", r.start_date.as_ref(), true);
+            let start = c.past_date("start_date", r.start_date.as_ref(), true);
+            // An end date may lie ahead: an employer reports a leaver before the last day
+            // (contributions stop at month end), and the source holds that scheduled end
+            // as fact. Only its order against start_date is checked.
             let end = c.date("end_date", r.end_date.as_ref(), false);
             if let (Some(start), Some(end)) = (start, end)
                 && end < start
@@ -133,8 +213,18 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
                 None => c.fail("period", "is required"),
                 Some(p) => {
                     let month = u32::try_from(p.month).unwrap_or(0);
-                    if let Err(e) = YearMonth::new(p.year, month) {
-                        c.fail("period", e.to_string());
+                    match YearMonth::new(p.year, month) {
+                        Err(e) => c.fail("period", e.to_string()),
+                        // A later month is a typo (2062 for 2026), and it would inflate the
+                        // contribution months that transfer checks count.
+                        Ok(period) if period > c.horizon.latest_day().year_month() => c.fail(
+                            "period",
+                            format!(
+                                "must not be after the current month ({} in China)",
+                                c.horizon.latest_day().year_month()
+                            ),
+                        ),
+                        Ok(_) => {}
                     }
                 }
             }
@@ -153,7 +243,7 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
             {
                 c.fail("to_region_code", "must differ from from_region_code");
             }
-            c.date("issued_on", r.issued_on.as_ref(), true);
+            c.past_date("issued_on", r.issued_on.as_ref(), true);
             c.non_negative("contribution_months", i64::from(r.contribution_months));
             c.non_negative(
                 "personal_account_balance_fen",
@@ -164,7 +254,7 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
             let id = c.person("person_id", &r.person_id);
             c.text("name", &r.name, 64);
             let sex = c.enumeration::<proto::Sex>("sex", r.sex);
-            let birth = c.date("birth_date", r.birth_date.as_ref(), true);
+            let birth = c.past_date("birth_date", r.birth_date.as_ref(), true);
             if let Some(id) = id {
                 if birth.is_some_and(|b| b != id.birth_date()) {
                     c.fail("birth_date", "must equal the birth date in person_id");
@@ -190,7 +280,7 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
             if !r.property_unit_number.is_empty() {
                 c.unit("property_unit_number", &r.property_unit_number);
             }
-            c.date("registered_on", r.registered_on.as_ref(), true);
+            c.past_date("registered_on", r.registered_on.as_ref(), true);
             if status == Some(proto::HouseholdStatus::MovedOut) {
                 c.division("destination_region_code", &r.destination_region_code);
             } else if !r.destination_region_code.is_empty() {
@@ -208,36 +298,18 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
             if r.owners.is_empty() {
                 c.fail("owners", "must name at least one owner");
             }
-            c.at_most("owners", r.owners.len());
-            let mut owners = Vec::new();
-            let mut shares: u64 = 0;
-            for (i, owner) in r.owners.iter().enumerate() {
-                let field = format!("owners[{i}]");
-                if let Some(id) = c.person(&format!("{field}.person_id"), &owner.person_id) {
-                    if owners.contains(&id) {
-                        c.fail(&format!("{field}.person_id"), "names an owner twice");
-                    }
-                    owners.push(id);
-                }
-                if owner.share_basis_points == 0 || owner.share_basis_points > 10_000 {
-                    c.fail(
-                        &format!("{field}.share_basis_points"),
-                        "must be between 1 and 10000",
-                    );
-                }
-                shares += u64::from(owner.share_basis_points);
-            }
-            if !r.owners.is_empty() && shares != 10_000 {
-                c.fail(
-                    "owners",
-                    format!("shares must add up to 10000 basis points, not {shares}"),
-                );
+            if c.at_most("owners", r.owners.len()) {
+                c.owners(&r.owners);
             }
             if r.floor_area_dm2 == 0 {
                 c.fail("floor_area_dm2", "must be more than zero");
             }
-            c.at_most("encumbrances", r.encumbrances.len());
-            for (i, e) in r.encumbrances.iter().enumerate() {
+            let encumbrances = if c.at_most("encumbrances", r.encumbrances.len()) {
+                r.encumbrances.as_slice()
+            } else {
+                &[]
+            };
+            for (i, e) in encumbrances.iter().enumerate() {
                 let field = format!("encumbrances[{i}]");
                 c.enumeration::<proto::EncumbranceKind>(&format!("{field}.kind"), e.kind);
                 c.credit_code(
@@ -245,25 +317,25 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
                     &e.holder_credit_code,
                 );
                 c.non_negative(&format!("{field}.amount_fen"), e.amount_fen);
-                c.date(
+                c.past_date(
                     &format!("{field}.registered_on"),
                     e.registered_on.as_ref(),
                     true,
                 );
             }
-            c.date("registered_on", r.registered_on.as_ref(), true);
+            c.past_date("registered_on", r.registered_on.as_ref(), true);
         }
         Payload::SaleContract(r) => {
             c.text("contract_number", &r.contract_number, 64);
             c.unit("unit_number", &r.unit_number);
             let sellers = c.people("seller_ids", &r.seller_ids);
             let buyers = c.people("buyer_ids", &r.buyer_ids);
-            if sellers.iter().any(|s| buyers.contains(s)) {
+            if !sellers.is_disjoint(&buyers) {
                 c.fail("buyer_ids", "must not name a seller");
             }
             c.positive("price_fen", r.price_fen);
             c.enumeration::<proto::SaleContractStatus>("status", r.status);
-            c.date("signed_on", r.signed_on.as_ref(), true);
+            c.past_date("signed_on", r.signed_on.as_ref(), true);
         }
         Payload::ProvidentFundAccount(r) => {
             c.person("person_id", &r.person_id);
@@ -273,7 +345,7 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
             c.enumeration::<proto::AccountStatus>("status", r.status);
             c.non_negative("balance_fen", r.balance_fen);
             c.non_negative("monthly_deposit_fen", r.monthly_deposit_fen);
-            c.date("opened_on", r.opened_on.as_ref(), true);
+            c.past_date("opened_on", r.opened_on.as_ref(), true);
         }
         Payload::ProvidentFundLoan(r) => {
             c.person("borrower_id", &r.borrower_id);
@@ -293,13 +365,15 @@ pub fn validate_payload(payload: &Payload, path: &str, v: &mut Violations) {
                     "must be 0 when status is SETTLED",
                 );
             }
-            c.date("issued_on", r.issued_on.as_ref(), true);
+            c.past_date("issued_on", r.issued_on.as_ref(), true);
         }
     }
 }
 
-/// Checks an event read from a record topic of `topic_agency`, as the adapter would have
-/// checked it before publishing. Returns its record type.
+/// Checks an event read from a record topic of `topic_agency`, as the adapter checked it
+/// before publishing, except that no date is refused for lying in the future: the adapter
+/// checked that against its own clock, ours may lag it, and refusing would dead-letter an
+/// acknowledged record. Returns its record type.
 pub fn validate_event(event: &RecordEvent, topic_agency: Agency) -> Result<RecordType, Violations> {
     let mut v = Violations::default();
     if event.agency != topic_agency as i32 {
@@ -323,7 +397,7 @@ pub fn validate_event(event: &RecordEvent, topic_agency: Agency) -> Result<Recor
             if record_type.is_some_and(|t| t != RecordType::of_payload(payload)) {
                 v.add("payload", "does not match record_type");
             }
-            validate_payload(payload, "payload", &mut v);
+            validate_payload(payload, "payload", &Horizon::UNBOUNDED, &mut v);
         }
         (Ok(Op::Upsert), None) => v.add("payload", "is required for OP_UPSERT"),
         (Ok(Op::Delete), None) => {}
@@ -337,6 +411,8 @@ pub fn validate_event(event: &RecordEvent, topic_agency: Agency) -> Result<Recor
 /// A cursor over one record's fields: knows the path and collects violations.
 struct Check<'a> {
     path: &'a str,
+    /// The latest date a record may name.
+    horizon: &'a Horizon,
     v: &'a mut Violations,
 }
 
@@ -345,28 +421,59 @@ impl Check<'_> {
         self.v.add(join(self.path, field), description);
     }
 
+    /// A resident ID whose birth date is not beyond the horizon.
     fn person(&mut self, field: &str, value: &str) -> Option<ResidentId> {
-        ResidentId::parse(value)
+        ResidentId::parse_as_of(value, self.horizon.latest_day())
             .map_err(|e| self.fail(field, format!("not a resident ID number: {e}")))
             .ok()
     }
 
-    fn people(&mut self, field: &str, values: &[String]) -> Vec<ResidentId> {
+    /// A list of distinct people; empty (entries unchecked) when it is longer than allowed.
+    fn people(&mut self, field: &str, values: &[String]) -> HashSet<ResidentId> {
         if values.is_empty() {
             self.fail(field, "must name at least one person");
         }
-        self.at_most(field, values.len());
-        let mut people = Vec::new();
+        let mut people = HashSet::new();
+        if !self.at_most(field, values.len()) {
+            return people;
+        }
         for (i, value) in values.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            if let Some(id) = self.person(&item, value) {
-                if people.contains(&id) {
-                    self.fail(&item, "names a person twice");
-                }
-                people.push(id);
+            if let Some(id) = self.person(&item, value)
+                && !people.insert(id)
+            {
+                self.fail(&item, "names a person twice");
             }
         }
         people
+    }
+
+    /// The owners of a title (at most `MAX_REPEATED`): distinct people whose shares add
+    /// up to the whole.
+    fn owners(&mut self, owners: &[proto::Owner]) {
+        let mut seen = HashSet::new();
+        let mut shares: u64 = 0;
+        for (i, owner) in owners.iter().enumerate() {
+            let field = format!("owners[{i}].person_id");
+            if let Some(id) = self.person(&field, &owner.person_id)
+                && !seen.insert(id)
+            {
+                self.fail(&field, "names an owner twice");
+            }
+            if owner.share_basis_points == 0 || owner.share_basis_points > 10_000 {
+                self.fail(
+                    &format!("owners[{i}].share_basis_points"),
+                    "must be between 1 and 10000",
+                );
+            }
+            shares += u64::from(owner.share_basis_points);
+        }
+        if !owners.is_empty() && shares != 10_000 {
+            self.fail(
+                "owners",
+                format!("shares must add up to 10000 basis points, not {shares}"),
+            );
+        }
     }
 
     fn division(&mut self, field: &str, value: &str) -> Option<DivisionCode> {
@@ -409,10 +516,17 @@ impl Check<'_> {
         }
     }
 
-    fn at_most(&mut self, field: &str, len: usize) {
+    /// Whether a repeated field is within its limit; one violation when it is not, so a
+    /// caller skips its entries rather than checking (and reporting) each one.
+    fn at_most(&mut self, field: &str, len: usize) -> bool {
         if len > MAX_REPEATED {
-            self.fail(field, format!("must have at most {MAX_REPEATED} entries"));
+            self.fail(
+                field,
+                format!("must have at most {MAX_REPEATED} entries, not {len}"),
+            );
+            return false;
         }
+        true
     }
 
     fn non_negative(&mut self, field: &str, value: i64) {
@@ -460,27 +574,41 @@ impl Check<'_> {
             .map_err(|e| self.fail(field, e.to_string()))
             .ok()
     }
+
+    /// A date of something that has happened (signed, issued, born): not beyond the horizon.
+    fn past_date(
+        &mut self,
+        field: &str,
+        value: Option<&proto::Date>,
+        required: bool,
+    ) -> Option<CivilDate> {
+        let date = self.date(field, value, required)?;
+        let latest = self.horizon.latest_day();
+        if date > latest {
+            self.fail(
+                field,
+                format!("must not be in the future (after {latest} in China)"),
+            );
+            return None;
+        }
+        Some(date)
+    }
 }
 
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn timestamp(ts: Option<&Timestamp>, field: &str, required: bool, v: &mut Violations) {
+fn timestamp(ts: Option<&Timestamp>, field: &str, horizon: &Horizon, v: &mut Violations) {
     let Some(ts) = ts else {
-        if required {
-            v.add(field, "is required");
-        }
+        v.add(field, "is required");
         return;
     };
     if !(0..1_000_000_000).contains(&ts.nanos) {
         v.add(field, "nanos must be between 0 and 999999999");
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if ts.seconds > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+    if ts.seconds > horizon.latest_secs {
         v.add(field, "must not be in the future");
     } else if ts.seconds < -2_208_988_800 {
         // Before 1900: no change of a living record is that old; a sign of a unit mix-up.
