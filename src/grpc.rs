@@ -253,7 +253,11 @@ pub fn invalid_argument(violations: &Violations) -> Status {
     if more > 0 {
         let sep = if shown == 0 { "" } else { "; " };
         // Once full, validation may have stopped early: the count is a lower bound.
-        let at_least = if violations.is_full() { "at least " } else { "" };
+        let at_least = if violations.is_full() {
+            "at least "
+        } else {
+            ""
+        };
         let _ = write!(message, "{sep}and {at_least}{more} more");
     }
     Status::with_error_details(Code::InvalidArgument, message, details)
@@ -263,7 +267,13 @@ pub fn invalid_argument(violations: &Violations) -> Status {
 /// `%`, are percent-encoded (three bytes each).
 fn grpc_message_len(text: &str) -> usize {
     text.bytes()
-        .map(|b| if (0x20..=0x7e).contains(&b) && b != b'%' { 1 } else { 3 })
+        .map(|b| {
+            if (0x20..=0x7e).contains(&b) && b != b'%' {
+                1
+            } else {
+                3
+            }
+        })
         .sum()
 }
 
@@ -320,11 +330,7 @@ mod tests {
             "{}",
             status.message()
         );
-        assert!(
-            status.message().ends_with(" more"),
-            "{}",
-            status.message()
-        );
+        assert!(status.message().ends_with(" more"), "{}", status.message());
         let shown = status.message().matches("holder_credit_code").count();
         let more = format!("and at least {} more", 10_000 - shown);
         assert!(status.message().contains(&more), "{}", status.message());
@@ -387,7 +393,10 @@ mod tests {
                 })
                 .expect("refused");
             // Refused on the chunk completing the second prefix, not after its body.
-            assert!(seen < 13 + chunk, "chunk {chunk}: refused after {seen} bytes");
+            assert!(
+                seen < 13 + chunk,
+                "chunk {chunk}: refused after {seen} bytes"
+            );
             assert_eq!(status.code(), Code::ResourceExhausted);
             assert!(
                 status

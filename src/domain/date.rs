@@ -365,7 +365,10 @@ mod tests {
             CivilDate::new(1969, 12, 31).unwrap()
         );
         assert_eq!(CivilDate::in_china_at(i64::MAX), CivilDate::MAX);
-        assert_eq!(CivilDate::in_china_at(i64::MIN), CivilDate::new(1, 1, 1).unwrap());
+        assert_eq!(
+            CivilDate::in_china_at(i64::MIN),
+            CivilDate::new(1, 1, 1).unwrap()
+        );
         assert_eq!(CivilDate::MAX, CivilDate::new(9999, 12, 31).unwrap());
     }
 

@@ -670,7 +670,10 @@ mod tests {
     }
 
     fn fields(payload: &Payload, horizon: &Horizon) -> Vec<String> {
-        check(payload, horizon).into_iter().map(|(f, _)| f).collect()
+        check(payload, horizon)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
     }
 
     #[test]
@@ -753,7 +756,10 @@ mod tests {
         // Every entry is checked up to the limit: 64 distinct buyers pass.
         let many: Vec<String> = (10..74).map(nth_person).collect();
         let ok = contract(vec![a.clone()], many);
-        assert_eq!(fields(&Payload::SaleContract(ok), &horizon), [] as [&str; 0]);
+        assert_eq!(
+            fields(&Payload::SaleContract(ok), &horizon),
+            [] as [&str; 0]
+        );
 
         let owner = |id: &str, share| proto::Owner {
             person_id: id.into(),
@@ -789,8 +795,11 @@ mod tests {
             day(2026, 11, 28)
         );
         assert_eq!(
-            Horizon::at(UNIX_EPOCH - Duration::from_secs(86_400 * 365), Duration::ZERO)
-                .latest_day(),
+            Horizon::at(
+                UNIX_EPOCH - Duration::from_secs(86_400 * 365),
+                Duration::ZERO
+            )
+            .latest_day(),
             day(1969, 1, 1)
         );
     }
@@ -924,10 +933,18 @@ mod tests {
             );
             // An event an adapter accepted is never refused for its dates.
             let far = build(CivilDate::MAX);
-            assert_eq!(fields(&far, &Horizon::UNBOUNDED), [] as [&str; 0], "{field}");
+            assert_eq!(
+                fields(&far, &Horizon::UNBOUNDED),
+                [] as [&str; 0],
+                "{field}"
+            );
             // The skew allowance moves the horizon to the 28th.
             let skewed = Horizon::at(now(), Duration::from_secs(3600));
-            assert_eq!(fields(&build(tomorrow), &skewed), [] as [&str; 0], "{field}");
+            assert_eq!(
+                fields(&build(tomorrow), &skewed),
+                [] as [&str; 0],
+                "{field}"
+            );
         }
 
         // A birth date, and the birth date in a resident ID, of tomorrow.
@@ -1002,7 +1019,10 @@ mod tests {
             )]
         );
         assert_eq!(fields(&period(2062, 1), &horizon), ["record.period"]);
-        assert_eq!(fields(&period(2062, 1), &Horizon::UNBOUNDED), [] as [&str; 0]);
+        assert_eq!(
+            fields(&period(2062, 1), &Horizon::UNBOUNDED),
+            [] as [&str; 0]
+        );
         // On the last evening of a month the skew reaches into the next one.
         let end_of_month = UNIX_EPOCH + Duration::from_secs(1_798_731_000); // 2026-12-31T23:30+08
         let skewed = Horizon::at(end_of_month, Duration::from_secs(3600));
