@@ -28,11 +28,12 @@ use crate::records::Violations;
 /// before tonic would (tonic says `OUT_OF_RANGE`, which gRPC's status table does not
 /// use for this).
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
-/// The bytes of field violations an `INVALID_ARGUMENT` carries in its details, and of
-/// its message (as percent-encoded on the wire). Both travel in HTTP/2 headers, the
-/// details base64-encoded and holding the message once more; with these budgets the
-/// headers stay near 5 KiB, well under the 8-16 KiB header lists clients accept.
+/// The bytes of field violations an `INVALID_ARGUMENT` carries in its details. Details
+/// and message travel in HTTP/2 headers, the details base64-encoded and holding the
+/// message once more; with these two budgets the headers stay under about 5.5 KiB, well
+/// below the 8-16 KiB header lists clients accept.
 const DETAILS_BUDGET: usize = 3 * 1024;
+/// The bytes of an `INVALID_ARGUMENT` message, as percent-encoded in `grpc-message`.
 const MESSAGE_BUDGET: usize = 512;
 
 /// The part of a client's timeout kept back so our answer (say `UNAVAILABLE`) reaches it
