@@ -328,6 +328,7 @@ impl App {
                 kafka.topics.clone(),
                 settings.max_batch,
                 settings.request_timeout(),
+                settings.max_clock_skew(),
             );
             adapters(&mut parts, &path, agencies);
         }

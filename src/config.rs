@@ -51,6 +51,9 @@ pub struct Settings {
     pub startup_timeout_ms: u64,
     /// How long shutdown waits for in-flight calls and the producer to finish.
     pub shutdown_grace_ms: u64,
+    /// How far an agency's clock may run ahead of ours: `occurred_at` and dates of past
+    /// events (signed, issued, born, ...) up to this far beyond now are accepted.
+    pub max_clock_skew_ms: u64,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
 }
@@ -74,10 +77,14 @@ impl Default for Settings {
             materializer_linger_ms: 5,
             startup_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            max_clock_skew_ms: 3_600_000,
             log_json: false,
         }
     }
 }
+
+/// The largest `max_clock_skew_ms` accepted: one day.
+const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
 
 /// Why settings could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +156,12 @@ impl Settings {
                 )));
             }
         }
+        // Beyond a day, "not in the future" would no longer refuse tomorrow's date.
+        if self.max_clock_skew_ms > MAX_CLOCK_SKEW_MS {
+            return Err(ConfigError::Invalid(format!(
+                "max_clock_skew_ms must be at most {MAX_CLOCK_SKEW_MS} (one day)"
+            )));
+        }
         Ok(())
     }
 
@@ -160,6 +173,11 @@ impl Settings {
     /// `startup_timeout_ms` as a duration.
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_millis(self.startup_timeout_ms)
+    }
+
+    /// `max_clock_skew_ms` as a duration.
+    pub fn max_clock_skew(&self) -> Duration {
+        Duration::from_millis(self.max_clock_skew_ms)
     }
 
     /// `shutdown_grace_ms` as a duration.
@@ -233,6 +251,11 @@ mod tests {
         assert!(err.to_string().contains("partitons"), "{err}");
         let err = Settings::load(None, &env(&[("GOVLINK_MAX_BATCH", "0")])).unwrap_err();
         assert!(err.to_string().contains("max_batch"), "{err}");
+        let err =
+            Settings::load(None, &env(&[("GOVLINK_MAX_CLOCK_SKEW_MS", "86400001")])).unwrap_err();
+        assert!(err.to_string().contains("max_clock_skew_ms"), "{err}");
+        let s = Settings::load(None, &env(&[("GOVLINK_MAX_CLOCK_SKEW_MS", "0")])).unwrap();
+        assert_eq!(s.max_clock_skew(), Duration::ZERO);
     }
 
     #[test]

@@ -1,12 +1,21 @@
-//! What every gRPC service of govlink shares: the server, call deadlines and the mapping of field
-//! violations to `INVALID_ARGUMENT` with rich `BadRequest` details.
+//! What every gRPC service of govlink shares: the server and its message-size limit, call
+//! deadlines and the mapping of field violations to `INVALID_ARGUMENT` with rich
+//! `BadRequest` details.
 
+use std::fmt::Write as _;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tonic::codegen::http::{Request as HttpRequest, Response as HttpResponse};
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::{Code, Request, Status};
@@ -14,21 +23,171 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::records::Violations;
 
+/// The largest request message a govlink server decodes: tonic's default decoding limit,
+/// which every service keeps. [`serve`] refuses a larger one with `RESOURCE_EXHAUSTED`
+/// before tonic would (tonic says `OUT_OF_RANGE`, which gRPC's status table does not
+/// use for this).
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// The bytes of field violations an `INVALID_ARGUMENT` carries in its details. Details
+/// and message travel in HTTP/2 headers, the details base64-encoded and holding the
+/// message once more; with these two budgets the headers stay under about 5.5 KiB, well
+/// below the 8-16 KiB header lists clients accept.
+const DETAILS_BUDGET: usize = 3 * 1024;
+/// The bytes of an `INVALID_ARGUMENT` message, as percent-encoded in `grpc-message`.
+const MESSAGE_BUDGET: usize = 512;
+
 /// The part of a client's timeout kept back so our answer (say `UNAVAILABLE`) reaches it
 /// before its own timer fires: at most this, and at most a tenth of the timeout.
 const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 
 /// Serves `routes` on `listener` until `shutdown` resolves; then stops accepting and lets
-/// in-flight calls finish.
+/// in-flight calls finish. A request message over [`MAX_MESSAGE_BYTES`] gets
+/// `RESOURCE_EXHAUSTED`, in unary and streaming calls alike.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let service = LimitMessages {
+        inner: routes.prepare(),
+        limit: MAX_MESSAGE_BYTES,
+    };
     Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(service, TcpListenerStream::new(listener), shutdown)
         .await
+}
+
+/// Wraps every request body in a [`LimitedBody`]. The check sits on the body rather than
+/// on each service because tonic reports an oversized message with a status code we
+/// cannot change per service; a body error that is a `Status` reaches the call as is.
+#[derive(Clone)]
+struct LimitMessages<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S> Service<HttpRequest<Body>> for LimitMessages<S>
+where
+    S: Service<HttpRequest<Body>, Response = HttpResponse<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest<Body>) -> Self::Future {
+        let limit = self.limit;
+        self.inner
+            .call(request.map(|body| Body::new(LimitedBody::new(body, limit))))
+    }
+}
+
+/// A gRPC request body that fails with `RESOURCE_EXHAUSTED` as soon as a message's
+/// length prefix exceeds the limit, before its bytes are buffered.
+struct LimitedBody<B> {
+    inner: B,
+    frames: FrameScanner,
+    failed: bool,
+}
+
+impl<B> LimitedBody<B> {
+    fn new(inner: B, limit: usize) -> Self {
+        LimitedBody {
+            inner,
+            frames: FrameScanner::new(limit),
+            failed: false,
+        }
+    }
+}
+
+impl<B> HttpBody for LimitedBody<B>
+where
+    B: HttpBody<Data = Bytes, Error = Status> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+            && let Some(data) = data
+            && let Err(status) = self.frames.scan(data)
+        {
+            self.failed = true;
+            return Poll::Ready(Some(Err(status)));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Follows the gRPC length-prefixed framing (1 flag byte, 4 length bytes, the message)
+/// across body chunks of any size.
+struct FrameScanner {
+    limit: usize,
+    /// The prefix of the next message, as far as it has arrived.
+    header: [u8; 5],
+    header_len: usize,
+    /// Bytes of the current message still to come.
+    remaining: usize,
+}
+
+impl FrameScanner {
+    fn new(limit: usize) -> Self {
+        FrameScanner {
+            limit,
+            header: [0; 5],
+            header_len: 0,
+            remaining: 0,
+        }
+    }
+
+    /// Consumes one chunk; `RESOURCE_EXHAUSTED` when a message in it is over the limit.
+    fn scan(&mut self, mut chunk: &[u8]) -> Result<(), Status> {
+        while !chunk.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(chunk.len());
+                self.remaining -= n;
+                chunk = &chunk[n..];
+                continue;
+            }
+            let n = (self.header.len() - self.header_len).min(chunk.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&chunk[..n]);
+            self.header_len += n;
+            chunk = &chunk[n..];
+            if self.header_len == self.header.len() {
+                self.header_len = 0;
+                let [_, a, b, c, d] = self.header;
+                let len = usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
+                if len > self.limit {
+                    return Err(Status::resource_exhausted(format!(
+                        "request message is {len} bytes, more than the {} bytes ({} MiB) a \
+                         govlink server accepts; send less per call (e.g. smaller batches)",
+                        self.limit,
+                        self.limit >> 20
+                    )));
+                }
+                self.remaining = len;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The instant a call must be answered by: shortly before the client's `grpc-timeout`
@@ -61,17 +220,62 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// `INVALID_ARGUMENT` naming every broken rule as a field violation.
+/// `INVALID_ARGUMENT` naming the broken rules as field violations, as many as fit in
+/// HTTP/2 headers; the message names the first few and how many more there are.
 pub fn invalid_argument(violations: &Violations) -> Status {
     let mut details = ErrorDetails::new();
+    let mut details_size = 0;
     for v in violations.iter() {
+        // Two length-delimited strings in a FieldViolation in the BadRequest: a few bytes
+        // of tags and lengths each.
+        details_size += v.field.len() + v.description.len() + 8;
+        if details_size > DETAILS_BUDGET {
+            break;
+        }
         details.add_bad_request_violation(v.field.clone(), v.description.clone());
     }
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid request: {violations}"),
-        details,
-    )
+    // Room for "; and at least NNNNNNNNNN more".
+    let room = MESSAGE_BUDGET - 32;
+    let mut message = String::from("invalid request: ");
+    let mut shown = 0;
+    for v in violations.iter() {
+        let item = if shown == 0 {
+            v.to_string()
+        } else {
+            format!("; {v}")
+        };
+        if grpc_message_len(&message) + grpc_message_len(&item) > room {
+            break;
+        }
+        message.push_str(&item);
+        shown += 1;
+    }
+    let more = violations.len() - shown;
+    if more > 0 {
+        let sep = if shown == 0 { "" } else { "; " };
+        // Once full, validation may have stopped early: the count is a lower bound.
+        let at_least = if violations.is_full() {
+            "at least "
+        } else {
+            ""
+        };
+        let _ = write!(message, "{sep}and {at_least}{more} more");
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// The length of `text` as a `grpc-message` header: bytes outside printable ASCII, and
+/// `%`, are percent-encoded (three bytes each).
+fn grpc_message_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| {
+            if (0x20..=0x7e).contains(&b) && b != b'%' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum()
 }
 
 /// `INVALID_ARGUMENT` for one broken rule.
@@ -93,5 +297,123 @@ mod tests {
         assert_eq!(parse_grpc_timeout("m"), None);
         assert_eq!(parse_grpc_timeout("123456789m"), None);
         assert_eq!(parse_grpc_timeout("12x"), None);
+    }
+
+    /// The HTTP/2 size of a header list: name, value and 32 bytes per entry (RFC 9113).
+    fn header_list_size(status: Status) -> usize {
+        let response = status.into_http::<()>();
+        response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum()
+    }
+
+    #[test]
+    fn invalid_argument_fits_in_http2_headers_however_many_violations() {
+        let mut violations = Violations::default();
+        for i in 0..10_000 {
+            violations.add(
+                format!("items[{i}].record.encumbrances[63].holder_credit_code"),
+                format!(
+                    "not a unified social credit code: registration authority code (position \
+                     1) must be one of 1 5 9 Y, found '名' {}",
+                    "%".repeat(20)
+                ),
+            );
+        }
+        let status = invalid_argument(&violations);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().starts_with(
+                "invalid request: items[0].record.encumbrances[63].holder_credit_code: not a"
+            ),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().ends_with(" more"), "{}", status.message());
+        let shown = status.message().matches("holder_credit_code").count();
+        let more = format!("and at least {} more", 10_000 - shown);
+        assert!(status.message().contains(&more), "{}", status.message());
+        let details = status.get_details_bad_request().unwrap().field_violations;
+        assert!(details.len() >= 10, "{}", details.len());
+        assert_eq!(
+            details[0].field,
+            "items[0].record.encumbrances[63].holder_credit_code"
+        );
+        let size = header_list_size(status);
+        assert!(size < 8 * 1024, "{size} bytes of headers");
+    }
+
+    #[test]
+    fn invalid_argument_names_every_violation_when_few() {
+        let mut violations = Violations::default();
+        violations.add("record.name", "is required");
+        violations.add("record.sex", "is required (UNSPECIFIED is not a value)");
+        let status = invalid_argument(&violations);
+        assert_eq!(
+            status.message(),
+            "invalid request: record.name: is required; record.sex: is required (UNSPECIFIED \
+             is not a value)"
+        );
+        let details = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(details.len(), 2);
+        assert_eq!(details[1].field, "record.sex");
+    }
+
+    fn frame(len: u32) -> Vec<u8> {
+        let mut bytes = vec![0];
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.extend(std::iter::repeat_n(7, usize::try_from(len).unwrap()));
+        bytes
+    }
+
+    #[test]
+    fn frames_up_to_the_limit_pass_in_chunks_of_any_size() {
+        let stream: Vec<u8> = [frame(0), frame(10), frame(3), frame(10)].concat();
+        for chunk in [1, 2, 4, 5, 6, 11, stream.len()] {
+            let mut scanner = FrameScanner::new(10);
+            for part in stream.chunks(chunk) {
+                scanner.scan(part).unwrap();
+            }
+            assert_eq!((scanner.remaining, scanner.header_len), (0, 0));
+        }
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_resource_exhausted_as_soon_as_its_prefix_arrives() {
+        let stream: Vec<u8> = [frame(3), frame(11)].concat();
+        for chunk in [1, 3, 8, 9, stream.len()] {
+            let mut scanner = FrameScanner::new(10);
+            let mut seen = 0;
+            let status = stream
+                .chunks(chunk)
+                .find_map(|part| {
+                    seen += part.len();
+                    scanner.scan(part).err()
+                })
+                .expect("refused");
+            // Refused on the chunk completing the second prefix, not after its body.
+            assert!(
+                seen < 13 + chunk,
+                "chunk {chunk}: refused after {seen} bytes"
+            );
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            assert!(
+                status
+                    .message()
+                    .starts_with("request message is 11 bytes, more than the 10 bytes"),
+                "{}",
+                status.message()
+            );
+        }
+        let status = FrameScanner::new(MAX_MESSAGE_BYTES)
+            .scan(&[0, 0xff, 0xff, 0xff, 0xff])
+            .unwrap_err();
+        assert!(
+            status.message().contains("4194304 bytes (4 MiB)"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -27,7 +27,8 @@ use crate::proto::{
     record_event::Payload,
 };
 use crate::records::{
-    RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta, validate_payload,
+    Horizon, RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta,
+    validate_payload,
 };
 
 /// What one request item asks to publish, before validation.
@@ -81,6 +82,8 @@ pub struct PublishPath {
     max_batch: usize,
     /// The longest a publish waits for the broker when the caller sets no deadline.
     max_wait: Duration,
+    /// How far ahead of our clock an agency's times and dates may lie.
+    max_clock_skew: Duration,
 }
 
 impl PublishPath {
@@ -90,12 +93,14 @@ impl PublishPath {
         topics: Topics,
         max_batch: usize,
         max_wait: Duration,
+        max_clock_skew: Duration,
     ) -> Arc<PublishPath> {
         Arc::new(PublishPath {
             publisher,
             topics,
             max_batch,
             max_wait,
+            max_clock_skew,
         })
     }
 
@@ -167,7 +172,8 @@ impl PublishPath {
         deadline: Instant,
     ) -> Result<PublishAck, Status> {
         let mut violations = Violations::default();
-        let event = prepare(agency, item, &mut violations);
+        let horizon = Horizon::now(self.max_clock_skew);
+        let event = prepare(agency, item, &horizon, &mut violations);
         match event {
             Some(event) if violations.is_empty() => self.send(event, deadline).await,
             _ => Err(invalid_argument(&violations)),
@@ -198,9 +204,13 @@ impl PublishPath {
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
+        let horizon = Horizon::now(self.max_clock_skew);
+        // Once the violations are full, later items would only add to a count: stop.
         let events: Vec<Option<Prepared>> = items
             .into_iter()
-            .map(|item| prepare(agency, item, &mut violations))
+            .map_while(|item| {
+                (!violations.is_full()).then(|| prepare(agency, item, &horizon, &mut violations))
+            })
             .collect();
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
@@ -287,16 +297,21 @@ struct Prepared {
 }
 
 /// Validates an item into the event to publish; `None` (with violations) when invalid.
-fn prepare(agency: Agency, item: Item, violations: &mut Violations) -> Option<Prepared> {
+fn prepare(
+    agency: Agency,
+    item: Item,
+    horizon: &Horizon,
+    violations: &mut Violations,
+) -> Option<Prepared> {
     let before = violations.len();
-    validate_meta(item.meta.as_ref(), &item.meta_path, violations);
+    validate_meta(item.meta.as_ref(), &item.meta_path, horizon, violations);
     let (record_type, op, payload) = match item.body {
         Body::Upsert(None) => {
             violations.add(item.body_path, "is required");
             return None;
         }
         Body::Upsert(Some(payload)) => {
-            validate_payload(&payload, &item.body_path, violations);
+            validate_payload(&payload, &item.body_path, horizon, violations);
             (RecordType::of_payload(&payload), Op::Upsert, Some(payload))
         }
         Body::Delete(name) => match RecordType::parse(agency, &name) {

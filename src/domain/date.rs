@@ -105,6 +105,13 @@ impl CivilDate {
         }
     }
 
+    /// The latest date there is: 9999-12-31.
+    pub const MAX: CivilDate = CivilDate {
+        year: 9999,
+        month: 12,
+        day: 31,
+    };
+
     /// Today's date in China (UTC+8) according to the system clock.
     pub fn today_in_china() -> CivilDate {
         let secs = match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -117,7 +124,13 @@ impl CivilDate {
                 i64::try_from(whole).map_or(i64::MIN, |s| -s)
             }
         };
-        let days = secs
+        Self::in_china_at(secs)
+    }
+
+    /// The date in China (UTC+8) at `unix_secs` seconds after 1970-01-01T00:00:00Z,
+    /// clamped to 0001-01-01..=9999-12-31. Lets callers inject "now" in tests.
+    pub fn in_china_at(unix_secs: i64) -> CivilDate {
+        let days = unix_secs
             .saturating_add(CHINA_UTC_OFFSET_SECS)
             .div_euclid(SECS_PER_DAY);
         Self::from_epoch_day_clamped(days)
@@ -333,6 +346,30 @@ mod tests {
             CivilDate::from_epoch_day_clamped(i64::MAX / SECS_PER_DAY),
             CivilDate::new(9999, 12, 31).unwrap()
         );
+    }
+
+    #[test]
+    fn the_date_in_china_turns_at_16_00_utc() {
+        // 2026-11-27T15:59:59Z is 23:59:59 in Beijing; one second later it is the 28th.
+        let before = 1_795_795_199;
+        assert_eq!(
+            CivilDate::in_china_at(before),
+            CivilDate::new(2026, 11, 27).unwrap()
+        );
+        assert_eq!(
+            CivilDate::in_china_at(before + 1),
+            CivilDate::new(2026, 11, 28).unwrap()
+        );
+        assert_eq!(
+            CivilDate::in_china_at(-CHINA_UTC_OFFSET_SECS - 1),
+            CivilDate::new(1969, 12, 31).unwrap()
+        );
+        assert_eq!(CivilDate::in_china_at(i64::MAX), CivilDate::MAX);
+        assert_eq!(
+            CivilDate::in_china_at(i64::MIN),
+            CivilDate::new(1, 1, 1).unwrap()
+        );
+        assert_eq!(CivilDate::MAX, CivilDate::new(9999, 12, 31).unwrap());
     }
 
     #[test]

@@ -6,9 +6,12 @@ mod validate;
 
 use std::fmt;
 
-pub use validate::{FieldViolation, Violations, validate_event, validate_meta, validate_payload};
+pub use validate::{
+    FieldViolation, Horizon, MAX_VIOLATIONS, Violations, validate_event, validate_meta,
+    validate_payload,
+};
 
-use crate::domain::{ResidentId, UnitNumber};
+use crate::domain::{CivilDate, ResidentId, UnitNumber};
 use crate::proto::{self, Agency, record_event::Payload};
 
 /// The four agencies, in a fixed order (topics, CLI, dev wiring).
@@ -223,7 +226,13 @@ impl SubjectKey {
 
 /// The subjects a payload is about, derived from its (already validated) fields.
 pub fn subjects_of(payload: &Payload) -> Vec<SubjectKey> {
-    let person = |id: &str| ResidentId::parse(id).ok().map(|p| SubjectKey::person(&p));
+    // No birth date is "in the future" here: validation judged that with its own clock
+    // and skew allowance, and a lagging clock must not drop a subject it accepted.
+    let person = |id: &str| {
+        ResidentId::parse_as_of(id, CivilDate::MAX)
+            .ok()
+            .map(|p| SubjectKey::person(&p))
+    };
     let unit = |id: &str| UnitNumber::parse(id).ok().map(|u| SubjectKey::unit(&u));
     let mut subjects: Vec<SubjectKey> = match payload {
         Payload::Enrollment(r) => person(&r.person_id).into_iter().collect(),

@@ -1,7 +1,9 @@
 //! Bad input of every kind gets INVALID_ARGUMENT naming the field and the rule, and
 //! nothing reaches the broker.
 
+use govlink::grpc::MAX_MESSAGE_BYTES;
 use govlink::proto::{self, Agency};
+use prost::Message;
 
 use crate::helpers::*;
 
@@ -169,6 +171,11 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
             "record.floor_area_dm2",
         ),
         (
+            "registered in 9999",
+            |r| r.registered_on = date(9999, 12, 31),
+            "record.registered_on",
+        ),
+        (
             "bad mortgagee",
             |r| {
                 r.encumbrances.push(proto::Encumbrance {
@@ -256,6 +263,25 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
         .unwrap_err();
     assert_eq!(violations(&status)[0].0, "record.buyer_ids");
 
+    let signed_in_9999 = proto::SaleContract {
+        signed_on: date(9999, 12, 31),
+        ..contract(&[&a], &[&b])
+    };
+    let status = app
+        .housing()
+        .publish_sale_contract(proto::PublishSaleContractRequest {
+            meta: meta("s-1", 1),
+            record: Some(signed_in_9999),
+        })
+        .await
+        .unwrap_err();
+    let (field, description) = violations(&status).remove(0);
+    assert_eq!(field, "record.signed_on");
+    assert!(
+        description.contains("must not be in the future"),
+        "{description}"
+    );
+
     let mut transfer = certificate(&bea());
     transfer.to_region_code = transfer.from_region_code.clone();
     let status = app
@@ -280,7 +306,8 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
     assert_eq!(field, "record_type");
     assert!(description.contains("account, loan"), "{description}");
 
-    // A message over the server's size limit is refused by gRPC itself, precisely.
+    // A message over the server's size limit: RESOURCE_EXHAUSTED, as gRPC's status table
+    // has it, naming the limit.
     let mut huge = identity(&alice());
     huge.name = "x".repeat(5 << 20);
     let status = app
@@ -291,7 +318,11 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("4194304 bytes (4 MiB)"),
+        "{status:?}"
+    );
 
     for agency in [
         Agency::SocialSecurity,
@@ -306,5 +337,93 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
             "nothing invalid reached {topic}"
         );
     }
+    app.stop().await;
+}
+
+/// The largest requests the server decodes, full of resident IDs: each gets a short
+/// INVALID_ARGUMENT naming the right fields (not a protocol error from oversized headers),
+/// and the server answers a normal publish right after.
+#[tokio::test]
+async fn the_largest_requests_full_of_ids_get_a_capped_invalid_argument() {
+    let app = spawn_app().await;
+    let (a, b) = (alice(), bea());
+
+    // One sale contract with 200k buyers, all the same person.
+    let request = proto::PublishSaleContractRequest {
+        meta: meta("s-big", 1),
+        record: Some(contract(&[&a], &vec![b.as_str(); 200_000])),
+    };
+    let size = request.encoded_len();
+    assert!(
+        (MAX_MESSAGE_BYTES * 9 / 10..MAX_MESSAGE_BYTES).contains(&size),
+        "{size} bytes"
+    );
+    let status = app
+        .housing()
+        .publish_sale_contract(request)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&status),
+        [(
+            "record.buyer_ids".to_owned(),
+            "must have at most 64 entries, not 200000".to_owned()
+        )]
+    );
+
+    // A batch of the most items, each a title with 300 distinct owners: one violation per
+    // item, collected for the first items only.
+    let owners: Vec<String> = (0..300)
+        .map(|i| {
+            person(&format!(
+                "1101051980{:02}{:02}{:03}",
+                1 + i % 12,
+                1 + i % 28,
+                i
+            ))
+        })
+        .collect();
+    let owners: Vec<(&str, u32)> = owners.iter().map(|id| (id.as_str(), 1)).collect();
+    let items: Vec<proto::HousingBatchItem> = (0..app.settings.max_batch)
+        .map(|i| proto::HousingBatchItem {
+            meta: meta(&format!("p-{i}"), 1),
+            record: Some(proto::housing_batch_item::Record::PropertyTitle(title(
+                &owners,
+            ))),
+        })
+        .collect();
+    let request = proto::PublishHousingBatchRequest { items };
+    let size = request.encoded_len();
+    assert!(
+        (MAX_MESSAGE_BYTES * 3 / 4..MAX_MESSAGE_BYTES).contains(&size),
+        "{size} bytes"
+    );
+    let status = app.housing().publish_batch(request).await.unwrap_err();
+    let found = violations(&status);
+    assert!((10..=50).contains(&found.len()), "{}", found.len());
+    for (i, (field, description)) in found.iter().enumerate() {
+        assert_eq!(field, &format!("items[{i}].property_title.owners"));
+        assert_eq!(description, "must have at most 64 entries, not 300");
+    }
+    assert!(
+        status.message().contains(" more"),
+        "the message says more were found: {}",
+        status.message()
+    );
+    assert!(status.message().len() < 1024, "{}", status.message());
+
+    // The server is still answering, and publishes what is valid.
+    let ack = app
+        .housing()
+        .publish_sale_contract(proto::PublishSaleContractRequest {
+            meta: meta("s-ok", 1),
+            record: Some(contract(&[&a], &[&b])),
+        })
+        .await
+        .expect("a normal publish after the big ones")
+        .into_inner();
+    assert_eq!(ack.record_key, "housing/sale_contract/s-ok");
+    let stored = read_at(&position(&ack)).await;
+    assert_eq!(key_of(&stored), "housing/sale_contract/s-ok");
     app.stop().await;
 }
