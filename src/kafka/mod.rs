@@ -7,7 +7,7 @@ mod producer;
 
 pub use admin::{AdminError, TopicSpec, ensure_topics};
 pub use embedded::EmbeddedBroker;
-pub use producer::{Header, PublishError, Publisher};
+pub use producer::{Enqueued, Header, PublishError, Publisher};
 
 use rdkafka::ClientConfig;
 

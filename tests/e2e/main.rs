@@ -11,5 +11,6 @@ mod demo;
 mod helpers;
 mod materialize;
 mod publish;
+mod publish_faults;
 mod roles;
 mod store_contract;
