@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use govlink::adapters::PublishPath;
 use govlink::app::{Services, serve};
-use futures::future::join_all;
 use govlink::kafka::{PublishError, Publisher, TopicSpec, Topics, ensure_topics};
 use govlink::proto::{
     self, Agency, DeleteRecordRequest, HousingBatchItem, Op, PublishHousingBatchRequest,
@@ -374,7 +374,10 @@ async fn a_record_keeps_its_place_in_the_window_after_its_caller_gave_up() {
     let soon = || tokio::time::Instant::now() + Duration::from_millis(300);
 
     let first = publisher.publish(&topic, b"k", b"1", &[], soon()).await;
-    assert!(matches!(first, Err(PublishError::Unavailable(_))), "{first:?}");
+    assert!(
+        matches!(first, Err(PublishError::Unavailable(_))),
+        "{first:?}"
+    );
     // The caller is gone, the record is not: librdkafka still holds it, so it still
     // counts, and the next publish waits for room instead of growing librdkafka's queue.
     assert_eq!(publisher.in_flight(), 1);
@@ -420,7 +423,10 @@ async fn a_deadline_too_short_for_a_healthy_broker_is_deadline_exceeded() {
     request.set_timeout(Duration::from_millis(2));
     let status = app.police().publish_identity(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("may still be published"), "{status:?}");
+    assert!(
+        status.message().contains("may still be published"),
+        "{status:?}"
+    );
     app.stop().await;
 }
 

@@ -236,7 +236,7 @@ async fn a_broker_killed_and_restarted_mid_publish_loses_no_acknowledged_record(
                         acked.fetch_add(1, Ordering::SeqCst);
                     }
                     outcomes.lock().unwrap().push(Outcome {
-                        started: started,
+                        started,
                         elapsed: started.elapsed(),
                         result,
                     });
