@@ -18,7 +18,6 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::statistics::Statistics;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
@@ -356,6 +355,22 @@ impl State {
     }
 }
 
+/// The part of librdkafka's statistics the context reads.
+#[derive(serde::Deserialize)]
+struct BrokerStates {
+    #[serde(default)]
+    brokers: std::collections::HashMap<String, BrokerState>,
+}
+
+/// One broker connection in librdkafka's statistics.
+#[derive(serde::Deserialize)]
+struct BrokerState {
+    /// learned, configured, internal or logical.
+    source: String,
+    /// INIT, DOWN, CONNECT, ..., UP.
+    state: String,
+}
+
 /// The producer's librdkafka context: error and statistics callbacks feed [`State`];
 /// the delivery callback answers the publisher and releases the record's window permit.
 struct PublisherContext {
@@ -363,7 +378,13 @@ struct PublisherContext {
 }
 
 impl ClientContext for PublisherContext {
-    fn stats(&self, statistics: Statistics) {
+    fn stats_raw(&self, statistics: &[u8]) {
+        // Only the broker states are read: a small view instead of rdkafka's full
+        // `Statistics`, so a field librdkafka adds or drops cannot make parsing fail.
+        let Ok(statistics) = serde_json::from_slice::<BrokerStates>(statistics) else {
+            tracing::debug!("unreadable librdkafka statistics");
+            return;
+        };
         // Bootstrap entries are "configured", brokers from metadata "learned"; the
         // "internal" and "logical" ones are librdkafka's own and never connect.
         let mut brokers = statistics
@@ -407,5 +428,77 @@ impl ProducerContext for PublisherContext {
         // The caller may have given up: then nobody listens, and that is fine.
         let _ = in_flight.reply.send(outcome);
         // `in_flight` drops here: its permit returns to the window and wakes a waiter.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> PublisherContext {
+        PublisherContext {
+            state: Arc::new(State {
+                broker: AtomicU8::new(BROKER_UNKNOWN),
+                fatal: watch::channel(None).0,
+            }),
+        }
+    }
+
+    fn stats(state: &str) -> String {
+        format!(
+            r#"{{"name":"p","brokers":{{
+                "127.0.0.1:9092/1":{{"name":"127.0.0.1:9092/1","nodeid":1,"source":"learned","state":"{state}","stateage":5}},
+                ":0/internal":{{"name":":0/internal","nodeid":-1,"source":"internal","state":"UP"}}
+            }},"topics":{{}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_timeout_is_the_deadline_only_while_the_broker_is_reachable() {
+        let context = context();
+        // Nothing known yet: a timeout cannot be blamed on the caller's deadline.
+        assert!(matches!(
+            context.state.timed_out(),
+            PublishError::Unavailable(_)
+        ));
+        // librdkafka's own internal broker being "UP" says nothing about the real one.
+        context.stats_raw(stats("CONNECT").as_bytes());
+        assert!(matches!(
+            context.state.timed_out(),
+            PublishError::Unavailable(_)
+        ));
+        context.stats_raw(stats("UP").as_bytes());
+        assert!(matches!(
+            context.state.timed_out(),
+            PublishError::DeadlineExceeded
+        ));
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert!(matches!(
+            context.state.timed_out(),
+            PublishError::Unavailable(_)
+        ));
+        // Unreadable statistics change nothing.
+        context.stats_raw(b"{not json");
+        assert!(matches!(
+            context.state.timed_out(),
+            PublishError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn the_first_fatal_error_is_kept_and_outranks_everything() {
+        let context = context();
+        context.stats_raw(stats("UP").as_bytes());
+        context.error(KafkaError::Global(RDKafkaErrorCode::Fatal), "first");
+        context.error(KafkaError::Global(RDKafkaErrorCode::Fatal), "second");
+        assert_eq!(context.state.fatal_reason().as_deref(), Some("first"));
+        assert!(matches!(context.state.timed_out(), PublishError::Fatal(r) if r == "first"));
+        assert!(matches!(
+            context.state.classify(KafkaError::Global(RDKafkaErrorCode::Fatal)),
+            PublishError::Fatal(r) if r == "first"
+        ));
     }
 }
