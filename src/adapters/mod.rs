@@ -216,10 +216,8 @@ impl PublishPath {
         }
         let results = join_all(pending.into_iter().map(|p| self.acked(p, deadline))).await;
         let failed = results.iter().filter(|r| r.is_err()).count();
-        if failed > 0 {
-            let first = results.into_iter().find_map(Result::err);
-            let first = first.unwrap_or_else(|| Status::unavailable("not acknowledged"));
-            return Err(batch_failure(&first, Some(failed)));
+        if let Some(first) = results.iter().find_map(|r| r.as_ref().err()) {
+            return Err(batch_failure(first, Some(failed)));
         }
         Ok(results.into_iter().flatten().collect())
     }
