@@ -317,6 +317,16 @@ impl App {
             settings.max_in_flight,
         )?;
         let mut parts = Parts::default();
+        // A fatal producer error (the idempotent producer lost its sequence) cannot be
+        // recovered in this process without risking order: stop, so the supervisor
+        // restarts it with a fresh producer.
+        let fatal = publisher.fatal();
+        parts.supervise("producer", move |stop| async move {
+            tokio::select! {
+                reason = fatal => Err(format!("fatal producer error: {reason}")),
+                () = stop.cancelled() => Ok(()),
+            }
+        });
         let agencies: &[Agency] = match role {
             Role::Adapter(agency) => &[agency][..],
             Role::Dev => &AGENCIES[..],

@@ -18,10 +18,10 @@ use std::time::{Duration, SystemTime};
 use futures::future::join_all;
 use prost::Message;
 use tokio::time::Instant;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::grpc::{deadline, invalid_argument};
-use crate::kafka::{PublishError, Publisher, Topics};
+use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
 use crate::proto::{
     Agency, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
     record_event::Payload,
@@ -215,35 +215,38 @@ impl PublishPath {
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
-        let sends = events
-            .into_iter()
-            .flatten()
-            .map(|event| self.send(event, deadline));
-        let results = join_all(sends).await;
+        // Enqueued one after the other, so items of one key land in item order; the acks
+        // are awaited together, so the batch costs about one broker round trip.
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events.into_iter().flatten() {
+            match self.enqueue(event, deadline).await {
+                Ok(p) => pending.push(p),
+                Err(status) => return Err(batch_failure(&status, None)),
+            }
+        }
+        let results = join_all(pending.into_iter().map(|p| self.acked(p, deadline))).await;
         let failed = results.iter().filter(|r| r.is_err()).count();
-        if failed > 0 {
-            let first = results.into_iter().find_map(Result::err);
-            let code = first.as_ref().map_or(Code::Unavailable, Status::code);
-            return Err(Status::new(
-                code,
-                format!(
-                    "{failed} items were not acknowledged ({}); some others may have been \
-                     published: retry the whole batch, versions make that safe",
-                    first.map(|s| s.message().to_owned()).unwrap_or_default()
-                ),
-            ));
+        if let Some(first) = results.iter().find_map(|r| r.as_ref().err()) {
+            return Err(batch_failure(first, Some(failed)));
         }
         Ok(results.into_iter().flatten().collect())
     }
 
+    /// Publishes one validated item and waits for the broker's ack.
     async fn send(&self, prepared: Prepared, deadline: Instant) -> Result<PublishAck, Status> {
+        let pending = self.enqueue(prepared, deadline).await?;
+        self.acked(pending, deadline).await
+    }
+
+    /// Hands one validated item to the producer, without waiting for the broker.
+    async fn enqueue(&self, prepared: Prepared, deadline: Instant) -> Result<Pending, Status> {
         let Prepared { agency, key, event } = prepared;
         let topic = self.topics.records(agency);
         let payload = event.encode_to_vec();
         let started = std::time::Instant::now();
-        let result = self
+        let enqueued = self
             .publisher
-            .publish(
+            .enqueue(
                 &topic,
                 key.as_str().as_bytes(),
                 &payload,
@@ -251,7 +254,28 @@ impl PublishPath {
                 deadline,
             )
             .await;
-        match result {
+        match enqueued {
+            Ok(enqueued) => Ok(Pending {
+                agency,
+                key,
+                event,
+                started,
+                enqueued,
+            }),
+            Err(e) => Err(not_acknowledged(agency, &event.record_type, e)),
+        }
+    }
+
+    /// Waits for the broker's ack of an enqueued item.
+    async fn acked(&self, pending: Pending, deadline: Instant) -> Result<PublishAck, Status> {
+        let Pending {
+            agency,
+            key,
+            event,
+            started,
+            enqueued,
+        } = pending;
+        match enqueued.ack(deadline).await {
             Ok(position) => {
                 tracing::debug!(
                     agency = agency_slug(agency),
@@ -269,24 +293,63 @@ impl PublishPath {
                     position: Some(position),
                 })
             }
-            Err(e) => {
-                tracing::warn!(
-                    agency = agency_slug(agency),
-                    record_type = event.record_type,
-                    error = %e,
-                    "publish not acknowledged"
-                );
-                Err(match e {
-                    PublishError::Unavailable(reason) => Status::unavailable(format!(
-                        "the broker did not acknowledge the record: {reason}; retrying is safe"
-                    )),
-                    PublishError::TooLarge => {
-                        Status::invalid_argument("record is larger than the broker accepts")
-                    }
-                })
-            }
+            Err(e) => Err(not_acknowledged(agency, &event.record_type, e)),
         }
     }
+}
+
+/// An item handed to the producer, awaiting the broker's ack.
+struct Pending {
+    agency: Agency,
+    key: RecordKey,
+    event: RecordEvent,
+    started: std::time::Instant,
+    enqueued: Enqueued,
+}
+
+/// The status for a record the broker did not acknowledge. Logged per call at debug only:
+/// the producer logs the broker's state changes and a fatal error once, which is what an
+/// operator acts on; a WARN per call would flood the log during an outage.
+fn not_acknowledged(agency: Agency, record_type: &str, e: PublishError) -> Status {
+    tracing::debug!(
+        agency = agency_slug(agency),
+        record_type,
+        error = %e,
+        "publish not acknowledged"
+    );
+    match e {
+        PublishError::Unavailable(reason) => Status::unavailable(format!(
+            "the broker did not acknowledge the record: {reason}; retrying is safe"
+        )),
+        PublishError::DeadlineExceeded => Status::deadline_exceeded(
+            "the deadline ran out before the broker acknowledged the record (the broker is \
+             reachable: allow more time); the record may still be published; retrying with \
+             the same version is safe",
+        ),
+        PublishError::TooLarge => {
+            Status::invalid_argument("record is larger than the broker accepts")
+        }
+        // Not the reason itself: it is librdkafka's internal detail, logged by the producer.
+        PublishError::Fatal(_) => Status::unavailable(
+            "this adapter's producer failed permanently and the adapter is restarting; \
+             retry with the same version once it is back (another instance may serve it \
+             sooner)",
+        ),
+    }
+}
+
+/// The status of a batch of which `failed` items (or some, when unknown) were not
+/// acknowledged, after the first failure `first`.
+fn batch_failure(first: &Status, failed: Option<usize>) -> Status {
+    let which = failed.map_or_else(|| "some".to_owned(), |n| n.to_string());
+    Status::new(
+        first.code(),
+        format!(
+            "{which} items were not acknowledged ({}); some others may have been \
+             published: retry the whole batch, versions make that safe",
+            first.message()
+        ),
+    )
 }
 
 /// An item that passed validation: the event and where it goes.

@@ -9,7 +9,7 @@ pub use admin::{
     AdminError, ConfigMismatch, TopicSpec, TopicsReport, check_topic_configs, ensure_topics,
 };
 pub use embedded::EmbeddedBroker;
-pub use producer::{Header, PublishError, Publisher};
+pub use producer::{Enqueued, Header, PublishError, Publisher};
 
 use rdkafka::ClientConfig;
 

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod materialize;
 mod publish;
+mod publish_faults;
 mod roles;
 mod store_contract;
 mod topics;

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use govlink::adapters::{PublicSecurity, PublishPath};
-use govlink::kafka::{Publisher, Topics};
+use govlink::kafka::{PublishError, Publisher, TopicSpec, Topics, ensure_topics};
 use govlink::proto::{
     self, Agency, DeleteRecordRequest, HousingBatchItem, Op, PublishHousingBatchRequest,
     RecordEvent, housing_batch_item,
@@ -363,4 +364,200 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
 
     stop.cancel();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_record_keeps_its_place_in_the_window_after_its_caller_gave_up() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    // A window of one, and librdkafka gives up on a record after 2 s.
+    let publisher = Publisher::new(&dead, Duration::from_secs(2), 1).unwrap();
+    let topic = unique("window");
+    let soon = || tokio::time::Instant::now() + Duration::from_millis(300);
+
+    let first = publisher.publish(&topic, b"k", b"1", &[], soon()).await;
+    assert!(
+        matches!(first, Err(PublishError::Unavailable(_))),
+        "{first:?}"
+    );
+    // The caller is gone, the record is not: librdkafka still holds it, so it still
+    // counts, and the next publish waits for room instead of growing librdkafka's queue.
+    assert_eq!(publisher.in_flight(), 1);
+    let second = publisher.publish(&topic, b"k", b"2", &[], soon()).await;
+    match second {
+        Err(PublishError::Unavailable(reason)) => assert!(reason.contains("window"), "{reason}"),
+        other => panic!("expected a full window, got {other:?}"),
+    }
+    assert_eq!(publisher.in_flight(), 1);
+
+    // librdkafka times the first record out: its delivery callback frees the place and
+    // wakes this waiter (well before its deadline, which only bounds a broken wake-up).
+    let third = publisher
+        .enqueue(
+            &topic,
+            b"k",
+            b"3",
+            &[],
+            tokio::time::Instant::now() + Duration::from_secs(60),
+        )
+        .await;
+    assert!(third.is_ok(), "a freed place is handed to the waiter");
+    assert_eq!(publisher.in_flight(), 1);
+}
+
+#[tokio::test]
+async fn a_deadline_too_short_for_a_healthy_broker_is_deadline_exceeded_and_the_record_lands() {
+    let topic = unique("short");
+    ensure_topics(
+        &kafka(),
+        &[TopicSpec::durable(topic.clone(), 1, 1, -1)],
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let publisher = Publisher::new(&kafka(), Duration::from_secs(30), 100).unwrap();
+    let later = || tokio::time::Instant::now() + Duration::from_secs(20);
+    // A first ack: the broker is known to be reachable.
+    publisher
+        .publish(&topic, b"k", b"1", &[], later())
+        .await
+        .unwrap();
+    // A deadline that has run out by the time the record is queued: no broker, however
+    // fast, acknowledges in time (this test broker acks in about 2 ms, so a "5 ms"
+    // deadline would often succeed and prove nothing).
+    let short = publisher
+        .publish(&topic, b"k", b"2", &[], tokio::time::Instant::now())
+        .await;
+    assert!(
+        matches!(short, Err(PublishError::DeadlineExceeded)),
+        "{short:?}"
+    );
+    // As the status says: the record may still be published, and here it is.
+    let third = publisher
+        .publish(&topic, b"k", b"3", &[], later())
+        .await
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = read_partition(&topic, 0, 0, 3, Duration::from_secs(20))
+        .await
+        .iter()
+        .map(|m| m.payload().unwrap().to_vec())
+        .collect();
+    assert_eq!(payloads, [b"1", b"2", b"3"]);
+    assert_eq!(third.offset, 2);
+}
+
+#[tokio::test]
+async fn a_deadline_shorter_than_the_broker_round_trip_answers_deadline_exceeded() {
+    // librdkafka's mock cluster stands in for a healthy broker far away: reachable, but
+    // slower to acknowledge than the caller allows.
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let prefix = unique("slow");
+    let topics = Topics::new(format!("{prefix}."));
+    for name in topics.all_records() {
+        cluster.create_topic(&name, 1, 1).unwrap();
+    }
+    cluster.create_topic(&topics.dlq(), 1, 1).unwrap();
+    let settings = govlink::config::Settings {
+        kafka: Some(cluster.bootstrap_servers()),
+        redis: None,
+        grpc_addr: ([127, 0, 0, 1], 0).into(),
+        topic_prefix: format!("{prefix}."),
+        partitions: 1,
+        replication_factor: 1,
+        request_timeout_ms: 15_000,
+        shutdown_grace_ms: 2_000,
+        ..govlink::config::Settings::default()
+    };
+    let app = spawn_app_with(
+        settings,
+        govlink::app::Role::Adapter(Agency::PublicSecurity),
+    )
+    .await;
+    app.police()
+        .publish_identity(proto::PublishIdentityRequest {
+            meta: meta("i-1", 1),
+            record: Some(identity(&alice())),
+        })
+        .await
+        .expect("a first publish is acked");
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(3))
+        .unwrap();
+    let mut request = Request::new(proto::PublishIdentityRequest {
+        meta: meta("i-1", 2),
+        record: Some(identity(&alice())),
+    });
+    // Our answer comes 50 ms before the caller's own timer would fire.
+    request.set_timeout(Duration::from_millis(500));
+    let status = app.police().publish_identity(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("may still be published"),
+        "{status:?}"
+    );
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn records_of_one_key_enqueued_in_order_land_in_order_through_a_small_window() {
+    let topic = unique("order");
+    ensure_topics(
+        &kafka(),
+        &[TopicSpec::durable(topic.clone(), 1, 1, -1)],
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    // A window far smaller than the load: most records wait for room, freed by acks, while
+    // librdkafka's queue is sized from the window so that it is never full (a full queue
+    // would fail a publish here, and a retry after it could reorder a key).
+    let publisher = Publisher::new(&kafka(), Duration::from_secs(30), 4).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let keys = 6;
+    let per_key = 50;
+    let writers = (0..keys).map(|k| {
+        let publisher = publisher.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            let key = format!("key-{k}");
+            let mut pending = Vec::new();
+            for version in 1..=per_key {
+                let payload = format!("{key}:{version}");
+                let enqueued = publisher
+                    .enqueue(&topic, key.as_bytes(), payload.as_bytes(), &[], deadline)
+                    .await
+                    .expect("enqueued without a full queue");
+                pending.push(enqueued.ack(deadline));
+            }
+            let acks: Vec<_> = join_all(pending)
+                .await
+                .into_iter()
+                .map(|a| a.expect("acked"))
+                .collect();
+            let offsets: Vec<i64> = acks.iter().map(|a| a.offset).collect();
+            assert!(
+                offsets.windows(2).all(|w| w[0] < w[1]),
+                "{key} acked out of order: {offsets:?}"
+            );
+        })
+    });
+    for writer in join_all(writers).await {
+        writer.unwrap();
+    }
+    assert_eq!(publisher.in_flight(), 0);
+
+    let messages = read_partition(&topic, 0, 0, keys * per_key, Duration::from_secs(30)).await;
+    assert_eq!(messages.len(), keys * per_key);
+    for k in 0..keys {
+        let key = format!("key-{k}");
+        let versions: Vec<String> = messages
+            .iter()
+            .filter(|m| key_of(m) == key)
+            .map(|m| String::from_utf8(m.payload().unwrap().to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (1..=per_key).map(|v| format!("{key}:{v}")).collect();
+        assert_eq!(versions, expected, "{key} is on its partition in order");
+    }
 }
