@@ -116,10 +116,20 @@ impl TestApp {
     /// Shuts the app down and checks it stopped cleanly.
     pub async fn stop(self) {
         self.stop.cancel();
-        self.handle
+        self.stopped().await.expect("app stops without error");
+    }
+
+    /// Asks the app to shut down (SIGTERM), without waiting.
+    pub fn begin_stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until the app stopped (on its own or after `begin_stop`), with its result.
+    pub async fn stopped(self) -> Result<(), govlink::app::AppError> {
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
             .await
+            .expect("the app stops within 60s")
             .expect("app task joins")
-            .expect("app stops without error");
     }
 }
 

@@ -77,7 +77,7 @@ async fn an_existing_compacted_topic_is_reported_and_left_alone() {
     )
     .await
     .unwrap();
-    assert_eq!(report.existed, [name.clone()]);
+    assert_eq!(report.existed, std::slice::from_ref(&name));
     let mismatches = check_topic_configs(&kafka(), &[spec]).await;
     let names: Vec<&str> = mismatches.iter().map(|m| m.name).collect();
     assert!(names.contains(&"cleanup.policy"), "{mismatches:?}");

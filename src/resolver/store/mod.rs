@@ -374,7 +374,7 @@ fn next_gone(gone: &str, previous: &str, current: &str) -> String {
 
 /// Step two of an applied write: every current subject gets the version (`true`), every
 /// gone subject a tombstone (`false`).
-fn subject_updates<'s>(plan: &'s SubjectPlan) -> impl Iterator<Item = (&'s str, bool)> {
+fn subject_updates(plan: &SubjectPlan) -> impl Iterator<Item = (&str, bool)> {
     split_subjects(&plan.current)
         .map(|s| (s, true))
         .chain(split_subjects(&plan.gone).map(|s| (s, false)))

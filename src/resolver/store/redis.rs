@@ -130,7 +130,8 @@ const CLEAR_PAGE: usize = 500;
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
-    scripts: [Script; 6],
+    /// Shared by clones: a store is cloned into every task that uses it.
+    scripts: std::sync::Arc<[Script; 6]>,
 }
 
 /// Every script, loaded at start and again if Redis lost them.
@@ -161,7 +162,7 @@ impl RedisStore {
         let store = RedisStore {
             conn,
             prefix: prefix.to_owned(),
-            scripts: SOURCES.map(Script::new),
+            scripts: std::sync::Arc::new(SOURCES.map(Script::new)),
         };
         store.load_scripts().await?;
         Ok(store)

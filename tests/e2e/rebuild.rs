@@ -1,0 +1,95 @@
+//! `govlink rebuild`: the store is cleared and rebuilt from the topics while a resolver
+//! keeps running; what the store held that the topics do not say is gone afterwards.
+
+use std::process::Command;
+
+use govlink::proto::{self, GetRecordRequest, Position};
+use redis::AsyncCommands;
+
+use crate::helpers::*;
+
+async fn publish(app: &TestApp, id: &str, version: u64) -> Position {
+    position(
+        &app.police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta(id, version),
+                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+}
+
+async fn version(app: &TestApp, id: &str, after: &[Position]) -> u64 {
+    let mut request = tonic::Request::new(GetRecordRequest {
+        record_key: format!("public-security/household_registration/{id}"),
+        min_positions: after.to_vec(),
+    });
+    request.set_timeout(std::time::Duration::from_secs(30));
+    app.resolver()
+        .get_record(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap()
+        .version
+}
+
+#[tokio::test]
+async fn govlink_rebuild_clears_the_store_and_rebuilds_it_with_the_running_resolver() {
+    let app = spawn_app().await;
+    let mut after = Vec::new();
+    for (id, v) in [("h-1", 3), ("h-2", 1), ("h-1", 2), ("h-3", 5)] {
+        after.push(publish(&app, id, v).await);
+    }
+    assert_eq!(version(&app, "h-1", &after).await, 3);
+    let before = generation(&app.settings.redis_prefix).await;
+
+    // Something the topics do not say: a version nobody published.
+    let prefix = &app.settings.redis_prefix;
+    let mut redis = redis().await;
+    let _: () = redis
+        .hset(
+            format!("{prefix}rec:{{public-security/household_registration/h-2}}"),
+            "v",
+            format!("{:020}", 99),
+        )
+        .await
+        .unwrap();
+
+    let s = &app.settings;
+    let output = Command::new(env!("CARGO_BIN_EXE_govlink"))
+        .arg("rebuild")
+        .env("GOVLINK_KAFKA", s.kafka.as_deref().unwrap())
+        .env("GOVLINK_REDIS", s.redis.as_deref().unwrap())
+        .env("GOVLINK_TOPIC_PREFIX", &s.topic_prefix)
+        .env("GOVLINK_REDIS_PREFIX", &s.redis_prefix)
+        .env("GOVLINK_CONSUMER_GROUP", &s.consumer_group)
+        .env("GOVLINK_PARTITIONS", s.partitions.to_string())
+        .output()
+        .expect("govlink rebuild runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("rebuilt the record store: "), "{stdout}");
+    assert!(stdout.contains(" events from "), "{stdout}");
+    let after_rebuild = generation(prefix).await;
+    assert_ne!(after_rebuild, before, "a new generation");
+
+    // The running resolver joined the new generation: what it answers comes from the
+    // topics, and new publishes still reach it.
+    assert_eq!(
+        version(&app, "h-2", &after).await,
+        1,
+        "the foreign version is gone"
+    );
+    assert_eq!(version(&app, "h-1", &after).await, 3);
+    let later = publish(&app, "h-3", 6).await;
+    assert_eq!(version(&app, "h-3", &[later]).await, 6);
+    app.stop().await;
+}
