@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -108,6 +109,9 @@ pub struct Parts {
     routes: RoutesBuilder,
     services: Vec<&'static str>,
     tasks: Vec<Task>,
+    /// A service that is SERVING only while this says it is ready (the resolver while
+    /// its store is caught up).
+    readiness: Option<(&'static str, watch::Receiver<bool>)>,
 }
 
 impl Parts {
@@ -267,6 +271,10 @@ async fn resolver(
         publisher.clone(),
         positions.clone(),
     );
+    parts.readiness = Some((
+        <ResolverServer<ResolverService> as NamedService>::NAME,
+        materializer.readiness(),
+    ));
     parts.supervise("materializer", move |stop| async move {
         materializer.run(stop).await.map_err(|e| e.to_string())
     });
@@ -380,10 +388,15 @@ impl App {
             mut routes,
             services,
             tasks: to_spawn,
+            mut readiness,
         } = parts;
         let (health, health_service) = tonic_health::server::health_reporter();
         add_health_and_reflection(&mut routes, health_service);
         set_status(&health, &services, ServingStatus::Serving).await;
+        if let Some((service, ready)) = &readiness {
+            let status = serving_if(*ready.borrow());
+            health.set_service_status(service, status).await;
+        }
 
         let stop_tasks = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -420,6 +433,19 @@ impl App {
                     failure.get_or_insert(error);
                     set_status(&health, &services, ServingStatus::NotServing).await;
                     failed.cancel();
+                }
+                Some((service, ready)) = async {
+                    if let Some((service, ready)) = readiness.as_mut()
+                        && ready.changed().await.is_ok()
+                    {
+                        return Some((*service, *ready.borrow_and_update()));
+                    }
+                    // Nothing to watch (or the watch ended): wait for the others.
+                    std::future::pending().await
+                } => {
+                    if failure.is_none() {
+                        health.set_service_status(service, serving_if(ready)).await;
+                    }
                 }
                 () = stop_accepting.cancelled() => {}
             }
@@ -491,6 +517,14 @@ fn add_health_and_reflection(
                 .build_v1alpha()
                 .expect("the compiled descriptor set is valid"),
         );
+}
+
+fn serving_if(ready: bool) -> ServingStatus {
+    if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
 }
 
 /// Sets every service's health, and the overall health (service "").

@@ -438,3 +438,63 @@ async fn lookups_refuse_bad_keys_and_wait_no_longer_than_their_deadline() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_too_large_to_dead_letter_whole_is_dead_lettered_truncated_and_consumption_goes_on()
+ {
+    let app = spawn_app().await;
+    let topic = app.topics.records(Agency::PublicSecurity);
+    // Larger than govlink's producer sends (librdkafka's 1 MB default), so the dead letter
+    // cannot carry it whole.
+    let huge = vec![0xffu8; 1_500_000];
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("message.max.bytes", "4000000")
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key("public-security/identity/huge")
+                .payload(&huge[..])
+                .partition(0),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the broker takes a 1.5 MB message");
+
+    let good = publish_household(&app, 1, proto::HouseholdStatus::Registered).await;
+    get(&app, "public-security/household_registration/h-1", &[good])
+        .await
+        .expect("consumption went on past the oversized event");
+
+    let dead = read_partition(&app.topics.dlq(), 0, 0, 1, Duration::from_secs(20)).await;
+    assert_eq!(dead.len(), 1);
+    use rdkafka::message::Headers;
+    let headers = dead[0].headers().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+    };
+    assert_eq!(
+        header("govlink-dlq-truncated-from").as_deref(),
+        Some("1500000")
+    );
+    assert_eq!(header("govlink-dlq-topic").as_deref(), Some(topic.as_str()));
+    assert_eq!(header("govlink-dlq-offset").as_deref(), Some("0"));
+    assert!(
+        header("govlink-dlq-reason")
+            .unwrap()
+            .contains("not a RecordEvent")
+    );
+    let kept = dead[0].payload().unwrap();
+    assert!(
+        kept.len() < huge.len() && huge.starts_with(kept),
+        "{}",
+        kept.len()
+    );
+    app.stop().await;
+}

@@ -22,12 +22,12 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::positions::Positions;
-use super::store::{Change, RecordWrite, Store, StoreError};
+use super::store::{Change, RecordWrite, Store, StoreError, StoreState};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{Op, Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey, subjects_of, validate_event};
@@ -83,6 +83,8 @@ pub struct Materializer {
     config: MaterializerConfig,
     positions: Positions,
     changes: broadcast::Sender<AppliedChange>,
+    /// Whether the store's generation is ready (caught up), as last seen.
+    ready: watch::Sender<bool>,
 }
 
 /// Why the materializer stopped with an error.
@@ -120,7 +122,14 @@ impl Materializer {
             config,
             positions,
             changes: broadcast::channel(CHANGES_BUFFER).0,
+            ready: watch::Sender::new(false),
         }
+    }
+
+    /// Whether the store has caught up with the topics (false while it is lost, cleared
+    /// or rebuilt), as this materializer last saw it (at least once a second).
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// Every change applied from now on. A subscriber that falls more than a few thousand
@@ -145,6 +154,7 @@ impl Materializer {
                     break;
                 }
                 Ended::GenerationChanged => {
+                    self.ready.send_replace(false);
                     tracing::warn!(group, "the store's generation changed; leaving the group");
                     self.positions.reset();
                 }
@@ -165,9 +175,14 @@ impl Materializer {
                 .set("enable.auto.offset.store", "false")
                 .set("auto.commit.interval.ms", "1000")
                 .set("enable.partition.eof", "false")
-                // A replica that dies hands its partitions over within this time.
+                // A replica that dies hands its partitions over within this time...
                 .set("session.timeout.ms", "10000")
                 .set("heartbeat.interval.ms", "1000")
+                // ...and a rebalance waits at most this long for members that do not
+                // rejoin (some coordinators wait for it, not for the session, when a
+                // member died). A member stuck longer (a store down for that long) leaves
+                // the group and its partitions go to the others.
+                .set("max.poll.interval.ms", "20000")
                 .create()?;
         let names = self.topics.all_records();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -181,8 +196,22 @@ impl Materializer {
         generation: &str,
         shutdown: &CancellationToken,
     ) -> Result<Ended, MaterializerError> {
-        let mut last_check = Instant::now();
+        let mut last_check: Option<Instant> = None;
         loop {
+            if last_check.is_none_or(|at| at.elapsed() >= GENERATION_CHECK) {
+                last_check = Some(Instant::now());
+                match self.store.meta().await {
+                    Ok(Some(meta)) if meta.generation == generation => {
+                        self.ready.send_if_modified(|ready| {
+                            let now = meta.state == StoreState::Ready;
+                            std::mem::replace(ready, now) != now
+                        });
+                    }
+                    Ok(_) => return Ok(Ended::GenerationChanged),
+                    // An unreachable store is noticed by the next write; keep consuming.
+                    Err(e) => tracing::debug!(error = %e, "generation check failed"),
+                }
+            }
             // Only the wait for a first event is cancelled: once a batch is being filled,
             // every event taken from the consumer is processed (a dropped one would be
             // skipped by the next stored offset).
@@ -204,15 +233,6 @@ impl Materializer {
                     sleep(FIRST_BACKOFF).await;
                 }
                 None => {}
-            }
-            if last_check.elapsed() >= GENERATION_CHECK {
-                last_check = Instant::now();
-                match self.store.meta().await {
-                    Ok(Some(meta)) if meta.generation == generation => {}
-                    Ok(_) => return Ok(Ended::GenerationChanged),
-                    // An unreachable store is noticed by the next write; keep consuming.
-                    Err(e) => tracing::debug!(error = %e, "generation check failed"),
-                }
             }
         }
     }

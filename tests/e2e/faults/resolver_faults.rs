@@ -13,6 +13,9 @@ use super::*;
 /// record. (Apache Kafka serves such fetches; concurrency does not matter there.)
 const CONCURRENCY: usize = 1;
 
+/// Longer than the materializer's session timeout (10 s).
+const SESSION_EXPIRY: Duration = Duration::from_secs(12);
+
 /// Settings whose materializer writes small batches, so a kill lands mid-stream.
 fn small_batches() -> govlink::config::Settings {
     govlink::config::Settings {
@@ -38,6 +41,10 @@ async fn a_resolver_killed_mid_batch_and_restarted_loses_nothing() {
         publish_all(&adapter.channel, &ops, CONCURRENCY, &mut model),
         killer
     );
+    // Tansu 0.6.0 drops a dead member only when another joins after the dead one's
+    // session expired (Apache Kafka drops it on its own): restart like a supervisor
+    // with a back-off past the session timeout.
+    tokio::time::sleep(SESSION_EXPIRY).await;
     let resolver = ResolverProcess::start(&settings).await;
     let report = check(&resolver.channel().await, &model, Duration::from_secs(60)).await;
     conclude("resolver SIGKILL", &model, &report);
@@ -62,7 +69,11 @@ async fn two_resolvers_share_the_work_and_one_takes_over_when_the_other_is_kille
         publish_all(&adapter.channel, &ops, CONCURRENCY, &mut model),
         killer
     );
-    // The survivor gets the dead one's partitions once its session times out.
+    // The survivor gets the dead one's partitions at the next rebalance. Apache Kafka
+    // starts it when the dead member's session expires; Tansu 0.6.0 only when another
+    // member joins after that, so a replacement joins (as a supervisor would start one).
+    tokio::time::sleep(SESSION_EXPIRY).await;
+    let _replacement = ResolverProcess::start(&settings).await;
     let report = check(&second.channel().await, &model, Duration::from_secs(90)).await;
     conclude("two resolvers, one SIGKILLed", &model, &report);
     adapter.stop().await;
