@@ -361,6 +361,40 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
         .expect("redis")
 }
 
+/// Publishes version `version` of household registration `id` (Alice, registered) and
+/// returns where it landed.
+pub async fn publish_household_at(app: &TestApp, id: &str, version: u64) -> Position {
+    position(
+        &app.police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta(id, version),
+                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
+            })
+            .await
+            .expect("the publish is acknowledged")
+            .into_inner(),
+    )
+}
+
+/// A `govlink SUBCOMMAND` child process configured like `settings` (broker, Redis,
+/// prefixes, group) through `GOVLINK_*` variables.
+pub fn govlink_command(settings: &Settings, subcommand: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_govlink"));
+    command
+        .arg(subcommand)
+        .env("GOVLINK_KAFKA", settings.kafka.as_deref().unwrap())
+        .env("GOVLINK_REDIS", settings.redis.as_deref().unwrap())
+        .env("GOVLINK_TOPIC_PREFIX", &settings.topic_prefix)
+        .env("GOVLINK_REDIS_PREFIX", &settings.redis_prefix)
+        .env("GOVLINK_CONSUMER_GROUP", &settings.consumer_group)
+        .env("GOVLINK_PARTITIONS", settings.partitions.to_string())
+        .env(
+            "GOVLINK_MATERIALIZER_BATCH",
+            settings.materializer_batch.to_string(),
+        );
+    command
+}
+
 /// The generation of the store under `prefix`, read from Redis directly.
 pub async fn generation(prefix: &str) -> String {
     use redis::AsyncCommands;

@@ -1,25 +1,10 @@
 //! `govlink rebuild`: the store is cleared and rebuilt from the topics while a resolver
 //! keeps running; what the store held that the topics do not say is gone afterwards.
 
-use std::process::Command;
-
-use govlink::proto::{self, GetRecordRequest, Position};
+use govlink::proto::{GetRecordRequest, Position};
 use redis::AsyncCommands;
 
 use crate::helpers::*;
-
-async fn publish(app: &TestApp, id: &str, version: u64) -> Position {
-    position(
-        &app.police()
-            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-                meta: meta(id, version),
-                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-}
 
 async fn version(app: &TestApp, id: &str, after: &[Position]) -> u64 {
     let mut request = tonic::Request::new(GetRecordRequest {
@@ -42,7 +27,7 @@ async fn govlink_rebuild_clears_the_store_and_rebuilds_it_with_the_running_resol
     let app = spawn_app().await;
     let mut after = Vec::new();
     for (id, v) in [("h-1", 3), ("h-2", 1), ("h-1", 2), ("h-3", 5)] {
-        after.push(publish(&app, id, v).await);
+        after.push(publish_household_at(&app, id, v).await);
     }
     assert_eq!(version(&app, "h-1", &after).await, 3);
     let before = generation(&app.settings.redis_prefix).await;
@@ -59,15 +44,7 @@ async fn govlink_rebuild_clears_the_store_and_rebuilds_it_with_the_running_resol
         .await
         .unwrap();
 
-    let s = &app.settings;
-    let output = Command::new(env!("CARGO_BIN_EXE_govlink"))
-        .arg("rebuild")
-        .env("GOVLINK_KAFKA", s.kafka.as_deref().unwrap())
-        .env("GOVLINK_REDIS", s.redis.as_deref().unwrap())
-        .env("GOVLINK_TOPIC_PREFIX", &s.topic_prefix)
-        .env("GOVLINK_REDIS_PREFIX", &s.redis_prefix)
-        .env("GOVLINK_CONSUMER_GROUP", &s.consumer_group)
-        .env("GOVLINK_PARTITIONS", s.partitions.to_string())
+    let output = govlink_command(&app.settings, "rebuild")
         .output()
         .expect("govlink rebuild runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -89,7 +66,7 @@ async fn govlink_rebuild_clears_the_store_and_rebuilds_it_with_the_running_resol
         "the foreign version is gone"
     );
     assert_eq!(version(&app, "h-1", &after).await, 3);
-    let later = publish(&app, "h-3", 6).await;
+    let later = publish_household_at(&app, "h-3", 6).await;
     assert_eq!(version(&app, "h-3", &[later]).await, 6);
     app.stop().await;
 }

@@ -11,20 +11,6 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-async fn publish(adapter: &TestApp, id: &str, version: u64) -> Position {
-    position(
-        &adapter
-            .police()
-            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-                meta: meta(id, version),
-                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-}
-
 async fn version_of(resolver: &TestApp, id: &str, after: &[Position]) -> u64 {
     resolver
         .resolver()
@@ -96,7 +82,7 @@ async fn a_restarted_resolver_resumes_and_loses_nothing_published_while_it_was_d
             .contains(&"govlink.v1.Resolver".to_owned())
     );
 
-    let first = publish(&adapter, "h-1", 1).await;
+    let first = publish_household_at(&adapter, "h-1", 1).await;
     assert_eq!(
         version_of(&resolver, "h-1", std::slice::from_ref(&first)).await,
         1
@@ -112,8 +98,8 @@ async fn a_restarted_resolver_resumes_and_loses_nothing_published_while_it_was_d
     assert_eq!(committed(&group, &first).await, first.offset + 1);
 
     let while_down = [
-        publish(&adapter, "h-1", 2).await,
-        publish(&adapter, "h-2", 1).await,
+        publish_household_at(&adapter, "h-1", 2).await,
+        publish_household_at(&adapter, "h-2", 1).await,
     ];
     let resolver = spawn_app_with(settings.clone(), Role::Resolver).await;
     assert_eq!(version_of(&resolver, "h-1", &while_down).await, 2);

@@ -293,18 +293,7 @@ impl ResolverProcess {
     /// Starts `govlink resolver` with `settings` and waits until it serves gRPC.
     pub async fn start(settings: &Settings) -> ResolverProcess {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_govlink"))
-            .arg("resolver")
-            .env("GOVLINK_KAFKA", settings.kafka.as_deref().unwrap())
-            .env("GOVLINK_REDIS", settings.redis.as_deref().unwrap())
-            .env("GOVLINK_TOPIC_PREFIX", &settings.topic_prefix)
-            .env("GOVLINK_REDIS_PREFIX", &settings.redis_prefix)
-            .env("GOVLINK_CONSUMER_GROUP", &settings.consumer_group)
-            .env("GOVLINK_PARTITIONS", settings.partitions.to_string())
-            .env(
-                "GOVLINK_MATERIALIZER_BATCH",
-                settings.materializer_batch.to_string(),
-            )
+        let child = govlink_command(settings, "resolver")
             .env("GOVLINK_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env(
                 "RUST_LOG",
