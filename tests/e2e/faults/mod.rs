@@ -186,6 +186,9 @@ pub async fn publish_all(channel: &Channel, ops: &[Op], concurrency: usize, mode
 /// The outcome of comparing lookups with the model.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Records compared with the model.
+    pub records: usize,
+    /// Of those, found live (the others are deleted, as the model allows).
     pub found: usize,
     pub lost: usize,
     pub regressed: usize,
@@ -200,6 +203,7 @@ pub async fn check(channel: &Channel, model: &Model, patience: Duration) -> Repo
     let mut records: Vec<usize> = model.sent.keys().copied().collect();
     records.sort_unstable();
     let give_up = tokio::time::Instant::now() + patience;
+    report.records = records.len();
     for record in records {
         let found = loop {
             let mut request = tonic::Request::new(GetRecordRequest {
@@ -255,10 +259,12 @@ pub async fn check(channel: &Channel, model: &Model, patience: Duration) -> Repo
 /// Prints the scenario's report line and asserts nothing was lost or regressed.
 pub fn conclude(scenario: &str, model: &Model, report: &Report) {
     println!(
-        "{scenario}: sent {}, acknowledged {}, failed {:?}, found {}, lost {}, regressed {}",
+        "{scenario}: sent {}, acknowledged {}, failed {:?}, records {}, found live {}, lost {}, \
+         regressed {}",
         model.sent_count,
         model.acked_count,
         model.failed,
+        report.records,
         report.found,
         report.lost,
         report.regressed
