@@ -1,0 +1,196 @@
+//! The rules of each record type, field by field.
+
+use super::Check;
+use crate::domain::{Sex, YearMonth};
+use crate::proto;
+
+impl Check<'_> {
+    pub(super) fn enrollment(&mut self, r: &proto::Enrollment) {
+        self.person("person_id", &r.person_id);
+        self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
+        self.division("region_code", &r.region_code);
+        self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
+        self.enumeration::<proto::EnrollmentStatus>("status", r.status);
+        let start = self.past_date("start_date", r.start_date.as_ref(), true);
+        // An end date may lie ahead: an employer reports a leaver before the last day
+        // (contributions stop at month end), and the source holds that scheduled end
+        // as fact. Only its order against start_date is checked.
+        let end = self.date("end_date", r.end_date.as_ref(), false);
+        if let (Some(start), Some(end)) = (start, end)
+            && end < start
+        {
+            self.fail("end_date", "must not be before start_date");
+        }
+    }
+
+    pub(super) fn contribution_period(&mut self, r: &proto::ContributionPeriod) {
+        self.person("person_id", &r.person_id);
+        self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
+        self.division("region_code", &r.region_code);
+        self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
+        match r.period.as_ref() {
+            None => self.fail("period", "is required"),
+            Some(p) => {
+                let month = u32::try_from(p.month).unwrap_or(0);
+                match YearMonth::new(p.year, month) {
+                    Err(e) => self.fail("period", e.to_string()),
+                    // A later month is a typo (2062 for 2026), and it would inflate the
+                    // contribution months that transfer checks count.
+                    Ok(period) if period > self.horizon.latest_day().year_month() => self.fail(
+                        "period",
+                        format!(
+                            "must not be after the current month ({} in China)",
+                            self.horizon.latest_day().year_month()
+                        ),
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        }
+        self.non_negative("base_fen", r.base_fen);
+        self.non_negative("personal_fen", r.personal_fen);
+        self.non_negative("employer_fen", r.employer_fen);
+    }
+
+    pub(super) fn transfer_out_certificate(&mut self, r: &proto::TransferOutCertificate) {
+        self.person("person_id", &r.person_id);
+        self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
+        self.text("certificate_number", &r.certificate_number, 64);
+        let from = self.division("from_region_code", &r.from_region_code);
+        let to = self.division("to_region_code", &r.to_region_code);
+        if let (Some(from), Some(to)) = (from, to)
+            && from == to
+        {
+            self.fail("to_region_code", "must differ from from_region_code");
+        }
+        self.past_date("issued_on", r.issued_on.as_ref(), true);
+        self.non_negative("contribution_months", i64::from(r.contribution_months));
+        self.non_negative(
+            "personal_account_balance_fen",
+            r.personal_account_balance_fen,
+        );
+    }
+
+    pub(super) fn identity(&mut self, r: &proto::Identity) {
+        let id = self.person("person_id", &r.person_id);
+        self.text("name", &r.name, 64);
+        let sex = self.enumeration::<proto::Sex>("sex", r.sex);
+        let birth = self.past_date("birth_date", r.birth_date.as_ref(), true);
+        if let Some(id) = id {
+            if birth.is_some_and(|b| b != id.birth_date()) {
+                self.fail("birth_date", "must equal the birth date in person_id");
+            }
+            let id_sex = match id.sex() {
+                Sex::Male => proto::Sex::Male,
+                Sex::Female => proto::Sex::Female,
+            };
+            if sex.is_some_and(|s| s != id_sex) {
+                self.fail(
+                    "sex",
+                    "must agree with the sex digit of person_id (odd male, even female)",
+                );
+            }
+        }
+    }
+
+    pub(super) fn household_registration(&mut self, r: &proto::HouseholdRegistration) {
+        self.person("person_id", &r.person_id);
+        self.text("household_number", &r.household_number, 32);
+        self.division("region_code", &r.region_code);
+        self.text("address", &r.address, 256);
+        let status = self.enumeration::<proto::HouseholdStatus>("status", r.status);
+        if !r.property_unit_number.is_empty() {
+            self.unit("property_unit_number", &r.property_unit_number);
+        }
+        self.past_date("registered_on", r.registered_on.as_ref(), true);
+        if status == Some(proto::HouseholdStatus::MovedOut) {
+            self.division("destination_region_code", &r.destination_region_code);
+        } else if !r.destination_region_code.is_empty() {
+            self.fail(
+                "destination_region_code",
+                "must be empty unless status is MOVED_OUT",
+            );
+        }
+        self.optional_text("destination_address", &r.destination_address, 256);
+    }
+
+    pub(super) fn property_title(&mut self, r: &proto::PropertyTitle) {
+        self.unit("unit_number", &r.unit_number);
+        self.text("certificate_number", &r.certificate_number, 64);
+        self.text("address", &r.address, 256);
+        if r.owners.is_empty() {
+            self.fail("owners", "must name at least one owner");
+        }
+        if self.at_most("owners", r.owners.len()) {
+            self.owners(&r.owners);
+        }
+        if r.floor_area_dm2 == 0 {
+            self.fail("floor_area_dm2", "must be more than zero");
+        }
+        let encumbrances = if self.at_most("encumbrances", r.encumbrances.len()) {
+            r.encumbrances.as_slice()
+        } else {
+            &[]
+        };
+        for (i, e) in encumbrances.iter().enumerate() {
+            let field = format!("encumbrances[{i}]");
+            self.enumeration::<proto::EncumbranceKind>(&format!("{field}.kind"), e.kind);
+            self.credit_code(
+                &format!("{field}.holder_credit_code"),
+                &e.holder_credit_code,
+            );
+            self.non_negative(&format!("{field}.amount_fen"), e.amount_fen);
+            self.past_date(
+                &format!("{field}.registered_on"),
+                e.registered_on.as_ref(),
+                true,
+            );
+        }
+        self.past_date("registered_on", r.registered_on.as_ref(), true);
+    }
+
+    pub(super) fn sale_contract(&mut self, r: &proto::SaleContract) {
+        self.text("contract_number", &r.contract_number, 64);
+        self.unit("unit_number", &r.unit_number);
+        let sellers = self.people("seller_ids", &r.seller_ids);
+        let buyers = self.people("buyer_ids", &r.buyer_ids);
+        if !sellers.is_disjoint(&buyers) {
+            self.fail("buyer_ids", "must not name a seller");
+        }
+        self.positive("price_fen", r.price_fen);
+        self.enumeration::<proto::SaleContractStatus>("status", r.status);
+        self.past_date("signed_on", r.signed_on.as_ref(), true);
+    }
+
+    pub(super) fn provident_fund_account(&mut self, r: &proto::ProvidentFundAccount) {
+        self.person("person_id", &r.person_id);
+        self.text("account_number", &r.account_number, 32);
+        self.division("region_code", &r.region_code);
+        self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
+        self.enumeration::<proto::AccountStatus>("status", r.status);
+        self.non_negative("balance_fen", r.balance_fen);
+        self.non_negative("monthly_deposit_fen", r.monthly_deposit_fen);
+        self.past_date("opened_on", r.opened_on.as_ref(), true);
+    }
+
+    pub(super) fn provident_fund_loan(&mut self, r: &proto::ProvidentFundLoan) {
+        self.person("borrower_id", &r.borrower_id);
+        self.text("loan_contract_number", &r.loan_contract_number, 64);
+        self.unit("unit_number", &r.unit_number);
+        self.positive("principal_fen", r.principal_fen);
+        if r.outstanding_principal_fen < 0 || r.outstanding_principal_fen > r.principal_fen {
+            self.fail(
+                "outstanding_principal_fen",
+                "must be between 0 and principal_fen",
+            );
+        }
+        let status = self.enumeration::<proto::LoanStatus>("status", r.status);
+        if status == Some(proto::LoanStatus::Settled) && r.outstanding_principal_fen != 0 {
+            self.fail(
+                "outstanding_principal_fen",
+                "must be 0 when status is SETTLED",
+            );
+        }
+        self.past_date("issued_on", r.issued_on.as_ref(), true);
+    }
+}
