@@ -402,8 +402,7 @@ impl App {
         let mut tasks = JoinSet::new();
         for task in to_spawn {
             let run = (task.run)(stop_tasks.child_token());
-            let name = task.name;
-            tasks.spawn(async move { (name, run.await) });
+            tasks.spawn(async move { (task.name, run.await) });
         }
         tracing::info!(addr = %listener.local_addr()?, "serving grpc");
 
@@ -434,15 +433,7 @@ impl App {
                     set_status(&health, &services, ServingStatus::NotServing).await;
                     failed.cancel();
                 }
-                Some((service, ready)) = async {
-                    if let Some((service, ready)) = readiness.as_mut()
-                        && ready.changed().await.is_ok()
-                    {
-                        return Some((*service, *ready.borrow_and_update()));
-                    }
-                    // Nothing to watch (or the watch ended): wait for the others.
-                    std::future::pending().await
-                } => {
+                (service, ready) = readiness_change(&mut readiness) => {
                     if failure.is_none() {
                         health.set_service_status(service, serving_if(ready)).await;
                     }
@@ -463,23 +454,7 @@ impl App {
         // Calls are done: only now stop the materializer (lookups waiting for positions
         // were served until the end), then flush what adapters published.
         stop_tasks.cancel();
-        let drained = timeout_at(deadline, async {
-            while let Some(joined) = tasks.join_next().await {
-                if let Ok((name, Err(reason))) = joined {
-                    tracing::warn!(task = name, reason, "task failed while stopping");
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("tasks did not stop within the grace period");
-            tasks.abort_all();
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let flushed = tokio::task::spawn_blocking(move || publisher.flush(remaining)).await;
-        if !matches!(flushed, Ok(Ok(()))) {
-            tracing::warn!("producer did not flush within the grace period");
-        }
+        stop_and_flush(tasks, publisher, deadline).await;
         // The embedded broker (dev) goes last: everything above still talked to it.
         drop(kafka.embedded);
         tracing::info!("stopped");
@@ -491,6 +466,44 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// Waits for the tasks to stop and then for the producer to flush, until `deadline`.
+async fn stop_and_flush(
+    mut tasks: JoinSet<(&'static str, Result<(), String>)>,
+    publisher: Publisher,
+    deadline: Instant,
+) {
+    let drained = timeout_at(deadline, async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((name, Err(reason))) = joined {
+                tracing::warn!(task = name, reason, "task failed while stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("tasks did not stop within the grace period");
+        tasks.abort_all();
+    }
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let flushed = tokio::task::spawn_blocking(move || publisher.flush(remaining)).await;
+    if !matches!(flushed, Ok(Ok(()))) {
+        tracing::warn!("producer did not flush within the grace period");
+    }
+}
+
+/// The next change of the watched service's readiness; never resolves without one.
+async fn readiness_change(
+    readiness: &mut Option<(&'static str, watch::Receiver<bool>)>,
+) -> (&'static str, bool) {
+    if let Some((service, ready)) = readiness.as_mut()
+        && ready.changed().await.is_ok()
+    {
+        return (*service, *ready.borrow_and_update());
+    }
+    // Nothing to watch (or the watch ended): wait for the other branches.
+    std::future::pending().await
 }
 
 /// gRPC health (overall and per service) and both reflection versions: older grpcurl and
