@@ -74,12 +74,15 @@ struct OwnBroker {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// The `--storage-engine` URL.
+    storage: &'static str,
     child: Option<Child>,
 }
 
 impl OwnBroker {
-    /// Starts a broker on a free loopback port.
-    async fn start() -> OwnBroker {
+    /// Starts a broker on a free loopback port, storing in `storage` (relative to its
+    /// own directory).
+    async fn start(storage: &'static str) -> OwnBroker {
         let bin = std::env::var_os("GOVLINK_TEST_TANSU_BIN").map_or_else(
             || {
                 let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(
@@ -106,6 +109,7 @@ impl OwnBroker {
             bin,
             dir,
             port,
+            storage,
             child: None,
         };
         broker.run().await;
@@ -116,7 +120,7 @@ impl OwnBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Runs the broker process (as scripts/test.sh's `start_tansu`, with SQLite storage)
+    /// Runs the broker process (as scripts/test.sh's `start_tansu`)
     /// and waits until it accepts connections.
     async fn run(&mut self) {
         let listener = format!("tcp://{}", self.bootstrap());
@@ -136,7 +140,7 @@ impl OwnBroker {
             .arg(&listener)
             .arg("--storage-engine")
             // Relative to the working directory: tansu joins an absolute path onto it.
-            .arg("sqlite://tansu.db")
+            .arg(self.storage)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -188,7 +192,7 @@ struct Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tansu 0.6.0 (sqlite) loses records it acknowledged before a SIGKILL"]
 async fn a_broker_killed_and_restarted_mid_publish_loses_no_acknowledged_record() {
-    let mut broker = OwnBroker::start().await;
+    let mut broker = OwnBroker::start("sqlite://tansu.db").await;
     let bootstrap = broker.bootstrap();
     let id = unique("restart");
     restart_mid_publish(
@@ -199,6 +203,30 @@ async fn a_broker_killed_and_restarted_mid_publish_loses_no_acknowledged_record(
             broker.kill();
             sleep(Duration::from_secs(3)).await;
             broker.run().await;
+        },
+    )
+    .await;
+}
+
+/// The broker process stops answering (SIGSTOP: frozen, connections open, nothing lost)
+/// mid-publish, then goes on (SIGCONT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_process_stopped_mid_publish_then_continued_loses_no_acknowledged_record() {
+    let broker = OwnBroker::start("memory://tansu/").await;
+    let pid = broker.child.as_ref().unwrap().id().to_string();
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    let id = unique("stopped");
+    restart_mid_publish(
+        "broker-stopped (SIGSTOP, SIGCONT)",
+        &broker.bootstrap(),
+        &id,
+        async || {
+            signal("-STOP");
+            sleep(Duration::from_secs(3)).await;
+            signal("-CONT");
         },
     )
     .await;
