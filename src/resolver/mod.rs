@@ -1,6 +1,7 @@
 //! The resolver: materializes the record topics into the store and answers lookups
 //! from it.
 
+pub mod checks;
 mod materializer;
 pub mod positions;
 mod service;
