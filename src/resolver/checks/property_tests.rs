@@ -580,7 +580,7 @@ fn rules_for_other_regions_do_not_apply_and_each_buyer_is_judged() {
         &sellers,
         &[id(BUYER_A), id(BUYER_B)],
         &records,
-        &[shanghai_rule.clone()],
+        std::slice::from_ref(&shanghai_rule),
         today(),
     )
     .unwrap();
@@ -728,4 +728,36 @@ fn normalise_address_unifies_building_and_room_words() {
     assert_eq!(normalise_address("建国路88号院"), "建国路88号院");
     // A suffix goes only after a room number.
     assert_eq!(normalise_address("会议室"), "会议室");
+}
+
+#[test]
+fn a_seller_owning_nothing_gets_one_blocker_not_a_share_blocker_too() {
+    let records = replace(
+        &clear_sale(),
+        "C-1",
+        contract(
+            "C-1",
+            3,
+            UNIT,
+            &[OTHER],
+            &[BUYER_A],
+            SaleContractStatus::Filed,
+        ),
+    );
+    let outcome = check_with(&[OTHER], &[BUYER_A], &records);
+    assert_eq!(outcome.codes(), vec![BlockerCode::SellerNotOwner]);
+}
+
+#[test]
+fn a_loan_marked_settled_with_principal_left_still_blocks() {
+    // Inconsistent at the source: the fund centre must confirm before a transfer.
+    let records = replace(
+        &clear_sale(),
+        "L-1",
+        loan_event("L-1", 3, SELLER_A, proto::LoanStatus::Settled, 100),
+    );
+    assert_eq!(
+        check(&records).codes(),
+        vec![BlockerCode::ProvidentFundLoanUnsettled]
+    );
 }
