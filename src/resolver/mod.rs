@@ -2,6 +2,7 @@
 //! from it.
 
 mod materializer;
+pub mod policy;
 pub mod positions;
 mod service;
 pub mod store;
