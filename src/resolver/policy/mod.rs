@@ -29,12 +29,14 @@ use crate::proto::Agency;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("cannot read policy file {path}: {source}")]
+    // The I/O error is part of the message rather than a `source`, so that the one
+    // line `policy check` prints says why.
+    #[error("cannot read policy file {}: {error}", path.display())]
     Read {
         /// The file that was asked for.
         path: PathBuf,
         /// Why reading failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML, or a key is unknown, missing or of the wrong type.
     #[error("line {line}: {message}")]
@@ -250,9 +252,9 @@ impl Policy {
 
     /// Reads, parses and validates a policy file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text)
     }

@@ -269,9 +269,9 @@ fn loading_a_missing_file_names_it() {
     let err = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
     assert!(matches!(err, PolicyError::Read { .. }));
     assert_eq!(err.line(), None);
-    assert!(
-        err.to_string()
-            .starts_with("cannot read policy file /nonexistent/policy.toml: ")
+    assert_eq!(
+        err.to_string(),
+        "cannot read policy file /nonexistent/policy.toml: No such file or directory (os error 2)"
     );
 }
 
