@@ -48,6 +48,21 @@ enum Command {
     Demo,
     /// Rebuild the record store (Redis) from the topics, with the running resolvers.
     Rebuild,
+    /// Access policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file and print who may see what; exits non-zero naming the
+    /// line of the first problem.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +87,21 @@ impl From<AgencyArg> for Agency {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Runs before the configuration is read: a policy check needs none, and a broken
+    // config file must not stop one.
+    if let Command::Policy {
+        command: PolicyCommand::Check { file },
+    } = &cli.command
+    {
+        // One line, compiler style: the file, the line, the problem.
+        match govlink::resolver::policy::Policy::load(file) {
+            Ok(policy) => print!("{}", policy.table()),
+            // A read error names the file already.
+            Err(e) if e.line().is_none() => anyhow::bail!("{e}"),
+            Err(e) => anyhow::bail!("{}: {e}", file.display()),
+        }
+        return Ok(());
+    }
     let file = cli
         .config
         .as_ref()
@@ -103,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Adapter { agency } => Role::Adapter(agency.into()),
         Command::Resolver => Role::Resolver,
         Command::Dev => Role::Dev,
+        Command::Policy { .. } => unreachable!("handled before the configuration is loaded"),
     };
     let app = App::build(&settings, role).await?;
     tracing::info!(addr = %app.grpc_addr(), "ready");

@@ -3,6 +3,7 @@
 
 pub mod checks;
 mod materializer;
+pub mod policy;
 pub mod positions;
 mod service;
 pub mod store;

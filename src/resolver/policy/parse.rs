@@ -1,0 +1,219 @@
+//! Reading a policy file: TOML into spanned raw structs, then validation into grants,
+//! so that every problem is reported with the line it is on.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::model::{
+    Field, FieldSet, MaskKind, MaskKindSet, Purpose, Section, agency_names, check_slug,
+    parse_agency,
+};
+use super::{Grant, PolicyError};
+use crate::proto::Agency;
+
+/// The file as written; `Spanned` keeps where each value is for error messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    /// `[[grant]]` tables; none at all is a valid policy that denies everything.
+    #[serde(default)]
+    grant: Vec<Spanned<RawGrant>>,
+}
+
+/// One `[[grant]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawGrant {
+    agency: Spanned<String>,
+    service: Spanned<String>,
+    purpose: Spanned<String>,
+    sections: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    fields: BTreeMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    unmasked: Vec<Spanned<String>>,
+    #[serde(default)]
+    self_only: bool,
+}
+
+/// Maps byte offsets in the file to 1-based line numbers.
+struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    fn of<T>(&self, value: &Spanned<T>) -> usize {
+        self.at(value.span().start)
+    }
+
+    fn at(&self, offset: usize) -> usize {
+        let offset = offset.min(self.0.len());
+        self.0.as_bytes()[..offset]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+}
+
+/// Parses and validates a policy file's text into grants, in file order.
+pub(super) fn parse(text: &str) -> Result<Vec<Grant>, PolicyError> {
+    let lines = Lines(text);
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
+        line: e.span().map_or(1, |s| lines.at(s.start)),
+        // The message alone: toml's Display repeats the file excerpt on several lines.
+        message: e.message().trim_end().to_owned(),
+    })?;
+    let mut grants: Vec<Grant> = Vec::with_capacity(raw.grant.len());
+    let mut seen: HashMap<(Agency, Option<String>, Purpose), usize> = HashMap::new();
+    for raw_grant in &raw.grant {
+        let line = lines.of(raw_grant);
+        let grant = grant(&lines, line, raw_grant.get_ref())?;
+        let key = (grant.agency, grant.service.clone(), grant.purpose.clone());
+        if let Some(first_line) = seen.insert(key, line) {
+            return Err(PolicyError::DuplicateGrant {
+                line,
+                first_line,
+                requester: grant.requester_pattern(),
+                purpose: grant.purpose.to_string(),
+            });
+        }
+        grants.push(grant);
+    }
+    Ok(grants)
+}
+
+/// Validates one grant; `line` is where its table starts.
+fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, PolicyError> {
+    let agency = parse_agency(raw.agency.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
+        line: lines.of(&raw.agency),
+        found: raw.agency.get_ref().clone(),
+        expected: agency_names(),
+    })?;
+    let service = match raw.service.get_ref().as_str() {
+        "*" => None,
+        s => {
+            check_slug(s).map_err(|source| PolicyError::InvalidService {
+                line: lines.of(&raw.service),
+                source,
+            })?;
+            Some(s.to_owned())
+        }
+    };
+    let purpose =
+        Purpose::parse(raw.purpose.get_ref()).map_err(|source| PolicyError::InvalidPurpose {
+            line: lines.of(&raw.purpose),
+            source,
+        })?;
+
+    let mut sections = Vec::new();
+    for name in raw.sections.get_ref() {
+        let section = parse_section(lines, name)?;
+        if sections.contains(&section) {
+            return Err(PolicyError::Repeated {
+                line: lines.of(name),
+                what: "section",
+                value: section.to_string(),
+            });
+        }
+        sections.push(section);
+    }
+    if sections.is_empty() {
+        return Err(PolicyError::NoSections {
+            line: lines.of(&raw.sections),
+        });
+    }
+
+    let mut fields = FieldSet::default();
+    // Sections without a `fields` entry are granted whole.
+    let mut narrowed = Vec::new();
+    // In file order, so the first problem reported is the first one a reader meets.
+    let mut listed: Vec<_> = raw.fields.iter().collect();
+    listed.sort_by_key(|(key, _)| key.span().start);
+    for (key, names) in listed {
+        let section = parse_section(lines, key)?;
+        if !sections.contains(&section) {
+            return Err(PolicyError::FieldsOfUngrantedSection {
+                line: lines.of(key),
+                section,
+            });
+        }
+        if names.get_ref().is_empty() {
+            return Err(PolicyError::NoFields {
+                line: lines.of(names),
+                section,
+            });
+        }
+        for name in names.get_ref() {
+            let field =
+                Field::parse(section, name.get_ref()).ok_or_else(|| PolicyError::UnknownField {
+                    line: lines.of(name),
+                    section,
+                    found: name.get_ref().clone(),
+                    expected: section
+                        .fields()
+                        .map(Field::name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            if fields.contains(field) {
+                return Err(PolicyError::Repeated {
+                    line: lines.of(name),
+                    what: "field",
+                    value: field.to_string(),
+                });
+            }
+            fields.insert(field);
+        }
+        narrowed.push(section);
+    }
+    for section in sections {
+        if !narrowed.contains(&section) {
+            for field in section.fields() {
+                fields.insert(field);
+            }
+        }
+    }
+
+    let mut unmasked = MaskKindSet::default();
+    for name in &raw.unmasked {
+        let kind = MaskKind::parse(name.get_ref()).ok_or_else(|| PolicyError::UnknownMaskKind {
+            line: lines.of(name),
+            found: name.get_ref().clone(),
+        })?;
+        if unmasked.contains(kind) {
+            return Err(PolicyError::Repeated {
+                line: lines.of(name),
+                what: "unmasked kind",
+                value: kind.name().to_owned(),
+            });
+        }
+        // Unmasking what the grant never shows is a sign the author meant another
+        // section; saying so beats silently granting nothing.
+        if !fields.iter().any(|f| f.carries() == Some(kind)) {
+            return Err(PolicyError::UnmaskedNotShown {
+                line: lines.of(name),
+                kind,
+            });
+        }
+        unmasked.insert(kind);
+    }
+
+    Ok(Grant {
+        agency,
+        service,
+        purpose,
+        fields,
+        unmasked,
+        self_only: raw.self_only,
+        line,
+    })
+}
+
+fn parse_section(lines: &Lines<'_>, name: &Spanned<String>) -> Result<Section, PolicyError> {
+    Section::parse(name.get_ref()).ok_or_else(|| PolicyError::UnknownSection {
+        line: lines.of(name),
+        found: name.get_ref().clone(),
+        expected: Section::ALL.map(Section::name).join(", "),
+    })
+}
