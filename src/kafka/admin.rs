@@ -106,7 +106,7 @@ pub async fn ensure_topics(
         Arc::new(super::client_config(bootstrap, "govlink-admin").create()?);
     // Create only what is missing: an existing topic keeps its settings, and a deployment
     // whose principal may not create topics still starts when they exist.
-    let missing = missing_topics(&admin, specs).await;
+    let (missing, _) = topic_partitions(&admin, specs).await;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .filter(|spec| missing.contains(&spec.name))
@@ -229,13 +229,6 @@ async fn check_configs(
         }
     }
     mismatches
-}
-
-async fn missing_topics(
-    admin: &Arc<AdminClient<DefaultClientContext>>,
-    specs: &[TopicSpec],
-) -> Vec<String> {
-    topic_partitions(admin, specs).await.0
 }
 
 /// The topics of `specs` not (fully) visible in metadata, and the partition counts of

@@ -498,3 +498,72 @@ async fn an_event_too_large_to_dead_letter_whole_is_dead_lettered_truncated_and_
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_materializer_announces_the_changes_it_applied_and_not_the_stale_ones() {
+    use govlink::app::Role;
+    use govlink::kafka::Publisher;
+    use govlink::resolver::store::{MemoryStore, Store};
+    use govlink::resolver::{Materializer, MaterializerConfig, Positions};
+
+    let settings = test_settings();
+    let adapter = spawn_app_with(settings.clone(), Role::Adapter(Agency::PublicSecurity)).await;
+    let store = Store::Memory(MemoryStore::new());
+    let materializer = Materializer::new(
+        MaterializerConfig {
+            bootstrap: kafka(),
+            group_id: settings.consumer_group.clone(),
+            source: "test".into(),
+            batch_size: 100,
+            linger: Duration::from_millis(5),
+        },
+        store.clone(),
+        adapter.topics.clone(),
+        Publisher::new(&kafka(), Duration::from_secs(10), 100).unwrap(),
+        Positions::new(store, Default::default()),
+    );
+    let mut changes = materializer.subscribe();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(materializer.run(stop.clone()));
+
+    let moved = publish_household(&adapter, 2, proto::HouseholdStatus::MovedOut).await;
+    publish_household(&adapter, 1, proto::HouseholdStatus::Registered).await;
+    let deleted = position(
+        &adapter
+            .police()
+            .delete_record(proto::DeleteRecordRequest {
+                record_type: "household_registration".into(),
+                meta: meta("h-1", 3),
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let first = next_change(&mut changes).await;
+    assert_eq!(
+        first.key.as_str(),
+        "public-security/household_registration/h-1"
+    );
+    assert_eq!((first.version, first.op), (2, proto::Op::Upsert));
+    assert_eq!(first.position, moved);
+    let subjects: Vec<&str> = first.subjects.iter().map(|s| s.as_str()).collect();
+    assert_eq!(subjects, [format!("p:{}", alice()), format!("u:{UNIT}")]);
+    // Version 1 came late and changed nothing: the next change is the deletion.
+    let second = next_change(&mut changes).await;
+    assert_eq!((second.version, second.op), (3, proto::Op::Delete));
+    assert!(second.subjects.is_empty());
+    assert_eq!(second.position, deleted);
+
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    adapter.stop().await;
+}
+
+async fn next_change(
+    changes: &mut tokio::sync::broadcast::Receiver<govlink::resolver::AppliedChange>,
+) -> govlink::resolver::AppliedChange {
+    tokio::time::timeout(Duration::from_secs(30), changes.recv())
+        .await
+        .expect("a change is announced")
+        .unwrap()
+}

@@ -5,7 +5,7 @@ use govlink::proto::Position;
 use govlink::records::{RecordKey, RecordType, SubjectKey};
 use govlink::resolver::store::{
     ApplyOutcome, Change, MemoryStore, NotReady, RecordWrite, RedisStore, Store, StoreError,
-    StoreState, SubjectEntry,
+    StoreState, SubjectEntry, position_field,
 };
 
 use crate::helpers::*;
@@ -237,10 +237,10 @@ async fn positions_only_move_forward(new: impl AsyncFn() -> Store) {
         partition: 2,
         offset,
     };
-    assert_eq!(store.position("t", 2).await.unwrap(), None);
+    assert_eq!(position(&store, "t", 2).await, None);
     store.advance_positions("g1", &[at(10)]).await.unwrap();
     store.advance_positions("g1", &[at(4)]).await.unwrap();
-    assert_eq!(store.position("t", 2).await.unwrap(), Some(10));
+    assert_eq!(position(&store, "t", 2).await, Some(10));
     store
         .advance_positions(
             "g1",
@@ -255,8 +255,8 @@ async fn positions_only_move_forward(new: impl AsyncFn() -> Store) {
         )
         .await
         .unwrap();
-    assert_eq!(store.position("t", 2).await.unwrap(), Some(11));
-    assert_eq!(store.position("t", 3).await.unwrap(), Some(0));
+    assert_eq!(position(&store, "t", 2).await, Some(11));
+    assert_eq!(position(&store, "t", 3).await, Some(0));
 }
 
 macro_rules! contract {
@@ -302,6 +302,12 @@ contract!(
     listings_are_ordered_by_record_key,
     positions_only_move_forward,
 );
+
+/// The highest offset the store's generation materialized in partition `p` of `topic`.
+async fn position(store: &Store, topic: &str, p: i32) -> Option<i64> {
+    let meta = store.meta().await.unwrap()?;
+    meta.positions.get(&position_field(topic, p)).copied()
+}
 
 /// Every entry under the subjects a test touches, tombstones included, as (subject,
 /// record key, version, live).
@@ -467,5 +473,5 @@ async fn a_store_moves_through_its_generations(new: impl AsyncFn() -> Store) {
         meta.positions.is_empty(),
         "positions belong to their generation"
     );
-    assert_eq!(store.position("t", 0).await.unwrap(), None);
+    assert_eq!(position(&store, "t", 0).await, None);
 }

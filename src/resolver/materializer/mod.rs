@@ -285,7 +285,7 @@ impl Materializer {
                 }
             }
         }
-        let Some(applied) = self.apply(&writes, &origins, shutdown).await? else {
+        let Some(applied) = self.apply(&writes, &origins, shutdown).await else {
             return Ok(Some(Ended::Shutdown));
         };
 
@@ -328,14 +328,10 @@ impl Materializer {
             tracing::info!(error = %e, "offsets not stored (partitions revoked?)");
         }
         self.positions.record(generation, &positions);
-        let applied_count = applied.len();
-        for change in applied {
-            // No subscriber is fine: nobody needs the change then.
-            let _ = self.changes.send(change);
-        }
+        self.announce(&writes, &origins, &applied);
         tracing::debug!(
             events = batch.len(),
-            applied = applied_count,
+            applied = applied.iter().filter(|a| **a).count(),
             rejected,
             "batch materialized"
         );
@@ -344,81 +340,66 @@ impl Materializer {
 
     /// Writes a batch to the store, retrying while the store is unreachable. If the store
     /// refuses the batch for good, each write is tried alone and the ones it refuses are
-    /// dead-lettered, so one poisoned record cannot stop every partition. `None` on
-    /// shutdown.
+    /// dead-lettered, so one poisoned record cannot stop every partition. Returns, per
+    /// write, whether it was applied (not stale, not refused); `None` on shutdown.
     async fn apply(
         &self,
         writes: &[RecordWrite<'_>],
         origins: &[&OwnedMessage],
         shutdown: &CancellationToken,
-    ) -> Result<Option<Vec<AppliedChange>>, MaterializerError> {
-        let written = retry("store write", shutdown, || self.store.write_entries(writes)).await;
-        let outcome = match written {
-            Ok(None) => return Ok(None),
-            Ok(Some(written)) => {
-                let copied = retry("store write", shutdown, || {
-                    self.store.write_subject_copies(writes, &written)
-                });
-                match copied.await {
-                    Ok(None) => return Ok(None),
-                    Ok(Some(_)) => Some(written),
-                    Err(e) => {
-                        tracing::error!(error = %e, "store refused a batch; writing one by one");
-                        None
+    ) -> Option<Vec<bool>> {
+        // Both steps in one attempt: after a failure in step two, redoing step one is a
+        // replay the store recognises.
+        let whole = retry("store write", shutdown, || async {
+            let written = self.store.write_entries(writes).await?;
+            self.store.write_subject_copies(writes, &written).await?;
+            Ok(written)
+        });
+        match whole.await {
+            Ok(written) => return written.map(|w| w.applied_flags()),
+            Err(e) => tracing::error!(error = %e, "store refused a batch; writing one by one"),
+        }
+        let mut flags = Vec::with_capacity(writes.len());
+        for (write, origin) in writes.iter().zip(origins) {
+            let one = std::slice::from_ref(write);
+            match retry("store write", shutdown, || self.store.apply(one)).await {
+                Ok(outcome) => flags.push(outcome?.applied == 1),
+                Err(e) => {
+                    let reason = format!("the store refused the record: {e}");
+                    if !self.dead_letter(origin, &reason, shutdown).await {
+                        return None;
                     }
+                    flags.push(false);
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "store refused a batch; writing one by one");
-                None
-            }
-        };
-        let applied_flags: Vec<bool> = match outcome {
-            Some(written) => written.applied_flags(),
-            None => {
-                let mut flags = Vec::with_capacity(writes.len());
-                for (write, origin) in writes.iter().zip(origins) {
-                    let one = std::slice::from_ref(write);
-                    match retry("store write", shutdown, || self.store.apply(one)).await {
-                        Ok(None) => return Ok(None),
-                        Ok(Some(outcome)) => flags.push(outcome.applied == 1),
-                        Err(e) => {
-                            let reason = format!("the store refused the record: {e}");
-                            if !self.dead_letter(origin, &reason, shutdown).await {
-                                return Ok(None);
-                            }
-                            flags.push(false);
-                        }
-                    }
-                }
-                flags
-            }
-        };
-        Ok(Some(
-            writes
-                .iter()
-                .zip(origins)
-                .zip(applied_flags)
-                .filter(|(_, applied)| *applied)
-                .map(|((w, m), _)| AppliedChange {
-                    key: w.key.clone(),
-                    version: w.version,
-                    subjects: match &w.change {
-                        Change::Upsert { subjects, .. } => subjects.clone(),
-                        Change::Delete => Vec::new(),
-                    },
-                    op: match w.change {
-                        Change::Upsert { .. } => Op::Upsert,
-                        Change::Delete => Op::Delete,
-                    },
-                    position: Position {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    },
-                })
-                .collect(),
-        ))
+        }
+        Some(flags)
+    }
+
+    /// Reports the applied writes to subscribers; builds nothing when there are none.
+    fn announce(&self, writes: &[RecordWrite<'_>], origins: &[&OwnedMessage], applied: &[bool]) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        let changes = writes.iter().zip(origins).zip(applied);
+        for ((w, m), _) in changes.filter(|(_, applied)| **applied) {
+            let (subjects, op) = match &w.change {
+                Change::Upsert { subjects, .. } => (subjects.clone(), Op::Upsert),
+                Change::Delete => (Vec::new(), Op::Delete),
+            };
+            // A subscriber that went away meanwhile is fine: nobody needs the change.
+            let _ = self.changes.send(AppliedChange {
+                key: w.key.clone(),
+                version: w.version,
+                subjects,
+                op,
+                position: Position {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                },
+            });
+        }
     }
 
     /// Turns a message into a store write (borrowing its payload), or says why it cannot

@@ -328,14 +328,6 @@ impl Store {
             Store::Memory(s) => s.advance_positions(generation, positions),
         }
     }
-
-    /// The highest offset materialized in a topic partition in the current generation.
-    pub async fn position(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .meta()
-            .await?
-            .and_then(|m| m.positions.get(&position_field(topic, partition)).copied()))
-    }
 }
 
 /// Versions are stored as fixed-width decimals: string order is numeric order for every

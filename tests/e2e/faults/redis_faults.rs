@@ -8,17 +8,21 @@ use tonic::Code;
 
 use super::*;
 
-#[tokio::test]
-async fn a_flushed_store_is_detected_and_rebuilt_and_never_answers_a_wrong_not_found() {
-    let redis = RedisServer::start().await;
+/// Everything in one app on the test's own Redis, a stream of 600 publishes over 40
+/// records, and an empty model.
+async fn scenario_on(redis: &RedisServer) -> (TestApp, Vec<Op>, Model) {
     let settings = govlink::config::Settings {
         redis: Some(redis.url()),
         ..test_settings()
     };
-    let app = spawn_app_with(settings.clone(), Role::Dev).await;
-    let mut rng = Rng::seeded();
-    let ops = stream(&mut rng, 40, 600);
-    let mut model = Model::default();
+    let app = spawn_app_with(settings, Role::Dev).await;
+    (app, stream(&mut Rng::seeded(), 40, 600), Model::default())
+}
+
+#[tokio::test]
+async fn a_flushed_store_is_detected_and_rebuilt_and_never_answers_a_wrong_not_found() {
+    let redis = RedisServer::start().await;
+    let (app, ops, mut model) = scenario_on(&redis).await;
     publish_all(&app.channel, &ops[..300], 16, &mut model).await;
     let before = check(&app.channel, &model, Duration::from_secs(30)).await;
     assert_eq!((before.lost, before.regressed), (0, 0));
@@ -52,14 +56,7 @@ async fn a_flushed_store_is_detected_and_rebuilt_and_never_answers_a_wrong_not_f
 #[tokio::test]
 async fn an_unreachable_store_delays_materializing_but_loses_nothing() {
     let mut redis = RedisServer::start().await;
-    let settings = govlink::config::Settings {
-        redis: Some(redis.url()),
-        ..test_settings()
-    };
-    let app = spawn_app_with(settings.clone(), Role::Dev).await;
-    let mut rng = Rng::seeded();
-    let ops = stream(&mut rng, 40, 600);
-    let mut model = Model::default();
+    let (app, ops, mut model) = scenario_on(&redis).await;
     publish_all(&app.channel, &ops[..200], 16, &mut model).await;
 
     redis.kill();
