@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/govlink/v1/housing.proto",
         "proto/govlink/v1/provident_fund.proto",
         "proto/govlink/v1/record.proto",
+        "proto/govlink/v1/audit.proto",
         "proto/govlink/v1/resolver.proto",
     ];
     println!("cargo:rerun-if-changed=proto");

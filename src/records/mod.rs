@@ -176,6 +176,21 @@ impl RecordKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The record type named by the key (keys are only made valid).
+    pub fn record_type(&self) -> RecordType {
+        let mut parts = self.0.splitn(3, '/');
+        let agency = parts.next().and_then(agency_from_slug);
+        let name = parts.next().unwrap_or_default();
+        agency
+            .and_then(|a| RecordType::parse(a, name))
+            .expect("a RecordKey is made only from a valid agency and record type")
+    }
+
+    /// The record id part of the key.
+    pub fn record_id(&self) -> &str {
+        self.0.splitn(3, '/').nth(2).unwrap_or_default()
+    }
 }
 
 impl fmt::Display for RecordKey {

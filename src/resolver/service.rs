@@ -11,7 +11,7 @@ use super::positions::Positions;
 use super::store::{Store, StoreError};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
-use crate::proto::resolver_server::Resolver;
+use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
     GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest, ListSubjectRecordsResponse,
     Position, RecordEvent, SubjectKind,
@@ -117,6 +117,38 @@ impl Resolver for ResolverService {
             .map(|bytes| decode(bytes))
             .collect::<Result<_, _>>()?;
         Ok(Response::new(ListSubjectRecordsResponse { records }))
+    }
+
+    async fn get_person_profile(
+        &self,
+        _request: Request<proto::GetPersonProfileRequest>,
+    ) -> Result<Response<proto::GetPersonProfileResponse>, Status> {
+        Err(Status::unimplemented("GetPersonProfile is being wired"))
+    }
+
+    async fn check_property_transfer(
+        &self,
+        _request: Request<proto::CheckPropertyTransferRequest>,
+    ) -> Result<Response<proto::CheckPropertyTransferResponse>, Status> {
+        Err(Status::unimplemented(
+            "CheckPropertyTransfer is being wired",
+        ))
+    }
+
+    async fn check_social_security_transfer(
+        &self,
+        _request: Request<proto::CheckSocialSecurityTransferRequest>,
+    ) -> Result<Response<proto::CheckSocialSecurityTransferResponse>, Status> {
+        Err(Status::unimplemented(
+            "CheckSocialSecurityTransfer is being wired",
+        ))
+    }
+
+    async fn list_data_accesses(
+        &self,
+        _request: Request<proto::ListDataAccessesRequest>,
+    ) -> Result<Response<proto::ListDataAccessesResponse>, Status> {
+        Err(Status::unimplemented("ListDataAccesses is being wired"))
     }
 }
 

@@ -318,19 +318,56 @@ impl<'a> RecordSet<'a> {
         })
     }
 
-    /// The live contribution events of `person`, for a [`ContributionSummary`]. Deleted
-    /// records are already gone here: their latest event is the deletion.
-    pub(crate) fn contribution_events_of(
-        &self,
-        person: &'a crate::domain::ResidentId,
-    ) -> impl Iterator<Item = &'a RecordEvent> + '_ {
-        self.latest.values().copied().filter(move |event| {
-            event.op() != Op::Delete
-                && matches!(
-                    &event.payload,
-                    Some(Payload::ContributionPeriod(c)) if same_id(&c.person_id, person.as_str())
-                )
+    /// The live contribution events, with the person each one is about. Deleted records
+    /// are already gone here: their latest event is the deletion.
+    fn contribution_events(&self) -> impl Iterator<Item = (&'a str, &'a RecordEvent)> + '_ {
+        self.latest.values().copied().filter_map(|event| {
+            if event.op() == Op::Delete {
+                return None;
+            }
+            match &event.payload {
+                Some(Payload::ContributionPeriod(c)) => Some((c.person_id.as_str(), event)),
+                _ => None,
+            }
         })
+    }
+}
+
+/// The contribution summaries of the persons a check is about. The resolver reads them
+/// from the summary the store keeps up to date, so a check never decodes a person's
+/// hundreds of monthly contribution records; a person without one has paid nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Contributions(BTreeMap<String, ContributionSummary>);
+
+impl Contributions {
+    /// Adds (or replaces) `person`'s summary.
+    pub fn insert(&mut self, person: &crate::domain::ResidentId, summary: ContributionSummary) {
+        self.0.insert(person.as_str().to_owned(), summary);
+    }
+
+    /// `person`'s summary; an empty one when none was read.
+    pub fn of(
+        &self,
+        person: &crate::domain::ResidentId,
+    ) -> std::borrow::Cow<'_, ContributionSummary> {
+        match self.0.get(person.as_str()) {
+            Some(summary) => std::borrow::Cow::Borrowed(summary),
+            None => std::borrow::Cow::Owned(ContributionSummary::default()),
+        }
+    }
+
+    /// The summaries of every person with live contribution events among `events` (for
+    /// callers holding raw events, such as tests and tools).
+    pub fn from_events(events: &[RecordEvent]) -> Contributions {
+        let set = RecordSet::new(events);
+        let mut by_person: BTreeMap<String, ContributionSummary> = BTreeMap::new();
+        for (person, event) in set.contribution_events() {
+            by_person
+                .entry(person.to_ascii_uppercase())
+                .or_default()
+                .apply(event);
+        }
+        Contributions(by_person)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Blocker, BlockerCode, CheckError, CheckOutcome, ContributionSummary, Live, Party, PartyRole,
+    Blocker, BlockerCode, CheckError, CheckOutcome, Contributions, Live, Party, PartyRole,
     RecordSet, month_index, month_of_index, same_id,
 };
 use crate::domain::{CivilDate, ResidentId, UnitNumber, YearMonth};
@@ -106,6 +106,7 @@ pub fn check_property_transfer(
     sellers: &[ResidentId],
     buyers: &[ResidentId],
     records: &[proto::RecordEvent],
+    contributions: &Contributions,
     rules: &[PurchaseRule],
     today: CivilDate,
 ) -> Result<CheckOutcome, CheckError> {
@@ -138,7 +139,7 @@ pub fn check_property_transfer(
     loan_blockers(&set, &on_unit, sellers, &mut blockers);
     household_blockers(&set, unit, title.as_ref(), sellers, &mut blockers);
     contract_blockers(&set, &on_unit, sellers, buyers, &mut blockers);
-    purchase_rule_blockers(&set, unit, buyers, rules, today, &mut blockers);
+    purchase_rule_blockers(contributions, unit, buyers, rules, today, &mut blockers);
     Ok(CheckOutcome::from_blockers(blockers))
 }
 
@@ -444,7 +445,7 @@ fn contract_blockers(
 }
 
 fn purchase_rule_blockers(
-    set: &RecordSet<'_>,
+    contributions: &Contributions,
     unit: &UnitNumber,
     buyers: &[ResidentId],
     rules: &[PurchaseRule],
@@ -457,7 +458,7 @@ fn purchase_rule_blockers(
     }
     let last = today.year_month();
     for (j, buyer) in buyers.iter().enumerate() {
-        let summary = ContributionSummary::from_periods(set.contribution_events_of(buyer));
+        let summary = contributions.of(buyer);
         for rule in &rules {
             let first = window_start(last, rule.within_months);
             let paid = summary.months_paid_in(&rule.region_prefix, first, last);

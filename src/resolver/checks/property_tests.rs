@@ -1,5 +1,5 @@
-use super::super::RecordRef;
 use super::super::fixtures::*;
+use super::super::{Contributions, RecordRef};
 use super::*;
 use crate::proto::RecordEvent;
 use crate::records::{RecordKey, RecordType};
@@ -64,6 +64,7 @@ fn check_with(sellers: &[&str], buyers: &[&str], records: &[RecordEvent]) -> Che
         &sellers,
         &buyers,
         records,
+        &Contributions::from_events(records),
         &[beijing_rule()],
         today(),
     )
@@ -580,6 +581,7 @@ fn rules_for_other_regions_do_not_apply_and_each_buyer_is_judged() {
         &sellers,
         &[id(BUYER_A), id(BUYER_B)],
         &records,
+        &Contributions::from_events(&records),
         std::slice::from_ref(&shanghai_rule),
         today(),
     )
@@ -594,6 +596,7 @@ fn rules_for_other_regions_do_not_apply_and_each_buyer_is_judged() {
         &sellers,
         &[id(BUYER_A), id(BUYER_B)],
         &records,
+        &Contributions::from_events(&records),
         &[shanghai_rule, beijing_rule()],
         today(),
     )
@@ -641,7 +644,16 @@ fn requests_that_make_no_sense_are_errors_not_blockers() {
     let run = |sellers: &[&str], buyers: &[&str], rules: &[PurchaseRule]| {
         let sellers: Vec<_> = sellers.iter().map(|s| id(s)).collect();
         let buyers: Vec<_> = buyers.iter().map(|s| id(s)).collect();
-        check_property_transfer(&unit(), &sellers, &buyers, &[], rules, today()).unwrap_err()
+        check_property_transfer(
+            &unit(),
+            &sellers,
+            &buyers,
+            &[],
+            &Contributions::default(),
+            rules,
+            today(),
+        )
+        .unwrap_err()
     };
     assert_eq!(run(&[], &[BUYER_A], &[]), CheckError::NoSellers);
     assert_eq!(run(&[SELLER_A], &[], &[]), CheckError::NoBuyers);

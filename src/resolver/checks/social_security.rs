@@ -49,6 +49,7 @@ pub fn check_social_security_transfer(
     from_region: &DivisionCode,
     to_region: &DivisionCode,
     records: &[proto::RecordEvent],
+    summary: &ContributionSummary,
     today: CivilDate,
 ) -> Result<SocialSecurityTransferOutcome, CheckError> {
     if from_region == to_region {
@@ -56,7 +57,6 @@ pub fn check_social_security_transfer(
     }
     let (from, to) = (from_region.as_str(), to_region.as_str());
     let set = RecordSet::new(records);
-    let summary = ContributionSummary::from_periods(set.contribution_events_of(person));
     let enrollments: Vec<_> = set
         .enrollments()
         .filter(|e| same_id(&e.record.person_id, person.as_str()))
@@ -134,7 +134,7 @@ pub fn check_social_security_transfer(
             }
             Some(_) => {}
         }
-        if let Some(blocker) = unpaid_months(source, &summary, from, today) {
+        if let Some(blocker) = unpaid_months(source, summary, from, today) {
             blockers.push(blocker);
         }
         let certified = set.certificates().any(|c| {

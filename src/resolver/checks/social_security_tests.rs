@@ -1,5 +1,5 @@
 use super::super::fixtures::*;
-use super::super::{Blocker, RecordRef};
+use super::super::{Blocker, Contributions, RecordRef};
 use super::*;
 use crate::proto::RecordEvent;
 use crate::records::{RecordKey, RecordType};
@@ -79,6 +79,7 @@ fn check(records: &[RecordEvent]) -> SocialSecurityTransferOutcome {
         &region(BEIJING),
         &region(SHANGHAI),
         records,
+        &Contributions::from_events(records).of(&id(PERSON)),
         today(),
     )
     .unwrap()
@@ -338,6 +339,7 @@ fn a_transfer_to_the_same_region_is_an_error() {
         &region(BEIJING),
         &region(BEIJING),
         &ready(),
+        &ContributionSummary::default(),
         today(),
     )
     .unwrap_err();

@@ -28,7 +28,8 @@ pub use meta::{Meta, StoreState};
 pub use redis::RedisStore;
 
 use crate::proto::Position;
-use crate::records::{RecordKey, SubjectKey};
+use crate::records::{RecordKey, RecordType, SubjectKey};
+use crate::resolver::checks::ContributionSummary;
 
 /// One record version to materialize. It borrows the encoded event from the message it
 /// was read from, so a batch is written to the store without copying payloads.
@@ -114,6 +115,37 @@ pub struct SubjectEntry {
     pub version: u64,
     /// The encoded event; `None` for a tombstone.
     pub event: Option<Vec<u8>>,
+}
+
+/// What a lookup reads of one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectRead {
+    /// The person or property unit.
+    pub subject: SubjectKey,
+    /// The record types to read (only these are read and returned).
+    pub types: Vec<RecordType>,
+    /// Whether to read the person's contribution summary.
+    pub contributions: bool,
+}
+
+/// What [`Store::read_subjects`] found for one [`SubjectRead`].
+#[derive(Debug, Clone, Default)]
+pub struct SubjectData {
+    /// The live records of the asked types, ordered by record key.
+    pub records: Vec<StoredRecord>,
+    /// The contribution summary, when it was asked for (empty when there is none).
+    pub contributions: Option<ContributionSummary>,
+}
+
+/// A live record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record's key.
+    pub key: RecordKey,
+    /// The stored version.
+    pub version: u64,
+    /// The encoded `RecordEvent`.
+    pub event: Vec<u8>,
 }
 
 /// Why the store could not answer.
@@ -266,6 +298,45 @@ impl Store {
     pub async fn subject_records(&self, subject: &SubjectKey) -> Result<Vec<Vec<u8>>, StoreError> {
         let entries = self.subject_entries(subject).await?;
         Ok(entries.into_iter().filter_map(|e| e.event).collect())
+    }
+
+    /// What lookups read: for each of `reads`, the live records of the asked types and,
+    /// if asked, the person's contribution summary. One round trip for all of them.
+    /// [`StoreError::NotReady`] while the store has not caught up with the topics.
+    pub async fn read_subjects(
+        &self,
+        reads: &[SubjectRead],
+    ) -> Result<Vec<SubjectData>, StoreError> {
+        // Interim: whole subjects, filtered here.
+        let mut out = Vec::with_capacity(reads.len());
+        for read in reads {
+            let entries = self.subject_entries(&read.subject).await?;
+            let mut data = SubjectData::default();
+            let mut contributions = Vec::new();
+            for entry in entries {
+                let Some(event) = entry.event else { continue };
+                let Ok(key) = RecordKey::parse(&entry.key) else {
+                    continue;
+                };
+                if read.contributions && key.record_type() == RecordType::ContributionPeriod {
+                    if let Ok(e) = <crate::proto::RecordEvent as prost::Message>::decode(&*event) {
+                        contributions.push(e);
+                    }
+                }
+                if read.types.contains(&key.record_type()) {
+                    data.records.push(StoredRecord {
+                        key,
+                        version: entry.version,
+                        event,
+                    });
+                }
+            }
+            if read.contributions {
+                data.contributions = Some(ContributionSummary::from_periods(&contributions));
+            }
+            out.push(data);
+        }
+        Ok(out)
     }
 
     /// The generation marker and positions; `None` when the store has no marker (new,
