@@ -20,6 +20,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::adapters::{Housing, ProvidentFund, PublicSecurity, PublishPath, SocialSecurity};
+use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog};
 use crate::config::{Settings, redact_url};
 use crate::kafka::{
     AdminError, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs, ensure_topics,
@@ -31,6 +32,8 @@ use crate::proto::{
     social_security_adapter_server::SocialSecurityAdapterServer,
 };
 use crate::records::AGENCIES;
+use crate::resolver::policy::Policy;
+use crate::resolver::query::{Queries, REQUESTER_HEADER, RequesterSource};
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
 use crate::resolver::{Materializer, MaterializerConfig, Positions, ResolverService};
 
@@ -164,6 +167,11 @@ impl Kafka {
             settings.replication_factor,
             settings.record_retention_ms,
         ));
+        specs.extend(audit::topic_specs(
+            &topics,
+            settings.partitions,
+            settings.replication_factor,
+        ));
         let embedded = match (&settings.kafka, role) {
             (None, Role::Dev) => {
                 let names: Vec<(String, i32)> = specs
@@ -283,16 +291,97 @@ async fn resolver(
         poller.poll(stop).await;
         Ok(())
     });
+    let queries = queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
+    let service = ResolverService::new(
+        queries,
+        store.clone(),
+        positions,
+        settings.request_timeout(),
+    );
+    let source = if settings.insecure_requester_header {
+        tracing::warn!(
+            header = REQUESTER_HEADER,
+            "lookups take their requester from a metadata header, unchecked: anyone who can \
+             reach this port can claim any agency (dev, demo and tests only)"
+        );
+        RequesterSource::InsecureHeader
+    } else {
+        RequesterSource::None
+    };
     serve!(
         parts,
-        ResolverServer::new(ResolverService::new(
-            store.clone(),
-            positions,
-            settings.request_timeout(),
-        ))
+        ResolverServer::with_interceptor(service, move |request| source.identify(request))
     );
     Ok(store)
 }
+
+/// The cross-agency lookups: the policy, the audit trail (its writer and checkpoints)
+/// and the per-person access index materialized from it.
+async fn queries(
+    parts: &mut Parts,
+    settings: &Settings,
+    role: Role,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    store: &Store,
+    positions: &Positions,
+) -> Result<Queries, AppError> {
+    let policy = match (&settings.policy, role) {
+        (Some(path), _) => {
+            Policy::load(std::path::Path::new(path)).map_err(|e| match e.line() {
+                Some(_) => AppError::Config(format!("policy {path}: {e}")),
+                None => AppError::Config(e.to_string()),
+            })?
+        }
+        (None, Role::Dev) => {
+            tracing::info!("using the example access policy (deploy/policy.toml)");
+            Policy::parse(EXAMPLE_POLICY)
+                .map_err(|e| AppError::Config(format!("built-in policy: {e}")))?
+        }
+        (None, _) => {
+            return Err(AppError::Config(
+                "no access policy configured: set policy (GOVLINK_POLICY or --policy) to a \
+                 policy file such as deploy/policy.toml"
+                    .into(),
+            ));
+        }
+    };
+    let audit = AuditLog::start(publisher.clone(), &kafka.topics, "resolver")
+        .await
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
+    let checkpoints = audit.clone();
+    let interval = settings.audit_checkpoint_interval();
+    parts.supervise("audit checkpoints", move |stop| {
+        checkpoints.run_checkpoints(interval, stop)
+    });
+    let index = match &settings.redis {
+        Some(url) => AccessIndex::redis(url, &settings.redis_prefix)
+            .await
+            .map_err(|e| AppError::Config(format!("access index: {e}")))?,
+        None => AccessIndex::memory(),
+    };
+    let indexer = AccessIndexer::new(
+        &kafka.bootstrap,
+        &settings.consumer_group,
+        &kafka.topics,
+        index.clone(),
+        store.clone(),
+        settings.access_retention(),
+    );
+    parts.supervise("access indexer", move |stop| indexer.run(stop));
+    Ok(Queries::new(
+        store.clone(),
+        positions.clone(),
+        std::sync::Arc::new(policy),
+        audit,
+        index,
+        settings.purchase_rules.clone(),
+        settings.access_retention(),
+    ))
+}
+
+/// The example policy `dev` and `demo` use when none is configured.
+const EXAMPLE_POLICY: &str = include_str!("../deploy/policy.toml");
 
 /// How this deployment's materializers consume.
 pub(crate) fn materializer_config(settings: &Settings, kafka: &Kafka) -> MaterializerConfig {

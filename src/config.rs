@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::resolver::checks::PurchaseRule;
+
 /// Every setting of govlink. Defaults work for `dev` and `demo`.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,6 +58,20 @@ pub struct Settings {
     pub max_clock_skew_ms: u64,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// The access policy file (TOML, see `deploy/policy.toml`). The resolver refuses to
+    /// start without one; `dev` and `demo` use that example when it is unset.
+    pub policy: Option<String>,
+    /// Take each lookup's requester from the `x-govlink-requester` metadata, unchecked.
+    /// Anyone who can reach the port can then claim to be any agency: for `dev`, `demo`
+    /// and tests only (they turn it on). Off: lookups need an identity from the transport.
+    pub insecure_requester_header: bool,
+    /// Local purchase rules `CheckPropertyTransfer` applies to buyers (e.g. 24 months of
+    /// social-security contributions in the region within the last 36).
+    pub purchase_rules: Vec<PurchaseRule>,
+    /// How long `ListDataAccesses` shows an access after it happened, in days.
+    pub access_retention_days: u32,
+    /// How often each audit writer records its chain's head on the checkpoint topic.
+    pub audit_checkpoint_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -79,6 +95,11 @@ impl Default for Settings {
             shutdown_grace_ms: 10_000,
             max_clock_skew_ms: 3_600_000,
             log_json: false,
+            policy: None,
+            insecure_requester_header: false,
+            purchase_rules: Vec::new(),
+            access_retention_days: 3 * 365,
+            audit_checkpoint_interval_ms: 5_000,
         }
     }
 }
@@ -126,7 +147,7 @@ impl Settings {
                     .map(toml::Value::Boolean)
                     .map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
                 Some(_) => toml::Value::String(value.clone()),
-                None if matches!(field.as_str(), "kafka" | "redis") => {
+                None if matches!(field.as_str(), "kafka" | "redis" | "policy") => {
                     toml::Value::String(value.clone())
                 }
                 None => continue,
@@ -148,6 +169,11 @@ impl Settings {
             ("max_batch", self.max_batch > 0),
             ("materializer_batch", self.materializer_batch > 0),
             ("request_timeout_ms", self.request_timeout_ms > 0),
+            ("access_retention_days", self.access_retention_days > 0),
+            (
+                "audit_checkpoint_interval_ms",
+                self.audit_checkpoint_interval_ms > 0,
+            ),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -162,7 +188,21 @@ impl Settings {
                 "max_clock_skew_ms must be at most {MAX_CLOCK_SKEW_MS} (one day)"
             )));
         }
+        for (i, rule) in self.purchase_rules.iter().enumerate() {
+            rule.validate()
+                .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// `access_retention_days` as a duration.
+    pub fn access_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.access_retention_days) * 86_400)
+    }
+
+    /// `audit_checkpoint_interval_ms` as a duration.
+    pub fn audit_checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.audit_checkpoint_interval_ms)
     }
 
     /// `request_timeout_ms` as a duration.
@@ -200,6 +240,8 @@ impl fmt::Debug for Settings {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_batch", &self.max_batch)
+            .field("policy", &self.policy)
+            .field("insecure_requester_header", &self.insecure_requester_header)
             .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,13 @@ struct Cli {
     /// gRPC listen address (overrides GOVLINK_GRPC_ADDR).
     #[arg(long, global = true)]
     grpc_addr: Option<SocketAddr>,
+    /// Access policy file (overrides GOVLINK_POLICY).
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
+    /// Trust the x-govlink-requester metadata as the caller's identity. Insecure: anyone
+    /// who can reach the port can claim any agency. On in `dev` and `demo`.
+    #[arg(long, global = true)]
+    insecure_requester_header: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,6 +128,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = cli.grpc_addr {
         settings.grpc_addr = addr;
     }
+    if let Some(policy) = cli.policy {
+        settings.policy = Some(policy.display().to_string());
+    }
+    // `dev` and `demo` serve whoever claims to be a requester; they say so at start-up.
+    settings.insecure_requester_header |=
+        cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo);
     let quiet = matches!(cli.command, Command::Demo | Command::Rebuild);
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 

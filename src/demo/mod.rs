@@ -19,16 +19,24 @@ use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
 use crate::proto::resolver_client::ResolverClient;
 use crate::proto::social_security_adapter_client::SocialSecurityAdapterClient;
 use crate::proto::{
-    self, HouseholdStatus, ListSubjectRecordsRequest, LoanStatus, Position, PublishAck,
+    self, Agency, HouseholdStatus, ListSubjectRecordsRequest, LoanStatus, Position, PublishAck,
     RecordEvent, SubjectKind, record_event::Payload,
 };
+use crate::resolver::policy::Requester;
+use crate::resolver::query::AsRequester;
 use records::UNIT;
+
+/// A resolver client calling as one requester.
+type Resolver =
+    ResolverClient<tonic::service::interceptor::InterceptedService<Channel, AsRequester>>;
 
 /// Runs the scenario against an app built from `settings` (embedded broker and in-memory
 /// store unless `kafka`/`redis` are set), writing the narration to `out`.
 pub async fn run(settings: &Settings, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.grpc_addr = ([127, 0, 0, 1], 0).into();
+    // The demo plays the windows and the portal itself, naming them in a header.
+    settings.insecure_requester_header = true;
     let app = App::build(&settings, Role::Dev).await?;
     let addr = app.grpc_addr();
     let stop = tokio_util::sync::CancellationToken::new();
@@ -46,11 +54,13 @@ async fn scenario(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow::Resul
     let mut demo = Demo::connect(endpoint, out).await?;
     demo.introduce()?;
     demo.agencies_publish().await?;
-    demo.window_asks_about_the_flat().await?;
+    demo.window_checks_the_sale(false).await?;
     demo.seller_settles_and_moves_out().await?;
+    demo.window_checks_the_sale(true).await?;
     demo.late_duplicate_changes_nothing().await?;
     demo.mistyped_id_is_refused().await?;
-    demo.buyer_across_agencies().await?;
+    demo.window_reads_the_seller().await?;
+    demo.citizen_sees_who_looked().await?;
     demo.conclude()
 }
 
@@ -62,8 +72,10 @@ struct Demo<'o> {
     housing: HousingAdapterClient<Channel>,
     fund: ProvidentFundAdapterClient<Channel>,
     social: SocialSecurityAdapterClient<Channel>,
-    /// The service window's client.
-    resolver: ResolverClient<Channel>,
+    /// The housing bureau's transfer window, asking the resolver.
+    window: Resolver,
+    /// The citizen portal, acting for the seller.
+    portal: Resolver,
     /// Full resident ID numbers: they go into records, never into the narration.
     seller: String,
     buyer: String,
@@ -78,13 +90,24 @@ impl<'o> Demo<'o> {
     /// Connects the clients to `endpoint` and casts the seller and the buyer.
     async fn connect(endpoint: &str, out: &'o mut (dyn Write + Send)) -> anyhow::Result<Self> {
         let channel = Channel::from_shared(endpoint.to_owned())?.connect().await?;
+        let seller = records::person("11010519800312001");
         Ok(Self {
             police: PublicSecurityAdapterClient::new(channel.clone()),
             housing: HousingAdapterClient::new(channel.clone()),
             fund: ProvidentFundAdapterClient::new(channel.clone()),
             social: SocialSecurityAdapterClient::new(channel.clone()),
-            resolver: ResolverClient::new(channel),
-            seller: records::person("11010519800312001"),
+            window: ResolverClient::with_interceptor(
+                channel.clone(),
+                AsRequester::new(&Requester::new(Agency::Housing, "transfer-window"), None),
+            ),
+            portal: ResolverClient::with_interceptor(
+                channel,
+                AsRequester::new(
+                    &Requester::new(Agency::PublicSecurity, "citizen-portal"),
+                    Some(&ResidentId::parse(&seller)?),
+                ),
+            ),
+            seller,
             buyer: records::person("31010419900521002"),
             positions: Vec::new(),
             out,
@@ -138,7 +161,12 @@ impl<'o> Demo<'o> {
         let what = "the buyer's pension enrollment in Beijing";
         self.say("social security", what, &ack)?;
 
-        let request = records::sale_contract(&self.seller, &self.buyer);
+        let request = records::sale_contract(
+            &self.seller,
+            &self.buyer,
+            1,
+            proto::SaleContractStatus::Signed,
+        );
         let ack = self
             .housing
             .publish_sale_contract(request)
@@ -147,22 +175,54 @@ impl<'o> Demo<'o> {
         self.say("housing", "the signed sale contract", &ack)
     }
 
-    /// Step 2: the resolver brings the four agencies' records on the flat together.
-    async fn window_asks_about_the_flat(&mut self) -> anyhow::Result<()> {
-        self.heading(
-            "2. The service window asks the resolver what every agency knows about the flat:",
-        )?;
-        let records = self.records_of(SubjectKind::PropertyUnit, UNIT).await?;
-        self.describe(&records)?;
+    /// Steps 2 and 4: the housing bureau's window asks whether the flat may change owner.
+    /// The first time the answer lists what blocks it, agency by agency; after the seller
+    /// acted, the same check (waiting for those publishes) says it may.
+    async fn window_checks_the_sale(&mut self, expect_eligible: bool) -> anyhow::Result<()> {
+        if expect_eligible {
+            self.heading("4. The window checks again, right after those publishes:")?;
+        } else {
+            self.heading("2. The transfer window asks: may this flat change owner?")?;
+        }
+        let request = proto::CheckPropertyTransferRequest {
+            unit_number: UNIT.into(),
+            seller_ids: vec![self.seller.clone()],
+            buyer_ids: vec![self.buyer.clone()],
+            purpose: "property-transfer".into(),
+            case_id: "DEMO-SALE-1".into(),
+            min_positions: self.positions.clone(),
+        };
+        let answer = self
+            .window
+            .check_property_transfer(request)
+            .await?
+            .into_inner();
+        if answer.eligible {
+            writeln!(self.out, "   Eligible: nothing blocks the transfer.")?;
+        }
+        for b in &answer.blockers {
+            let agency = enum_name(Agency::try_from(b.agency).map(|a| a.as_str_name()));
+            writeln!(self.out, "   blocked: {} (cleared by {agency})", b.code)?;
+            writeln!(self.out, "      {}", b.action_zh)?;
+            writeln!(self.out, "      {}", b.action_en)?;
+        }
+        if expect_eligible {
+            return expect(answer.eligible, "the sale should be eligible once cleared");
+        }
+        let codes: Vec<&str> = answer.blockers.iter().map(|b| b.code.as_str()).collect();
         expect(
-            records.len() == 4,
-            "the flat should have four records (household, title, contract, loan)",
+            codes.contains(&"SELLER_HOUSEHOLD_AT_UNIT")
+                && codes.contains(&"PROVIDENT_FUND_LOAN_UNSETTLED")
+                && codes.contains(&"SALE_CONTRACT_WRONG_STATUS"),
+            "the first check should name the household, the loan and the unfiled contract",
         )
     }
 
     /// Step 3: newer versions of the loan and the household registration clear the way.
     async fn seller_settles_and_moves_out(&mut self) -> anyhow::Result<()> {
-        self.heading("3. The seller settles the loan and moves the household registration out:")?;
+        self.heading(
+            "3. The seller settles the loan and moves the household out; the contract is filed:",
+        )?;
 
         let request = records::loan(&self.seller, 2, LoanStatus::Settled, 0);
         let ack = self.fund.publish_loan(request).await?.into_inner();
@@ -175,14 +235,27 @@ impl<'o> Demo<'o> {
             .await?
             .into_inner();
         let what = "the household registration, moved out to Shanghai";
-        self.say("public security", what, &ack)
+        self.say("public security", what, &ack)?;
+
+        let request = records::sale_contract(
+            &self.seller,
+            &self.buyer,
+            2,
+            proto::SaleContractStatus::Filed,
+        );
+        let ack = self
+            .housing
+            .publish_sale_contract(request)
+            .await?
+            .into_inner();
+        self.say("housing", "the sale contract, now filed", &ack)
     }
 
     /// Step 4: version 1 of the household registration arrives again, after version 2,
     /// and the resolver must keep version 2.
     async fn late_duplicate_changes_nothing(&mut self) -> anyhow::Result<()> {
         self.heading(
-            "4. A late, duplicated delivery of the old household record (version 1) arrives:",
+            "5. A late, duplicated delivery of the old household record (version 1) arrives:",
         )?;
         let request = records::household(&self.seller, 1, HouseholdStatus::Registered);
         let ack = self
@@ -211,7 +284,7 @@ impl<'o> Demo<'o> {
 
     /// Step 5: the adapter refuses an ID number whose check character is wrong.
     async fn mistyped_id_is_refused(&mut self) -> anyhow::Result<()> {
-        self.heading("5. An agency system sends a record with a mistyped ID number:")?;
+        self.heading("6. An agency system sends a record with a mistyped ID number:")?;
         let request = records::identity(&records::mistyped(&self.seller), "person-2");
         match self.police.publish_identity(Request::new(request)).await {
             Err(status) if status.code() == Code::InvalidArgument => {
@@ -226,22 +299,86 @@ impl<'o> Demo<'o> {
         }
     }
 
-    /// Step 6: one lookup finds the buyer's records from two agencies.
-    async fn buyer_across_agencies(&mut self) -> anyhow::Result<()> {
-        self.heading("6. Everything govlink knows about the buyer, across agencies:")?;
-        let buyer = self.buyer.clone();
-        let records = self.records_of(SubjectKind::Person, &buyer).await?;
-        self.describe(&records)?;
+    /// Step 7: the window reads the seller's profile: only what its grant allows, masked,
+    /// and told which sections it may not see.
+    async fn window_reads_the_seller(&mut self) -> anyhow::Result<()> {
+        self.heading("7. The window reads the seller's profile, as its policy grant allows:")?;
+        let request = proto::GetPersonProfileRequest {
+            person_id: self.seller.clone(),
+            purpose: "property-transfer".into(),
+            case_id: "DEMO-SALE-1".into(),
+            min_positions: self.positions.clone(),
+        };
+        let profile = self.window.get_person_profile(request).await?.into_inner();
+        if let Some(identity) = profile.identity.as_ref().and_then(|s| s.identity.as_ref()) {
+            writeln!(
+                self.out,
+                "   identity: {} {} (masked by policy)",
+                identity.person_id, identity.name
+            )?;
+        }
+        let titles = profile.property.as_ref().map_or(0, |p| p.titles.len());
+        writeln!(self.out, "   property: {titles} title(s)")?;
+        writeln!(
+            self.out,
+            "   withheld from this window: {}",
+            profile.withheld_sections.join(", ")
+        )?;
         expect(
-            records.len() == 2,
-            "the buyer should have a pension enrollment and a contract",
+            profile.withheld_sections == ["social-security"] && titles == 1,
+            "the window should see the title and be told social security is withheld",
+        )
+    }
+
+    /// Step 8: the seller asks the citizen portal who looked at their data.
+    async fn citizen_sees_who_looked(&mut self) -> anyhow::Result<()> {
+        self.heading("8. The seller asks the citizen portal: who looked at my data?")?;
+        let seller = self.seller.clone();
+        // The access index follows the audit trail within moments; give it a few.
+        let mut accesses = Vec::new();
+        for _ in 0..50 {
+            let request = proto::ListDataAccessesRequest {
+                person_id: seller.clone(),
+                purpose: "self-view".into(),
+                limit: 0,
+            };
+            accesses = self
+                .portal
+                .list_data_accesses(request)
+                .await?
+                .into_inner()
+                .accesses;
+            if accesses.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for a in &accesses {
+            let agency = enum_name(Agency::try_from(a.requester_agency).map(|a| a.as_str_name()));
+            let decision =
+                enum_name(proto::AccessDecision::try_from(a.decision).map(|d| d.as_str_name()));
+            writeln!(
+                self.out,
+                "   - {agency} / {} for {} (case {}): {} {} [{}]",
+                a.requester_service,
+                a.purpose,
+                a.case_id,
+                a.method,
+                a.sections.join(", "),
+                decision
+            )?;
+        }
+        expect(
+            accesses.len() >= 3,
+            "the seller should see the window's two checks and its profile lookup",
         )
     }
 
     /// The closing line, written only when every step passed.
     fn conclude(&mut self) -> anyhow::Result<()> {
         self.heading(
-            "Done: every record was acknowledged by the broker, materialized, and read back.",
+            "Done: every record was acknowledged by the broker and materialized, every answer \
+             followed the policy, and every lookup is in the audit trail.",
         )
     }
 
@@ -259,7 +396,7 @@ impl<'o> Demo<'o> {
             min_positions: self.positions.clone(),
         };
         Ok(self
-            .resolver
+            .window
             .list_subject_records(request)
             .await?
             .into_inner()

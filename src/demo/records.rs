@@ -125,16 +125,21 @@ pub(super) fn pension(buyer: &str) -> proto::PublishEnrollmentRequest {
 }
 
 /// The signed contract selling the flat from the seller to the buyer.
-pub(super) fn sale_contract(seller: &str, buyer: &str) -> proto::PublishSaleContractRequest {
+pub(super) fn sale_contract(
+    seller: &str,
+    buyer: &str,
+    version: u64,
+    status: proto::SaleContractStatus,
+) -> proto::PublishSaleContractRequest {
     proto::PublishSaleContractRequest {
-        meta: meta("contract-1", 1),
+        meta: meta("contract-1", version),
         record: Some(proto::SaleContract {
             contract_number: "WQ-2026-000981".into(),
             unit_number: UNIT.into(),
             seller_ids: vec![seller.into()],
             buyer_ids: vec![buyer.into()],
             price_fen: 520_000_000,
-            status: proto::SaleContractStatus::Signed as i32,
+            status: status as i32,
             signed_on: date(2026, 11, 20),
         }),
     }

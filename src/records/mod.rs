@@ -225,6 +225,11 @@ impl SubjectKey {
         &self.0
     }
 
+    /// The resident ID of a person subject; `None` for a property unit.
+    pub fn person_id(&self) -> Option<&str> {
+        self.0.strip_prefix("p:")
+    }
+
     /// The wire form of this subject.
     pub fn to_proto(&self) -> proto::Subject {
         let (kind, id) = match self.0.split_once(':') {

@@ -5,6 +5,7 @@ pub mod checks;
 mod materializer;
 pub mod policy;
 pub mod positions;
+pub mod query;
 mod service;
 pub mod store;
 

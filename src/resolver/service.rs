@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::positions::Positions;
+use super::query::{Queries, caller_of};
 use super::store::{Store, StoreError};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
@@ -22,16 +23,24 @@ use crate::records::{RecordKey, SubjectKey, Violations};
 pub struct ResolverService {
     store: Store,
     positions: Positions,
+    /// The cross-agency lookups (policy, masking, audit).
+    queries: Queries,
     /// The longest a lookup waits when the caller sets no deadline.
     max_wait: Duration,
 }
 
 impl ResolverService {
     /// A resolver over `store`; `positions` knows how far it is materialized.
-    pub fn new(store: Store, positions: Positions, max_wait: Duration) -> ResolverService {
+    pub fn new(
+        queries: Queries,
+        store: Store,
+        positions: Positions,
+        max_wait: Duration,
+    ) -> ResolverService {
         ResolverService {
             store,
             positions,
+            queries,
             max_wait,
         }
     }
@@ -119,36 +128,56 @@ impl Resolver for ResolverService {
         Ok(Response::new(ListSubjectRecordsResponse { records }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "GetPersonProfile"))]
     async fn get_person_profile(
         &self,
-        _request: Request<proto::GetPersonProfileRequest>,
+        request: Request<proto::GetPersonProfileRequest>,
     ) -> Result<Response<proto::GetPersonProfileResponse>, Status> {
-        Err(Status::unimplemented("GetPersonProfile is being wired"))
+        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let answer = self
+            .queries
+            .person_profile(&caller, request.into_inner(), deadline)
+            .await?;
+        Ok(Response::new(answer))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "CheckPropertyTransfer"))]
     async fn check_property_transfer(
         &self,
-        _request: Request<proto::CheckPropertyTransferRequest>,
+        request: Request<proto::CheckPropertyTransferRequest>,
     ) -> Result<Response<proto::CheckPropertyTransferResponse>, Status> {
-        Err(Status::unimplemented(
-            "CheckPropertyTransfer is being wired",
-        ))
+        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let answer = self
+            .queries
+            .property_transfer(&caller, request.into_inner(), deadline)
+            .await?;
+        Ok(Response::new(answer))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "CheckSocialSecurityTransfer"))]
     async fn check_social_security_transfer(
         &self,
-        _request: Request<proto::CheckSocialSecurityTransferRequest>,
+        request: Request<proto::CheckSocialSecurityTransferRequest>,
     ) -> Result<Response<proto::CheckSocialSecurityTransferResponse>, Status> {
-        Err(Status::unimplemented(
-            "CheckSocialSecurityTransfer is being wired",
-        ))
+        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let answer = self
+            .queries
+            .social_security_transfer(&caller, request.into_inner(), deadline)
+            .await?;
+        Ok(Response::new(answer))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "ListDataAccesses"))]
     async fn list_data_accesses(
         &self,
-        _request: Request<proto::ListDataAccessesRequest>,
+        request: Request<proto::ListDataAccessesRequest>,
     ) -> Result<Response<proto::ListDataAccessesResponse>, Status> {
-        Err(Status::unimplemented("ListDataAccesses is being wired"))
+        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let answer = self
+            .queries
+            .data_accesses(&caller, request.into_inner(), deadline)
+            .await?;
+        Ok(Response::new(answer))
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use govlink::app::{App, Role};
 use govlink::config::Settings;
+use govlink::domain::ResidentId;
 use govlink::domain::resident_id::check_character;
 use govlink::kafka::Topics;
 use govlink::proto::housing_adapter_client::HousingAdapterClient;
@@ -12,6 +13,8 @@ use govlink::proto::public_security_adapter_client::PublicSecurityAdapterClient;
 use govlink::proto::resolver_client::ResolverClient;
 use govlink::proto::social_security_adapter_client::SocialSecurityAdapterClient;
 use govlink::proto::{self, Date, Position, PublishMeta};
+use govlink::resolver::policy::Requester;
+use govlink::resolver::query::AsRequester;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -54,8 +57,26 @@ pub fn test_settings() -> Settings {
         consumer_group: format!("{id}-resolver"),
         request_timeout_ms: 15_000,
         shutdown_grace_ms: 5_000,
+        policy: Some(example_policy()),
+        insecure_requester_header: true,
         ..Settings::default()
     }
+}
+
+/// The example access policy, `deploy/policy.toml`.
+pub fn example_policy() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/policy.toml").to_owned()
+}
+
+/// The resolver client type the tests use.
+pub type Resolver =
+    ResolverClient<tonic::service::interceptor::InterceptedService<Channel, AsRequester>>;
+
+/// A resolver client on `channel` calling as `requester`, for `citizen` if given.
+pub fn resolver_as(channel: Channel, requester: &str, citizen: Option<&str>) -> Resolver {
+    let requester = Requester::parse(requester).expect("a valid requester");
+    let citizen = citizen.map(|c| ResidentId::parse(c).expect("a valid resident ID"));
+    ResolverClient::with_interceptor(channel, AsRequester::new(&requester, citizen.as_ref()))
 }
 
 /// A running app and clients for it.
@@ -109,8 +130,14 @@ impl TestApp {
     pub fn fund(&self) -> ProvidentFundAdapterClient<Channel> {
         ProvidentFundAdapterClient::new(self.channel.clone())
     }
-    pub fn resolver(&self) -> ResolverClient<Channel> {
-        ResolverClient::new(self.channel.clone())
+    /// A resolver client calling as the housing bureau's transfer window.
+    pub fn resolver(&self) -> Resolver {
+        self.resolver_as("housing/transfer-window", None)
+    }
+
+    /// A resolver client calling as `requester`, for `citizen` if given.
+    pub fn resolver_as(&self, requester: &str, citizen: Option<&str>) -> Resolver {
+        resolver_as(self.channel.clone(), requester, citizen)
     }
 
     /// Shuts the app down and checks it stopped cleanly.
@@ -391,7 +418,14 @@ pub fn govlink_command(settings: &Settings, subcommand: &str) -> std::process::C
         .env(
             "GOVLINK_MATERIALIZER_BATCH",
             settings.materializer_batch.to_string(),
+        )
+        .env(
+            "GOVLINK_INSECURE_REQUESTER_HEADER",
+            settings.insecure_requester_header.to_string(),
         );
+    if let Some(policy) = &settings.policy {
+        command.env("GOVLINK_POLICY", policy);
+    }
     command
 }
 

@@ -11,6 +11,7 @@ mod demo;
 mod faults;
 mod helpers;
 mod lifecycle;
+mod lookups;
 mod materialize;
 mod publish;
 mod publish_faults;

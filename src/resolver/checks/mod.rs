@@ -18,7 +18,10 @@ mod fixtures;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use property::{PurchaseRule, check_property_transfer, normalise_address};
+pub use property::{
+    PurchaseRule, check_property_transfer, normalise_address,
+    validate_request as validate_property_transfer,
+};
 pub use social_security::{SocialSecurityTransferOutcome, check_social_security_transfer};
 pub use summary::{ContributionSummary, Gap, SummaryView};
 
@@ -340,9 +343,9 @@ impl<'a> RecordSet<'a> {
 pub struct Contributions(BTreeMap<String, ContributionSummary>);
 
 impl Contributions {
-    /// Adds (or replaces) `person`'s summary.
-    pub fn insert(&mut self, person: &crate::domain::ResidentId, summary: ContributionSummary) {
-        self.0.insert(person.as_str().to_owned(), summary);
+    /// Adds (or replaces) the summary of the person with resident ID `person_id`.
+    pub fn insert(&mut self, person_id: &str, summary: ContributionSummary) {
+        self.0.insert(person_id.to_ascii_uppercase(), summary);
     }
 
     /// `person`'s summary; an empty one when none was read.

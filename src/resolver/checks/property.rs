@@ -143,7 +143,9 @@ pub fn check_property_transfer(
     Ok(CheckOutcome::from_blockers(blockers))
 }
 
-fn validate_request(
+/// Why a request for [`check_property_transfer`] makes no sense, if it does not: run it
+/// before reading anything.
+pub fn validate_request(
     sellers: &[ResidentId],
     buyers: &[ResidentId],
     rules: &[PurchaseRule],

@@ -20,7 +20,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Field, FieldSet, MaskKind, MaskKindSet, Purpose, Requester, Section, SlugError, agency_name,
+    Field, FieldSet, MaskKind, MaskKindSet, Purpose, Requester, RequesterError, Section, SlugError,
+    agency_name,
 };
 
 use crate::proto::Agency;

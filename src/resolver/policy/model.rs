@@ -28,6 +28,31 @@ impl Requester {
     }
 }
 
+/// Why `agency/service` does not name a requester.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequesterError {
+    /// Not of the form `agency/service`.
+    #[error("must be <agency>/<service>, e.g. housing/transfer-window")]
+    Shape,
+    /// The agency is not one of the four.
+    #[error("unknown agency {0:?} (expected one of: {agencies})", agencies = agency_names())]
+    UnknownAgency(String),
+    /// The service is not a lowercase slug.
+    #[error("service {0}")]
+    Service(SlugError),
+}
+
+impl Requester {
+    /// Parses `agency/service`, e.g. `housing/transfer-window`.
+    pub fn parse(text: &str) -> Result<Self, RequesterError> {
+        let (agency, service) = text.split_once('/').ok_or(RequesterError::Shape)?;
+        let agency = parse_agency(agency)
+            .ok_or_else(|| RequesterError::UnknownAgency(agency.chars().take(32).collect()))?;
+        check_slug(service).map_err(RequesterError::Service)?;
+        Ok(Self::new(agency, service))
+    }
+}
+
 impl fmt::Display for Requester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", agency_name(self.agency), self.service)

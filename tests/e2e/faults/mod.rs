@@ -211,9 +211,10 @@ pub async fn check(channel: &Channel, model: &Model, patience: Duration) -> Repo
                 min_positions: after.clone(),
             });
             request.set_timeout(Duration::from_secs(30));
-            let answer = proto::resolver_client::ResolverClient::new(channel.clone())
-                .get_record(request)
-                .await;
+            let answer =
+                crate::helpers::resolver_as(channel.clone(), "housing/transfer-window", None)
+                    .get_record(request)
+                    .await;
             match answer {
                 Ok(r) => break Some(r.into_inner().record.unwrap().version),
                 Err(s) if s.code() == Code::NotFound => break None,

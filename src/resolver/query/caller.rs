@@ -1,0 +1,190 @@
+//! Who is asking. One interceptor turns each call into a [`Caller`] (the requester, and
+//! the citizen a self-service requester acts for) or refuses it with `UNAUTHENTICATED`.
+//!
+//! Until mutual TLS identifies callers, the only source is a metadata header, and only
+//! when the process runs with `--insecure-requester-header` (on by default in `dev` and
+//! `demo`). Without a source, every lookup is refused: identity is never guessed.
+
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::domain::ResidentId;
+use crate::resolver::policy::Requester;
+
+/// Metadata naming the requester: `<agency>/<service>`, e.g. `housing/transfer-window`.
+pub const REQUESTER_HEADER: &str = "x-govlink-requester";
+/// Metadata naming the citizen a self-service requester (the citizen portal) acts for.
+pub const ON_BEHALF_OF_HEADER: &str = "x-govlink-on-behalf-of";
+
+/// The caller of one request, put into its extensions by [`RequesterSource::identify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The agency and service asking.
+    pub requester: Requester,
+    /// The citizen the requester acts for, when it said so (self-only grants need it).
+    pub on_behalf_of: Option<ResidentId>,
+}
+
+/// Where requester identities come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequesterSource {
+    /// No source is configured: every lookup is `UNAUTHENTICATED`.
+    None,
+    /// The `x-govlink-requester` header, trusted as it is. Only for `dev`, `demo` and
+    /// tests: anyone who can reach the port can claim any requester.
+    InsecureHeader,
+}
+
+impl RequesterSource {
+    /// The interceptor's work: identifies the caller of `request` and records it in the
+    /// request's extensions, or refuses the call.
+    pub fn identify(self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = match self {
+            RequesterSource::None => {
+                return Err(Status::unauthenticated(
+                    "no requester identity: this resolver has no identity source configured \
+                     (mutual TLS is not set up, and the insecure requester header is off)",
+                ));
+            }
+            RequesterSource::InsecureHeader => from_headers(request.metadata())?,
+        };
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+/// The caller named by the insecure headers.
+fn from_headers(metadata: &MetadataMap) -> Result<Caller, Status> {
+    let text = |name: &str| -> Result<Option<&str>, Status> {
+        match metadata.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .to_str()
+                .map(Some)
+                .map_err(|_| Status::unauthenticated(format!("{name}: not printable ASCII"))),
+        }
+    };
+    let requester = text(REQUESTER_HEADER)?.ok_or_else(|| {
+        Status::unauthenticated(format!(
+            "no requester identity: set the {REQUESTER_HEADER} metadata to <agency>/<service>, \
+             e.g. housing/transfer-window"
+        ))
+    })?;
+    let requester = Requester::parse(requester)
+        .map_err(|e| Status::unauthenticated(format!("{REQUESTER_HEADER}: {e}")))?;
+    let on_behalf_of = text(ON_BEHALF_OF_HEADER)?
+        .map(|id| {
+            ResidentId::parse(id).map_err(|e| {
+                Status::unauthenticated(format!(
+                    "{ON_BEHALF_OF_HEADER}: not a resident ID number: {e}"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(Caller {
+        requester,
+        on_behalf_of,
+    })
+}
+
+/// The client side of the insecure header: a `tonic` interceptor that calls as one
+/// requester (and citizen), for `dev`, `demo` and tests.
+#[derive(Debug, Clone)]
+pub struct AsRequester {
+    requester: MetadataValue<Ascii>,
+    on_behalf_of: Option<MetadataValue<Ascii>>,
+}
+
+impl AsRequester {
+    /// Calls as `requester` (`agency/service`), for the citizen `on_behalf_of` if given.
+    pub fn new(requester: &Requester, on_behalf_of: Option<&ResidentId>) -> AsRequester {
+        let value = |text: &str| {
+            MetadataValue::try_from(text).expect("requesters and resident IDs are ASCII")
+        };
+        AsRequester {
+            requester: value(&requester.to_string()),
+            on_behalf_of: on_behalf_of.map(|id| value(id.as_str())),
+        }
+    }
+}
+
+impl Interceptor for AsRequester {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let metadata = request.metadata_mut();
+        metadata.insert(REQUESTER_HEADER, self.requester.clone());
+        if let Some(citizen) = &self.on_behalf_of {
+            metadata.insert(ON_BEHALF_OF_HEADER, citizen.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The caller the interceptor identified.
+pub(crate) fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no requester identity"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Agency;
+
+    fn call(headers: &[(&'static str, &str)]) -> Result<Caller, Status> {
+        let mut request = Request::new(());
+        for (name, value) in headers {
+            request.metadata_mut().insert(*name, value.parse().unwrap());
+        }
+        let request = RequesterSource::InsecureHeader.identify(request)?;
+        caller_of(&request)
+    }
+
+    #[test]
+    fn the_header_names_agency_and_service() {
+        let caller = call(&[(REQUESTER_HEADER, "housing/transfer-window")]).unwrap();
+        assert_eq!(
+            caller.requester,
+            Requester::new(Agency::Housing, "transfer-window")
+        );
+        assert_eq!(caller.on_behalf_of, None);
+        let caller = call(&[
+            (REQUESTER_HEADER, "public-security/citizen-portal"),
+            (ON_BEHALF_OF_HEADER, "11010519491231002X"),
+        ])
+        .unwrap();
+        assert_eq!(
+            caller.on_behalf_of.map(|id| id.as_str().to_owned()),
+            Some("11010519491231002X".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_missing_or_malformed_identity_is_unauthenticated() {
+        for headers in [
+            vec![],
+            vec![(REQUESTER_HEADER, "housing")],
+            vec![(REQUESTER_HEADER, "police/window")],
+            vec![(REQUESTER_HEADER, "housing/Transfer Window")],
+            vec![
+                (REQUESTER_HEADER, "housing/transfer-window"),
+                (ON_BEHALF_OF_HEADER, "123"),
+            ],
+        ] {
+            let err = call(&headers).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Unauthenticated, "{headers:?}");
+        }
+        let err = RequesterSource::None
+            .identify(Request::new(()))
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert!(
+            err.message().contains("no identity source"),
+            "{}",
+            err.message()
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The transfer checks as lookups: parse, decide, read every subject involved in one
+//! round trip, run the pure check, audit, answer.
+
+use prost::Message as _;
+use tokio::time::Instant;
+
+use super::{Caller, Lookup, Queries, QueryError, check_case_id, parse_person, parse_purpose};
+use crate::domain::{CivilDate, DivisionCode, ResidentId, UnitNumber};
+use crate::proto::{self, RecordEvent};
+use crate::records::{RecordType, SubjectKey, Violations};
+use crate::resolver::checks::{
+    Blocker, CheckError, CheckOutcome, Contributions, PartyRole, check_property_transfer,
+    check_social_security_transfer, validate_property_transfer,
+};
+use crate::resolver::policy::Section;
+use crate::resolver::store::{SubjectData, SubjectRead};
+
+/// The most sellers or buyers one check may name.
+const MAX_PARTIES: usize = 16;
+
+impl Queries {
+    /// `CheckPropertyTransfer`.
+    pub async fn property_transfer(
+        &self,
+        caller: &Caller,
+        r: proto::CheckPropertyTransferRequest,
+        deadline: Instant,
+    ) -> Result<proto::CheckPropertyTransferResponse, QueryError> {
+        let mut v = Violations::default();
+        let unit = UnitNumber::parse(&r.unit_number)
+            .map_err(|e| v.add("unit_number", format!("not a real-estate unit number: {e}")))
+            .ok();
+        let sellers = parse_parties(&r.seller_ids, "seller_ids", &mut v);
+        let buyers = parse_parties(&r.buyer_ids, "buyer_ids", &mut v);
+        let purpose = parse_purpose(&r.purpose, &mut v);
+        check_case_id(&r.case_id, &mut v);
+        self.positions
+            .check(&r.min_positions, "min_positions", &mut v);
+        v.into_result()?;
+        let (Some(unit), Some(purpose)) = (unit, purpose) else {
+            unreachable!("parsed without violations");
+        };
+        validate_property_transfer(&sellers, &buyers, &self.rules)?;
+        let rules_apply = self.rules.iter().any(|rule| rule.applies_to(&unit));
+        let mut needs = vec![
+            Section::Property,
+            Section::Household,
+            Section::ProvidentFund,
+        ];
+        if rules_apply {
+            needs.push(Section::SocialSecurity);
+        }
+        let lookup = Lookup {
+            caller,
+            method: "CheckPropertyTransfer",
+            purpose,
+            case_id: r.case_id,
+            persons: sellers.iter().chain(&buyers).cloned().collect(),
+            units: vec![unit.as_str().to_owned()],
+        };
+        let access = self.decide(&lookup, &needs, deadline).await?;
+        self.wait_for(&r.min_positions, deadline).await?;
+
+        let mut reads = vec![SubjectRead {
+            subject: SubjectKey::unit(&unit),
+            types: vec![
+                RecordType::PropertyTitle,
+                RecordType::SaleContract,
+                RecordType::ProvidentFundLoan,
+                RecordType::HouseholdRegistration,
+            ],
+            contributions: false,
+        }];
+        reads.extend(sellers.iter().map(|s| SubjectRead {
+            subject: SubjectKey::person(s),
+            types: vec![RecordType::HouseholdRegistration],
+            contributions: false,
+        }));
+        if rules_apply {
+            reads.extend(buyers.iter().map(|b| SubjectRead {
+                subject: SubjectKey::person(b),
+                types: Vec::new(),
+                contributions: true,
+            }));
+        }
+        let data = self.store.read_subjects(&reads).await?;
+        let (records, summaries) = gather(&reads, data)?;
+        let today = CivilDate::today_in_china();
+        let outcome = check_property_transfer(
+            &unit,
+            &sellers,
+            &buyers,
+            &records,
+            &summaries,
+            &self.rules,
+            today,
+        )?;
+        self.audit_allowed(&lookup, &access, &needs, &[], deadline)
+            .await?;
+        Ok(proto::CheckPropertyTransferResponse {
+            eligible: outcome.eligible,
+            blockers: blockers(&outcome),
+            checked_on: Some(date(today)),
+        })
+    }
+
+    /// `CheckSocialSecurityTransfer`.
+    pub async fn social_security_transfer(
+        &self,
+        caller: &Caller,
+        r: proto::CheckSocialSecurityTransferRequest,
+        deadline: Instant,
+    ) -> Result<proto::CheckSocialSecurityTransferResponse, QueryError> {
+        let mut v = Violations::default();
+        let person = parse_person(&r.person_id, "person_id", &mut v);
+        let region = |text: &str, field: &str, v: &mut Violations| {
+            DivisionCode::parse(text)
+                .map_err(|e| v.add(field, format!("not an administrative division code: {e}")))
+                .ok()
+        };
+        let from = region(&r.from_region, "from_region", &mut v);
+        let to = region(&r.to_region, "to_region", &mut v);
+        if from.is_some() && from == to {
+            v.add("to_region", CheckError::SameRegion.to_string());
+        }
+        let purpose = parse_purpose(&r.purpose, &mut v);
+        check_case_id(&r.case_id, &mut v);
+        self.positions
+            .check(&r.min_positions, "min_positions", &mut v);
+        v.into_result()?;
+        let (Some(person), Some(from), Some(to), Some(purpose)) = (person, from, to, purpose)
+        else {
+            unreachable!("parsed without violations");
+        };
+        let lookup = Lookup {
+            caller,
+            method: "CheckSocialSecurityTransfer",
+            purpose,
+            case_id: r.case_id,
+            persons: vec![person.clone()],
+            units: Vec::new(),
+        };
+        let needs = [Section::SocialSecurity];
+        let access = self.decide(&lookup, &needs, deadline).await?;
+        self.wait_for(&r.min_positions, deadline).await?;
+        let reads = [SubjectRead {
+            subject: SubjectKey::person(&person),
+            types: vec![RecordType::Enrollment, RecordType::TransferOutCertificate],
+            contributions: true,
+        }];
+        let data = self.store.read_subjects(&reads).await?;
+        let (records, summaries) = gather(&reads, data)?;
+        let today = CivilDate::today_in_china();
+        let result = check_social_security_transfer(
+            &person,
+            &from,
+            &to,
+            &records,
+            &summaries.of(&person),
+            today,
+        )?;
+        self.audit_allowed(&lookup, &access, &needs, &[], deadline)
+            .await?;
+        Ok(proto::CheckSocialSecurityTransferResponse {
+            eligible: result.outcome.eligible,
+            blockers: blockers(&result.outcome),
+            months_paid_in_source: result.months_paid_in_source,
+            checked_on: Some(date(today)),
+        })
+    }
+}
+
+/// Resident IDs of the parties, each violation naming its position.
+fn parse_parties(ids: &[String], field: &str, v: &mut Violations) -> Vec<ResidentId> {
+    if ids.len() > MAX_PARTIES {
+        v.add(field, format!("at most {MAX_PARTIES} parties"));
+        return Vec::new();
+    }
+    ids.iter()
+        .enumerate()
+        .filter_map(|(i, id)| parse_person(id, &format!("{field}[{i}]"), v))
+        .collect()
+}
+
+/// The decoded records and the contribution summaries of a read.
+fn gather(
+    reads: &[SubjectRead],
+    data: Vec<SubjectData>,
+) -> Result<(Vec<RecordEvent>, Contributions), QueryError> {
+    let mut records = Vec::new();
+    let mut summaries = Contributions::default();
+    for (read, data) in reads.iter().zip(data) {
+        for stored in &data.records {
+            records.push(
+                RecordEvent::decode(stored.event.as_slice()).map_err(|e| {
+                    QueryError::Corrupt(format!("stored record {}: {e}", stored.key))
+                })?,
+            );
+        }
+        if let (Some(summary), Some(person)) = (data.contributions, read.subject.person_id()) {
+            summaries.insert(person, summary);
+        }
+    }
+    Ok((records, summaries))
+}
+
+fn blockers(outcome: &CheckOutcome) -> Vec<proto::Blocker> {
+    outcome.blockers.iter().map(blocker).collect()
+}
+
+fn blocker(b: &Blocker) -> proto::Blocker {
+    proto::Blocker {
+        code: b.code.as_str().to_owned(),
+        agency: b.agency as i32,
+        record: b.record.as_ref().map(|r| proto::RecordVersion {
+            record_key: r.key.as_str().to_owned(),
+            version: r.version,
+        }),
+        party: b.party.map(|p| proto::Party {
+            role: match p.role {
+                PartyRole::Seller => proto::PartyRole::Seller,
+                PartyRole::Buyer => proto::PartyRole::Buyer,
+            } as i32,
+            index: u32::try_from(p.index).unwrap_or(u32::MAX),
+        }),
+        action_zh: b.action_zh.clone(),
+        action_en: b.action_en.clone(),
+    }
+}
+
+fn date(d: CivilDate) -> proto::Date {
+    proto::Date {
+        year: d.year(),
+        month: d.month() as i32,
+        day: d.day() as i32,
+    }
+}

@@ -1,0 +1,402 @@
+//! The typed query layer behind the resolver's cross-agency lookups. Every lookup goes
+//! through the same steps:
+//!
+//! wire parsing → requester + purpose → policy decision → (read-your-writes wait) →
+//! store read → assembly → masking → audit → answer.
+//!
+//! A denied lookup is audited and refused; an allowed one is audited (broker-acknowledged)
+//! before its answer leaves, and fails `UNAVAILABLE` if the audit cannot be written. Every
+//! failure is a [`QueryError`], mapped to a `tonic::Status` in one place.
+
+mod caller;
+mod checks;
+mod profile;
+
+pub(crate) use caller::caller_of;
+pub use caller::{AsRequester, Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, RequesterSource};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::checks::{CheckError, PurchaseRule};
+use super::policy::{Access, Decision, Policy, Purpose, Section};
+use super::positions::Positions;
+use super::store::{Store, StoreError};
+use crate::audit::{AccessIndex, AuditError, AuditLog, IndexError};
+use crate::domain::ResidentId;
+use crate::grpc::invalid_argument;
+use crate::proto::{self, AccessDecision, Position};
+use crate::records::{Violations, is_valid_record_id};
+
+/// The most entries `ListDataAccesses` returns.
+pub const MAX_ACCESSES: usize = 1000;
+
+/// Why a lookup was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is malformed: every broken rule, by field.
+    #[error("invalid request: {0}")]
+    Invalid(Violations),
+    /// The policy does not allow it (the reason names the missing grant or section).
+    #[error("permission denied: {0}")]
+    Denied(String),
+    /// A position the caller waits for was not materialized before the deadline.
+    #[error("{}/{} not materialized up to offset {} before the deadline", .0.topic, .0.partition, .0.offset)]
+    NotMaterialized(Position),
+    /// The store cannot answer (unreachable, or rebuilding).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The audit entry could not be written, so the answer is withheld.
+    #[error("audit: {0}")]
+    Audit(#[from] AuditError),
+    /// The access index cannot answer.
+    #[error("access index: {0}")]
+    Index(#[from] IndexError),
+    /// Stored data does not decode: a defect, not the caller's fault.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+impl From<QueryError> for Status {
+    fn from(e: QueryError) -> Status {
+        match e {
+            QueryError::Invalid(v) => invalid_argument(&v),
+            QueryError::Denied(reason) => Status::permission_denied(reason),
+            e @ QueryError::NotMaterialized(_) => Status::deadline_exceeded(e.to_string()),
+            QueryError::Store(StoreError::NotReady(why)) => {
+                Status::unavailable(format!("{why}; retry later"))
+            }
+            QueryError::Store(e) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Status::unavailable("the record store is unavailable; retry later")
+            }
+            QueryError::Audit(e) => {
+                tracing::warn!(error = %e, "audit write failed; answer withheld");
+                Status::unavailable(
+                    "the audit trail cannot be written, so no answer is given; retry later",
+                )
+            }
+            QueryError::Index(e) => {
+                tracing::warn!(error = %e, "access index unavailable");
+                Status::unavailable("the access index is unavailable; retry later")
+            }
+            QueryError::Corrupt(what) => {
+                tracing::error!(%what, "stored data does not decode");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<Violations> for QueryError {
+    fn from(v: Violations) -> QueryError {
+        QueryError::Invalid(v)
+    }
+}
+
+/// A check refused for its parameters: the field it is about.
+impl From<CheckError> for QueryError {
+    fn from(e: CheckError) -> QueryError {
+        let field = match &e {
+            CheckError::NoSellers | CheckError::SellerIsBuyer { .. } => "seller_ids",
+            CheckError::DuplicateParty {
+                role: super::checks::PartyRole::Seller,
+                ..
+            } => "seller_ids",
+            CheckError::NoBuyers | CheckError::DuplicateParty { .. } => "buyer_ids",
+            CheckError::SameRegion => "to_region",
+            // The configured rules are checked at start-up; this is a defect.
+            CheckError::InvalidRule { .. } => return QueryError::Corrupt(e.to_string()),
+        };
+        let mut v = Violations::default();
+        v.add(field, e.to_string());
+        QueryError::Invalid(v)
+    }
+}
+
+/// What the lookups share: the store, the policy, the audit trail.
+#[derive(Clone)]
+pub struct Queries {
+    store: Store,
+    positions: Positions,
+    policy: Arc<Policy>,
+    audit: AuditLog,
+    accesses: AccessIndex,
+    rules: Arc<[PurchaseRule]>,
+    access_retention: Duration,
+}
+
+/// The parts of a lookup the audit records, gathered as the request is parsed.
+struct Lookup<'a> {
+    caller: &'a Caller,
+    method: &'static str,
+    purpose: Purpose,
+    case_id: String,
+    persons: Vec<ResidentId>,
+    units: Vec<String>,
+}
+
+impl Queries {
+    /// The lookups over `store`, under `policy`, audited to `audit`.
+    pub fn new(
+        store: Store,
+        positions: Positions,
+        policy: Arc<Policy>,
+        audit: AuditLog,
+        accesses: AccessIndex,
+        rules: Vec<PurchaseRule>,
+        access_retention: Duration,
+    ) -> Queries {
+        Queries {
+            store,
+            positions,
+            policy,
+            audit,
+            accesses,
+            rules: rules.into(),
+            access_retention,
+        }
+    }
+
+    /// `GetPersonProfile`.
+    pub async fn person_profile(
+        &self,
+        caller: &Caller,
+        r: proto::GetPersonProfileRequest,
+        deadline: Instant,
+    ) -> Result<proto::GetPersonProfileResponse, QueryError> {
+        let mut v = Violations::default();
+        let person = parse_person(&r.person_id, "person_id", &mut v);
+        let purpose = parse_purpose(&r.purpose, &mut v);
+        check_case_id(&r.case_id, &mut v);
+        self.positions
+            .check(&r.min_positions, "min_positions", &mut v);
+        v.into_result()?;
+        let (Some(person), Some(purpose)) = (person, purpose) else {
+            unreachable!("parsed without violations");
+        };
+        let lookup = Lookup {
+            caller,
+            method: "GetPersonProfile",
+            purpose,
+            case_id: r.case_id,
+            persons: vec![person.clone()],
+            units: Vec::new(),
+        };
+        let access = self.decide(&lookup, &[], deadline).await?;
+        self.wait_for(&r.min_positions, deadline).await?;
+        let read = profile::profile_read(&person, &access);
+        let data = self
+            .store
+            .read_subjects(&[read])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let assembled = profile::assemble(&person, &access, data)?;
+        self.audit_allowed(
+            &lookup,
+            &access,
+            &assembled.returned,
+            &assembled.withheld,
+            deadline,
+        )
+        .await?;
+        Ok(assembled.response)
+    }
+
+    /// `ListDataAccesses`: the citizen's own view of who looked at their data. Only a
+    /// self-only grant, used by the citizen it acts for, may read it.
+    pub async fn data_accesses(
+        &self,
+        caller: &Caller,
+        r: proto::ListDataAccessesRequest,
+        deadline: Instant,
+    ) -> Result<proto::ListDataAccessesResponse, QueryError> {
+        let mut v = Violations::default();
+        let person = parse_person(&r.person_id, "person_id", &mut v);
+        let purpose = parse_purpose(&r.purpose, &mut v);
+        if r.limit as usize > MAX_ACCESSES {
+            v.add(
+                "limit",
+                format!("must be at most {MAX_ACCESSES} (0 means {MAX_ACCESSES})"),
+            );
+        }
+        v.into_result()?;
+        let (Some(person), Some(purpose)) = (person, purpose) else {
+            unreachable!("parsed without violations");
+        };
+        let lookup = Lookup {
+            caller,
+            method: "ListDataAccesses",
+            purpose,
+            case_id: String::new(),
+            persons: vec![person.clone()],
+            units: Vec::new(),
+        };
+        let access = self.decide(&lookup, &[], deadline).await?;
+        if !access.self_only() {
+            let reason = format!(
+                "ListDataAccesses is the citizen's own view: the grant for {} with purpose {} \
+                 (policy line {}) is not self-only",
+                caller.requester,
+                lookup.purpose,
+                access.grant_line()
+            );
+            return Err(self.deny(&lookup, reason, deadline).await);
+        }
+        let limit = match r.limit {
+            0 => MAX_ACCESSES,
+            n => n as usize,
+        };
+        let accesses = self
+            .accesses
+            .list(&person, limit, self.access_retention)
+            .await?;
+        self.audit_allowed(&lookup, &access, &[], &[], deadline)
+            .await?;
+        let kept_since = std::time::SystemTime::now()
+            .checked_sub(self.access_retention)
+            .map(prost_types::Timestamp::from);
+        Ok(proto::ListDataAccessesResponse {
+            accesses,
+            kept_since,
+        })
+    }
+
+    /// The policy's decision on `lookup`; a denial (no grant, a self-only grant used for
+    /// someone else, or a grant without a section in `needs`) is audited and returned as
+    /// [`QueryError::Denied`].
+    async fn decide(
+        &self,
+        lookup: &Lookup<'_>,
+        needs: &[Section],
+        deadline: Instant,
+    ) -> Result<Access, QueryError> {
+        let requester = &lookup.caller.requester;
+        let access = match self.policy.decide(requester, &lookup.purpose) {
+            Decision::Allowed(access) => access,
+            Decision::Denied(denial) => {
+                return Err(self.deny(lookup, denial.to_string(), deadline).await);
+            }
+        };
+        let grant = || {
+            format!(
+                "the grant for {requester} with purpose {} (policy line {})",
+                lookup.purpose,
+                access.grant_line()
+            )
+        };
+        if access.self_only() {
+            let citizen = lookup.caller.on_behalf_of.as_ref();
+            let is_self = |p: &ResidentId| citizen.is_some_and(|c| c == p);
+            // A check about several parties is the citizen's when the citizen is one of them.
+            if !lookup.persons.iter().any(is_self) {
+                let reason = match citizen {
+                    None => format!(
+                        "{} is self-only, and the call names no citizen ({ON_BEHALF_OF_HEADER})",
+                        grant()
+                    ),
+                    Some(_) => {
+                        format!("{} is self-only: it covers the citizen's own data", grant())
+                    }
+                };
+                return Err(self.deny(lookup, reason, deadline).await);
+            }
+        }
+        if let Some(missing) = needs.iter().find(|s| !access.allows_section(**s)) {
+            let reason = format!(
+                "{} does not include section {missing}, which {} reads",
+                grant(),
+                lookup.method
+            );
+            return Err(self.deny(lookup, reason, deadline).await);
+        }
+        Ok(access)
+    }
+
+    /// Audits a denial and returns the error to answer with; if the audit itself fails,
+    /// that failure is the answer (a denial is never left unaudited either).
+    async fn deny(&self, lookup: &Lookup<'_>, reason: String, deadline: Instant) -> QueryError {
+        let mut entry = entry(lookup, AccessDecision::Denied);
+        entry.reason.clone_from(&reason);
+        match self.audit.record(entry, deadline).await {
+            Ok(()) => QueryError::Denied(reason),
+            Err(e) => QueryError::Audit(e),
+        }
+    }
+
+    /// Audits an allowed lookup; the answer may leave once this returned `Ok`.
+    async fn audit_allowed(
+        &self,
+        lookup: &Lookup<'_>,
+        access: &Access,
+        sections: &[Section],
+        withheld: &[Section],
+        deadline: Instant,
+    ) -> Result<(), QueryError> {
+        let mut entry = entry(lookup, AccessDecision::Allowed);
+        entry.sections = sections.iter().map(|s| s.name().to_owned()).collect();
+        entry.withheld = withheld.iter().map(|s| s.name().to_owned()).collect();
+        entry.grant_line = u32::try_from(access.grant_line()).unwrap_or(u32::MAX);
+        Ok(self.audit.record(entry, deadline).await?)
+    }
+
+    /// Waits until every position is materialized, or the deadline passes.
+    async fn wait_for(&self, positions: &[Position], deadline: Instant) -> Result<(), QueryError> {
+        self.positions
+            .wait_for(positions, deadline)
+            .await
+            .map_err(QueryError::NotMaterialized)
+    }
+}
+
+/// The audit entry of `lookup`, without what the decision adds.
+fn entry(lookup: &Lookup<'_>, decision: AccessDecision) -> proto::DataAccess {
+    proto::DataAccess {
+        requester_agency: lookup.caller.requester.agency as i32,
+        requester_service: lookup.caller.requester.service.clone(),
+        purpose: lookup.purpose.as_str().to_owned(),
+        case_id: lookup.case_id.clone(),
+        method: lookup.method.to_owned(),
+        person_ids: lookup
+            .persons
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        unit_numbers: lookup.units.clone(),
+        decision: decision as i32,
+        on_behalf_of: lookup
+            .caller
+            .on_behalf_of
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// A resident ID from the wire, or a violation on `field`.
+fn parse_person(id: &str, field: &str, v: &mut Violations) -> Option<ResidentId> {
+    ResidentId::parse(id)
+        .map_err(|e| v.add(field, format!("not a resident ID number: {e}")))
+        .ok()
+}
+
+fn parse_purpose(purpose: &str, v: &mut Violations) -> Option<Purpose> {
+    Purpose::parse(purpose)
+        .map_err(|e| v.add("purpose", e.to_string()))
+        .ok()
+}
+
+/// A case id is optional; when given it has the shape of a record id.
+fn check_case_id(case_id: &str, v: &mut Violations) {
+    if !case_id.is_empty() && !is_valid_record_id(case_id) {
+        v.add(
+            "case_id",
+            "must be 1 to 64 characters of A-Z a-z 0-9 . _ : - (or empty)",
+        );
+    }
+}
