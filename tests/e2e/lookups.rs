@@ -514,3 +514,33 @@ async fn lookups_without_a_grant_an_identity_or_a_valid_request_are_refused_prec
     assert_eq!(fields, ["seller_ids"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_resolver_refuses_to_start_without_a_policy_or_with_a_broken_one() {
+    let mut settings = test_settings();
+    settings.policy = None;
+    let output = govlink_command(&settings, "resolver").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no access policy configured"), "{stderr}");
+
+    let broken = std::env::temp_dir().join(format!("{}.toml", unique("policy")));
+    std::fs::write(
+        &broken,
+        "[[grant]]\nagency = \"housing\"\nservice = \"w\"\npurpose = \"p\"\nsections = [\"houshold\"]\n",
+    )
+    .unwrap();
+    settings.policy = Some(broken.display().to_string());
+    let output = govlink_command(&settings, "resolver").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(": unknown section \"houshold\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("policy {}: line ", broken.display())),
+        "{stderr}"
+    );
+    std::fs::remove_file(broken).unwrap();
+}

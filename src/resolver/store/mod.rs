@@ -318,10 +318,11 @@ impl Store {
                 let Ok(key) = RecordKey::parse(&entry.key) else {
                     continue;
                 };
-                if read.contributions && key.record_type() == RecordType::ContributionPeriod {
-                    if let Ok(e) = <crate::proto::RecordEvent as prost::Message>::decode(&*event) {
-                        contributions.push(e);
-                    }
+                if read.contributions
+                    && key.record_type() == RecordType::ContributionPeriod
+                    && let Ok(e) = <crate::proto::RecordEvent as prost::Message>::decode(&*event)
+                {
+                    contributions.push(e);
                 }
                 if read.types.contains(&key.record_type()) {
                     data.records.push(StoredRecord {
