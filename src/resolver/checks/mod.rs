@@ -20,7 +20,7 @@ use std::fmt;
 
 pub use property::{PurchaseRule, check_property_transfer, normalise_address};
 pub use social_security::{SocialSecurityTransferOutcome, check_social_security_transfer};
-pub use summary::{ContributionSummary, Gap, SummaryView};
+pub use summary::{ContributionSummary, Gap, StoredFieldError, SummaryView};
 
 use crate::domain::YearMonth;
 use crate::proto::{self, Agency, Op, RecordEvent, record_event::Payload};

@@ -2,11 +2,14 @@
 //! the longest gap, the last paid month.
 //!
 //! Thirty years of monthly contributions are hundreds of records; a lookup must not decode
-//! them all. The materializer keeps one [`ContributionSummary`] per person and calls
-//! [`ContributionSummary::apply`] for every contribution event it stores; lookups read the
-//! small [`SummaryView`]. `apply` keeps its own version per record, so the summary
-//! converges to the same state whatever the order, duplicates or replays of the events:
-//! folding events one by one equals [`ContributionSummary::from_periods`] over all of them.
+//! them all. As it materializes a contribution record, the store keeps one small field per
+//! record under the person ([`ContributionSummary::stored_value`]: version, live flag and
+//! the month it pays), compare-and-set by version like every copy; a lookup reads that
+//! index and folds it with [`ContributionSummary::from_stored`]. [`ContributionSummary::apply`]
+//! keeps its own version per record too, so the summary converges to the same state
+//! whatever the order, duplicates or replays of the events: folding events one by one
+//! equals [`ContributionSummary::from_periods`] over all of them, and the index read back
+//! equals `from_periods` over the person's live contribution records.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,8 +25,7 @@ use crate::records::RecordType;
 /// It remembers, per contribution record, the highest version seen and the month it pays
 /// (or nothing, for a deletion or an unpaid month). That is what makes `apply` order-proof:
 /// a correction (a new version moving a month to another region, or a deletion) replaces
-/// what the earlier version counted, and a late older version is ignored. Serializable so
-/// the resolver can keep it in the store next to the person's records.
+/// what the earlier version counted, and a late older version is ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContributionSummary {
     /// By record id: all contribution records share one agency and type, so the id alone
@@ -88,22 +90,14 @@ impl ContributionSummary {
     /// record types and for versions not higher than the one already counted (duplicates,
     /// replays, late arrivals).
     pub fn apply(&mut self, event: &RecordEvent) -> bool {
-        let Some(key) = key_of(event) else {
+        let Some((_, paid)) = read_event(event) else {
             return false;
         };
-        if key != crate::records::RecordKey::new(RecordType::ContributionPeriod, &event.record_id) {
-            return false;
-        }
         if let Some(seen) = self.entries.get(&event.record_id)
             && seen.version >= event.version
         {
             return false;
         }
-        let paid = match (&event.payload, event.op()) {
-            (_, Op::Delete) => None,
-            (Some(Payload::ContributionPeriod(period)), _) => paid_month(period),
-            _ => None,
-        };
         self.entries.insert(
             event.record_id.clone(),
             Entry {
@@ -112,6 +106,54 @@ impl ContributionSummary {
             },
         );
         true
+    }
+
+    /// The field a contribution event makes in the person's contribution index, as the
+    /// store keeps it: record id → `<version, 20 digits><flag><paid month>`, the flag `1`
+    /// for a live version and `0` for a deletion, the paid month `region|insurance
+    /// type|month index` or empty when the version pays nothing. The version leads, in the
+    /// store's fixed-width form, so the store compares and sets the field by version like
+    /// every copy it keeps. `None` for events of other record types.
+    pub fn stored_value(event: &RecordEvent) -> Option<(String, String)> {
+        let (live, paid) = read_event(event)?;
+        let value = if live {
+            let mut value = format!("{:0width$}1", event.version, width = STORED_VERSION_WIDTH);
+            if let Some(p) = paid {
+                value.push_str(&format!("{}|{}|{}", p.region, p.insurance_type, p.month));
+            }
+            value
+        } else {
+            ContributionSummary::stored_tombstone(event.version)
+        };
+        Some((event.record_id.clone(), value))
+    }
+
+    /// The field value of a contribution record under a person it is no longer about (a
+    /// deletion, or a version that names another person): it counts nothing, and its
+    /// version keeps a late older version out.
+    pub fn stored_tombstone(version: u64) -> String {
+        format!("{version:0width$}0", width = STORED_VERSION_WIDTH)
+    }
+
+    /// The summary of a person's contribution index (fields made by
+    /// [`ContributionSummary::stored_value`] and [`ContributionSummary::stored_tombstone`],
+    /// one per record id). Tombstones are left out, so the result equals
+    /// [`ContributionSummary::from_periods`] over the person's live contribution records.
+    pub fn from_stored<K: AsRef<str>, V: AsRef<[u8]>>(
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, StoredFieldError> {
+        let mut summary = ContributionSummary::default();
+        for (record_id, value) in fields {
+            let record_id = record_id.as_ref();
+            let bad = |reason| StoredFieldError {
+                record_id: record_id.to_owned(),
+                reason,
+            };
+            if let Some(entry) = parse_stored(value.as_ref()).map_err(bad)? {
+                summary.entries.insert(record_id.to_owned(), entry);
+            }
+        }
+        Ok(summary)
     }
 
     /// Distinct paid months (as indices) of the contributions `keep` selects.
@@ -189,6 +231,78 @@ impl ContributionSummary {
             last_paid_month: self.last_paid_month(),
         }
     }
+}
+
+/// Width of the version that leads a stored index field: the store's fixed-width decimal
+/// form, whose text order is numeric order for every `u64`.
+const STORED_VERSION_WIDTH: usize = 20;
+
+/// A contribution index field that [`ContributionSummary::stored_value`] cannot have made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("contribution index field {record_id}: {reason}")]
+pub struct StoredFieldError {
+    /// The field (a contribution record id).
+    pub record_id: String,
+    /// What is wrong with its value.
+    pub reason: &'static str,
+}
+
+/// What a contribution event says of its record: whether this version is live (not a
+/// deletion), and the month it pays. `None` for events of other record types.
+fn read_event(event: &RecordEvent) -> Option<(bool, Option<PaidMonth>)> {
+    let key = key_of(event)?;
+    if key != crate::records::RecordKey::new(RecordType::ContributionPeriod, &event.record_id) {
+        return None;
+    }
+    Some(match (&event.payload, event.op()) {
+        (_, Op::Delete) => (false, None),
+        (Some(Payload::ContributionPeriod(period)), _) => (true, paid_month(period)),
+        _ => (true, None),
+    })
+}
+
+/// One stored index value: the entry it counts, `None` for a tombstone.
+fn parse_stored(value: &[u8]) -> Result<Option<Entry>, &'static str> {
+    let value = std::str::from_utf8(value).map_err(|_| "not UTF-8")?;
+    let (version, rest) = value
+        .split_at_checked(STORED_VERSION_WIDTH)
+        .ok_or("shorter than a version")?;
+    if !version.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the version is not 20 digits");
+    }
+    let version: u64 = version.parse().map_err(|_| "the version is above u64")?;
+    let paid = match rest.split_at_checked(1) {
+        Some(("0", "")) => return Ok(None),
+        Some(("0", _)) => return Err("a tombstone with a paid month"),
+        Some(("1", "")) => None,
+        Some(("1", paid)) => Some(parse_paid(paid)?),
+        _ => return Err("the flag is neither 1 (live) nor 0 (tombstone)"),
+    };
+    Ok(Some(Entry { version, paid }))
+}
+
+/// `region|insurance type|month index`; the region is split off last, so the two numbers
+/// are found whatever it holds.
+fn parse_paid(text: &str) -> Result<PaidMonth, &'static str> {
+    let mut parts = text.rsplitn(3, '|');
+    let (Some(month), Some(insurance_type), Some(region)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("the paid month is not region|insurance type|month");
+    };
+    let month: i32 = month
+        .parse()
+        .map_err(|_| "the month index is not a number")?;
+    if month_of_index(month).is_none() {
+        return Err("the month index is outside years 1-9999");
+    }
+    Ok(PaidMonth {
+        region: region.to_owned(),
+        insurance_type: insurance_type
+            .parse()
+            .map_err(|_| "the insurance type is not a number")?,
+        month,
+    })
 }
 
 /// The month a contribution pays, when it pays anything: a record with no money paid (an
@@ -397,6 +511,208 @@ mod tests {
             assert_eq!(incremental, batch);
             assert_eq!(incremental.view(), batch.view());
         }
+    }
+
+    /// Corrections, deletions, duplicates, unpaid months and two insurance types.
+    fn corrected_history() -> Vec<RecordEvent> {
+        let mut events = Vec::new();
+        for i in 0..36u32 {
+            let (year, month) = (2020 + (i / 12) as i32, i % 12 + 1);
+            events.push(contribution("P", year, month, BEIJING, 1));
+            if i % 4 == 0 {
+                events.push(contribution("P", year, month, SHANGHAI, 2));
+            }
+            if i % 9 == 0 {
+                events.push(deletion(
+                    crate::proto::Agency::SocialSecurity,
+                    "contribution_period",
+                    &contribution_id("P", year, month),
+                    3,
+                ));
+            }
+            if i % 6 == 1 {
+                let id = format!("M-{year}-{month}");
+                events.push(contribution_of(
+                    &id,
+                    InsuranceType::Medical,
+                    year,
+                    month,
+                    SHANGHAI,
+                    u64::MAX - 1,
+                    i64::from(i % 12) - 1,
+                ));
+                events.push(contribution_of(
+                    &id,
+                    InsuranceType::Medical,
+                    year,
+                    month,
+                    BEIJING,
+                    7,
+                    500,
+                ));
+            }
+        }
+        events
+    }
+
+    /// What the store does with the fields: per record id, the value whose leading
+    /// version is highest wins (a tie keeps the first).
+    fn fold_like_the_store(events: &[&RecordEvent]) -> BTreeMap<String, String> {
+        let mut index: BTreeMap<String, String> = BTreeMap::new();
+        for event in events {
+            let (id, value) = ContributionSummary::stored_value(event).unwrap();
+            match index.get(&id) {
+                Some(stored) if stored[..20] >= value[..20] => {}
+                _ => {
+                    index.insert(id, value);
+                }
+            }
+        }
+        index
+    }
+
+    #[test]
+    fn the_stored_index_folds_to_the_summary_of_the_live_records_in_any_order() {
+        let events = corrected_history();
+        // The live records, decided independently of versions in stored form: the
+        // highest version of each record, when it is not a deletion.
+        let mut latest: BTreeMap<&str, &RecordEvent> = BTreeMap::new();
+        for e in &events {
+            if latest
+                .get(e.record_id.as_str())
+                .is_none_or(|l| l.version < e.version)
+            {
+                latest.insert(&e.record_id, e);
+            }
+        }
+        let live: Vec<&RecordEvent> = latest
+            .values()
+            .copied()
+            .filter(|e| e.op() != Op::Delete)
+            .collect();
+        assert!(live.len() < latest.len(), "the history deletes records");
+        let expected = ContributionSummary::from_periods(live.iter().copied());
+        assert!(expected.months_paid() > 0);
+        assert_ne!(
+            expected
+                .entries
+                .values()
+                .filter(|e| e.paid.is_none())
+                .count(),
+            0,
+            "live records that pay nothing are counted as such"
+        );
+        let mut order: Vec<&RecordEvent> = events.iter().collect();
+        let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..50 {
+            for i in (1..order.len()).rev() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                order.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let read = ContributionSummary::from_stored(fold_like_the_store(&order)).unwrap();
+            assert_eq!(read, expected);
+            assert_eq!(
+                read.view(),
+                ContributionSummary::from_periods(&events).view()
+            );
+        }
+    }
+
+    #[test]
+    fn stored_values_are_version_flag_and_paid_month() {
+        let paid = contribution("P", 2023, 2, BEIJING, 42);
+        let month = month_index(ym(2023, 2));
+        assert_eq!(
+            ContributionSummary::stored_value(&paid),
+            Some((
+                "P-2023-02".to_owned(),
+                format!("000000000000000000421{BEIJING}|1|{month}")
+            ))
+        );
+        let unpaid = contribution_of("U", InsuranceType::Medical, 2023, 2, BEIJING, 7, 0);
+        assert_eq!(
+            ContributionSummary::stored_value(&unpaid).unwrap().1,
+            "000000000000000000071"
+        );
+        let deleted = deletion(
+            crate::proto::Agency::SocialSecurity,
+            "contribution_period",
+            "D",
+            u64::MAX,
+        );
+        assert_eq!(
+            ContributionSummary::stored_value(&deleted),
+            Some(("D".to_owned(), "184467440737095516150".to_owned()))
+        );
+        assert_eq!(
+            ContributionSummary::stored_tombstone(3),
+            "000000000000000000030"
+        );
+        let other = loan_event("L", 9, SELLER_A, crate::proto::LoanStatus::Repaying, 1);
+        assert_eq!(ContributionSummary::stored_value(&other), None);
+        // The index of one record of each kind reads back as their summary.
+        let read = ContributionSummary::from_stored([
+            ContributionSummary::stored_value(&paid).unwrap(),
+            ContributionSummary::stored_value(&unpaid).unwrap(),
+            ContributionSummary::stored_value(&deleted).unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(read, ContributionSummary::from_periods([&paid, &unpaid]));
+    }
+
+    #[test]
+    fn a_stored_field_the_summary_did_not_make_is_refused_with_its_reason() {
+        let refused = |value: &str| {
+            ContributionSummary::from_stored([("R-1", value)])
+                .unwrap_err()
+                .reason
+        };
+        let version = "00000000000000000001";
+        assert_eq!(refused("0000001"), "shorter than a version");
+        assert_eq!(
+            refused("0000000000000000000x1"),
+            "the version is not 20 digits"
+        );
+        assert_eq!(refused("999999999999999999991"), "the version is above u64");
+        assert_eq!(
+            refused(version),
+            "the flag is neither 1 (live) nor 0 (tombstone)"
+        );
+        assert_eq!(
+            refused(&format!("{version}2")),
+            "the flag is neither 1 (live) nor 0 (tombstone)"
+        );
+        assert_eq!(
+            refused(&format!("{version}0110105|1|24000")),
+            "a tombstone with a paid month"
+        );
+        assert_eq!(
+            refused(&format!("{version}1110105|24000")),
+            "the paid month is not region|insurance type|month"
+        );
+        assert_eq!(
+            refused(&format!("{version}1110105|1|x")),
+            "the month index is not a number"
+        );
+        assert_eq!(
+            refused(&format!("{version}1110105|1|120000")),
+            "the month index is outside years 1-9999"
+        );
+        assert_eq!(
+            refused(&format!("{version}1110105|p|24000")),
+            "the insurance type is not a number"
+        );
+        let err = ContributionSummary::from_stored([("R-1", &[0xff_u8][..])]).unwrap_err();
+        assert_eq!(err.to_string(), "contribution index field R-1: not UTF-8");
+        // A region holding the separator still reads back whole.
+        let read =
+            ContributionSummary::from_stored([("R-1", format!("{version}1a|b|1|24000"))]).unwrap();
+        assert_eq!(
+            read.months_paid_by_region(),
+            BTreeMap::from([("a|b".to_owned(), 1)])
+        );
     }
 
     #[test]

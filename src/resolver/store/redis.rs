@@ -1,27 +1,37 @@
-//! The Redis store. Layout (every key under the configured prefix):
+//! The Redis store. Layout 2 (every key under the configured prefix):
 //!
 //! - `rec:{<record key>}` — hash: `v` version, `e` encoded event (empty when deleted),
 //!   `s` subjects of this version, `g` subjects earlier versions had and this one has not;
-//! - `sub:{<subject>}` — hash: record key → version, live flag and encoded event, so all
-//!   records of one subject sit in one Cluster slot and come back in one round trip;
-//! - `meta` — hash: `gen` generation, `state`, `source`, `t:<topic>/<partition>` rebuild
-//!   targets and `p:<topic>/<partition>` highest materialized offsets (see `meta.rs`).
+//! - `sub:{<subject>}:<record type>` — hash: record key → version (20 digits), live flag
+//!   (`1`, or `0` for a tombstone) and encoded event: one subject's copies of one record
+//!   type, so a lookup reads only the types it returns;
+//! - `sum:{<subject>}:contributions` — hash: contribution record id → version, flag and
+//!   the month it pays (`ContributionSummary::stored_value`), the person's contribution
+//!   index that lookups fold instead of decoding every contribution record;
+//! - `meta` — hash: `gen` generation, `state`, `source`, `layout`, `t:<topic>/<partition>`
+//!   rebuild targets and `p:<topic>/<partition>` highest materialized offsets (see
+//!   `meta.rs`).
 //!
-//! Each step is a Lua script, so a compare-and-set by version is atomic; a batch is two
-//! pipelines (record entries, then subject copies). Lookups read the store's state in the
-//! same round trip as the record, so a flushed store never answers a wrong `NOT_FOUND`.
+//! The hash tag of a subject's keys is the subject, so they all sit in one Cluster slot
+//! and a lookup of several types is one pipeline to one node. Each step is a Lua script,
+//! so a compare-and-set by version is atomic; a batch is two pipelines (record entries,
+//! then subject copies and index fields). Lookups read the store's state and layout in
+//! the same round trip as the records, so a flushed store, or one written in another
+//! layout, never answers a wrong `NOT_FOUND`.
 
 use std::collections::BTreeMap;
 
 use redis::aio::ConnectionManager;
-use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind, Value};
 
 use super::{
-    EntriesWritten, Meta, NotReady, RecordWrite, StoreError, StoreState, SubjectEntry, SubjectPlan,
-    position_field, subject_updates, version_text,
+    EntriesWritten, LAYOUT, Meta, NotReady, RecordWrite, StoreError, StoreState, StoredRecord,
+    SubjectData, SubjectEntry, SubjectPlan, SubjectRead, distinct, position_field, step_two,
+    subject_updates, version_text,
 };
 use crate::proto::Position;
-use crate::records::{RecordKey, SubjectKey};
+use crate::records::{RecordKey, RecordType, SubjectKey};
+use crate::resolver::checks::ContributionSummary;
 
 /// Step one: compare-and-set the record's own entry. ARGV: version, event, subjects.
 /// Returns `{applied, gone subjects, current subjects}`; a write of the stored version is
@@ -46,8 +56,9 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2], 's', ARGV[3], 'g', g)
 return {1, g, ARGV[3]}
 ";
 
-/// Step two: compare-and-set one subject's copy of a record. ARGV: record key, version,
-/// '1' live or '0' tombstone, encoded event.
+/// Step two: compare-and-set one subject's copy of a record, or one field of a person's
+/// contribution index. ARGV: field (record key, or record id), version, '1' live or '0'
+/// tombstone, the rest of the value (encoded event, or paid month).
 const SUBJECT_CAS: &str = r"
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored and string.sub(stored, 1, 20) >= ARGV[2] then
@@ -83,12 +94,14 @@ redis.call('HSET', KEYS[1], 'state', 'ready')
 return 2
 ";
 
-/// Starts generation ARGV[2] (clearing) if the current one is ARGV[1] ('' for none).
+/// Starts generation ARGV[2] (clearing) of source ARGV[3] in layout ARGV[4] if the
+/// current one is ARGV[1] ('' for none).
 const REPLACE_GENERATION: &str = r"
 local gen = redis.call('HGET', KEYS[1], 'gen') or ''
 if gen ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'state', 'clearing', 'source', ARGV[3])
+redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'state', 'clearing', 'source', ARGV[3],
+  'layout', ARGV[4])
 return 1
 ";
 
@@ -208,8 +221,12 @@ impl RedisStore {
         format!("{}rec:{{{key}}}", self.prefix)
     }
 
-    fn subject_key(&self, subject: &str) -> String {
-        format!("{}sub:{{{subject}}}", self.prefix)
+    fn subject_key(&self, subject: &str, record_type: RecordType) -> String {
+        format!("{}sub:{{{subject}}}:{}", self.prefix, record_type.as_str())
+    }
+
+    fn contributions_key(&self, subject: &str) -> String {
+        format!("{}sum:{{{subject}}}:contributions", self.prefix)
     }
 
     fn meta_key(&self) -> String {
@@ -256,19 +273,36 @@ impl RedisStore {
         written: &EntriesWritten,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        for (w, plan) in writes.iter().zip(&written.0) {
-            let Some(plan) = plan else { continue };
+        for a in step_two(writes, written)? {
+            let w = a.write;
             let version = version_text(w.version);
-            for (subject, listed) in subject_updates(plan) {
+            for (subject, listed) in subject_updates(a.plan) {
                 let (flag, event): (&[u8], &[u8]) = match w.event() {
                     Some(event) if listed => (b"1", event),
                     _ => (b"0", b""),
                 };
                 pipe.add_command(evalsha(
                     &self.scripts[SUBJECT],
-                    &[self.subject_key(subject)],
+                    &[self.subject_key(subject, w.key.record_type())],
                     &[w.key.as_str().as_bytes(), version.as_bytes(), flag, event],
                 ));
+                if let Some(index) = &a.index {
+                    let value = index.value(listed).as_bytes();
+                    let (stored_version, rest) = value
+                        .split_at_checked(VERSION_WIDTH)
+                        .filter(|(v, _)| *v == version.as_bytes())
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "index value of {} version {version}",
+                                w.key
+                            ))
+                        })?;
+                    pipe.add_command(evalsha(
+                        &self.scripts[SUBJECT],
+                        &[self.contributions_key(subject)],
+                        &[w.key.record_id().as_bytes(), stored_version, rest, b""],
+                    ));
+                }
             }
         }
         if pipe.cmd_iter().next().is_some() {
@@ -277,14 +311,31 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+    /// A pipeline that starts with the readiness read: the store's state and layout.
+    fn pipe_after_readiness(&self) -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(self.meta_key())
+            .arg("state")
+            .arg("layout");
+        pipe
+    }
+
+    /// Sends `pipe` (made by [`RedisStore::pipe_after_readiness`]) and checks readiness;
+    /// the replies of the commands after it, in order.
+    async fn query_when_ready(&self, pipe: &Pipeline) -> Result<Replies, StoreError> {
         let mut conn = self.conn.clone();
-        let (state, event): (Option<String>, Option<Vec<u8>>) = redis::pipe()
-            .hget(self.meta_key(), "state")
-            .hget(self.record_key(key), "e")
-            .query_async(&mut conn)
-            .await?;
-        check_ready(state.as_deref())?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut replies = Replies(replies.into_iter());
+        let (state, layout): (Option<String>, Option<String>) = replies.next()?;
+        check_ready(state.as_deref(), layout.as_deref())?;
+        Ok(replies)
+    }
+
+    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut pipe = self.pipe_after_readiness();
+        pipe.hget(self.record_key(key), "e");
+        let event: Option<Vec<u8>> = self.query_when_ready(&pipe).await?.next()?;
         Ok(event.filter(|e| !e.is_empty()))
     }
 
@@ -292,34 +343,63 @@ impl RedisStore {
         &self,
         subject: &SubjectKey,
     ) -> Result<Vec<SubjectEntry>, StoreError> {
-        let mut conn = self.conn.clone();
-        let (state, entries): (Option<String>, Vec<(String, Vec<u8>)>) = redis::pipe()
-            .hget(self.meta_key(), "state")
-            .hgetall(self.subject_key(subject.as_str()))
-            .query_async(&mut conn)
-            .await?;
-        check_ready(state.as_deref())?;
-        let mut listed = Vec::with_capacity(entries.len());
-        for (key, mut value) in entries {
-            let version = std::str::from_utf8(value.get(..VERSION_WIDTH).unwrap_or_default())
-                .ok()
-                .and_then(|v| v.parse().ok());
-            let (Some(version), Some(flag)) = (version, value.get(VERSION_WIDTH).copied()) else {
-                return Err(StoreError::Corrupt(format!("subject entry {key}")));
-            };
-            let event = match flag {
-                b'1' => Some(value.split_off(VERSION_WIDTH + 1)),
-                b'0' => None,
-                _ => return Err(StoreError::Corrupt(format!("subject entry {key}"))),
-            };
-            listed.push(SubjectEntry {
-                key,
-                version,
-                event,
-            });
+        let mut pipe = self.pipe_after_readiness();
+        for t in RecordType::ALL {
+            pipe.hgetall(self.subject_key(subject.as_str(), t));
+        }
+        let mut replies = self.query_when_ready(&pipe).await?;
+        let mut listed = Vec::new();
+        for _ in RecordType::ALL {
+            let copies: Vec<(String, Vec<u8>)> = replies.next()?;
+            for (key, value) in copies {
+                let (version, event) = parse_copy(&key, value)?;
+                listed.push(SubjectEntry {
+                    key,
+                    version,
+                    event,
+                });
+            }
         }
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
+    }
+
+    pub(super) async fn read_subjects(
+        &self,
+        reads: &[SubjectRead],
+    ) -> Result<Vec<SubjectData>, StoreError> {
+        let asked: Vec<Vec<RecordType>> = reads.iter().map(|r| distinct(&r.types)).collect();
+        let mut pipe = self.pipe_after_readiness();
+        for (read, types) in reads.iter().zip(&asked) {
+            for t in types {
+                pipe.hgetall(self.subject_key(read.subject.as_str(), *t));
+            }
+            if read.contributions {
+                pipe.hgetall(self.contributions_key(read.subject.as_str()));
+            }
+        }
+        let mut replies = self.query_when_ready(&pipe).await?;
+        let mut out = Vec::with_capacity(reads.len());
+        for (read, types) in reads.iter().zip(&asked) {
+            let mut data = SubjectData::default();
+            for t in types {
+                let copies: Vec<(String, Vec<u8>)> = replies.next()?;
+                for (key, value) in copies {
+                    if let Some(record) = live_record(key, value, *t)? {
+                        data.records.push(record);
+                    }
+                }
+            }
+            data.records.sort_by(|a, b| a.key.cmp(&b.key));
+            if read.contributions {
+                let fields: Vec<(String, Vec<u8>)> = replies.next()?;
+                let summary = ContributionSummary::from_stored(fields)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                data.contributions = Some(summary);
+            }
+            out.push(data);
+        }
+        Ok(out)
     }
 
     pub(super) async fn meta(&self) -> Result<Option<Meta>, StoreError> {
@@ -345,6 +425,7 @@ impl RedisStore {
                     seen.unwrap_or_default().as_bytes(),
                     new.as_bytes(),
                     source.as_bytes(),
+                    LAYOUT.as_bytes(),
                 ],
             )
             .await?;
@@ -422,7 +503,61 @@ fn position_args(generation: &str, positions: &[Position]) -> Vec<Vec<u8>> {
     args
 }
 
-fn check_ready(state: Option<&str>) -> Result<(), StoreError> {
+/// The replies of a pipeline, taken in the order its commands were added.
+struct Replies(std::vec::IntoIter<Value>);
+
+impl Replies {
+    fn next<T: redis::FromRedisValue>(&mut self) -> Result<T, StoreError> {
+        let value = self
+            .0
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("fewer replies than commands".into()))?;
+        redis::from_redis_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+/// A subject copy: its version, and its event (`None` for a tombstone).
+fn parse_copy(key: &str, mut value: Vec<u8>) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+    let version = std::str::from_utf8(value.get(..VERSION_WIDTH).unwrap_or_default())
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let (Some(version), Some(flag)) = (version, value.get(VERSION_WIDTH).copied()) else {
+        return Err(StoreError::Corrupt(format!("subject entry {key}")));
+    };
+    match flag {
+        b'1' => Ok((version, Some(value.split_off(VERSION_WIDTH + 1)))),
+        b'0' => Ok((version, None)),
+        _ => Err(StoreError::Corrupt(format!("subject entry {key}"))),
+    }
+}
+
+/// A copy read from the hash of `record_type`, when it is live.
+fn live_record(
+    key: String,
+    value: Vec<u8>,
+    record_type: RecordType,
+) -> Result<Option<StoredRecord>, StoreError> {
+    let (version, event) = parse_copy(&key, value)?;
+    let Some(event) = event else { return Ok(None) };
+    let key = RecordKey::parse(&key)
+        .ok()
+        .filter(|k| k.record_type() == record_type)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("{key} among the {} copies", record_type.as_str()))
+        })?;
+    Ok(Some(StoredRecord {
+        key,
+        version,
+        event,
+    }))
+}
+
+/// Lookups answer only from a ready generation of this layout: a store of another layout
+/// is as good as lost.
+fn check_ready(state: Option<&str>, layout: Option<&str>) -> Result<(), StoreError> {
+    if layout != Some(LAYOUT) {
+        return Err(StoreError::NotReady(NotReady::Lost));
+    }
     match state.and_then(StoreState::parse) {
         Some(StoreState::Ready) => Ok(()),
         Some(_) => Err(StoreError::NotReady(NotReady::Rebuilding)),
@@ -453,6 +588,7 @@ fn parse_meta(fields: BTreeMap<String, String>) -> Result<Option<Meta>, StoreErr
         generation,
         state,
         source: fields.get("source").cloned().unwrap_or_default(),
+        layout: fields.get("layout").cloned().unwrap_or_default(),
         targets: offsets("t:")?,
         positions: offsets("p:")?,
     }))
