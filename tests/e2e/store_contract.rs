@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use govlink::proto::{self, Agency, Op, Position, RecordEvent, record_event::Payload};
-use govlink::records::{RecordKey, RecordType, SubjectKey, subjects_of};
+use govlink::proto::{self, Position, RecordEvent, record_event::Payload};
+use govlink::records::{RecordKey, RecordType, SubjectKey};
 use govlink::resolver::checks::ContributionSummary;
 use govlink::resolver::store::{
     ApplyOutcome, Change, LAYOUT, MemoryStore, NotReady, RecordWrite, RedisStore, Store,
     StoreError, StoreState, StoredRecord, SubjectEntry, SubjectRead, position_field,
 };
-use prost::Message as _;
 
 use crate::helpers::*;
 
@@ -503,7 +502,8 @@ fn person_subject(id: &str) -> String {
     format!("p:{id}")
 }
 
-/// A pension (or medical) contribution of `person` for one month of 2024.
+/// A pension (or, for ids starting with `M`, medical) contribution of `person` for one
+/// month of 2024.
 fn contribution_event(
     id: &str,
     person: &str,
@@ -512,61 +512,19 @@ fn contribution_event(
     version: u64,
     paid_fen: i64,
 ) -> RecordEvent {
-    let insurance_type = if id.starts_with('M') {
-        proto::InsuranceType::Medical
-    } else {
-        proto::InsuranceType::Pension
-    };
-    RecordEvent {
-        event_id: format!("ev-{id}-{version}"),
-        agency: Agency::SocialSecurity as i32,
-        record_type: "contribution_period".into(),
-        record_id: id.into(),
-        version,
-        op: Op::Upsert as i32,
-        payload: Some(Payload::ContributionPeriod(proto::ContributionPeriod {
-            person_id: person.into(),
-            insurance_type: insurance_type as i32,
-            region_code: region.into(),
-            employer_credit_code: String::new(),
-            period: Some(proto::YearMonth { year: 2024, month }),
-            base_fen: 1_000_000,
-            personal_fen: paid_fen / 3,
-            employer_fen: paid_fen - paid_fen / 3,
-        })),
-        ..RecordEvent::default()
+    let mut period = contribution(person);
+    if id.starts_with('M') {
+        period.insurance_type = proto::InsuranceType::Medical as i32;
     }
+    period.region_code = region.into();
+    period.period = Some(proto::YearMonth { year: 2024, month });
+    period.personal_fen = paid_fen / 3;
+    period.employer_fen = paid_fen - paid_fen / 3;
+    record_event(id, version, Payload::ContributionPeriod(period))
 }
 
 fn contribution_deletion(id: &str, version: u64) -> RecordEvent {
-    RecordEvent {
-        event_id: format!("ev-{id}-{version}"),
-        agency: Agency::SocialSecurity as i32,
-        record_type: "contribution_period".into(),
-        record_id: id.into(),
-        version,
-        op: Op::Delete as i32,
-        payload: None,
-        ..RecordEvent::default()
-    }
-}
-
-/// The write the materializer makes of an event: its encoded form (leaked, like
-/// [`event_text`]) and the subjects derived from its payload.
-fn write_of(event: &RecordEvent) -> RecordWrite<'static> {
-    let key = RecordKey::new(RecordType::ContributionPeriod, &event.record_id);
-    let change = match &event.payload {
-        Some(payload) => Change::Upsert {
-            subjects: subjects_of(payload),
-            event: Box::leak(event.encode_to_vec().into_boxed_slice()),
-        },
-        None => Change::Delete,
-    };
-    RecordWrite {
-        key,
-        version: event.version,
-        change,
-    }
+    deletion_event(RecordType::ContributionPeriod, id, version)
 }
 
 /// What the topics said so far: the highest version of each contribution record.
@@ -576,7 +534,7 @@ struct History(BTreeMap<String, RecordEvent>);
 impl History {
     /// Writes `events` as one batch and notes them.
     async fn apply(&mut self, store: &Store, events: &[RecordEvent]) {
-        let writes: Vec<RecordWrite> = events.iter().map(write_of).collect();
+        let writes: Vec<RecordWrite> = events.iter().map(store_write).collect();
         store.apply(&writes).await.unwrap();
         self.note(events);
     }
@@ -640,7 +598,7 @@ async fn a_lookup_reads_only_the_asked_types_of_live_records(new: impl AsyncFn()
             typed(RecordType::PropertyTitle, "T-1", 1, &["u:1", a]),
             typed(RecordType::ProvidentFundLoan, "L-1", 1, &[a, "u:1"]),
             typed(RecordType::ProvidentFundAccount, "F-1", 1, &[a]),
-            write_of(&contribution_event("P-1", &alice(), "110105", 1, 1, 900)),
+            store_write(&contribution_event("P-1", &alice(), "110105", 1, 1, 900)),
         ])
         .await
         .unwrap();
@@ -769,7 +727,7 @@ async fn the_contribution_summary_follows_every_correction(new: impl AsyncFn() -
         contribution_event("P-4", &a, beijing, 4, 2, 900),
     ];
     let outcome = store
-        .apply(&late.iter().map(write_of).collect::<Vec<_>>())
+        .apply(&late.iter().map(store_write).collect::<Vec<_>>())
         .await
         .unwrap();
     assert_eq!(outcome.stale, 3);
@@ -781,7 +739,7 @@ async fn the_contribution_summary_follows_every_correction(new: impl AsyncFn() -
         contribution_event("P-5", &a, shanghai, 5, 2, 900),
         contribution_event("P-5", &b, shanghai, 5, 3, 900),
     ];
-    let writes: Vec<RecordWrite> = batch.iter().map(write_of).collect();
+    let writes: Vec<RecordWrite> = batch.iter().map(store_write).collect();
     store.write_entries(&writes).await.unwrap();
     summaries_match(&store, &history, "step two did not run").await;
     store.apply(&writes).await.unwrap();
@@ -790,7 +748,9 @@ async fn the_contribution_summary_follows_every_correction(new: impl AsyncFn() -
 
     // A replica writes the entry of month 6 moving to B and stalls; the version after it,
     // back to A in Shanghai, lands; then the stalled step two runs.
-    let stalled_batch = [write_of(&contribution_event("P-6", &b, beijing, 6, 2, 900))];
+    let stalled_batch = [store_write(&contribution_event(
+        "P-6", &b, beijing, 6, 2, 900,
+    ))];
     let stalled = store.write_entries(&stalled_batch).await.unwrap();
     let newer = [contribution_event("P-6", &a, shanghai, 6, 3, 900)];
     history.apply(&store, &newer).await;
@@ -822,64 +782,4 @@ async fn the_contribution_summary_follows_every_correction(new: impl AsyncFn() -
         "P-1..9 and M-1..8 but P-3, M-3, P-4, M-4, P-5 moved or deleted"
     );
     assert_eq!(data[0].contributions.as_ref(), Some(&summary_a));
-}
-
-/// A Redis store whose marker names another key layout (or none: written before layouts
-/// were named) answers no lookup, as if it were lost, until a new generation starts.
-#[tokio::test]
-async fn a_redis_store_of_another_layout_is_lost_until_a_new_generation() {
-    use ::redis::AsyncCommands;
-    let prefix = format!("govlink-test:{}:", unique("layout"));
-    let store = Store::Redis(
-        RedisStore::connect(&redis_url(), &prefix)
-            .await
-            .expect("redis store"),
-    );
-    let meta_key = format!("{prefix}meta");
-    let mut conn = redis().await;
-    let read = SubjectRead {
-        subject: subject("p:o"),
-        types: vec![RecordType::PropertyTitle],
-        contributions: true,
-    };
-    for layout in [None, Some("1"), Some("3")] {
-        let _: () = conn.del(&meta_key).await.unwrap();
-        let _: () = conn
-            .hset_multiple(
-                &meta_key,
-                &[("gen", "g0"), ("state", "ready"), ("source", "test")],
-            )
-            .await
-            .unwrap();
-        if let Some(layout) = layout {
-            let _: () = conn.hset(&meta_key, "layout", layout).await.unwrap();
-        }
-        let meta = store.meta().await.unwrap().expect("a marker");
-        assert!(!meta.has_current_layout(), "{layout:?}");
-        assert!(matches!(
-            store.get(&key("a")).await,
-            Err(StoreError::NotReady(NotReady::Lost))
-        ));
-        assert!(matches!(
-            store.subject_entries(&subject("p:o")).await,
-            Err(StoreError::NotReady(NotReady::Lost))
-        ));
-        assert!(matches!(
-            store.read_subjects(std::slice::from_ref(&read)).await,
-            Err(StoreError::NotReady(NotReady::Lost))
-        ));
-    }
-    assert!(
-        store
-            .replace_generation(Some("g0"), "g1", "test")
-            .await
-            .unwrap()
-    );
-    assert!(store.start_rebuild("g1", &[]).await.unwrap());
-    let meta = store.meta().await.unwrap().unwrap();
-    assert!(meta.has_current_layout());
-    assert_eq!(meta.state, StoreState::Ready);
-    let data = store.read_subjects(&[read]).await.unwrap();
-    assert!(data[0].records.is_empty());
-    assert_eq!(data[0].contributions, Some(ContributionSummary::default()));
 }
