@@ -472,3 +472,67 @@ pub async fn message_count_in(topic: &str, partition: i32) -> usize {
     .await
     .unwrap()
 }
+
+/// Version `version` of record `record_id` as an agency publishes it.
+pub fn record_event(
+    record_id: &str,
+    version: u64,
+    payload: proto::record_event::Payload,
+) -> proto::RecordEvent {
+    let record_type = govlink::records::RecordType::of_payload(&payload);
+    proto::RecordEvent {
+        event_id: format!("ev-{record_id}-{version}"),
+        agency: record_type.agency() as i32,
+        record_type: record_type.as_str().into(),
+        record_id: record_id.into(),
+        version,
+        op: proto::Op::Upsert as i32,
+        payload: Some(payload),
+        ..proto::RecordEvent::default()
+    }
+}
+
+/// The deletion of record `record_id` at `version`.
+pub fn deletion_event(
+    record_type: govlink::records::RecordType,
+    record_id: &str,
+    version: u64,
+) -> proto::RecordEvent {
+    proto::RecordEvent {
+        event_id: format!("ev-{record_id}-{version}"),
+        agency: record_type.agency() as i32,
+        record_type: record_type.as_str().into(),
+        record_id: record_id.into(),
+        version,
+        op: proto::Op::Delete as i32,
+        payload: None,
+        ..proto::RecordEvent::default()
+    }
+}
+
+/// The store write the materializer makes of `event`: its key, its subjects derived from
+/// the payload, and its encoded form (leaked, like a message payload it borrows; a test
+/// process writes a few thousand).
+pub fn store_write(event: &proto::RecordEvent) -> govlink::resolver::store::RecordWrite<'static> {
+    use govlink::records::{RecordKey, RecordType, subjects_of};
+    use govlink::resolver::store::{Change, RecordWrite};
+    use prost::Message as _;
+    let (record_type, change) = match &event.payload {
+        Some(payload) => (
+            RecordType::of_payload(payload),
+            Change::Upsert {
+                subjects: subjects_of(payload),
+                event: Box::leak(event.encode_to_vec().into_boxed_slice()),
+            },
+        ),
+        None => (
+            RecordType::parse(event.agency(), &event.record_type).expect("a known record type"),
+            Change::Delete,
+        ),
+    };
+    RecordWrite {
+        key: RecordKey::new(record_type, &event.record_id),
+        version: event.version,
+        change,
+    }
+}

@@ -18,4 +18,5 @@ mod publish_faults;
 mod rebuild;
 mod roles;
 mod store_contract;
+mod store_reads;
 mod topics;

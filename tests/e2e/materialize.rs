@@ -100,7 +100,10 @@ async fn a_published_record_reaches_redis_and_the_resolver() {
         .await
         .unwrap();
     assert_eq!(version.parse::<u64>().unwrap(), 1);
-    let listed: Vec<String> = redis.hkeys(format!("{prefix}sub:{{p:{a}}}")).await.unwrap();
+    let listed: Vec<String> = redis
+        .hkeys(format!("{prefix}sub:{{p:{a}}}:property_title"))
+        .await
+        .unwrap();
     assert_eq!(listed, ["housing/property_title/p-1"]);
     let materialized: String = redis
         .hget(

@@ -23,7 +23,7 @@ pub use property::{
     validate_request as validate_property_transfer,
 };
 pub use social_security::{SocialSecurityTransferOutcome, check_social_security_transfer};
-pub use summary::{ContributionSummary, Gap, SummaryView};
+pub use summary::{ContributionSummary, Gap, StoredFieldError, SummaryView};
 
 use crate::domain::YearMonth;
 use crate::proto::{self, Agency, Op, RecordEvent, record_event::Payload};

@@ -2,11 +2,14 @@
 //! the longest gap, the last paid month.
 //!
 //! Thirty years of monthly contributions are hundreds of records; a lookup must not decode
-//! them all. The materializer keeps one [`ContributionSummary`] per person and calls
-//! [`ContributionSummary::apply`] for every contribution event it stores; lookups read the
-//! small [`SummaryView`]. `apply` keeps its own version per record, so the summary
-//! converges to the same state whatever the order, duplicates or replays of the events:
-//! folding events one by one equals [`ContributionSummary::from_periods`] over all of them.
+//! them all. As it materializes a contribution record, the store keeps one small field per
+//! record under the person ([`ContributionSummary::stored_value`]: version, live flag and
+//! the month it pays), compare-and-set by version like every copy; a lookup reads that
+//! index and folds it with [`ContributionSummary::from_stored`]. [`ContributionSummary::apply`]
+//! keeps its own version per record too, so the summary converges to the same state
+//! whatever the order, duplicates or replays of the events: folding events one by one
+//! equals [`ContributionSummary::from_periods`] over all of them, and the index read back
+//! equals `from_periods` over the person's live contribution records.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,8 +25,7 @@ use crate::records::RecordType;
 /// It remembers, per contribution record, the highest version seen and the month it pays
 /// (or nothing, for a deletion or an unpaid month). That is what makes `apply` order-proof:
 /// a correction (a new version moving a month to another region, or a deletion) replaces
-/// what the earlier version counted, and a late older version is ignored. Serializable so
-/// the resolver can keep it in the store next to the person's records.
+/// what the earlier version counted, and a late older version is ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContributionSummary {
     /// By record id: all contribution records share one agency and type, so the id alone
@@ -88,22 +90,14 @@ impl ContributionSummary {
     /// record types and for versions not higher than the one already counted (duplicates,
     /// replays, late arrivals).
     pub fn apply(&mut self, event: &RecordEvent) -> bool {
-        let Some(key) = key_of(event) else {
+        let Some((_, paid)) = read_event(event) else {
             return false;
         };
-        if key != crate::records::RecordKey::new(RecordType::ContributionPeriod, &event.record_id) {
-            return false;
-        }
         if let Some(seen) = self.entries.get(&event.record_id)
             && seen.version >= event.version
         {
             return false;
         }
-        let paid = match (&event.payload, event.op()) {
-            (_, Op::Delete) => None,
-            (Some(Payload::ContributionPeriod(period)), _) => paid_month(period),
-            _ => None,
-        };
         self.entries.insert(
             event.record_id.clone(),
             Entry {
@@ -112,6 +106,54 @@ impl ContributionSummary {
             },
         );
         true
+    }
+
+    /// The field a contribution event makes in the person's contribution index, as the
+    /// store keeps it: record id → `<version, 20 digits><flag><paid month>`, the flag `1`
+    /// for a live version and `0` for a deletion, the paid month `region|insurance
+    /// type|month index` or empty when the version pays nothing. The version leads, in the
+    /// store's fixed-width form, so the store compares and sets the field by version like
+    /// every copy it keeps. `None` for events of other record types.
+    pub fn stored_value(event: &RecordEvent) -> Option<(String, String)> {
+        let (live, paid) = read_event(event)?;
+        let value = if live {
+            let mut value = format!("{:0width$}1", event.version, width = STORED_VERSION_WIDTH);
+            if let Some(p) = paid {
+                value.push_str(&format!("{}|{}|{}", p.region, p.insurance_type, p.month));
+            }
+            value
+        } else {
+            ContributionSummary::stored_tombstone(event.version)
+        };
+        Some((event.record_id.clone(), value))
+    }
+
+    /// The field value of a contribution record under a person it is no longer about (a
+    /// deletion, or a version that names another person): it counts nothing, and its
+    /// version keeps a late older version out.
+    pub fn stored_tombstone(version: u64) -> String {
+        format!("{version:0width$}0", width = STORED_VERSION_WIDTH)
+    }
+
+    /// The summary of a person's contribution index (fields made by
+    /// [`ContributionSummary::stored_value`] and [`ContributionSummary::stored_tombstone`],
+    /// one per record id). Tombstones are left out, so the result equals
+    /// [`ContributionSummary::from_periods`] over the person's live contribution records.
+    pub fn from_stored<K: AsRef<str>, V: AsRef<[u8]>>(
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, StoredFieldError> {
+        let mut summary = ContributionSummary::default();
+        for (record_id, value) in fields {
+            let record_id = record_id.as_ref();
+            let bad = |reason| StoredFieldError {
+                record_id: record_id.to_owned(),
+                reason,
+            };
+            if let Some(entry) = parse_stored(value.as_ref()).map_err(bad)? {
+                summary.entries.insert(record_id.to_owned(), entry);
+            }
+        }
+        Ok(summary)
     }
 
     /// Distinct paid months (as indices) of the contributions `keep` selects.
@@ -191,6 +233,78 @@ impl ContributionSummary {
     }
 }
 
+/// Width of the version that leads a stored index field: the store's fixed-width decimal
+/// form, whose text order is numeric order for every `u64`.
+const STORED_VERSION_WIDTH: usize = 20;
+
+/// A contribution index field that [`ContributionSummary::stored_value`] cannot have made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("contribution index field {record_id}: {reason}")]
+pub struct StoredFieldError {
+    /// The field (a contribution record id).
+    pub record_id: String,
+    /// What is wrong with its value.
+    pub reason: &'static str,
+}
+
+/// What a contribution event says of its record: whether this version is live (not a
+/// deletion), and the month it pays. `None` for events of other record types.
+fn read_event(event: &RecordEvent) -> Option<(bool, Option<PaidMonth>)> {
+    let key = key_of(event)?;
+    if key != crate::records::RecordKey::new(RecordType::ContributionPeriod, &event.record_id) {
+        return None;
+    }
+    Some(match (&event.payload, event.op()) {
+        (_, Op::Delete) => (false, None),
+        (Some(Payload::ContributionPeriod(period)), _) => (true, paid_month(period)),
+        _ => (true, None),
+    })
+}
+
+/// One stored index value: the entry it counts, `None` for a tombstone.
+fn parse_stored(value: &[u8]) -> Result<Option<Entry>, &'static str> {
+    let value = std::str::from_utf8(value).map_err(|_| "not UTF-8")?;
+    let (version, rest) = value
+        .split_at_checked(STORED_VERSION_WIDTH)
+        .ok_or("shorter than a version")?;
+    if !version.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the version is not 20 digits");
+    }
+    let version: u64 = version.parse().map_err(|_| "the version is above u64")?;
+    let paid = match rest.split_at_checked(1) {
+        Some(("0", "")) => return Ok(None),
+        Some(("0", _)) => return Err("a tombstone with a paid month"),
+        Some(("1", "")) => None,
+        Some(("1", paid)) => Some(parse_paid(paid)?),
+        _ => return Err("the flag is neither 1 (live) nor 0 (tombstone)"),
+    };
+    Ok(Some(Entry { version, paid }))
+}
+
+/// `region|insurance type|month index`; the region is split off last, so the two numbers
+/// are found whatever it holds.
+fn parse_paid(text: &str) -> Result<PaidMonth, &'static str> {
+    let mut parts = text.rsplitn(3, '|');
+    let (Some(month), Some(insurance_type), Some(region)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("the paid month is not region|insurance type|month");
+    };
+    let month: i32 = month
+        .parse()
+        .map_err(|_| "the month index is not a number")?;
+    if month_of_index(month).is_none() {
+        return Err("the month index is outside years 1-9999");
+    }
+    Ok(PaidMonth {
+        region: region.to_owned(),
+        insurance_type: insurance_type
+            .parse()
+            .map_err(|_| "the insurance type is not a number")?,
+        month,
+    })
+}
+
 /// The month a contribution pays, when it pays anything: a record with no money paid (an
 /// arrear the bureau recorded) is not a paid month.
 fn paid_month(period: &ContributionPeriod) -> Option<PaidMonth> {
@@ -228,190 +342,5 @@ fn count<T>(set: &BTreeSet<T>) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::fixtures::*;
-    use super::*;
-
-    fn ym(year: i32, month: u32) -> YearMonth {
-        YearMonth::new(year, month).unwrap()
-    }
-
-    #[test]
-    fn summary_counts_months_per_region_and_finds_the_longest_gap() {
-        let mut events = Vec::new();
-        // 2022-01..=2022-06 in Beijing, then 2022-10..=2022-12 in Shanghai: a 3-month gap.
-        for m in 1..=6 {
-            events.push(contribution("C-BJ", 2022, m, BEIJING, 1));
-        }
-        for m in 10..=12 {
-            events.push(contribution("C-SH", 2022, m, SHANGHAI, 1));
-        }
-        // A second insurance type in the same month adds no month.
-        events.push(contribution_of(
-            "M-BJ-2022-01",
-            InsuranceType::Medical,
-            2022,
-            1,
-            BEIJING,
-            1,
-            500,
-        ));
-        // A month recorded with nothing paid is not a paid month.
-        events.push(contribution_of(
-            "P-BJ-2022-08",
-            InsuranceType::Pension,
-            2022,
-            8,
-            BEIJING,
-            1,
-            0,
-        ));
-        let summary = ContributionSummary::from_periods(&events);
-        assert_eq!(
-            summary.months_paid_by_region(),
-            BTreeMap::from([(BEIJING.to_owned(), 6), (SHANGHAI.to_owned(), 3)])
-        );
-        assert_eq!(summary.months_paid(), 9);
-        assert_eq!(summary.last_paid_month(), Some(ym(2022, 12)));
-        assert_eq!(
-            summary.longest_gap(),
-            Some(Gap {
-                first: ym(2022, 7),
-                last: ym(2022, 9),
-                months: 3
-            })
-        );
-        assert_eq!(summary.months_paid_in("3101", ym(2022, 1), ym(2022, 11)), 2);
-        assert_eq!(summary.months_paid_in("", ym(2022, 6), ym(2022, 10)), 2);
-        assert_eq!(
-            summary.paid_months(BEIJING, InsuranceType::Medical),
-            BTreeSet::from([ym(2022, 1)])
-        );
-        let view = summary.view();
-        assert_eq!(view.months_paid, 9);
-        assert_eq!(view.longest_gap.map(|g| g.months), Some(3));
-    }
-
-    #[test]
-    fn longest_gap_prefers_the_longer_then_the_earlier_run_and_spans_year_ends() {
-        let months = [(2021, 11), (2022, 2), (2022, 3), (2022, 6), (2022, 9)];
-        let events: Vec<_> = months
-            .iter()
-            .map(|&(y, m)| contribution("P", y, m, BEIJING, 1))
-            .collect();
-        let summary = ContributionSummary::from_periods(&events);
-        // 2021-12..2022-01 (2), 2022-04..05 (2), 2022-07..08 (2): the earliest wins.
-        assert_eq!(
-            summary.longest_gap(),
-            Some(Gap {
-                first: ym(2021, 12),
-                last: ym(2022, 1),
-                months: 2
-            })
-        );
-        let single = ContributionSummary::from_periods(&events[..1]);
-        assert_eq!(single.longest_gap(), None);
-        assert_eq!(ContributionSummary::default().last_paid_month(), None);
-    }
-
-    #[test]
-    fn new_versions_and_deletions_replace_what_earlier_versions_counted() {
-        let mut summary = ContributionSummary::default();
-        assert!(summary.apply(&contribution("P", 2023, 1, BEIJING, 1)));
-        // Corrected: that month was paid in Shanghai.
-        assert!(summary.apply(&contribution("P", 2023, 1, SHANGHAI, 2)));
-        assert_eq!(
-            summary.months_paid_by_region(),
-            BTreeMap::from([(SHANGHAI.to_owned(), 1)])
-        );
-        // A late, older version changes nothing.
-        assert!(!summary.apply(&contribution("P", 2023, 1, BEIJING, 1)));
-        assert!(!summary.apply(&contribution("P", 2023, 1, BEIJING, 2)));
-        // Deleted at the source, and a late version 2 cannot revive it.
-        assert!(summary.apply(&deletion(
-            crate::proto::Agency::SocialSecurity,
-            "contribution_period",
-            &contribution_id("P", 2023, 1),
-            3
-        )));
-        assert!(!summary.apply(&contribution("P", 2023, 1, SHANGHAI, 2)));
-        assert_eq!(summary.months_paid(), 0);
-        // Records of other types are not contributions.
-        assert!(!summary.apply(&loan_event(
-            "L",
-            9,
-            SELLER_A,
-            crate::proto::LoanStatus::Repaying,
-            1
-        )));
-    }
-
-    #[test]
-    fn incremental_equals_batch_for_shuffled_input_with_duplicates_and_new_versions() {
-        let mut events = Vec::new();
-        for i in 0..48u32 {
-            let (year, month) = (2019 + (i / 12) as i32, i % 12 + 1);
-            if i % 7 == 3 {
-                continue; // gaps
-            }
-            events.push(contribution("P", year, month, BEIJING, 1));
-            if i % 5 == 0 {
-                // A correction of the same month: moved to Shanghai.
-                events.push(contribution("P", year, month, SHANGHAI, 2));
-            }
-            if i % 11 == 0 {
-                // Then deleted at the source.
-                events.push(deletion(
-                    crate::proto::Agency::SocialSecurity,
-                    "contribution_period",
-                    &contribution_id("P", year, month),
-                    3,
-                ));
-            }
-            if i % 3 == 0 {
-                events.push(contribution("P", year, month, BEIJING, 1)); // duplicate
-            }
-        }
-        let batch = ContributionSummary::from_periods(&events);
-        // The expected state, computed independently of apply's version logic.
-        // 48 months, 7 never paid, 5 deleted; 7 of the rest moved to Shanghai.
-        assert_eq!(batch.months_paid(), 36);
-        assert_eq!(
-            batch.months_paid_by_region(),
-            BTreeMap::from([(BEIJING.to_owned(), 29), (SHANGHAI.to_owned(), 7)])
-        );
-        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
-        for _ in 0..50 {
-            let mut shuffled = events.clone();
-            // Fisher-Yates with a fixed xorshift: deterministic, no dependency.
-            for i in (1..shuffled.len()).rev() {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                shuffled.swap(i, (rng % (i as u64 + 1)) as usize);
-            }
-            let mut incremental = ContributionSummary::default();
-            for event in &shuffled {
-                incremental.apply(event);
-            }
-            assert_eq!(incremental, batch);
-            assert_eq!(incremental.view(), batch.view());
-        }
-    }
-
-    #[test]
-    fn summary_survives_a_serde_round_trip() {
-        let events = [
-            contribution("P", 2020, 1, BEIJING, 1),
-            contribution("P", 2020, 3, SHANGHAI, 4),
-        ];
-        let summary = ContributionSummary::from_periods(&events);
-        let text = serde_json::to_string(&summary).unwrap();
-        let back: ContributionSummary = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, summary);
-        assert!(
-            !text.contains(SELLER_A),
-            "no resident id in the stored summary"
-        );
-    }
-}
+#[path = "summary_tests.rs"]
+mod tests;

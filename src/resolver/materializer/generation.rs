@@ -1,5 +1,5 @@
 //! Joining the store's generation, and starting a new one (a rebuild) when the store has
-//! none or a foreign one.
+//! none, a foreign one, or one written in another key layout.
 
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Materializer {
     /// The generation to materialize into, once it is past clearing: the store's own if
-    /// it has one of this deployment, else a new one (cleared, with targets set). `None`
-    /// on shutdown.
+    /// it has one of this deployment and key layout, else a new one (cleared, with targets
+    /// set). `None` on shutdown.
     pub(super) async fn enter_generation(
         &self,
         shutdown: &CancellationToken,
@@ -49,7 +49,7 @@ impl Materializer {
     async fn step_towards_generation(&self) -> Result<Option<String>, MaterializerError> {
         let meta = self.store.meta().await?;
         match meta {
-            Some(meta) if meta.source == self.config.source => {
+            Some(meta) if meta.source == self.config.source && meta.has_current_layout() => {
                 if meta.state != StoreState::Clearing {
                     return Ok(Some(meta.generation));
                 }
@@ -69,10 +69,12 @@ impl Materializer {
             }
             other => {
                 let seen = other.as_ref().map(|m| m.generation.clone());
-                let reason = if other.is_some() {
-                    "the store was written by another deployment"
-                } else {
-                    "the store has no generation marker (new, flushed or evicted)"
+                let reason = match &other {
+                    None => "the store has no generation marker (new, flushed or evicted)",
+                    Some(meta) if meta.source != self.config.source => {
+                        "the store was written by another deployment"
+                    }
+                    Some(_) => "the store was written in another key layout",
                 };
                 let generation = new_generation();
                 if self

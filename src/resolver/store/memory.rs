@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    EntriesWritten, Meta, NotReady, RecordWrite, StoreError, StoreState, SubjectEntry, SubjectPlan,
-    next_gone, position_field, subject_updates,
+    EntriesWritten, LAYOUT, Meta, NotReady, RecordWrite, StoreError, StoreState, StoredRecord,
+    SubjectData, SubjectEntry, SubjectPlan, SubjectRead, distinct, next_gone, position_field,
+    step_two, subject_updates,
 };
 use crate::proto::Position;
-use crate::records::{RecordKey, SubjectKey};
+use crate::records::{RecordKey, RecordType, SubjectKey};
+use crate::resolver::checks::ContributionSummary;
 
 #[derive(Default)]
 struct Entry {
@@ -19,13 +21,19 @@ struct Entry {
     gone: String,
 }
 
-/// One subject's copies: record key → (version, event or tombstone).
-type SubjectCopies = BTreeMap<String, (u64, Option<Vec<u8>>)>;
+/// One subject's copies of one record type: record key → (version, event or tombstone).
+type SubjectCopies = BTreeMap<RecordKey, (u64, Option<Vec<u8>>)>;
+
+/// One person's contribution index: record id → (version, stored value).
+type ContributionIndex = BTreeMap<String, (u64, String)>;
 
 #[derive(Default)]
 struct State {
     records: HashMap<RecordKey, Entry>,
-    subjects: HashMap<String, SubjectCopies>,
+    /// By subject and record type, as Redis keys them.
+    subjects: HashMap<(String, RecordType), SubjectCopies>,
+    /// By subject.
+    contributions: HashMap<String, ContributionIndex>,
     meta: Option<Meta>,
 }
 
@@ -77,28 +85,43 @@ impl MemoryStore {
         &self,
         writes: &[RecordWrite<'_>],
         written: &EntriesWritten,
-    ) {
+    ) -> Result<(), StoreError> {
+        let applied = step_two(writes, written)?;
         let mut state = self.lock();
-        for (w, plan) in writes.iter().zip(&written.0) {
-            let Some(plan) = plan else { continue };
-            for (subject, listed) in subject_updates(plan) {
+        for a in applied {
+            let (w, record_type) = (a.write, a.write.key.record_type());
+            for (subject, listed) in subject_updates(a.plan) {
                 let event = w.event().filter(|_| listed).map(<[u8]>::to_vec);
-                let copies = state.subjects.entry(subject.to_owned()).or_default();
-                match copies.get(w.key.as_str()) {
-                    Some((stored, _)) if *stored >= w.version => {}
-                    _ => {
-                        copies.insert(w.key.as_str().to_owned(), (w.version, event));
+                let copies = state
+                    .subjects
+                    .entry((subject.to_owned(), record_type))
+                    .or_default();
+                if copies
+                    .get(&w.key)
+                    .is_none_or(|(stored, _)| *stored < w.version)
+                {
+                    copies.insert(w.key.clone(), (w.version, event));
+                }
+                if let Some(index) = &a.index {
+                    let fields = state.contributions.entry(subject.to_owned()).or_default();
+                    let id = w.key.record_id();
+                    if fields.get(id).is_none_or(|(stored, _)| *stored < w.version) {
+                        let value = index.value(listed).to_owned();
+                        fields.insert(id.to_owned(), (w.version, value));
                     }
                 }
             }
         }
+        Ok(())
     }
 
     fn ready(state: &State) -> Result<(), StoreError> {
-        match state.meta.as_ref().map(|m| m.state) {
-            Some(StoreState::Ready) => Ok(()),
-            Some(_) => Err(StoreError::NotReady(NotReady::Rebuilding)),
-            None => Err(StoreError::NotReady(NotReady::Lost)),
+        match state.meta.as_ref() {
+            Some(meta) if meta.has_current_layout() => match meta.state {
+                StoreState::Ready => Ok(()),
+                _ => Err(StoreError::NotReady(NotReady::Rebuilding)),
+            },
+            _ => Err(StoreError::NotReady(NotReady::Lost)),
         }
     }
 
@@ -114,20 +137,57 @@ impl MemoryStore {
     ) -> Result<Vec<SubjectEntry>, StoreError> {
         let state = self.lock();
         Self::ready(&state)?;
-        Ok(state
-            .subjects
-            .get(subject.as_str())
-            .map(|copies| {
-                copies
-                    .iter()
-                    .map(|(key, (version, event))| SubjectEntry {
-                        key: key.clone(),
-                        version: *version,
-                        event: event.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        let mut listed = Vec::new();
+        for t in RecordType::ALL {
+            let Some(copies) = state.subjects.get(&(subject.as_str().to_owned(), t)) else {
+                continue;
+            };
+            listed.extend(copies.iter().map(|(key, (version, event))| SubjectEntry {
+                key: key.to_string(),
+                version: *version,
+                event: event.clone(),
+            }));
+        }
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
+    }
+
+    pub(super) fn read_subjects(
+        &self,
+        reads: &[SubjectRead],
+    ) -> Result<Vec<SubjectData>, StoreError> {
+        let state = self.lock();
+        Self::ready(&state)?;
+        let mut out = Vec::with_capacity(reads.len());
+        for read in reads {
+            let subject = read.subject.as_str().to_owned();
+            let mut data = SubjectData::default();
+            for t in distinct(&read.types) {
+                let Some(copies) = state.subjects.get(&(subject.clone(), t)) else {
+                    continue;
+                };
+                for (key, (version, event)) in copies {
+                    if let Some(event) = event {
+                        data.records.push(StoredRecord {
+                            key: key.clone(),
+                            version: *version,
+                            event: event.clone(),
+                        });
+                    }
+                }
+            }
+            data.records.sort_by(|a, b| a.key.cmp(&b.key));
+            if read.contributions {
+                let fields = state.contributions.get(&subject).into_iter().flatten();
+                let summary = ContributionSummary::from_stored(
+                    fields.map(|(id, (_, value))| (id.as_str(), value.as_bytes())),
+                )
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                data.contributions = Some(summary);
+            }
+            out.push(data);
+        }
+        Ok(out)
     }
 
     pub(super) fn meta(&self) -> Option<Meta> {
@@ -143,6 +203,7 @@ impl MemoryStore {
             generation: new.to_owned(),
             state: StoreState::Clearing,
             source: source.to_owned(),
+            layout: LAYOUT.to_owned(),
             targets: BTreeMap::new(),
             positions: BTreeMap::new(),
         });
@@ -158,9 +219,10 @@ impl MemoryStore {
         {
             return 0;
         }
-        let deleted = state.records.len() + state.subjects.len();
+        let deleted = state.records.len() + state.subjects.len() + state.contributions.len();
         state.records.clear();
         state.subjects.clear();
+        state.contributions.clear();
         deleted as u64
     }
 

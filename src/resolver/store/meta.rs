@@ -9,8 +9,18 @@
 //! when they reach the targets the store is `ready`. Every replica checks the generation
 //! each time it records positions, so a replica still writing into an old generation
 //! notices and joins the new one instead of recording progress it did not make.
+//!
+//! The marker also names the key layout the generation is written in ([`LAYOUT`]). A
+//! store of another layout (written by an older or newer govlink) would answer lookups
+//! from keys nobody writes any more, so it is treated like a foreign store: lookups say
+//! it is lost, and the materializer starts a new generation.
 
 use std::collections::BTreeMap;
+
+/// The key layout this code reads and writes, recorded in the marker when a generation
+/// starts. Layout 1 (no `layout` field) kept all of a subject's copies in one hash; layout
+/// 2 splits them by record type and keeps each person's contribution index.
+pub const LAYOUT: &str = "2";
 
 /// Where a generation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +65,8 @@ pub struct Meta {
     /// Which deployment wrote it (topic prefix and consumer group): a store written by
     /// another one is foreign and gets rebuilt.
     pub source: String,
+    /// The key layout the generation is written in (empty when the marker names none).
+    pub layout: String,
     /// `topic/partition` → the last offset a rebuild must reach.
     pub targets: BTreeMap<String, i64>,
     /// `topic/partition` → the highest offset materialized in this generation.
@@ -62,6 +74,11 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// Whether the generation is written in the layout this code reads ([`LAYOUT`]).
+    pub fn has_current_layout(&self) -> bool {
+        self.layout == LAYOUT
+    }
+
     /// Events a rebuild covers, and how many of them are materialized (from offsets, so
     /// an estimate on topics with gaps).
     pub fn progress(&self) -> (u64, u64) {

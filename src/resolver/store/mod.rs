@@ -18,16 +18,23 @@
 //! the entry alone: after a failure at any point, a retry of the batch converges to
 //! exactly the state of an uninterrupted write, however many versions of one record the
 //! batch carried.
+//!
+//! A subject's copies are kept per record type, and for contribution records step two
+//! also keeps the person's contribution index (one small field per record, compare-and-set
+//! by version like a copy), so a lookup reads only the types it returns and a summary
+//! instead of hundreds of contribution records.
 
 mod memory;
 mod meta;
 mod redis;
 
 pub use memory::MemoryStore;
-pub use meta::{Meta, StoreState};
+pub use meta::{LAYOUT, Meta, StoreState};
 pub use redis::RedisStore;
 
-use crate::proto::Position;
+use prost::Message as _;
+
+use crate::proto::{Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::ContributionSummary;
 
@@ -170,7 +177,8 @@ pub enum StoreError {
 /// Why lookups cannot be answered yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotReady {
-    /// No generation marker: the store is empty, flushed or foreign.
+    /// No generation marker of this key layout: the store is empty, flushed, foreign or
+    /// written in another layout.
     Lost,
     /// A generation is being cleared or rebuilt from the topics.
     Rebuilding,
@@ -180,7 +188,8 @@ impl std::fmt::Display for NotReady {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             NotReady::Lost => {
-                "the record store is empty or was flushed; a rebuild from the topics is starting"
+                "the record store is empty, was flushed or has another key layout; a rebuild \
+                 from the topics is starting"
             }
             NotReady::Rebuilding => "a rebuild of the record store from the topics is running",
         })
@@ -268,7 +277,7 @@ impl Store {
         }
         match self {
             Store::Redis(s) => s.write_subject_copies(writes, written).await?,
-            Store::Memory(s) => s.write_subject_copies(writes, written),
+            Store::Memory(s) => s.write_subject_copies(writes, written)?,
         }
         Ok(outcome)
     }
@@ -282,7 +291,8 @@ impl Store {
         }
     }
 
-    /// Every record listed under `subject`, tombstones included, ordered by record key.
+    /// Every record listed under `subject`, tombstones included, ordered by record key:
+    /// every record type of the subject, in one round trip.
     /// [`StoreError::NotReady`] while the store has not caught up with the topics.
     pub async fn subject_entries(
         &self,
@@ -307,37 +317,10 @@ impl Store {
         &self,
         reads: &[SubjectRead],
     ) -> Result<Vec<SubjectData>, StoreError> {
-        // Interim: whole subjects, filtered here.
-        let mut out = Vec::with_capacity(reads.len());
-        for read in reads {
-            let entries = self.subject_entries(&read.subject).await?;
-            let mut data = SubjectData::default();
-            let mut contributions = Vec::new();
-            for entry in entries {
-                let Some(event) = entry.event else { continue };
-                let Ok(key) = RecordKey::parse(&entry.key) else {
-                    continue;
-                };
-                if read.contributions
-                    && key.record_type() == RecordType::ContributionPeriod
-                    && let Ok(e) = <crate::proto::RecordEvent as prost::Message>::decode(&*event)
-                {
-                    contributions.push(e);
-                }
-                if read.types.contains(&key.record_type()) {
-                    data.records.push(StoredRecord {
-                        key,
-                        version: entry.version,
-                        event,
-                    });
-                }
-            }
-            if read.contributions {
-                data.contributions = Some(ContributionSummary::from_periods(&contributions));
-            }
-            out.push(data);
+        match self {
+            Store::Redis(s) => s.read_subjects(reads).await,
+            Store::Memory(s) => s.read_subjects(reads),
         }
-        Ok(out)
     }
 
     /// The generation marker and positions; `None` when the store has no marker (new,
@@ -436,6 +419,84 @@ fn next_gone(gone: &str, previous: &str, current: &str) -> String {
     )
 }
 
+/// The asked record types without repeats, in the order asked.
+fn distinct(types: &[RecordType]) -> Vec<RecordType> {
+    let mut out = Vec::with_capacity(types.len());
+    for t in types {
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    out
+}
+
+/// The contribution index fields of one applied contribution write: the value under the
+/// subjects of its version, and the tombstone under the subjects it is no longer about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IndexValues {
+    live: String,
+    tombstone: String,
+}
+
+impl IndexValues {
+    /// The value for one subject update of [`subject_updates`].
+    fn value(&self, listed: bool) -> &str {
+        if listed { &self.live } else { &self.tombstone }
+    }
+}
+
+/// One applied write of a batch, ready for step two.
+struct Applied<'w, 'a> {
+    write: &'w RecordWrite<'a>,
+    plan: &'w SubjectPlan,
+    /// Set for contribution records only.
+    index: Option<IndexValues>,
+}
+
+/// Step two of a batch, as both stores apply it: the applied writes, each with its
+/// contribution index values. Contribution events are decoded here, before anything is
+/// written, so a write the index cannot take changes nothing of step two.
+fn step_two<'w, 'a>(
+    writes: &'w [RecordWrite<'a>],
+    written: &'w EntriesWritten,
+) -> Result<Vec<Applied<'w, 'a>>, StoreError> {
+    let mut applied = Vec::with_capacity(writes.len());
+    for (write, plan) in writes.iter().zip(&written.0) {
+        let Some(plan) = plan else { continue };
+        applied.push(Applied {
+            write,
+            plan,
+            index: index_values(write)?,
+        });
+    }
+    Ok(applied)
+}
+
+/// The contribution index values of a write; `None` for records of other types.
+fn index_values(w: &RecordWrite<'_>) -> Result<Option<IndexValues>, StoreError> {
+    if w.key.record_type() != RecordType::ContributionPeriod {
+        return Ok(None);
+    }
+    let tombstone = ContributionSummary::stored_tombstone(w.version);
+    let Some(bytes) = w.event() else {
+        return Ok(Some(IndexValues {
+            live: tombstone.clone(),
+            tombstone,
+        }));
+    };
+    let event = RecordEvent::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{} is not a RecordEvent: {e}", w.key)))?;
+    match ContributionSummary::stored_value(&event) {
+        Some((id, live)) if id == w.key.record_id() && event.version == w.version => {
+            Ok(Some(IndexValues { live, tombstone }))
+        }
+        _ => Err(StoreError::Corrupt(format!(
+            "the event written as {} version {} is another record or version",
+            w.key, w.version
+        ))),
+    }
+}
+
 /// Step two of an applied write: every current subject gets the version (`true`), every
 /// gone subject a tombstone (`false`).
 fn subject_updates(plan: &SubjectPlan) -> impl Iterator<Item = (&str, bool)> {
@@ -462,6 +523,14 @@ mod tests {
                 .map(|v| version_text(*v))
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn index_values_lead_with_the_version_as_copies_do() {
+        for v in [0, 7, 1 << 53, u64::MAX] {
+            let tombstone = ContributionSummary::stored_tombstone(v);
+            assert_eq!(tombstone.get(..20), Some(version_text(v).as_str()));
+        }
     }
 
     #[test]

@@ -1,124 +1,40 @@
-//! The Redis store. Layout (every key under the configured prefix):
+//! The Redis store. Layout 2 (every key under the configured prefix):
 //!
 //! - `rec:{<record key>}` — hash: `v` version, `e` encoded event (empty when deleted),
 //!   `s` subjects of this version, `g` subjects earlier versions had and this one has not;
-//! - `sub:{<subject>}` — hash: record key → version, live flag and encoded event, so all
-//!   records of one subject sit in one Cluster slot and come back in one round trip;
-//! - `meta` — hash: `gen` generation, `state`, `source`, `t:<topic>/<partition>` rebuild
-//!   targets and `p:<topic>/<partition>` highest materialized offsets (see `meta.rs`).
+//! - `sub:{<subject>}:<record type>` — hash: record key → version (20 digits), live flag
+//!   (`1`, or `0` for a tombstone) and encoded event: one subject's copies of one record
+//!   type, so a lookup reads only the types it returns;
+//! - `sum:{<subject>}:contributions` — hash: contribution record id → version, flag and
+//!   the month it pays (`ContributionSummary::stored_value`), the person's contribution
+//!   index that lookups fold instead of decoding every contribution record;
+//! - `meta` — hash: `gen` generation, `state`, `source`, `layout`, `t:<topic>/<partition>`
+//!   rebuild targets and `p:<topic>/<partition>` highest materialized offsets (see
+//!   `meta.rs`).
 //!
-//! Each step is a Lua script, so a compare-and-set by version is atomic; a batch is two
-//! pipelines (record entries, then subject copies). Lookups read the store's state in the
-//! same round trip as the record, so a flushed store never answers a wrong `NOT_FOUND`.
+//! The hash tag of a subject's keys is the subject, so they all sit in one Cluster slot
+//! and a lookup of several types is one pipeline to one node. Each step is a Lua script,
+//! so a compare-and-set by version is atomic; a batch is two pipelines (record entries,
+//! then subject copies and index fields). Lookups read the store's state and layout in
+//! the same round trip as the records, so a flushed store, or one written in another
+//! layout, never answers a wrong `NOT_FOUND`.
+
+mod scripts;
 
 use std::collections::BTreeMap;
 
 use redis::aio::ConnectionManager;
-use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind, Value};
 
 use super::{
-    EntriesWritten, Meta, NotReady, RecordWrite, StoreError, StoreState, SubjectEntry, SubjectPlan,
-    position_field, subject_updates, version_text,
+    EntriesWritten, LAYOUT, Meta, NotReady, RecordWrite, StoreError, StoreState, StoredRecord,
+    SubjectData, SubjectEntry, SubjectPlan, SubjectRead, distinct, position_field, step_two,
+    subject_updates, version_text,
 };
 use crate::proto::Position;
-use crate::records::{RecordKey, SubjectKey};
-
-/// Step one: compare-and-set the record's own entry. ARGV: version, event, subjects.
-/// Returns `{applied, gone subjects, current subjects}`; a write of the stored version is
-/// a replay and returns the stored ones so step two can be redone.
-const RECORD_CAS: &str = r"
-local stored = redis.call('HGET', KEYS[1], 'v')
-if stored and stored > ARGV[1] then
-  return {0, '', ''}
-end
-if stored == ARGV[1] then
-  return {1, redis.call('HGET', KEYS[1], 'g') or '', redis.call('HGET', KEYS[1], 's') or ''}
-end
-local gone = {}
-for s in string.gmatch(redis.call('HGET', KEYS[1], 'g') or '', '[^\n]+') do gone[s] = true end
-for s in string.gmatch(redis.call('HGET', KEYS[1], 's') or '', '[^\n]+') do gone[s] = true end
-for s in string.gmatch(ARGV[3], '[^\n]+') do gone[s] = nil end
-local list = {}
-for s in pairs(gone) do list[#list + 1] = s end
-table.sort(list)
-local g = table.concat(list, '\n')
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2], 's', ARGV[3], 'g', g)
-return {1, g, ARGV[3]}
-";
-
-/// Step two: compare-and-set one subject's copy of a record. ARGV: record key, version,
-/// '1' live or '0' tombstone, encoded event.
-const SUBJECT_CAS: &str = r"
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored and string.sub(stored, 1, 20) >= ARGV[2] then
-  return 0
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ARGV[3] .. ARGV[4])
-return 1
-";
-
-/// Moves materialized positions forward in generation ARGV[1]; ARGV then holds field,
-/// offset pairs. Returns -1 without a marker (flushed), -2 for another generation, 2 when
-/// this call completed a rebuild, else 1.
-const ADVANCE: &str = r"
-local gen = redis.call('HGET', KEYS[1], 'gen')
-if not gen then return -1 end
-if gen ~= ARGV[1] then return -2 end
-for i = 2, #ARGV, 2 do
-  local field = 'p:' .. ARGV[i]
-  local stored = redis.call('HGET', KEYS[1], field)
-  if (not stored) or stored < ARGV[i + 1] then
-    redis.call('HSET', KEYS[1], field, ARGV[i + 1])
-  end
-end
-if redis.call('HGET', KEYS[1], 'state') ~= 'rebuilding' then return 1 end
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) == 't:' then
-    local reached = redis.call('HGET', KEYS[1], 'p:' .. string.sub(all[i], 3))
-    if (not reached) or reached < all[i + 1] then return 1 end
-  end
-end
-redis.call('HSET', KEYS[1], 'state', 'ready')
-return 2
-";
-
-/// Starts generation ARGV[2] (clearing) if the current one is ARGV[1] ('' for none).
-const REPLACE_GENERATION: &str = r"
-local gen = redis.call('HGET', KEYS[1], 'gen') or ''
-if gen ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'state', 'clearing', 'source', ARGV[3])
-return 1
-";
-
-/// Deletes KEYS[2..] while generation ARGV[1] is clearing; -1 once it is not.
-const CLEAR_KEYS: &str = r"
-if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1]
-  or redis.call('HGET', KEYS[1], 'state') ~= 'clearing' then
-  return -1
-end
-local n = 0
-for i = 2, #KEYS do n = n + redis.call('UNLINK', KEYS[i]) end
-return n
-";
-
-/// Ends the clearing of generation ARGV[1] with targets (field, offset pairs).
-const START_REBUILD: &str = r"
-if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1]
-  or redis.call('HGET', KEYS[1], 'state') ~= 'clearing' then
-  return 0
-end
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
-end
-if #ARGV > 1 then
-  redis.call('HSET', KEYS[1], 'state', 'rebuilding')
-else
-  redis.call('HSET', KEYS[1], 'state', 'ready')
-end
-return 1
-";
+use crate::records::{RecordKey, RecordType, SubjectKey};
+use crate::resolver::checks::ContributionSummary;
+use scripts::{ADVANCE_AT, CLEAR, REBUILD, RECORD, REPLACE, SOURCES, SUBJECT};
 
 /// Width of the version prefix of a subject copy, then one flag byte.
 const VERSION_WIDTH: usize = 20;
@@ -133,23 +49,6 @@ pub struct RedisStore {
     /// Shared by clones: a store is cloned into every task that uses it.
     scripts: std::sync::Arc<[Script; 6]>,
 }
-
-/// Every script, loaded at start and again if Redis lost them.
-const SOURCES: [&str; 6] = [
-    RECORD_CAS,
-    SUBJECT_CAS,
-    ADVANCE,
-    REPLACE_GENERATION,
-    CLEAR_KEYS,
-    START_REBUILD,
-];
-/// Indexes into `SOURCES` and `RedisStore::scripts`.
-const RECORD: usize = 0;
-const SUBJECT: usize = 1;
-const ADVANCE_AT: usize = 2;
-const REPLACE: usize = 3;
-const CLEAR: usize = 4;
-const REBUILD: usize = 5;
 
 impl RedisStore {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379/`); every key starts with `prefix`.
@@ -208,8 +107,12 @@ impl RedisStore {
         format!("{}rec:{{{key}}}", self.prefix)
     }
 
-    fn subject_key(&self, subject: &str) -> String {
-        format!("{}sub:{{{subject}}}", self.prefix)
+    fn subject_key(&self, subject: &str, record_type: RecordType) -> String {
+        format!("{}sub:{{{subject}}}:{}", self.prefix, record_type.as_str())
+    }
+
+    fn contributions_key(&self, subject: &str) -> String {
+        format!("{}sum:{{{subject}}}:contributions", self.prefix)
     }
 
     fn meta_key(&self) -> String {
@@ -256,19 +159,36 @@ impl RedisStore {
         written: &EntriesWritten,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        for (w, plan) in writes.iter().zip(&written.0) {
-            let Some(plan) = plan else { continue };
+        for a in step_two(writes, written)? {
+            let w = a.write;
             let version = version_text(w.version);
-            for (subject, listed) in subject_updates(plan) {
+            for (subject, listed) in subject_updates(a.plan) {
                 let (flag, event): (&[u8], &[u8]) = match w.event() {
                     Some(event) if listed => (b"1", event),
                     _ => (b"0", b""),
                 };
                 pipe.add_command(evalsha(
                     &self.scripts[SUBJECT],
-                    &[self.subject_key(subject)],
+                    &[self.subject_key(subject, w.key.record_type())],
                     &[w.key.as_str().as_bytes(), version.as_bytes(), flag, event],
                 ));
+                if let Some(index) = &a.index {
+                    let value = index.value(listed).as_bytes();
+                    let (stored_version, rest) = value
+                        .split_at_checked(VERSION_WIDTH)
+                        .filter(|(v, _)| *v == version.as_bytes())
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "index value of {} version {version}",
+                                w.key
+                            ))
+                        })?;
+                    pipe.add_command(evalsha(
+                        &self.scripts[SUBJECT],
+                        &[self.contributions_key(subject)],
+                        &[w.key.record_id().as_bytes(), stored_version, rest, b""],
+                    ));
+                }
             }
         }
         if pipe.cmd_iter().next().is_some() {
@@ -277,14 +197,31 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+    /// A pipeline that starts with the readiness read: the store's state and layout.
+    fn pipe_after_readiness(&self) -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(self.meta_key())
+            .arg("state")
+            .arg("layout");
+        pipe
+    }
+
+    /// Sends `pipe` (made by [`RedisStore::pipe_after_readiness`]) and checks readiness;
+    /// the replies of the commands after it, in order.
+    async fn query_when_ready(&self, pipe: &Pipeline) -> Result<Replies, StoreError> {
         let mut conn = self.conn.clone();
-        let (state, event): (Option<String>, Option<Vec<u8>>) = redis::pipe()
-            .hget(self.meta_key(), "state")
-            .hget(self.record_key(key), "e")
-            .query_async(&mut conn)
-            .await?;
-        check_ready(state.as_deref())?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut replies = Replies(replies.into_iter());
+        let (state, layout): (Option<String>, Option<String>) = replies.next()?;
+        check_ready(state.as_deref(), layout.as_deref())?;
+        Ok(replies)
+    }
+
+    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut pipe = self.pipe_after_readiness();
+        pipe.hget(self.record_key(key), "e");
+        let event: Option<Vec<u8>> = self.query_when_ready(&pipe).await?.next()?;
         Ok(event.filter(|e| !e.is_empty()))
     }
 
@@ -292,34 +229,63 @@ impl RedisStore {
         &self,
         subject: &SubjectKey,
     ) -> Result<Vec<SubjectEntry>, StoreError> {
-        let mut conn = self.conn.clone();
-        let (state, entries): (Option<String>, Vec<(String, Vec<u8>)>) = redis::pipe()
-            .hget(self.meta_key(), "state")
-            .hgetall(self.subject_key(subject.as_str()))
-            .query_async(&mut conn)
-            .await?;
-        check_ready(state.as_deref())?;
-        let mut listed = Vec::with_capacity(entries.len());
-        for (key, mut value) in entries {
-            let version = std::str::from_utf8(value.get(..VERSION_WIDTH).unwrap_or_default())
-                .ok()
-                .and_then(|v| v.parse().ok());
-            let (Some(version), Some(flag)) = (version, value.get(VERSION_WIDTH).copied()) else {
-                return Err(StoreError::Corrupt(format!("subject entry {key}")));
-            };
-            let event = match flag {
-                b'1' => Some(value.split_off(VERSION_WIDTH + 1)),
-                b'0' => None,
-                _ => return Err(StoreError::Corrupt(format!("subject entry {key}"))),
-            };
-            listed.push(SubjectEntry {
-                key,
-                version,
-                event,
-            });
+        let mut pipe = self.pipe_after_readiness();
+        for t in RecordType::ALL {
+            pipe.hgetall(self.subject_key(subject.as_str(), t));
+        }
+        let mut replies = self.query_when_ready(&pipe).await?;
+        let mut listed = Vec::new();
+        for _ in RecordType::ALL {
+            let copies: Vec<(String, Vec<u8>)> = replies.next()?;
+            for (key, value) in copies {
+                let (version, event) = parse_copy(&key, value)?;
+                listed.push(SubjectEntry {
+                    key,
+                    version,
+                    event,
+                });
+            }
         }
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
+    }
+
+    pub(super) async fn read_subjects(
+        &self,
+        reads: &[SubjectRead],
+    ) -> Result<Vec<SubjectData>, StoreError> {
+        let asked: Vec<Vec<RecordType>> = reads.iter().map(|r| distinct(&r.types)).collect();
+        let mut pipe = self.pipe_after_readiness();
+        for (read, types) in reads.iter().zip(&asked) {
+            for t in types {
+                pipe.hgetall(self.subject_key(read.subject.as_str(), *t));
+            }
+            if read.contributions {
+                pipe.hgetall(self.contributions_key(read.subject.as_str()));
+            }
+        }
+        let mut replies = self.query_when_ready(&pipe).await?;
+        let mut out = Vec::with_capacity(reads.len());
+        for (read, types) in reads.iter().zip(&asked) {
+            let mut data = SubjectData::default();
+            for t in types {
+                let copies: Vec<(String, Vec<u8>)> = replies.next()?;
+                for (key, value) in copies {
+                    if let Some(record) = live_record(key, value, *t)? {
+                        data.records.push(record);
+                    }
+                }
+            }
+            data.records.sort_by(|a, b| a.key.cmp(&b.key));
+            if read.contributions {
+                let fields: Vec<(String, Vec<u8>)> = replies.next()?;
+                let summary = ContributionSummary::from_stored(fields)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                data.contributions = Some(summary);
+            }
+            out.push(data);
+        }
+        Ok(out)
     }
 
     pub(super) async fn meta(&self) -> Result<Option<Meta>, StoreError> {
@@ -345,6 +311,7 @@ impl RedisStore {
                     seen.unwrap_or_default().as_bytes(),
                     new.as_bytes(),
                     source.as_bytes(),
+                    LAYOUT.as_bytes(),
                 ],
             )
             .await?;
@@ -422,7 +389,61 @@ fn position_args(generation: &str, positions: &[Position]) -> Vec<Vec<u8>> {
     args
 }
 
-fn check_ready(state: Option<&str>) -> Result<(), StoreError> {
+/// The replies of a pipeline, taken in the order its commands were added.
+struct Replies(std::vec::IntoIter<Value>);
+
+impl Replies {
+    fn next<T: redis::FromRedisValue>(&mut self) -> Result<T, StoreError> {
+        let value = self
+            .0
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("fewer replies than commands".into()))?;
+        redis::from_redis_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+/// A subject copy: its version, and its event (`None` for a tombstone).
+fn parse_copy(key: &str, mut value: Vec<u8>) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+    let version = std::str::from_utf8(value.get(..VERSION_WIDTH).unwrap_or_default())
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let (Some(version), Some(flag)) = (version, value.get(VERSION_WIDTH).copied()) else {
+        return Err(StoreError::Corrupt(format!("subject entry {key}")));
+    };
+    match flag {
+        b'1' => Ok((version, Some(value.split_off(VERSION_WIDTH + 1)))),
+        b'0' => Ok((version, None)),
+        _ => Err(StoreError::Corrupt(format!("subject entry {key}"))),
+    }
+}
+
+/// A copy read from the hash of `record_type`, when it is live.
+fn live_record(
+    key: String,
+    value: Vec<u8>,
+    record_type: RecordType,
+) -> Result<Option<StoredRecord>, StoreError> {
+    let (version, event) = parse_copy(&key, value)?;
+    let Some(event) = event else { return Ok(None) };
+    let key = RecordKey::parse(&key)
+        .ok()
+        .filter(|k| k.record_type() == record_type)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("{key} among the {} copies", record_type.as_str()))
+        })?;
+    Ok(Some(StoredRecord {
+        key,
+        version,
+        event,
+    }))
+}
+
+/// Lookups answer only from a ready generation of this layout: a store of another layout
+/// is as good as lost.
+fn check_ready(state: Option<&str>, layout: Option<&str>) -> Result<(), StoreError> {
+    if layout != Some(LAYOUT) {
+        return Err(StoreError::NotReady(NotReady::Lost));
+    }
     match state.and_then(StoreState::parse) {
         Some(StoreState::Ready) => Ok(()),
         Some(_) => Err(StoreError::NotReady(NotReady::Rebuilding)),
@@ -453,6 +474,7 @@ fn parse_meta(fields: BTreeMap<String, String>) -> Result<Option<Meta>, StoreErr
         generation,
         state,
         source: fields.get("source").cloned().unwrap_or_default(),
+        layout: fields.get("layout").cloned().unwrap_or_default(),
         targets: offsets("t:")?,
         positions: offsets("p:")?,
     }))

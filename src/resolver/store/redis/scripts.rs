@@ -1,0 +1,119 @@
+//! The Lua scripts of the Redis store. Each is one atomic compare-and-set; all are
+//! idempotent, so a pipeline of them can be sent again after a failure.
+
+/// Step one: compare-and-set the record's own entry. ARGV: version, event, subjects.
+/// Returns `{applied, gone subjects, current subjects}`; a write of the stored version is
+/// a replay and returns the stored ones so step two can be redone.
+const RECORD_CAS: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'v')
+if stored and stored > ARGV[1] then
+  return {0, '', ''}
+end
+if stored == ARGV[1] then
+  return {1, redis.call('HGET', KEYS[1], 'g') or '', redis.call('HGET', KEYS[1], 's') or ''}
+end
+local gone = {}
+for s in string.gmatch(redis.call('HGET', KEYS[1], 'g') or '', '[^\n]+') do gone[s] = true end
+for s in string.gmatch(redis.call('HGET', KEYS[1], 's') or '', '[^\n]+') do gone[s] = true end
+for s in string.gmatch(ARGV[3], '[^\n]+') do gone[s] = nil end
+local list = {}
+for s in pairs(gone) do list[#list + 1] = s end
+table.sort(list)
+local g = table.concat(list, '\n')
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2], 's', ARGV[3], 'g', g)
+return {1, g, ARGV[3]}
+";
+
+/// Step two: compare-and-set one subject's copy of a record, or one field of a person's
+/// contribution index. ARGV: field (record key, or record id), version, '1' live or '0'
+/// tombstone, the rest of the value (encoded event, or paid month).
+const SUBJECT_CAS: &str = r"
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored and string.sub(stored, 1, 20) >= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ARGV[3] .. ARGV[4])
+return 1
+";
+
+/// Moves materialized positions forward in generation ARGV[1]; ARGV then holds field,
+/// offset pairs. Returns -1 without a marker (flushed), -2 for another generation, 2 when
+/// this call completed a rebuild, else 1.
+const ADVANCE: &str = r"
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if not gen then return -1 end
+if gen ~= ARGV[1] then return -2 end
+for i = 2, #ARGV, 2 do
+  local field = 'p:' .. ARGV[i]
+  local stored = redis.call('HGET', KEYS[1], field)
+  if (not stored) or stored < ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], field, ARGV[i + 1])
+  end
+end
+if redis.call('HGET', KEYS[1], 'state') ~= 'rebuilding' then return 1 end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 't:' then
+    local reached = redis.call('HGET', KEYS[1], 'p:' .. string.sub(all[i], 3))
+    if (not reached) or reached < all[i + 1] then return 1 end
+  end
+end
+redis.call('HSET', KEYS[1], 'state', 'ready')
+return 2
+";
+
+/// Starts generation ARGV[2] (clearing) of source ARGV[3] in layout ARGV[4] if the
+/// current one is ARGV[1] ('' for none).
+const REPLACE_GENERATION: &str = r"
+local gen = redis.call('HGET', KEYS[1], 'gen') or ''
+if gen ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'state', 'clearing', 'source', ARGV[3],
+  'layout', ARGV[4])
+return 1
+";
+
+/// Deletes KEYS[2..] while generation ARGV[1] is clearing; -1 once it is not.
+const CLEAR_KEYS: &str = r"
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1]
+  or redis.call('HGET', KEYS[1], 'state') ~= 'clearing' then
+  return -1
+end
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('UNLINK', KEYS[i]) end
+return n
+";
+
+/// Ends the clearing of generation ARGV[1] with targets (field, offset pairs).
+const START_REBUILD: &str = r"
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1]
+  or redis.call('HGET', KEYS[1], 'state') ~= 'clearing' then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], 'state', 'rebuilding')
+else
+  redis.call('HSET', KEYS[1], 'state', 'ready')
+end
+return 1
+";
+
+/// Every script, loaded at start and again if Redis lost them.
+pub(super) const SOURCES: [&str; 6] = [
+    RECORD_CAS,
+    SUBJECT_CAS,
+    ADVANCE,
+    REPLACE_GENERATION,
+    CLEAR_KEYS,
+    START_REBUILD,
+];
+/// Indexes into `SOURCES` and `RedisStore::scripts`.
+pub(super) const RECORD: usize = 0;
+pub(super) const SUBJECT: usize = 1;
+pub(super) const ADVANCE_AT: usize = 2;
+pub(super) const REPLACE: usize = 3;
+pub(super) const CLEAR: usize = 4;
+pub(super) const REBUILD: usize = 5;
