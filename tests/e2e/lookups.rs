@@ -10,9 +10,9 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-const WINDOW: &str = "housing/transfer-window";
+pub(crate) const WINDOW: &str = "housing/transfer-window";
 const SOCIAL_WINDOW: &str = "social-security/transfer-window";
-const PORTAL: &str = "public-security/citizen-portal";
+pub(crate) const PORTAL: &str = "public-security/citizen-portal";
 
 /// Publishes the records of a flat sale from `alice` (owner, registered at the flat,
 /// with a provident-fund loan on it) to `bea`: title, filed contract, household, loan.
@@ -56,7 +56,7 @@ async fn flat_for_sale(
     acks.into_iter().map(|a| a.position.unwrap()).collect()
 }
 
-async fn publish_household_at(
+pub(crate) async fn publish_household_at(
     app: &TestApp,
     person: &str,
     version: u64,
@@ -89,7 +89,7 @@ async fn publish_loan(
         .into_inner()
 }
 
-async fn check_flat(
+pub(crate) async fn check_flat(
     app: &TestApp,
     after: &[Position],
 ) -> Result<proto::CheckPropertyTransferResponse, tonic::Status> {
@@ -245,7 +245,7 @@ async fn a_social_security_transfer_with_a_gap_in_contributions_names_the_unpaid
 }
 
 /// Publishes a little of everything about `alice` and returns the positions.
-async fn everything_about_alice(app: &TestApp) -> Vec<Position> {
+pub(crate) async fn everything_about_alice(app: &TestApp) -> Vec<Position> {
     let mut after = flat_for_sale(
         app,
         proto::HouseholdStatus::Registered,
@@ -287,7 +287,7 @@ async fn everything_about_alice(app: &TestApp) -> Vec<Position> {
     after
 }
 
-async fn profile(
+pub(crate) async fn profile(
     client: &mut Resolver,
     person: &str,
     purpose: &str,

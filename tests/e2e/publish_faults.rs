@@ -70,7 +70,7 @@ async fn a_fatal_idempotence_error_stops_the_publisher_for_good() {
 
 /// A Tansu broker of this test's own, with durable SQLite storage in a directory of its
 /// own, that can be killed and started again on the same port and storage.
-struct OwnBroker {
+pub struct OwnBroker {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
@@ -82,7 +82,7 @@ struct OwnBroker {
 impl OwnBroker {
     /// Starts a broker on a free loopback port, storing in `storage` (relative to its
     /// own directory).
-    async fn start(storage: &'static str) -> OwnBroker {
+    pub async fn start(storage: &'static str) -> OwnBroker {
         let bin = std::env::var_os("GOVLINK_TEST_TANSU_BIN").map_or_else(
             || {
                 let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(
@@ -116,7 +116,7 @@ impl OwnBroker {
         broker
     }
 
-    fn bootstrap(&self) -> String {
+    pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -157,6 +157,18 @@ impl OwnBroker {
             assert!(Instant::now() < deadline, "tansu not listening after 60 s");
             sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends `signal` (e.g. `-STOP`, `-CONT`) to the broker process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("broker running")
+            .id()
+            .to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
     }
 
     /// SIGKILLs the broker: no shutdown, no flush.
@@ -213,20 +225,15 @@ async fn a_broker_killed_and_restarted_mid_publish_loses_no_acknowledged_record(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_process_stopped_mid_publish_then_continued_loses_no_acknowledged_record() {
     let broker = OwnBroker::start("memory://tansu/").await;
-    let pid = broker.child.as_ref().unwrap().id().to_string();
-    let signal = |name: &str| {
-        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(sent.success(), "kill {name} {pid}");
-    };
     let id = unique("stopped");
     restart_mid_publish(
         "broker-stopped (SIGSTOP, SIGCONT)",
         &broker.bootstrap(),
         &id,
         async || {
-            signal("-STOP");
+            broker.signal("-STOP");
             sleep(Duration::from_secs(3)).await;
-            signal("-CONT");
+            broker.signal("-CONT");
         },
     )
     .await;
