@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod domain;
