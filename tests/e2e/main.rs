@@ -6,6 +6,7 @@
 // The helpers are `pub` for the sibling test modules of this one crate.
 #![allow(unreachable_pub)]
 
+mod audit;
 mod bad_input;
 mod demo;
 mod faults;
