@@ -152,17 +152,19 @@ impl ChainState {
             problems.push(Problem::Missing { seq });
         }
         problems.extend(self.checkpoint_problems(checkpoints));
+        let latest = checkpoints.iter().max_by_key(|c| c.sequence);
         if let Some(declared) = declared {
             problems.extend(self.declaration_problem(declared));
-            // An abandoned chain may lack what followed its acknowledged head.
-            problems.retain(|p| !excused(p, declared.sequence));
+            // An abandoned chain may lack what followed its acknowledged head, but not
+            // what a checkpoint vouched for.
+            let vouched = declared.sequence.max(latest.map(|c| c.sequence));
+            problems.retain(|p| !excused(p, vouched));
         }
         let verified_up_to = match first_missing {
             Some(0) => None,
             Some(seq) => Some(seq - 1),
             None => last.filter(|_| self.base.is_some()),
         };
-        let latest = checkpoints.iter().max_by_key(|c| c.sequence);
         let status = match problems.into_iter().min_by_key(Problem::seq) {
             Some(problem) => ChainStatus::Failed(problem),
             None => match declared {
@@ -295,10 +297,11 @@ fn check(
     Some(Problem::Malformed { seq, what })
 }
 
-/// Whether a problem is explained by the declared abandonment after `acknowledged`:
-/// entries after the acknowledged head may be missing (they failed or never left).
-fn excused(problem: &Problem, acknowledged: Option<u64>) -> bool {
-    let after_head = |seq: u64| acknowledged.is_none_or(|a| seq > a);
+/// Whether a problem is explained by a declared abandonment: entries after everything
+/// vouched for (the declared head, the latest checkpoint) may be missing (they failed or
+/// never left).
+fn excused(problem: &Problem, vouched: Option<u64>) -> bool {
+    let after_head = |seq: u64| vouched.is_none_or(|a| seq > a);
     match problem {
         Problem::Missing { seq } | Problem::BrokenLink { seq } => after_head(*seq),
         _ => false,

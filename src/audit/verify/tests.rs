@@ -454,6 +454,20 @@ fn an_abandoned_chain_still_fails_before_its_head_and_on_changed_entries() {
 }
 
 #[test]
+fn a_declaration_cannot_excuse_what_a_checkpoint_vouched_for() {
+    // Declared acknowledged up to 1, but a checkpoint says 5 was: the gap at 4 counts.
+    let mut old = chain("old", 6);
+    let checkpoints = [checkpoint(&old, 5, false)];
+    let head = Hash::try_from(old[1].hash.as_slice()).unwrap();
+    old.remove(4);
+    let new = chain_declaring("new", 1, Some(("old", Some(1), Some(head))));
+    assert_eq!(
+        status(&verify(&[old, new].concat(), &checkpoints), "old"),
+        ChainStatus::Failed(Problem::Missing { seq: 4 })
+    );
+}
+
+#[test]
 fn a_chain_abandoned_before_any_ack_may_have_no_entries() {
     let new = chain_declaring("new", 1, Some(("lost", None, None)));
     let report = verify(&new, &[closed(&new)]);
