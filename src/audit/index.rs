@@ -234,10 +234,17 @@ impl MemoryIndex {
 
     fn add(&self, writes: &[IndexWrite], cutoff: i64) {
         let mut people = self.people.lock().unwrap_or_else(|e| e.into_inner());
+        let mut written = BTreeSet::new();
         for w in writes {
             let set = people.entry(w.person.clone()).or_default();
             set.insert((w.at_ms, w.member.clone()));
-            set.retain(|(at, _)| *at > cutoff);
+            written.insert(&w.person);
+        }
+        for person in written {
+            if let Some(set) = people.get_mut(person) {
+                // Ordered by time: everything before the first one in retention goes.
+                *set = set.split_off(&(cutoff.saturating_add(1), Vec::new()));
+            }
         }
     }
 }

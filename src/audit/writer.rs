@@ -79,7 +79,12 @@ pub(super) struct Acked {
     /// An entry was not delivered: nothing after it counts, and the next append starts a
     /// new chain.
     pub(super) failed: bool,
+    /// The abandoned chain (and its acknowledged head) this chain's start declares.
+    declares: Option<Declared>,
 }
+
+/// An abandoned chain and its acknowledged head, as a `ChainStart` declares it.
+type Declared = (Arc<str>, Option<(u64, Hash)>);
 
 /// An entry handed to the producer, awaiting its ack.
 struct Pending {
@@ -104,6 +109,7 @@ impl AuditLog {
             chain: Arc::clone(&chain),
             head: None,
             failed: false,
+            declares: None,
         }));
         let (to_acker, pending) = mpsc::unbounded_channel();
         // Ends when the last clone of this log is dropped and every record is resolved.
@@ -213,6 +219,10 @@ impl AuditLog {
     /// If the current chain failed, starts a new one whose `ChainStart` declares it
     /// abandoned at its acknowledged head. The old chain stays current if the new start
     /// cannot be handed to the producer.
+    ///
+    /// A failed chain of which nothing was acknowledged, not even its start, may never
+    /// have reached the topic, and with it its own declaration: the new chain repeats
+    /// that declaration instead, so the chain abandoned before stays declared.
     async fn restart_if_broken(
         &self,
         writing: &mut Writing,
@@ -222,23 +232,28 @@ impl AuditLog {
         if !acked.failed || acked.chain != writing.chain {
             return Ok(());
         }
+        let declared: Declared = match (acked.head, acked.declares) {
+            (None, Some(earlier)) => earlier,
+            (head, _) => (Arc::clone(&acked.chain), head),
+        };
         let mut tip = Tip::new(new_chain_id());
-        let start = self.chain_start(Some((&writing.tip.id, acked.head)));
+        let start = self.chain_start(Some((&declared.0, declared.1)));
         let (sequence, hash, enqueued) = self.enqueue(&mut tip, start, deadline).await?;
         let chain: Arc<str> = tip.id.as_str().into();
+        tracing::warn!(
+            abandoned = %declared.0,
+            acknowledged_up_to = declared.1.map(|(s, _)| s),
+            chain = %chain,
+            "audit chain abandoned after a failed delivery; continuing in a new chain"
+        );
         // The acker must see the new chain before its first entry.
         self.inner.acked.send_replace(Acked {
             chain: Arc::clone(&chain),
             head: None,
             failed: false,
+            declares: Some(declared),
         });
         self.track(&chain, sequence, hash, enqueued, None);
-        tracing::warn!(
-            abandoned = %writing.chain,
-            acknowledged_up_to = acked.head.map(|(s, _)| s),
-            chain = %chain,
-            "audit chain abandoned after a failed delivery; continuing in a new chain"
-        );
         *writing = Writing {
             tip,
             chain,
