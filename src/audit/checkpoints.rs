@@ -38,7 +38,7 @@ impl AuditLog {
                 () = shutdown.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            self.restart_if_idle_and_broken(Instant::now() + PUBLISH_TIMEOUT)
+            self.restart_failed_chain(Instant::now() + PUBLISH_TIMEOUT)
                 .await;
             let acked = self.acked();
             let Some((sequence, hash)) = acked.head else {

@@ -188,9 +188,9 @@ impl AuditLog {
         &self.inner.checkpoint_topic
     }
 
-    /// Starts a new chain now if the current one failed and nothing was appended since
-    /// (so the abandonment is declared without waiting for the next lookup).
-    pub(super) async fn restart_if_idle_and_broken(&self, deadline: Instant) {
+    /// Starts a new chain now if the current one failed, so the abandonment is declared
+    /// without waiting for the next lookup.
+    pub(super) async fn restart_failed_chain(&self, deadline: Instant) {
         let mut writing = self.inner.writing.lock().await;
         if writing.closed {
             return;
