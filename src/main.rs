@@ -60,6 +60,25 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify every chain of the audit trail against its hashes and checkpoints; prints
+    /// one line per chain and exits non-zero if any failed.
+    Verify {
+        /// Skip entries before this RFC 3339 time (chains are verified from there on).
+        #[arg(long, value_parser = govlink::audit::verify::parse_time)]
+        from: Option<std::time::SystemTime>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,7 +153,10 @@ async fn main() -> anyhow::Result<()> {
     // `dev` and `demo` serve whoever claims to be a requester; they say so at start-up.
     settings.insecure_requester_header |=
         cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo);
-    let quiet = matches!(cli.command, Command::Demo | Command::Rebuild);
+    let quiet = matches!(
+        cli.command,
+        Command::Demo | Command::Rebuild | Command::Audit { .. }
+    );
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 
     let role = match cli.command {
@@ -143,6 +165,16 @@ async fn main() -> anyhow::Result<()> {
             return govlink::demo::run(&settings, &mut stdout).await;
         }
         Command::Rebuild => return rebuild(&settings).await,
+        Command::Audit {
+            command: AuditCommand::Verify { from, json },
+        } => {
+            let mut stdout = std::io::stdout();
+            let report = govlink::audit::verify::run(&settings, from, json, &mut stdout).await?;
+            if !report.is_clean() {
+                anyhow::bail!("the audit trail failed verification");
+            }
+            return Ok(());
+        }
         Command::Adapter { agency } => Role::Adapter(agency.into()),
         Command::Resolver => Role::Resolver,
         Command::Dev => Role::Dev,

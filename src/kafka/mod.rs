@@ -45,6 +45,16 @@ impl Topics {
         format!("{}govlink.dlq.v1", self.prefix)
     }
 
+    /// `govlink.audit.v1`: every lookup and check, as entries of their writers' hash chains.
+    pub fn audit(&self) -> String {
+        format!("{}govlink.audit.v1", self.prefix)
+    }
+
+    /// `govlink.audit-checkpoints.v1`: the acknowledged heads of the audit chains.
+    pub fn audit_checkpoints(&self) -> String {
+        format!("{}govlink.audit-checkpoints.v1", self.prefix)
+    }
+
     /// The agency whose record topic this is, if it is one of ours.
     pub fn agency_of(&self, topic: &str) -> Option<Agency> {
         let slug = topic
@@ -77,9 +87,21 @@ mod tests {
             assert_eq!(topics.agency_of(&topics.records(agency)), Some(agency));
         }
         assert_eq!(topics.agency_of(&topics.dlq()), None);
+        assert_eq!(topics.agency_of(&topics.audit()), None);
         assert_eq!(
             Topics::new("").agency_of("t1.govlink.records.housing.v1"),
             None
         );
+    }
+
+    #[test]
+    fn audit_topics_are_prefixed_and_versioned() {
+        let topics = Topics::new("t1.");
+        assert_eq!(topics.audit(), "t1.govlink.audit.v1");
+        assert_eq!(
+            topics.audit_checkpoints(),
+            "t1.govlink.audit-checkpoints.v1"
+        );
+        assert_eq!(Topics::default().audit(), "govlink.audit.v1");
     }
 }

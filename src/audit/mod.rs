@@ -1,0 +1,81 @@
+//! The audit trail: every lookup and check, allowed or denied, is an entry on
+//! `govlink.audit.v1`, acknowledged by the broker before the answer leaves.
+//!
+//! - [`AuditLog`] is a process's writer: one hash chain per process (and a new one after a
+//!   delivery failure), appended through the shared producer, with checkpoints of the
+//!   acknowledged head on `govlink.audit-checkpoints.v1`.
+//! - [`verify`] is `govlink audit verify`: it reads both topics and reports, per chain,
+//!   the first changed, missing, reordered, cut-off or conflicting entry.
+//! - [`AccessIndex`] and [`AccessIndexer`] keep a per-person index of the trail for
+//!   `ListDataAccesses`, following the record store's generation.
+//!
+//! See docs/decisions.md ("The audit trail") for why it is built this way.
+
+mod chain;
+mod checkpoints;
+mod index;
+mod indexer;
+pub mod verify;
+mod writer;
+
+pub use chain::{GENESIS, Hash, entry_hash, hash_matches, new_chain_id};
+pub use index::{AccessIndex, IndexError, MemoryIndex, RedisIndex, person_accesses};
+pub use indexer::AccessIndexer;
+pub use writer::AuditLog;
+
+use crate::kafka::{PublishError, TopicSpec, Topics};
+
+/// The audit topics, as govlink creates them: durable, kept forever. A trail that
+/// expires cannot be verified, and the access index is rebuilt from it.
+pub fn topic_specs(topics: &Topics, partitions: i32, replication: i32) -> Vec<TopicSpec> {
+    vec![
+        TopicSpec::durable(topics.audit(), partitions, replication, -1),
+        TopicSpec::durable(topics.audit_checkpoints(), partitions, replication, -1),
+    ]
+}
+
+/// Why an access could not be recorded. The lookup it belongs to must not answer (the
+/// query layer maps every variant to `UNAVAILABLE`). Messages never carry personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The producer did not take the entry, or the broker did not store it.
+    #[error("audit entry not written: {0}")]
+    Publish(#[from] PublishError),
+    /// The broker did not acknowledge the entry before the deadline; it may still land.
+    #[error("audit entry not acknowledged before the deadline")]
+    DeadlineExceeded,
+    /// An earlier entry of the chain was not written, so this one would sit behind a gap;
+    /// the writer continues in a new chain that declares the old one abandoned.
+    #[error("an earlier audit entry of this chain was not written; the writer starts a new chain")]
+    ChainBroken,
+    /// The writer was closed (shutdown): no entry may follow its closed checkpoint.
+    #[error("the audit log is closed")]
+    Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_topics_are_kept_forever_on_durable_topics() {
+        let specs = topic_specs(&Topics::new("p."), 3, 3);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["p.govlink.audit.v1", "p.govlink.audit-checkpoints.v1"]
+        );
+        for spec in &specs {
+            assert_eq!((spec.partitions, spec.replication), (3, 3));
+            let config = |name: &str| {
+                spec.configs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(config("retention.ms"), Some("-1"));
+            assert_eq!(config("cleanup.policy"), Some("delete"));
+            assert_eq!(config("min.insync.replicas"), Some("2"));
+        }
+    }
+}

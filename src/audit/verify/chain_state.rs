@@ -1,0 +1,314 @@
+//! One chain under verification: its entries checked as they come, then its checkpoints
+//! and its writer's declaration at the end.
+
+use super::Declaration;
+use super::report::{ChainReport, ChainStatus, Problem};
+use crate::audit::chain::{GENESIS, Hash};
+use crate::proto::audit_body::Kind;
+use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
+
+/// A slot whose entry has not been seen (a hash is never all zeros in practice).
+const MISSING: Hash = [0; 32];
+/// The longest run of missing sequences held open for a late (reordered) entry. A longer
+/// jump is reported as missing at once, so forged sequence numbers cannot make the
+/// verifier allocate without bound.
+const MAX_GAP: u64 = 1 << 20;
+
+#[derive(Debug)]
+pub(super) struct ChainState {
+    pub(super) id: String,
+    /// From the chain's `ChainStart`.
+    pub(super) writer: Option<String>,
+    /// Entries verified (exact duplicates and skipped entries not counted).
+    entries: u64,
+    /// Entries before `--from`, not verified.
+    skipped: u64,
+    /// Exact copies of verified entries (producer retries), ignored.
+    duplicates: u64,
+    /// The first sequence verified; `None` until one was.
+    base: Option<u64>,
+    /// The hash of every sequence from `base` on; [`MISSING`] where none was seen.
+    hashes: Vec<Hash>,
+    /// Slots of `hashes` still [`MISSING`].
+    open_gaps: u64,
+    /// What the next entry must be: its sequence and its previous hash.
+    next: u64,
+    prev: Hash,
+    /// Problems found while reading.
+    problems: Vec<Problem>,
+    /// After a definitive problem only late entries filling a gap are still looked at.
+    stopped: bool,
+}
+
+impl ChainState {
+    pub(super) fn new(id: String) -> ChainState {
+        ChainState {
+            id,
+            writer: None,
+            entries: 0,
+            skipped: 0,
+            duplicates: 0,
+            base: None,
+            hashes: Vec::new(),
+            open_gaps: 0,
+            next: 0,
+            prev: GENESIS,
+            problems: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// Whether verification has begun (an entry was accepted).
+    pub(super) fn anchored(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// An entry before `--from`: not verified, but the first verified entry must follow
+    /// it (so entries deleted right after `--from` are still missed).
+    pub(super) fn skip(&mut self, entry: &AuditEntry) {
+        self.skipped += 1;
+        self.next = entry.sequence.saturating_add(1);
+        self.prev = Hash::try_from(entry.hash.as_slice()).unwrap_or(GENESIS);
+    }
+
+    /// An entry to verify, with its decoded body and whether its hash matches it.
+    pub(super) fn accept(&mut self, entry: &AuditEntry, body: Option<&AuditBody>, hash_ok: bool) {
+        let seq = entry.sequence;
+        let base = *self.base.get_or_insert(self.next);
+        if seq < base {
+            // Behind the anchor: part of what `--from` skipped.
+            self.skipped += 1;
+            return;
+        }
+        if seq < self.next {
+            return self.backwards(entry, hash_ok);
+        }
+        if self.stopped {
+            return;
+        }
+        let linked = seq == self.next;
+        if !linked {
+            // A second gap while one is open ends forward checking: the first gap is what
+            // gets reported, unless a late entry fills it.
+            if seq - self.next > MAX_GAP || self.open_gaps > 0 {
+                self.stopped = true;
+                if seq - self.next > MAX_GAP {
+                    self.problems.push(Problem::Missing { seq: self.next });
+                }
+                return;
+            }
+            self.open_gaps += seq - self.next;
+            self.hashes.resize(slot(seq - base), MISSING);
+        }
+        if let Some(problem) = check(entry, body, hash_ok, linked.then_some(&self.prev)) {
+            self.problems.push(problem);
+            self.stopped = true;
+            return;
+        }
+        let hash = Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
+        self.hashes.push(hash);
+        self.entries += 1;
+        self.next = seq + 1;
+        self.prev = hash;
+    }
+
+    /// An entry whose sequence was passed already: a late one filling a gap (reordered),
+    /// an exact duplicate, or a different entry under a used sequence.
+    fn backwards(&mut self, entry: &AuditEntry, hash_ok: bool) {
+        let seq = entry.sequence;
+        let base = self.base.unwrap_or(0);
+        let Some(stored) = self.hashes.get(slot(seq - base)).copied() else {
+            return;
+        };
+        if stored == MISSING {
+            self.problems.push(Problem::Reordered {
+                seq,
+                after: self.next - 1,
+            });
+            // Seen after all: the gap it leaves is not "missing".
+            self.hashes[slot(seq - base)] =
+                Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
+            self.open_gaps = self.open_gaps.saturating_sub(1);
+            self.stopped = true;
+        } else if hash_ok && entry.hash.as_slice() == stored {
+            // The hash covers every field: this is the same entry again.
+            self.duplicates += 1;
+        } else if !self.stopped {
+            self.problems.push(Problem::DuplicateDiffers { seq });
+            self.stopped = true;
+        }
+    }
+
+    /// The chain's report, given its checkpoints and the declaration of its abandonment.
+    pub(super) fn finish(
+        self,
+        checkpoints: &[AuditCheckpoint],
+        declared: Option<&Declaration>,
+    ) -> ChainReport {
+        let last = self.last_seq();
+        let mut problems = self.problems.clone();
+        let first_missing = self.first_missing();
+        if let Some(seq) = first_missing {
+            problems.push(Problem::Missing { seq });
+        }
+        problems.extend(self.checkpoint_problems(checkpoints));
+        let latest = checkpoints.iter().max_by_key(|c| c.sequence);
+        if let Some(declared) = declared {
+            problems.extend(self.declaration_problem(declared));
+            // An abandoned chain may lack what followed its acknowledged head, but not
+            // what a checkpoint vouched for.
+            let vouched = declared.sequence.max(latest.map(|c| c.sequence));
+            problems.retain(|p| !excused(p, vouched));
+        }
+        let verified_up_to = match first_missing {
+            Some(0) => None,
+            Some(seq) => Some(seq - 1),
+            None => last.filter(|_| self.base.is_some()),
+        };
+        let status = match problems.into_iter().min_by_key(Problem::seq) {
+            Some(problem) => ChainStatus::Failed(problem),
+            None => match declared {
+                Some(d) => ChainStatus::Abandoned {
+                    acknowledged_up_to: d.sequence,
+                    continued_in: d.by.clone(),
+                    verified_up_to,
+                },
+                None if latest.is_some_and(|c| c.closed && Some(c.sequence) == last) => {
+                    ChainStatus::Closed
+                }
+                None => ChainStatus::Open { verified_up_to },
+            },
+        };
+        ChainReport {
+            head: last.and_then(|l| self.hash_at(l)),
+            chain_id: self.id,
+            writer: self.writer,
+            entries: self.entries,
+            skipped: self.skipped,
+            duplicates: self.duplicates,
+            last_sequence: last,
+            checkpoint: latest.map(|c| (c.sequence, c.closed)),
+            status,
+        }
+    }
+
+    /// The highest sequence seen (verified or skipped).
+    fn last_seq(&self) -> Option<u64> {
+        match self.base {
+            Some(base) if !self.hashes.is_empty() => Some(base + self.hashes.len() as u64 - 1),
+            _ if self.skipped > 0 || self.base.is_some_and(|b| b > 0) => self.next.checked_sub(1),
+            _ => None,
+        }
+    }
+
+    /// The hash of the verified entry `seq`; `None` if skipped, missing or not reached.
+    fn hash_at(&self, seq: u64) -> Option<Hash> {
+        let base = self.base?;
+        let hash = *self.hashes.get(slot(seq.checked_sub(base)?))?;
+        (hash != MISSING).then_some(hash)
+    }
+
+    fn first_missing(&self) -> Option<u64> {
+        let base = self.base?;
+        let index = self.hashes.iter().position(|h| *h == MISSING)?;
+        Some(base + index as u64)
+    }
+
+    /// Whether `seq` lies where nothing could be checked: before the anchor (`--from`).
+    fn unverifiable(&self, seq: u64) -> bool {
+        self.base.is_none_or(|base| seq < base) && self.last_seq().is_some_and(|l| seq <= l)
+    }
+
+    /// A checkpoint beyond the last entry, or one that does not match its entry, means
+    /// the chain was cut off (or rewritten after it); an entry after a closed checkpoint
+    /// was appended by someone else.
+    fn checkpoint_problems(&self, checkpoints: &[AuditCheckpoint]) -> Vec<Problem> {
+        let last = self.last_seq();
+        let mut problems = Vec::new();
+        for checkpoint in checkpoints {
+            let seq = checkpoint.sequence;
+            if self.unverifiable(seq) {
+                continue;
+            }
+            if last.is_none_or(|l| seq > l) {
+                problems.push(Problem::CutOff {
+                    last,
+                    expected: seq,
+                    by: "a checkpoint",
+                });
+            } else if let Some(hash) = self.hash_at(seq)
+                && checkpoint.hash.as_slice() != hash
+            {
+                problems.push(Problem::CheckpointMismatch {
+                    seq,
+                    by: "a checkpoint",
+                });
+            }
+            if checkpoint.closed && last.is_some_and(|l| l > seq) {
+                problems.push(Problem::AfterClose { seq: seq + 1 });
+            }
+        }
+        problems
+    }
+
+    /// The chain must reach the head its writer declared acknowledged, with that hash.
+    fn declaration_problem(&self, declared: &Declaration) -> Option<Problem> {
+        let seq = declared.sequence?;
+        let last = self.last_seq();
+        if self.unverifiable(seq) {
+            return None;
+        }
+        if last.is_none_or(|l| seq > l) {
+            return Some(Problem::CutOff {
+                last,
+                expected: seq,
+                by: "its writer's declaration of abandonment",
+            });
+        }
+        let hash = self.hash_at(seq)?;
+        (declared.hash.as_slice() != hash).then_some(Problem::CheckpointMismatch {
+            seq,
+            by: "its writer's declaration of abandonment",
+        })
+    }
+}
+
+/// Checks an entry in place: its own hash, its link to the entry before (when that one
+/// is known), and that it carries what its place calls for.
+fn check(
+    entry: &AuditEntry,
+    body: Option<&AuditBody>,
+    hash_ok: bool,
+    previous: Option<&Hash>,
+) -> Option<Problem> {
+    let seq = entry.sequence;
+    if !hash_ok {
+        return Some(Problem::Changed { seq });
+    }
+    if previous.is_some_and(|p| entry.previous_hash.as_slice() != p) {
+        return Some(Problem::BrokenLink { seq });
+    }
+    let what = match (seq, body.and_then(|b| b.kind.as_ref())) {
+        (0, Some(Kind::Start(_))) | (1.., Some(Kind::Access(_))) => return None,
+        (0, _) => "the first entry is not a chain start",
+        (_, Some(Kind::Start(_))) => "a chain start in the middle of the chain",
+        (_, None) => "its body is not an audit body",
+    };
+    Some(Problem::Malformed { seq, what })
+}
+
+/// Whether a problem is explained by a declared abandonment: entries after everything
+/// vouched for (the declared head, the latest checkpoint) may be missing (they failed or
+/// never left).
+fn excused(problem: &Problem, vouched: Option<u64>) -> bool {
+    let after_head = |seq: u64| vouched.is_none_or(|a| seq > a);
+    match problem {
+        Problem::Missing { seq } | Problem::BrokenLink { seq } => after_head(*seq),
+        _ => false,
+    }
+}
+
+/// A sequence offset as an index (offsets are bounded by what is held in memory).
+fn slot(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,353 @@
+//! What verification found, and how it is printed: one line per chain and a summary, or
+//! one JSON document.
+
+use std::fmt;
+use std::io::Write;
+
+use crate::audit::chain::Hash;
+
+/// Where a message was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+}
+
+/// The first problem of a chain. Every variant names the sequence it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The entry's hash does not match its content: it was changed.
+    Changed {
+        /// The changed entry.
+        seq: u64,
+    },
+    /// No entry with this sequence (the chain jumps over it).
+    Missing {
+        /// The first missing sequence.
+        seq: u64,
+    },
+    /// The entry's previous hash is not the hash of the entry before it: an entry
+    /// between them was removed and the rest renumbered, or the one before was rewritten.
+    BrokenLink {
+        /// The entry whose link is broken.
+        seq: u64,
+    },
+    /// The entry comes after a later one.
+    Reordered {
+        /// The entry that came late.
+        seq: u64,
+        /// The highest sequence read before it.
+        after: u64,
+    },
+    /// The chain ends before a sequence something vouches for.
+    CutOff {
+        /// Its last entry (`None`: it has none).
+        last: Option<u64>,
+        /// The sequence it should reach.
+        expected: u64,
+        /// What vouches for it.
+        by: &'static str,
+    },
+    /// A checkpoint (or the declaration of abandonment) does not match the entry at its
+    /// sequence: the chain was rewritten from there on.
+    CheckpointMismatch {
+        /// The sequence whose entry does not match.
+        seq: u64,
+        /// What does not match it.
+        by: &'static str,
+    },
+    /// A second, different entry under a sequence already verified.
+    DuplicateDiffers {
+        /// The sequence.
+        seq: u64,
+    },
+    /// An entry after the chain's closed checkpoint: its writer appended nothing more.
+    AfterClose {
+        /// The first entry after the close.
+        seq: u64,
+    },
+    /// The entry is consistent with its hash but not what a writer writes there.
+    Malformed {
+        /// The entry.
+        seq: u64,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+}
+
+impl Problem {
+    /// The sequence the problem is at, to find the first one of a chain.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Problem::CutOff { last, .. } => last.map_or(0, |l| l + 1),
+            Problem::Changed { seq }
+            | Problem::Missing { seq }
+            | Problem::BrokenLink { seq }
+            | Problem::Reordered { seq, .. }
+            | Problem::CheckpointMismatch { seq, .. }
+            | Problem::DuplicateDiffers { seq }
+            | Problem::AfterClose { seq }
+            | Problem::Malformed { seq, .. } => *seq,
+        }
+    }
+
+    /// A short name of the kind of problem.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Changed { .. } => "changed",
+            Problem::Missing { .. } | Problem::BrokenLink { .. } => "missing",
+            Problem::Reordered { .. } => "reordered",
+            Problem::CutOff { .. } | Problem::CheckpointMismatch { .. } => "cut off",
+            Problem::DuplicateDiffers { .. } => "duplicate with different content",
+            Problem::AfterClose { .. } => "appended after close",
+            Problem::Malformed { .. } => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Changed { seq } => write!(
+                f,
+                "changed entry at seq {seq}: its hash does not match its content"
+            ),
+            Problem::Missing { seq } => write!(f, "missing entry at seq {seq}"),
+            Problem::BrokenLink { seq } => write!(
+                f,
+                "missing or rewritten entry before seq {seq}: its previous hash does not match seq {}",
+                seq.saturating_sub(1)
+            ),
+            Problem::Reordered { seq, after } => {
+                write!(
+                    f,
+                    "reordered entry at seq {seq}: it comes after seq {after}"
+                )
+            }
+            Problem::CutOff {
+                last: Some(last),
+                expected,
+                by,
+            } => write!(
+                f,
+                "cut off after seq {last}: {by} says the chain reached seq {expected}"
+            ),
+            Problem::CutOff {
+                last: None,
+                expected,
+                by,
+            } => write!(
+                f,
+                "cut off: no entries, but {by} says the chain reached seq {expected}"
+            ),
+            Problem::CheckpointMismatch { seq, by } => write!(
+                f,
+                "cut off or rewritten at seq {seq}: {by} does not match the entry at seq {seq}"
+            ),
+            Problem::DuplicateDiffers { seq } => {
+                write!(f, "duplicate with different content at seq {seq}")
+            }
+            Problem::AfterClose { seq } => write!(
+                f,
+                "entry appended after close at seq {seq}: the chain's writer closed it before"
+            ),
+            Problem::Malformed { seq, what } => write!(f, "malformed entry at seq {seq}: {what}"),
+        }
+    }
+}
+
+/// Where a chain stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    /// Every entry verified, up to its writer's closed checkpoint.
+    Closed,
+    /// Verified so far, without a closed checkpoint after its last checkpoint: its
+    /// writer is running or crashed.
+    Open {
+        /// The last entry verified.
+        verified_up_to: Option<u64>,
+    },
+    /// Its writer abandoned it after a failed delivery and declared so in the chain that
+    /// replaced it; verified up to the declared head.
+    Abandoned {
+        /// The last sequence its writer saw acknowledged (with all before it).
+        acknowledged_up_to: Option<u64>,
+        /// The chain that replaced it.
+        continued_in: String,
+        /// The last entry verified without a gap.
+        verified_up_to: Option<u64>,
+    },
+    /// Tampered with, or damaged: the first problem found.
+    Failed(Problem),
+}
+
+impl fmt::Display for ChainStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let upto = |seq: &Option<u64>| match seq {
+            Some(seq) => format!("verified up to seq {seq}"),
+            None => "no entry verified".to_owned(),
+        };
+        match self {
+            ChainStatus::Closed => f.write_str("closed, verified"),
+            ChainStatus::Open { verified_up_to } => write!(
+                f,
+                "open (writer running or crashed), {}",
+                upto(verified_up_to)
+            ),
+            ChainStatus::Abandoned {
+                acknowledged_up_to,
+                continued_in,
+                verified_up_to,
+            } => {
+                let head = match acknowledged_up_to {
+                    Some(seq) => format!("after seq {seq}"),
+                    None => "before any entry was acknowledged".to_owned(),
+                };
+                write!(
+                    f,
+                    "abandoned by its writer {head} (continued in chain {continued_in}), {}",
+                    upto(verified_up_to)
+                )
+            }
+            ChainStatus::Failed(problem) => write!(f, "FAILED: {problem}"),
+        }
+    }
+}
+
+/// One chain's result.
+#[derive(Debug, Clone)]
+pub struct ChainReport {
+    /// The chain id.
+    pub chain_id: String,
+    /// Its writer, from its `ChainStart` (`None` if that was not seen).
+    pub writer: Option<String>,
+    /// Entries verified.
+    pub entries: u64,
+    /// Entries before `--from`, not verified.
+    pub skipped: u64,
+    /// Exact duplicates (producer retries), ignored.
+    pub duplicates: u64,
+    /// The highest sequence seen.
+    pub last_sequence: Option<u64>,
+    /// The hash of the last entry, to compare with heads exported elsewhere.
+    pub head: Option<Hash>,
+    /// The latest checkpoint: its sequence and whether it closed the chain.
+    pub checkpoint: Option<(u64, bool)>,
+    /// The verdict.
+    pub status: ChainStatus,
+}
+
+/// What verification found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every chain, in the order first met.
+    pub chains: Vec<ChainReport>,
+    /// Messages on the audit topic that are not audit entries: how many, the first.
+    pub foreign_entries: (u64, Option<Location>),
+    /// Messages on the checkpoint topic that are not checkpoints: how many, the first.
+    pub foreign_checkpoints: (u64, Option<Location>),
+}
+
+impl Report {
+    /// The chains that failed.
+    pub fn failed(&self) -> usize {
+        self.chains
+            .iter()
+            .filter(|c| matches!(c.status, ChainStatus::Failed(_)))
+            .count()
+    }
+
+    /// Nothing failed and nothing foreign was found.
+    pub fn is_clean(&self) -> bool {
+        self.failed() == 0 && self.foreign_entries.0 == 0 && self.foreign_checkpoints.0 == 0
+    }
+
+    /// One line per chain, then the summary.
+    pub fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        for c in &self.chains {
+            write!(
+                out,
+                "chain {} writer={} entries={} last_seq={} head={}",
+                c.chain_id,
+                c.writer.as_deref().unwrap_or("?"),
+                c.entries,
+                c.last_sequence.map_or("-".into(), |s| s.to_string()),
+                c.head.map_or("-".into(), hex::encode),
+            )?;
+            if c.skipped > 0 {
+                write!(out, " skipped={}", c.skipped)?;
+            }
+            writeln!(out, ": {}", c.status)?;
+        }
+        for (what, topic, (count, first)) in [
+            ("audit entries", "audit", self.foreign_entries),
+            ("checkpoints", "checkpoint", self.foreign_checkpoints),
+        ] {
+            if let (n @ 1.., Some(at)) = (count, first) {
+                writeln!(
+                    out,
+                    "FAILED: {n} messages on the {topic} topic are not {what} (first at partition {} offset {})",
+                    at.partition, at.offset
+                )?;
+            }
+        }
+        let count =
+            |f: fn(&ChainStatus) -> bool| self.chains.iter().filter(|c| f(&c.status)).count();
+        writeln!(
+            out,
+            "{} chains: {} closed, {} open, {} abandoned, {} failed; {} entries verified, {} exact duplicates ignored, {} skipped before --from",
+            self.chains.len(),
+            count(|s| matches!(s, ChainStatus::Closed)),
+            count(|s| matches!(s, ChainStatus::Open { .. })),
+            count(|s| matches!(s, ChainStatus::Abandoned { .. })),
+            self.failed(),
+            self.chains.iter().map(|c| c.entries).sum::<u64>(),
+            self.chains.iter().map(|c| c.duplicates).sum::<u64>(),
+            self.chains.iter().map(|c| c.skipped).sum::<u64>(),
+        )
+    }
+
+    /// The report as one JSON document.
+    pub fn to_json(&self) -> serde_json::Value {
+        let chains: Vec<serde_json::Value> = self
+            .chains
+            .iter()
+            .map(|c| {
+                let (state, problem) = match &c.status {
+                    ChainStatus::Closed => ("closed", None),
+                    ChainStatus::Open { .. } => ("open", None),
+                    ChainStatus::Abandoned { .. } => ("abandoned", None),
+                    ChainStatus::Failed(p) => ("failed", Some(p)),
+                };
+                serde_json::json!({
+                    "chain_id": c.chain_id,
+                    "writer": c.writer,
+                    "entries": c.entries,
+                    "skipped": c.skipped,
+                    "duplicates": c.duplicates,
+                    "last_sequence": c.last_sequence,
+                    "head": c.head.map(hex::encode),
+                    "checkpoint": c.checkpoint.map(|(seq, closed)| serde_json::json!({"sequence": seq, "closed": closed})),
+                    "status": state,
+                    "detail": c.status.to_string(),
+                    "problem": problem.map(|p| serde_json::json!({"kind": p.kind(), "sequence": p.seq(), "message": p.to_string()})),
+                })
+            })
+            .collect();
+        let foreign = |(count, first): (u64, Option<Location>)| {
+            serde_json::json!({
+                "count": count,
+                "first": first.map(|at| serde_json::json!({"partition": at.partition, "offset": at.offset})),
+            })
+        };
+        serde_json::json!({
+            "clean": self.is_clean(),
+            "failed": self.failed(),
+            "chains": chains,
+            "foreign_entries": foreign(self.foreign_entries),
+            "foreign_checkpoints": foreign(self.foreign_checkpoints),
+        })
+    }
+}

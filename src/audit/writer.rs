@@ -1,0 +1,377 @@
+//! A process's audit writer: one hash chain, appended through the shared producer.
+//!
+//! Numbering, hashing and handing an entry to the producer happen under one lock, so the
+//! entries of a chain reach librdkafka in sequence order; records of one key (the chain
+//! id) land in that order. The broker's ack is awaited outside the lock, so concurrent
+//! lookups share the producer's batches.
+//!
+//! One task (the acker) awaits the acks in sequence order and moves the chain's
+//! acknowledged head: an entry counts as written only when it and every entry before it
+//! were acknowledged, so an answer never leaves behind an entry that sits after a gap.
+//! When a delivery fails, the chain can no longer be proven gap-free: the chain is
+//! marked failed, the entries after it fail their lookups, and the next append starts a
+//! new chain whose `ChainStart` names the abandoned chain and its acknowledged head.
+//!
+//! The acker owns every enqueued record until librdkafka resolves it (within the
+//! producer's message timeout), whether or not the lookup is still waiting, so the head
+//! never sticks on an entry whose caller gave up. The channel to it is unbounded; what
+//! it holds is bounded by the producer's in-flight window, since every record in it was
+//! taken by the window and is resolved promptly once delivered.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prost::Message as _;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::time::{Instant, timeout_at};
+
+use super::AuditError;
+use super::chain::{Hash, Tip, new_chain_id};
+use crate::kafka::{Enqueued, Publisher, Topics};
+use crate::proto::audit_body::Kind;
+use crate::proto::{AuditBody, ChainStart, DataAccess};
+
+/// The longest the acker waits for one record. librdkafka resolves every record within
+/// the producer's message timeout; this only guards against a producer that never does.
+const ACK_BOUND: Duration = Duration::from_secs(600);
+/// How long starting a chain may wait for room in the producer's window.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A process's audit writer. Clones share the chain.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    publisher: Publisher,
+    /// `govlink.audit.v1` under the deployment's prefix.
+    topic: String,
+    /// `govlink.audit-checkpoints.v1` under the deployment's prefix.
+    checkpoint_topic: String,
+    /// Who writes: the first entry of every chain says so.
+    writer: &'static str,
+    host: String,
+    /// Held while an entry is numbered, hashed and handed to the producer.
+    writing: Mutex<Writing>,
+    /// The acknowledged head of the current chain, moved by the acker.
+    acked: Arc<watch::Sender<Acked>>,
+    /// Enqueued entries, in sequence order, to the acker.
+    to_acker: mpsc::UnboundedSender<Pending>,
+}
+
+/// The chain being appended to.
+struct Writing {
+    tip: Tip,
+    /// `tip.id`, shared with the acker's bookkeeping.
+    chain: Arc<str>,
+    /// Set at shutdown, before the closed checkpoint: nothing may follow it.
+    closed: bool,
+}
+
+/// What the broker acknowledged of the current chain.
+#[derive(Debug, Clone)]
+pub(super) struct Acked {
+    /// The current chain.
+    pub(super) chain: Arc<str>,
+    /// The last entry acknowledged together with every entry before it.
+    pub(super) head: Option<(u64, Hash)>,
+    /// An entry was not delivered: nothing after it counts, and the next append starts a
+    /// new chain.
+    pub(super) failed: bool,
+    /// The abandoned chain (and its acknowledged head) this chain's start declares.
+    declares: Option<Declared>,
+}
+
+/// An abandoned chain and its acknowledged head, as a `ChainStart` declares it.
+type Declared = (Arc<str>, Option<(u64, Hash)>);
+
+/// An entry handed to the producer, awaiting its ack.
+struct Pending {
+    chain: Arc<str>,
+    sequence: u64,
+    hash: Hash,
+    enqueued: Enqueued,
+    /// The lookup waiting for it (none for a chain's start).
+    reply: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+impl AuditLog {
+    /// Starts this process's chain (enqueues its ChainStart; does not wait for the ack).
+    pub async fn start(
+        publisher: Publisher,
+        topics: &Topics,
+        writer: &'static str,
+    ) -> Result<AuditLog, AuditError> {
+        let tip = Tip::new(new_chain_id());
+        let chain: Arc<str> = tip.id.as_str().into();
+        let acked = Arc::new(watch::Sender::new(Acked {
+            chain: Arc::clone(&chain),
+            head: None,
+            failed: false,
+            declares: None,
+        }));
+        let (to_acker, pending) = mpsc::unbounded_channel();
+        // Ends when the last clone of this log is dropped and every record is resolved.
+        tokio::spawn(acknowledge(pending, Arc::clone(&acked)));
+        let log = AuditLog {
+            inner: Arc::new(Inner {
+                publisher,
+                topic: topics.audit(),
+                checkpoint_topic: topics.audit_checkpoints(),
+                writer,
+                host: host_name(),
+                writing: Mutex::new(Writing {
+                    tip,
+                    chain,
+                    closed: false,
+                }),
+                acked,
+                to_acker,
+            }),
+        };
+        {
+            let mut writing = log.inner.writing.lock().await;
+            let start = log.chain_start(None);
+            let deadline = Instant::now() + START_TIMEOUT;
+            let (sequence, hash, enqueued) = log.enqueue(&mut writing.tip, start, deadline).await?;
+            log.track(&writing.chain, sequence, hash, enqueued, None);
+        }
+        tracing::info!(chain = log.chain_id(), writer, "audit chain started");
+        Ok(log)
+    }
+
+    /// Appends one access to the chain and waits (until `deadline`) for the broker's ack.
+    pub async fn record(&self, access: DataAccess, deadline: Instant) -> Result<(), AuditError> {
+        let (reply, outcome) = oneshot::channel();
+        {
+            let mut writing = timeout_at(deadline, self.inner.writing.lock())
+                .await
+                .map_err(|_| AuditError::DeadlineExceeded)?;
+            if writing.closed {
+                return Err(AuditError::Closed);
+            }
+            self.restart_if_broken(&mut writing, deadline).await?;
+            let (sequence, hash, enqueued) = self
+                .enqueue(&mut writing.tip, Kind::Access(access), deadline)
+                .await?;
+            self.track(&writing.chain, sequence, hash, enqueued, Some(reply));
+        }
+        match timeout_at(deadline, outcome).await {
+            Ok(Ok(verdict)) => verdict,
+            // The acker answers every entry it was given; it is gone only with the runtime.
+            Ok(Err(_)) => Err(AuditError::Closed),
+            Err(_) => Err(AuditError::DeadlineExceeded),
+        }
+    }
+
+    /// The current chain id (for logs and tests).
+    pub fn chain_id(&self) -> String {
+        self.inner.acked.borrow().chain.to_string()
+    }
+
+    /// The acknowledged head of the current chain.
+    pub(super) fn acked(&self) -> Acked {
+        self.inner.acked.borrow().clone()
+    }
+
+    /// Waits for changes of the acknowledged head.
+    pub(super) fn watch_acked(&self) -> watch::Receiver<Acked> {
+        self.inner.acked.subscribe()
+    }
+
+    pub(super) fn publisher(&self) -> &Publisher {
+        &self.inner.publisher
+    }
+
+    pub(super) fn checkpoint_topic(&self) -> &str {
+        &self.inner.checkpoint_topic
+    }
+
+    /// Starts a new chain now if the current one failed, so the abandonment is declared
+    /// without waiting for the next lookup.
+    pub(super) async fn restart_failed_chain(&self, deadline: Instant) {
+        let mut writing = self.inner.writing.lock().await;
+        if writing.closed {
+            return;
+        }
+        if let Err(e) = self.restart_if_broken(&mut writing, deadline).await {
+            tracing::warn!(error = %e, "cannot start a new audit chain yet");
+        }
+    }
+
+    /// Closes the log: no entry is appended after this. Returns the chain and the last
+    /// sequence handed to the producer, which the closed checkpoint must wait for.
+    pub(super) async fn close(&self, deadline: Instant) -> (Arc<str>, u64) {
+        let mut writing = self.inner.writing.lock().await;
+        // A failed chain is replaced first, so it ends declared rather than open.
+        if let Err(e) = self.restart_if_broken(&mut writing, deadline).await {
+            tracing::warn!(error = %e, "cannot start a new audit chain before closing");
+        }
+        writing.closed = true;
+        // The tip moved past the chain's start when it was made, so `next` is at least 1.
+        (
+            Arc::clone(&writing.chain),
+            writing.tip.next.saturating_sub(1),
+        )
+    }
+
+    /// If the current chain failed, starts a new one whose `ChainStart` declares it
+    /// abandoned at its acknowledged head. The old chain stays current if the new start
+    /// cannot be handed to the producer.
+    ///
+    /// A failed chain of which nothing was acknowledged, not even its start, may never
+    /// have reached the topic, and with it its own declaration: the new chain repeats
+    /// that declaration instead, so the chain abandoned before stays declared.
+    async fn restart_if_broken(
+        &self,
+        writing: &mut Writing,
+        deadline: Instant,
+    ) -> Result<(), AuditError> {
+        let acked = self.acked();
+        if !acked.failed || acked.chain != writing.chain {
+            return Ok(());
+        }
+        let declared: Declared = match (acked.head, acked.declares) {
+            (None, Some(earlier)) => earlier,
+            (head, _) => (Arc::clone(&acked.chain), head),
+        };
+        let mut tip = Tip::new(new_chain_id());
+        let start = self.chain_start(Some((&declared.0, declared.1)));
+        let (sequence, hash, enqueued) = self.enqueue(&mut tip, start, deadline).await?;
+        let chain: Arc<str> = tip.id.as_str().into();
+        tracing::warn!(
+            abandoned = %declared.0,
+            acknowledged_up_to = declared.1.map(|(s, _)| s),
+            chain = %chain,
+            "audit chain abandoned after a failed delivery; continuing in a new chain"
+        );
+        // The acker must see the new chain before its first entry.
+        self.inner.acked.send_replace(Acked {
+            chain: Arc::clone(&chain),
+            head: None,
+            failed: false,
+            declares: Some(declared),
+        });
+        self.track(&chain, sequence, hash, enqueued, None);
+        *writing = Writing {
+            tip,
+            chain,
+            closed: false,
+        };
+        Ok(())
+    }
+
+    /// The first entry of a chain, declaring `abandoned` (a chain id and its acknowledged
+    /// head) when it replaces one.
+    fn chain_start(&self, abandoned: Option<(&str, Option<(u64, Hash)>)>) -> Kind {
+        let (id, head) = abandoned.unwrap_or_default();
+        Kind::Start(ChainStart {
+            writer: self.inner.writer.to_owned(),
+            host: self.inner.host.clone(),
+            pid: std::process::id(),
+            abandoned_chain_id: id.to_owned(),
+            abandoned_sequence: head.map(|(s, _)| s),
+            abandoned_hash: head.map(|(_, h)| h.to_vec()).unwrap_or_default(),
+        })
+    }
+
+    /// Numbers and hashes an entry carrying `kind` (at now) on `tip` and hands it to the
+    /// producer. The tip moves only if the producer took it, so a refused entry leaves no
+    /// gap.
+    async fn enqueue(
+        &self,
+        tip: &mut Tip,
+        kind: Kind,
+        deadline: Instant,
+    ) -> Result<(u64, Hash, Enqueued), AuditError> {
+        let body = AuditBody {
+            at: Some(SystemTime::now().into()),
+            kind: Some(kind),
+        };
+        let entry = tip.next_entry(&body);
+        let enqueued = self
+            .inner
+            .publisher
+            .enqueue(
+                &self.inner.topic,
+                entry.chain_id.as_bytes(),
+                &entry.encode_to_vec(),
+                &[],
+                deadline,
+            )
+            .await?;
+        tip.advance(&entry);
+        Ok((entry.sequence, tip.last_hash, enqueued))
+    }
+
+    /// Hands an enqueued entry to the acker.
+    fn track(
+        &self,
+        chain: &Arc<str>,
+        sequence: u64,
+        hash: Hash,
+        enqueued: Enqueued,
+        reply: Option<oneshot::Sender<Result<(), AuditError>>>,
+    ) {
+        let pending = Pending {
+            chain: Arc::clone(chain),
+            sequence,
+            hash,
+            enqueued,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(pending)) = self.inner.to_acker.send(pending) {
+            // Nobody will learn whether it landed: the chain cannot be trusted any more.
+            self.inner.acked.send_modify(|a| a.failed = true);
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(AuditError::Closed));
+            }
+        }
+    }
+}
+
+/// The acker: awaits each entry's ack in sequence order and moves the acknowledged head;
+/// answers each waiting lookup.
+async fn acknowledge(
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    acked: Arc<watch::Sender<Acked>>,
+) {
+    while let Some(p) = pending.recv().await {
+        let delivered = p.enqueued.ack(Instant::now() + ACK_BOUND).await;
+        let mut counts = false;
+        acked.send_if_modified(|a| {
+            // An entry of a chain already abandoned, or after a failed one, never counts.
+            if a.chain != p.chain || a.failed {
+                return false;
+            }
+            if delivered.is_ok() {
+                a.head = Some((p.sequence, p.hash));
+                counts = true;
+            } else {
+                a.failed = true;
+            }
+            true
+        });
+        let verdict = match delivered {
+            Ok(_) if counts => Ok(()),
+            Ok(_) => Err(AuditError::ChainBroken),
+            Err(e) => {
+                tracing::warn!(chain = %p.chain, sequence = p.sequence, error = %e, "audit entry not delivered");
+                Err(AuditError::Publish(e))
+            }
+        };
+        if let Some(reply) = p.reply {
+            // The lookup may have given up waiting; the head moved all the same.
+            let _ = reply.send(verdict);
+        }
+    }
+}
+
+/// This machine's name, to find a chain's writer in logs; empty if unknown.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
