@@ -55,6 +55,14 @@ impl Topics {
         format!("{}govlink.audit-checkpoints.v1", self.prefix)
     }
 
+    /// Every topic govlink uses: what a broker that creates no topics (librdkafka's mock
+    /// cluster) must be given before a govlink process starts.
+    pub fn all(&self) -> Vec<String> {
+        let mut all = self.all_records();
+        all.extend([self.dlq(), self.audit(), self.audit_checkpoints()]);
+        all
+    }
+
     /// The agency whose record topic this is, if it is one of ours.
     pub fn agency_of(&self, topic: &str) -> Option<Agency> {
         let slug = topic

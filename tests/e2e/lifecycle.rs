@@ -31,7 +31,7 @@ async fn a_fatal_producer_error_marks_the_app_not_serving_and_stops_it_with_an_e
     let cluster = MockCluster::new(1).expect("mock cluster");
     let id = unique("fatal");
     let topics = Topics::new(format!("{id}."));
-    for topic in topics.all_records().into_iter().chain([topics.dlq()]) {
+    for topic in topics.all() {
         cluster.create_topic(&topic, 1, 1).expect("topic");
     }
     let settings = Settings {

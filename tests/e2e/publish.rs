@@ -454,10 +454,9 @@ async fn a_deadline_shorter_than_the_broker_round_trip_answers_deadline_exceeded
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
     let prefix = unique("slow");
     let topics = Topics::new(format!("{prefix}."));
-    for name in topics.all_records() {
+    for name in topics.all() {
         cluster.create_topic(&name, 1, 1).unwrap();
     }
-    cluster.create_topic(&topics.dlq(), 1, 1).unwrap();
     let settings = govlink::config::Settings {
         kafka: Some(cluster.bootstrap_servers()),
         redis: None,

@@ -245,7 +245,7 @@ async fn a_broker_down_mid_publish_then_up_again_loses_no_acknowledged_record() 
     let id = unique("restart");
     let topics = govlink::kafka::Topics::new(format!("{id}."));
     // The mock cluster answers no CreateTopics: create what the app would.
-    for topic in topics.all_records().into_iter().chain([topics.dlq()]) {
+    for topic in topics.all() {
         cluster.create_topic(&topic, 3, 1).expect("topic");
     }
     let bootstrap = cluster.bootstrap_servers();
