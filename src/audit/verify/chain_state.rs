@@ -12,7 +12,7 @@ const MISSING: Hash = [0; 32];
 /// The longest run of missing sequences held open for a late (reordered) entry. A longer
 /// jump is reported as missing at once, so forged sequence numbers cannot make the
 /// verifier allocate without bound.
-const MAX_GAP: u64 = 1 << 20;
+pub(super) const MAX_GAP: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub(super) struct ChainState {
@@ -29,8 +29,8 @@ pub(super) struct ChainState {
     base: Option<u64>,
     /// The hash of every sequence from `base` on; [`MISSING`] where none was seen.
     hashes: Vec<Hash>,
-    /// Slots of `hashes` still [`MISSING`].
-    open_gaps: u64,
+    /// Whether `hashes` has a [`MISSING`] slot (a gap not yet filled).
+    gap_open: bool,
     /// What the next entry must be: its sequence and its previous hash.
     next: u64,
     prev: Hash,
@@ -50,7 +50,7 @@ impl ChainState {
             duplicates: 0,
             base: None,
             hashes: Vec::new(),
-            open_gaps: 0,
+            gap_open: false,
             next: 0,
             prev: GENESIS,
             problems: Vec::new(),
@@ -88,16 +88,18 @@ impl ChainState {
         }
         let linked = seq == self.next;
         if !linked {
-            // A second gap while one is open ends forward checking: the first gap is what
-            // gets reported, unless a late entry fills it.
-            if seq - self.next > MAX_GAP || self.open_gaps > 0 {
+            if seq - self.next > MAX_GAP {
+                self.problems.push(Problem::Missing { seq: self.next });
                 self.stopped = true;
-                if seq - self.next > MAX_GAP {
-                    self.problems.push(Problem::Missing { seq: self.next });
-                }
                 return;
             }
-            self.open_gaps += seq - self.next;
+            // A second gap while one is open ends forward checking (so memory stays
+            // bounded): the first gap is what gets reported, unless a late entry fills it.
+            if self.gap_open {
+                self.stopped = true;
+                return;
+            }
+            self.gap_open = true;
             self.hashes.resize(slot(seq - base), MISSING);
         }
         if let Some(problem) = check(entry, body, hash_ok, linked.then_some(&self.prev)) {
@@ -128,7 +130,6 @@ impl ChainState {
             // Seen after all: the gap it leaves is not "missing".
             self.hashes[slot(seq - base)] =
                 Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
-            self.open_gaps = self.open_gaps.saturating_sub(1);
             self.stopped = true;
         } else if hash_ok && entry.hash.as_slice() == stored {
             // The hash covers every field: this is the same entry again.
@@ -192,13 +193,10 @@ impl ChainState {
         }
     }
 
-    /// The highest sequence seen (verified or skipped).
+    /// The highest sequence seen in order (verified, or skipped before the anchor): the
+    /// one `next` follows. (`hashes` always spans `base..next`.)
     fn last_seq(&self) -> Option<u64> {
-        match self.base {
-            Some(base) if !self.hashes.is_empty() => Some(base + self.hashes.len() as u64 - 1),
-            _ if self.skipped > 0 || self.base.is_some_and(|b| b > 0) => self.next.checked_sub(1),
-            _ => None,
-        }
+        self.next.checked_sub(1)
     }
 
     /// The hash of the verified entry `seq`; `None` if skipped, missing or not reached.
@@ -214,22 +212,15 @@ impl ChainState {
         Some(base + index as u64)
     }
 
-    /// Whether `seq` lies where nothing could be checked: before the anchor (`--from`).
-    fn unverifiable(&self, seq: u64) -> bool {
-        self.base.is_none_or(|base| seq < base) && self.last_seq().is_some_and(|l| seq <= l)
-    }
-
     /// A checkpoint beyond the last entry, or one that does not match its entry, means
     /// the chain was cut off (or rewritten after it); an entry after a closed checkpoint
     /// was appended by someone else.
     fn checkpoint_problems(&self, checkpoints: &[AuditCheckpoint]) -> Vec<Problem> {
         let last = self.last_seq();
         let mut problems = Vec::new();
+        // A sequence before the anchor (skipped by `--from`) has no hash here: not checked.
         for checkpoint in checkpoints {
             let seq = checkpoint.sequence;
-            if self.unverifiable(seq) {
-                continue;
-            }
             if last.is_none_or(|l| seq > l) {
                 problems.push(Problem::CutOff {
                     last,
@@ -255,9 +246,6 @@ impl ChainState {
     fn declaration_problem(&self, declared: &Declaration) -> Option<Problem> {
         let seq = declared.sequence?;
         let last = self.last_seq();
-        if self.unverifiable(seq) {
-            return None;
-        }
         if last.is_none_or(|l| seq > l) {
             return Some(Problem::CutOff {
                 last,

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
+use super::chain_state::MAX_GAP;
 use super::*;
 use crate::audit::chain::{Hash, Tip, entry_hash};
 use crate::proto::{ChainStart, DataAccess};
@@ -159,8 +160,14 @@ fn a_chain_without_a_closed_checkpoint_after_its_last_is_open_not_failed() {
             verified_up_to: Some(5)
         }
     );
-    // An older closed checkpoint followed by an open one is open as well (never here,
-    // but a closed checkpoint only counts at the chain's end).
+    // A checkpoint at the last entry that does not close it: still open.
+    let report = verify(&entries, &[checkpoint(&entries, 5, false)]);
+    assert_eq!(
+        status(&report, "c1"),
+        ChainStatus::Open {
+            verified_up_to: Some(5)
+        }
+    );
     let report = verify(&entries, &[]);
     assert_eq!(
         status(&report, "c1"),
@@ -433,6 +440,13 @@ fn an_abandoned_chain_still_fails_before_its_head_and_on_changed_entries() {
         status(&verify(&[gapped, new.clone()].concat(), &[]), "old"),
         ChainStatus::Failed(Problem::Missing { seq: 2 })
     );
+    // Nor is the declared head itself.
+    let mut headless = old.clone();
+    headless.remove(3);
+    assert_eq!(
+        status(&verify(&[headless, new.clone()].concat(), &[]), "old"),
+        ChainStatus::Failed(Problem::Missing { seq: 3 })
+    );
     // Changed after the head is still changed.
     let mut changed = old.clone();
     let last = changed.len() - 1;
@@ -517,6 +531,88 @@ fn from_skips_a_chains_beginning_and_anchors_at_its_first_entry_after() {
     assert_eq!(
         status(&verify_from(time(T0 + 5), &late, &checkpoints), "c1"),
         ChainStatus::Failed(Problem::Changed { seq: 7 })
+    );
+}
+
+#[test]
+fn from_anchors_every_check_at_the_first_verified_entry() {
+    let entries = chain("c1", 9);
+    let from = time(T0 + 5);
+    let checkpoints = [closed(&entries)];
+    // A late copy of a skipped entry is skipped too; a retry after the anchor is a
+    // duplicate.
+    let mut copies = entries.clone();
+    copies.insert(8, entries[2].clone());
+    copies.push(entries[6].clone());
+    let report = verify_from(from, &copies, &checkpoints);
+    assert!(report.is_clean(), "{report:?}");
+    let c = &report.chains[0];
+    assert_eq!((c.skipped, c.entries, c.duplicates), (6, 5, 1));
+    // Swapped after the anchor.
+    let mut swapped = entries.clone();
+    swapped.swap(6, 7);
+    assert_eq!(
+        status(&verify_from(from, &swapped, &checkpoints), "c1"),
+        ChainStatus::Failed(Problem::Reordered { seq: 6, after: 7 })
+    );
+    // A gap after the anchor, and how far the chain was seen.
+    let mut gapped = entries.clone();
+    gapped.remove(7);
+    let report = verify_from(from, &gapped, &checkpoints);
+    assert_eq!(
+        status(&report, "c1"),
+        ChainStatus::Failed(Problem::Missing { seq: 7 })
+    );
+    assert_eq!(report.chains[0].last_sequence, Some(9));
+}
+
+#[test]
+fn a_clock_stepping_back_after_from_skips_nothing_more() {
+    let mut tip = Tip::new("c1".into());
+    let mut entries = Vec::new();
+    for (i, seconds) in [0, 1, 5, 6, 2, 7].into_iter().enumerate() {
+        let kind = if i == 0 { start(None) } else { access("x") };
+        let entry = tip.next_entry(&AuditBody {
+            at: at(T0 + seconds),
+            kind: Some(kind),
+        });
+        tip.advance(&entry);
+        entries.push(entry);
+    }
+    let report = verify_from(time(T0 + 5), &entries, &[closed(&entries)]);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.chains[0].skipped, report.chains[0].entries), (2, 4));
+}
+
+#[test]
+fn a_second_gap_ends_forward_checking_and_the_first_is_reported() {
+    let mut entries = chain("c1", 8);
+    entries.remove(5);
+    entries.remove(2);
+    let report = verify(&entries, &[]);
+    assert_eq!(
+        status(&report, "c1"),
+        ChainStatus::Failed(Problem::Missing { seq: 2 })
+    );
+    // 0, 1, 3, 4 were verified; checking stopped at 6.
+    assert_eq!(report.chains[0].entries, 4);
+}
+
+#[test]
+fn a_gap_up_to_the_limit_is_held_open_for_a_late_entry() {
+    let entries = chain("c1", 2);
+    let mut far = entries[2].clone();
+    far.sequence = 2 + MAX_GAP;
+    let previous = Hash::try_from(far.previous_hash.as_slice()).unwrap();
+    far.hash = entry_hash("c1", far.sequence, &previous, &far.body).to_vec();
+    let late = entries[2].clone();
+    let report = verify(&[&entries[..2], &[far, late]].concat(), &[]);
+    assert_eq!(
+        status(&report, "c1"),
+        ChainStatus::Failed(Problem::Reordered {
+            seq: 2,
+            after: 2 + MAX_GAP
+        })
     );
 }
 
