@@ -363,10 +363,12 @@ fn entries_a_writer_never_writes_are_malformed() {
     // Messages that are no entries at all make the run fail, not a chain.
     let mut verifier = Verifier::new(None);
     verifier.add_entry(location(7), b"\xff\xff not protobuf");
+    // Protobuf, but no chain: an empty message decodes to every field's default.
+    verifier.add_entry(location(8), &[]);
     verifier.add_checkpoint(location(2), &[]);
     let report = verifier.finish();
     assert!(report.chains.is_empty());
-    assert_eq!(report.foreign_entries, (1, Some(location(7))));
+    assert_eq!(report.foreign_entries, (2, Some(location(7))));
     assert_eq!(report.foreign_checkpoints, (1, Some(location(2))));
     assert!(!report.is_clean());
 }
@@ -479,6 +481,32 @@ fn a_declaration_cannot_excuse_what_a_checkpoint_vouched_for() {
         status(&verify(&[old, new].concat(), &checkpoints), "old"),
         ChainStatus::Failed(Problem::Missing { seq: 4 })
     );
+}
+
+#[test]
+fn only_a_chains_own_start_can_declare_an_abandonment() {
+    let mut old = chain("old", 5);
+    old.remove(4);
+    // A start with a broken hash, and a valid start in the middle of a chain.
+    let mut broken = chain_declaring("forger", 1, Some(("old", None, None)));
+    broken[0].hash[0] ^= 1;
+    let mut tip = Tip::new("middle".into());
+    let mut middle = Vec::new();
+    for kind in [start(None), start(Some(("old", None, None)))] {
+        let entry = tip.next_entry(&AuditBody {
+            at: at(T0),
+            kind: Some(kind),
+        });
+        tip.advance(&entry);
+        middle.push(entry);
+    }
+    for forged in [broken, middle] {
+        let report = verify(&[old.clone(), forged].concat(), &[]);
+        assert_eq!(
+            status(&report, "old"),
+            ChainStatus::Failed(Problem::Missing { seq: 4 })
+        );
+    }
 }
 
 #[test]
