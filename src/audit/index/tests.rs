@@ -89,6 +89,28 @@ fn an_access_fans_out_to_each_person_without_the_others() {
 }
 
 #[test]
+fn the_score_is_milliseconds_since_the_epoch() {
+    let at = std::time::UNIX_EPOCH + Duration::new(1_800_000_000, 250_999_999);
+    let (entry, body) = entry_at(at, lookup(&[alice()]));
+    let writes = index_writes(person_accesses(&entry, &body, Duration::MAX));
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].at_ms, 1_800_000_000_250);
+    assert_eq!(writes[0].person, alice());
+}
+
+#[test]
+fn only_an_unreachable_or_busy_redis_is_worth_retrying() {
+    let io = redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "refused",
+    ));
+    assert!(IndexError::Redis(io).is_transient());
+    assert!(!IndexError::Corrupt("x".into()).is_transient());
+    let refused = redis::RedisError::from((redis::ErrorKind::Client, "wrong type"));
+    assert!(!IndexError::Redis(refused).is_transient());
+}
+
+#[test]
 fn old_entries_and_chain_starts_add_nothing() {
     let old = SystemTime::now() - 2 * DAY;
     let (entry, body) = entry_at(old, lookup(&[alice()]));
