@@ -16,7 +16,8 @@
 #    and GOVLINK_TEST_TANSU_BIN (the broker binary, for tests that stop and restart one).
 # 3. Runs the tests: `cargo test --doc` (when no ARGS are given; nextest does not run doc
 #    tests), then `cargo nextest run --no-fail-fast ARGS...`, or `cargo test ARGS...` without
-#    nextest.
+#    nextest; then (without ARGS) `govlink bench all --quick` on the same broker and Redis,
+#    which must produce numbers for every scenario (timings are not checked).
 #    Exits with the test runner's status.
 # Anything this script started is stopped when it exits, whether it passes, fails or is interrupted.
 # Service logs stay in target/test-services/ (tansu.log, redis.log) for post-mortems.
@@ -274,6 +275,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     log "cargo-nextest not found; cargo test${*:+ $*}"
     cargo test "$@" || status=$?
+fi
+
+# The benchmark tool must not rot: every scenario runs briefly against the same broker and
+# Redis and must produce numbers (it exits non-zero otherwise). Timings are not checked:
+# on a shared machine they are noise.
+if (($# == 0)); then
+    log "govlink bench all --quick"
+    cargo run --quiet -- bench all --quick --kafka "$GOVLINK_TEST_KAFKA" \
+        --redis "$GOVLINK_TEST_REDIS" || { rc=$?; ((status != 0)) || status=$rc; }
 fi
 
 if ((status == 0)); then log "all checks passed"; else log "tests failed (exit $status)"; fi

@@ -400,6 +400,8 @@ pub struct App {
     parts: Parts,
     publisher: Publisher,
     kafka: Kafka,
+    /// The resolver's store, when the role has one.
+    store: Option<Store>,
     grace: Duration,
 }
 
@@ -439,17 +441,31 @@ impl App {
             );
             adapters(&mut parts, &path, agencies);
         }
-        if matches!(role, Role::Resolver | Role::Dev) {
-            resolver(&mut parts, settings, role, &kafka, &publisher).await?;
-        }
+        let store = match role {
+            Role::Resolver | Role::Dev => {
+                Some(resolver(&mut parts, settings, role, &kafka, &publisher).await?)
+            }
+            Role::Adapter(_) => None,
+        };
         let listener = TcpListener::bind(settings.grpc_addr).await?;
         Ok(App {
             listener,
             parts,
             publisher,
             kafka,
+            store,
             grace: settings.shutdown_grace(),
         })
+    }
+
+    /// The broker the app talks to (the embedded one's address in `dev` without `kafka`).
+    pub fn kafka_bootstrap(&self) -> &str {
+        &self.kafka.bootstrap
+    }
+
+    /// The resolver's store (the in-memory one in `dev` without `redis`), if it has one.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     /// The address the gRPC server listens on.
@@ -472,6 +488,7 @@ impl App {
             publisher,
             kafka,
             grace,
+            store: _,
         } = self;
         let Parts {
             mut routes,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::body::Body;
 use tonic::codegen::Service;
@@ -52,8 +53,18 @@ pub async fn serve(
         inner: routes.prepare(),
         limit: MAX_MESSAGE_BYTES,
     };
+    // Answers go out at once: with Nagle's algorithm, a reply of several frames waits for
+    // the client's delayed ACK (some 40 ms) before its last frame is sent.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::debug!(error = %e, "cannot disable Nagle's algorithm on a connection");
+        }
+        conn
+    });
     Server::builder()
-        .serve_with_incoming_shutdown(service, TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(service, incoming, shutdown)
         .await
 }
 

@@ -55,6 +55,26 @@ enum Command {
     Demo,
     /// Rebuild the record store (Redis) from the topics, with the running resolvers.
     Rebuild,
+    /// Measure govlink's hot paths side by side with raw rdkafka / Redis baselines.
+    Bench {
+        /// publish, publish-batch, lookup, or all.
+        scenario: BenchArg,
+        /// Operations per side per round.
+        #[arg(long, default_value_t = 2000)]
+        records: u64,
+        /// Concurrent clients per side.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Rounds (govlink, then the baseline, in each).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// A few seconds in all (200 records, 1 round, concurrency 4).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Access policy tools.
     Policy {
         #[command(subcommand)]
@@ -89,6 +109,26 @@ enum PolicyCommand {
         /// The policy file (TOML).
         file: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchArg {
+    Publish,
+    PublishBatch,
+    Lookup,
+    All,
+}
+
+impl BenchArg {
+    fn scenarios(self) -> Vec<govlink::bench::Scenario> {
+        use govlink::bench::Scenario;
+        match self {
+            BenchArg::Publish => vec![Scenario::Publish],
+            BenchArg::PublishBatch => vec![Scenario::PublishBatch],
+            BenchArg::Lookup => vec![Scenario::Lookup],
+            BenchArg::All => Scenario::ALL.to_vec(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -155,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
         cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo);
     let quiet = matches!(
         cli.command,
-        Command::Demo | Command::Rebuild | Command::Audit { .. }
+        Command::Demo | Command::Rebuild | Command::Audit { .. } | Command::Bench { .. }
     );
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 
@@ -165,6 +205,31 @@ async fn main() -> anyhow::Result<()> {
             return govlink::demo::run(&settings, &mut stdout).await;
         }
         Command::Rebuild => return rebuild(&settings).await,
+        Command::Bench {
+            scenario,
+            records,
+            concurrency,
+            rounds,
+            quick,
+            json,
+        } => {
+            let options = if quick {
+                govlink::bench::BenchOptions {
+                    json,
+                    ..govlink::bench::BenchOptions::quick()
+                }
+            } else {
+                govlink::bench::BenchOptions {
+                    records,
+                    concurrency,
+                    rounds,
+                    json,
+                }
+            };
+            let mut stdout = std::io::stdout();
+            govlink::bench::run(&settings, &scenario.scenarios(), &options, &mut stdout).await?;
+            return Ok(());
+        }
         Command::Audit {
             command: AuditCommand::Verify { from, json },
         } => {

@@ -1,0 +1,145 @@
+//! The system a bench measures: govlink in-process (every adapter and the resolver) on
+//! the configured broker and store, under prefixes of its own, and the raw clients the
+//! baselines use on the same broker and store.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::app::{App, AppError, Role};
+use crate::config::Settings;
+use crate::domain::resident_id::check_character;
+use crate::kafka::{Topics, client_config};
+use crate::resolver::store::Store;
+
+/// The requester and purpose the lookup scenario calls with: every section, masked.
+pub(super) const REQUESTER: &str = "housing/bench";
+pub(super) const PURPOSE: &str = "bench";
+const POLICY: &str = r#"
+[[grant]]
+agency = "housing"
+service = "bench"
+purpose = "bench"
+sections = ["identity", "household", "social-security", "provident-fund", "property"]
+"#;
+
+/// A running govlink and what the baselines need to reach the same broker and store.
+pub(super) struct Env {
+    pub(super) settings: Settings,
+    pub(super) topics: Topics,
+    pub(super) channel: Channel,
+    pub(super) bootstrap: String,
+    pub(super) store: Store,
+    policy_file: std::path::PathBuf,
+    stop: CancellationToken,
+    server: JoinHandle<Result<(), AppError>>,
+}
+
+impl Env {
+    /// Starts govlink under fresh topic and key prefixes.
+    pub(super) async fn start(settings: &Settings) -> anyhow::Result<Env> {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let policy_file = std::env::temp_dir().join(format!("govlink-bench-{id}.toml"));
+        std::fs::write(&policy_file, POLICY)?;
+        let mut settings = settings.clone();
+        settings.grpc_addr = ([127, 0, 0, 1], 0).into();
+        settings.topic_prefix = format!("bench-{id}.");
+        settings.redis_prefix = format!("govlink-bench:{id}:");
+        settings.consumer_group = format!("govlink-bench-{id}");
+        settings.policy = Some(policy_file.display().to_string());
+        settings.insecure_requester_header = true;
+        let app = App::build(&settings, Role::Dev).await?;
+        let bootstrap = app.kafka_bootstrap().to_owned();
+        let store = app
+            .store()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the bench app has no store"))?;
+        let addr = app.grpc_addr();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let server = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        Ok(Env {
+            topics: Topics::new(settings.topic_prefix.clone()),
+            settings,
+            channel,
+            bootstrap,
+            store,
+            policy_file,
+            stop,
+            server,
+        })
+    }
+
+    /// Where it runs, for the report's first line.
+    pub(super) fn describe(&self) -> String {
+        let kafka = match &self.settings.kafka {
+            Some(k) => format!("kafka {k}"),
+            None => "the embedded broker".to_owned(),
+        };
+        let store = match &self.settings.redis {
+            Some(r) => format!("redis {}", crate::config::redact_url(r)),
+            None => "the in-memory store".to_owned(),
+        };
+        format!("{kafka} and {store}")
+    }
+
+    /// A raw producer configured as govlink's shared producer is (idempotent, acks=all,
+    /// the same linger), for the publish baselines.
+    pub(super) fn raw_producer(&self) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+        Ok(client_config(&self.bootstrap, "govlink-bench-raw")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .create()?)
+    }
+
+    /// Stops govlink (and deletes what the bench wrote under its Redis prefix).
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.server).await???;
+        let _ = std::fs::remove_file(&self.policy_file);
+        if let Some(url) = &self.settings.redis {
+            delete_prefix(url, &self.settings.redis_prefix).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `i`-th of 1000 distinct valid resident ID numbers.
+pub(super) fn person(i: u64) -> String {
+    let first17 = format!("11010519800101{:03}", i % 1000);
+    format!("{first17}{}", check_character(&first17))
+}
+
+/// Deletes every key under `prefix`.
+async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<i64>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}

@@ -1,0 +1,179 @@
+//! Publishing: a gRPC publish through the public-security adapter (validation, encoding,
+//! the idempotent acks=all producer, the ack with its position) against rdkafka's
+//! `FutureProducer` sending the same event bytes, with the same settings, to the same
+//! topic, at the same concurrency.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prost::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::env::{Env, person};
+use super::measure::interleave;
+use super::report::{Comparison, Side, Target};
+use super::{BenchOptions, Scenario, progress};
+use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
+use crate::proto::{
+    self, Agency, HouseholdStatus, Op, PublicSecurityBatchItem, RecordEvent,
+    public_security_batch_item, record_event::Payload,
+};
+use crate::records::{RecordKey, RecordType, subjects_of};
+
+/// Records per batch in `publish-batch`.
+const BATCH: u64 = 100;
+
+/// A household registration, distinct per `i`.
+fn household(i: u64) -> proto::HouseholdRegistration {
+    proto::HouseholdRegistration {
+        person_id: person(i),
+        household_number: format!("H-{i}"),
+        region_code: "110105".into(),
+        address: "北京市朝阳区建国路88号3栋201".into(),
+        status: HouseholdStatus::Registered as i32,
+        property_unit_number: "110105001002GB00017F00030201".into(),
+        registered_on: Some(proto::Date {
+            year: 2008,
+            month: 6,
+            day: 1,
+        }),
+        destination_region_code: String::new(),
+        destination_address: String::new(),
+    }
+}
+
+fn meta(record_id: &str) -> Option<proto::PublishMeta> {
+    Some(proto::PublishMeta {
+        record_id: record_id.to_owned(),
+        version: 1,
+        source_event_id: format!("bench-{record_id}"),
+        occurred_at: Some(SystemTime::now().into()),
+    })
+}
+
+/// The event the adapter would publish for record `record_id`: the baseline sends these
+/// bytes, so both sides put the same load on the broker.
+fn event_bytes(record_id: &str, i: u64) -> (String, Vec<u8>) {
+    let payload = Payload::HouseholdRegistration(household(i));
+    let event = RecordEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        agency: Agency::PublicSecurity as i32,
+        record_type: RecordType::HouseholdRegistration.as_str().to_owned(),
+        record_id: record_id.to_owned(),
+        subjects: subjects_of(&payload).iter().map(|s| s.to_proto()).collect(),
+        version: 1,
+        source_event_id: format!("bench-{record_id}"),
+        op: Op::Upsert as i32,
+        occurred_at: Some(SystemTime::now().into()),
+        published_at: Some(SystemTime::now().into()),
+        payload: Some(payload),
+    };
+    let key = RecordKey::new(RecordType::HouseholdRegistration, record_id);
+    (key.as_str().to_owned(), event.encode_to_vec())
+}
+
+/// Sends records `first..first + n` through the raw producer; true when all were acked.
+async fn raw_send(producer: &FutureProducer, topic: &str, side: &str, first: u64, n: u64) -> bool {
+    let sends = (first..first + n).map(|i| {
+        let (key, bytes) = event_bytes(&format!("{side}-{i}"), i);
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&bytes),
+                    Duration::from_secs(10),
+                )
+                .await
+                .is_ok()
+        }
+    });
+    futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .all(|ok| ok)
+}
+
+/// `publish`: one record per call.
+pub(super) async fn single(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
+    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+    let producer = Arc::new(env.raw_producer()?);
+    let topic: Arc<str> = env.topics.records(Agency::PublicSecurity).into();
+    let bar = progress(Scenario::Publish, u64::from(options.rounds) * 2);
+    let (ours, raw) = interleave(
+        options,
+        options.records,
+        1,
+        &bar,
+        move |i| {
+            let mut c = client.clone();
+            async move {
+                c.publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                    meta: meta(&format!("g-{i}")),
+                    record: Some(household(i)),
+                })
+                .await
+                .is_ok()
+            }
+        },
+        move |i| {
+            let (p, t) = (Arc::clone(&producer), Arc::clone(&topic));
+            async move { raw_send(&p, &t, "r", i, 1).await }
+        },
+    )
+    .await;
+    Ok(Comparison::new(
+        Scenario::Publish.name(),
+        Side::of("gRPC publish via adapter", &ours),
+        Side::of("rdkafka FutureProducer", &raw),
+        Target {
+            min_throughput_ratio: 0.8,
+            p99_factor: Some(1.0),
+            p99_slack_ms: 2.0,
+        },
+    ))
+}
+
+/// `publish-batch`: 100 records per call.
+pub(super) async fn batch(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
+    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+    let producer = Arc::new(env.raw_producer()?);
+    let topic: Arc<str> = env.topics.records(Agency::PublicSecurity).into();
+    let calls = options.records.div_ceil(BATCH).max(1);
+    let bar = progress(Scenario::PublishBatch, u64::from(options.rounds) * 2);
+    let (ours, raw) = interleave(
+        options,
+        calls,
+        BATCH,
+        &bar,
+        move |call| {
+            let mut c = client.clone();
+            async move {
+                let items = (call * BATCH..(call + 1) * BATCH)
+                    .map(|i| PublicSecurityBatchItem {
+                        meta: meta(&format!("gb-{i}")),
+                        record: Some(public_security_batch_item::Record::HouseholdRegistration(
+                            household(i),
+                        )),
+                    })
+                    .collect();
+                c.publish_batch(proto::PublishPublicSecurityBatchRequest { items })
+                    .await
+                    .is_ok()
+            }
+        },
+        move |call| {
+            let (p, t) = (Arc::clone(&producer), Arc::clone(&topic));
+            async move { raw_send(&p, &t, "rb", call * BATCH, BATCH).await }
+        },
+    )
+    .await;
+    Ok(Comparison::new(
+        Scenario::PublishBatch.name(),
+        Side::of("gRPC PublishBatch of 100", &ours),
+        Side::of("rdkafka, 100 records", &raw),
+        Target {
+            min_throughput_ratio: 0.9,
+            p99_factor: None,
+            p99_slack_ms: 0.0,
+        },
+    ))
+}
