@@ -83,7 +83,12 @@ impl Queries {
                 contributions: true,
             }));
         }
-        let data = self.store.read_subjects(&reads).await?;
+        let (data, audited) = tokio::join!(
+            self.store.read_subjects(&reads),
+            self.audit_allowed(&lookup, &access, &needs, &[], deadline),
+        );
+        audited?;
+        let data = data?;
         let (records, summaries) = gather(&reads, data)?;
         let today = CivilDate::today_in_china();
         let outcome = check_property_transfer(
@@ -95,8 +100,6 @@ impl Queries {
             &self.rules,
             today,
         )?;
-        self.audit_allowed(&lookup, &access, &needs, &[], deadline)
-            .await?;
         Ok(proto::CheckPropertyTransferResponse {
             eligible: outcome.eligible,
             blockers: blockers(&outcome),
@@ -148,7 +151,12 @@ impl Queries {
             types: vec![RecordType::Enrollment, RecordType::TransferOutCertificate],
             contributions: true,
         }];
-        let data = self.store.read_subjects(&reads).await?;
+        let (data, audited) = tokio::join!(
+            self.store.read_subjects(&reads),
+            self.audit_allowed(&lookup, &access, &needs, &[], deadline),
+        );
+        audited?;
+        let data = data?;
         let (records, summaries) = gather(&reads, data)?;
         let today = CivilDate::today_in_china();
         let result = check_social_security_transfer(
@@ -159,8 +167,6 @@ impl Queries {
             &summaries.of(&person),
             today,
         )?;
-        self.audit_allowed(&lookup, &access, &needs, &[], deadline)
-            .await?;
         Ok(proto::CheckSocialSecurityTransferResponse {
             eligible: result.outcome.eligible,
             blockers: blockers(&result.outcome),

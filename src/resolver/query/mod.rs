@@ -188,23 +188,19 @@ impl Queries {
         };
         let access = self.decide(&lookup, &[], deadline).await?;
         self.wait_for(&r.min_positions, deadline).await?;
+        // The entry names the sections the answer carries (present or empty), which the
+        // decision already fixes: it is written while the store is read, not after.
         let read = profile::profile_read(&person, &access);
-        let data = self
-            .store
-            .read_subjects(&[read])
-            .await?
-            .pop()
-            .unwrap_or_default();
-        let assembled = profile::assemble(&person, &access, data)?;
-        self.audit_allowed(
-            &lookup,
-            &access,
-            &assembled.returned,
-            &assembled.withheld,
-            deadline,
-        )
-        .await?;
-        Ok(assembled.response)
+        let sections: Vec<Section> = access.sections().collect();
+        let withheld: Vec<Section> = access.withheld().collect();
+        let (data, audited) = tokio::join!(
+            self.store.read_subjects(std::slice::from_ref(&read)),
+            self.audit_allowed(&lookup, &access, &sections, &withheld, deadline),
+        );
+        audited?;
+        let data = data?.pop().unwrap_or_default();
+        let response = profile::assemble(&person, &access, data)?;
+        Ok(response)
     }
 
     /// `ListDataAccesses`: the citizen's own view of who looked at their data. Only a
@@ -251,12 +247,12 @@ impl Queries {
             0 => MAX_ACCESSES,
             n => n as usize,
         };
-        let accesses = self
-            .accesses
-            .list(&person, limit, self.access_retention)
-            .await?;
-        self.audit_allowed(&lookup, &access, &[], &[], deadline)
-            .await?;
+        let (accesses, audited) = tokio::join!(
+            self.accesses.list(&person, limit, self.access_retention),
+            self.audit_allowed(&lookup, &access, &[], &[], deadline),
+        );
+        audited?;
+        let accesses = accesses?;
         let kept_since = std::time::SystemTime::now()
             .checked_sub(self.access_retention)
             .map(prost_types::Timestamp::from);
@@ -328,7 +324,9 @@ impl Queries {
         }
     }
 
-    /// Audits an allowed lookup; the answer may leave once this returned `Ok`.
+    /// Audits an allowed lookup; the answer may leave once this returned `Ok`. Callers run
+    /// it alongside their store read: the entry depends only on the decision, and an
+    /// entry for a lookup whose read then failed over-reports an access, never hides one.
     async fn audit_allowed(
         &self,
         lookup: &Lookup<'_>,

@@ -58,25 +58,14 @@ fn type_allowed(t: RecordType, access: &Access) -> bool {
     }
 }
 
-/// A profile as the requester may see it, and the sections it carries (for the audit).
-pub(super) struct Assembled {
-    pub response: proto::GetPersonProfileResponse,
-    /// Sections with data.
-    pub returned: Vec<Section>,
-    /// Sections the policy withholds.
-    pub withheld: Vec<Section>,
-}
-
 /// Builds the profile of `person` from what the store read under `access`.
 pub(super) fn assemble(
     person: &ResidentId,
     access: &Access,
     data: SubjectData,
-) -> Result<Assembled, QueryError> {
+) -> Result<proto::GetPersonProfileResponse, QueryError> {
     let events = decode_all(&data.records)?;
     let mut out = proto::GetPersonProfileResponse::default();
-    let mut returned = Vec::new();
-    let withheld: Vec<Section> = access.withheld().collect();
     for section in Section::ALL {
         let mut info = proto::SectionInfo {
             section: section.name().to_owned(),
@@ -108,7 +97,6 @@ pub(super) fn assemble(
             Section::Property => property(&mut out, person, access, &events, &mut used),
         };
         info.status = if present {
-            returned.push(section);
             proto::SectionStatus::Present
         } else {
             proto::SectionStatus::NoData
@@ -126,12 +114,8 @@ pub(super) fn assemble(
             .max_by_key(|t| (t.seconds, t.nanos));
         put_info(&mut out, section, info);
     }
-    out.withheld_sections = withheld.iter().map(|s| s.name().to_owned()).collect();
-    Ok(Assembled {
-        response: out,
-        returned,
-        withheld,
-    })
+    out.withheld_sections = access.withheld().map(|s| s.name().to_owned()).collect();
+    Ok(out)
 }
 
 fn decode_all(records: &[StoredRecord]) -> Result<Vec<(&StoredRecord, RecordEvent)>, QueryError> {
