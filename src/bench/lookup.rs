@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::env::{Env, PURPOSE, REQUESTER, person};
 use super::measure::interleave;
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
+use crate::audit::AuditLog;
 use crate::domain::ResidentId;
 use crate::proto::housing_adapter_client::HousingAdapterClient;
 use crate::proto::provident_fund_adapter_client::ProvidentFundAdapterClient;
@@ -79,7 +80,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         },
     )
     .await;
-    Ok(Comparison::new(
+    let mut comparison = Comparison::new(
         Scenario::Lookup.name(),
         Side::of("GetPersonProfile", &ours),
         Side::of(name, &theirs),
@@ -88,7 +89,68 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
             p99_factor: Some(1.0),
             p99_slack_ms: 1.0,
         },
-    ))
+    );
+    comparison.breakdown = breakdown(env, options, &theirs).await?;
+    Ok(comparison)
+}
+
+/// Where a lookup's time goes, each part measured alone at the same concurrency (p50):
+/// the gRPC round trip (a call refused right after the requester is identified), the
+/// store read (the baseline), and an audit entry appended and acknowledged. A lookup waits
+/// for the longer of the last two (they run side by side); the rest is policy, assembly
+/// and masking.
+async fn breakdown(
+    env: &Env,
+    options: &BenchOptions,
+    store_read: &super::measure::Samples,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client =
+        ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
+    let publisher = crate::kafka::Publisher::new(&env.bootstrap, Duration::from_secs(30), 10_000)?;
+    let audit = AuditLog::start(publisher, &env.topics, "bench").await?;
+    let quiet = progress(Scenario::Lookup, 0);
+    let (grpc, audited) = interleave(
+        options,
+        options.records,
+        1,
+        &quiet,
+        move |_| {
+            let mut c = client.clone();
+            async move {
+                // Refused at parsing: the round trip and the interceptor, nothing else.
+                c.get_record(proto::GetRecordRequest::default())
+                    .await
+                    .is_err()
+            }
+        },
+        move |i| {
+            let audit = audit.clone();
+            async move {
+                let access = proto::DataAccess {
+                    person_ids: vec![person(i)],
+                    method: "bench".into(),
+                    ..Default::default()
+                };
+                audit
+                    .record(
+                        access,
+                        tokio::time::Instant::now() + Duration::from_secs(10),
+                    )
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await;
+    Ok(vec![
+        ("gRPC round trip (p50)".into(), grpc.latency_ms(0.5)),
+        ("store read (p50)".into(), store_read.latency_ms(0.5)),
+        (
+            "audit entry acknowledged (p50)".into(),
+            audited.latency_ms(0.5),
+        ),
+    ])
 }
 
 /// The raw baseline: the same keys, one pipeline per lookup.
