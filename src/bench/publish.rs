@@ -10,7 +10,7 @@ use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::env::{Env, person};
-use super::measure::interleave;
+use super::measure::{Samples, interleave};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
@@ -120,7 +120,7 @@ pub(super) async fn single(env: &Env, options: &BenchOptions) -> anyhow::Result<
         },
     )
     .await;
-    Ok(Comparison::new(
+    let mut comparison = Comparison::new(
         Scenario::Publish.name(),
         Side::of("gRPC publish via adapter", &ours),
         Side::of("rdkafka FutureProducer", &raw),
@@ -129,7 +129,45 @@ pub(super) async fn single(env: &Env, options: &BenchOptions) -> anyhow::Result<
             p99_factor: Some(1.0),
             p99_slack_ms: 2.0,
         },
-    ))
+    );
+    comparison.breakdown = breakdown(env, options, &raw).await;
+    Ok(comparison)
+}
+
+/// Where a publish's time goes (p50 of each part alone, same concurrency): the gRPC round
+/// trip with validation (a record refused for a bad field), and the broker's ack (the raw
+/// producer). The rest is encoding and the shared producer's window and callbacks.
+async fn breakdown(env: &Env, options: &BenchOptions, raw: &Samples) -> Vec<(String, f64)> {
+    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+    let quiet = progress(Scenario::Publish, 0);
+    let (refused, _) = interleave(
+        options,
+        options.records,
+        1,
+        &quiet,
+        move |i| {
+            let mut c = client.clone();
+            async move {
+                let mut record = household(i);
+                record.region_code = "bad".into();
+                c.publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                    meta: meta(&format!("x-{i}")),
+                    record: Some(record),
+                })
+                .await
+                .is_err()
+            }
+        },
+        |_| async { true },
+    )
+    .await;
+    vec![
+        (
+            "gRPC round trip + validation (p50)".into(),
+            refused.latency_ms(0.5),
+        ),
+        ("broker ack, raw producer (p50)".into(), raw.latency_ms(0.5)),
+    ]
 }
 
 /// `publish-batch`: 100 records per call.
