@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prost::Message as _;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::env::{Env, person};
@@ -72,14 +73,20 @@ fn event_bytes(record_id: &str, i: u64) -> (String, Vec<u8>) {
     (key.as_str().to_owned(), event.encode_to_vec())
 }
 
-/// Sends records `first..first + n` through the raw producer; true when all were acked.
+/// Sends records `first..first + n` through the raw producer, as the adapter sends them
+/// (key, event bytes, schema header); true when all were acknowledged.
 async fn raw_send(producer: &FutureProducer, topic: &str, side: &str, first: u64, n: u64) -> bool {
     let sends = (first..first + n).map(|i| {
         let (key, bytes) = event_bytes(&format!("{side}-{i}"), i);
         async move {
             producer
                 .send(
-                    FutureRecord::to(topic).key(&key).payload(&bytes),
+                    FutureRecord::to(topic).key(&key).payload(&bytes).headers(
+                        OwnedHeaders::new().insert(Header {
+                            key: "govlink-schema",
+                            value: Some(b"govlink.v1.RecordEvent"),
+                        }),
+                    ),
                     Duration::from_secs(10),
                 )
                 .await
