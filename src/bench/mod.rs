@@ -5,6 +5,7 @@
 //! store; with `kafka` / `redis` set, on real ones.
 
 mod env;
+mod freshness;
 mod lookup;
 mod measure;
 mod publish;
@@ -27,11 +28,18 @@ pub enum Scenario {
     PublishBatch,
     /// `GetPersonProfile` on cache hits against a raw store read of the same keys.
     Lookup,
+    /// Publish, then `GetRecord` at the ack's position, against raw produce → consume.
+    Freshness,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 3] = [Scenario::Publish, Scenario::PublishBatch, Scenario::Lookup];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Publish,
+        Scenario::PublishBatch,
+        Scenario::Lookup,
+        Scenario::Freshness,
+    ];
 
     /// The name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -39,6 +47,7 @@ impl Scenario {
             Scenario::Publish => "publish",
             Scenario::PublishBatch => "publish-batch",
             Scenario::Lookup => "lookup",
+            Scenario::Freshness => "freshness",
         }
     }
 }
@@ -96,6 +105,7 @@ pub async fn run(
             Scenario::Publish => publish::single(&env, options).await,
             Scenario::PublishBatch => publish::batch(&env, options).await,
             Scenario::Lookup => lookup::run(&env, options).await,
+            Scenario::Freshness => freshness::run(&env, options).await,
         };
         results.push(result?);
     }
