@@ -57,7 +57,7 @@ enum Command {
     Rebuild,
     /// Measure govlink's hot paths side by side with raw rdkafka / Redis baselines.
     Bench {
-        /// publish, publish-batch, lookup, freshness, or all.
+        /// publish, publish-batch, lookup, freshness, rebuild, or all.
         scenario: BenchArg,
         /// Operations per side per round.
         #[arg(long, default_value_t = 2000)]
@@ -117,6 +117,7 @@ enum BenchArg {
     PublishBatch,
     Lookup,
     Freshness,
+    Rebuild,
     All,
 }
 
@@ -128,6 +129,7 @@ impl BenchArg {
             BenchArg::PublishBatch => vec![Scenario::PublishBatch],
             BenchArg::Lookup => vec![Scenario::Lookup],
             BenchArg::Freshness => vec![Scenario::Freshness],
+            BenchArg::Rebuild => vec![Scenario::Rebuild],
             BenchArg::All => Scenario::ALL.to_vec(),
         }
     }

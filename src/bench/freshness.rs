@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -16,14 +16,14 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::env::{Env, REQUESTER, person};
+use super::env::{Env, REQUESTER, household_request};
 use super::measure::interleave;
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::kafka::{TopicSpec, client_config, ensure_topics};
+use crate::proto::GetRecordRequest;
 use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
 use crate::proto::resolver_client::ResolverClient;
-use crate::proto::{self, GetRecordRequest, HouseholdStatus};
 use crate::resolver::policy::Requester;
 use crate::resolver::query::AsRequester;
 
@@ -37,33 +37,6 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waiting operations of the baseline, by message key: the consumer hands each message
 /// it receives to the operation that sent it.
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
-
-/// The publish request for household registration `record_id` of person `i`.
-fn request(record_id: &str, i: u64) -> proto::PublishHouseholdRegistrationRequest {
-    proto::PublishHouseholdRegistrationRequest {
-        meta: Some(proto::PublishMeta {
-            record_id: record_id.to_owned(),
-            version: 1,
-            source_event_id: format!("bench-{record_id}"),
-            occurred_at: Some(SystemTime::now().into()),
-        }),
-        record: Some(proto::HouseholdRegistration {
-            person_id: person(i),
-            household_number: format!("F-{i}"),
-            region_code: "110105".into(),
-            address: "北京市朝阳区建国路88号3栋201".into(),
-            status: HouseholdStatus::Registered as i32,
-            property_unit_number: "110105001002GB00017F00030201".into(),
-            registered_on: Some(proto::Date {
-                year: 2008,
-                month: 6,
-                day: 1,
-            }),
-            destination_region_code: String::new(),
-            destination_address: String::new(),
-        }),
-    }
-}
 
 /// `freshness`.
 pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
@@ -87,7 +60,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
             async move {
                 let published = async {
                     let ack = p
-                        .publish_household_registration(request(&format!("fr-{i}"), i))
+                        .publish_household_registration(household_request(&format!("fr-{i}"), i))
                         .await?
                         .into_inner();
                     r.get_record(GetRecordRequest {
@@ -185,7 +158,7 @@ async fn produce_and_receive(
         .lock()
         .expect("waiters lock")
         .insert(key.clone(), tx);
-    let bytes = request(&key, i).encode_to_vec();
+    let bytes = household_request(&key, i).encode_to_vec();
     let sent = producer
         .send(
             FutureRecord::to(topic).key(&key).payload(&bytes),

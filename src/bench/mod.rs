@@ -9,6 +9,7 @@ mod freshness;
 mod lookup;
 mod measure;
 mod publish;
+mod rebuild;
 mod report;
 
 pub use report::{Comparison, Side, Target, table};
@@ -30,15 +31,18 @@ pub enum Scenario {
     Lookup,
     /// Publish, then `GetRecord` at the ack's position, against raw produce → consume.
     Freshness,
+    /// `govlink rebuild` of the store from the topics against a raw read of the topics.
+    Rebuild,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Publish,
         Scenario::PublishBatch,
         Scenario::Lookup,
         Scenario::Freshness,
+        Scenario::Rebuild,
     ];
 
     /// The name on the command line and in reports.
@@ -48,6 +52,19 @@ impl Scenario {
             Scenario::PublishBatch => "publish-batch",
             Scenario::Lookup => "lookup",
             Scenario::Freshness => "freshness",
+            Scenario::Rebuild => "rebuild",
+        }
+    }
+}
+
+impl Scenario {
+    /// Why the scenario cannot run on `settings`, if it cannot.
+    pub fn cannot_run(self, settings: &Settings) -> Option<&'static str> {
+        match self {
+            Scenario::Rebuild if settings.redis.is_none() => {
+                Some("it rebuilds a Redis store; run with --redis")
+            }
+            _ => None,
         }
     }
 }
@@ -101,11 +118,16 @@ pub async fn run(
     )?;
     let mut results = Vec::new();
     for scenario in scenarios {
+        if let Some(reason) = scenario.cannot_run(settings) {
+            writeln!(out, "skipped {}: {reason}", scenario.name())?;
+            continue;
+        }
         let result = match scenario {
             Scenario::Publish => publish::single(&env, options).await,
             Scenario::PublishBatch => publish::batch(&env, options).await,
             Scenario::Lookup => lookup::run(&env, options).await,
             Scenario::Freshness => freshness::run(&env, options).await,
+            Scenario::Rebuild => rebuild::run(&env, options).await,
         };
         results.push(result?);
     }
