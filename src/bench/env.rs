@@ -149,7 +149,7 @@ pub(super) fn household_request(
 }
 
 /// Deletes every key under `prefix`.
-async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
+pub(super) async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;

@@ -8,6 +8,7 @@ mod env;
 mod freshness;
 mod lookup;
 mod measure;
+mod memory;
 mod publish;
 mod rebuild;
 mod report;

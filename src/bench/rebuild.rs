@@ -1,6 +1,8 @@
 //! Rebuilding: `govlink rebuild` of the bench's store from its record topics (a new
 //! generation, the store cleared, every topic materialized to its end offsets) against a
-//! raw consumer of a new group reading every record topic from the beginning to the end. Both are counted in records of the topics per second. Needs Redis.
+//! raw consumer of a new group reading every record topic from the beginning to the end.
+//! Both are counted in records of the topics per second. The memory report
+//! (`memory.rs`) comes with it, as notes. Needs Redis.
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use tokio::time::{Instant, timeout};
 
 use super::env::{Env, household_request};
 use super::measure::interleave;
+use super::memory::{self, BYTES_PER_RECORD_TARGET, RSS_TARGET_MIB};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::kafka::client_config;
@@ -87,6 +90,22 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     comparison
         .notes
         .push(("records in the topics".into(), records as f64));
+    let memory = memory::measure(env).await?;
+    comparison.notes.extend([
+        (
+            "records materialized by a resolver process".into(),
+            memory.records as f64,
+        ),
+        (
+            format!("redis bytes per record (target ≤ {BYTES_PER_RECORD_TARGET})"),
+            memory.bytes_per_record,
+        ),
+        (
+            format!("resolver resident MiB (target ≤ {RSS_TARGET_MIB})"),
+            memory.rss_mib,
+        ),
+    ]);
+    comparison.holds &= memory.holds();
     Ok(comparison)
 }
 
