@@ -228,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
                     concurrency,
                     rounds,
                     json,
+                    govlink_exe: None,
                 }
             };
             let mut stdout = std::io::stdout();

@@ -4,6 +4,7 @@
 //! entry, subject copy and contribution index, over the records) and the child's
 //! resident memory (`VmRSS`) are read. Needs Redis.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ impl Drop for Resolver {
 }
 
 /// Runs a resolver on the bench's topics into a fresh Redis prefix and measures it.
-pub(super) async fn measure(env: &Env) -> anyhow::Result<Memory> {
+pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Memory> {
     let url = env
         .settings
         .redis
@@ -59,7 +60,7 @@ pub(super) async fn measure(env: &Env) -> anyhow::Result<Memory> {
     // A sibling of the bench's prefix, not under it: clearing the bench's store for a
     // rebuild must not touch it.
     let prefix = format!("{}-mem:", env.settings.redis_prefix.trim_end_matches(':'));
-    let mut child = Resolver(spawn_resolver(env, url, &prefix)?);
+    let mut child = Resolver(spawn_resolver(env, exe, url, &prefix)?);
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
@@ -104,9 +105,13 @@ pub(super) async fn measure(env: &Env) -> anyhow::Result<Memory> {
 
 /// Starts `govlink resolver` on the bench's broker and topics, with the store under
 /// `prefix` and a consumer group of its own.
-fn spawn_resolver(env: &Env, url: &str, prefix: &str) -> anyhow::Result<Child> {
+fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> anyhow::Result<Child> {
     let s = &env.settings;
-    let mut command = Command::new(std::env::current_exe()?);
+    let exe = match exe {
+        Some(exe) => exe.to_owned(),
+        None => std::env::current_exe()?,
+    };
+    let mut command = Command::new(exe);
     command
         .arg("resolver")
         .env("GOVLINK_KAFKA", &env.bootstrap)

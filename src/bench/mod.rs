@@ -81,6 +81,8 @@ pub struct BenchOptions {
     pub rounds: u32,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
+    /// The govlink executable the memory report runs as a resolver (None: this one).
+    pub govlink_exe: Option<PathBuf>,
 }
 
 impl BenchOptions {
@@ -91,6 +93,7 @@ impl BenchOptions {
             concurrency: 4,
             rounds: 1,
             json: None,
+            govlink_exe: None,
         }
     }
 }

@@ -90,7 +90,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     comparison
         .notes
         .push(("records in the topics".into(), records as f64));
-    let memory = memory::measure(env).await?;
+    let memory = memory::measure(env, options.govlink_exe.as_deref()).await?;
     comparison.notes.extend([
         (
             "records materialized by a resolver process".into(),
