@@ -57,7 +57,7 @@ enum Command {
     Rebuild,
     /// Measure govlink's hot paths side by side with raw rdkafka / Redis baselines.
     Bench {
-        /// publish, publish-batch, lookup, or all.
+        /// publish, publish-batch, lookup, freshness, rebuild, or all.
         scenario: BenchArg,
         /// Operations per side per round.
         #[arg(long, default_value_t = 2000)]
@@ -116,6 +116,8 @@ enum BenchArg {
     Publish,
     PublishBatch,
     Lookup,
+    Freshness,
+    Rebuild,
     All,
 }
 
@@ -126,6 +128,8 @@ impl BenchArg {
             BenchArg::Publish => vec![Scenario::Publish],
             BenchArg::PublishBatch => vec![Scenario::PublishBatch],
             BenchArg::Lookup => vec![Scenario::Lookup],
+            BenchArg::Freshness => vec![Scenario::Freshness],
+            BenchArg::Rebuild => vec![Scenario::Rebuild],
             BenchArg::All => Scenario::ALL.to_vec(),
         }
     }
@@ -224,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
                     concurrency,
                     rounds,
                     json,
+                    govlink_exe: None,
                 }
             };
             let mut stdout = std::io::stdout();

@@ -117,8 +117,39 @@ pub(super) fn person(i: u64) -> String {
     format!("{first17}{}", check_character(&first17))
 }
 
+/// A publish request for household registration `record_id` of person `i`, version 1.
+pub(super) fn household_request(
+    record_id: &str,
+    i: u64,
+) -> crate::proto::PublishHouseholdRegistrationRequest {
+    use crate::proto::{self, Date, HouseholdStatus};
+    proto::PublishHouseholdRegistrationRequest {
+        meta: Some(proto::PublishMeta {
+            record_id: record_id.to_owned(),
+            version: 1,
+            source_event_id: format!("bench-{record_id}"),
+            occurred_at: Some(std::time::SystemTime::now().into()),
+        }),
+        record: Some(proto::HouseholdRegistration {
+            person_id: person(i),
+            household_number: format!("F-{i}"),
+            region_code: "110105".into(),
+            address: "北京市朝阳区建国路88号3栋201".into(),
+            status: HouseholdStatus::Registered as i32,
+            property_unit_number: "110105001002GB00017F00030201".into(),
+            registered_on: Some(Date {
+                year: 2008,
+                month: 6,
+                day: 1,
+            }),
+            destination_region_code: String::new(),
+            destination_address: String::new(),
+        }),
+    }
+}
+
 /// Deletes every key under `prefix`.
-async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
+pub(super) async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;

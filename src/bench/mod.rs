@@ -5,9 +5,12 @@
 //! store; with `kafka` / `redis` set, on real ones.
 
 mod env;
+mod freshness;
 mod lookup;
 mod measure;
+mod memory;
 mod publish;
+mod rebuild;
 mod report;
 
 pub use report::{Comparison, Side, Target, table};
@@ -27,11 +30,21 @@ pub enum Scenario {
     PublishBatch,
     /// `GetPersonProfile` on cache hits against a raw store read of the same keys.
     Lookup,
+    /// Publish, then `GetRecord` at the ack's position, against raw produce → consume.
+    Freshness,
+    /// `govlink rebuild` of the store from the topics against a raw read of the topics.
+    Rebuild,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 3] = [Scenario::Publish, Scenario::PublishBatch, Scenario::Lookup];
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Publish,
+        Scenario::PublishBatch,
+        Scenario::Lookup,
+        Scenario::Freshness,
+        Scenario::Rebuild,
+    ];
 
     /// The name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -39,6 +52,20 @@ impl Scenario {
             Scenario::Publish => "publish",
             Scenario::PublishBatch => "publish-batch",
             Scenario::Lookup => "lookup",
+            Scenario::Freshness => "freshness",
+            Scenario::Rebuild => "rebuild",
+        }
+    }
+}
+
+impl Scenario {
+    /// Why the scenario cannot run on `settings`, if it cannot.
+    pub fn cannot_run(self, settings: &Settings) -> Option<&'static str> {
+        match self {
+            Scenario::Rebuild if settings.redis.is_none() => {
+                Some("it rebuilds a Redis store; run with --redis")
+            }
+            _ => None,
         }
     }
 }
@@ -54,6 +81,8 @@ pub struct BenchOptions {
     pub rounds: u32,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
+    /// The govlink executable the memory report runs as a resolver (None: this one).
+    pub govlink_exe: Option<PathBuf>,
 }
 
 impl BenchOptions {
@@ -64,6 +93,7 @@ impl BenchOptions {
             concurrency: 4,
             rounds: 1,
             json: None,
+            govlink_exe: None,
         }
     }
 }
@@ -92,10 +122,16 @@ pub async fn run(
     )?;
     let mut results = Vec::new();
     for scenario in scenarios {
+        if let Some(reason) = scenario.cannot_run(settings) {
+            writeln!(out, "skipped {}: {reason}", scenario.name())?;
+            continue;
+        }
         let result = match scenario {
             Scenario::Publish => publish::single(&env, options).await,
             Scenario::PublishBatch => publish::batch(&env, options).await,
             Scenario::Lookup => lookup::run(&env, options).await,
+            Scenario::Freshness => freshness::run(&env, options).await,
+            Scenario::Rebuild => rebuild::run(&env, options).await,
         };
         results.push(result?);
     }

@@ -9,6 +9,7 @@
 mod accesses;
 mod audit;
 mod bad_input;
+mod bench;
 mod demo;
 mod faults;
 mod helpers;

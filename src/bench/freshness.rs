@@ -1,0 +1,172 @@
+//! Freshness: how long a record takes from an agency's publish to an answer that shows
+//! it. Govlink's path is a gRPC publish through the public-security adapter, then
+//! `GetRecord` with the ack's position as `min_positions` (read-your-writes), timed from
+//! before the publish to the answer. The baseline is a raw rdkafka produce of a message of
+//! the same size to a topic of its own, timed from before the send to the moment a
+//! consumer already assigned to that topic receives it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::env::{Env, REQUESTER, household_request};
+use super::measure::interleave;
+use super::report::{Comparison, Side, Target};
+use super::{BenchOptions, Scenario, progress};
+use crate::kafka::{TopicSpec, client_config, ensure_topics};
+use crate::proto::GetRecordRequest;
+use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
+use crate::proto::resolver_client::ResolverClient;
+use crate::resolver::policy::Requester;
+use crate::resolver::query::AsRequester;
+
+/// Operations per side per round: `records` divided by this. Each operation waits for a
+/// consumer's fetch, which a broker that does not wake long polls on new data (Tansu)
+/// answers only after `fetch.wait.max.ms` (librdkafka's default, 500 ms, on both sides).
+const RECORDS_PER_OP: u64 = 10;
+/// The longest one operation may take before it counts as failed.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waiting operations of the baseline, by message key: the consumer hands each message
+/// it receives to the operation that sent it.
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
+
+/// `freshness`.
+pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
+    let publisher = PublicSecurityAdapterClient::new(env.channel.clone());
+    let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let resolver =
+        ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
+    let (topic, consumer) = raw_consumer(env).await?;
+    let waiters: Waiters = Arc::default();
+    let stop = CancellationToken::new();
+    let receiving = tokio::spawn(deliver(consumer, Arc::clone(&waiters), stop.clone()));
+    let producer = Arc::new(env.raw_producer()?);
+    let bar = progress(Scenario::Freshness, u64::from(options.rounds) * 2);
+    let (ours, raw) = interleave(
+        options,
+        options.records.div_ceil(RECORDS_PER_OP),
+        1,
+        &bar,
+        move |i| {
+            let (mut p, mut r) = (publisher.clone(), resolver.clone());
+            async move {
+                let published = async {
+                    let ack = p
+                        .publish_household_registration(household_request(&format!("fr-{i}"), i))
+                        .await?
+                        .into_inner();
+                    r.get_record(GetRecordRequest {
+                        record_key: ack.record_key,
+                        min_positions: ack.position.into_iter().collect(),
+                    })
+                    .await
+                };
+                matches!(tokio::time::timeout(OP_TIMEOUT, published).await, Ok(Ok(_)))
+            }
+        },
+        move |i| {
+            let (p, t, w) = (
+                Arc::clone(&producer),
+                Arc::clone(&topic),
+                Arc::clone(&waiters),
+            );
+            async move { produce_and_receive(&p, &t, &w, i).await }
+        },
+    )
+    .await;
+    stop.cancel();
+    receiving.await?;
+    Ok(Comparison::new(
+        Scenario::Freshness.name(),
+        Side::of("publish, then GetRecord at ack", &ours),
+        Side::of("rdkafka produce -> consume", &raw),
+        Target {
+            min_throughput_ratio: 0.0,
+            p99_factor: Some(1.5),
+            p99_slack_ms: 2.0,
+        },
+    ))
+}
+
+/// Creates the baseline's own topic and a consumer assigned to every partition of it from
+/// the start. A topic of its own, still empty when assigned, keeps the consumer clear of
+/// what other scenarios wrote: Tansu cannot serve a fetch that starts inside a
+/// multi-record batch, and under-reports high watermarks after one.
+async fn raw_consumer(env: &Env) -> anyhow::Result<(Arc<str>, StreamConsumer)> {
+    let topic = format!("{}bench.freshness", env.settings.topic_prefix);
+    let partitions = env.settings.partitions;
+    let spec = TopicSpec::durable(topic.clone(), partitions, 1, -1);
+    ensure_topics(&env.bootstrap, &[spec], Duration::from_secs(30)).await?;
+    let consumer: StreamConsumer = client_config(&env.bootstrap, "govlink-bench-raw")
+        .set(
+            "group.id",
+            format!("{}bench-freshness", env.settings.topic_prefix),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(&topic, partition, Offset::Offset(0))?;
+    }
+    consumer.assign(&assignment)?;
+    Ok((topic.into(), consumer))
+}
+
+/// Hands every message `consumer` receives to the operation waiting for its key, until
+/// `stop`.
+async fn deliver(consumer: StreamConsumer, waiters: Waiters, stop: CancellationToken) {
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default());
+                let waiter = waiters.lock().expect("waiters lock").remove(key.as_ref());
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "bench consumer error"),
+        }
+    }
+}
+
+/// Sends message `i` and waits until the consumer received it; true when it did in time.
+/// The waiter is in place before the send, so a message that arrives before the ack is
+/// not missed; the broker acks before it lets consumers read, so the time is that of the
+/// receipt.
+async fn produce_and_receive(
+    producer: &FutureProducer,
+    topic: &str,
+    waiters: &Waiters,
+    i: u64,
+) -> bool {
+    let key = format!("fr-raw-{i}");
+    let (tx, rx) = oneshot::channel();
+    waiters
+        .lock()
+        .expect("waiters lock")
+        .insert(key.clone(), tx);
+    let bytes = household_request(&key, i).encode_to_vec();
+    let sent = producer
+        .send(
+            FutureRecord::to(topic).key(&key).payload(&bytes),
+            OP_TIMEOUT,
+        )
+        .await
+        .is_ok();
+    let received = sent && matches!(tokio::time::timeout(OP_TIMEOUT, rx).await, Ok(Ok(())));
+    waiters.lock().expect("waiters lock").remove(&key);
+    received
+}
