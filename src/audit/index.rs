@@ -34,22 +34,7 @@ impl IndexError {
     /// Whether trying again later may succeed (Redis unreachable, busy, loading).
     pub fn is_transient(&self) -> bool {
         match self {
-            IndexError::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || matches!(
-                        e.kind(),
-                        redis::ErrorKind::Server(
-                            redis::ServerErrorKind::BusyLoading
-                                | redis::ServerErrorKind::TryAgain
-                                | redis::ServerErrorKind::ClusterDown
-                                | redis::ServerErrorKind::MasterDown
-                                | redis::ServerErrorKind::ReadOnly
-                        )
-                    )
-            }
+            IndexError::Redis(e) => crate::resolver::store::redis_is_transient(e),
             IndexError::Corrupt(_) => false,
         }
     }

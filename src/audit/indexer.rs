@@ -121,17 +121,7 @@ impl AccessIndexer {
 
     fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
         let consumer: StreamConsumer =
-            crate::kafka::client_config(&self.bootstrap, "govlink-access-indexer")
-                .set("group.id", group)
-                .set("auto.offset.reset", "earliest")
-                // Only offsets stored after Redis acknowledged are committed.
-                .set("enable.auto.commit", "true")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", "1000")
-                .set("enable.partition.eof", "false")
-                .set("session.timeout.ms", "10000")
-                .set("heartbeat.interval.ms", "1000")
-                .set("max.poll.interval.ms", "20000")
+            crate::kafka::at_least_once_consumer(&self.bootstrap, "govlink-access-indexer", group)
                 .create()?;
         consumer.subscribe(&[&self.topic])?;
         Ok(consumer)

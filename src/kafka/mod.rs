@@ -84,6 +84,29 @@ pub fn client_config(bootstrap: &str, client_id: &str) -> ClientConfig {
     config
 }
 
+/// A consumer-group member that commits only what it stored: librdkafka commits the
+/// offsets the member stored, and it stores an offset only after its own write (to the
+/// store, the index) was acknowledged. At-least-once; nothing is skipped.
+pub fn at_least_once_consumer(bootstrap: &str, client_id: &str, group: &str) -> ClientConfig {
+    let mut config = client_config(bootstrap, client_id);
+    config
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.partition.eof", "false")
+        // A member that dies hands its partitions over within this time...
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        // ...and a rebalance waits at most this long for members that do not rejoin
+        // (some coordinators wait for it, not for the session, when a member died). A
+        // member stuck longer (its store down for that long) leaves the group and its
+        // partitions go to the others.
+        .set("max.poll.interval.ms", "20000");
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

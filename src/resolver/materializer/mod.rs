@@ -165,25 +165,12 @@ impl Materializer {
     }
 
     fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
-        let consumer: StreamConsumer =
-            crate::kafka::client_config(&self.config.bootstrap, "govlink-materializer")
-                .set("group.id", group)
-                .set("auto.offset.reset", "earliest")
-                // librdkafka commits only offsets we stored, and we store an offset only
-                // after the store acknowledged the event: at-least-once, never lost.
-                .set("enable.auto.commit", "true")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", "1000")
-                .set("enable.partition.eof", "false")
-                // A replica that dies hands its partitions over within this time...
-                .set("session.timeout.ms", "10000")
-                .set("heartbeat.interval.ms", "1000")
-                // ...and a rebalance waits at most this long for members that do not
-                // rejoin (some coordinators wait for it, not for the session, when a
-                // member died). A member stuck longer (a store down for that long) leaves
-                // the group and its partitions go to the others.
-                .set("max.poll.interval.ms", "20000")
-                .create()?;
+        let consumer: StreamConsumer = crate::kafka::at_least_once_consumer(
+            &self.config.bootstrap,
+            "govlink-materializer",
+            group,
+        )
+        .create()?;
         let names = self.topics.all_records();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
