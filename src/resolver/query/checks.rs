@@ -12,13 +12,32 @@ use crate::resolver::checks::{
     Blocker, CheckError, CheckOutcome, Contributions, PartyRole, check_property_transfer,
     check_social_security_transfer, validate_property_transfer,
 };
-use crate::resolver::policy::Section;
+use crate::resolver::policy::{Access, Section};
 use crate::resolver::store::{SubjectData, SubjectRead};
 
 /// The most sellers or buyers one check may name.
 const MAX_PARTIES: usize = 16;
 
 impl Queries {
+    /// A check's read: every subject in one round trip while the audit entry is written
+    /// (it names the sections the check reads), the records decoded and the contribution
+    /// summaries by person.
+    async fn read_audited(
+        &self,
+        lookup: &Lookup<'_>,
+        access: &Access,
+        needs: &[Section],
+        reads: &[SubjectRead],
+        deadline: Instant,
+    ) -> Result<(Vec<RecordEvent>, Contributions), QueryError> {
+        let (data, audited) = tokio::join!(
+            self.store.read_subjects(reads),
+            self.audit_allowed(lookup, access, needs, &[], deadline),
+        );
+        audited?;
+        gather(reads, data?)
+    }
+
     /// `CheckPropertyTransfer`.
     pub async fn property_transfer(
         &self,
@@ -83,13 +102,9 @@ impl Queries {
                 contributions: true,
             }));
         }
-        let (data, audited) = tokio::join!(
-            self.store.read_subjects(&reads),
-            self.audit_allowed(&lookup, &access, &needs, &[], deadline),
-        );
-        audited?;
-        let data = data?;
-        let (records, summaries) = gather(&reads, data)?;
+        let (records, summaries) = self
+            .read_audited(&lookup, &access, &needs, &reads, deadline)
+            .await?;
         let today = CivilDate::today_in_china();
         let outcome = check_property_transfer(
             &unit,
@@ -151,13 +166,9 @@ impl Queries {
             types: vec![RecordType::Enrollment, RecordType::TransferOutCertificate],
             contributions: true,
         }];
-        let (data, audited) = tokio::join!(
-            self.store.read_subjects(&reads),
-            self.audit_allowed(&lookup, &access, &needs, &[], deadline),
-        );
-        audited?;
-        let data = data?;
-        let (records, summaries) = gather(&reads, data)?;
+        let (records, summaries) = self
+            .read_audited(&lookup, &access, &needs, &reads, deadline)
+            .await?;
         let today = CivilDate::today_in_china();
         let result = check_social_security_transfer(
             &person,
