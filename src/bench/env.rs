@@ -117,35 +117,61 @@ pub(super) fn person(i: u64) -> String {
     format!("{first17}{}", check_character(&first17))
 }
 
+/// Publish metadata of version 1 of record `record_id`, occurring now.
+pub(super) fn meta(record_id: &str) -> Option<crate::proto::PublishMeta> {
+    Some(crate::proto::PublishMeta {
+        record_id: record_id.to_owned(),
+        version: 1,
+        source_event_id: format!("bench-{record_id}"),
+        occurred_at: Some(std::time::SystemTime::now().into()),
+    })
+}
+
+/// A household registration of person `i`, at a flat in Beijing.
+pub(super) fn household(i: u64) -> crate::proto::HouseholdRegistration {
+    use crate::proto::{self, Date, HouseholdStatus};
+    proto::HouseholdRegistration {
+        person_id: person(i),
+        household_number: format!("H-{i}"),
+        region_code: "110105".into(),
+        address: "北京市朝阳区建国路88号3栋201".into(),
+        status: HouseholdStatus::Registered as i32,
+        property_unit_number: "110105001002GB00017F00030201".into(),
+        registered_on: Some(Date {
+            year: 2008,
+            month: 6,
+            day: 1,
+        }),
+        destination_region_code: String::new(),
+        destination_address: String::new(),
+    }
+}
+
 /// A publish request for household registration `record_id` of person `i`, version 1.
 pub(super) fn household_request(
     record_id: &str,
     i: u64,
 ) -> crate::proto::PublishHouseholdRegistrationRequest {
-    use crate::proto::{self, Date, HouseholdStatus};
-    proto::PublishHouseholdRegistrationRequest {
-        meta: Some(proto::PublishMeta {
-            record_id: record_id.to_owned(),
-            version: 1,
-            source_event_id: format!("bench-{record_id}"),
-            occurred_at: Some(std::time::SystemTime::now().into()),
-        }),
-        record: Some(proto::HouseholdRegistration {
-            person_id: person(i),
-            household_number: format!("F-{i}"),
-            region_code: "110105".into(),
-            address: "北京市朝阳区建国路88号3栋201".into(),
-            status: HouseholdStatus::Registered as i32,
-            property_unit_number: "110105001002GB00017F00030201".into(),
-            registered_on: Some(Date {
-                year: 2008,
-                month: 6,
-                day: 1,
-            }),
-            destination_region_code: String::new(),
-            destination_address: String::new(),
-        }),
+    crate::proto::PublishHouseholdRegistrationRequest {
+        meta: meta(record_id),
+        record: Some(household(i)),
     }
+}
+
+/// One page of the keys under `prefix`, from `cursor`; the next cursor is 0 at the end.
+pub(super) async fn scan_page(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    cursor: u64,
+) -> anyhow::Result<(u64, Vec<String>)> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(format!("{prefix}*"))
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await?)
 }
 
 /// Deletes every key under `prefix`.
@@ -154,14 +180,7 @@ pub(super) async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()>
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
+        let (next, keys) = scan_page(&mut conn, prefix, cursor).await?;
         if !keys.is_empty() {
             redis::cmd("UNLINK")
                 .arg(&keys)

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use super::env::{Env, PURPOSE, REQUESTER, person};
+use super::env::{Env, PURPOSE, REQUESTER, meta, person};
 use super::measure::interleave;
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
@@ -243,20 +243,12 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
         housing_batch_item, provident_fund_batch_item, public_security_batch_item,
         social_security_batch_item,
     };
-    let meta = |id: String| {
-        Some(proto::PublishMeta {
-            source_event_id: format!("bench-{id}"),
-            record_id: id,
-            version: 1,
-            occurred_at: Some(SystemTime::now().into()),
-        })
-    };
     let date = |year, month, day| Some(proto::Date { year, month, day });
     let (mut police, mut social, mut housing, mut fund) = (vec![], vec![], vec![], vec![]);
     for &i in people {
         let id = person(i);
         police.push(proto::PublicSecurityBatchItem {
-            meta: meta(format!("I-{i}")),
+            meta: meta(&format!("I-{i}")),
             record: Some(public_security_batch_item::Record::Identity(
                 proto::Identity {
                     person_id: id.clone(),
@@ -272,7 +264,7 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
             )),
         });
         police.push(proto::PublicSecurityBatchItem {
-            meta: meta(format!("H-{i}")),
+            meta: meta(&format!("H-{i}")),
             record: Some(public_security_batch_item::Record::HouseholdRegistration(
                 proto::HouseholdRegistration {
                     person_id: id.clone(),
@@ -286,7 +278,7 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
             )),
         });
         social.push(proto::SocialSecurityBatchItem {
-            meta: meta(format!("E-{i}")),
+            meta: meta(&format!("E-{i}")),
             record: Some(social_security_batch_item::Record::Enrollment(
                 proto::Enrollment {
                     person_id: id.clone(),
@@ -301,7 +293,7 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
         });
         for m in 0..MONTHS {
             social.push(proto::SocialSecurityBatchItem {
-                meta: meta(format!("P-{i}-{m}")),
+                meta: meta(&format!("P-{i}-{m}")),
                 record: Some(social_security_batch_item::Record::ContributionPeriod(
                     proto::ContributionPeriod {
                         person_id: id.clone(),
@@ -320,7 +312,7 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
             });
         }
         fund.push(proto::ProvidentFundBatchItem {
-            meta: meta(format!("A-{i}")),
+            meta: meta(&format!("A-{i}")),
             record: Some(provident_fund_batch_item::Record::Account(
                 proto::ProvidentFundAccount {
                     person_id: id.clone(),
@@ -336,7 +328,7 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
         });
         let unit = format!("110105001002GB00017F{:08}", 30_000_000 + i);
         fund.push(proto::ProvidentFundBatchItem {
-            meta: meta(format!("L-{i}")),
+            meta: meta(&format!("L-{i}")),
             record: Some(provident_fund_batch_item::Record::Loan(
                 proto::ProvidentFundLoan {
                     borrower_id: id.clone(),
@@ -350,7 +342,7 @@ async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Pub
             )),
         });
         housing.push(proto::HousingBatchItem {
-            meta: meta(format!("T-{i}")),
+            meta: meta(&format!("T-{i}")),
             record: Some(housing_batch_item::Record::PropertyTitle(
                 proto::PropertyTitle {
                     unit_number: unit,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::env::{Env, delete_prefix};
+use super::env::{Env, delete_prefix, scan_page};
 use crate::resolver::store::{RedisStore, Store, StoreState};
 
 /// Target: Redis bytes per record, subject copies included.
@@ -144,14 +144,7 @@ async fn usage(
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
+        let (next, keys) = scan_page(conn, prefix, cursor).await?;
         let keys: Vec<&String> = keys
             .iter()
             .filter(|k| {

@@ -10,47 +10,19 @@ use prost::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use super::env::{Env, person};
+use super::env::{Env, household, meta};
 use super::measure::{Samples, interleave};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
 use crate::proto::{
-    self, Agency, HouseholdStatus, Op, PublicSecurityBatchItem, RecordEvent,
-    public_security_batch_item, record_event::Payload,
+    self, Agency, Op, PublicSecurityBatchItem, RecordEvent, public_security_batch_item,
+    record_event::Payload,
 };
 use crate::records::{RecordKey, RecordType, subjects_of};
 
 /// Records per batch in `publish-batch`.
 const BATCH: u64 = 100;
-
-/// A household registration, distinct per `i`.
-fn household(i: u64) -> proto::HouseholdRegistration {
-    proto::HouseholdRegistration {
-        person_id: person(i),
-        household_number: format!("H-{i}"),
-        region_code: "110105".into(),
-        address: "北京市朝阳区建国路88号3栋201".into(),
-        status: HouseholdStatus::Registered as i32,
-        property_unit_number: "110105001002GB00017F00030201".into(),
-        registered_on: Some(proto::Date {
-            year: 2008,
-            month: 6,
-            day: 1,
-        }),
-        destination_region_code: String::new(),
-        destination_address: String::new(),
-    }
-}
-
-fn meta(record_id: &str) -> Option<proto::PublishMeta> {
-    Some(proto::PublishMeta {
-        record_id: record_id.to_owned(),
-        version: 1,
-        source_event_id: format!("bench-{record_id}"),
-        occurred_at: Some(SystemTime::now().into()),
-    })
-}
 
 /// The event the adapter would publish for record `record_id`: the baseline sends these
 /// bytes, so both sides put the same load on the broker.
