@@ -104,19 +104,19 @@ impl Batch {
         Batch { records }
     }
 
-    /// The encoded events, every one at `version`.
+    /// The events in stored form, every one at `version`.
     fn encode(&mut self, version: u64) -> Vec<Vec<u8>> {
         self.records
             .iter_mut()
             .map(|(_, _, event)| {
                 event.version = version;
-                event.encode_to_vec()
+                govlink::records::stored::compact(&event.encode_to_vec()).expect("an event")
             })
             .collect()
     }
 
     /// The writes of the batch at `version`, borrowing `encoded` (from [`Batch::encode`]
-    /// at the same version) as the materializer borrows its messages.
+    /// at the same version).
     fn writes<'a>(&self, encoded: &'a [Vec<u8>], version: u64) -> Vec<RecordWrite<'a>> {
         self.records
             .iter()
@@ -126,7 +126,7 @@ impl Batch {
                 version,
                 change: Change::Upsert {
                     subjects: subjects.clone(),
-                    event,
+                    event: event.into(),
                 },
             })
             .collect()

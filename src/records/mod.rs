@@ -2,6 +2,7 @@
 //! record keys, subjects, and the field-by-field validation every record passes at the
 //! wire boundary (adapters) and again before it is materialized (resolver).
 
+pub mod stored;
 mod validate;
 
 use std::fmt;
@@ -154,6 +155,14 @@ impl RecordKey {
         ))
     }
 
+    /// The key of record `record_id` of type `record_type`, checking the id.
+    pub fn checked(record_type: RecordType, record_id: &str) -> Result<RecordKey, &'static str> {
+        if !is_valid_record_id(record_id) {
+            return Err("record id must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
+        }
+        Ok(RecordKey::new(record_type, record_id))
+    }
+
     /// Parses a key, checking the agency, the record type and the record id.
     pub fn parse(key: &str) -> Result<RecordKey, &'static str> {
         let mut parts = key.splitn(3, '/');
@@ -165,11 +174,9 @@ impl RecordKey {
         let agency = agency_from_slug(agency).ok_or(
             "unknown agency: expected social-security, public-security, housing or provident-fund",
         )?;
-        RecordType::parse(agency, record_type).ok_or("unknown record type for this agency")?;
-        if !is_valid_record_id(record_id) {
-            return Err("record id must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
-        }
-        Ok(RecordKey(key.to_owned()))
+        let record_type =
+            RecordType::parse(agency, record_type).ok_or("unknown record type for this agency")?;
+        RecordKey::checked(record_type, record_id)
     }
 
     /// The key as text.

@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use prost::Message;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::positions::Positions;
 use super::query::{Queries, caller_of};
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreError, StoredRecord};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
 use crate::proto::{self, resolver_server::Resolver};
@@ -77,13 +76,13 @@ impl Resolver for ResolverService {
         let key = RecordKey::parse(&r.record_key).map_err(|e| invalid_field("record_key", e))?;
         self.wait_for(&r.min_positions, deadline).await?;
         let stored = self.store.get(&key).await.map_err(store_unavailable)?;
-        let Some(bytes) = stored else {
+        let Some(stored) = stored else {
             return Err(Status::not_found(
                 "no such record (never published, or deleted)",
             ));
         };
         Ok(Response::new(GetRecordResponse {
-            record: Some(decode(&bytes)?),
+            record: Some(decode(&stored)?),
         }))
     }
 
@@ -121,10 +120,7 @@ impl Resolver for ResolverService {
             .subject_records(&key)
             .await
             .map_err(store_unavailable)?;
-        let records = stored
-            .iter()
-            .map(|bytes| decode(bytes))
-            .collect::<Result<_, _>>()?;
+        let records = stored.iter().map(decode).collect::<Result<_, _>>()?;
         Ok(Response::new(ListSubjectRecordsResponse { records }))
     }
 
@@ -181,9 +177,9 @@ impl Resolver for ResolverService {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<RecordEvent, Status> {
-    RecordEvent::decode(bytes).map_err(|e| {
-        tracing::error!(error = %e, "stored record does not decode");
+fn decode(stored: &StoredRecord) -> Result<RecordEvent, Status> {
+    stored.decode().map_err(|e| {
+        tracing::error!(error = %e, key = %stored.key, "stored record does not decode");
         Status::internal("internal error")
     })
 }

@@ -522,7 +522,9 @@ pub fn store_write(event: &proto::RecordEvent) -> govlink::resolver::store::Reco
             RecordType::of_payload(payload),
             Change::Upsert {
                 subjects: subjects_of(payload),
-                event: Box::leak(event.encode_to_vec().into_boxed_slice()),
+                event: govlink::records::stored::compact(&event.encode_to_vec())
+                    .expect("an encoded event")
+                    .into(),
             },
         ),
         None => (

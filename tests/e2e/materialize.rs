@@ -86,7 +86,33 @@ async fn a_published_record_reaches_redis_and_the_resolver() {
     )
     .await
     .unwrap();
+    // Every field as published, including those the stored copy leaves out.
     assert_eq!(record.event_id, ack.event_id);
+    assert_eq!(record.agency(), Agency::Housing);
+    assert_eq!(
+        (
+            record.record_type.as_str(),
+            record.record_id.as_str(),
+            record.version
+        ),
+        ("property_title", "p-1", 1)
+    );
+    let subjects: Vec<(SubjectKind, &str)> = record
+        .subjects
+        .iter()
+        .map(|s| (s.kind(), s.id.as_str()))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            (SubjectKind::Person, a.as_str()),
+            (SubjectKind::PropertyUnit, UNIT)
+        ]
+    );
+    assert_eq!(
+        list(&app, SubjectKind::Person, &a, std::slice::from_ref(&at)).await,
+        std::slice::from_ref(&record)
+    );
     let Some(Payload::PropertyTitle(t)) = record.payload else {
         panic!("a title")
     };
@@ -95,16 +121,17 @@ async fn a_published_record_reaches_redis_and_the_resolver() {
     // In Redis, under the test's prefix and hash-tagged keys.
     let prefix = &app.settings.redis_prefix;
     let mut redis = redis().await;
-    let version: String = redis
-        .hget(format!("{prefix}rec:{{housing/property_title/p-1}}"), "v")
+    // The record's entry: its version and subjects; its event is kept in the copies only.
+    let entry: String = redis
+        .get(format!("{prefix}rec:property_title:p-1"))
         .await
         .unwrap();
-    assert_eq!(version.parse::<u64>().unwrap(), 1);
+    assert_eq!(entry, format!("a1p:{a}\nu:{UNIT}\t"));
     let listed: Vec<String> = redis
         .hkeys(format!("{prefix}sub:{{p:{a}}}:property_title"))
         .await
         .unwrap();
-    assert_eq!(listed, ["housing/property_title/p-1"]);
+    assert_eq!(listed, ["p-1"]);
     let materialized: String = redis
         .hget(
             format!("{prefix}meta"),

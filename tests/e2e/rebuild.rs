@@ -36,10 +36,9 @@ async fn govlink_rebuild_clears_the_store_and_rebuilds_it_with_the_running_resol
     let prefix = &app.settings.redis_prefix;
     let mut redis = redis().await;
     let _: () = redis
-        .hset(
-            format!("{prefix}rec:{{public-security/household_registration/h-2}}"),
-            "v",
-            format!("{:020}", 99),
+        .set(
+            format!("{prefix}rec:household_registration:h-2"),
+            format!("b99p:{}\t", alice()),
         )
         .await
         .unwrap();

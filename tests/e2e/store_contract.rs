@@ -69,7 +69,7 @@ fn write(id: &str, version: u64, subjects: &[&str]) -> RecordWrite<'static> {
         version,
         change: Change::Upsert {
             subjects: subjects.iter().map(|s| subject(s)).collect(),
-            event: event_text(id, version),
+            event: event_text(id, version).into(),
         },
     }
 }
@@ -88,7 +88,7 @@ async fn listed(store: &Store, name: &str) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| String::from_utf8(e).unwrap())
+        .map(|r| String::from_utf8(r.event).unwrap())
         .collect()
 }
 
@@ -97,7 +97,7 @@ async fn current(store: &Store, id: &str) -> Option<String> {
         .get(&key(id))
         .await
         .unwrap()
-        .map(|e| String::from_utf8(e).unwrap())
+        .map(|r| String::from_utf8(r.event).unwrap())
 }
 
 async fn highest_version_wins_in_every_order(new: impl AsyncFn() -> Store) {
@@ -332,7 +332,12 @@ async fn entries(store: &Store, subjects: &[&str]) -> Vec<(String, String, u64, 
             event,
         } in store.subject_entries(&subject(name)).await.unwrap()
         {
-            all.push(((*name).to_owned(), key, version, event.is_some()));
+            all.push((
+                (*name).to_owned(),
+                key.to_string(),
+                version,
+                event.is_some(),
+            ));
         }
     }
     all
@@ -410,7 +415,7 @@ async fn tombstones_carry_the_version_that_dropped_the_subject(new: impl AsyncFn
 /// rebuilt up to its targets, then ready; positions belong to one generation.
 async fn a_store_moves_through_its_generations(new: impl AsyncFn() -> Store) {
     let store = new().await;
-    let not_ready = |r: Result<Option<Vec<u8>>, StoreError>| match r {
+    let not_ready = |r: Result<Option<StoredRecord>, StoreError>| match r {
         Err(StoreError::NotReady(why)) => why,
         other => panic!("expected not ready, got {other:?}"),
     };

@@ -19,6 +19,7 @@ use super::{key_of, month_index, month_of_index, year_month};
 use crate::domain::YearMonth;
 use crate::proto::{ContributionPeriod, InsuranceType, Op, RecordEvent, record_event::Payload};
 use crate::records::RecordType;
+use crate::resolver::store::version;
 
 /// The contribution history of one person, incrementally maintainable.
 ///
@@ -117,7 +118,7 @@ impl ContributionSummary {
     pub fn stored_value(event: &RecordEvent) -> Option<(String, String)> {
         let (live, paid) = read_event(event)?;
         let value = if live {
-            let mut value = format!("{:0width$}1", event.version, width = STORED_VERSION_WIDTH);
+            let mut value = format!("{}1", version::text(event.version));
             if let Some(p) = paid {
                 value.push_str(&format!("{}|{}|{}", p.region, p.insurance_type, p.month));
             }
@@ -132,7 +133,7 @@ impl ContributionSummary {
     /// deletion, or a version that names another person): it counts nothing, and its
     /// version keeps a late older version out.
     pub fn stored_tombstone(version: u64) -> String {
-        format!("{version:0width$}0", width = STORED_VERSION_WIDTH)
+        format!("{}0", version::text(version))
     }
 
     /// The summary of a person's contribution index (fields made by
@@ -233,10 +234,6 @@ impl ContributionSummary {
     }
 }
 
-/// Width of the version that leads a stored index field: the store's fixed-width decimal
-/// form, whose text order is numeric order for every `u64`.
-const STORED_VERSION_WIDTH: usize = 20;
-
 /// A contribution index field that [`ContributionSummary::stored_value`] cannot have made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("contribution index field {record_id}: {reason}")]
@@ -263,14 +260,8 @@ fn read_event(event: &RecordEvent) -> Option<(bool, Option<PaidMonth>)> {
 
 /// One stored index value: the entry it counts, `None` for a tombstone.
 fn parse_stored(value: &[u8]) -> Result<Option<Entry>, &'static str> {
-    let value = std::str::from_utf8(value).map_err(|_| "not UTF-8")?;
-    let (version, rest) = value
-        .split_at_checked(STORED_VERSION_WIDTH)
-        .ok_or("shorter than a version")?;
-    if !version.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("the version is not 20 digits");
-    }
-    let version: u64 = version.parse().map_err(|_| "the version is above u64")?;
+    let (version, rest) = version::split(value).ok_or("it does not lead with a version")?;
+    let rest = std::str::from_utf8(rest).map_err(|_| "not UTF-8")?;
     let paid = match rest.split_at_checked(1) {
         Some(("0", "")) => return Ok(None),
         Some(("0", _)) => return Err("a tombstone with a paid month"),

@@ -30,7 +30,7 @@ use super::positions::Positions;
 use super::store::{Change, RecordWrite, Store, StoreError, StoreState};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{Op, Position, RecordEvent};
-use crate::records::{RecordKey, RecordType, SubjectKey, subjects_of, validate_event};
+use crate::records::{RecordKey, RecordType, SubjectKey, stored, subjects_of, validate_event};
 
 /// The first wait before retrying a failed store or dead-letter write; doubles up to
 /// [`MAX_BACKOFF`].
@@ -389,8 +389,8 @@ impl Materializer {
         }
     }
 
-    /// Turns a message into a store write (borrowing its payload), or says why it cannot
-    /// be one.
+    /// Turns a message into a store write (its event in stored form), or says why it
+    /// cannot be one.
     fn decode<'m>(&self, message: &'m OwnedMessage) -> Result<RecordWrite<'m>, String> {
         let agency = self
             .topics
@@ -408,7 +408,9 @@ impl Materializer {
         let change = match &event.payload {
             Some(p) => Change::Upsert {
                 subjects: subjects_of(p),
-                event: payload,
+                event: stored::compact(payload)
+                    .map_err(|e| format!("not a RecordEvent: {e}"))?
+                    .into(),
             },
             None => Change::Delete,
         };

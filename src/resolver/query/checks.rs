@@ -1,7 +1,6 @@
 //! The transfer checks as lookups: parse, decide, read every subject involved in one
 //! round trip, run the pure check, audit, answer.
 
-use prost::Message as _;
 use tokio::time::Instant;
 
 use super::{Caller, Lookup, Queries, QueryError, check_case_id, parse_person, parse_purpose};
@@ -209,7 +208,7 @@ fn gather(
     for (read, data) in reads.iter().zip(data) {
         for stored in &data.records {
             records.push(
-                RecordEvent::decode(stored.event.as_slice()).map_err(|e| {
+                stored.decode().map_err(|e| {
                     QueryError::Corrupt(format!("stored record {}: {e}", stored.key))
                 })?,
             );

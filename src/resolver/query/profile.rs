@@ -2,8 +2,6 @@
 //! agency's share of the person, each filtered to the fields the grant allows and
 //! masked as it says. Pure: tested field by field without a store.
 
-use prost::Message as _;
-
 use super::QueryError;
 use crate::domain::ResidentId;
 use crate::proto::{self, RecordEvent, record_event::Payload};
@@ -122,7 +120,7 @@ fn decode_all(records: &[StoredRecord]) -> Result<Vec<(&StoredRecord, RecordEven
     records
         .iter()
         .map(|r| {
-            RecordEvent::decode(r.event.as_slice())
+            r.decode()
                 .map(|e| (r, e))
                 .map_err(|e| QueryError::Corrupt(format!("stored record {}: {e}", r.key)))
         })

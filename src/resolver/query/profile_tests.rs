@@ -35,7 +35,7 @@ fn stored(record_type: RecordType, id: &str, version: u64, payload: Payload) -> 
     StoredRecord {
         key: RecordKey::new(record_type, id),
         version,
-        event: event.encode_to_vec(),
+        event: crate::records::stored::compact(&prost::Message::encode_to_vec(&event)).unwrap(),
     }
 }
 

@@ -7,16 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{
     EntriesWritten, LAYOUT, Meta, NotReady, RecordWrite, StoreError, StoreState, StoredRecord,
     SubjectData, SubjectEntry, SubjectPlan, SubjectRead, distinct, next_gone, position_field,
-    step_two, subject_updates,
+    split_subjects, step_two, subject_updates,
 };
 use crate::proto::Position;
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::ContributionSummary;
 
+/// A record's own entry. As in Redis, its event is kept only in its subject copies.
 #[derive(Default)]
 struct Entry {
     version: u64,
-    event: Option<Vec<u8>>,
     subjects: String,
     gone: String,
 }
@@ -70,7 +70,6 @@ impl MemoryStore {
                         entry.gone = next_gone(&entry.gone, &entry.subjects, &current);
                         entry.subjects = current;
                         entry.version = w.version;
-                        entry.event = w.event().map(<[u8]>::to_vec);
                     }
                     Some(SubjectPlan {
                         gone: entry.gone.clone(),
@@ -125,10 +124,23 @@ impl MemoryStore {
         }
     }
 
-    pub(super) fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         let state = self.lock();
         Self::ready(&state)?;
-        Ok(state.records.get(key).and_then(|e| e.event.clone()))
+        let first = state
+            .records
+            .get(key)
+            .and_then(|e| split_subjects(&e.subjects).next());
+        let copy = first
+            .and_then(|s| state.subjects.get(&(s.to_owned(), key.record_type())))
+            .and_then(|copies| copies.get(key));
+        Ok(copy.and_then(|(version, event)| {
+            Some(StoredRecord {
+                key: key.clone(),
+                version: *version,
+                event: event.clone()?,
+            })
+        }))
     }
 
     pub(super) fn subject_entries(
@@ -143,7 +155,7 @@ impl MemoryStore {
                 continue;
             };
             listed.extend(copies.iter().map(|(key, (version, event))| SubjectEntry {
-                key: key.to_string(),
+                key: key.clone(),
                 version: *version,
                 event: event.clone(),
             }));

@@ -19,6 +19,10 @@
 //! exactly the state of an uninterrupted write, however many versions of one record the
 //! batch carried.
 //!
+//! The event itself is kept only in the copies, in stored form ([`stored`]: without what
+//! the record key and version give back), so a record costs its bytes once per subject
+//! and no more; a record is read through the copy under its first subject.
+//!
 //! A subject's copies are kept per record type, and for contribution records step two
 //! also keeps the person's contribution index (one small field per record, compare-and-set
 //! by version like a copy), so a lookup reads only the types it returns and a summary
@@ -27,19 +31,19 @@
 mod memory;
 mod meta;
 mod redis;
+pub mod version;
 
 pub use memory::MemoryStore;
 pub use meta::{LAYOUT, Meta, StoreState};
 pub use redis::RedisStore;
 
-use prost::Message as _;
+use std::borrow::Cow;
 
 use crate::proto::{Position, RecordEvent};
-use crate::records::{RecordKey, RecordType, SubjectKey};
+use crate::records::{RecordKey, RecordType, SubjectKey, stored};
 use crate::resolver::checks::ContributionSummary;
 
-/// One record version to materialize. It borrows the encoded event from the message it
-/// was read from, so a batch is written to the store without copying payloads.
+/// One record version to materialize.
 #[derive(Debug, Clone)]
 pub struct RecordWrite<'a> {
     /// The record's key.
@@ -57,18 +61,19 @@ pub enum Change<'a> {
     Upsert {
         /// The subjects the record is about.
         subjects: Vec<SubjectKey>,
-        /// The encoded `RecordEvent`.
-        event: &'a [u8],
+        /// The stored form of the `RecordEvent` ([`stored::compact`]): the store keeps it
+        /// as it is, and [`StoredRecord::decode`] restores the event.
+        event: Cow<'a, [u8]>,
     },
     /// The record no longer exists; it is listed under no subject.
     Delete,
 }
 
 impl RecordWrite<'_> {
-    /// The encoded event, `None` for a deletion.
+    /// The stored event, `None` for a deletion.
     fn event(&self) -> Option<&[u8]> {
         match &self.change {
-            Change::Upsert { event, .. } => Some(event),
+            Change::Upsert { event, .. } => Some(event.as_ref()),
             Change::Delete => None,
         }
     }
@@ -117,10 +122,10 @@ pub struct ApplyOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectEntry {
     /// The record's key.
-    pub key: String,
+    pub key: RecordKey,
     /// The version this entry was written for.
     pub version: u64,
-    /// The encoded event; `None` for a tombstone.
+    /// The stored event; `None` for a tombstone.
     pub event: Option<Vec<u8>>,
 }
 
@@ -151,8 +156,15 @@ pub struct StoredRecord {
     pub key: RecordKey,
     /// The stored version.
     pub version: u64,
-    /// The encoded `RecordEvent`.
+    /// The stored form of its `RecordEvent`.
     pub event: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// The event as published.
+    pub fn decode(&self) -> Result<RecordEvent, stored::NotAnEvent> {
+        stored::restore(&self.key, self.version, &self.event)
+    }
 }
 
 /// Why the store could not answer.
@@ -287,9 +299,9 @@ impl Store {
         Ok(outcome)
     }
 
-    /// The encoded event of the live record `key`; `None` if absent or deleted.
+    /// The live record `key`; `None` if absent or deleted.
     /// [`StoreError::NotReady`] while the store has not caught up with the topics.
-    pub async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         match self {
             Store::Redis(s) => s.get(key).await,
             Store::Memory(s) => s.get(key),
@@ -309,10 +321,22 @@ impl Store {
         }
     }
 
-    /// The encoded events of every live record of `subject`, ordered by record key.
-    pub async fn subject_records(&self, subject: &SubjectKey) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// Every live record of `subject`, ordered by record key.
+    pub async fn subject_records(
+        &self,
+        subject: &SubjectKey,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
         let entries = self.subject_entries(subject).await?;
-        Ok(entries.into_iter().filter_map(|e| e.event).collect())
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                Some(StoredRecord {
+                    event: e.event?,
+                    key: e.key,
+                    version: e.version,
+                })
+            })
+            .collect())
     }
 
     /// What lookups read: for each of `reads`, the live records of the asked types and,
@@ -388,12 +412,6 @@ impl Store {
             Store::Memory(s) => s.advance_positions(generation, positions),
         }
     }
-}
-
-/// Versions are stored as fixed-width decimals: string order is numeric order for every
-/// `u64`, and Lua compares them without losing precision above 2^53.
-fn version_text(version: u64) -> String {
-    format!("{version:020}")
 }
 
 /// `topic/partition`: how positions and targets are keyed.
@@ -489,17 +507,15 @@ fn index_values(w: &RecordWrite<'_>) -> Result<Option<IndexValues>, StoreError> 
             tombstone,
         }));
     };
-    let event = RecordEvent::decode(bytes)
+    let event = stored::restore(&w.key, w.version, bytes)
         .map_err(|e| StoreError::Corrupt(format!("{} is not a RecordEvent: {e}", w.key)))?;
-    match ContributionSummary::stored_value(&event) {
-        Some((id, live)) if id == w.key.record_id() && event.version == w.version => {
-            Ok(Some(IndexValues { live, tombstone }))
-        }
-        _ => Err(StoreError::Corrupt(format!(
-            "the event written as {} version {} is another record or version",
+    let (_, live) = ContributionSummary::stored_value(&event).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{} version {} has no contribution",
             w.key, w.version
-        ))),
-    }
+        ))
+    })?;
+    Ok(Some(IndexValues { live, tombstone }))
 }
 
 /// Step two of an applied write: every current subject gets the version (`true`), every
@@ -515,26 +531,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_text_orders_like_numbers() {
-        let mut versions = [0, 9, 10, 1 << 53, (1 << 53) + 1, u64::MAX];
-        versions.reverse();
-        let mut texts: Vec<String> = versions.iter().map(|v| version_text(*v)).collect();
-        texts.sort();
-        versions.sort_unstable();
-        assert_eq!(
-            texts,
-            versions
-                .iter()
-                .map(|v| version_text(*v))
-                .collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
     fn index_values_lead_with_the_version_as_copies_do() {
         for v in [0, 7, 1 << 53, u64::MAX] {
             let tombstone = ContributionSummary::stored_tombstone(v);
-            assert_eq!(tombstone.get(..20), Some(version_text(v).as_str()));
+            assert_eq!(version::split(tombstone.as_bytes()), Some((v, &b"0"[..])));
         }
     }
 

@@ -1,10 +1,12 @@
 //! The Redis store. Layout 2 (every key under the configured prefix):
 //!
-//! - `rec:{<record key>}` — hash: `v` version, `e` encoded event (empty when deleted),
-//!   `s` subjects of this version, `g` subjects earlier versions had and this one has not;
-//! - `sub:{<subject>}:<record type>` — hash: record key → version (20 digits), live flag
-//!   (`1`, or `0` for a tombstone) and encoded event: one subject's copies of one record
-//!   type, so a lookup reads only the types it returns;
+//! - `rec:<record type>:<record id>` — string: the version ([`version`]), the subjects of
+//!   this version (none when deleted), a tab, the subjects earlier versions had and this
+//!   one has not (subjects newline-separated);
+//! - `sub:{<subject>}:<record type>` — hash: record id → version, live flag
+//!   (`1`, or `0` for a tombstone) and the stored event (`records::stored`): one
+//!   subject's copies of one record type, so a lookup reads only the types it returns.
+//!   The event is kept only in copies: a record is read through its first subject;
 //! - `sum:{<subject>}:contributions` — hash: contribution record id → version, flag and
 //!   the month it pays (`ContributionSummary::stored_value`), the person's contribution
 //!   index that lookups fold instead of decoding every contribution record;
@@ -28,16 +30,14 @@ use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind, Value};
 
 use super::{
     EntriesWritten, LAYOUT, Meta, NotReady, RecordWrite, StoreError, StoreState, StoredRecord,
-    SubjectData, SubjectEntry, SubjectPlan, SubjectRead, distinct, position_field, step_two,
-    subject_updates, version_text,
+    SubjectData, SubjectEntry, SubjectPlan, SubjectRead, distinct, position_field, split_subjects,
+    step_two, subject_updates, version,
 };
 use crate::proto::Position;
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::ContributionSummary;
 use scripts::{ADVANCE_AT, CLEAR, REBUILD, RECORD, REPLACE, SOURCES, SUBJECT};
 
-/// Width of the version prefix of a subject copy, then one flag byte.
-const VERSION_WIDTH: usize = 20;
 /// Keys deleted per script call while clearing.
 const CLEAR_PAGE: usize = 500;
 
@@ -104,7 +104,8 @@ impl RedisStore {
     }
 
     fn record_key(&self, key: &RecordKey) -> String {
-        format!("{}rec:{{{key}}}", self.prefix)
+        let (record_type, id) = (key.record_type().as_str(), key.record_id());
+        format!("{}rec:{record_type}:{id}", self.prefix)
     }
 
     fn subject_key(&self, subject: &str, record_type: RecordType) -> String {
@@ -129,8 +130,7 @@ impl RedisStore {
                 &self.scripts[RECORD],
                 &[self.record_key(&w.key)],
                 &[
-                    version_text(w.version).as_bytes(),
-                    w.event().unwrap_or_default(),
+                    version::text(w.version).as_bytes(),
                     w.stored_subjects().as_bytes(),
                 ],
             ));
@@ -161,7 +161,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for a in step_two(writes, written)? {
             let w = a.write;
-            let version = version_text(w.version);
+            let version = version::text(w.version);
             for (subject, listed) in subject_updates(a.plan) {
                 let (flag, event): (&[u8], &[u8]) = match w.event() {
                     Some(event) if listed => (b"1", event),
@@ -170,12 +170,17 @@ impl RedisStore {
                 pipe.add_command(evalsha(
                     &self.scripts[SUBJECT],
                     &[self.subject_key(subject, w.key.record_type())],
-                    &[w.key.as_str().as_bytes(), version.as_bytes(), flag, event],
+                    &[
+                        w.key.record_id().as_bytes(),
+                        version.as_bytes(),
+                        flag,
+                        event,
+                    ],
                 ));
                 if let Some(index) = &a.index {
                     let value = index.value(listed).as_bytes();
                     let (stored_version, rest) = value
-                        .split_at_checked(VERSION_WIDTH)
+                        .split_at_checked(version.len())
                         .filter(|(v, _)| *v == version.as_bytes())
                         .ok_or_else(|| {
                             StoreError::Corrupt(format!(
@@ -218,11 +223,28 @@ impl RedisStore {
         Ok(replies)
     }
 
-    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) async fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>, StoreError> {
         let mut pipe = self.pipe_after_readiness();
-        pipe.hget(self.record_key(key), "e");
-        let event: Option<Vec<u8>> = self.query_when_ready(&pipe).await?.next()?;
-        Ok(event.filter(|e| !e.is_empty()))
+        pipe.get(self.record_key(key));
+        let entry: Option<String> = self.query_when_ready(&pipe).await?.next()?;
+        // A deleted record has no subjects; a live one has its event in each copy.
+        let subjects = entry
+            .as_deref()
+            .map(|e| entry_subjects(key, e))
+            .transpose()?;
+        let Some(first) = subjects.and_then(|s| split_subjects(s).next()) else {
+            return Ok(None);
+        };
+        let mut pipe = self.pipe_after_readiness();
+        pipe.hget(self.subject_key(first, key.record_type()), key.record_id());
+        let copy: Option<Vec<u8>> = self.query_when_ready(&pipe).await?.next()?;
+        let Some(copy) = copy else { return Ok(None) };
+        let (version, event) = parse_copy(key.as_str(), copy)?;
+        Ok(event.map(|event| StoredRecord {
+            key: key.clone(),
+            version,
+            event,
+        }))
     }
 
     pub(super) async fn subject_entries(
@@ -235,10 +257,11 @@ impl RedisStore {
         }
         let mut replies = self.query_when_ready(&pipe).await?;
         let mut listed = Vec::new();
-        for _ in RecordType::ALL {
+        for t in RecordType::ALL {
             let copies: Vec<(String, Vec<u8>)> = replies.next()?;
-            for (key, value) in copies {
-                let (version, event) = parse_copy(&key, value)?;
+            for (id, value) in copies {
+                let key = copy_key(t, &id)?;
+                let (version, event) = parse_copy(key.as_str(), value)?;
                 listed.push(SubjectEntry {
                     key,
                     version,
@@ -270,8 +293,8 @@ impl RedisStore {
             let mut data = SubjectData::default();
             for t in types {
                 let copies: Vec<(String, Vec<u8>)> = replies.next()?;
-                for (key, value) in copies {
-                    if let Some(record) = live_record(key, value, *t)? {
+                for (id, value) in copies {
+                    if let Some(record) = live_record(&id, value, *t)? {
                         data.records.push(record);
                     }
                 }
@@ -378,13 +401,14 @@ impl RedisStore {
     }
 }
 
-/// ARGV of the position scripts: the generation, then field and 20-digit offset pairs.
+/// ARGV of the position scripts: the generation, then field and offset pairs (offsets as
+/// 20 digits, so text order is numeric order).
 fn position_args(generation: &str, positions: &[Position]) -> Vec<Vec<u8>> {
     let mut args = Vec::with_capacity(1 + positions.len() * 2);
     args.push(generation.as_bytes().to_vec());
     for p in positions {
         args.push(position_field(&p.topic, p.partition).into_bytes());
-        args.push(version_text(u64::try_from(p.offset).unwrap_or(0)).into_bytes());
+        args.push(format!("{:020}", p.offset.max(0)).into_bytes());
     }
     args
 }
@@ -404,34 +428,41 @@ impl Replies {
 
 /// A subject copy: its version, and its event (`None` for a tombstone).
 fn parse_copy(key: &str, mut value: Vec<u8>) -> Result<(u64, Option<Vec<u8>>), StoreError> {
-    let version = std::str::from_utf8(value.get(..VERSION_WIDTH).unwrap_or_default())
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let (Some(version), Some(flag)) = (version, value.get(VERSION_WIDTH).copied()) else {
-        return Err(StoreError::Corrupt(format!("subject entry {key}")));
-    };
-    match flag {
-        b'1' => Ok((version, Some(value.split_off(VERSION_WIDTH + 1)))),
-        b'0' => Ok((version, None)),
-        _ => Err(StoreError::Corrupt(format!("subject entry {key}"))),
+    let corrupt = || StoreError::Corrupt(format!("subject entry {key}"));
+    let (version, rest) = version::split(&value).ok_or_else(corrupt)?;
+    let flag_at = value.len() - rest.len();
+    match rest.first() {
+        Some(b'1') => Ok((version, Some(value.split_off(flag_at + 1)))),
+        Some(b'0') => Ok((version, None)),
+        _ => Err(corrupt()),
     }
+}
+
+/// The subjects of the current version in a record entry (see `RECORD_CAS`).
+fn entry_subjects<'e>(key: &RecordKey, entry: &'e str) -> Result<&'e str, StoreError> {
+    version::split(entry.as_bytes())
+        .and_then(|(_, rest)| entry.get(entry.len() - rest.len()..))
+        .and_then(|rest| rest.split_once('\t'))
+        .map(|(current, _)| current)
+        .ok_or_else(|| StoreError::Corrupt(format!("record entry of {key}")))
+}
+
+/// The key of a copy listed as `id` in the hash of `record_type`.
+fn copy_key(record_type: RecordType, id: &str) -> Result<RecordKey, StoreError> {
+    RecordKey::checked(record_type, id).map_err(|_| {
+        StoreError::Corrupt(format!("{id:?} among the {} copies", record_type.as_str()))
+    })
 }
 
 /// A copy read from the hash of `record_type`, when it is live.
 fn live_record(
-    key: String,
+    id: &str,
     value: Vec<u8>,
     record_type: RecordType,
 ) -> Result<Option<StoredRecord>, StoreError> {
-    let (version, event) = parse_copy(&key, value)?;
-    let Some(event) = event else { return Ok(None) };
-    let key = RecordKey::parse(&key)
-        .ok()
-        .filter(|k| k.record_type() == record_type)
-        .ok_or_else(|| {
-            StoreError::Corrupt(format!("{key} among the {} copies", record_type.as_str()))
-        })?;
-    Ok(Some(StoredRecord {
+    let key = copy_key(record_type, id)?;
+    let (version, event) = parse_copy(key.as_str(), value)?;
+    Ok(event.map(|event| StoredRecord {
         key,
         version,
         event,

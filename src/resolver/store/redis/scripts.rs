@@ -1,35 +1,44 @@
 //! The Lua scripts of the Redis store. Each is one atomic compare-and-set; all are
 //! idempotent, so a pipeline of them can be sent again after a failure.
 
-/// Step one: compare-and-set the record's own entry. ARGV: version, event, subjects.
-/// Returns `{applied, gone subjects, current subjects}`; a write of the stored version is
-/// a replay and returns the stored ones so step two can be redone.
+/// Step one: compare-and-set the record's own entry, a string: the version (`version.rs`),
+/// the subjects of this version, a tab, the subjects earlier versions had and this one
+/// has not. ARGV: version, subjects. Returns `{applied, gone subjects, current
+/// subjects}`; a write of the stored version is a replay and returns the stored ones so
+/// step two can be redone.
 const RECORD_CAS: &str = r"
-local stored = redis.call('HGET', KEYS[1], 'v')
-if stored and stored > ARGV[1] then
-  return {0, '', ''}
+local entry = redis.call('GET', KEYS[1])
+local current, gone = '', ''
+if entry then
+  local digits = string.byte(entry, 1) - 96
+  local stored = string.sub(entry, 1, digits + 1)
+  if stored > ARGV[1] then
+    return {0, '', ''}
+  end
+  local tab = string.find(entry, '\t', digits + 2, true)
+  current, gone = string.sub(entry, digits + 2, tab - 1), string.sub(entry, tab + 1)
+  if stored == ARGV[1] then
+    return {1, gone, current}
+  end
 end
-if stored == ARGV[1] then
-  return {1, redis.call('HGET', KEYS[1], 'g') or '', redis.call('HGET', KEYS[1], 's') or ''}
-end
-local gone = {}
-for s in string.gmatch(redis.call('HGET', KEYS[1], 'g') or '', '[^\n]+') do gone[s] = true end
-for s in string.gmatch(redis.call('HGET', KEYS[1], 's') or '', '[^\n]+') do gone[s] = true end
-for s in string.gmatch(ARGV[3], '[^\n]+') do gone[s] = nil end
+local set = {}
+for s in string.gmatch(gone, '[^\n]+') do set[s] = true end
+for s in string.gmatch(current, '[^\n]+') do set[s] = true end
+for s in string.gmatch(ARGV[2], '[^\n]+') do set[s] = nil end
 local list = {}
-for s in pairs(gone) do list[#list + 1] = s end
+for s in pairs(set) do list[#list + 1] = s end
 table.sort(list)
 local g = table.concat(list, '\n')
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2], 's', ARGV[3], 'g', g)
-return {1, g, ARGV[3]}
+redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2] .. '\t' .. g)
+return {1, g, ARGV[2]}
 ";
 
 /// Step two: compare-and-set one subject's copy of a record, or one field of a person's
-/// contribution index. ARGV: field (record key, or record id), version, '1' live or '0'
-/// tombstone, the rest of the value (encoded event, or paid month).
+/// contribution index. ARGV: field (record id), version, '1' live or '0' tombstone, the
+/// rest of the value (stored event, or paid month).
 const SUBJECT_CAS: &str = r"
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored and string.sub(stored, 1, 20) >= ARGV[2] then
+if stored and string.sub(stored, 1, string.byte(stored, 1) - 95) >= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ARGV[3] .. ARGV[4])
