@@ -111,10 +111,29 @@ impl Env {
     }
 }
 
-/// The `i`-th of 1000 distinct valid resident ID numbers.
+/// The `i`-th of 23 million distinct valid resident ID numbers (then they repeat): a
+/// thousand people born on each day of 1950 to 2019 (a calendar of 28-day months is enough
+/// for distinct dates), men for odd `i`.
 pub(super) fn person(i: u64) -> String {
-    let first17 = format!("11010519800101{:03}", i % 1000);
+    let born = birth_date(i);
+    let first17 = format!(
+        "110105{:04}{:02}{:02}{:03}",
+        born.year,
+        born.month,
+        born.day,
+        i % 1000
+    );
     format!("{first17}{}", check_character(&first17))
+}
+
+/// The birth date in [`person`]`(i)`.
+pub(super) fn birth_date(i: u64) -> crate::proto::Date {
+    let day = i / 1000 % (70 * 12 * 28);
+    crate::proto::Date {
+        year: 1950 + (day / (12 * 28)) as i32,
+        month: (day / 28 % 12) as i32 + 1,
+        day: (day % 28) as i32 + 1,
+    }
 }
 
 /// Publish metadata of version 1 of record `record_id`, occurring now.

@@ -3,22 +3,17 @@
 //! the same keys in one pipeline per lookup — a Redis client when the store is Redis, the
 //! store's own read when it is in memory.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::env::{Env, PURPOSE, REQUESTER, meta, person};
+use super::env::{Env, PURPOSE, REQUESTER, person};
 use super::measure::interleave;
 use super::report::{Comparison, Side, Target};
-use super::{BenchOptions, Scenario, progress};
+use super::{BenchOptions, Scenario, people, progress};
 use crate::audit::AuditLog;
 use crate::domain::ResidentId;
-use crate::proto::housing_adapter_client::HousingAdapterClient;
-use crate::proto::provident_fund_adapter_client::ProvidentFundAdapterClient;
-use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
+use crate::proto;
 use crate::proto::resolver_client::ResolverClient;
-use crate::proto::social_security_adapter_client::SocialSecurityAdapterClient;
-use crate::proto::{self, Position};
 use crate::records::{RecordType, SubjectKey};
 use crate::resolver::policy::Requester;
 use crate::resolver::query::AsRequester;
@@ -34,13 +29,11 @@ const PROFILE_TYPES: [RecordType; 7] = [
     RecordType::ProvidentFundLoan,
     RecordType::PropertyTitle,
 ];
-/// Monthly contributions per person: two years.
-const MONTHS: u32 = 24;
 
 /// `lookup`.
 pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
     let persons = options.records.clamp(1, 200);
-    let after = seed(env, persons).await?;
+    let after = people::seed(env, 0..persons, options.concurrency).await?;
     let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
     let client =
         ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
@@ -214,180 +207,4 @@ impl RawReader {
             }
         }
     }
-}
-
-/// Publishes a full file for `persons` people through the adapters, in batches; returns
-/// the highest acknowledged position per partition.
-async fn seed(env: &Env, persons: u64) -> anyhow::Result<Vec<Position>> {
-    let mut acks = Vec::new();
-    for chunk in (0..persons).collect::<Vec<_>>().chunks(20) {
-        acks.extend(seed_people(env, chunk).await?);
-    }
-    let mut highest: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for p in acks.into_iter().filter_map(|a| a.position) {
-        let offset = highest.entry((p.topic, p.partition)).or_insert(p.offset);
-        *offset = (*offset).max(p.offset);
-    }
-    Ok(highest
-        .into_iter()
-        .map(|((topic, partition), offset)| Position {
-            topic,
-            partition,
-            offset,
-        })
-        .collect())
-}
-
-async fn seed_people(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::PublishAck>> {
-    use proto::{
-        housing_batch_item, provident_fund_batch_item, public_security_batch_item,
-        social_security_batch_item,
-    };
-    let date = |year, month, day| Some(proto::Date { year, month, day });
-    let (mut police, mut social, mut housing, mut fund) = (vec![], vec![], vec![], vec![]);
-    for &i in people {
-        let id = person(i);
-        police.push(proto::PublicSecurityBatchItem {
-            meta: meta(&format!("I-{i}")),
-            record: Some(public_security_batch_item::Record::Identity(
-                proto::Identity {
-                    person_id: id.clone(),
-                    name: "王小明".into(),
-                    // The 17th digit of the ID says it: odd for men.
-                    sex: if i % 2 == 1 {
-                        proto::Sex::Male
-                    } else {
-                        proto::Sex::Female
-                    } as i32,
-                    birth_date: date(1980, 1, 1),
-                },
-            )),
-        });
-        police.push(proto::PublicSecurityBatchItem {
-            meta: meta(&format!("H-{i}")),
-            record: Some(public_security_batch_item::Record::HouseholdRegistration(
-                proto::HouseholdRegistration {
-                    person_id: id.clone(),
-                    household_number: format!("HH-{i}"),
-                    region_code: "110105".into(),
-                    address: "北京市朝阳区建国路88号3栋201".into(),
-                    status: proto::HouseholdStatus::Registered as i32,
-                    registered_on: date(2008, 6, 1),
-                    ..Default::default()
-                },
-            )),
-        });
-        social.push(proto::SocialSecurityBatchItem {
-            meta: meta(&format!("E-{i}")),
-            record: Some(social_security_batch_item::Record::Enrollment(
-                proto::Enrollment {
-                    person_id: id.clone(),
-                    insurance_type: proto::InsuranceType::Pension as i32,
-                    region_code: "110105".into(),
-                    employer_credit_code: "91350100M000100Y43".into(),
-                    status: proto::EnrollmentStatus::Active as i32,
-                    start_date: date(2015, 7, 1),
-                    end_date: None,
-                },
-            )),
-        });
-        for m in 0..MONTHS {
-            social.push(proto::SocialSecurityBatchItem {
-                meta: meta(&format!("P-{i}-{m}")),
-                record: Some(social_security_batch_item::Record::ContributionPeriod(
-                    proto::ContributionPeriod {
-                        person_id: id.clone(),
-                        insurance_type: proto::InsuranceType::Pension as i32,
-                        region_code: "110105".into(),
-                        employer_credit_code: "91350100M000100Y43".into(),
-                        period: Some(proto::YearMonth {
-                            year: 2023 + (m / 12) as i32,
-                            month: (m % 12) as i32 + 1,
-                        }),
-                        base_fen: 1_000_000,
-                        personal_fen: 80_000,
-                        employer_fen: 160_000,
-                    },
-                )),
-            });
-        }
-        fund.push(proto::ProvidentFundBatchItem {
-            meta: meta(&format!("A-{i}")),
-            record: Some(provident_fund_batch_item::Record::Account(
-                proto::ProvidentFundAccount {
-                    person_id: id.clone(),
-                    account_number: format!("GJJ-{i}"),
-                    region_code: "110105".into(),
-                    employer_credit_code: "91350100M000100Y43".into(),
-                    status: proto::AccountStatus::Active as i32,
-                    balance_fen: 12_300_000,
-                    monthly_deposit_fen: 240_000,
-                    opened_on: date(2010, 1, 4),
-                },
-            )),
-        });
-        let unit = format!("110105001002GB00017F{:08}", 30_000_000 + i);
-        fund.push(proto::ProvidentFundBatchItem {
-            meta: meta(&format!("L-{i}")),
-            record: Some(provident_fund_batch_item::Record::Loan(
-                proto::ProvidentFundLoan {
-                    borrower_id: id.clone(),
-                    loan_contract_number: format!("GJJ-L-{i}"),
-                    unit_number: unit.clone(),
-                    principal_fen: 60_000_000,
-                    outstanding_principal_fen: 30_000_000,
-                    status: proto::LoanStatus::Repaying as i32,
-                    issued_on: date(2008, 6, 1),
-                },
-            )),
-        });
-        housing.push(proto::HousingBatchItem {
-            meta: meta(&format!("T-{i}")),
-            record: Some(housing_batch_item::Record::PropertyTitle(
-                proto::PropertyTitle {
-                    unit_number: unit,
-                    certificate_number: format!("JING-{i}"),
-                    address: "北京市朝阳区建国路88号3栋201".into(),
-                    owners: vec![proto::Owner {
-                        person_id: id,
-                        share_basis_points: 10_000,
-                    }],
-                    floor_area_dm2: 8_932,
-                    encumbrances: vec![],
-                    registered_on: date(2008, 5, 20),
-                },
-            )),
-        });
-    }
-    let channel = env.channel.clone();
-    let mut acks = Vec::new();
-    acks.extend(
-        PublicSecurityAdapterClient::new(channel.clone())
-            .publish_batch(proto::PublishPublicSecurityBatchRequest { items: police })
-            .await?
-            .into_inner()
-            .acks,
-    );
-    acks.extend(
-        SocialSecurityAdapterClient::new(channel.clone())
-            .publish_batch(proto::PublishSocialSecurityBatchRequest { items: social })
-            .await?
-            .into_inner()
-            .acks,
-    );
-    acks.extend(
-        HousingAdapterClient::new(channel.clone())
-            .publish_batch(proto::PublishHousingBatchRequest { items: housing })
-            .await?
-            .into_inner()
-            .acks,
-    );
-    acks.extend(
-        ProvidentFundAdapterClient::new(channel)
-            .publish_batch(proto::PublishProvidentFundBatchRequest { items: fund })
-            .await?
-            .into_inner()
-            .acks,
-    );
-    Ok(acks)
 }

@@ -17,27 +17,45 @@ use crate::resolver::store::{RedisStore, Store, StoreState};
 pub(super) const BYTES_PER_RECORD_TARGET: f64 = 500.0;
 /// Target: the resolver's resident memory, MiB.
 pub(super) const RSS_TARGET_MIB: f64 = 64.0;
-/// How long the child may take to materialize everything.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often the child's store is looked at.
-const POLL: Duration = Duration::from_millis(250);
+/// How long the child may go without materializing anything before it is given up.
+const STALL: Duration = Duration::from_secs(60);
+/// How often the child's store is looked at; the store must stay still this long.
+const POLL: Duration = Duration::from_secs(1);
 
 /// What the memory measurement found.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Memory {
-    /// Records materialized (`rec:` entries).
-    pub records: u64,
-    /// Redis bytes of the record entries, subject copies and indexes, per record.
-    pub bytes_per_record: f64,
+    /// Records materialized, and the Redis bytes of what keeps them.
+    pub usage: Usage,
     /// The resolver's resident memory, MiB.
     pub rss_mib: f64,
 }
 
 impl Memory {
+    /// Redis bytes per record: entries, subject copies and contribution indexes.
+    pub(super) fn bytes_per_record(&self) -> f64 {
+        let u = &self.usage;
+        (u.entries + u.copies + u.indexes) as f64 / u.records.max(1) as f64
+    }
+
     /// Whether both targets hold.
     pub(super) fn holds(&self) -> bool {
-        self.bytes_per_record <= BYTES_PER_RECORD_TARGET && self.rss_mib <= RSS_TARGET_MIB
+        self.bytes_per_record() <= BYTES_PER_RECORD_TARGET && self.rss_mib <= RSS_TARGET_MIB
     }
+}
+
+/// The records under a store prefix and the bytes (`MEMORY USAGE`, key names included) of
+/// each kind of key that keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Usage {
+    /// Records (`rec:` entries).
+    pub records: u64,
+    /// Record entries (`rec:`).
+    pub entries: u64,
+    /// Subject copies (`sub:`).
+    pub copies: u64,
+    /// Contribution indexes (`sum:`).
+    pub indexes: u64,
 }
 
 /// A resolver child process, killed when dropped.
@@ -57,50 +75,55 @@ pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Mem
         .redis
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("the memory report needs Redis"))?;
-    // A sibling of the bench's prefix, not under it: clearing the bench's store for a
-    // rebuild must not touch it.
-    let prefix = format!("{}-mem:", env.settings.redis_prefix.trim_end_matches(':'));
+    // Not under the bench's prefix (clearing the bench's store for a rebuild must not
+    // touch it), and as long as the default "govlink:": key names count in the bytes.
+    let prefix = format!("gm{}:", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let mut child = Resolver(spawn_resolver(env, exe, url, &prefix)?);
+    let measured = settle(&mut child, url, &prefix).await;
+    let rss_mib = resident_mib(child.0.id());
+    drop(child);
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
-    let store = Store::Redis(RedisStore::connect(url, &prefix).await?);
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut last = (0, 0.0);
+    let usage = match measured {
+        Ok(()) => usage(&mut conn, &prefix).await,
+        Err(e) => Err(e),
+    };
+    delete_prefix(url, &prefix).await?;
+    Ok(Memory {
+        usage: usage?,
+        rss_mib: rss_mib?,
+    })
+}
+
+/// Waits until the child's store is ready and its positions stay still (ready is judged
+/// against end offsets a broker may under-report, Tansu's). Fails if the child exits, or
+/// if its positions stop moving for [`STALL`] before that.
+async fn settle(child: &mut Resolver, url: &str, prefix: &str) -> anyhow::Result<()> {
+    let store = Store::Redis(RedisStore::connect(url, prefix).await?);
+    let mut last: Option<(StoreState, i64)> = None;
+    let mut moved = Instant::now();
     loop {
         if let Some(status) = child.0.try_wait()? {
             anyhow::bail!("the resolver exited early: {status}");
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the resolver did not materialize the topics within {READY_TIMEOUT:?}"
-        );
         sleep(POLL).await;
-        let ready = store
+        let now = store
             .meta()
             .await?
-            .is_some_and(|m| m.state == StoreState::Ready);
-        if !ready {
-            continue;
+            .map(|m| (m.state, m.positions.values().sum::<i64>()));
+        if now.is_some_and(|(state, _)| state == StoreState::Ready) && now == last {
+            return Ok(());
         }
-        // Ready is judged against end offsets a broker may under-report (Tansu): wait
-        // until the store also stops growing.
-        let now = usage(&mut conn, &prefix).await?;
-        if now.0 > 0 && now == last {
-            break;
+        if now != last {
+            moved = Instant::now();
+            last = now;
         }
-        last = now;
-        sleep(Duration::from_secs(1)).await;
+        anyhow::ensure!(
+            moved.elapsed() < STALL,
+            "the resolver made no progress materializing the topics for {STALL:?}"
+        );
     }
-    let rss_mib = resident_mib(child.0.id())?;
-    drop(child);
-    delete_prefix(url, &prefix).await?;
-    let (records, bytes) = last;
-    Ok(Memory {
-        records,
-        bytes_per_record: bytes / records as f64,
-        rss_mib,
-    })
 }
 
 /// Starts `govlink resolver` on the bench's broker and topics, with the store under
@@ -134,25 +157,16 @@ fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> any
     Ok(command.spawn()?)
 }
 
-/// Records materialized under `prefix` and the bytes of what stores them: record entries
-/// (`rec:`), subject copies (`sub:`) and contribution indexes (`sum:`). The store's
-/// `meta` and the access index (`acc:`, lookups' audit) are not per-record costs.
+/// What is materialized under `prefix`. The store's `meta` and the access index (`acc:`,
+/// lookups' audit) are not per-record costs.
 async fn usage(
     conn: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
-) -> anyhow::Result<(u64, f64)> {
-    let (mut records, mut bytes) = (0u64, 0u64);
+) -> anyhow::Result<Usage> {
+    let mut usage = Usage::default();
     let mut cursor: u64 = 0;
     loop {
         let (next, keys) = scan_page(conn, prefix, cursor).await?;
-        let keys: Vec<&String> = keys
-            .iter()
-            .filter(|k| {
-                ["rec:", "sub:", "sum:"]
-                    .iter()
-                    .any(|p| k[prefix.len()..].starts_with(p))
-            })
-            .collect();
         let mut pipe = redis::pipe();
         for key in &keys {
             pipe.cmd("MEMORY")
@@ -162,13 +176,20 @@ async fn usage(
                 .arg(0);
         }
         let sizes: Vec<Option<u64>> = pipe.query_async(conn).await?;
-        bytes += sizes.into_iter().flatten().sum::<u64>();
-        records += keys
-            .iter()
-            .filter(|k| k[prefix.len()..].starts_with("rec:"))
-            .count() as u64;
+        for (key, size) in keys.iter().zip(sizes) {
+            let size = size.unwrap_or(0);
+            match key.get(prefix.len()..prefix.len() + 4) {
+                Some("rec:") => {
+                    usage.records += 1;
+                    usage.entries += size;
+                }
+                Some("sub:") => usage.copies += size,
+                Some("sum:") => usage.indexes += size,
+                _ => {}
+            }
+        }
         if next == 0 {
-            return Ok((records, bytes as f64));
+            return Ok(usage);
         }
         cursor = next;
     }

@@ -9,6 +9,7 @@ mod freshness;
 mod lookup;
 mod measure;
 mod memory;
+mod people;
 mod publish;
 mod rebuild;
 mod report;

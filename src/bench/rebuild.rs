@@ -7,24 +7,23 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
-use super::env::{Env, household_request};
+use super::env::Env;
 use super::measure::interleave;
 use super::memory::{self, BYTES_PER_RECORD_TARGET, RSS_TARGET_MIB};
+use super::people::{self, RECORDS_PER_PERSON};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::kafka::client_config;
-use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
-use crate::proto::{self, public_security_batch_item};
 
 /// A poll that stays empty this long after the first message ends a raw read of unknown
 /// length.
 const IDLE: Duration = Duration::from_secs(1);
 /// The raw read fails if nothing at all comes for this long.
 const STALL: Duration = Duration::from_secs(30);
-/// Records per seeding batch publish.
-const SEED_BATCH: u64 = 500;
+/// The first person the rebuild seeds: far from those the lookups seed.
+const SEEDED_FROM: u64 = 1_000_000;
 
 /// `rebuild`.
 pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
@@ -35,7 +34,10 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         source.read(None).await?
     };
     if records < options.records {
-        seed(env, records, options.records - records).await?;
+        // People of their own, after any the lookups seeded.
+        let first = SEEDED_FROM + records / RECORDS_PER_PERSON;
+        let more = (options.records - records).div_ceil(RECORDS_PER_PERSON);
+        people::seed(env, first..first + more, options.concurrency).await?;
         records = source.read(None).await?;
     }
     anyhow::ensure!(records > 0, "the bench's record topics are empty");
@@ -44,7 +46,9 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         concurrency: 1,
         ..options.clone()
     };
-    let settings = env.settings.clone();
+    let mut settings = env.settings.clone();
+    // On the embedded broker, the rebuild reads it where the bench's app does.
+    settings.kafka.get_or_insert_with(|| env.bootstrap.clone());
     let bar = progress(Scenario::Rebuild, u64::from(options.rounds) * 2);
     let (ours, theirs) = interleave(
         &serial,
@@ -91,14 +95,27 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         .notes
         .push(("records in the topics".into(), records as f64));
     let memory = memory::measure(env, options.govlink_exe.as_deref()).await?;
+    let per_record = |bytes: u64| bytes as f64 / memory.usage.records.max(1) as f64;
     comparison.notes.extend([
         (
             "records materialized by a resolver process".into(),
-            memory.records as f64,
+            memory.usage.records as f64,
         ),
         (
             format!("redis bytes per record (target ≤ {BYTES_PER_RECORD_TARGET})"),
-            memory.bytes_per_record,
+            memory.bytes_per_record(),
+        ),
+        (
+            "  of which record entries (rec:)".into(),
+            per_record(memory.usage.entries),
+        ),
+        (
+            "  of which subject copies (sub:)".into(),
+            per_record(memory.usage.copies),
+        ),
+        (
+            "  of which contribution indexes (sum:)".into(),
+            per_record(memory.usage.indexes),
         ),
         (
             format!("resolver resident MiB (target ≤ {RSS_TARGET_MIB})"),
@@ -171,33 +188,4 @@ impl RawSource {
         }
         Ok(read)
     }
-}
-
-/// Publishes `n` household registrations through the public-security adapter in batches,
-/// numbered from `first` (acknowledged by the broker, not necessarily materialized yet).
-pub(super) async fn seed(env: &Env, first: u64, n: u64) -> anyhow::Result<()> {
-    let mut client = PublicSecurityAdapterClient::new(env.channel.clone());
-    let started = Instant::now();
-    for chunk in (first..first + n)
-        .collect::<Vec<_>>()
-        .chunks(SEED_BATCH as usize)
-    {
-        let items = chunk
-            .iter()
-            .map(|&i| {
-                let request = household_request(&format!("seed-{i}"), i);
-                proto::PublicSecurityBatchItem {
-                    meta: request.meta,
-                    record: request
-                        .record
-                        .map(public_security_batch_item::Record::HouseholdRegistration),
-                }
-            })
-            .collect();
-        client
-            .publish_batch(proto::PublishPublicSecurityBatchRequest { items })
-            .await?;
-    }
-    tracing::debug!(records = n, elapsed = ?started.elapsed(), "bench seeded");
-    Ok(())
 }
