@@ -103,7 +103,11 @@ pub fn at_least_once_consumer(bootstrap: &str, client_id: &str, group: &str) -> 
         // (some coordinators wait for it, not for the session, when a member died). A
         // member stuck longer (its store down for that long) leaves the group and its
         // partitions go to the others.
-        .set("max.poll.interval.ms", "20000");
+        .set("max.poll.interval.ms", "20000")
+        // What librdkafka fetches ahead of the member: enough for many batches, and a
+        // bound on memory while catching up (the default, 64 MiB, is most of a
+        // resolver's resident memory during a rebuild).
+        .set("queued.max.messages.kbytes", "8192");
     config
 }
 

@@ -1,48 +1,63 @@
-//! The Lua scripts of the Redis store. Each is one atomic compare-and-set; all are
-//! idempotent, so a pipeline of them can be sent again after a failure.
+//! The Lua scripts of the Redis store. Each is atomic and idempotent, so a pipeline of
+//! them can be sent again after a failure. The writes' compare-and-sets take many keys
+//! per call: Redis spends most of a small script's time entering and leaving it, so a
+//! call per key made Redis's CPU the limit of every rebuild.
 
-/// Step one: compare-and-set the record's own entry, a string: the version (`version.rs`),
-/// the subjects of this version, a tab, the subjects earlier versions had and this one
-/// has not. ARGV: version, subjects. Returns `{applied, gone subjects, current
-/// subjects}`; a write of the stored version is a replay and returns the stored ones so
-/// step two can be redone.
+/// Step one: compare-and-set record entries, in order. Each entry is a string: the
+/// version (`version.rs`), the subjects of this version, a tab, the subjects earlier
+/// versions had and this one has not. KEYS: the entries; ARGV: version and subjects per
+/// key. Returns `{applied, gone subjects, current subjects}` per key; a write of the
+/// stored version is a replay and returns the stored ones so step two can be redone.
 const RECORD_CAS: &str = r"
-local entry = redis.call('GET', KEYS[1])
-local current, gone = '', ''
-if entry then
-  local digits = string.byte(entry, 1) - 96
-  local stored = string.sub(entry, 1, digits + 1)
-  if stored > ARGV[1] then
-    return {0, '', ''}
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local version, subjects = ARGV[2 * i - 1], ARGV[2 * i]
+  local entry = redis.call('GET', key)
+  local current, gone, reply = '', '', nil
+  if entry then
+    local digits = string.byte(entry, 1) - 96
+    local stored = string.sub(entry, 1, digits + 1)
+    local tab = string.find(entry, '\t', digits + 2, true)
+    current, gone = string.sub(entry, digits + 2, tab - 1), string.sub(entry, tab + 1)
+    if stored > version then
+      reply = {0, '', ''}
+    elseif stored == version then
+      reply = {1, gone, current}
+    end
   end
-  local tab = string.find(entry, '\t', digits + 2, true)
-  current, gone = string.sub(entry, digits + 2, tab - 1), string.sub(entry, tab + 1)
-  if stored == ARGV[1] then
-    return {1, gone, current}
+  if not reply then
+    local set = {}
+    for s in string.gmatch(gone, '[^\n]+') do set[s] = true end
+    for s in string.gmatch(current, '[^\n]+') do set[s] = true end
+    for s in string.gmatch(subjects, '[^\n]+') do set[s] = nil end
+    local list = {}
+    for s in pairs(set) do list[#list + 1] = s end
+    table.sort(list)
+    local g = table.concat(list, '\n')
+    redis.call('SET', key, version .. subjects .. '\t' .. g)
+    reply = {1, g, subjects}
   end
+  replies[i] = reply
 end
-local set = {}
-for s in string.gmatch(gone, '[^\n]+') do set[s] = true end
-for s in string.gmatch(current, '[^\n]+') do set[s] = true end
-for s in string.gmatch(ARGV[2], '[^\n]+') do set[s] = nil end
-local list = {}
-for s in pairs(set) do list[#list + 1] = s end
-table.sort(list)
-local g = table.concat(list, '\n')
-redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2] .. '\t' .. g)
-return {1, g, ARGV[2]}
+return replies
 ";
 
-/// Step two: compare-and-set one subject's copy of a record, or one field of a person's
-/// contribution index. ARGV: field (record id), version, '1' live or '0' tombstone, the
-/// rest of the value (stored event, or paid month).
+/// Step two: compare-and-set copies of records under one subject, and fields of the
+/// person's contribution index, in order (every key has the subject's hash tag). ARGV:
+/// five per update: the index of its key in KEYS, the field (record id), the version,
+/// then the rest of the value in two parts ('1' live or '0' tombstone and the stored
+/// event; or the index's flag and paid month, and nothing). Returns how many it set.
 const SUBJECT_CAS: &str = r"
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored and string.sub(stored, 1, string.byte(stored, 1) - 95) >= ARGV[2] then
-  return 0
+local set = 0
+for i = 1, #ARGV, 5 do
+  local key, field, version = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
+  local stored = redis.call('HGET', key, field)
+  if not (stored and string.sub(stored, 1, string.byte(stored, 1) - 95) >= version) then
+    redis.call('HSET', key, field, version .. ARGV[i + 3] .. ARGV[i + 4])
+    set = set + 1
+  end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ARGV[3] .. ARGV[4])
-return 1
+return set
 ";
 
 /// Moves materialized positions forward in generation ARGV[1]; ARGV then holds field,
