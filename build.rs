@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/govlink/v1/record.proto",
         "proto/govlink/v1/audit.proto",
         "proto/govlink/v1/resolver.proto",
+        "proto/govlink/v1/cases.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

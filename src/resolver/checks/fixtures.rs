@@ -4,33 +4,33 @@ use crate::domain::{CivilDate, DivisionCode, ResidentId, UnitNumber};
 use crate::proto::{self, Agency, Op, RecordEvent, record_event::Payload};
 use crate::records::RecordType;
 
-pub(super) const SELLER_A: &str = "110105198001010016";
-pub(super) const SELLER_B: &str = "110105198202020026";
-pub(super) const BUYER_A: &str = "310104199005210037";
-pub(super) const BUYER_B: &str = "310104199206120046";
-pub(super) const OTHER: &str = "440305198503150059";
+pub(crate) const SELLER_A: &str = "110105198001010016";
+pub(crate) const SELLER_B: &str = "110105198202020026";
+pub(crate) const BUYER_A: &str = "310104199005210037";
+pub(crate) const BUYER_B: &str = "310104199206120046";
+pub(crate) const OTHER: &str = "440305198503150059";
 /// Chaoyang, Beijing.
-pub(super) const BEIJING: &str = "110105";
+pub(crate) const BEIJING: &str = "110105";
 /// Xuhui, Shanghai.
-pub(super) const SHANGHAI: &str = "310104";
+pub(crate) const SHANGHAI: &str = "310104";
 /// A flat in Chaoyang, Beijing.
-pub(super) const UNIT: &str = "110105001002GB00017F00030201";
-pub(super) const OTHER_UNIT: &str = "110105001002GB00017F00030202";
-pub(super) const UNIT_ADDRESS: &str = "北京市朝阳区建国路88号3号楼2单元501室";
+pub(crate) const UNIT: &str = "110105001002GB00017F00030201";
+pub(crate) const OTHER_UNIT: &str = "110105001002GB00017F00030202";
+pub(crate) const UNIT_ADDRESS: &str = "北京市朝阳区建国路88号3号楼2单元501室";
 
-pub(super) fn id(text: &str) -> ResidentId {
+pub(crate) fn id(text: &str) -> ResidentId {
     ResidentId::parse_as_of(text, CivilDate::MAX).unwrap()
 }
 
-pub(super) fn unit() -> UnitNumber {
+pub(crate) fn unit() -> UnitNumber {
     UnitNumber::parse(UNIT).unwrap()
 }
 
-pub(super) fn region(code: &str) -> DivisionCode {
+pub(crate) fn region(code: &str) -> DivisionCode {
     DivisionCode::parse(code).unwrap()
 }
 
-pub(super) fn date(year: i32, month: u32, day: u32) -> CivilDate {
+pub(crate) fn date(year: i32, month: u32, day: u32) -> CivilDate {
     CivilDate::new(year, month, day).unwrap()
 }
 
@@ -39,7 +39,7 @@ fn wire_date(year: i32, month: i32, day: i32) -> Option<proto::Date> {
 }
 
 /// An upsert of `payload` as record `record_id` at `version`.
-pub(super) fn event(record_id: &str, version: u64, payload: Payload) -> RecordEvent {
+pub(crate) fn event(record_id: &str, version: u64, payload: Payload) -> RecordEvent {
     let record_type = RecordType::of_payload(&payload);
     RecordEvent {
         event_id: format!("ev-{record_id}-{version}"),
@@ -54,7 +54,7 @@ pub(super) fn event(record_id: &str, version: u64, payload: Payload) -> RecordEv
 }
 
 /// A deletion of record `record_id` of type `record_type` at `version`.
-pub(super) fn deletion(
+pub(crate) fn deletion(
     agency: Agency,
     record_type: &str,
     record_id: &str,
@@ -73,7 +73,7 @@ pub(super) fn deletion(
 }
 
 /// A title of [`UNIT`] at [`UNIT_ADDRESS`] with these owners and shares (basis points).
-pub(super) fn title(version: u64, owners: &[(&str, u32)], seized: bool) -> RecordEvent {
+pub(crate) fn title(version: u64, owners: &[(&str, u32)], seized: bool) -> RecordEvent {
     let mut encumbrances = vec![proto::Encumbrance {
         kind: proto::EncumbranceKind::Mortgage as i32,
         holder_credit_code: "91110000100000000X".into(),
@@ -110,7 +110,7 @@ pub(super) fn title(version: u64, owners: &[(&str, u32)], seized: bool) -> Recor
 }
 
 /// A sale contract on `unit_number`.
-pub(super) fn contract(
+pub(crate) fn contract(
     record_id: &str,
     version: u64,
     unit_number: &str,
@@ -134,7 +134,7 @@ pub(super) fn contract(
 }
 
 /// A provident-fund loan on [`UNIT`].
-pub(super) fn loan_event(
+pub(crate) fn loan_event(
     record_id: &str,
     version: u64,
     borrower: &str,
@@ -157,7 +157,7 @@ pub(super) fn loan_event(
 }
 
 /// A household registration of `person` at `address`, tied to `unit_number` when not empty.
-pub(super) fn household(
+pub(crate) fn household(
     record_id: &str,
     version: u64,
     person: &str,
@@ -188,12 +188,12 @@ pub(super) fn household(
 }
 
 /// The record id of [`contribution`]'s record for `prefix`, `year`, `month`.
-pub(super) fn contribution_id(prefix: &str, year: i32, month: u32) -> String {
+pub(crate) fn contribution_id(prefix: &str, year: i32, month: u32) -> String {
     format!("{prefix}-{year:04}-{month:02}")
 }
 
 /// A pension contribution of [`BUYER_A`] for one month, with money paid.
-pub(super) fn contribution(
+pub(crate) fn contribution(
     prefix: &str,
     year: i32,
     month: u32,
@@ -212,7 +212,7 @@ pub(super) fn contribution(
 }
 
 /// A contribution of [`BUYER_A`] with everything explicit; `paid_fen` is split evenly.
-pub(super) fn contribution_of(
+pub(crate) fn contribution_of(
     record_id: &str,
     insurance_type: proto::InsuranceType,
     year: i32,
@@ -235,7 +235,7 @@ pub(super) fn contribution_of(
 
 /// A contribution of `person` with everything explicit.
 #[allow(clippy::too_many_arguments)] // a test builder: every field is a knob some test turns
-pub(super) fn contribution_for(
+pub(crate) fn contribution_for(
     person: &str,
     record_id: &str,
     insurance_type: proto::InsuranceType,
@@ -266,7 +266,7 @@ pub(super) fn contribution_for(
 
 /// An enrollment of `person`; `end` is the end date's year and month when set.
 #[allow(clippy::too_many_arguments)] // a test builder: every field is a knob some test turns
-pub(super) fn enrollment(
+pub(crate) fn enrollment(
     record_id: &str,
     version: u64,
     person: &str,
@@ -292,7 +292,7 @@ pub(super) fn enrollment(
 }
 
 /// A transfer-out certificate of `person`.
-pub(super) fn certificate(
+pub(crate) fn certificate(
     record_id: &str,
     version: u64,
     person: &str,

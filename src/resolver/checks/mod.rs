@@ -13,7 +13,7 @@ mod social_security;
 mod summary;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::collections::BTreeMap;
 use std::fmt;

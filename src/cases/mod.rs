@@ -1,0 +1,4 @@
+//! The case engine: transfers and handovers carried to completion (plans, steps,
+//! deadlines).
+
+pub mod plan;

@@ -1,0 +1,263 @@
+use super::*;
+use crate::proto::{
+    EnrollmentStatus, HouseholdMoveParams, InsuranceType, PropertyTransferParams,
+    SocialSecurityTransferParams,
+};
+use crate::resolver::checks::fixtures::*;
+
+fn sale() -> CaseParams {
+    CaseParams {
+        kind: Some(case_params::Kind::PropertyTransfer(
+            PropertyTransferParams {
+                unit_number: UNIT.into(),
+                contract_number: "HT-C-1".into(),
+                seller_ids: vec![SELLER_A.into()],
+                buyer_ids: vec![BUYER_A.into()],
+            },
+        )),
+    }
+}
+
+fn holds(condition: Condition) -> RecordProof {
+    match condition {
+        Condition::Holds(proof) => proof,
+        Condition::Open => panic!("expected the step to be proved"),
+    }
+}
+
+fn proof(key: &str, version: u64) -> RecordProof {
+    RecordProof {
+        record_key: key.into(),
+        version,
+        absence: String::new(),
+    }
+}
+
+#[test]
+fn every_kind_has_a_plan_whose_order_refers_to_its_own_steps() {
+    for kind in [
+        CaseKind::PropertyTransfer,
+        CaseKind::SocialSecurityTransfer,
+        CaseKind::ProvidentFundTransfer,
+        CaseKind::HouseholdMove,
+    ] {
+        let steps = steps_of(kind);
+        assert!(!steps.is_empty(), "{kind:?}");
+        for (i, s) in steps.iter().enumerate() {
+            for before in s.after {
+                let at = steps.iter().position(|o| o.kind == *before);
+                assert!(
+                    at.is_some_and(|at| at < i),
+                    "{kind:?}: {:?} after {before:?}",
+                    s.kind
+                );
+            }
+        }
+    }
+    assert!(steps_of(CaseKind::Unspecified).is_empty());
+}
+
+#[test]
+fn a_seller_registered_at_the_unit_keeps_the_step_open_until_the_record_moves_out() {
+    let registered = household(
+        "h-1",
+        1,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::Registered,
+    );
+    let moved = household(
+        "h-1",
+        2,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::MovedOut,
+    );
+    let elsewhere = household(
+        "h-2",
+        1,
+        SELLER_A,
+        UNIT_ADDRESS,
+        OTHER_UNIT,
+        HouseholdStatus::Registered,
+    );
+    let step = StepKind::SellerHouseholdMovedOut;
+    assert_eq!(evaluate(step, &sale(), &[registered]), Condition::Open);
+    assert_eq!(
+        holds(evaluate(step, &sale(), &[moved])),
+        proof("public-security/household_registration/h-1", 2)
+    );
+    // Registered at another unit, or someone else at this one: nothing to move out.
+    let other = household(
+        "h-3",
+        1,
+        OTHER,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::Registered,
+    );
+    let none = holds(evaluate(step, &sale(), &[elsewhere, other]));
+    assert!(
+        none.record_key.is_empty() && !none.absence.is_empty(),
+        "{none:?}"
+    );
+}
+
+#[test]
+fn any_outstanding_loan_on_the_unit_keeps_the_loan_step_open() {
+    let step = StepKind::LoanSettled;
+    let repaying = loan_event("l-1", 1, SELLER_A, LoanStatus::Repaying, 10);
+    let settled = loan_event("l-2", 3, SELLER_A, LoanStatus::Settled, 0);
+    assert_eq!(
+        evaluate(step, &sale(), &[settled.clone(), repaying]),
+        Condition::Open
+    );
+    assert_eq!(
+        holds(evaluate(step, &sale(), &[settled])),
+        proof("provident-fund/loan/l-2", 3)
+    );
+    assert!(!holds(evaluate(step, &sale(), &[])).absence.is_empty());
+}
+
+#[test]
+fn the_contract_must_be_filed_and_the_title_must_name_exactly_the_buyers() {
+    let signed = contract(
+        "C-1",
+        1,
+        UNIT,
+        &[SELLER_A],
+        &[BUYER_A],
+        SaleContractStatus::Signed,
+    );
+    let filed = contract(
+        "C-1",
+        2,
+        UNIT,
+        &[SELLER_A],
+        &[BUYER_A],
+        SaleContractStatus::Filed,
+    );
+    let other = contract(
+        "C-2",
+        2,
+        UNIT,
+        &[SELLER_A],
+        &[BUYER_A],
+        SaleContractStatus::Filed,
+    );
+    let step = StepKind::SaleContractFiled;
+    assert_eq!(evaluate(step, &sale(), &[signed, other]), Condition::Open);
+    assert_eq!(
+        holds(evaluate(step, &sale(), &[filed])),
+        proof("housing/sale_contract/C-1", 2)
+    );
+
+    let step = StepKind::TitleRegistered;
+    let sellers = title(1, &[(SELLER_A, 10_000)], false);
+    let shared = title(2, &[(BUYER_A, 5_000), (BUYER_B, 5_000)], false);
+    let buyers = title(3, &[(BUYER_A, 10_000)], false);
+    assert_eq!(evaluate(step, &sale(), &[sellers]), Condition::Open);
+    assert_eq!(evaluate(step, &sale(), &[shared]), Condition::Open);
+    assert_eq!(holds(evaluate(step, &sale(), &[buyers])).version, 3);
+}
+
+#[test]
+fn a_social_security_transfer_is_proved_by_the_certificate_then_the_enrollment_at_target() {
+    let params = CaseParams {
+        kind: Some(case_params::Kind::SocialSecurityTransfer(
+            SocialSecurityTransferParams {
+                person_id: SELLER_A.into(),
+                insurance_type: InsuranceType::Pension as i32,
+                from_region_code: BEIJING.into(),
+                to_region_code: SHANGHAI.into(),
+            },
+        )),
+    };
+    let pension = InsuranceType::Pension;
+    let wrong_way = certificate("z-1", 1, SELLER_A, pension, SHANGHAI, BEIJING);
+    let issued = certificate("z-2", 1, SELLER_A, pension, BEIJING, SHANGHAI);
+    let step = StepKind::TransferOutCertificateIssued;
+    assert_eq!(evaluate(step, &params, &[wrong_way]), Condition::Open);
+    assert_eq!(
+        holds(evaluate(step, &params, &[issued])).record_key,
+        "social-security/transfer_out_certificate/z-2"
+    );
+
+    let step = StepKind::TransferAccepted;
+    let at_source = enrollment(
+        "e-1",
+        1,
+        SELLER_A,
+        pension,
+        BEIJING,
+        EnrollmentStatus::Active,
+        (2015, 1),
+        None,
+    );
+    let at_target = enrollment(
+        "e-2",
+        4,
+        SELLER_A,
+        pension,
+        SHANGHAI,
+        EnrollmentStatus::Active,
+        (2026, 1),
+        None,
+    );
+    assert_eq!(
+        evaluate(step, &params, &[at_source.clone()]),
+        Condition::Open
+    );
+    assert_eq!(
+        holds(evaluate(step, &params, &[at_source, at_target])).version,
+        4
+    );
+
+    // Carrying contributions over is the target region's to confirm: records never do.
+    assert_eq!(
+        evaluate(StepKind::ContributionsCarriedOver, &params, &[]),
+        Condition::Open
+    );
+}
+
+#[test]
+fn a_household_move_is_proved_by_moving_out_to_the_target_then_registering_there() {
+    let params = CaseParams {
+        kind: Some(case_params::Kind::HouseholdMove(HouseholdMoveParams {
+            person_id: SELLER_A.into(),
+            to_region_code: SHANGHAI.into(),
+        })),
+    };
+    // The fixture's moved-out records name Shanghai as the destination.
+    let moved = household(
+        "h-1",
+        2,
+        SELLER_A,
+        UNIT_ADDRESS,
+        "",
+        HouseholdStatus::MovedOut,
+    );
+    let step = StepKind::HouseholdMovedOut;
+    assert_eq!(holds(evaluate(step, &params, &[moved])).version, 2);
+    let still = household(
+        "h-1",
+        1,
+        SELLER_A,
+        UNIT_ADDRESS,
+        "",
+        HouseholdStatus::Registered,
+    );
+    assert_eq!(evaluate(step, &params, &[still]), Condition::Open);
+}
+
+#[test]
+fn reads_name_the_subject_and_types_each_kind_evaluates() {
+    let reads = reads(&sale());
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0].0.as_str(), format!("u:{UNIT}"));
+    assert!(reads[0].1.contains(&RecordType::ProvidentFundLoan));
+    assert_eq!(kind_of(&sale()), Some(CaseKind::PropertyTransfer));
+    assert_eq!(kind_of(&CaseParams::default()), None);
+}
