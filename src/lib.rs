@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod app;
 pub mod audit;
 pub mod bench;
+pub mod cases;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -1,0 +1,3 @@
+//! The case engine: transfers and handovers carried to completion (plans, steps, deadlines).
+
+pub mod calendar;
