@@ -1,4 +1,5 @@
 //! The case engine: transfers and handovers carried to completion (plans, steps,
 //! deadlines).
 
+pub mod calendar;
 pub mod plan;
