@@ -2,4 +2,5 @@
 //! deadlines).
 
 pub mod calendar;
+pub mod case;
 pub mod plan;

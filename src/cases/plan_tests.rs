@@ -207,7 +207,7 @@ fn a_social_security_transfer_is_proved_by_the_certificate_then_the_enrollment_a
         None,
     );
     assert_eq!(
-        evaluate(step, &params, &[at_source.clone()]),
+        evaluate(step, &params, std::slice::from_ref(&at_source)),
         Condition::Open
     );
     assert_eq!(

@@ -1,0 +1,454 @@
+//! A case as an event-sourced aggregate: [`decide`] turns a command into the events it
+//! causes, given the case as its events left it and what the engine read (the time, the
+//! calendar, the current records); [`apply`] folds an event into the case. Both are pure,
+//! so the engine, a rebuild of the views and the tests fold the same way.
+//!
+//! Every command is idempotent by the state it meets: completing a done step, opening an
+//! opened case, cancelling a cancelled one or proving a proved step decides nothing. A
+//! command redelivered after a crash (applied, but its offset not committed) therefore
+//! changes nothing the second time, which is what makes processing exactly-once in
+//! effect without broker transactions.
+
+use std::time::SystemTime;
+
+use crate::domain::CivilDate;
+use crate::proto::{
+    self, Agency, Case, CaseCommand, CaseEvent, CaseState, RecordEvent, Step, StepState,
+    case_command, case_event, step,
+};
+use crate::records::agency_slug;
+
+use super::calendar::WorkCalendar;
+use super::plan::{self, Condition};
+
+/// What a command meets besides the case.
+pub struct Context<'a> {
+    /// When the command is applied.
+    pub now: SystemTime,
+    /// Today's date in China, for deadlines.
+    pub today: CivilDate,
+    /// Working days and holidays.
+    pub calendar: &'a WorkCalendar,
+    /// The current records of the case's subjects ([`plan::reads`]).
+    pub records: &'a [RecordEvent],
+}
+
+/// Why a command cannot be applied. The case is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The command names a case that was never opened.
+    #[error("no such case")]
+    NoSuchCase,
+    /// An open command without parameters of a known kind.
+    #[error("the case parameters name no case kind")]
+    NoKind,
+    /// The task is not one of the case's.
+    #[error("no such task in this case")]
+    NoSuchTask,
+    /// The task belongs to another agency's step.
+    #[error("the task belongs to {owner}, not {caller}")]
+    WrongAgency {
+        /// The step's agency.
+        owner: &'static str,
+        /// The agency that tried.
+        caller: &'static str,
+    },
+}
+
+/// The events `command` causes on `case` (`None` before it is opened), in order, not yet
+/// numbered: [`number`] gives them their sequence.
+pub fn decide(
+    case: Option<&Case>,
+    command: &CaseCommand,
+    cx: &Context<'_>,
+) -> Result<Vec<case_event::Body>, Refusal> {
+    use case_command::Body as C;
+    use case_event::Body as E;
+    let Some(body) = &command.body else {
+        return Ok(Vec::new());
+    };
+    let case = match (case, body) {
+        (Some(_), C::Open(_)) => return Ok(Vec::new()),
+        (None, C::Open(open)) => return open_case(&command.case_id, open, cx),
+        (None, _) => return Err(Refusal::NoSuchCase),
+        (Some(case), _) => case,
+    };
+    if is_closed(case) {
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::new();
+    match body {
+        C::Open(_) => {}
+        C::CompleteTask(done) => {
+            let step = task_step(case, &done.task_id, done.agency())?;
+            if step.state() != StepState::Done {
+                events.push(E::StepCompleted(proto::StepCompleted {
+                    step_id: step.step_id.clone(),
+                    by: Some(proto::step_completed::By::Task(proto::TaskOutcome {
+                        task_id: done.task_id.clone(),
+                        outcome: done.outcome.clone(),
+                        note: done.note.clone(),
+                    })),
+                }));
+            }
+        }
+        C::RejectTask(rejected) => {
+            let step = task_step(case, &rejected.task_id, rejected.agency())?;
+            if step.state() == StepState::Open {
+                events.push(E::StepRejected(proto::StepRejected {
+                    step_id: step.step_id.clone(),
+                    task_id: rejected.task_id.clone(),
+                    reason: rejected.reason.clone(),
+                }));
+            }
+        }
+        C::RecordChanged(_) => events.extend(reopened(case, cx)),
+        C::CheckDeadlines(_) => {
+            for s in &case.steps {
+                let due = s.due_on.as_ref().and_then(civil);
+                if s.state() == StepState::Open && !s.overdue && due.is_some_and(|d| d < cx.today) {
+                    events.push(E::StepOverdue(proto::StepOverdue {
+                        step_id: s.step_id.clone(),
+                        due_on: s.due_on,
+                    }));
+                }
+            }
+        }
+        C::Cancel(cancel) => {
+            events.push(E::Cancelled(proto::CaseCancelled {
+                reason: cancel.reason.clone(),
+                by: cancel.by.clone(),
+            }));
+            return Ok(events);
+        }
+    }
+    let mut next = case.clone();
+    for e in &events {
+        next = apply_body(Some(next), &command.case_id, e, cx.now);
+    }
+    events.extend(advance(next, cx));
+    Ok(events)
+}
+
+/// Numbers `bodies` after the case's last event.
+pub fn number(
+    case: Option<&Case>,
+    command: &CaseCommand,
+    bodies: Vec<case_event::Body>,
+) -> Vec<CaseEvent> {
+    let first = case.map_or(1, |c| c.sequence + 1);
+    bodies
+        .into_iter()
+        .zip(first..)
+        .map(|(body, sequence)| CaseEvent {
+            case_id: command.case_id.clone(),
+            sequence,
+            command_id: command.command_id.clone(),
+            at: command.at,
+            body: Some(body),
+        })
+        .collect()
+}
+
+/// The case after `event`.
+pub fn apply(case: Option<Case>, event: &CaseEvent) -> Case {
+    let at = event
+        .at
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut case = match &event.body {
+        Some(body) => apply_body(case, &event.case_id, body, at),
+        None => case.unwrap_or_default(),
+    };
+    case.sequence = event.sequence;
+    case
+}
+
+fn open_case(
+    case_id: &str,
+    open: &proto::OpenCaseCommand,
+    cx: &Context<'_>,
+) -> Result<Vec<case_event::Body>, Refusal> {
+    let params = open.params.clone().unwrap_or_default();
+    let kind = plan::kind_of(&params).ok_or(Refusal::NoKind)?;
+    let steps = plan::steps_of(kind)
+        .iter()
+        .map(|spec| Step {
+            step_id: step_id(spec.kind),
+            kind: spec.kind as i32,
+            agency: spec.agency as i32,
+            state: StepState::Pending as i32,
+            after: spec.after.iter().map(|k| step_id(*k)).collect(),
+            working_days: spec.working_days as i32,
+            ..Default::default()
+        })
+        .collect();
+    let opened = case_event::Body::Opened(proto::CaseOpened {
+        kind: kind as i32,
+        params: Some(params),
+        opened_by: open.opened_by.clone(),
+        purpose: open.purpose.clone(),
+        request_id: open.request_id.clone(),
+        steps,
+    });
+    let case = apply_body(None, case_id, &opened, cx.now);
+    let mut events = vec![opened];
+    events.extend(advance(case, cx));
+    Ok(events)
+}
+
+/// What follows from the case as it stands: steps the records prove, steps whose
+/// predecessors are done, and the case's completion, until nothing more follows.
+fn advance(mut case: Case, cx: &Context<'_>) -> Vec<case_event::Body> {
+    use case_event::Body as E;
+    let params = case.params.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    loop {
+        // What the records prove first, so a step they prove never opens as a task.
+        let proved = case.steps.iter().find_map(|s| {
+            let waiting = matches!(
+                s.state(),
+                StepState::Pending | StepState::Open | StepState::Rejected
+            );
+            match plan::evaluate(s.kind(), &params, cx.records) {
+                Condition::Holds(proof) if waiting => {
+                    Some(E::StepCompleted(proto::StepCompleted {
+                        step_id: s.step_id.clone(),
+                        by: Some(proto::step_completed::By::Record(proof)),
+                    }))
+                }
+                _ => None,
+            }
+        });
+        let mut next = proved.or_else(|| {
+            let s = case
+                .steps
+                .iter()
+                .find(|s| s.state() == StepState::Pending && predecessors_done(&case, s))?;
+            Some(E::StepOpened(proto::StepOpened {
+                step_id: s.step_id.clone(),
+                due_on: Some(wire(cx.calendar.deadline(cx.today, s.working_days as u32))),
+                task_id: task_id(&case.case_id, s),
+            }))
+        });
+        if next.is_none() && case.steps.iter().all(|s| s.state() == StepState::Done) {
+            next = Some(E::Completed(proto::CaseCompleted {}));
+        }
+        let Some(event) = next else { return events };
+        case = apply_body(Some(case), "", &event, cx.now);
+        events.push(event);
+        if is_closed(&case) {
+            return events;
+        }
+    }
+}
+
+/// Done steps that a record proved and that the records no longer prove: re-planned.
+fn reopened(case: &Case, cx: &Context<'_>) -> Vec<case_event::Body> {
+    let params = case.params.clone().unwrap_or_default();
+    case.steps
+        .iter()
+        .filter(|s| {
+            s.state() == StepState::Done
+                && matches!(s.completed_by, Some(step::CompletedBy::Record(_)))
+                && plan::evaluate(s.kind(), &params, cx.records) == Condition::Open
+        })
+        .map(|s| {
+            case_event::Body::StepReopened(proto::StepReopened {
+                step_id: s.step_id.clone(),
+                reason: "the records no longer prove it".into(),
+                due_on: Some(wire(cx.calendar.deadline(cx.today, s.working_days as u32))),
+                task_id: task_id(&case.case_id, s),
+            })
+        })
+        .collect()
+}
+
+fn apply_body(case: Option<Case>, case_id: &str, body: &case_event::Body, at: SystemTime) -> Case {
+    use case_event::Body as E;
+    let mut case = case.unwrap_or_default();
+    let stamp = Some(prost_types::Timestamp::from(at));
+    let find = |case: &mut Case, id: &str| case.steps.iter().position(|s| s.step_id == id);
+    match body {
+        E::Opened(o) => {
+            case = Case {
+                case_id: case_id.to_owned(),
+                kind: o.kind,
+                params: o.params.clone(),
+                state: CaseState::Open as i32,
+                steps: o.steps.clone(),
+                opened_by: o.opened_by.clone(),
+                purpose: o.purpose.clone(),
+                opened_at: stamp,
+                ..Default::default()
+            };
+        }
+        E::StepOpened(o) => {
+            if let Some(i) = find(&mut case, &o.step_id) {
+                let s = &mut case.steps[i];
+                s.set_state(StepState::Open);
+                s.due_on = o.due_on;
+                s.task_id.clone_from(&o.task_id);
+                s.opened_at = stamp;
+            }
+        }
+        E::StepReopened(o) => {
+            if let Some(i) = find(&mut case, &o.step_id) {
+                let s = &mut case.steps[i];
+                s.set_state(StepState::Open);
+                s.due_on = o.due_on;
+                s.task_id.clone_from(&o.task_id);
+                s.opened_at = stamp;
+                (s.done_at, s.completed_by, s.duration_ms, s.overdue) = (None, None, 0, false);
+            }
+        }
+        E::StepCompleted(c) => {
+            if let Some(i) = find(&mut case, &c.step_id) {
+                let s = &mut case.steps[i];
+                s.set_state(StepState::Done);
+                s.done_at = stamp;
+                s.duration_ms = millis_since(s.opened_at.as_ref(), at);
+                s.rejection.clear();
+                s.completed_by = c.by.clone().map(|by| match by {
+                    proto::step_completed::By::Record(r) => step::CompletedBy::Record(r),
+                    proto::step_completed::By::Task(t) => step::CompletedBy::Task(t),
+                });
+            }
+            settle_waiting(&mut case);
+        }
+        E::StepRejected(r) => {
+            if let Some(i) = find(&mut case, &r.step_id) {
+                case.steps[i].set_state(StepState::Rejected);
+                case.steps[i].rejection.clone_from(&r.reason);
+            }
+            settle_waiting(&mut case);
+        }
+        E::StepOverdue(o) => {
+            if let Some(i) = find(&mut case, &o.step_id) {
+                case.steps[i].overdue = true;
+            }
+        }
+        E::StepDropped(d) => {
+            if let Some(i) = find(&mut case, &d.step_id) {
+                case.steps[i].set_state(StepState::Dropped);
+            }
+        }
+        E::Completed(_) => close(&mut case, CaseState::Completed, at),
+        E::Cancelled(_) => {
+            for s in &mut case.steps {
+                if s.state() != StepState::Done {
+                    s.set_state(StepState::Dropped);
+                }
+            }
+            close(&mut case, CaseState::Cancelled, at);
+        }
+    }
+    case
+}
+
+/// NEEDS_ACTION while a step is rejected, naming each; OPEN again once none is.
+fn settle_waiting(case: &mut Case) {
+    let waiting: Vec<String> = case
+        .steps
+        .iter()
+        .filter(|s| s.state() == StepState::Rejected)
+        .map(|s| {
+            format!(
+                "{} ({}): {}",
+                s.step_id,
+                agency_slug(s.agency()),
+                s.rejection
+            )
+        })
+        .collect();
+    case.waiting_for = waiting.join("; ");
+    case.set_state(if waiting.is_empty() {
+        CaseState::Open
+    } else {
+        CaseState::NeedsAction
+    });
+}
+
+fn close(case: &mut Case, state: CaseState, at: SystemTime) {
+    case.set_state(state);
+    case.waiting_for.clear();
+    case.closed_at = Some(at.into());
+    case.duration_ms = millis_since(case.opened_at.as_ref(), at);
+}
+
+fn is_closed(case: &Case) -> bool {
+    matches!(case.state(), CaseState::Completed | CaseState::Cancelled)
+}
+
+fn predecessors_done(case: &Case, step: &Step) -> bool {
+    step.after.iter().all(|id| {
+        case.steps
+            .iter()
+            .any(|s| s.step_id == *id && s.state() == StepState::Done)
+    })
+}
+
+/// The step whose current task is `task_id`, if `agency` may act on it.
+fn task_step<'c>(case: &'c Case, task_id: &str, agency: Agency) -> Result<&'c Step, Refusal> {
+    let step = case
+        .steps
+        .iter()
+        .find(|s| !s.task_id.is_empty() && s.task_id == task_id)
+        .ok_or(Refusal::NoSuchTask)?;
+    if step.agency() != agency {
+        return Err(Refusal::WrongAgency {
+            owner: agency_slug(step.agency()),
+            caller: agency_slug(agency),
+        });
+    }
+    Ok(step)
+}
+
+/// A step's id: its kind's name, one step per kind and case.
+fn step_id(kind: proto::StepKind) -> String {
+    kind.as_str_name()
+        .trim_start_matches("STEP_KIND_")
+        .to_ascii_lowercase()
+}
+
+/// The id of the task a step opens with now: the case, the step and how often it opened,
+/// so a reopened step's task is a new one.
+fn task_id(case_id: &str, step: &Step) -> String {
+    let attempt = if step.task_id.is_empty() {
+        1
+    } else {
+        step.task_id
+            .rsplit('.')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .map_or(2, |n| n + 1)
+    };
+    format!("{case_id}/{}.{attempt}", step.step_id)
+}
+
+fn millis_since(from: Option<&prost_types::Timestamp>, to: SystemTime) -> i64 {
+    from.and_then(|t| SystemTime::try_from(*t).ok())
+        .and_then(|from| to.duration_since(from).ok())
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(i64::MAX))
+}
+
+fn wire(date: CivilDate) -> proto::Date {
+    proto::Date {
+        year: date.year(),
+        month: date.month() as i32,
+        day: date.day() as i32,
+    }
+}
+
+fn civil(date: &proto::Date) -> Option<CivilDate> {
+    CivilDate::new(
+        date.year,
+        u32::try_from(date.month).ok()?,
+        u32::try_from(date.day).ok()?,
+    )
+    .ok()
+}
+
+#[cfg(test)]
+#[path = "case_tests.rs"]
+mod tests;
