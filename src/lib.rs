@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod rebuild;
 pub mod records;
 pub mod resolver;
+mod toml_lines;
 
 /// The generated wire contract (`proto/govlink/v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

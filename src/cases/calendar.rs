@@ -24,6 +24,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::CivilDate;
+use crate::toml_lines::Lines;
 
 /// The default calendar: the State Council schedules this release knows about.
 const EMBEDDED: &str = include_str!("../../deploy/calendar.toml");
@@ -302,24 +303,6 @@ struct RawYear {
     holidays: Vec<Spanned<String>>,
     #[serde(default)]
     workdays: Vec<Spanned<String>>,
-}
-
-/// Maps byte offsets in the file to 1-based line numbers.
-struct Lines<'a>(&'a str);
-
-impl Lines<'_> {
-    fn of<T>(&self, value: &Spanned<T>) -> usize {
-        self.at(value.span().start)
-    }
-
-    fn at(&self, offset: usize) -> usize {
-        let offset = offset.min(self.0.len());
-        self.0.as_bytes()[..offset]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
 }
 
 /// Validates one list of a `year` table into dates with the line each is on.

@@ -283,25 +283,8 @@ fn apply_body(case: Option<Case>, case_id: &str, body: &case_event::Body, at: Sy
                 ..Default::default()
             };
         }
-        E::StepOpened(o) => {
-            if let Some(i) = find(&mut case, &o.step_id) {
-                let s = &mut case.steps[i];
-                s.set_state(StepState::Open);
-                s.due_on = o.due_on;
-                s.task_id.clone_from(&o.task_id);
-                s.opened_at = stamp;
-            }
-        }
-        E::StepReopened(o) => {
-            if let Some(i) = find(&mut case, &o.step_id) {
-                let s = &mut case.steps[i];
-                s.set_state(StepState::Open);
-                s.due_on = o.due_on;
-                s.task_id.clone_from(&o.task_id);
-                s.opened_at = stamp;
-                (s.done_at, s.completed_by, s.duration_ms, s.overdue) = (None, None, 0, false);
-            }
-        }
+        E::StepOpened(o) => open_step(&mut case, &o.step_id, o.due_on, &o.task_id, stamp),
+        E::StepReopened(o) => open_step(&mut case, &o.step_id, o.due_on, &o.task_id, stamp),
         E::StepCompleted(c) => {
             if let Some(i) = find(&mut case, &c.step_id) {
                 let s = &mut case.steps[i];
@@ -344,6 +327,24 @@ fn apply_body(case: Option<Case>, case_id: &str, body: &case_event::Body, at: Sy
         }
     }
     case
+}
+
+/// Step `step_id` open (again) as task `task_id`, due on `due_on`: what an earlier
+/// opening or completion left is cleared.
+fn open_step(
+    case: &mut Case,
+    step_id: &str,
+    due_on: Option<proto::Date>,
+    task_id: &str,
+    opened_at: Option<prost_types::Timestamp>,
+) {
+    if let Some(s) = case.steps.iter_mut().find(|s| s.step_id == step_id) {
+        s.set_state(StepState::Open);
+        s.due_on = due_on;
+        task_id.clone_into(&mut s.task_id);
+        s.opened_at = opened_at;
+        (s.done_at, s.completed_by, s.duration_ms, s.overdue) = (None, None, 0, false);
+    }
 }
 
 /// NEEDS_ACTION while a step is rejected, naming each; OPEN again once none is.

@@ -1,10 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::proto::{
-    CaseParams, HouseholdStatus, LoanStatus, PropertyTransferParams, SaleContractStatus, StepKind,
-    case_params,
-};
+use crate::cases::plan::tests::sale;
+use crate::proto::{CaseParams, HouseholdStatus, LoanStatus, SaleContractStatus, StepKind};
 use crate::resolver::checks::fixtures::*;
 
 const CASE: &str = "case-1";
@@ -84,19 +82,6 @@ impl Harness {
     fn later(&mut self, days: u64, today: CivilDate) {
         self.now += Duration::from_secs(days * 86_400);
         self.today = today;
-    }
-}
-
-fn sale() -> CaseParams {
-    CaseParams {
-        kind: Some(case_params::Kind::PropertyTransfer(
-            PropertyTransferParams {
-                unit_number: UNIT.into(),
-                contract_number: "HT-C-1".into(),
-                seller_ids: vec![SELLER_A.into()],
-                buyer_ids: vec![BUYER_A.into()],
-            },
-        )),
     }
 }
 

@@ -302,4 +302,4 @@ pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) ->
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -5,7 +5,8 @@ use crate::proto::{
 };
 use crate::resolver::checks::fixtures::*;
 
-fn sale() -> CaseParams {
+/// A sale of [`UNIT`] by `SELLER_A` to `BUYER_A` under contract `HT-C-1`.
+pub(in crate::cases) fn sale() -> CaseParams {
     CaseParams {
         kind: Some(case_params::Kind::PropertyTransfer(
             PropertyTransferParams {

@@ -12,6 +12,7 @@ use super::model::{
 };
 use super::{Grant, PolicyError};
 use crate::proto::Agency;
+use crate::toml_lines::Lines;
 
 /// The file as written; `Spanned` keeps where each value is for error messages.
 #[derive(Deserialize)]
@@ -36,24 +37,6 @@ struct RawGrant {
     unmasked: Vec<Spanned<String>>,
     #[serde(default)]
     self_only: bool,
-}
-
-/// Maps byte offsets in the file to 1-based line numbers.
-struct Lines<'a>(&'a str);
-
-impl Lines<'_> {
-    fn of<T>(&self, value: &Spanned<T>) -> usize {
-        self.at(value.span().start)
-    }
-
-    fn at(&self, offset: usize) -> usize {
-        let offset = offset.min(self.0.len());
-        self.0.as_bytes()[..offset]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
 }
 
 /// Parses and validates a policy file's text into grants, in file order.
