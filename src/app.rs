@@ -172,6 +172,11 @@ impl Kafka {
             settings.partitions,
             settings.replication_factor,
         ));
+        specs.extend(crate::cases::topic_specs(
+            &topics,
+            settings.partitions,
+            settings.replication_factor,
+        ));
         let embedded = match (&settings.kafka, role) {
             (None, Role::Dev) => {
                 let names: Vec<(String, i32)> = specs

@@ -55,11 +55,29 @@ impl Topics {
         format!("{}govlink.audit-checkpoints.v1", self.prefix)
     }
 
+    /// `govlink.case-commands.v1`: every change asked of a case, keyed by case id.
+    pub fn case_commands(&self) -> String {
+        format!("{}govlink.case-commands.v1", self.prefix)
+    }
+
+    /// `govlink.cases.v1`: what happened to each case, keyed by case id (kept forever: the
+    /// case views are rebuilt from it).
+    pub fn cases(&self) -> String {
+        format!("{}govlink.cases.v1", self.prefix)
+    }
+
+    /// `govlink.tasks.<agency>.v1`: the steps an agency has to carry out.
+    pub fn tasks(&self, agency: Agency) -> String {
+        format!("{}govlink.tasks.{}.v1", self.prefix, agency_slug(agency))
+    }
+
     /// Every topic govlink uses: what a broker that creates no topics (librdkafka's mock
     /// cluster) must be given before a govlink process starts.
     pub fn all(&self) -> Vec<String> {
         let mut all = self.all_records();
         all.extend([self.dlq(), self.audit(), self.audit_checkpoints()]);
+        all.extend([self.case_commands(), self.cases()]);
+        all.extend(AGENCIES.map(|a| self.tasks(a)));
         all
     }
 

@@ -1,0 +1,147 @@
+//! Where the engine keeps each case: its view (the case as its events left it) and its
+//! outbox (events decided but not yet acknowledged by the broker), in one Redis hash per
+//! case, `case:{<case id>}` under the store prefix:
+//!
+//! - `seq`: the sequence number of the last event folded into the view;
+//! - `view`: the encoded `Case`;
+//! - `o:<sequence>`: an encoded `CaseEvent` still to be published.
+//!
+//! A command's outcome is committed here first, view and outbox together, by a
+//! compare-and-set on `seq` (so a second writer, a partition's old owner finishing late,
+//! changes nothing), and published from the outbox after. A crash between the two leaves
+//! the events in the outbox; the next command of the case publishes them first. The topic
+//! may so receive an event twice, always with the same sequence and bytes.
+
+use prost::Message as _;
+use redis::aio::ConnectionManager;
+
+use crate::proto::{Case, CaseEvent};
+
+/// Compare-and-set of a case: KEYS[1] the case's hash; ARGV[1] the expected `seq`, ARGV[2]
+/// the new one, ARGV[3] the view, then sequence and event pairs for the outbox.
+const COMMIT: &str = r"
+if (redis.call('HGET', KEYS[1], 'seq') or '0') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'view', ARGV[3])
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 'o:' .. ARGV[i], ARGV[i + 1])
+end
+return 1
+";
+
+/// Why the case store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseStoreError {
+    /// Redis failed or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis holds something the engine did not write.
+    #[error("case {case_id}: {what} does not decode")]
+    Corrupt {
+        /// The case.
+        case_id: String,
+        /// The field.
+        what: String,
+    },
+}
+
+/// A case as stored: its view and what is still to be published.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredCase {
+    /// The case; `None` before it is opened.
+    pub case: Option<Case>,
+    /// Events committed but not yet acknowledged, in sequence order.
+    pub outbox: Vec<CaseEvent>,
+}
+
+/// Cases in Redis, under a key prefix.
+#[derive(Clone)]
+pub struct CaseStore {
+    conn: ConnectionManager,
+    prefix: String,
+    commit: redis::Script,
+}
+
+impl CaseStore {
+    /// Connects to `url`; every key starts with `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<CaseStore, CaseStoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+        Ok(CaseStore {
+            conn: ConnectionManager::new_with_config(client, config).await?,
+            prefix: prefix.to_owned(),
+            commit: redis::Script::new(COMMIT),
+        })
+    }
+
+    fn key(&self, case_id: &str) -> String {
+        format!("{}case:{{{case_id}}}", self.prefix)
+    }
+
+    /// The case `case_id` and its outbox.
+    pub async fn load(&self, case_id: &str) -> Result<StoredCase, CaseStoreError> {
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.key(case_id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let corrupt = |what: &str| CaseStoreError::Corrupt {
+            case_id: case_id.to_owned(),
+            what: what.to_owned(),
+        };
+        let mut stored = StoredCase::default();
+        for (field, value) in fields {
+            if field == "view" {
+                stored.case = Some(Case::decode(value.as_slice()).map_err(|_| corrupt("view"))?);
+            } else if field.starts_with("o:") {
+                stored
+                    .outbox
+                    .push(CaseEvent::decode(value.as_slice()).map_err(|_| corrupt(&field))?);
+            }
+        }
+        stored.outbox.sort_by_key(|e| e.sequence);
+        Ok(stored)
+    }
+
+    /// Stores `case` and puts `events` in its outbox, if the stored case is still at
+    /// sequence `expected` (0: not opened). False if another writer got there first.
+    pub async fn commit(
+        &self,
+        expected: u64,
+        case: &Case,
+        events: &[CaseEvent],
+    ) -> Result<bool, CaseStoreError> {
+        let mut invocation = self.commit.key(self.key(&case.case_id));
+        invocation
+            .arg(expected.to_string())
+            .arg(case.sequence.to_string())
+            .arg(case.encode_to_vec());
+        for e in events {
+            invocation
+                .arg(e.sequence.to_string())
+                .arg(e.encode_to_vec());
+        }
+        let done: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(done == 1)
+    }
+
+    /// Takes published events out of the outbox of `case_id`.
+    pub async fn published(
+        &self,
+        case_id: &str,
+        events: &[CaseEvent],
+    ) -> Result<(), CaseStoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<String> = events.iter().map(|e| format!("o:{}", e.sequence)).collect();
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.key(case_id))
+            .arg(fields)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
