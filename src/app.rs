@@ -296,23 +296,25 @@ async fn resolver(
         poller.poll(stop).await;
         Ok(())
     });
-    let queries = queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
+    let (queries, policy) =
+        queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
+    if let (Role::Dev, Some(url)) = (role, &settings.redis) {
+        cases(parts, settings, url, kafka, publisher, &store, policy).await?;
+    }
     let service = ResolverService::new(
         queries,
         store.clone(),
         positions,
         settings.request_timeout(),
     );
-    let source = if settings.insecure_requester_header {
+    if settings.insecure_requester_header {
         tracing::warn!(
             header = REQUESTER_HEADER,
             "lookups take their requester from a metadata header, unchecked: anyone who can \
              reach this port can claim any agency (dev, demo and tests only)"
         );
-        RequesterSource::InsecureHeader
-    } else {
-        RequesterSource::None
-    };
+    }
+    let source = requester_source(settings);
     serve!(
         parts,
         ResolverServer::with_interceptor(service, move |request| source.identify(request))
@@ -330,7 +332,7 @@ async fn queries(
     publisher: &Publisher,
     store: &Store,
     positions: &Positions,
-) -> Result<Queries, AppError> {
+) -> Result<(Queries, std::sync::Arc<Policy>), AppError> {
     let policy = match (&settings.policy, role) {
         (Some(path), _) => {
             Policy::load(std::path::Path::new(path)).map_err(|e| match e.line() {
@@ -374,15 +376,73 @@ async fn queries(
         settings.access_retention(),
     );
     parts.supervise("access indexer", move |stop| indexer.run(stop));
-    Ok(Queries::new(
+    let policy = std::sync::Arc::new(policy);
+    let queries = Queries::new(
         store.clone(),
         positions.clone(),
-        std::sync::Arc::new(policy),
+        policy.clone(),
         audit,
         index,
         settings.purchase_rules.clone(),
         settings.access_retention(),
-    ))
+    );
+    Ok((queries, policy))
+}
+
+/// The case engine and the `Cases` service (in `dev`, with Redis: cases are kept in it).
+async fn cases(
+    parts: &mut Parts,
+    settings: &Settings,
+    redis_url: &str,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    store: &Store,
+    policy: std::sync::Arc<Policy>,
+) -> Result<(), AppError> {
+    use crate::cases::{calendar::WorkCalendar, engine, service::CasesService, store::CaseStore};
+    let case_store = CaseStore::connect(redis_url, &settings.redis_prefix)
+        .await
+        .map_err(|e| AppError::Config(format!("case store: {e}")))?;
+    let calendar = WorkCalendar::embedded()
+        .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
+    let engine = engine::Engine::new(
+        engine::EngineConfig {
+            bootstrap: kafka.bootstrap.clone(),
+            group_id: format!("{}.cases", settings.consumer_group),
+            topics: kafka.topics.clone(),
+        },
+        case_store.clone(),
+        store.clone(),
+        publisher.clone(),
+        calendar,
+    );
+    parts.supervise("case engine", move |stop| async move {
+        engine.run(stop).await.map_err(|e| e.to_string())
+    });
+    let service = CasesService::new(
+        case_store,
+        publisher.clone(),
+        kafka.topics.clone(),
+        policy,
+        settings.request_timeout(),
+    );
+    let source = requester_source(settings);
+    serve!(
+        parts,
+        crate::proto::cases_server::CasesServer::with_interceptor(service, move |request| {
+            source.identify(request)
+        })
+    );
+    Ok(())
+}
+
+/// Where callers' identities come from (see `RequesterSource`).
+fn requester_source(settings: &Settings) -> RequesterSource {
+    if settings.insecure_requester_header {
+        RequesterSource::InsecureHeader
+    } else {
+        RequesterSource::None
+    }
 }
 
 /// The example policy `dev` and `demo` use when none is configured.

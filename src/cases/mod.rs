@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod case;
 pub mod engine;
 pub mod plan;
+pub mod service;
 pub mod store;
 
 use crate::kafka::{TopicSpec, Topics};

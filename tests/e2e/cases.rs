@@ -4,58 +4,32 @@
 
 use std::time::Duration;
 
-use govlink::cases::calendar::WorkCalendar;
-use govlink::cases::engine::{Engine, EngineConfig};
 use govlink::cases::store::CaseStore;
 use govlink::kafka::Publisher;
 use govlink::proto::{
     self, Agency, CaseCommand, CaseEvent, CaseParams, CaseState, PropertyTransferParams, StepKind,
     StepState, case_command, case_event, case_params,
 };
-use govlink::resolver::store::{RedisStore, Store};
+use govlink::resolver::policy::Requester;
+use govlink::resolver::query::AsRequester;
 use prost::Message as _;
-use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-/// An engine on the app's topics and stores, stopped when dropped.
+/// The app's case engine, seen from outside: its command topic and its case store.
 struct RunningEngine {
-    stop: CancellationToken,
     cases: CaseStore,
     publisher: Publisher,
     app_topics: govlink::kafka::Topics,
 }
 
-impl Drop for RunningEngine {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 impl RunningEngine {
     async fn start(app: &TestApp) -> RunningEngine {
-        let s = &app.settings;
-        let url = redis_url();
-        let cases = CaseStore::connect(&url, &s.redis_prefix).await.unwrap();
-        let records = Store::Redis(RedisStore::connect(&url, &s.redis_prefix).await.unwrap());
-        let publisher = Publisher::new(&kafka(), Duration::from_secs(30), 1000).unwrap();
-        let engine = Engine::new(
-            EngineConfig {
-                bootstrap: kafka(),
-                group_id: format!("{}-cases", s.consumer_group),
-                topics: app.topics.clone(),
-            },
-            cases.clone(),
-            records,
-            publisher.clone(),
-            WorkCalendar::embedded().unwrap(),
-        );
-        let stop = CancellationToken::new();
-        tokio::spawn(engine.run(stop.child_token()));
         RunningEngine {
-            stop,
-            cases,
-            publisher,
+            cases: CaseStore::connect(&redis_url(), &app.settings.redis_prefix)
+                .await
+                .unwrap(),
+            publisher: Publisher::new(&kafka(), Duration::from_secs(30), 1000).unwrap(),
             app_topics: app.topics.clone(),
         }
     }
@@ -277,7 +251,6 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
         .iter()
         .fold(None, |c, e| Some(govlink::cases::case::apply(c, e)));
     assert_eq!(folded.as_ref(), Some(&done));
-    drop(engine);
     app.stop().await;
 }
 
@@ -290,4 +263,135 @@ async fn wait_materialized(app: &TestApp, ack: &proto::PublishAck) {
         })
         .await
         .unwrap();
+}
+
+fn cases_as(
+    app: &TestApp,
+    requester: &str,
+) -> proto::cases_client::CasesClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+> {
+    let requester = Requester::parse(requester).unwrap();
+    proto::cases_client::CasesClient::with_interceptor(
+        app.channel.clone(),
+        AsRequester::new(&requester, None),
+    )
+}
+
+fn open_sale(request_id: &str, seller: &str, buyer: &str) -> proto::OpenCaseRequest {
+    proto::OpenCaseRequest {
+        request_id: request_id.into(),
+        purpose: "property-transfer".into(),
+        params: Some(CaseParams {
+            kind: Some(case_params::Kind::PropertyTransfer(
+                PropertyTransferParams {
+                    unit_number: UNIT.into(),
+                    contract_number: "WQ-1".into(),
+                    seller_ids: vec![seller.into()],
+                    buyer_ids: vec![buyer.into()],
+                },
+            )),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn open_case_answers_with_the_planned_case_once_and_only_to_its_purpose() {
+    let app = spawn_app().await;
+    let (seller, buyer) = (alice(), bea());
+    let mut window = cases_as(&app, "housing/transfer-window");
+    let opened = window
+        .open_case(open_sale("req-7", &seller, &buyer))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(opened.kind(), proto::CaseKind::PropertyTransfer);
+    assert_eq!(opened.opened_by, "housing/transfer-window");
+    // No records yet: no seller registered there and no loan, so those steps are proved
+    // by absence; the contract is the housing bureau's task.
+    assert_eq!(
+        step(&opened, StepKind::LoanSettled).state(),
+        StepState::Done
+    );
+    assert_eq!(
+        step(&opened, StepKind::SaleContractFiled).state(),
+        StepState::Open
+    );
+
+    // The same request id finds the same case, unchanged.
+    let again = window
+        .open_case(open_sale("req-7", &seller, &buyer))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(
+        (again.case_id.as_str(), again.sequence),
+        (opened.case_id.as_str(), opened.sequence)
+    );
+
+    // A requester without the purpose neither opens nor reads it.
+    let mut fund = cases_as(&app, "provident-fund/loan-desk");
+    let denied = fund
+        .get_case(proto::GetCaseRequest {
+            case_id: opened.case_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let denied = fund
+        .open_case(open_sale("req-8", &seller, &buyer))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    // Every malformed field is named.
+    let mut bad = open_sale("", &seller, &seller);
+    if let Some(case_params::Kind::PropertyTransfer(p)) =
+        bad.params.as_mut().and_then(|p| p.kind.as_mut())
+    {
+        p.unit_number = "not-a-unit".into();
+    }
+    let refused = window.open_case(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let fields: Vec<String> = violations(&refused).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        [
+            "request_id",
+            "params.property_transfer.unit_number",
+            "params.property_transfer.buyer_ids"
+        ]
+    );
+
+    // Cancelling answers with the cancelled case; what was not done is dropped.
+    let cancelled = window
+        .cancel_case(proto::CancelCaseRequest {
+            case_id: opened.case_id.clone(),
+            reason: "the buyer withdrew".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state(), CaseState::Cancelled);
+    assert_eq!(
+        step(&cancelled, StepKind::SaleContractFiled).state(),
+        StepState::Dropped
+    );
+    assert_eq!(
+        step(&cancelled, StepKind::LoanSettled).state(),
+        StepState::Done
+    );
+    let read = window
+        .get_case(proto::GetCaseRequest {
+            case_id: opened.case_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read, cancelled);
+    app.stop().await;
 }

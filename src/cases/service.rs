@@ -1,0 +1,307 @@
+//! The `Cases` gRPC service: validates a request field by field, checks that the access
+//! policy grants the requester the case's purpose, puts the command on the command topic
+//! and answers once the engine applied it (the caller sees its own writes).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use tokio::time::{Instant, sleep};
+use tonic::{Request, Response, Status};
+
+use super::store::CaseStore;
+use crate::domain::{DivisionCode, ResidentId, UnitNumber};
+use crate::grpc::{deadline, invalid_argument};
+use crate::kafka::{Publisher, Topics};
+use crate::proto::{self, Case, CaseCommand, CaseParams, CaseState, case_command, case_params};
+use crate::records::Violations;
+use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
+use crate::resolver::query::caller_of;
+
+/// How often a call waiting for the engine looks at the case.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The `Cases` service.
+pub struct CasesService {
+    cases: CaseStore,
+    publisher: Publisher,
+    topics: Topics,
+    policy: Arc<Policy>,
+    max_wait: Duration,
+}
+
+impl CasesService {
+    /// A service over the case store, sending commands with `publisher`; a call waits at
+    /// most `max_wait` for the engine.
+    pub fn new(
+        cases: CaseStore,
+        publisher: Publisher,
+        topics: Topics,
+        policy: Arc<Policy>,
+        max_wait: Duration,
+    ) -> CasesService {
+        CasesService {
+            cases,
+            publisher,
+            topics,
+            policy,
+            max_wait,
+        }
+    }
+
+    /// `PERMISSION_DENIED` unless the policy grants `requester` the purpose.
+    fn authorize(&self, requester: &Requester, purpose: &str) -> Result<(), Status> {
+        let granted = Purpose::parse(purpose)
+            .is_ok_and(|p| matches!(self.policy.decide(requester, &p), Decision::Allowed(_)));
+        if granted {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "the access policy grants {requester} no purpose {purpose:?}"
+            )))
+        }
+    }
+
+    async fn load(&self, case_id: &str) -> Result<Option<Case>, Status> {
+        self.cases.load(case_id).await.map(|s| s.case).map_err(|e| {
+            tracing::warn!(error = %e, "case store unavailable");
+            Status::unavailable("the case store is unavailable; retry later")
+        })
+    }
+
+    async fn send(
+        &self,
+        case_id: &str,
+        body: case_command::Body,
+        until: Instant,
+    ) -> Result<(), Status> {
+        let command = CaseCommand {
+            command_id: uuid::Uuid::now_v7().to_string(),
+            case_id: case_id.to_owned(),
+            at: Some(SystemTime::now().into()),
+            body: Some(body),
+        };
+        self.publisher
+            .publish(
+                &self.topics.case_commands(),
+                case_id.as_bytes(),
+                &command.encode_to_vec(),
+                &[],
+                until,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Status::unavailable(format!("the command was not taken: {e}; retrying is safe"))
+            })
+    }
+
+    /// The case once `applied` holds, or `DEADLINE_EXCEEDED` at `until`.
+    async fn wait(
+        &self,
+        case_id: &str,
+        until: Instant,
+        applied: impl Fn(&Case) -> bool,
+    ) -> Result<Case, Status> {
+        loop {
+            if let Some(case) = self.load(case_id).await?.filter(|c| applied(c)) {
+                return Ok(case);
+            }
+            if Instant::now() + POLL > until {
+                return Err(Status::deadline_exceeded(
+                    "the case engine has not applied the command yet; it will: read the case later",
+                ));
+            }
+            sleep(POLL).await;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::cases_server::Cases for CasesService {
+    #[tracing::instrument(skip_all, fields(rpc = "OpenCase"))]
+    async fn open_case(
+        &self,
+        request: Request<proto::OpenCaseRequest>,
+    ) -> Result<Response<proto::OpenCaseResponse>, Status> {
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let r = request.into_inner();
+        let mut violations = Violations::default();
+        if !valid_token(&r.request_id) {
+            violations.add(
+                "request_id",
+                "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+            );
+        }
+        if Purpose::parse(&r.purpose).is_err() {
+            violations.add(
+                "purpose",
+                "must be a lowercase slug such as property-transfer",
+            );
+        }
+        let params = r.params.unwrap_or_default();
+        validate_params(&params, &mut violations);
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        self.authorize(&caller.requester, &r.purpose)?;
+        let case_id = case_id_of(&caller.requester, &r.request_id);
+        if self.load(&case_id).await?.is_none() {
+            let open = proto::OpenCaseCommand {
+                kind: super::plan::kind_of(&params).map_or(0, |k| k as i32),
+                params: Some(params),
+                opened_by: caller.requester.to_string(),
+                purpose: r.purpose,
+                request_id: r.request_id,
+            };
+            self.send(&case_id, case_command::Body::Open(open), until)
+                .await?;
+        }
+        let case = self.wait(&case_id, until, |_| true).await?;
+        Ok(Response::new(proto::OpenCaseResponse { case: Some(case) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetCase"))]
+    async fn get_case(
+        &self,
+        request: Request<proto::GetCaseRequest>,
+    ) -> Result<Response<Case>, Status> {
+        let caller = caller_of(&request)?;
+        let case = self
+            .readable(&caller.requester, &request.into_inner().case_id)
+            .await?;
+        Ok(Response::new(case))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "CancelCase"))]
+    async fn cancel_case(
+        &self,
+        request: Request<proto::CancelCaseRequest>,
+    ) -> Result<Response<Case>, Status> {
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let r = request.into_inner();
+        if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
+            let mut violations = Violations::default();
+            violations.add("reason", "must be 1 to 500 characters");
+            return Err(invalid_argument(&violations));
+        }
+        let case = self.readable(&caller.requester, &r.case_id).await?;
+        let closed = |c: &Case| matches!(c.state(), CaseState::Completed | CaseState::Cancelled);
+        if !closed(&case) {
+            let cancel = proto::CancelCaseCommand {
+                reason: r.reason,
+                by: caller.requester.to_string(),
+            };
+            self.send(&case.case_id, case_command::Body::Cancel(cancel), until)
+                .await?;
+        }
+        Ok(Response::new(
+            self.wait(&case.case_id, until, closed).await?,
+        ))
+    }
+}
+
+impl CasesService {
+    /// The case, if it exists and the policy grants `requester` its purpose.
+    async fn readable(&self, requester: &Requester, case_id: &str) -> Result<Case, Status> {
+        if !valid_token(case_id) {
+            let mut violations = Violations::default();
+            violations.add("case_id", "must be a case id returned by OpenCase");
+            return Err(invalid_argument(&violations));
+        }
+        let case = self
+            .load(case_id)
+            .await?
+            .ok_or_else(|| Status::not_found("no such case"))?;
+        self.authorize(requester, &case.purpose)?;
+        Ok(case)
+    }
+}
+
+/// A case's id: derived from who opened it and their request id, so opening again with
+/// the same request id finds the same case.
+fn case_id_of(requester: &Requester, request_id: &str) -> String {
+    let digest = Sha256::digest(format!("{requester}\n{request_id}"));
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("case-{hex}")
+}
+
+fn valid_token(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Every field of the parameters, checked as records are: all violations, by field.
+fn validate_params(params: &CaseParams, v: &mut Violations) {
+    let person = |v: &mut Violations, field: &str, id: &str| {
+        if let Err(e) = ResidentId::parse(id) {
+            v.add(field, format!("not a resident ID number: {e}"));
+        }
+    };
+    let region = |v: &mut Violations, field: &str, code: &str| {
+        if let Err(e) = DivisionCode::parse(code) {
+            v.add(field, format!("not an administrative division code: {e}"));
+        }
+    };
+    match &params.kind {
+        None => v.add("params", "must name the case kind and its parameters"),
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            let field = |name: &str| format!("params.property_transfer.{name}");
+            if let Err(e) = UnitNumber::parse(&p.unit_number) {
+                v.add(
+                    field("unit_number"),
+                    format!("not a real-estate unit number: {e}"),
+                );
+            }
+            if !valid_token(&p.contract_number) {
+                v.add(
+                    field("contract_number"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+                );
+            }
+            for (name, ids) in [("seller_ids", &p.seller_ids), ("buyer_ids", &p.buyer_ids)] {
+                if ids.is_empty() {
+                    v.add(field(name), "must name at least one person");
+                }
+                for (i, id) in ids.iter().enumerate() {
+                    person(v, &format!("{}[{i}]", field(name)), id);
+                }
+            }
+            if p.seller_ids
+                .iter()
+                .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
+            {
+                v.add(field("buyer_ids"), "nobody may both sell and buy");
+            }
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => {
+            let field = |name: &str| format!("params.social_security_transfer.{name}");
+            person(v, &field("person_id"), &p.person_id);
+            if p.insurance_type() == proto::InsuranceType::Unspecified {
+                v.add(field("insurance_type"), "must be set");
+            }
+            region(v, &field("from_region_code"), &p.from_region_code);
+            region(v, &field("to_region_code"), &p.to_region_code);
+            if p.from_region_code == p.to_region_code {
+                v.add(field("to_region_code"), "must differ from from_region_code");
+            }
+        }
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => {
+            let field = |name: &str| format!("params.provident_fund_transfer.{name}");
+            person(v, &field("person_id"), &p.person_id);
+            region(v, &field("from_region_code"), &p.from_region_code);
+            region(v, &field("to_region_code"), &p.to_region_code);
+            if p.from_region_code == p.to_region_code {
+                v.add(field("to_region_code"), "must differ from from_region_code");
+            }
+        }
+        Some(case_params::Kind::HouseholdMove(p)) => {
+            let field = |name: &str| format!("params.household_move.{name}");
+            person(v, &field("person_id"), &p.person_id);
+            region(v, &field("to_region_code"), &p.to_region_code);
+        }
+    }
+}
