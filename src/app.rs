@@ -288,6 +288,7 @@ async fn resolver(
         <ResolverServer<ResolverService> as NamedService>::NAME,
         materializer.readiness(),
     ));
+    let changes = materializer.subscribe();
     parts.supervise("materializer", move |stop| async move {
         materializer.run(stop).await.map_err(|e| e.to_string())
     });
@@ -299,7 +300,15 @@ async fn resolver(
     let (queries, policy) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
     if let (Role::Dev, Some(url)) = (role, &settings.redis) {
-        cases(parts, settings, url, kafka, publisher, &store, policy).await?;
+        let case_store = crate::cases::store::CaseStore::connect(url, &settings.redis_prefix)
+            .await
+            .map_err(|e| AppError::Config(format!("case store: {e}")))?;
+        let inputs = CaseInputs {
+            records: store.clone(),
+            policy,
+            changes,
+        };
+        cases(parts, settings, kafka, publisher, case_store, inputs)?;
     }
     let service = ResolverService::new(
         queries,
@@ -389,20 +398,33 @@ async fn queries(
     Ok((queries, policy))
 }
 
+/// What the case engine takes from the resolver it runs beside.
+struct CaseInputs {
+    /// The records its plans read.
+    records: Store,
+    /// Who may open and read which cases.
+    policy: std::sync::Arc<Policy>,
+    /// The materializer's applied changes, which may prove steps.
+    changes: tokio::sync::broadcast::Receiver<crate::resolver::AppliedChange>,
+}
+
 /// The case engine and the `Cases` service (in `dev`, with Redis: cases are kept in it).
-async fn cases(
+fn cases(
     parts: &mut Parts,
     settings: &Settings,
-    redis_url: &str,
     kafka: &Kafka,
     publisher: &Publisher,
-    store: &Store,
-    policy: std::sync::Arc<Policy>,
+    case_store: crate::cases::store::CaseStore,
+    inputs: CaseInputs,
 ) -> Result<(), AppError> {
-    use crate::cases::{calendar::WorkCalendar, engine, service::CasesService, store::CaseStore};
-    let case_store = CaseStore::connect(redis_url, &settings.redis_prefix)
-        .await
-        .map_err(|e| AppError::Config(format!("case store: {e}")))?;
+    let CaseInputs {
+        records,
+        policy,
+        changes,
+    } = inputs;
+    use crate::cases::{
+        bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService,
+    };
     let calendar = WorkCalendar::embedded()
         .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
     let engine = engine::Engine::new(
@@ -412,13 +434,20 @@ async fn cases(
             topics: kafka.topics.clone(),
         },
         case_store.clone(),
-        store.clone(),
+        records,
         publisher.clone(),
         calendar,
     );
     parts.supervise("case engine", move |stop| async move {
         engine.run(stop).await.map_err(|e| e.to_string())
     });
+    let bridge = RecordBridge::new(
+        changes,
+        case_store.clone(),
+        publisher.clone(),
+        kafka.topics.clone(),
+    );
+    parts.supervise("record changes to cases", move |stop| bridge.run(stop));
     let service = CasesService::new(
         case_store,
         publisher.clone(),

@@ -159,6 +159,10 @@ impl Engine {
             let StoredCase { case, outbox } = self.cases.load(&command.case_id).await?;
             self.publish(&command.case_id, case.as_ref(), &outbox)
                 .await?;
+            // What a crash after an earlier commit may have left undone.
+            if let Some(case) = &case {
+                self.cases.index(case).await?;
+            }
             let records = self.records_of(case.as_ref(), command).await?;
             let now = command
                 .at
@@ -185,6 +189,7 @@ impl Engine {
             let next = events.iter().fold(case, |c, e| Some(case::apply(c, e)));
             let Some(next) = next else { return Ok(()) };
             if self.cases.commit(expected, &next, &events).await? {
+                self.cases.index(&next).await?;
                 return self.publish(&command.case_id, Some(&next), &events).await;
             }
             // Another writer moved the case meanwhile: decide again on what it left.

@@ -6,6 +6,10 @@
 //! - `view`: the encoded `Case`;
 //! - `o:<sequence>`: an encoded `CaseEvent` still to be published.
 //!
+//! and two sets that find cases: `cases:open` (every open case) and
+//! `case-watch:{<subject>}` (the open cases whose plan reads that subject's records), so
+//! a record change reaches the cases it may prove a step of.
+//!
 //! A command's outcome is committed here first, view and outbox together, by a
 //! compare-and-set on `seq` (so a second writer, a partition's old owner finishing late,
 //! changes nothing), and published from the outbox after. A crash between the two leaves
@@ -125,6 +129,54 @@ impl CaseStore {
         }
         let done: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(done == 1)
+    }
+
+    fn watch_key(&self, subject: &str) -> String {
+        format!("{}case-watch:{{{subject}}}", self.prefix)
+    }
+
+    fn open_key(&self) -> String {
+        format!("{}cases:open", self.prefix)
+    }
+
+    /// Lists an open case under the subjects its plan reads, or takes a closed one off
+    /// them. Idempotent: the engine calls it after every command it applies.
+    pub async fn index(&self, case: &Case) -> Result<(), CaseStoreError> {
+        let open = !matches!(
+            case.state(),
+            crate::proto::CaseState::Completed | crate::proto::CaseState::Cancelled
+        );
+        let subjects = super::plan::reads(&case.params.clone().unwrap_or_default());
+        let mut pipe = redis::pipe();
+        let command = if open { "SADD" } else { "SREM" };
+        for (subject, _) in subjects {
+            pipe.cmd(command)
+                .arg(self.watch_key(subject.as_str()))
+                .arg(&case.case_id)
+                .ignore();
+        }
+        pipe.cmd(command)
+            .arg(self.open_key())
+            .arg(&case.case_id)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// The open cases whose plan reads the records of `subject`.
+    pub async fn watching(&self, subject: &str) -> Result<Vec<String>, CaseStoreError> {
+        Ok(redis::cmd("SMEMBERS")
+            .arg(self.watch_key(subject))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Every open case.
+    pub async fn open_cases(&self) -> Result<Vec<String>, CaseStoreError> {
+        Ok(redis::cmd("SMEMBERS")
+            .arg(self.open_key())
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// Takes published events out of the outbox of `case_id`.
