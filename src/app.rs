@@ -115,6 +115,9 @@ pub struct Parts {
     /// A service that is SERVING only while this says it is ready (the resolver while
     /// its store is caught up).
     readiness: Option<(&'static str, watch::Receiver<bool>)>,
+    /// Cancelled when the server stops taking calls, so server streams (which never end
+    /// on their own) end and the shutdown does not wait a grace period for them.
+    streams: CancellationToken,
 }
 
 impl Parts {
@@ -424,6 +427,7 @@ fn cases(
     } = inputs;
     use crate::cases::{
         bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService,
+        tasks::TasksService,
     };
     let calendar = WorkCalendar::embedded()
         .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
@@ -448,6 +452,13 @@ fn cases(
         kafka.topics.clone(),
     );
     parts.supervise("record changes to cases", move |stop| bridge.run(stop));
+    let tasks = TasksService::new(
+        case_store.clone(),
+        publisher.clone(),
+        kafka.topics.clone(),
+        settings.request_timeout(),
+        parts.streams.clone(),
+    );
     let service = CasesService::new(
         case_store,
         publisher.clone(),
@@ -456,6 +467,12 @@ fn cases(
         settings.request_timeout(),
     );
     let source = requester_source(settings);
+    serve!(
+        parts,
+        crate::proto::tasks_server::TasksServer::with_interceptor(tasks, move |request| {
+            source.identify(request)
+        })
+    );
     serve!(
         parts,
         crate::proto::cases_server::CasesServer::with_interceptor(service, move |request| {
@@ -589,6 +606,7 @@ impl App {
             services,
             tasks: to_spawn,
             mut readiness,
+            streams,
         } = parts;
         let (health, health_service) = tonic_health::server::health_reporter();
         add_health_and_reflection(&mut routes, health_service);
@@ -616,6 +634,7 @@ impl App {
                     () = failed.cancelled() => tracing::error!("stopping after a task failed"),
                 }
                 stop_accepting.cancel();
+                streams.cancel();
             }
         });
         tokio::pin!(server);

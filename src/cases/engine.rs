@@ -218,6 +218,7 @@ impl Engine {
                     .await?,
             );
             if let Some(task) = case.and_then(|c| task_of(c, e)) {
+                self.cases.add_task(&task).await?;
                 let topic = self.config.topics.tasks(task.agency());
                 let bytes = task.encode_to_vec();
                 pending.push(

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod plan;
 pub mod service;
 pub mod store;
+pub mod tasks;
 
 use crate::kafka::{TopicSpec, Topics};
 use crate::records::AGENCIES;

@@ -6,9 +6,11 @@
 //! - `view`: the encoded `Case`;
 //! - `o:<sequence>`: an encoded `CaseEvent` still to be published.
 //!
-//! and two sets that find cases: `cases:open` (every open case) and
-//! `case-watch:{<subject>}` (the open cases whose plan reads that subject's records), so
-//! a record change reaches the cases it may prove a step of.
+//! and what finds cases and tasks: `cases:open` (every open case),
+//! `case-watch:{<subject>}` (the open cases whose plan reads that subject's records, so
+//! a record change reaches the cases it may prove a step of) and `tasks:<agency>` (task
+//! id → encoded `Task`: the agency's tasks not yet acknowledged, which a task stream
+//! sends again after a reconnect).
 //!
 //! A command's outcome is committed here first, view and outbox together, by a
 //! compare-and-set on `seq` (so a second writer, a partition's old owner finishing late,
@@ -19,7 +21,8 @@
 use prost::Message as _;
 use redis::aio::ConnectionManager;
 
-use crate::proto::{Case, CaseEvent};
+use crate::proto::{Agency, Case, CaseEvent, StepState, Task};
+use crate::records::agency_slug;
 
 /// Compare-and-set of a case: KEYS[1] the case's hash; ARGV[1] the expected `seq`, ARGV[2]
 /// the new one, ARGV[3] the view, then sequence and event pairs for the outbox.
@@ -148,6 +151,16 @@ impl CaseStore {
         );
         let subjects = super::plan::reads(&case.params.clone().unwrap_or_default());
         let mut pipe = redis::pipe();
+        // A step no longer open has no task to deliver.
+        for s in &case.steps {
+            let deliverable = open && matches!(s.state(), StepState::Open | StepState::Rejected);
+            if !s.task_id.is_empty() && !deliverable {
+                pipe.cmd("HDEL")
+                    .arg(self.tasks_key(s.agency()))
+                    .arg(&s.task_id)
+                    .ignore();
+            }
+        }
         let command = if open { "SADD" } else { "SREM" };
         for (subject, _) in subjects {
             pipe.cmd(command)
@@ -160,6 +173,50 @@ impl CaseStore {
             .arg(&case.case_id)
             .ignore();
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    fn tasks_key(&self, agency: Agency) -> String {
+        format!("{}tasks:{}", self.prefix, agency_slug(agency))
+    }
+
+    /// Keeps `task` for its agency until acknowledged.
+    pub async fn add_task(&self, task: &Task) -> Result<(), CaseStoreError> {
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.tasks_key(task.agency()))
+            .arg(&task.task_id)
+            .arg(task.encode_to_vec())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The tasks of `agency` not yet acknowledged, by task id.
+    pub async fn tasks(&self, agency: Agency) -> Result<Vec<Task>, CaseStoreError> {
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.tasks_key(agency))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut tasks = Vec::with_capacity(fields.len());
+        for (id, bytes) in fields {
+            tasks.push(
+                Task::decode(bytes.as_slice()).map_err(|_| CaseStoreError::Corrupt {
+                    case_id: id,
+                    what: "a pending task".into(),
+                })?,
+            );
+        }
+        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        Ok(tasks)
+    }
+
+    /// `task_id` was received by its agency: not sent again.
+    pub async fn ack_task(&self, agency: Agency, task_id: &str) -> Result<(), CaseStoreError> {
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.tasks_key(agency))
+            .arg(task_id)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 

@@ -202,16 +202,55 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
         })
         .await;
 
-    // The fund's system completes its task; the title's step opens.
-    let complete = case_command::Body::CompleteTask(proto::CompleteTaskCommand {
+    // The fund's system gets its task from its stream; a reconnect before the ack gets
+    // it again, one after the ack does not.
+    let mut fund = tasks_as(&app, "provident-fund/loan-system");
+    let first = next_task(&mut fund).await;
+    assert_eq!(
+        first.as_ref().map(|t| t.task_id.as_str()),
+        Some(loan_task.as_str())
+    );
+    let again = next_task(&mut fund).await;
+    assert_eq!(again, first, "unacknowledged, so sent again");
+    fund.ack(proto::AckTaskRequest {
+        task_id: loan_task.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        next_task(&mut fund).await,
+        None,
+        "acknowledged: not sent again"
+    );
+
+    // Another agency cannot complete it; the fund's system can, and the title's step
+    // opens.
+    let complete = |task_id: &str| proto::CompleteTaskRequest {
+        task_id: task_id.into(),
+        outcome: "settled".into(),
+        note: "repaid in full".into(),
+    };
+    let refused = tasks_as(&app, "housing/registry")
+        .complete(complete(&loan_task))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let done = fund
+        .complete(complete(&loan_task))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.state(), StepState::Done);
+    assert!(matches!(&done.completed_by,
+        Some(proto::step::CompletedBy::Task(t)) if t.outcome == "settled"));
+    // The same completion delivered twice (as a command, again) changes nothing.
+    let duplicate = case_command::Body::CompleteTask(proto::CompleteTaskCommand {
         task_id: loan_task.clone(),
         agency: Agency::ProvidentFund as i32,
         outcome: "settled".into(),
         note: String::new(),
     });
-    engine.send("complete-1", complete.clone()).await;
-    // The same completion delivered twice changes nothing.
-    engine.send("complete-1", complete).await;
+    engine.send("complete-again", duplicate).await;
     engine
         .case_when("title step open", |c| {
             step(c, StepKind::TitleRegistered).state() == StepState::Open
@@ -261,6 +300,37 @@ async fn wait_materialized(app: &TestApp, ack: &proto::PublishAck) {
         })
         .await
         .unwrap();
+}
+
+fn tasks_as(
+    app: &TestApp,
+    requester: &str,
+) -> proto::tasks_client::TasksClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+> {
+    let requester = Requester::parse(requester).unwrap();
+    proto::tasks_client::TasksClient::with_interceptor(
+        app.channel.clone(),
+        AsRequester::new(&requester, None),
+    )
+}
+
+/// The first task a new stream sends within two seconds, if any (the stream is dropped:
+/// a disconnect).
+async fn next_task(
+    client: &mut proto::tasks_client::TasksClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+    >,
+) -> Option<proto::Task> {
+    let mut stream = client
+        .stream(proto::StreamTasksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+        Ok(message) => message.unwrap(),
+        Err(_) => None,
+    }
 }
 
 fn cases_as(

@@ -1,0 +1,253 @@
+//! The `Tasks` gRPC service: how agency systems receive their steps and carry them out.
+//! The caller's agency is the requester's (from the transport); a task of another agency
+//! is refused. A stream first sends every task not yet acknowledged, so a system that
+//! reconnects misses none, then each new one as it opens.
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use futures::Stream;
+use prost::Message as _;
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::store::CaseStore;
+use crate::grpc::{deadline, invalid_argument};
+use crate::kafka::{Publisher, Topics};
+use crate::proto::{self, Agency, Case, CaseCommand, Step, StepState, Task, case_command};
+use crate::records::{Violations, agency_slug};
+use crate::resolver::query::caller_of;
+
+/// How often a stream looks for new tasks, and a completion for its case's change.
+const POLL: Duration = Duration::from_millis(200);
+/// Tasks a stream may have queued for a slow reader.
+const STREAM_BUFFER: usize = 64;
+
+/// The `Tasks` service.
+pub struct TasksService {
+    cases: CaseStore,
+    publisher: Publisher,
+    topics: Topics,
+    max_wait: Duration,
+    /// Ends the streams at shutdown.
+    stop: CancellationToken,
+}
+
+impl TasksService {
+    /// A service over the case store, sending commands with `publisher`; streams end
+    /// when `stop` is cancelled.
+    pub fn new(
+        cases: CaseStore,
+        publisher: Publisher,
+        topics: Topics,
+        max_wait: Duration,
+        stop: CancellationToken,
+    ) -> TasksService {
+        TasksService {
+            cases,
+            publisher,
+            topics,
+            max_wait,
+            stop,
+        }
+    }
+
+    /// The case and step of `task_id`, if the task is the caller's agency's.
+    async fn owned(&self, agency: Agency, task_id: &str) -> Result<(Case, Step), Status> {
+        let case_id = task_id
+            .split_once('/')
+            .map(|(case, _)| case)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| field_error("task_id", "must be a task id from the task stream"))?;
+        let case = self
+            .cases
+            .load(case_id)
+            .await
+            .map_err(unavailable)?
+            .case
+            .ok_or_else(|| Status::not_found("no such task"))?;
+        let step = case
+            .steps
+            .iter()
+            .find(|s| s.task_id == task_id)
+            .cloned()
+            .ok_or_else(|| Status::not_found("no such task (or it was replaced by a newer one)"))?;
+        if step.agency() != agency {
+            return Err(Status::permission_denied(format!(
+                "the task belongs to {}",
+                agency_slug(step.agency())
+            )));
+        }
+        Ok((case, step))
+    }
+
+    /// Sends `body` for the case of `step`, then answers with the step once `applied`.
+    async fn act(
+        &self,
+        case: &Case,
+        step: &Step,
+        body: case_command::Body,
+        until: Instant,
+        applied: impl Fn(&Step) -> bool,
+    ) -> Result<Step, Status> {
+        if !applied(step) {
+            let command = CaseCommand {
+                command_id: uuid::Uuid::now_v7().to_string(),
+                case_id: case.case_id.clone(),
+                at: Some(SystemTime::now().into()),
+                body: Some(body),
+            };
+            self.publisher
+                .publish(
+                    &self.topics.case_commands(),
+                    case.case_id.as_bytes(),
+                    &command.encode_to_vec(),
+                    &[],
+                    until,
+                )
+                .await
+                .map_err(|e| Status::unavailable(format!("not taken: {e}; retrying is safe")))?;
+        }
+        loop {
+            let now = self.cases.load(&case.case_id).await.map_err(unavailable)?;
+            let current = now
+                .case
+                .and_then(|c| c.steps.into_iter().find(|s| s.step_id == step.step_id));
+            if let Some(current) = current.filter(|s| applied(s)) {
+                return Ok(current);
+            }
+            if Instant::now() + POLL > until {
+                return Err(Status::deadline_exceeded(
+                    "the case has not applied it yet; it will: read the case later",
+                ));
+            }
+            sleep(POLL).await;
+        }
+    }
+}
+
+type TaskStream = Pin<Box<dyn Stream<Item = Result<Task, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::tasks_server::Tasks for TasksService {
+    type StreamStream = TaskStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "Tasks.Stream"))]
+    async fn stream(
+        &self,
+        request: Request<proto::StreamTasksRequest>,
+    ) -> Result<Response<TaskStream>, Status> {
+        let agency = caller_of(&request)?.requester.agency;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let (cases, stop) = (self.cases.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            let mut sent = std::collections::BTreeSet::new();
+            loop {
+                let tasks = match cases.tasks(agency).await {
+                    Ok(tasks) => tasks,
+                    Err(e) => {
+                        let _ = tx.send(Err(unavailable(e))).await;
+                        return;
+                    }
+                };
+                for task in tasks {
+                    if sent.insert(task.task_id.clone()) && tx.send(Ok(task)).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tx.closed() => return,
+                    () = sleep(POLL) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Tasks.Ack"))]
+    async fn ack(
+        &self,
+        request: Request<proto::AckTaskRequest>,
+    ) -> Result<Response<proto::AckTaskResponse>, Status> {
+        let agency = caller_of(&request)?.requester.agency;
+        let task_id = request.into_inner().task_id;
+        self.owned(agency, &task_id).await?;
+        self.cases
+            .ack_task(agency, &task_id)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(proto::AckTaskResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Tasks.Complete"))]
+    async fn complete(
+        &self,
+        request: Request<proto::CompleteTaskRequest>,
+    ) -> Result<Response<Step>, Status> {
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let r = request.into_inner();
+        let mut violations = Violations::default();
+        if !(1..=100).contains(&r.outcome.chars().count()) {
+            violations.add("outcome", "must be 1 to 100 characters");
+        }
+        if r.note.chars().count() > 500 {
+            violations.add("note", "must be at most 500 characters");
+        }
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let agency = caller.requester.agency;
+        let (case, step) = self.owned(agency, &r.task_id).await?;
+        let body = case_command::Body::CompleteTask(proto::CompleteTaskCommand {
+            task_id: r.task_id,
+            agency: agency as i32,
+            outcome: r.outcome,
+            note: r.note,
+        });
+        let done = |s: &Step| s.state() == StepState::Done;
+        Ok(Response::new(
+            self.act(&case, &step, body, until, done).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Tasks.Reject"))]
+    async fn reject(
+        &self,
+        request: Request<proto::RejectTaskRequest>,
+    ) -> Result<Response<Step>, Status> {
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let r = request.into_inner();
+        if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
+            return Err(field_error("reason", "must be 1 to 500 characters"));
+        }
+        let agency = caller.requester.agency;
+        let (case, step) = self.owned(agency, &r.task_id).await?;
+        if step.state() == StepState::Done {
+            return Err(Status::failed_precondition("the step is already done"));
+        }
+        let body = case_command::Body::RejectTask(proto::RejectTaskCommand {
+            task_id: r.task_id,
+            agency: agency as i32,
+            reason: r.reason,
+        });
+        let rejected = |s: &Step| matches!(s.state(), StepState::Rejected | StepState::Done);
+        Ok(Response::new(
+            self.act(&case, &step, body, until, rejected).await?,
+        ))
+    }
+}
+
+fn field_error(field: &str, description: &str) -> Status {
+    let mut violations = Violations::default();
+    violations.add(field, description);
+    invalid_argument(&violations)
+}
+
+fn unavailable(e: super::store::CaseStoreError) -> Status {
+    tracing::warn!(error = %e, "case store unavailable");
+    Status::unavailable("the case store is unavailable; retry later")
+}
