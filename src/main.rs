@@ -49,6 +49,8 @@ enum Command {
     },
     /// Materialize the record topics into Redis and serve lookups.
     Resolver,
+    /// Run the case engine and serve Cases and Tasks (cases are kept in Redis).
+    Cases,
     /// Run everything in one process (embedded broker and in-memory store by default).
     Dev,
     /// Run a narrated end-to-end scenario in one process, then exit.
@@ -247,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Adapter { agency } => Role::Adapter(agency.into()),
         Command::Resolver => Role::Resolver,
+        Command::Cases => Role::Cases,
         Command::Dev => Role::Dev,
         Command::Policy { .. } => unreachable!("handled before the configuration is loaded"),
     };

@@ -282,10 +282,17 @@ pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) ->
         }
         (Some(case_params::Kind::HouseholdMove(p)), _) => {
             let found = records().find(|(_, payload)| match (kind, payload) {
+                // One record follows the household through the move: registered at the
+                // target says the move-out happened even if its version was never seen.
                 (StepKind::HouseholdMovedOut, Payload::HouseholdRegistration(h)) => {
                     same_id(&h.person_id, &p.person_id)
-                        && h.status() == HouseholdStatus::MovedOut
-                        && h.destination_region_code == p.to_region_code
+                        && match h.status() {
+                            HouseholdStatus::MovedOut => {
+                                h.destination_region_code == p.to_region_code
+                            }
+                            HouseholdStatus::Registered => h.region_code == p.to_region_code,
+                            _ => false,
+                        }
                 }
                 (StepKind::HouseholdRegisteredAtTarget, Payload::HouseholdRegistration(h)) => {
                     same_id(&h.person_id, &p.person_id)

@@ -44,6 +44,8 @@ pub enum Role {
     Adapter(Agency),
     /// The resolver: materializer and lookups.
     Resolver,
+    /// The case engine and the `Cases` and `Tasks` services (cases are kept in Redis).
+    Cases,
     /// Everything in one process; an embedded broker and an in-memory store unless
     /// `kafka` / `redis` are set.
     Dev,
@@ -95,6 +97,8 @@ macro_rules! serve {
 fn service_name<S: NamedService>(_: &S) -> &'static str {
     S::NAME
 }
+
+mod cases;
 
 /// A task's future: runs until its token is cancelled; ending earlier is a failure.
 type TaskFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -302,16 +306,16 @@ async fn resolver(
     });
     let (queries, policy) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
-    if let (Role::Dev, Some(url)) = (role, &settings.redis) {
-        let case_store = crate::cases::store::CaseStore::connect(url, &settings.redis_prefix)
-            .await
-            .map_err(|e| AppError::Config(format!("case store: {e}")))?;
-        let inputs = CaseInputs {
-            records: store.clone(),
-            policy,
-            changes,
-        };
-        cases(parts, settings, kafka, publisher, case_store, inputs)?;
+    if let Some(url) = &settings.redis {
+        let case_store = cases::connect(url, settings).await?;
+        cases::bridge(parts, kafka, publisher, case_store.clone(), changes);
+        if role == Role::Dev {
+            let inputs = cases::CaseInputs {
+                records: store.clone(),
+                policy,
+            };
+            cases::engine_and_services(parts, settings, kafka, publisher, case_store, inputs)?;
+        }
     }
     let service = ResolverService::new(
         queries,
@@ -345,26 +349,7 @@ async fn queries(
     store: &Store,
     positions: &Positions,
 ) -> Result<(Queries, std::sync::Arc<Policy>), AppError> {
-    let policy = match (&settings.policy, role) {
-        (Some(path), _) => {
-            Policy::load(std::path::Path::new(path)).map_err(|e| match e.line() {
-                Some(_) => AppError::Config(format!("policy {path}: {e}")),
-                None => AppError::Config(e.to_string()),
-            })?
-        }
-        (None, Role::Dev) => {
-            tracing::info!("using the example access policy (deploy/policy.toml)");
-            Policy::parse(EXAMPLE_POLICY)
-                .map_err(|e| AppError::Config(format!("built-in policy: {e}")))?
-        }
-        (None, _) => {
-            return Err(AppError::Config(
-                "no access policy configured: set policy (GOVLINK_POLICY or --policy) to a \
-                 policy file such as deploy/policy.toml"
-                    .into(),
-            ));
-        }
-    };
+    let policy = load_policy(settings, role)?;
     let audit = AuditLog::start(publisher.clone(), &kafka.topics, "resolver")
         .await
         .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
@@ -401,87 +386,6 @@ async fn queries(
     Ok((queries, policy))
 }
 
-/// What the case engine takes from the resolver it runs beside.
-struct CaseInputs {
-    /// The records its plans read.
-    records: Store,
-    /// Who may open and read which cases.
-    policy: std::sync::Arc<Policy>,
-    /// The materializer's applied changes, which may prove steps.
-    changes: tokio::sync::broadcast::Receiver<crate::resolver::AppliedChange>,
-}
-
-/// The case engine and the `Cases` service (in `dev`, with Redis: cases are kept in it).
-fn cases(
-    parts: &mut Parts,
-    settings: &Settings,
-    kafka: &Kafka,
-    publisher: &Publisher,
-    case_store: crate::cases::store::CaseStore,
-    inputs: CaseInputs,
-) -> Result<(), AppError> {
-    let CaseInputs {
-        records,
-        policy,
-        changes,
-    } = inputs;
-    use crate::cases::{
-        bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService,
-        tasks::TasksService,
-    };
-    let calendar = WorkCalendar::embedded()
-        .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
-    let engine = engine::Engine::new(
-        engine::EngineConfig {
-            bootstrap: kafka.bootstrap.clone(),
-            group_id: format!("{}.cases", settings.consumer_group),
-            topics: kafka.topics.clone(),
-        },
-        case_store.clone(),
-        records,
-        publisher.clone(),
-        calendar,
-    );
-    parts.supervise("case engine", move |stop| async move {
-        engine.run(stop).await.map_err(|e| e.to_string())
-    });
-    let bridge = RecordBridge::new(
-        changes,
-        case_store.clone(),
-        publisher.clone(),
-        kafka.topics.clone(),
-    );
-    parts.supervise("record changes to cases", move |stop| bridge.run(stop));
-    let tasks = TasksService::new(
-        case_store.clone(),
-        publisher.clone(),
-        kafka.topics.clone(),
-        settings.request_timeout(),
-        parts.streams.clone(),
-    );
-    let service = CasesService::new(
-        case_store,
-        publisher.clone(),
-        kafka.topics.clone(),
-        policy,
-        settings.request_timeout(),
-    );
-    let source = requester_source(settings);
-    serve!(
-        parts,
-        crate::proto::tasks_server::TasksServer::with_interceptor(tasks, move |request| {
-            source.identify(request)
-        })
-    );
-    serve!(
-        parts,
-        crate::proto::cases_server::CasesServer::with_interceptor(service, move |request| {
-            source.identify(request)
-        })
-    );
-    Ok(())
-}
-
 /// Where callers' identities come from (see `RequesterSource`).
 fn requester_source(settings: &Settings) -> RequesterSource {
     if settings.insecure_requester_header {
@@ -491,8 +395,32 @@ fn requester_source(settings: &Settings) -> RequesterSource {
     }
 }
 
+/// The access policy: the configured file, or in `dev` the example one.
+fn load_policy(settings: &Settings, role: Role) -> Result<Policy, AppError> {
+    Ok(match (&settings.policy, role) {
+        (Some(path), _) => {
+            Policy::load(std::path::Path::new(path)).map_err(|e| match e.line() {
+                Some(_) => AppError::Config(format!("policy {path}: {e}")),
+                None => AppError::Config(e.to_string()),
+            })?
+        }
+        (None, Role::Dev) => {
+            tracing::info!("using the example access policy (deploy/policy.toml)");
+            Policy::parse(EXAMPLE_POLICY)
+                .map_err(|e| AppError::Config(format!("built-in policy: {e}")))?
+        }
+        (None, _) => {
+            return Err(AppError::Config(
+                "no access policy configured: set policy (GOVLINK_POLICY or --policy) to a \
+                 policy file such as deploy/policy.toml"
+                    .into(),
+            ));
+        }
+    })
+}
+
 /// The example policy `dev` and `demo` use when none is configured.
-const EXAMPLE_POLICY: &str = include_str!("../deploy/policy.toml");
+const EXAMPLE_POLICY: &str = include_str!("../../deploy/policy.toml");
 
 /// How this deployment's materializers consume.
 pub(crate) fn materializer_config(settings: &Settings, kafka: &Kafka) -> MaterializerConfig {
@@ -540,7 +468,7 @@ impl App {
         let agencies: &[Agency] = match role {
             Role::Adapter(agency) => &[agency][..],
             Role::Dev => &AGENCIES[..],
-            Role::Resolver => &[],
+            Role::Resolver | Role::Cases => &[],
         };
         if !agencies.is_empty() {
             let path = PublishPath::new(
@@ -556,8 +484,11 @@ impl App {
             Role::Resolver | Role::Dev => {
                 Some(resolver(&mut parts, settings, role, &kafka, &publisher).await?)
             }
-            Role::Adapter(_) => None,
+            Role::Adapter(_) | Role::Cases => None,
         };
+        if role == Role::Cases {
+            cases::standalone(&mut parts, settings, &kafka, &publisher).await?;
+        }
         let listener = TcpListener::bind(settings.grpc_addr).await?;
         Ok(App {
             listener,

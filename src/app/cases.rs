@@ -1,0 +1,113 @@
+//! The case engine's part of a process: the engine and the `Cases` and `Tasks` services
+//! (`cases`, and `dev` with Redis), and the bridge from the materializer's record changes
+//! to the cases they concern (wherever a materializer runs with Redis).
+
+use super::*;
+use crate::cases::store::CaseStore;
+use crate::cases::{
+    bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService,
+    tasks::TasksService,
+};
+
+/// What the case engine reads besides its own store.
+pub(super) struct CaseInputs {
+    /// The records its plans read.
+    pub(super) records: Store,
+    /// Who may open and read which cases.
+    pub(super) policy: std::sync::Arc<Policy>,
+}
+
+/// The case store under the deployment's Redis prefix.
+pub(super) async fn connect(url: &str, settings: &Settings) -> Result<CaseStore, AppError> {
+    CaseStore::connect(url, &settings.redis_prefix)
+        .await
+        .map_err(|e| AppError::Config(format!("case store: {e}")))
+}
+
+/// `govlink cases`: the engine and the services, reading the records the resolvers keep.
+pub(super) async fn standalone(
+    parts: &mut Parts,
+    settings: &Settings,
+    kafka: &Kafka,
+    publisher: &Publisher,
+) -> Result<(), AppError> {
+    let url = settings.redis.as_deref().ok_or_else(|| {
+        AppError::Config(
+            "the case engine keeps cases in Redis: set --redis or GOVLINK_REDIS".into(),
+        )
+    })?;
+    let inputs = CaseInputs {
+        records: Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?),
+        policy: std::sync::Arc::new(load_policy(settings, Role::Cases)?),
+    };
+    let case_store = connect(url, settings).await?;
+    engine_and_services(parts, settings, kafka, publisher, case_store, inputs)
+}
+
+/// Record changes the materializer applied, sent on to the cases they concern.
+pub(super) fn bridge(
+    parts: &mut Parts,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    case_store: CaseStore,
+    changes: tokio::sync::broadcast::Receiver<crate::resolver::AppliedChange>,
+) {
+    let bridge = RecordBridge::new(changes, case_store, publisher.clone(), kafka.topics.clone());
+    parts.supervise("record changes to cases", move |stop| bridge.run(stop));
+}
+
+/// The case engine and the `Cases` and `Tasks` services.
+pub(super) fn engine_and_services(
+    parts: &mut Parts,
+    settings: &Settings,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    case_store: CaseStore,
+    inputs: CaseInputs,
+) -> Result<(), AppError> {
+    let CaseInputs { records, policy } = inputs;
+    let calendar = WorkCalendar::embedded()
+        .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
+    let engine = engine::Engine::new(
+        engine::EngineConfig {
+            bootstrap: kafka.bootstrap.clone(),
+            group_id: format!("{}.cases", settings.consumer_group),
+            topics: kafka.topics.clone(),
+        },
+        case_store.clone(),
+        records,
+        publisher.clone(),
+        calendar,
+    );
+    parts.supervise("case engine", move |stop| async move {
+        engine.run(stop).await.map_err(|e| e.to_string())
+    });
+    let tasks = TasksService::new(
+        case_store.clone(),
+        publisher.clone(),
+        kafka.topics.clone(),
+        settings.request_timeout(),
+        parts.streams.clone(),
+    );
+    let service = CasesService::new(
+        case_store,
+        publisher.clone(),
+        kafka.topics.clone(),
+        policy,
+        settings.request_timeout(),
+    );
+    let source = requester_source(settings);
+    serve!(
+        parts,
+        crate::proto::tasks_server::TasksServer::with_interceptor(tasks, move |request| {
+            source.identify(request)
+        })
+    );
+    serve!(
+        parts,
+        crate::proto::cases_server::CasesServer::with_interceptor(service, move |request| {
+            source.identify(request)
+        })
+    );
+    Ok(())
+}
