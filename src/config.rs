@@ -72,6 +72,8 @@ pub struct Settings {
     pub access_retention_days: u32,
     /// How often each audit writer records its chain's head on the checkpoint topic.
     pub audit_checkpoint_interval_ms: u64,
+    /// How often the case engine asks every open case whether a step is overdue.
+    pub case_deadline_check_ms: u64,
 }
 
 impl Default for Settings {
@@ -100,6 +102,7 @@ impl Default for Settings {
             purchase_rules: Vec::new(),
             access_retention_days: 3 * 365,
             audit_checkpoint_interval_ms: 5_000,
+            case_deadline_check_ms: 3_600_000,
         }
     }
 }
@@ -174,6 +177,7 @@ impl Settings {
                 "audit_checkpoint_interval_ms",
                 self.audit_checkpoint_interval_ms > 0,
             ),
+            ("case_deadline_check_ms", self.case_deadline_check_ms > 0),
         ];
         for (name, ok) in positive {
             if !ok {
@@ -198,6 +202,11 @@ impl Settings {
     /// `access_retention_days` as a duration.
     pub fn access_retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.access_retention_days) * 86_400)
+    }
+
+    /// `case_deadline_check_ms` as a duration.
+    pub fn case_deadline_check(&self) -> Duration {
+        Duration::from_millis(self.case_deadline_check_ms)
     }
 
     /// `audit_checkpoint_interval_ms` as a duration.

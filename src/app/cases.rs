@@ -82,6 +82,11 @@ pub(super) fn engine_and_services(
     parts.supervise("case engine", move |stop| async move {
         engine.run(stop).await.map_err(|e| e.to_string())
     });
+    let (clock, every) = (case_store.clone(), settings.case_deadline_check());
+    let (sender, topics) = (publisher.clone(), kafka.topics.clone());
+    parts.supervise("case deadlines", move |stop| {
+        crate::cases::deadlines::run(clock, sender, topics, every, stop)
+    });
     let tasks = TasksService::new(
         case_store.clone(),
         publisher.clone(),

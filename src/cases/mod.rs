@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod calendar;
 pub mod case;
+pub mod deadlines;
 pub mod engine;
 pub mod plan;
 pub mod service;

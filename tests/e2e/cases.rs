@@ -587,3 +587,62 @@ async fn a_case_engine_killed_mid_case_loses_nothing_and_repeats_no_step() {
     }
     app.stop().await;
 }
+
+/// Deadlines with an injected clock: a deadline check carries its time, so a check "40
+/// days later" escalates the open steps now, once, without sleeping.
+#[tokio::test]
+async fn a_step_past_its_working_day_deadline_escalates_once() {
+    let app = spawn_app().await;
+    let engine = RunningEngine::start(&app).await;
+    let mut window = cases_as(&app, "housing/transfer-window");
+    let case = window
+        .open_case(open_sale("req-late", &alice(), &bea()))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let contract = step(&case, StepKind::SaleContractFiled).clone();
+    assert_eq!(contract.state(), StepState::Open);
+    assert!(contract.due_on.is_some());
+    let later = std::time::SystemTime::now() + Duration::from_secs(40 * 86_400);
+    for id in ["check-1", "check-2"] {
+        let command = CaseCommand {
+            command_id: id.into(),
+            case_id: case.case_id.clone(),
+            at: Some(later.into()),
+            body: Some(case_command::Body::CheckDeadlines(
+                proto::CheckDeadlinesCommand {},
+            )),
+        };
+        engine
+            .publisher
+            .publish(
+                &app.topics.case_commands(),
+                case.case_id.as_bytes(),
+                &command.encode_to_vec(),
+                &[],
+                tokio::time::Instant::now() + Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+    }
+    // A cancellation after both checks: once it is applied, so are they.
+    let cancelled = window
+        .cancel_case(proto::CancelCaseRequest {
+            case_id: case.case_id.clone(),
+            reason: "the buyer withdrew".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(step(&cancelled, StepKind::SaleContractFiled).overdue);
+    let events: Vec<CaseEvent> = read_all(&app.topics.cases(), app.settings.partitions).await;
+    let escalations = events
+        .iter()
+        .filter(|e| e.case_id == case.case_id)
+        .filter(|e| matches!(&e.body, Some(case_event::Body::StepOverdue(o)) if o.step_id == contract.step_id))
+        .count();
+    assert_eq!(escalations, 1, "escalated once");
+    app.stop().await;
+}
