@@ -100,6 +100,7 @@ pub(super) fn engine_and_services(
         kafka.topics.clone(),
         policy,
         settings.request_timeout(),
+        parts.streams.clone(),
     );
     let source = requester_source(settings);
     serve!(

@@ -2,12 +2,15 @@
 //! policy grants the requester the case's purpose, puts the command on the command topic
 //! and answers once the engine applied it (the caller sees its own writes).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::Stream;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::store::CaseStore;
@@ -21,6 +24,10 @@ use crate::resolver::query::caller_of;
 
 /// How often a call waiting for the engine looks at the case.
 const POLL: Duration = Duration::from_millis(20);
+/// How often a watch looks for new events.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+/// The most cases `ListCases` looks at, newest first.
+const LIST_SCAN: usize = 10_000;
 
 /// The `Cases` service.
 pub struct CasesService {
@@ -29,17 +36,20 @@ pub struct CasesService {
     topics: Topics,
     policy: Arc<Policy>,
     max_wait: Duration,
+    /// Ends the watches at shutdown.
+    stop: CancellationToken,
 }
 
 impl CasesService {
     /// A service over the case store, sending commands with `publisher`; a call waits at
-    /// most `max_wait` for the engine.
+    /// most `max_wait` for the engine, and watches end when `stop` is cancelled.
     pub fn new(
         cases: CaseStore,
         publisher: Publisher,
         topics: Topics,
         policy: Arc<Policy>,
         max_wait: Duration,
+        stop: CancellationToken,
     ) -> CasesService {
         CasesService {
             cases,
@@ -47,6 +57,7 @@ impl CasesService {
             topics,
             policy,
             max_wait,
+            stop,
         }
     }
 
@@ -118,8 +129,102 @@ impl CasesService {
     }
 }
 
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::CaseEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl proto::cases_server::Cases for CasesService {
+    type WatchCaseStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "WatchCase"))]
+    async fn watch_case(
+        &self,
+        request: Request<proto::WatchCaseRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let case = self.readable(&caller.requester, &r.case_id).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (cases, stop, mut after) = (self.cases.clone(), self.stop.clone(), r.after_sequence);
+        tokio::spawn(async move {
+            loop {
+                let (history, closed) = match (
+                    cases.history(&case.case_id, after).await,
+                    cases.load(&case.case_id).await,
+                ) {
+                    (Ok(history), Ok(stored)) => {
+                        (history, stored.case.is_some_and(|c| is_closed(&c)))
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::warn!(error = %e, "case store unavailable");
+                        let _ = tx
+                            .send(Err(Status::unavailable("the case store is unavailable")))
+                            .await;
+                        return;
+                    }
+                };
+                for event in history {
+                    after = event.sequence;
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if closed {
+                    return;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tx.closed() => return,
+                    () = sleep(WATCH_POLL) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListCases"))]
+    async fn list_cases(
+        &self,
+        request: Request<proto::ListCasesRequest>,
+    ) -> Result<Response<proto::ListCasesResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let mut violations = Violations::default();
+        if r.limit > 500 {
+            violations.add("limit", "must be at most 500");
+        }
+        if !r.person_id.is_empty() && ResidentId::parse(&r.person_id).is_err() {
+            violations.add("person_id", "not a resident ID number");
+        }
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let ids = self.cases.newest(LIST_SCAN).await.map_err(|e| {
+            tracing::warn!(error = %e, "case store unavailable");
+            Status::unavailable("the case store is unavailable; retry later")
+        })?;
+        let mut truncated = ids.len() == LIST_SCAN;
+        let mut cases = Vec::new();
+        for id in ids {
+            let Some(case) = self.load(&id).await? else {
+                continue;
+            };
+            if !matches_filter(&case, &r)
+                || self.authorize(&caller.requester, &case.purpose).is_err()
+            {
+                continue;
+            }
+            if cases.len() == limit {
+                truncated = true;
+                break;
+            }
+            cases.push(case);
+        }
+        Ok(Response::new(proto::ListCasesResponse { cases, truncated }))
+    }
+
     #[tracing::instrument(skip_all, fields(rpc = "OpenCase"))]
     async fn open_case(
         &self,
@@ -187,7 +292,7 @@ impl proto::cases_server::Cases for CasesService {
             return Err(invalid_argument(&violations));
         }
         let case = self.readable(&caller.requester, &r.case_id).await?;
-        let closed = |c: &Case| matches!(c.state(), CaseState::Completed | CaseState::Cancelled);
+        let closed = is_closed;
         if !closed(&case) {
             let cancel = proto::CancelCaseCommand {
                 reason: r.reason,
@@ -216,6 +321,43 @@ impl CasesService {
             .ok_or_else(|| Status::not_found("no such case"))?;
         self.authorize(requester, &case.purpose)?;
         Ok(case)
+    }
+}
+
+fn is_closed(case: &Case) -> bool {
+    matches!(case.state(), CaseState::Completed | CaseState::Cancelled)
+}
+
+/// Whether `case` passes every filter set in `r`.
+fn matches_filter(case: &Case, r: &proto::ListCasesRequest) -> bool {
+    let waiting = |s: &proto::Step| {
+        matches!(
+            s.state(),
+            proto::StepState::Open | proto::StepState::Rejected
+        )
+    };
+    (r.kind == 0 || case.kind == r.kind)
+        && (r.state == 0 || case.state == r.state)
+        && (r.open_steps_of == 0
+            || case
+                .steps
+                .iter()
+                .any(|s| waiting(s) && s.agency == r.open_steps_of))
+        && (!r.overdue_only || case.steps.iter().any(|s| waiting(s) && s.overdue))
+        && (r.person_id.is_empty() || names_person(case, &r.person_id))
+}
+
+/// Whether the case's parameters name `person`.
+fn names_person(case: &Case, person: &str) -> bool {
+    let same = |id: &String| id.eq_ignore_ascii_case(person);
+    match case.params.as_ref().and_then(|p| p.kind.as_ref()) {
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            p.seller_ids.iter().any(same) || p.buyer_ids.iter().any(same)
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => same(&p.person_id),
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => same(&p.person_id),
+        Some(case_params::Kind::HouseholdMove(p)) => same(&p.person_id),
+        None => false,
     }
 }
 

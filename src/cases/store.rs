@@ -4,7 +4,8 @@
 //!
 //! - `seq`: the sequence number of the last event folded into the view;
 //! - `view`: the encoded `Case`;
-//! - `o:<sequence>`: an encoded `CaseEvent` still to be published.
+//! - `o:<sequence>`: an encoded `CaseEvent` still to be published;
+//! - `e:<sequence>`: every event of the case, kept for `WatchCase`.
 //!
 //! and what finds cases and tasks: `cases:open` (every open case),
 //! `case-watch:{<subject>}` (the open cases whose plan reads that subject's records, so
@@ -32,7 +33,7 @@ if (redis.call('HGET', KEYS[1], 'seq') or '0') ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'view', ARGV[3])
 for i = 4, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], 'o:' .. ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[1], 'o:' .. ARGV[i], ARGV[i + 1], 'e:' .. ARGV[i], ARGV[i + 1])
 end
 return 1
 ";
@@ -138,6 +139,48 @@ impl CaseStore {
         format!("{}case-watch:{{{subject}}}", self.prefix)
     }
 
+    fn all_key(&self) -> String {
+        format!("{}cases:all", self.prefix)
+    }
+
+    /// The newest `limit` cases, newest first.
+    pub async fn newest(&self, limit: usize) -> Result<Vec<String>, CaseStoreError> {
+        Ok(redis::cmd("ZREVRANGE")
+            .arg(self.all_key())
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// The events of `case_id` after sequence `after`, in order.
+    pub async fn history(
+        &self,
+        case_id: &str,
+        after: u64,
+    ) -> Result<Vec<CaseEvent>, CaseStoreError> {
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.key(case_id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut events = Vec::new();
+        for (field, value) in fields {
+            let Some(seq) = field.strip_prefix("e:").and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
+            if seq > after {
+                events.push(CaseEvent::decode(value.as_slice()).map_err(|_| {
+                    CaseStoreError::Corrupt {
+                        case_id: case_id.to_owned(),
+                        what: field.clone(),
+                    }
+                })?);
+            }
+        }
+        events.sort_by_key(|e| e.sequence);
+        Ok(events)
+    }
+
     fn open_key(&self) -> String {
         format!("{}cases:open", self.prefix)
     }
@@ -170,6 +213,15 @@ impl CaseStore {
         }
         pipe.cmd(command)
             .arg(self.open_key())
+            .arg(&case.case_id)
+            .ignore();
+        let opened_ms = case
+            .opened_at
+            .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000));
+        pipe.cmd("ZADD")
+            .arg(self.all_key())
+            .arg("NX")
+            .arg(opened_ms)
             .arg(&case.case_id)
             .ignore();
         pipe.query_async::<()>(&mut self.conn.clone()).await?;

@@ -461,6 +461,56 @@ async fn open_case_answers_with_the_planned_case_once_and_only_to_its_purpose() 
         .unwrap()
         .into_inner();
     assert_eq!(read, cancelled);
+
+    // The whole history, from the start; the stream ends with the closed case.
+    let mut watch = window
+        .watch_case(proto::WatchCaseRequest {
+            case_id: read.case_id.clone(),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sequences = Vec::new();
+    let mut last = None;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the watch ends after the cancellation")
+        .unwrap()
+    {
+        sequences.push(event.sequence);
+        last = event.body;
+    }
+    assert_eq!(sequences, (1..=read.sequence).collect::<Vec<_>>());
+    assert!(matches!(last, Some(case_event::Body::Cancelled(_))));
+
+    // Listed for the window, by state and by the citizen named; not for the fund.
+    let listed = window
+        .list_cases(proto::ListCasesRequest {
+            state: CaseState::Cancelled as i32,
+            person_id: buyer.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.cases, std::slice::from_ref(&read));
+    assert!(!listed.truncated);
+    let open_only = window
+        .list_cases(proto::ListCasesRequest {
+            state: CaseState::Open as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(open_only.cases.is_empty());
+    let theirs = fund
+        .list_cases(proto::ListCasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.cases.is_empty(), "no grant for the purpose");
     app.stop().await;
 }
 
