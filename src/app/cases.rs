@@ -15,6 +15,8 @@ pub(super) struct CaseInputs {
     pub(super) records: Store,
     /// Who may open and read which cases.
     pub(super) policy: std::sync::Arc<Policy>,
+    /// The trail every case action is recorded in.
+    pub(super) audit: AuditLog,
 }
 
 /// The case store under the deployment's Redis prefix.
@@ -36,9 +38,17 @@ pub(super) async fn standalone(
             "the case engine keeps cases in Redis: set --redis or GOVLINK_REDIS".into(),
         )
     })?;
+    let audit = AuditLog::start(publisher.clone(), &kafka.topics, "cases")
+        .await
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
+    let (checkpoints, interval) = (audit.clone(), settings.audit_checkpoint_interval());
+    parts.supervise("audit checkpoints", move |stop| {
+        checkpoints.run_checkpoints(interval, stop)
+    });
     let inputs = CaseInputs {
         records: Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?),
         policy: std::sync::Arc::new(load_policy(settings, Role::Cases)?),
+        audit,
     };
     let case_store = connect(url, settings).await?;
     engine_and_services(parts, settings, kafka, publisher, case_store, inputs)
@@ -65,7 +75,11 @@ pub(super) fn engine_and_services(
     case_store: CaseStore,
     inputs: CaseInputs,
 ) -> Result<(), AppError> {
-    let CaseInputs { records, policy } = inputs;
+    let CaseInputs {
+        records,
+        policy,
+        audit,
+    } = inputs;
     let calendar = WorkCalendar::embedded()
         .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
     let engine = engine::Engine::new(
@@ -93,6 +107,7 @@ pub(super) fn engine_and_services(
         kafka.topics.clone(),
         settings.request_timeout(),
         parts.streams.clone(),
+        audit.clone(),
     );
     let service = CasesService::new(
         case_store,
@@ -101,6 +116,7 @@ pub(super) fn engine_and_services(
         policy,
         settings.request_timeout(),
         parts.streams.clone(),
+        audit,
     );
     let source = requester_source(settings);
     serve!(

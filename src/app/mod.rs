@@ -304,7 +304,7 @@ async fn resolver(
         poller.poll(stop).await;
         Ok(())
     });
-    let (queries, policy) =
+    let (queries, policy, audit) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
     if let Some(url) = &settings.redis {
         let case_store = cases::connect(url, settings).await?;
@@ -313,6 +313,7 @@ async fn resolver(
             let inputs = cases::CaseInputs {
                 records: store.clone(),
                 policy,
+                audit,
             };
             cases::engine_and_services(parts, settings, kafka, publisher, case_store, inputs)?;
         }
@@ -348,7 +349,7 @@ async fn queries(
     publisher: &Publisher,
     store: &Store,
     positions: &Positions,
-) -> Result<(Queries, std::sync::Arc<Policy>), AppError> {
+) -> Result<(Queries, std::sync::Arc<Policy>, AuditLog), AppError> {
     let policy = load_policy(settings, role)?;
     let audit = AuditLog::start(publisher.clone(), &kafka.topics, "resolver")
         .await
@@ -378,12 +379,12 @@ async fn queries(
         store.clone(),
         positions.clone(),
         policy.clone(),
-        audit,
+        audit.clone(),
         index,
         settings.purchase_rules.clone(),
         settings.access_retention(),
     );
-    Ok((queries, policy))
+    Ok((queries, policy, audit))
 }
 
 /// Where callers' identities come from (see `RequesterSource`).

@@ -289,6 +289,7 @@ fn task_of(case: &Case, event: &CaseEvent) -> Option<proto::Task> {
         agency: step.agency,
         due_on,
         params: case.params.clone(),
+        purpose: case.purpose.clone(),
     })
 }
 

@@ -13,7 +13,9 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::audit::{self, Action};
 use super::store::CaseStore;
+use crate::audit::AuditLog;
 use crate::domain::{DivisionCode, ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Publisher, Topics};
@@ -38,6 +40,8 @@ pub struct CasesService {
     max_wait: Duration,
     /// Ends the watches at shutdown.
     stop: CancellationToken,
+    /// Where every action is recorded before it is taken.
+    audit: AuditLog,
 }
 
 impl CasesService {
@@ -50,6 +54,7 @@ impl CasesService {
         policy: Arc<Policy>,
         max_wait: Duration,
         stop: CancellationToken,
+        audit: AuditLog,
     ) -> CasesService {
         CasesService {
             cases,
@@ -58,6 +63,19 @@ impl CasesService {
             policy,
             max_wait,
             stop,
+            audit,
+        }
+    }
+
+    /// Decides `action` by the policy and records it, allowed or denied, before anything
+    /// else happens.
+    async fn check(&self, action: &Action<'_>, until: Instant) -> Result<(), Status> {
+        match self.authorize(action.requester, action.purpose) {
+            Ok(()) => audit::record(&self.audit, action, None, until).await,
+            Err(denied) => {
+                audit::record(&self.audit, action, Some(denied.message()), until).await?;
+                Err(denied)
+            }
         }
     }
 
@@ -140,9 +158,11 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::WatchCaseRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let caller = caller_of(&request)?;
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        let case = self.readable(&caller.requester, &r.case_id).await?;
+        let case = self
+            .readable(&caller.requester, "WatchCase", &r.case_id, until)
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (cases, stop, mut after) = (self.cases.clone(), self.stop.clone(), r.after_sequence);
         tokio::spawn(async move {
@@ -188,7 +208,7 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::ListCasesRequest>,
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
-        let caller = caller_of(&request)?;
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let mut violations = Violations::default();
         if r.limit > 500 {
@@ -220,6 +240,14 @@ impl proto::cases_server::Cases for CasesService {
                 truncated = true;
                 break;
             }
+            let action = Action {
+                requester: &caller.requester,
+                method: "ListCases",
+                case_id: &case.case_id,
+                purpose: &case.purpose,
+                params: case.params.as_ref(),
+            };
+            audit::record(&self.audit, &action, None, until).await?;
             cases.push(case);
         }
         Ok(Response::new(proto::ListCasesResponse { cases, truncated }))
@@ -250,8 +278,15 @@ impl proto::cases_server::Cases for CasesService {
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
-        self.authorize(&caller.requester, &r.purpose)?;
         let case_id = case_id_of(&caller.requester, &r.request_id);
+        let action = Action {
+            requester: &caller.requester,
+            method: "OpenCase",
+            case_id: &case_id,
+            purpose: &r.purpose,
+            params: Some(&params),
+        };
+        self.check(&action, until).await?;
         if self.load(&case_id).await?.is_none() {
             let open = proto::OpenCaseCommand {
                 kind: super::plan::kind_of(&params).map_or(0, |k| k as i32),
@@ -272,9 +307,10 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::GetCaseRequest>,
     ) -> Result<Response<Case>, Status> {
-        let caller = caller_of(&request)?;
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let case_id = request.into_inner().case_id;
         let case = self
-            .readable(&caller.requester, &request.into_inner().case_id)
+            .readable(&caller.requester, "GetCase", &case_id, until)
             .await?;
         Ok(Response::new(case))
     }
@@ -291,7 +327,9 @@ impl proto::cases_server::Cases for CasesService {
             violations.add("reason", "must be 1 to 500 characters");
             return Err(invalid_argument(&violations));
         }
-        let case = self.readable(&caller.requester, &r.case_id).await?;
+        let case = self
+            .readable(&caller.requester, "CancelCase", &r.case_id, until)
+            .await?;
         let closed = is_closed;
         if !closed(&case) {
             let cancel = proto::CancelCaseCommand {
@@ -308,8 +346,15 @@ impl proto::cases_server::Cases for CasesService {
 }
 
 impl CasesService {
-    /// The case, if it exists and the policy grants `requester` its purpose.
-    async fn readable(&self, requester: &Requester, case_id: &str) -> Result<Case, Status> {
+    /// The case, if it exists and the policy grants `requester` its purpose; `method` is
+    /// recorded in the audit trail either way.
+    async fn readable(
+        &self,
+        requester: &Requester,
+        method: &'static str,
+        case_id: &str,
+        until: Instant,
+    ) -> Result<Case, Status> {
         if !valid_token(case_id) {
             let mut violations = Violations::default();
             violations.add("case_id", "must be a case id returned by OpenCase");
@@ -319,7 +364,14 @@ impl CasesService {
             .load(case_id)
             .await?
             .ok_or_else(|| Status::not_found("no such case"))?;
-        self.authorize(requester, &case.purpose)?;
+        let action = Action {
+            requester,
+            method,
+            case_id: &case.case_id,
+            purpose: &case.purpose,
+            params: case.params.as_ref(),
+        };
+        self.check(&action, until).await?;
         Ok(case)
     }
 }

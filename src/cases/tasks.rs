@@ -12,17 +12,22 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::audit::{self, Action};
 use super::store::CaseStore;
+use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, Agency, Case, CaseCommand, Step, StepState, Task, case_command};
+use crate::proto::{self, Case, CaseCommand, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
+use crate::resolver::policy::Requester;
 use crate::resolver::query::caller_of;
 
 /// How often a stream looks for new tasks, and a completion for its case's change.
 const POLL: Duration = Duration::from_millis(200);
 /// Tasks a stream may have queued for a slow reader.
 const STREAM_BUFFER: usize = 64;
+/// How long a stream waits for the audit trail to take a task's entry.
+const AUDIT_WAIT: Duration = Duration::from_secs(10);
 
 /// The `Tasks` service.
 pub struct TasksService {
@@ -32,6 +37,8 @@ pub struct TasksService {
     max_wait: Duration,
     /// Ends the streams at shutdown.
     stop: CancellationToken,
+    /// Where every action is recorded before it is taken.
+    audit: AuditLog,
 }
 
 impl TasksService {
@@ -43,6 +50,7 @@ impl TasksService {
         topics: Topics,
         max_wait: Duration,
         stop: CancellationToken,
+        audit: AuditLog,
     ) -> TasksService {
         TasksService {
             cases,
@@ -50,11 +58,19 @@ impl TasksService {
             topics,
             max_wait,
             stop,
+            audit,
         }
     }
 
-    /// The case and step of `task_id`, if the task is the caller's agency's.
-    async fn owned(&self, agency: Agency, task_id: &str) -> Result<(Case, Step), Status> {
+    /// The case and step of `task_id`, if the task is the requester's agency's; `method`
+    /// is recorded in the audit trail either way.
+    async fn owned(
+        &self,
+        requester: &Requester,
+        method: &'static str,
+        task_id: &str,
+        until: Instant,
+    ) -> Result<(Case, Step), Status> {
         let case_id = task_id
             .split_once('/')
             .map(|(case, _)| case)
@@ -73,12 +89,19 @@ impl TasksService {
             .find(|s| s.task_id == task_id)
             .cloned()
             .ok_or_else(|| Status::not_found("no such task (or it was replaced by a newer one)"))?;
-        if step.agency() != agency {
-            return Err(Status::permission_denied(format!(
-                "the task belongs to {}",
-                agency_slug(step.agency())
-            )));
+        let action = Action {
+            requester,
+            method,
+            case_id: &case.case_id,
+            purpose: &case.purpose,
+            params: case.params.as_ref(),
+        };
+        if step.agency() != requester.agency {
+            let denied = format!("the task belongs to {}", agency_slug(step.agency()));
+            audit::record(&self.audit, &action, Some(&denied), until).await?;
+            return Err(Status::permission_denied(denied));
         }
+        audit::record(&self.audit, &action, None, until).await?;
         Ok((case, step))
     }
 
@@ -138,9 +161,10 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::StreamTasksRequest>,
     ) -> Result<Response<TaskStream>, Status> {
-        let agency = caller_of(&request)?.requester.agency;
+        let requester = caller_of(&request)?.requester;
+        let agency = requester.agency;
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-        let (cases, stop) = (self.cases.clone(), self.stop.clone());
+        let (cases, stop, trail) = (self.cases.clone(), self.stop.clone(), self.audit.clone());
         tokio::spawn(async move {
             let mut sent = std::collections::BTreeSet::new();
             loop {
@@ -152,7 +176,23 @@ impl proto::tasks_server::Tasks for TasksService {
                     }
                 };
                 for task in tasks {
-                    if sent.insert(task.task_id.clone()) && tx.send(Ok(task)).await.is_err() {
+                    if sent.contains(&task.task_id) {
+                        continue;
+                    }
+                    let action = Action {
+                        requester: &requester,
+                        method: "Tasks.Stream",
+                        case_id: &task.case_id,
+                        purpose: &task.purpose,
+                        params: task.params.as_ref(),
+                    };
+                    let until = Instant::now() + AUDIT_WAIT;
+                    if let Err(status) = audit::record(&trail, &action, None, until).await {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    sent.insert(task.task_id.clone());
+                    if tx.send(Ok(task)).await.is_err() {
                         return;
                     }
                 }
@@ -173,11 +213,12 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::AckTaskRequest>,
     ) -> Result<Response<proto::AckTaskResponse>, Status> {
-        let agency = caller_of(&request)?.requester.agency;
+        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let task_id = request.into_inner().task_id;
-        self.owned(agency, &task_id).await?;
+        self.owned(&caller.requester, "Tasks.Ack", &task_id, until)
+            .await?;
         self.cases
-            .ack_task(agency, &task_id)
+            .ack_task(caller.requester.agency, &task_id)
             .await
             .map_err(unavailable)?;
         Ok(Response::new(proto::AckTaskResponse {}))
@@ -201,7 +242,9 @@ impl proto::tasks_server::Tasks for TasksService {
             return Err(invalid_argument(&violations));
         }
         let agency = caller.requester.agency;
-        let (case, step) = self.owned(agency, &r.task_id).await?;
+        let (case, step) = self
+            .owned(&caller.requester, "Tasks.Complete", &r.task_id, until)
+            .await?;
         let body = case_command::Body::CompleteTask(proto::CompleteTaskCommand {
             task_id: r.task_id,
             agency: agency as i32,
@@ -225,7 +268,9 @@ impl proto::tasks_server::Tasks for TasksService {
             return Err(field_error("reason", "must be 1 to 500 characters"));
         }
         let agency = caller.requester.agency;
-        let (case, step) = self.owned(agency, &r.task_id).await?;
+        let (case, step) = self
+            .owned(&caller.requester, "Tasks.Reject", &r.task_id, until)
+            .await?;
         if step.state() == StepState::Done {
             return Err(Status::failed_precondition("the step is already done"));
         }

@@ -67,7 +67,7 @@ async fn an_answer_that_cannot_be_audited_is_not_given() {
 
 /// Lists `person`'s accesses through the citizen portal until `enough` says the list has
 /// what the test waits for (each listing is audited and indexed too).
-async fn accesses_until(
+pub(crate) async fn accesses_until(
     app: &TestApp,
     person: &str,
     enough: impl Fn(&[proto::PersonAccess]) -> bool,

@@ -416,6 +416,32 @@ async fn open_case_answers_with_the_planned_case_once_and_only_to_its_purpose() 
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
 
+    // Every action is in the audit trail, and so in the seller's own list of accesses:
+    // the opening, and the fund's refused read (its refused opening too).
+    let seen = crate::accesses::accesses_until(&app, &seller, |a| {
+        a.iter()
+            .any(|x| x.method == "OpenCase" && x.case_id == opened.case_id)
+            && a.iter()
+                .any(|x| x.method == "GetCase" && x.decision() == proto::AccessDecision::Denied)
+    })
+    .await;
+    let opening = seen
+        .iter()
+        .find(|x| x.method == "OpenCase" && x.case_id == opened.case_id)
+        .unwrap();
+    assert_eq!(
+        (
+            opening.case_id.as_str(),
+            opening.requester_service.as_str(),
+            opening.decision()
+        ),
+        (
+            opened.case_id.as_str(),
+            "transfer-window",
+            proto::AccessDecision::Allowed
+        )
+    );
+
     // Every malformed field is named.
     let mut bad = open_sale("", &seller, &seller);
     if let Some(case_params::Kind::PropertyTransfer(p)) =

@@ -1,0 +1,72 @@
+//! Every case action is in the same audit trail as lookups: an entry names the requester,
+//! the method, the case and its purpose, and the persons and units the case is about,
+//! allowed or denied. It is written before the action is taken (or the refusal sent), so
+//! nothing is done that the trail does not show.
+
+use tokio::time::Instant;
+use tonic::Status;
+
+use crate::audit::AuditLog;
+use crate::proto::{AccessDecision, CaseParams, DataAccess, case_params};
+use crate::resolver::policy::Requester;
+
+/// What an entry says of one action.
+pub(crate) struct Action<'a> {
+    /// Who acts.
+    pub requester: &'a Requester,
+    /// The gRPC method, e.g. "OpenCase" or "Tasks.Complete".
+    pub method: &'static str,
+    /// The case acted on.
+    pub case_id: &'a str,
+    /// The case's purpose.
+    pub purpose: &'a str,
+    /// What the case is about.
+    pub params: Option<&'a CaseParams>,
+}
+
+/// Records `action`, allowed or (with the reason) denied; `UNAVAILABLE` if the trail
+/// cannot take it, and then the action must not happen.
+pub(crate) async fn record(
+    audit: &AuditLog,
+    action: &Action<'_>,
+    denied: Option<&str>,
+    until: Instant,
+) -> Result<(), Status> {
+    let (persons, units) = subjects(action.params);
+    let entry = DataAccess {
+        requester_agency: action.requester.agency as i32,
+        requester_service: action.requester.service.clone(),
+        purpose: action.purpose.to_owned(),
+        case_id: action.case_id.to_owned(),
+        method: action.method.to_owned(),
+        person_ids: persons,
+        unit_numbers: units,
+        decision: if denied.is_some() {
+            AccessDecision::Denied
+        } else {
+            AccessDecision::Allowed
+        } as i32,
+        reason: denied.unwrap_or_default().to_owned(),
+        ..Default::default()
+    };
+    audit.record(entry, until).await.map_err(|e| {
+        tracing::warn!(error = %e, method = action.method, "case action not audited");
+        Status::unavailable(
+            "the action could not be recorded in the audit trail, so it was not taken; retry",
+        )
+    })
+}
+
+/// The resident IDs and unit numbers a case is about.
+fn subjects(params: Option<&CaseParams>) -> (Vec<String>, Vec<String>) {
+    match params.and_then(|p| p.kind.as_ref()) {
+        Some(case_params::Kind::PropertyTransfer(p)) => (
+            p.seller_ids.iter().chain(&p.buyer_ids).cloned().collect(),
+            vec![p.unit_number.clone()],
+        ),
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => (vec![p.person_id.clone()], vec![]),
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => (vec![p.person_id.clone()], vec![]),
+        Some(case_params::Kind::HouseholdMove(p)) => (vec![p.person_id.clone()], vec![]),
+        None => (vec![], vec![]),
+    }
+}
