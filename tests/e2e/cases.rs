@@ -722,3 +722,154 @@ async fn a_step_past_its_working_day_deadline_escalates_once() {
     assert_eq!(escalations, 1, "escalated once");
     app.stop().await;
 }
+
+/// A cross-city social-security transfer and a household move run to completion: records
+/// prove the steps records can prove, the target region's task completes the rest.
+#[tokio::test]
+async fn a_social_security_transfer_and_a_household_move_finish_online() {
+    const SHANGHAI: &str = "310104";
+    let app = spawn_app().await;
+    let (mover, worker) = (chen(), alice());
+    let mut social_window = cases_as(&app, "social-security/transfer-window");
+    let transfer = social_window
+        .open_case(proto::OpenCaseRequest {
+            request_id: "ss-1".into(),
+            purpose: "social-security-transfer".into(),
+            params: Some(CaseParams {
+                kind: Some(case_params::Kind::SocialSecurityTransfer(
+                    proto::SocialSecurityTransferParams {
+                        person_id: worker.clone(),
+                        insurance_type: proto::InsuranceType::Pension as i32,
+                        from_region_code: "110105".into(),
+                        to_region_code: SHANGHAI.into(),
+                    },
+                )),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let mut move_window = cases_as(&app, "public-security/move-window");
+    let moving = move_window
+        .open_case(proto::OpenCaseRequest {
+            request_id: "mv-1".into(),
+            purpose: "household-move".into(),
+            params: Some(CaseParams {
+                kind: Some(case_params::Kind::HouseholdMove(
+                    proto::HouseholdMoveParams {
+                        person_id: mover.clone(),
+                        to_region_code: SHANGHAI.into(),
+                    },
+                )),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+
+    // Beijing issues the certificate, Shanghai enrolls the worker; public security moves
+    // the household out and registers it in Shanghai.
+    app.social()
+        .publish_transfer_out_certificate(proto::PublishTransferOutCertificateRequest {
+            meta: meta("z-1", 1),
+            record: Some(certificate(&worker)),
+        })
+        .await
+        .unwrap();
+    app.social()
+        .publish_enrollment(proto::PublishEnrollmentRequest {
+            meta: meta("e-sh", 1),
+            record: Some(proto::Enrollment {
+                region_code: SHANGHAI.into(),
+                start_date: date(2026, 11, 1),
+                ..enrollment(&worker)
+            }),
+        })
+        .await
+        .unwrap();
+    for (version, region, status) in [
+        (1, "110105", proto::HouseholdStatus::MovedOut),
+        (2, SHANGHAI, proto::HouseholdStatus::Registered),
+    ] {
+        app.police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta("m-1", version),
+                record: Some(household_in(&mover, region, status)),
+            })
+            .await
+            .unwrap();
+    }
+    let until_done = |kind: StepKind| {
+        move |c: &proto::Case| {
+            c.steps
+                .iter()
+                .any(|s| s.kind() == kind && s.state() == StepState::Open)
+                || c.state() == CaseState::Completed
+        }
+    };
+    let watcher = RunningEngine::start(&app).await;
+    // Carrying the contributions over is Shanghai's to confirm, through its task.
+    let open = wait_case(
+        &watcher,
+        &transfer.case_id,
+        until_done(StepKind::ContributionsCarriedOver),
+    )
+    .await;
+    let task = step(&open, StepKind::ContributionsCarriedOver)
+        .task_id
+        .clone();
+    let done = tasks_as(&app, "social-security/shanghai-transfers")
+        .complete(proto::CompleteTaskRequest {
+            task_id: task,
+            outcome: "carried-over".into(),
+            note: "120 months".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.state(), StepState::Done);
+    let transfer = wait_case(&watcher, &transfer.case_id, |c| {
+        c.state() == CaseState::Completed
+    })
+    .await;
+    assert!(
+        matches!(&step(&transfer, StepKind::TransferAccepted).completed_by,
+        Some(proto::step::CompletedBy::Record(p)) if p.record_key == "social-security/enrollment/e-sh")
+    );
+    let moving = wait_case(&watcher, &moving.case_id, |c| {
+        c.state() == CaseState::Completed
+    })
+    .await;
+    assert!(moving.duration_ms >= 0 && moving.closed_at.is_some());
+    app.stop().await;
+}
+
+/// The case `case_id` once `done` holds (60 s at most).
+async fn wait_case(
+    engine: &RunningEngine,
+    case_id: &str,
+    done: impl Fn(&proto::Case) -> bool,
+) -> proto::Case {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(case) = engine
+            .cases
+            .load(case_id)
+            .await
+            .unwrap()
+            .case
+            .filter(|c| done(c))
+        {
+            return case;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "case {case_id} never got there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
