@@ -3,16 +3,16 @@
 //! evaluates the case against the records as stored, so a change that proves nothing
 //! changes nothing, and one delivered twice is harmless.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use prost::Message as _;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Commands;
 use super::store::CaseStore;
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, CaseCommand, case_command};
+use crate::proto::{self, case_command};
 use crate::resolver::AppliedChange;
 
 /// How long a command may take to reach the broker.
@@ -22,8 +22,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct RecordBridge {
     changes: broadcast::Receiver<AppliedChange>,
     cases: CaseStore,
-    publisher: Publisher,
-    topics: Topics,
+    commands: Commands,
 }
 
 impl RecordBridge {
@@ -37,8 +36,7 @@ impl RecordBridge {
         RecordBridge {
             changes,
             cases,
-            publisher,
-            topics,
+            commands: Commands { publisher, topics },
         }
     }
 
@@ -85,28 +83,12 @@ impl RecordBridge {
     }
 
     async fn send(&self, case_id: &str, record_key: &str, version: u64) {
-        let command = CaseCommand {
-            command_id: uuid::Uuid::now_v7().to_string(),
-            case_id: case_id.to_owned(),
-            at: Some(SystemTime::now().into()),
-            body: Some(case_command::Body::RecordChanged(
-                proto::RecordChangedCommand {
-                    record_key: record_key.to_owned(),
-                    version,
-                },
-            )),
-        };
-        let sent = self
-            .publisher
-            .publish(
-                &self.topics.case_commands(),
-                case_id.as_bytes(),
-                &command.encode_to_vec(),
-                &[],
-                Instant::now() + SEND_TIMEOUT,
-            )
-            .await;
-        if let Err(e) = sent {
+        let body = case_command::Body::RecordChanged(proto::RecordChangedCommand {
+            record_key: record_key.to_owned(),
+            version,
+        });
+        let until = Instant::now() + SEND_TIMEOUT;
+        if let Err(e) = self.commands.send(case_id, body, until).await {
             // The case catches up with the next change or deadline check of its records.
             tracing::warn!(error = %e, case_id, "record change not sent to its case");
         }

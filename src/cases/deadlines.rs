@@ -3,15 +3,15 @@
 //! date overdue (once each: the escalation). Several engines each asking is harmless,
 //! as every command is.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use prost::Message as _;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Commands;
 use super::store::CaseStore;
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, CaseCommand, case_command};
+use crate::proto::{self, case_command};
 
 /// How long a command may take to reach the broker.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,25 +36,14 @@ pub async fn run(
                 continue;
             }
         };
+        let commands = Commands {
+            publisher: publisher.clone(),
+            topics: topics.clone(),
+        };
         for case_id in open {
-            let command = CaseCommand {
-                command_id: uuid::Uuid::now_v7().to_string(),
-                case_id: case_id.clone(),
-                at: Some(SystemTime::now().into()),
-                body: Some(case_command::Body::CheckDeadlines(
-                    proto::CheckDeadlinesCommand {},
-                )),
-            };
-            let sent = publisher
-                .publish(
-                    &topics.case_commands(),
-                    case_id.as_bytes(),
-                    &command.encode_to_vec(),
-                    &[],
-                    Instant::now() + SEND_TIMEOUT,
-                )
-                .await;
-            if let Err(e) = sent {
+            let body = case_command::Body::CheckDeadlines(proto::CheckDeadlinesCommand {});
+            let until = Instant::now() + SEND_TIMEOUT;
+            if let Err(e) = commands.send(&case_id, body, until).await {
                 tracing::warn!(error = %e, case_id, "deadline check not sent");
             }
         }

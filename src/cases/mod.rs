@@ -5,6 +5,7 @@ mod audit;
 pub mod bridge;
 pub mod calendar;
 pub mod case;
+mod commands;
 pub mod deadlines;
 pub mod engine;
 pub mod plan;

@@ -4,28 +4,26 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::Stream;
-use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::audit::{self, Action};
+use super::commands::{Commands, applied};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::domain::{DivisionCode, ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, Case, CaseCommand, CaseParams, CaseState, case_command, case_params};
+use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::records::Violations;
 use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
 use crate::resolver::query::caller_of;
 
-/// How often a call waiting for the engine looks at the case.
-const POLL: Duration = Duration::from_millis(20);
 /// How often a watch looks for new events.
 const WATCH_POLL: Duration = Duration::from_millis(200);
 /// The most cases `ListCases` looks at, newest first.
@@ -34,8 +32,7 @@ const LIST_SCAN: usize = 10_000;
 /// The `Cases` service.
 pub struct CasesService {
     cases: CaseStore,
-    publisher: Publisher,
-    topics: Topics,
+    commands: Commands,
     policy: Arc<Policy>,
     max_wait: Duration,
     /// Ends the watches at shutdown.
@@ -58,8 +55,7 @@ impl CasesService {
     ) -> CasesService {
         CasesService {
             cases,
-            publisher,
-            topics,
+            commands: Commands { publisher, topics },
             policy,
             max_wait,
             stop,
@@ -99,51 +95,14 @@ impl CasesService {
         })
     }
 
-    async fn send(
-        &self,
-        case_id: &str,
-        body: case_command::Body,
-        until: Instant,
-    ) -> Result<(), Status> {
-        let command = CaseCommand {
-            command_id: uuid::Uuid::now_v7().to_string(),
-            case_id: case_id.to_owned(),
-            at: Some(SystemTime::now().into()),
-            body: Some(body),
-        };
-        self.publisher
-            .publish(
-                &self.topics.case_commands(),
-                case_id.as_bytes(),
-                &command.encode_to_vec(),
-                &[],
-                until,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                Status::unavailable(format!("the command was not taken: {e}; retrying is safe"))
-            })
-    }
-
-    /// The case once `applied` holds, or `DEADLINE_EXCEEDED` at `until`.
+    /// The case once `done` holds.
     async fn wait(
         &self,
         case_id: &str,
         until: Instant,
-        applied: impl Fn(&Case) -> bool,
+        done: impl Fn(&Case) -> bool,
     ) -> Result<Case, Status> {
-        loop {
-            if let Some(case) = self.load(case_id).await?.filter(|c| applied(c)) {
-                return Ok(case);
-            }
-            if Instant::now() + POLL > until {
-                return Err(Status::deadline_exceeded(
-                    "the case engine has not applied the command yet; it will: read the case later",
-                ));
-            }
-            sleep(POLL).await;
-        }
+        applied(&self.cases, case_id, until, |c| done(&c).then_some(c)).await
     }
 }
 
@@ -295,7 +254,8 @@ impl proto::cases_server::Cases for CasesService {
                 purpose: r.purpose,
                 request_id: r.request_id,
             };
-            self.send(&case_id, case_command::Body::Open(open), until)
+            self.commands
+                .send_for_call(&case_id, case_command::Body::Open(open), until)
                 .await?;
         }
         let case = self.wait(&case_id, until, |_| true).await?;
@@ -336,7 +296,8 @@ impl proto::cases_server::Cases for CasesService {
                 reason: r.reason,
                 by: caller.requester.to_string(),
             };
-            self.send(&case.case_id, case_command::Body::Cancel(cancel), until)
+            self.commands
+                .send_for_call(&case.case_id, case_command::Body::Cancel(cancel), until)
                 .await?;
         }
         Ok(Response::new(

@@ -4,25 +4,25 @@
 //! reconnects misses none, then each new one as it opens.
 
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::Stream;
-use prost::Message as _;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::audit::{self, Action};
+use super::commands::{self, Commands};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, Case, CaseCommand, Step, StepState, Task, case_command};
+use crate::proto::{self, Case, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Requester;
 use crate::resolver::query::caller_of;
 
-/// How often a stream looks for new tasks, and a completion for its case's change.
+/// How often a stream looks for new tasks.
 const POLL: Duration = Duration::from_millis(200);
 /// Tasks a stream may have queued for a slow reader.
 const STREAM_BUFFER: usize = 64;
@@ -32,8 +32,7 @@ const AUDIT_WAIT: Duration = Duration::from_secs(10);
 /// The `Tasks` service.
 pub struct TasksService {
     cases: CaseStore,
-    publisher: Publisher,
-    topics: Topics,
+    commands: Commands,
     max_wait: Duration,
     /// Ends the streams at shutdown.
     stop: CancellationToken,
@@ -54,8 +53,7 @@ impl TasksService {
     ) -> TasksService {
         TasksService {
             cases,
-            publisher,
-            topics,
+            commands: Commands { publisher, topics },
             max_wait,
             stop,
             audit,
@@ -115,38 +113,18 @@ impl TasksService {
         applied: impl Fn(&Step) -> bool,
     ) -> Result<Step, Status> {
         if !applied(step) {
-            let command = CaseCommand {
-                command_id: uuid::Uuid::now_v7().to_string(),
-                case_id: case.case_id.clone(),
-                at: Some(SystemTime::now().into()),
-                body: Some(body),
-            };
-            self.publisher
-                .publish(
-                    &self.topics.case_commands(),
-                    case.case_id.as_bytes(),
-                    &command.encode_to_vec(),
-                    &[],
-                    until,
-                )
-                .await
-                .map_err(|e| Status::unavailable(format!("not taken: {e}; retrying is safe")))?;
+            self.commands
+                .send_for_call(&case.case_id, body, until)
+                .await?;
         }
-        loop {
-            let now = self.cases.load(&case.case_id).await.map_err(unavailable)?;
-            let current = now
-                .case
-                .and_then(|c| c.steps.into_iter().find(|s| s.step_id == step.step_id));
-            if let Some(current) = current.filter(|s| applied(s)) {
-                return Ok(current);
-            }
-            if Instant::now() + POLL > until {
-                return Err(Status::deadline_exceeded(
-                    "the case has not applied it yet; it will: read the case later",
-                ));
-            }
-            sleep(POLL).await;
-        }
+        let step_id = &step.step_id;
+        commands::applied(&self.cases, &case.case_id, until, |c| {
+            c.steps
+                .into_iter()
+                .find(|s| s.step_id == *step_id)
+                .filter(|s| applied(s))
+        })
+        .await
     }
 }
 
