@@ -61,6 +61,9 @@ pub struct Settings {
     /// The access policy file (TOML, see `deploy/policy.toml`). The resolver refuses to
     /// start without one; `dev` and `demo` use that example when it is unset.
     pub policy: Option<String>,
+    /// The working-day calendar file (TOML, see `deploy/calendar.toml`: public holidays
+    /// and make-up working days per year); the built-in one when unset.
+    pub calendar: Option<String>,
     /// Take each lookup's requester from the `x-govlink-requester` metadata, unchecked.
     /// Anyone who can reach the port can then claim to be any agency: for `dev`, `demo`
     /// and tests only (they turn it on). Off: lookups need an identity from the transport.
@@ -98,6 +101,7 @@ impl Default for Settings {
             max_clock_skew_ms: 3_600_000,
             log_json: false,
             policy: None,
+            calendar: None,
             insecure_requester_header: false,
             purchase_rules: Vec::new(),
             access_retention_days: 3 * 365,
@@ -150,7 +154,7 @@ impl Settings {
                     .map(toml::Value::Boolean)
                     .map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
                 Some(_) => toml::Value::String(value.clone()),
-                None if matches!(field.as_str(), "kafka" | "redis" | "policy") => {
+                None if matches!(field.as_str(), "kafka" | "redis" | "policy" | "calendar") => {
                     toml::Value::String(value.clone())
                 }
                 None => continue,

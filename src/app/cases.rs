@@ -80,8 +80,20 @@ pub(super) fn engine_and_services(
         policy,
         audit,
     } = inputs;
-    let calendar = WorkCalendar::embedded()
-        .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?;
+    let calendar = match &settings.calendar {
+        Some(path) => WorkCalendar::load(std::path::Path::new(path))
+            .map_err(|e| AppError::Config(e.to_string()))?,
+        None => WorkCalendar::embedded()
+            .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?,
+    };
+    let this_year = crate::domain::CivilDate::today_in_china().year();
+    if !calendar.covers(this_year) {
+        tracing::warn!(
+            year = this_year,
+            "the working-day calendar does not list this year's holidays: only weekends \
+             count as rest days until it does"
+        );
+    }
     let engine = engine::Engine::new(
         engine::EngineConfig {
             bootstrap: kafka.bootstrap.clone(),

@@ -873,3 +873,37 @@ async fn wait_case(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A calendar file that is wrong stops the case engine from starting, naming the file,
+/// the line and the entry.
+#[tokio::test]
+async fn the_case_engine_refuses_to_start_with_a_broken_calendar() {
+    let broken = std::env::temp_dir().join(format!("{}.toml", unique("calendar")));
+    std::fs::write(
+        &broken,
+        "[[year]]\nyear = 2026\nholidays = [\"2026-01-01\"]\nworkdays = [\"2026-02-13\"]\n",
+    )
+    .unwrap();
+    let mut child = govlink_command(&test_settings(), "cases")
+        .env("GOVLINK_CALENDAR", &broken)
+        .env("GOVLINK_GRPC_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if tokio::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the case engine started with a broken calendar");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&broken.display().to_string()), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+    assert!(stderr.contains("2026-02-13 is a Friday"), "{stderr}");
+    std::fs::remove_file(broken).unwrap();
+}
