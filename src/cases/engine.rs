@@ -159,8 +159,9 @@ impl Engine {
             let StoredCase { case, outbox } = self.cases.load(&command.case_id).await?;
             self.publish(&command.case_id, case.as_ref(), &outbox)
                 .await?;
-            // What a crash after an earlier commit may have left undone.
-            if let Some(case) = &case {
+            // A leftover outbox means a crash after an earlier commit, perhaps before
+            // its indexing too: redo that (otherwise the commit below indexes).
+            if let (Some(case), false) = (&case, outbox.is_empty()) {
                 self.cases.index(case).await?;
             }
             let records = self.records_of(case.as_ref(), command).await?;

@@ -5,7 +5,10 @@
 //! - `seq`: the sequence number of the last event folded into the view;
 //! - `view`: the encoded `Case`;
 //! - `o:<sequence>`: an encoded `CaseEvent` still to be published;
-//! - `e:<sequence>`: every event of the case, kept for `WatchCase`.
+//!
+//! and `case-events:{<case id>}` (same slot): sequence → every event of the case, kept
+//! for `WatchCase` apart from the hash a command reads, so a command's read does not
+//! grow with the case's history.
 //!
 //! and what finds cases and tasks: `cases:open` (every open case),
 //! `case-watch:{<subject>}` (the open cases whose plan reads that subject's records, so
@@ -25,7 +28,8 @@ use redis::aio::ConnectionManager;
 use crate::proto::{Agency, Case, CaseEvent, StepState, Task};
 use crate::records::agency_slug;
 
-/// Compare-and-set of a case: KEYS[1] the case's hash; ARGV[1] the expected `seq`, ARGV[2]
+/// Compare-and-set of a case: KEYS[1] the case's hash, KEYS[2] its history; ARGV[1] the
+/// expected `seq`, ARGV[2]
 /// the new one, ARGV[3] the view, then sequence and event pairs for the outbox.
 const COMMIT: &str = r"
 if (redis.call('HGET', KEYS[1], 'seq') or '0') ~= ARGV[1] then
@@ -33,7 +37,8 @@ if (redis.call('HGET', KEYS[1], 'seq') or '0') ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'view', ARGV[3])
 for i = 4, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], 'o:' .. ARGV[i], ARGV[i + 1], 'e:' .. ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[1], 'o:' .. ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 return 1
 ";
@@ -89,6 +94,10 @@ impl CaseStore {
         format!("{}case:{{{case_id}}}", self.prefix)
     }
 
+    fn history_key(&self, case_id: &str) -> String {
+        format!("{}case-events:{{{case_id}}}", self.prefix)
+    }
+
     /// The case `case_id` and its outbox.
     pub async fn load(&self, case_id: &str) -> Result<StoredCase, CaseStoreError> {
         let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
@@ -122,6 +131,7 @@ impl CaseStore {
         events: &[CaseEvent],
     ) -> Result<bool, CaseStoreError> {
         let mut invocation = self.commit.key(self.key(&case.case_id));
+        invocation.key(self.history_key(&case.case_id));
         invocation
             .arg(expected.to_string())
             .arg(case.sequence.to_string())
@@ -160,15 +170,16 @@ impl CaseStore {
         after: u64,
     ) -> Result<Vec<CaseEvent>, CaseStoreError> {
         let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(self.key(case_id))
+            .arg(self.history_key(case_id))
             .query_async(&mut self.conn.clone())
             .await?;
         let mut events = Vec::new();
         for (field, value) in fields {
-            let Some(seq) = field.strip_prefix("e:").and_then(|s| s.parse::<u64>().ok()) else {
-                continue;
+            let corrupt = || CaseStoreError::Corrupt {
+                case_id: case_id.to_owned(),
+                what: format!("history field {field}"),
             };
-            if seq > after {
+            if field.parse::<u64>().map_err(|_| corrupt())? > after {
                 events.push(CaseEvent::decode(value.as_slice()).map_err(|_| {
                     CaseStoreError::Corrupt {
                         case_id: case_id.to_owned(),
