@@ -76,6 +76,9 @@ enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also draw the latency distributions, govlink's beside each baseline's, as SVG.
+        #[arg(long)]
+        chart: Option<PathBuf>,
     },
     /// Access policy tools.
     Policy {
@@ -218,10 +221,12 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             quick,
             json,
+            chart,
         } => {
             let options = if quick {
                 govlink::bench::BenchOptions {
                     json,
+                    chart,
                     ..govlink::bench::BenchOptions::quick()
                 }
             } else {
@@ -230,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
                     concurrency,
                     rounds,
                     json,
+                    chart,
                     govlink_exe: None,
                 }
             };

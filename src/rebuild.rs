@@ -12,7 +12,7 @@ use crate::app::{AppError, Kafka, Role, materializer_config};
 use crate::config::Settings;
 use crate::kafka::Publisher;
 use crate::resolver::store::{RedisStore, Store, StoreState};
-use crate::resolver::{Materializer, Positions, new_generation};
+use crate::resolver::{Materializer, Positions, TimingsSnapshot, new_generation};
 
 /// How often progress is read from the store.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -28,6 +28,8 @@ pub struct RebuildReport {
     pub partitions: usize,
     /// How long it took.
     pub elapsed: Duration,
+    /// Where the materializer's time went.
+    pub timings: TimingsSnapshot,
 }
 
 /// Rebuilds the Redis store of `settings` from the topics; `progress(done, total)` is
@@ -68,6 +70,7 @@ pub async fn rebuild(
         publisher.clone(),
         Positions::new(store.clone(), kafka.partitions.clone()),
     );
+    let timings = materializer.timings();
     let stop = CancellationToken::new();
     let mut running = tokio::spawn(materializer.run(stop.child_token()));
     let outcome = loop {
@@ -100,6 +103,7 @@ pub async fn rebuild(
                 events: total,
                 partitions: meta.targets.len(),
                 elapsed: started.elapsed(),
+                timings: timings.snapshot(),
             });
         }
     };

@@ -14,10 +14,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::env::{Env, REQUESTER, household_request};
-use super::measure::interleave;
+use super::measure::{Parts, interleave};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::kafka::{TopicSpec, client_config, ensure_topics};
@@ -50,24 +51,32 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     let receiving = tokio::spawn(deliver(consumer, Arc::clone(&waiters), stop.clone()));
     let producer = Arc::new(env.raw_producer()?);
     let bar = progress(Scenario::Freshness, u64::from(options.rounds) * 2);
+    let parts = Parts::default();
+    let timed = parts.clone();
     let (ours, raw) = interleave(
         options,
         options.records.div_ceil(RECORDS_PER_OP),
         1,
         &bar,
         move |i| {
-            let (mut p, mut r) = (publisher.clone(), resolver.clone());
+            let (mut p, mut r, parts) = (publisher.clone(), resolver.clone(), timed.clone());
             async move {
                 let published = async {
+                    let started = Instant::now();
                     let ack = p
                         .publish_household_registration(household_request(&format!("fr-{i}"), i))
                         .await?
                         .into_inner();
-                    r.get_record(GetRecordRequest {
-                        record_key: ack.record_key,
-                        min_positions: ack.position.into_iter().collect(),
-                    })
-                    .await
+                    let acked = Instant::now();
+                    parts.record("publish acknowledged", acked - started);
+                    let answer = r
+                        .get_record(GetRecordRequest {
+                            record_key: ack.record_key,
+                            min_positions: ack.position.into_iter().collect(),
+                        })
+                        .await?;
+                    parts.record("ack to answer (materialized, then read)", acked.elapsed());
+                    Ok::<_, tonic::Status>(answer)
                 };
                 matches!(tokio::time::timeout(OP_TIMEOUT, published).await, Ok(Ok(_)))
             }
@@ -84,7 +93,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     .await;
     stop.cancel();
     receiving.await?;
-    Ok(Comparison::new(
+    let mut comparison = Comparison::new(
         Scenario::Freshness.name(),
         Side::of("publish, then GetRecord at ack", &ours),
         Side::of("rdkafka produce -> consume", &raw),
@@ -93,7 +102,9 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
             p99_factor: Some(1.5),
             p99_slack_ms: 2.0,
         },
-    ))
+    );
+    comparison.breakdown = parts.medians();
+    Ok(comparison)
 }
 
 /// Creates the baseline's own topic and a consumer assigned to every partition of it from

@@ -2,8 +2,8 @@
 //! operation's latency in an HDR histogram, throughput over the wall time of the whole.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -62,6 +62,45 @@ impl Samples {
         self.ops += round.ops;
         self.elapsed += round.elapsed;
         self.errors += round.errors;
+    }
+}
+
+/// Latencies of the parts of an operation, timed inside it, by part in the order first
+/// seen: where an operation's time goes when its parts cannot be run alone.
+#[derive(Clone, Default)]
+pub(super) struct Parts(Arc<Mutex<Vec<Part>>>);
+
+/// A part's name and the latencies timed for it.
+type Part = (&'static str, Histogram<u64>);
+
+impl Parts {
+    /// Records that `part` of one operation took `spent`.
+    pub(super) fn record(&self, part: &'static str, spent: Duration) {
+        let us = spent.as_micros().clamp(1, u128::from(HIGHEST_US)) as u64;
+        let mut parts = self.0.lock().expect("parts lock");
+        let at = match parts.iter().position(|(name, _)| *name == part) {
+            Some(at) => at,
+            None => {
+                let histogram = Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("valid bounds");
+                parts.push((part, histogram));
+                parts.len() - 1
+            }
+        };
+        parts[at].1.record(us).expect("value within bounds");
+    }
+
+    /// Each part's median, ms, as breakdown lines.
+    pub(super) fn medians(&self) -> Vec<(String, f64)> {
+        let parts = self.0.lock().expect("parts lock");
+        parts
+            .iter()
+            .map(|(name, h)| {
+                (
+                    format!("{name} (p50)"),
+                    h.value_at_quantile(0.5) as f64 / 1000.0,
+                )
+            })
+            .collect()
     }
 }
 

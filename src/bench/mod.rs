@@ -4,6 +4,7 @@
 //! falls on both. On embedded defaults it runs on the mock cluster and the in-memory
 //! store; with `kafka` / `redis` set, on real ones.
 
+mod chart;
 mod env;
 mod freshness;
 mod lookup;
@@ -82,6 +83,8 @@ pub struct BenchOptions {
     pub rounds: u32,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
+    /// Where to write the latency chart (SVG).
+    pub chart: Option<PathBuf>,
     /// The govlink executable the memory report runs as a resolver (None: this one).
     pub govlink_exe: Option<PathBuf>,
 }
@@ -94,6 +97,7 @@ impl BenchOptions {
             concurrency: 4,
             rounds: 1,
             json: None,
+            chart: None,
             govlink_exe: None,
         }
     }
@@ -141,6 +145,10 @@ pub async fn run(
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_vec_pretty(&results)?)?;
         writeln!(out, "report written to {}", path.display())?;
+    }
+    if let Some(path) = &options.chart {
+        std::fs::write(path, chart::svg(&results)?)?;
+        writeln!(out, "chart written to {}", path.display())?;
     }
     let silent: Vec<&str> = results
         .iter()

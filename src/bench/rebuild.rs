@@ -4,6 +4,7 @@
 //! Both are counted in records of the topics per second. The memory report
 //! (`memory.rs`) comes with it, as notes. Needs Redis.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -16,6 +17,7 @@ use super::people::{self, RECORDS_PER_PERSON};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
 use crate::kafka::client_config;
+use crate::resolver::TimingsSnapshot;
 
 /// A poll that stays empty this long after the first message ends a raw read of unknown
 /// length.
@@ -50,16 +52,21 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     // On the embedded broker, the rebuild reads it where the bench's app does.
     settings.kafka.get_or_insert_with(|| env.bootstrap.clone());
     let bar = progress(Scenario::Rebuild, u64::from(options.rounds) * 2);
+    let timings: Arc<Mutex<Vec<TimingsSnapshot>>> = Arc::default();
+    let timed = Arc::clone(&timings);
     let (ours, theirs) = interleave(
         &serial,
         1,
         records,
         &bar,
         move |_| {
-            let settings = settings.clone();
+            let (settings, timed) = (settings.clone(), Arc::clone(&timed));
             async move {
                 match crate::rebuild::rebuild(&settings, |_, _| {}).await {
-                    Ok(report) => report.events > 0,
+                    Ok(report) => {
+                        timed.lock().expect("timings lock").push(report.timings);
+                        report.events > 0
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "bench rebuild failed");
                         false
@@ -91,9 +98,12 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
             p99_slack_ms: 0.0,
         },
     );
+    let timings = timings.lock().expect("timings lock").clone();
+    comparison.breakdown = breakdown(&timings);
     comparison
         .notes
         .push(("records in the topics".into(), records as f64));
+    comparison.notes.extend(read_by_rebuild(&timings));
     let memory = memory::measure(env, options.govlink_exe.as_deref()).await?;
     let per_record = |bytes: u64| bytes as f64 / memory.usage.records.max(1) as f64;
     comparison.notes.extend([
@@ -124,6 +134,39 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     ]);
     comparison.holds &= memory.holds();
     Ok(comparison)
+}
+
+/// Where a rebuild's time goes: each stage of the rebuild's own materializer, in ms per
+/// 1000 events it read, over every round. (The bench's resolver joins the new generation
+/// and reads a share of the partitions; its share is not in these figures.)
+fn breakdown(rounds: &[TimingsSnapshot]) -> Vec<(String, f64)> {
+    let events: u64 = rounds.iter().map(|t| t.events).sum();
+    if events == 0 {
+        return Vec::new();
+    }
+    let per_thousand = |d: Duration| d.as_secs_f64() * 1000.0 * 1000.0 / events as f64;
+    let mut lines = Vec::new();
+    for (i, (stage, _)) in TimingsSnapshot::default().stages().iter().enumerate() {
+        let spent = rounds.iter().map(|t| t.stages()[i].1).sum();
+        lines.push((format!("{stage} (per 1000 events)"), per_thousand(spent)));
+    }
+    lines
+}
+
+/// How much the rebuild's own materializer read, and in what batches.
+fn read_by_rebuild(rounds: &[TimingsSnapshot]) -> Vec<(String, f64)> {
+    let events: u64 = rounds.iter().map(|t| t.events).sum();
+    let batches: u64 = rounds.iter().map(|t| t.batches).sum();
+    vec![
+        (
+            "events read by the rebuild's materializer, all rounds".into(),
+            events as f64,
+        ),
+        (
+            "  in batches of (mean)".into(),
+            events as f64 / batches.max(1) as f64,
+        ),
+    ]
 }
 
 /// What the raw read needs, owned so each operation can take a copy.

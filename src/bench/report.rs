@@ -32,7 +32,14 @@ pub struct Side {
     /// Operations measured and failed.
     pub ops: u64,
     pub errors: u64,
+    /// The latency distribution: (quantile, ms) at [`QUANTILES`].
+    pub distribution: Vec<(f64, f64)>,
 }
+
+/// The quantiles a side's distribution is given at: the chart's points.
+pub(super) const QUANTILES: [f64; 12] = [
+    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+];
 
 impl Side {
     /// The figures of `samples`.
@@ -45,6 +52,10 @@ impl Side {
             p999_ms: samples.latency_ms(0.999),
             ops: samples.ops,
             errors: samples.errors,
+            distribution: QUANTILES
+                .iter()
+                .map(|&q| (q, samples.latency_ms(q)))
+                .collect(),
         }
     }
 }
@@ -61,7 +72,8 @@ pub struct Comparison {
     pub target: Target,
     /// Whether every target holds.
     pub holds: bool,
-    /// Where govlink's time goes, measured part by part (name, ms per operation).
+    /// Where govlink's time goes, measured part by part: (what, with its basis, e.g.
+    /// "store read (p50)"; milliseconds).
     pub breakdown: Vec<(String, f64)>,
     /// Extra figures (memory, records), name → value with its unit in the name.
     pub notes: Vec<(String, f64)>,
@@ -150,7 +162,7 @@ pub fn table(results: &[Comparison]) -> String {
             );
         }
         for (part, ms) in &r.breakdown {
-            let _ = writeln!(out, "{:<14}   {part}: {ms:.3} ms/op", "");
+            let _ = writeln!(out, "{:<14}   {part}: {ms:.3} ms", "");
         }
         for (name, value) in &r.notes {
             let _ = writeln!(out, "{:<14}   {name}: {value:.1}", "");

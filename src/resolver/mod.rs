@@ -10,7 +10,8 @@ mod service;
 pub mod store;
 
 pub use materializer::{
-    AppliedChange, Materializer, MaterializerConfig, MaterializerError, new_generation,
+    AppliedChange, Materializer, MaterializerConfig, MaterializerError, Timings, TimingsSnapshot,
+    new_generation,
 };
 pub use positions::Positions;
 pub use service::ResolverService;

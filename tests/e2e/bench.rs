@@ -8,8 +8,10 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_all_quick_measures_every_scenario_on_both_sides() {
     let json = std::env::temp_dir().join(format!("{}.json", unique("bench")));
+    let chart = json.with_extension("svg");
     let options = BenchOptions {
         json: Some(json.clone()),
+        chart: Some(chart.clone()),
         govlink_exe: Some(env!("CARGO_BIN_EXE_govlink").into()),
         ..BenchOptions::quick()
     };
@@ -45,7 +47,23 @@ async fn bench_all_quick_measures_every_scenario_on_both_sides() {
             );
         }
         assert!(text.contains(r.scenario), "{text}");
+        // Where the time goes, part by part, for every path.
+        assert!(
+            r.breakdown.len() >= 2 && r.breakdown.iter().all(|(_, ms)| *ms > 0.0),
+            "{}: breakdown {:?}\n{text}",
+            r.scenario,
+            r.breakdown
+        );
     }
+    let rebuild_parts: Vec<&str> = results[4]
+        .breakdown
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert!(
+        rebuild_parts.iter().any(|p| p.starts_with("store writes")),
+        "{rebuild_parts:?}"
+    );
     let rebuild = results.iter().find(|r| r.scenario == "rebuild").unwrap();
     let note = |prefix: &str| {
         rebuild
@@ -72,6 +90,17 @@ async fn bench_all_quick_measures_every_scenario_on_both_sides() {
     for c in report.as_array().unwrap() {
         assert!(c["govlink"]["ops"].as_u64().unwrap() > 0, "{c}");
         assert!(c["baseline"]["ops"].as_u64().unwrap() > 0, "{c}");
+        assert!(
+            !c["govlink"]["distribution"].as_array().unwrap().is_empty(),
+            "{c}"
+        );
+    }
+
+    let svg = std::fs::read_to_string(&chart).expect("the chart");
+    let _ = std::fs::remove_file(&chart);
+    assert!(svg.starts_with("<svg"), "{svg}");
+    for name in expected {
+        assert!(svg.contains(&format!("{name}:")), "no panel for {name}");
     }
 }
 

@@ -10,8 +10,10 @@
 
 mod dead_letter;
 mod generation;
+mod timings;
 
 pub use generation::new_generation;
+pub use timings::{Timings, TimingsSnapshot};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use super::store::{Change, RecordWrite, Store, StoreError, StoreState};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{Op, Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey, stored, subjects_of, validate_event};
+use timings::Stage;
 
 /// The first wait before retrying a failed store or dead-letter write; doubles up to
 /// [`MAX_BACKOFF`].
@@ -85,6 +88,8 @@ pub struct Materializer {
     changes: broadcast::Sender<AppliedChange>,
     /// Whether the store's generation is ready (caught up), as last seen.
     ready: watch::Sender<bool>,
+    /// Time spent per stage.
+    timings: Arc<Timings>,
 }
 
 /// Why the materializer stopped with an error.
@@ -123,7 +128,13 @@ impl Materializer {
             positions,
             changes: broadcast::channel(CHANGES_BUFFER).0,
             ready: watch::Sender::new(false),
+            timings: Arc::default(),
         }
+    }
+
+    /// Where this materializer's time goes, stage by stage, from now until it stops.
+    pub fn timings(&self) -> Arc<Timings> {
+        Arc::clone(&self.timings)
     }
 
     /// Whether the store has caught up with the topics (false while it is lost, cleared
@@ -202,14 +213,18 @@ impl Materializer {
             // Only the wait for a first event is cancelled: once a batch is being filled,
             // every event taken from the consumer is processed (a dropped one would be
             // skipped by the next stored offset).
+            let waiting = Instant::now();
             let first = tokio::select! {
                 () = shutdown.cancelled() => return Ok(Ended::Shutdown),
                 received = consumer.recv() => Some(received),
                 () = sleep(GENERATION_CHECK) => None,
             };
+            self.timings.add(Stage::Idle, waiting.elapsed());
             match first {
                 Some(Ok(message)) => {
+                    let filling = Instant::now();
                     let batch = self.fill_batch(consumer, message.detach()).await;
+                    self.timings.add(Stage::Fill, filling.elapsed());
                     if let Some(ended) = self.process(consumer, batch, generation, shutdown).await?
                     {
                         return Ok(ended);
@@ -258,6 +273,7 @@ impl Materializer {
         let mut writes = Vec::with_capacity(batch.len());
         let mut origins = Vec::with_capacity(batch.len());
         let mut rejected = 0usize;
+        let decoding = Instant::now();
         for message in &batch {
             match self.decode(message) {
                 Ok(write) => {
@@ -272,9 +288,13 @@ impl Materializer {
                 }
             }
         }
+        let storing = Instant::now();
+        self.timings.add(Stage::Decode, storing - decoding);
         let Some(applied) = self.apply(&writes, &origins, shutdown).await else {
             return Ok(Some(Ended::Shutdown));
         };
+        let recording = Instant::now();
+        self.timings.add(Stage::Store, recording - storing);
 
         // The last offset of each partition in the batch.
         let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
@@ -300,6 +320,7 @@ impl Materializer {
             Err(StoreError::GenerationChanged) => return Ok(Some(Ended::GenerationChanged)),
             Err(e) => return Err(e.into()),
         }
+        self.timings.add(Stage::Positions, recording.elapsed());
 
         let mut offsets = TopicPartitionList::new();
         for (&(topic, partition), &offset) in &last {
@@ -316,6 +337,7 @@ impl Materializer {
         }
         self.positions.record(generation, &positions);
         self.announce(&writes, &origins, &applied);
+        self.timings.batch_done(batch.len());
         tracing::debug!(
             events = batch.len(),
             applied = applied.iter().filter(|a| **a).count(),
