@@ -21,6 +21,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::adapters::{Housing, ProvidentFund, PublicSecurity, PublishPath, SocialSecurity};
 use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog};
+use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::{Settings, redact_url};
 use crate::kafka::{
     AdminError, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs, ensure_topics,
@@ -306,8 +307,13 @@ async fn resolver(
     });
     let (queries, policy, audit) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
-    if let Some(url) = &settings.redis {
-        let case_store = cases::connect(url, settings).await?;
+    let case_store = match &settings.redis {
+        Some(url) => Some(cases::connect(url, settings).await?),
+        // Without Redis, `dev` (and `demo`) keep their cases in memory, like their records.
+        None if role == Role::Dev => Some(CaseStore::Memory(MemoryCaseStore::new())),
+        None => None,
+    };
+    if let Some(case_store) = case_store {
         cases::bridge(parts, kafka, publisher, case_store.clone(), changes);
         if role == Role::Dev {
             let inputs = cases::CaseInputs {

@@ -1,6 +1,4 @@
-//! Where the engine keeps each case: its view (the case as its events left it) and its
-//! outbox (events decided but not yet acknowledged by the broker), in one Redis hash per
-//! case, `case:{<case id>}` under the store prefix:
+//! The case store in Redis: one hash per case, `case:{<case id>}` under the store prefix:
 //!
 //! - `seq`: the sequence number of the last event folded into the view;
 //! - `view`: the encoded `Case`;
@@ -10,22 +8,17 @@
 //! for `WatchCase` apart from the hash a command reads, so a command's read does not
 //! grow with the case's history.
 //!
-//! and what finds cases and tasks: `cases:open` (every open case),
-//! `case-watch:{<subject>}` (the open cases whose plan reads that subject's records, so
-//! a record change reaches the cases it may prove a step of) and `tasks:<agency>` (task
-//! id → encoded `Task`: the agency's tasks not yet acknowledged, which a task stream
-//! sends again after a reconnect).
+//! and what finds cases and tasks: `cases:open` (every open case), `cases:all` (every
+//! case by opening time), `case-watch:{<subject>}` (the open cases whose plan reads that
+//! subject's records) and `tasks:<agency>` (task id → encoded `Task`).
 //!
-//! A command's outcome is committed here first, view and outbox together, by a
-//! compare-and-set on `seq` (so a second writer, a partition's old owner finishing late,
-//! changes nothing), and published from the outbox after. A crash between the two leaves
-//! the events in the outbox; the next command of the case publishes them first. The topic
-//! may so receive an event twice, always with the same sequence and bytes.
+//! The compare-and-set on `seq` is a script, so view and outbox land together.
 
 use prost::Message as _;
 use redis::aio::ConnectionManager;
 
-use crate::proto::{Agency, Case, CaseEvent, StepState, Task};
+use super::{CaseStoreError, Index, StoredCase};
+use crate::proto::{Agency, Case, CaseEvent, Task};
 use crate::records::agency_slug;
 
 /// Compare-and-set of a case: KEYS[1] the case's hash, KEYS[2] its history; ARGV[1] the
@@ -43,47 +36,22 @@ end
 return 1
 ";
 
-/// Why the case store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CaseStoreError {
-    /// Redis failed or could not be reached.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// Redis holds something the engine did not write.
-    #[error("case {case_id}: {what} does not decode")]
-    Corrupt {
-        /// The case.
-        case_id: String,
-        /// The field.
-        what: String,
-    },
-}
-
-/// A case as stored: its view and what is still to be published.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoredCase {
-    /// The case; `None` before it is opened.
-    pub case: Option<Case>,
-    /// Events committed but not yet acknowledged, in sequence order.
-    pub outbox: Vec<CaseEvent>,
-}
-
 /// Cases in Redis, under a key prefix.
 #[derive(Clone)]
-pub struct CaseStore {
+pub struct RedisCaseStore {
     conn: ConnectionManager,
     prefix: String,
     commit: redis::Script,
 }
 
-impl CaseStore {
+impl RedisCaseStore {
     /// Connects to `url`; every key starts with `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<CaseStore, CaseStoreError> {
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisCaseStore, CaseStoreError> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(5)));
-        Ok(CaseStore {
+        Ok(RedisCaseStore {
             conn: ConnectionManager::new_with_config(client, config).await?,
             prefix: prefix.to_owned(),
             commit: redis::Script::new(COMMIT),
@@ -196,44 +164,31 @@ impl CaseStore {
         format!("{}cases:open", self.prefix)
     }
 
-    /// Lists an open case under the subjects its plan reads, or takes a closed one off
-    /// them. Idempotent: the engine calls it after every command it applies.
-    pub async fn index(&self, case: &Case) -> Result<(), CaseStoreError> {
-        let open = !matches!(
-            case.state(),
-            crate::proto::CaseState::Completed | crate::proto::CaseState::Cancelled
-        );
-        let subjects = super::plan::reads(&case.params.clone().unwrap_or_default());
+    /// Applies `index` (see [`Index::of`]).
+    pub async fn index(&self, index: &Index) -> Result<(), CaseStoreError> {
         let mut pipe = redis::pipe();
-        // A step no longer open has no task to deliver.
-        for s in &case.steps {
-            let deliverable = open && matches!(s.state(), StepState::Open | StepState::Rejected);
-            if !s.task_id.is_empty() && !deliverable {
-                pipe.cmd("HDEL")
-                    .arg(self.tasks_key(s.agency()))
-                    .arg(&s.task_id)
-                    .ignore();
-            }
+        for (agency, task_id) in &index.undeliverable {
+            pipe.cmd("HDEL")
+                .arg(self.tasks_key(*agency))
+                .arg(task_id)
+                .ignore();
         }
-        let command = if open { "SADD" } else { "SREM" };
-        for (subject, _) in subjects {
+        let command = if index.open { "SADD" } else { "SREM" };
+        for subject in &index.subjects {
             pipe.cmd(command)
-                .arg(self.watch_key(subject.as_str()))
-                .arg(&case.case_id)
+                .arg(self.watch_key(subject))
+                .arg(&index.case_id)
                 .ignore();
         }
         pipe.cmd(command)
             .arg(self.open_key())
-            .arg(&case.case_id)
+            .arg(&index.case_id)
             .ignore();
-        let opened_ms = case
-            .opened_at
-            .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000));
         pipe.cmd("ZADD")
             .arg(self.all_key())
             .arg("NX")
-            .arg(opened_ms)
-            .arg(&case.case_id)
+            .arg(index.opened_ms)
+            .arg(&index.case_id)
             .ignore();
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
