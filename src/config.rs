@@ -2,13 +2,14 @@
 //! environment variables, then command-line flags (each overriding the one before). The
 //! environment is passed in, so tests never touch the process environment.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cases::plan::WorkingDays;
 use crate::resolver::checks::PurchaseRule;
 
 /// Every setting of govlink. Defaults work for `dev` and `demo`.
@@ -77,6 +78,10 @@ pub struct Settings {
     pub audit_checkpoint_interval_ms: u64,
     /// How often the case engine asks every open case whether a step is overdue.
     pub case_deadline_check_ms: u64,
+    /// Working days a case step may take once open, by step name (e.g. `loan_settled =
+    /// 10`), for the steps that should not have their plan's number. In the environment:
+    /// `GOVLINK_STEP_WORKING_DAYS="loan_settled=10,title_registered=3"`.
+    pub step_working_days: BTreeMap<String, u32>,
 }
 
 impl Default for Settings {
@@ -107,8 +112,26 @@ impl Default for Settings {
             access_retention_days: 3 * 365,
             audit_checkpoint_interval_ms: 5_000,
             case_deadline_check_ms: 3_600_000,
+            step_working_days: BTreeMap::new(),
         }
     }
+}
+
+/// A table of whole numbers from an environment variable `name` of the form
+/// `key=number,key=number` (spaces around either allowed; empty: an empty table).
+fn pairs(name: &str, value: &str) -> Result<toml::Table, ConfigError> {
+    let mut table = toml::Table::new();
+    for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let invalid = || {
+            ConfigError::Invalid(format!(
+                "{name}: {pair:?} is not key=number (the form is key=number,key=number)"
+            ))
+        };
+        let (key, number) = pair.split_once('=').ok_or_else(invalid)?;
+        let number: i64 = number.trim().parse().map_err(|_| invalid())?;
+        table.insert(key.trim().to_owned(), toml::Value::Integer(number));
+    }
+    Ok(table)
 }
 
 /// The largest `max_clock_skew_ms` accepted: one day.
@@ -153,6 +176,7 @@ impl Settings {
                     .parse::<bool>()
                     .map(toml::Value::Boolean)
                     .map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
+                Some(toml::Value::Table(_)) => toml::Value::Table(pairs(name, value)?),
                 Some(_) => toml::Value::String(value.clone()),
                 None if matches!(field.as_str(), "kafka" | "redis" | "policy" | "calendar") => {
                     toml::Value::String(value.clone())
@@ -196,11 +220,17 @@ impl Settings {
                 "max_clock_skew_ms must be at most {MAX_CLOCK_SKEW_MS} (one day)"
             )));
         }
+        self.working_days()?;
         for (i, rule) in self.purchase_rules.iter().enumerate() {
             rule.validate()
                 .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Working days per step kind: the plans', with `step_working_days` applied.
+    pub fn working_days(&self) -> Result<WorkingDays, ConfigError> {
+        WorkingDays::configured(&self.step_working_days).map_err(ConfigError::Invalid)
     }
 
     /// `access_retention_days` as a duration.
@@ -311,6 +341,66 @@ mod tests {
         assert!(err.to_string().contains("max_clock_skew_ms"), "{err}");
         let s = Settings::load(None, &env(&[("GOVLINK_MAX_CLOCK_SKEW_MS", "0")])).unwrap();
         assert_eq!(s.max_clock_skew(), Duration::ZERO);
+    }
+
+    #[test]
+    fn step_working_days_come_from_the_file_or_the_environment_and_name_known_steps() {
+        use crate::cases::plan::{WorkingDays, steps_of};
+        use crate::proto::{CaseKind, StepKind};
+        let sale = steps_of(CaseKind::PropertyTransfer);
+        let loan = sale
+            .iter()
+            .find(|s| s.kind == StepKind::LoanSettled)
+            .unwrap();
+        let title = sale
+            .iter()
+            .find(|s| s.kind == StepKind::TitleRegistered)
+            .unwrap();
+
+        let file = "[step_working_days]\nloan_settled = 10\n";
+        let s = Settings::load(Some(file), &HashMap::new()).unwrap();
+        let days = s.working_days().unwrap();
+        assert_eq!((days.of(loan), days.of(title)), (10, title.working_days));
+
+        let variable = "GOVLINK_STEP_WORKING_DAYS";
+        let s = Settings::load(
+            Some(file),
+            &env(&[(variable, " title_registered = 2, loan_settled=7 ")]),
+        )
+        .unwrap();
+        let days = s.working_days().unwrap();
+        assert_eq!(
+            (days.of(loan), days.of(title)),
+            (7, 2),
+            "the variable replaces the table"
+        );
+        assert_eq!(WorkingDays::default().of(loan), loan.working_days);
+
+        for (value, says) in [
+            (
+                "loan_setled=3",
+                "no step is called \"loan_setled\"; the steps are ",
+            ),
+            (
+                "loan_settled=0",
+                "step_working_days.loan_settled must be 1 to 250",
+            ),
+            ("loan_settled=251", "must be 1 to 250 working days, not 251"),
+            ("loan_settled", "\"loan_settled\" is not key=number"),
+            (
+                "loan_settled=ten",
+                "GOVLINK_STEP_WORKING_DAYS: \"loan_settled=ten\"",
+            ),
+        ] {
+            let err = Settings::load(None, &env(&[(variable, value)])).unwrap_err();
+            assert!(err.to_string().contains(says), "{value}: {err}");
+        }
+        let err = Settings::load(
+            Some("[step_working_days]\nloan_settled = -1\n"),
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{err}");
     }
 
     #[test]

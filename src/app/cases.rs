@@ -99,6 +99,9 @@ pub(super) fn engine_and_services(
             bootstrap: kafka.bootstrap.clone(),
             group_id: format!("{}.cases", settings.consumer_group),
             topics: kafka.topics.clone(),
+            working_days: settings
+                .working_days()
+                .map_err(|e| AppError::Config(e.to_string()))?,
         },
         case_store.clone(),
         records,

@@ -31,6 +31,8 @@ pub struct Context<'a> {
     pub calendar: &'a WorkCalendar,
     /// The current records of the case's subjects ([`plan::reads`]).
     pub records: &'a [RecordEvent],
+    /// Working days each step kind allows.
+    pub working_days: &'a plan::WorkingDays,
 }
 
 /// Why a command cannot be applied. The case is unchanged.
@@ -174,12 +176,12 @@ fn open_case(
     let steps = plan::steps_of(kind)
         .iter()
         .map(|spec| Step {
-            step_id: step_id(spec.kind),
+            step_id: plan::step_name(spec.kind),
             kind: spec.kind as i32,
             agency: spec.agency as i32,
             state: StepState::Pending as i32,
-            after: spec.after.iter().map(|k| step_id(*k)).collect(),
-            working_days: spec.working_days as i32,
+            after: spec.after.iter().map(|k| plan::step_name(*k)).collect(),
+            working_days: cx.working_days.of(spec) as i32,
             ..Default::default()
         })
         .collect();
@@ -406,12 +408,6 @@ fn task_step<'c>(case: &'c Case, task_id: &str, agency: Agency) -> Result<&'c St
 }
 
 /// A step's id: its kind's name, one step per kind and case.
-fn step_id(kind: proto::StepKind) -> String {
-    kind.as_str_name()
-        .trim_start_matches("STEP_KIND_")
-        .to_ascii_lowercase()
-}
-
 /// The id of the task a step opens with now: the case, the step and how often it opened,
 /// so a reopened step's task is a new one.
 fn task_id(case_id: &str, step: &Step) -> String {

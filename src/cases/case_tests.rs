@@ -12,6 +12,7 @@ struct Harness {
     case: Option<Case>,
     events: Vec<CaseEvent>,
     calendar: WorkCalendar,
+    working_days: crate::cases::plan::WorkingDays,
     now: SystemTime,
     today: CivilDate,
     commands: u32,
@@ -23,6 +24,7 @@ impl Harness {
             case: None,
             events: Vec::new(),
             calendar: WorkCalendar::embedded().unwrap(),
+            working_days: Default::default(),
             // Friday 2026-02-13, the last working day before the Spring Festival.
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_770_940_800),
             today: date(2026, 2, 13),
@@ -57,6 +59,7 @@ impl Harness {
             today: self.today,
             calendar: &self.calendar,
             records,
+            working_days: &self.working_days,
         };
         let bodies = decide(self.case.as_ref(), command, &cx)?;
         let events = number(self.case.as_ref(), command, bodies);
@@ -218,6 +221,23 @@ fn a_sale_runs_from_opening_to_completion_through_records_and_a_task() {
     assert_eq!(h.case().state(), CaseState::Completed);
     assert_eq!(h.case().duration_ms, 12 * 86_400_000);
     assert_eq!(h.case().sequence, h.events.len() as u64);
+}
+
+#[test]
+fn a_configured_number_of_working_days_sets_the_steps_due_date() {
+    let mut h = Harness::new();
+    let configured = [("seller_household_moved_out".to_owned(), 1)].into();
+    h.working_days = crate::cases::plan::WorkingDays::configured(&configured).unwrap();
+    h.run(open(sale()), &at_opening()).unwrap();
+    let household_step = h.step(StepKind::SellerHouseholdMovedOut);
+    assert_eq!(household_step.working_days, 1);
+    // One working day from Friday 2026-02-13: the make-up Saturday, the 14th.
+    assert_eq!(
+        civil(household_step.due_on.as_ref().unwrap()),
+        Some(date(2026, 2, 14))
+    );
+    // The others keep their plan's number.
+    assert_eq!(h.step(StepKind::LoanSettled).working_days, 5);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::calendar::WorkCalendar;
 use super::case::{self, Context};
 use super::plan;
+use super::plan::WorkingDays;
 use super::store::{CaseStore, CaseStoreError, StoredCase};
 use crate::domain::CivilDate;
 use crate::kafka::{PublishError, Publisher, Topics, at_least_once_consumer};
@@ -39,6 +40,8 @@ pub struct EngineConfig {
     pub group_id: String,
     /// Topic names.
     pub topics: Topics,
+    /// Working days each step kind allows.
+    pub working_days: WorkingDays,
 }
 
 /// Why a command could not be applied now; it is tried again.
@@ -174,6 +177,7 @@ impl Engine {
                 today: CivilDate::in_china_at(unix_secs(now)),
                 calendar: &self.calendar,
                 records: &records,
+                working_days: &self.config.working_days,
             };
             let bodies = match case::decide(case.as_ref(), command, &cx) {
                 Ok(bodies) => bodies,

@@ -3,6 +3,8 @@
 //! the records of the case's subjects and asks [`evaluate`] about every step, at opening
 //! and whenever one of those records changes.
 
+use std::collections::BTreeMap;
+
 use crate::proto::{
     Agency, CaseKind, CaseParams, HouseholdStatus, LoanStatus, RecordEvent, RecordProof,
     SaleContractStatus, StepKind, case_params, record_event::Payload,
@@ -108,6 +110,67 @@ pub fn steps_of(kind: CaseKind) -> &'static [StepSpec] {
         CaseKind::ProvidentFundTransfer => &PROVIDENT_FUND_TRANSFER,
         CaseKind::HouseholdMove => &HOUSEHOLD_MOVE,
         CaseKind::Unspecified => &[],
+    }
+}
+
+/// The name of a step kind in step ids and settings, e.g. `loan_settled`.
+pub fn step_name(kind: StepKind) -> String {
+    kind.as_str_name()
+        .trim_start_matches("STEP_KIND_")
+        .to_ascii_lowercase()
+}
+
+/// Every step kind some plan has, in plan order.
+fn planned_kinds() -> impl Iterator<Item = StepKind> {
+    [
+        CaseKind::PropertyTransfer,
+        CaseKind::SocialSecurityTransfer,
+        CaseKind::ProvidentFundTransfer,
+        CaseKind::HouseholdMove,
+    ]
+    .into_iter()
+    .flat_map(|kind| steps_of(kind).iter().map(|spec| spec.kind))
+}
+
+/// The most working days a step may be given: a year's worth.
+const MAX_WORKING_DAYS: u32 = 250;
+
+/// Working days each step kind allows once open: the plan's, unless the setting
+/// `step_working_days` gives another number for the kind (by [`step_name`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkingDays(BTreeMap<i32, u32>);
+
+impl WorkingDays {
+    /// The plan's numbers, with `configured` (step name → working days) instead where
+    /// given; an unknown name or a number outside 1 to 250 is refused, naming it.
+    pub fn configured(configured: &BTreeMap<String, u32>) -> Result<WorkingDays, String> {
+        let mut days = BTreeMap::new();
+        for (name, &n) in configured {
+            let kind = planned_kinds()
+                .find(|k| step_name(*k) == *name)
+                .ok_or_else(|| {
+                    let known: Vec<String> = planned_kinds().map(step_name).collect();
+                    format!(
+                        "step_working_days: no step is called {name:?}; the steps are {}",
+                        known.join(", ")
+                    )
+                })?;
+            if !(1..=MAX_WORKING_DAYS).contains(&n) {
+                return Err(format!(
+                    "step_working_days.{name} must be 1 to {MAX_WORKING_DAYS} working days, not {n}"
+                ));
+            }
+            days.insert(kind as i32, n);
+        }
+        Ok(WorkingDays(days))
+    }
+
+    /// The working days a step of `spec` gets.
+    pub fn of(&self, spec: &StepSpec) -> u32 {
+        self.0
+            .get(&(spec.kind as i32))
+            .copied()
+            .unwrap_or(spec.working_days)
     }
 }
 
