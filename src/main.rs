@@ -54,7 +54,12 @@ enum Command {
     /// Run everything in one process (embedded broker and in-memory store by default).
     Dev,
     /// Run a narrated end-to-end scenario in one process, then exit.
-    Demo,
+    Demo {
+        /// The story: property-transfer (a flat changes hands) or social-security-transfer
+        /// (a pension account moves from Beijing to Shanghai).
+        #[arg(long, default_value = "property-transfer")]
+        kind: govlink::demo::Story,
+    },
     /// Rebuild the record store (Redis) from the topics, with the running resolvers.
     Rebuild,
     /// Measure govlink's hot paths side by side with raw rdkafka / Redis baselines.
@@ -201,17 +206,17 @@ async fn main() -> anyhow::Result<()> {
     }
     // `dev` and `demo` serve whoever claims to be a requester; they say so at start-up.
     settings.insecure_requester_header |=
-        cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo);
+        cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo { .. });
     let quiet = matches!(
         cli.command,
-        Command::Demo | Command::Rebuild | Command::Audit { .. } | Command::Bench { .. }
+        Command::Demo { .. } | Command::Rebuild | Command::Audit { .. } | Command::Bench { .. }
     );
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 
     let role = match cli.command {
-        Command::Demo => {
+        Command::Demo { kind } => {
             let mut stdout = std::io::stdout();
-            return govlink::demo::run(&settings, &mut stdout).await;
+            return govlink::demo::run(&settings, kind, &mut stdout).await;
         }
         Command::Rebuild => return rebuild(&settings).await,
         Command::Bench {

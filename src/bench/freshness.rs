@@ -30,7 +30,7 @@ use crate::resolver::query::AsRequester;
 
 /// Operations per side per round: `records` divided by this. Each operation waits for a
 /// consumer's fetch, which a broker that does not wake long polls on new data (Tansu)
-/// answers only after `fetch.wait.max.ms` (librdkafka's default, 500 ms, on both sides).
+/// answers only after `fetch.wait.max.ms` (`kafka::FETCH_WAIT_MS` on both sides).
 const RECORDS_PER_OP: u64 = 10;
 /// The longest one operation may take before it counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,6 +123,8 @@ async fn raw_consumer(env: &Env) -> anyhow::Result<(Arc<str>, StreamConsumer)> {
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // The same fetch wait as govlink's consumers.
+        .set("fetch.wait.max.ms", crate::kafka::FETCH_WAIT_MS)
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {

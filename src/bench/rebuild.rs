@@ -216,6 +216,8 @@ impl RawSource {
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            // The same fetch wait as govlink's consumers.
+            .set("fetch.wait.max.ms", crate::kafka::FETCH_WAIT_MS)
             .create()?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;

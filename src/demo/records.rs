@@ -63,26 +63,39 @@ pub(super) fn household(
     }
 }
 
-/// The flat's title: the seller owns all of it, with a provident-fund mortgage on it.
-pub(super) fn title(seller: &str) -> proto::PublishPropertyTitleRequest {
+/// The sale contract's number.
+pub(super) const CONTRACT: &str = "WQ-2026-000981";
+
+/// The flat's title at `version`: `owner` owns all of it; at version 1 (the seller's)
+/// with a provident-fund mortgage on it, after the sale without.
+pub(super) fn title(owner: &str, version: u64) -> proto::PublishPropertyTitleRequest {
+    let mortgage = proto::Encumbrance {
+        kind: EncumbranceKind::Mortgage as i32,
+        holder_credit_code: "91350100M000100Y43".into(),
+        amount_fen: 60_000_000,
+        registered_on: date(2008, 6, 1),
+    };
     proto::PublishPropertyTitleRequest {
-        meta: meta("title-1", 1),
+        meta: meta("title-1", version),
         record: Some(proto::PropertyTitle {
             unit_number: UNIT.into(),
             certificate_number: "JING-2008-0123456".into(),
             address: ADDRESS.into(),
             owners: vec![proto::Owner {
-                person_id: seller.into(),
+                person_id: owner.into(),
                 share_basis_points: 10_000,
             }],
             floor_area_dm2: 8_932,
-            encumbrances: vec![proto::Encumbrance {
-                kind: EncumbranceKind::Mortgage as i32,
-                holder_credit_code: "91350100M000100Y43".into(),
-                amount_fen: 60_000_000,
-                registered_on: date(2008, 6, 1),
-            }],
-            registered_on: date(2008, 5, 20),
+            encumbrances: if version == 1 {
+                vec![mortgage]
+            } else {
+                Vec::new()
+            },
+            registered_on: if version == 1 {
+                date(2008, 5, 20)
+            } else {
+                date(2026, 11, 26)
+            },
         }),
     }
 }
@@ -108,18 +121,54 @@ pub(super) fn loan(
     }
 }
 
+/// Beijing's Chaoyang district and Shanghai's Xuhui district.
+pub(super) const BEIJING: &str = "110105";
+pub(super) const SHANGHAI: &str = "310104";
+
 /// The buyer's active pension enrollment in Beijing.
 pub(super) fn pension(buyer: &str) -> proto::PublishEnrollmentRequest {
+    pension_in(buyer, BEIJING)
+}
+
+/// `person`'s active pension enrollment in `region`: since 2015 in Beijing, from this
+/// month in Shanghai (a new employer there).
+pub(super) fn pension_in(person: &str, region: &str) -> proto::PublishEnrollmentRequest {
+    let beijing = region == BEIJING;
     proto::PublishEnrollmentRequest {
-        meta: meta("pension-1", 1),
+        meta: meta(&format!("pension-{region}"), 1),
         record: Some(proto::Enrollment {
-            person_id: buyer.into(),
+            person_id: person.into(),
             insurance_type: proto::InsuranceType::Pension as i32,
-            region_code: "110105".into(),
-            employer_credit_code: "91110000802100433B".into(),
+            region_code: region.into(),
+            employer_credit_code: if beijing {
+                "91110000802100433B".into()
+            } else {
+                "91350100M000100Y43".into()
+            },
             status: proto::EnrollmentStatus::Active as i32,
-            start_date: date(2015, 7, 1),
+            start_date: if beijing {
+                date(2015, 7, 1)
+            } else {
+                date(2026, 11, 1)
+            },
             end_date: None,
+        }),
+    }
+}
+
+/// Beijing's certificate that `person`'s pension account leaves for Shanghai.
+pub(super) fn transfer_out(person: &str) -> proto::PublishTransferOutCertificateRequest {
+    proto::PublishTransferOutCertificateRequest {
+        meta: meta("transfer-out-1", 1),
+        record: Some(proto::TransferOutCertificate {
+            person_id: person.into(),
+            insurance_type: proto::InsuranceType::Pension as i32,
+            certificate_number: "ZY-110105-2026-0377".into(),
+            from_region_code: BEIJING.into(),
+            to_region_code: SHANGHAI.into(),
+            issued_on: date(2026, 11, 26),
+            contribution_months: 136,
+            personal_account_balance_fen: 10_880_000,
         }),
     }
 }
@@ -134,7 +183,7 @@ pub(super) fn sale_contract(
     proto::PublishSaleContractRequest {
         meta: meta("contract-1", version),
         record: Some(proto::SaleContract {
-            contract_number: "WQ-2026-000981".into(),
+            contract_number: CONTRACT.into(),
             unit_number: UNIT.into(),
             seller_ids: vec![seller.into()],
             buyer_ids: vec![buyer.into()],

@@ -125,9 +125,17 @@ pub fn at_least_once_consumer(bootstrap: &str, client_id: &str, group: &str) -> 
         // What librdkafka fetches ahead of the member: enough for many batches, and a
         // bound on memory while catching up (the default, 64 MiB, is most of a
         // resolver's resident memory during a rebuild).
-        .set("queued.max.messages.kbytes", "8192");
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS);
     config
 }
+
+/// The longest a consumer's fetch waits at the broker for new data. Apache Kafka
+/// answers a waiting fetch as soon as data arrives, so there it only paces idle polls
+/// (ten a second per member); brokers that answer only when the wait is over (Tansu,
+/// the embedded mock cluster) add up to this much to every hop a record takes, where
+/// librdkafka's default would add 500 ms.
+pub const FETCH_WAIT_MS: &str = "100";
 
 #[cfg(test)]
 mod tests {

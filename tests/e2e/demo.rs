@@ -1,13 +1,14 @@
 //! The demo the README promises, on embedded defaults and on the real broker and Redis.
 
 use govlink::config::Settings;
+use govlink::demo::Story;
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn the_demo_runs_on_embedded_defaults() {
     let mut out = Vec::new();
-    govlink::demo::run(&Settings::default(), &mut out)
+    govlink::demo::run(&Settings::default(), Story::PropertyTransfer, &mut out)
         .await
         .expect("demo succeeds");
     let text = String::from_utf8(out).unwrap();
@@ -24,14 +25,58 @@ async fn the_demo_runs_on_embedded_defaults() {
     assert!(text.contains("CheckPropertyTransfer"), "who looked: {text}");
     assert!(text.contains("refused with INVALID_ARGUMENT"), "{text}");
     assert!(!text.contains(&alice()), "the narration masks ID numbers");
+    // The case: opened with its plan, moved on by records and a task, completed.
+    for line in [
+        "seller_household_moved_out       public-security  open     due ",
+        "title_registered                 housing          pending  5 working days once it opens",
+        "provident-fund/loan-desk received task ",
+        "seller_household_moved_out done by the record public-security/household_registration/hukou-1 version 2",
+        "loan_settled done by its task, outcome \"settled\"",
+        "title_registered done by the record housing/property_title/title-1 version 2",
+        "case completed",
+        "The case is complete: the flat is the buyer's.",
+        "Time govlink added between the agencies' actions and the case moving on: ",
+        ": OpenCase [allowed]",
+    ] {
+        assert!(text.contains(line), "missing {line:?}\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_pension_transfer_demo_runs_on_embedded_defaults() {
+    let mut out = Vec::new();
+    govlink::demo::run(
+        &Settings::default(),
+        Story::SocialSecurityTransfer,
+        &mut out,
+    )
+    .await
+    .expect("demo succeeds");
+    let text = String::from_utf8(out).unwrap();
+    for line in [
+        "social-security/beijing-transfer-desk received task ",
+        "transfer_out_certificate_issued done by the record social-security/transfer_out_certificate/transfer-out-1 version 1",
+        "transfer_accepted done by the record social-security/enrollment/pension-310104 version 1",
+        "contributions_carried_over done by its task, outcome \"carried-over\"",
+        "case completed",
+        "where paper allowed 15 working days",
+    ] {
+        assert!(text.contains(line), "missing {line:?}\n{text}");
+    }
+    assert_eq!(
+        text.matches(" working days (due ").count(),
+        3,
+        "every step with its deadline: {text}"
+    );
 }
 
 #[tokio::test]
 async fn the_demo_runs_on_the_real_broker_and_redis() {
     let mut out = Vec::new();
-    govlink::demo::run(&test_settings(), &mut out)
+    govlink::demo::run(&test_settings(), Story::PropertyTransfer, &mut out)
         .await
         .expect("demo succeeds");
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("Done:"), "{text}");
+    assert!(text.contains("The case is complete"), "{text}");
 }
