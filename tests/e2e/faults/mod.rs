@@ -3,6 +3,7 @@
 //! with a model of the highest acknowledged version per record. Each prints a report
 //! line (sent, acknowledged, found, lost, regressed); lost and regressed must be 0.
 
+mod case_engine_faults;
 mod redis_faults;
 mod resolver_faults;
 
@@ -18,6 +19,12 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::helpers::*;
+
+/// Longer than a consumer-group member's session timeout (10 s): how long a supervisor
+/// backs off before starting a killed member again. Tansu 0.6.0 drops a dead member only
+/// when another joins after the dead one's session expired (Apache Kafka drops it on its
+/// own), so a member that joins sooner waits for the dead one with the rest.
+pub const SESSION_EXPIRY: Duration = Duration::from_secs(12);
 
 /// A small deterministic generator (xorshift), seeded per run and printed, so a failing
 /// run can be replayed.
@@ -290,17 +297,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `govlink resolver` child process; killed (SIGKILL) when dropped.
-pub struct ResolverProcess {
+/// A `govlink <subcommand>` child process (`resolver`, `cases`); killed (SIGKILL) when
+/// dropped.
+pub struct Process {
     pub child: Child,
     pub addr: String,
 }
 
-impl ResolverProcess {
-    /// Starts `govlink resolver` with `settings` and waits until it serves gRPC.
-    pub async fn start(settings: &Settings) -> ResolverProcess {
+impl Process {
+    /// Starts `govlink <subcommand>` with `settings` and waits until it serves gRPC.
+    pub async fn start(settings: &Settings, subcommand: &str) -> Process {
         let port = free_port();
-        let child = govlink_command(settings, "resolver")
+        let child = govlink_command(settings, subcommand)
             .env("GOVLINK_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env(
                 "RUST_LOG",
@@ -308,7 +316,7 @@ impl ResolverProcess {
             )
             .stdout(Stdio::null())
             .spawn()
-            .expect("govlink resolver starts");
+            .unwrap_or_else(|e| panic!("govlink {subcommand} starts: {e}"));
         let addr = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -318,11 +326,11 @@ impl ResolverProcess {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "govlink resolver did not serve within 60s"
+                "govlink {subcommand} did not serve within 60s"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        ResolverProcess { child, addr }
+        Process { child, addr }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -335,12 +343,12 @@ impl ResolverProcess {
 
     /// SIGKILL: no shutdown, no final commit.
     pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the resolver");
+        self.child.kill().expect("SIGKILL the process");
         self.child.wait().unwrap();
     }
 }
 
-impl Drop for ResolverProcess {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -13,9 +13,6 @@ use super::*;
 /// record. (Apache Kafka serves such fetches; concurrency does not matter there.)
 const CONCURRENCY: usize = 1;
 
-/// Longer than the materializer's session timeout (10 s).
-const SESSION_EXPIRY: Duration = Duration::from_secs(12);
-
 /// Settings whose materializer writes small batches, so a kill lands mid-stream.
 fn small_batches() -> govlink::config::Settings {
     govlink::config::Settings {
@@ -28,7 +25,7 @@ fn small_batches() -> govlink::config::Settings {
 async fn a_resolver_killed_mid_batch_and_restarted_loses_nothing() {
     let settings = small_batches();
     let adapter = spawn_app_with(settings.clone(), Role::Adapter(Agency::PublicSecurity)).await;
-    let mut resolver = ResolverProcess::start(&settings).await;
+    let mut resolver = Process::start(&settings, "resolver").await;
     let mut rng = Rng::seeded();
     let ops = stream(&mut rng, 60, 600);
     let mut model = Model::default();
@@ -45,7 +42,7 @@ async fn a_resolver_killed_mid_batch_and_restarted_loses_nothing() {
     // session expired (Apache Kafka drops it on its own): restart like a supervisor
     // with a back-off past the session timeout.
     tokio::time::sleep(SESSION_EXPIRY).await;
-    let resolver = ResolverProcess::start(&settings).await;
+    let resolver = Process::start(&settings, "resolver").await;
     let report = check(&resolver.channel().await, &model, Duration::from_secs(60)).await;
     conclude("resolver SIGKILL", &model, &report);
     adapter.stop().await;
@@ -55,8 +52,8 @@ async fn a_resolver_killed_mid_batch_and_restarted_loses_nothing() {
 async fn two_resolvers_share_the_work_and_one_takes_over_when_the_other_is_killed() {
     let settings = small_batches();
     let adapter = spawn_app_with(settings.clone(), Role::Adapter(Agency::PublicSecurity)).await;
-    let mut first = ResolverProcess::start(&settings).await;
-    let second = ResolverProcess::start(&settings).await;
+    let mut first = Process::start(&settings, "resolver").await;
+    let second = Process::start(&settings, "resolver").await;
     let mut rng = Rng::seeded();
     let ops = stream(&mut rng, 60, 600);
     let mut model = Model::default();
@@ -73,7 +70,7 @@ async fn two_resolvers_share_the_work_and_one_takes_over_when_the_other_is_kille
     // starts it when the dead member's session expires; Tansu 0.6.0 only when another
     // member joins after that, so a replacement joins (as a supervisor would start one).
     tokio::time::sleep(SESSION_EXPIRY).await;
-    let _replacement = ResolverProcess::start(&settings).await;
+    let _replacement = Process::start(&settings, "resolver").await;
     let report = check(&second.channel().await, &model, Duration::from_secs(90)).await;
     conclude("two resolvers, one SIGKILLed", &model, &report);
     adapter.stop().await;
