@@ -797,3 +797,208 @@ async fn the_case_engine_refuses_to_start_with_a_broken_calendar() {
     assert!(stderr.contains("2026-02-13 is a Friday"), "{stderr}");
     std::fs::remove_file(broken).unwrap();
 }
+
+/// Version `version` of `saver`'s fund account `record_id` in `region`, materialized.
+async fn publish_account(
+    app: &TestApp,
+    saver: &str,
+    record_id: &str,
+    version: u64,
+    region: &str,
+    status: proto::AccountStatus,
+) {
+    let record = proto::ProvidentFundAccount {
+        region_code: region.into(),
+        status: status as i32,
+        account_number: format!("GJJ-{record_id}"),
+        ..account(saver)
+    };
+    let ack = app
+        .fund()
+        .publish_account(proto::PublishAccountRequest {
+            meta: meta(record_id, version),
+            record: Some(record),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    wait_materialized(app, &ack).await;
+}
+
+/// A provident-fund account moves from Beijing to Shanghai: the fund's system rejects
+/// its first task (the case says what is needed and from whom), a record then proves the
+/// step; a record change takes back what proved a done step, which reopens with a new
+/// task; the last task's completion completes the case.
+#[tokio::test]
+async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed() {
+    const SHANGHAI: &str = "310104";
+    let app = spawn_app().await;
+    let engine = RunningEngine::start(&app).await;
+    let saver = chen();
+    publish_account(
+        &app,
+        &saver,
+        "bj",
+        1,
+        "110105",
+        proto::AccountStatus::Active,
+    )
+    .await;
+
+    let case = cases_as(&app, "provident-fund/transfer-window")
+        .open_case(proto::OpenCaseRequest {
+            request_id: "pf-1".into(),
+            purpose: "provident-fund-transfer".into(),
+            params: Some(CaseParams {
+                kind: Some(case_params::Kind::ProvidentFundTransfer(
+                    proto::ProvidentFundTransferParams {
+                        person_id: saver.clone(),
+                        from_region_code: "110105".into(),
+                        to_region_code: SHANGHAI.into(),
+                    },
+                )),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let id = case.case_id.clone();
+    let release = step(&case, StepKind::FundAccountReleased).clone();
+    assert_eq!(release.state(), StepState::Open);
+
+    // The fund's system cannot release the account yet: it says why.
+    let mut fund_system = tasks_as(&app, "provident-fund/transfer-system");
+    let rejected = fund_system
+        .reject(proto::RejectTaskRequest {
+            task_id: release.task_id.clone(),
+            reason: "the employer still pays into the Beijing account".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rejected.state(), StepState::Rejected);
+    let waiting = wait_case(&engine, &id, |c| c.state() == CaseState::NeedsAction).await;
+    assert!(
+        waiting
+            .waiting_for
+            .contains("the employer still pays into the Beijing account")
+            && waiting.waiting_for.contains("provident-fund"),
+        "{}",
+        waiting.waiting_for
+    );
+
+    // Beijing seals the account: the record proves the step, the rejection is over.
+    publish_account(
+        &app,
+        &saver,
+        "bj",
+        2,
+        "110105",
+        proto::AccountStatus::Sealed,
+    )
+    .await;
+    publish_account(
+        &app,
+        &saver,
+        "sh",
+        1,
+        SHANGHAI,
+        proto::AccountStatus::Active,
+    )
+    .await;
+    let carried = wait_case(&engine, &id, |c| {
+        step(c, StepKind::FundBalanceCarriedOver).state() == StepState::Open
+    })
+    .await;
+    assert_eq!(carried.state(), CaseState::Open);
+    assert!(carried.waiting_for.is_empty(), "{}", carried.waiting_for);
+    let opened = step(&carried, StepKind::FundAccountOpenedAtTarget).clone();
+    assert!(matches!(&opened.completed_by,
+        Some(proto::step::CompletedBy::Record(r)) if r.record_key == "provident-fund/account/sh" && r.version == 1));
+
+    // Shanghai's account is closed again (opened in error): the step it proved reopens,
+    // with a new task; a new version proves it again.
+    publish_account(
+        &app,
+        &saver,
+        "sh",
+        2,
+        SHANGHAI,
+        proto::AccountStatus::Closed,
+    )
+    .await;
+    let reopened = wait_case(&engine, &id, |c| {
+        step(c, StepKind::FundAccountOpenedAtTarget).state() == StepState::Open
+    })
+    .await;
+    let reopened_task = &step(&reopened, StepKind::FundAccountOpenedAtTarget).task_id;
+    assert!(
+        reopened_task.ends_with(".2") && *reopened_task != opened.task_id,
+        "{reopened_task} after {}",
+        opened.task_id
+    );
+    publish_account(
+        &app,
+        &saver,
+        "sh",
+        3,
+        SHANGHAI,
+        proto::AccountStatus::Active,
+    )
+    .await;
+    wait_case(&engine, &id, |c| {
+        step(c, StepKind::FundAccountOpenedAtTarget).state() == StepState::Done
+    })
+    .await;
+
+    // The balance is carried over: the fund's system completes the last task.
+    let last = step(&carried, StepKind::FundBalanceCarriedOver)
+        .task_id
+        .clone();
+    fund_system
+        .complete(proto::CompleteTaskRequest {
+            task_id: last,
+            outcome: "carried-over".into(),
+            note: String::new(),
+        })
+        .await
+        .unwrap();
+    let done = wait_case(&engine, &id, |c| c.state() == CaseState::Completed).await;
+
+    let history = engine.cases.history(&id, 0).await.unwrap();
+    let kinds: Vec<&str> = history
+        .iter()
+        .map(|e| match e.body.as_ref().unwrap() {
+            case_event::Body::Opened(_) => "opened",
+            case_event::Body::StepOpened(_) => "step opened",
+            case_event::Body::StepRejected(_) => "step rejected",
+            case_event::Body::StepCompleted(_) => "step completed",
+            case_event::Body::StepReopened(_) => "step reopened",
+            case_event::Body::Completed(_) => "completed",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "step opened",
+            "step rejected",
+            "step completed",
+            "step opened",
+            "step completed",
+            "step opened",
+            "step reopened",
+            "step completed",
+            "step completed",
+            "completed"
+        ]
+    );
+    let folded = history
+        .iter()
+        .fold(None, |c, e| Some(govlink::cases::case::apply(c, e)));
+    assert_eq!(folded.as_ref(), Some(&done));
+    app.stop().await;
+}

@@ -159,7 +159,11 @@ async fn histories_are_whole(settings: &Settings, ids: &[String]) {
             .fold(None, |case, e| Some(case::apply(case, e)))
             .unwrap();
         let stored = store.load(id).await.unwrap();
-        assert_eq!(stored.case.as_ref(), Some(&folded), "{id}: view and history");
+        assert_eq!(
+            stored.case.as_ref(),
+            Some(&folded),
+            "{id}: view and history"
+        );
         assert!(stored.outbox.is_empty(), "{id}: events left unpublished");
     }
     println!(
