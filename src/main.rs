@@ -61,7 +61,12 @@ enum Command {
         kind: govlink::demo::Story,
     },
     /// Rebuild the record store (Redis) from the topics, with the running resolvers.
-    Rebuild,
+    Rebuild {
+        /// Rebuild the case store instead, from the case topic (stop the case engines
+        /// first: they refuse commands for cases not yet put back).
+        #[arg(long)]
+        cases: bool,
+    },
     /// Measure govlink's hot paths side by side with raw rdkafka / Redis baselines.
     Bench {
         /// publish, publish-batch, lookup, freshness, rebuild, or all.
@@ -209,7 +214,10 @@ async fn main() -> anyhow::Result<()> {
         cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo { .. });
     let quiet = matches!(
         cli.command,
-        Command::Demo { .. } | Command::Rebuild | Command::Audit { .. } | Command::Bench { .. }
+        Command::Demo { .. }
+            | Command::Rebuild { .. }
+            | Command::Audit { .. }
+            | Command::Bench { .. }
     );
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 
@@ -218,7 +226,8 @@ async fn main() -> anyhow::Result<()> {
             let mut stdout = std::io::stdout();
             return govlink::demo::run(&settings, kind, &mut stdout).await;
         }
-        Command::Rebuild => return rebuild(&settings).await,
+        Command::Rebuild { cases: false } => return rebuild(&settings).await,
+        Command::Rebuild { cases: true } => return rebuild_cases(&settings).await,
         Command::Bench {
             scenario,
             records,
@@ -296,6 +305,37 @@ async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
         report.partitions,
         report.elapsed.as_secs_f64(),
         report.generation
+    );
+    Ok(())
+}
+
+/// `govlink rebuild --cases` with a count of events read on stderr and the outcome on
+/// stdout; a case whose history is not whole fails it, named.
+async fn rebuild_cases(settings: &Settings) -> anyhow::Result<()> {
+    let bar =
+        indicatif::ProgressBar::new_spinner().with_style(indicatif::ProgressStyle::with_template(
+            "{spinner} reading the case topic: {pos} events ({per_sec})",
+        )?);
+    let report =
+        govlink::cases::rebuild::rebuild(settings, |events| bar.set_position(events)).await;
+    bar.finish_and_clear();
+    let report = report?;
+    println!(
+        "rebuilt the case store: {} cases from {} events in {:.1}s ({} put back with {} open tasks, {} already current)",
+        report.cases,
+        report.events,
+        report.elapsed.as_secs_f64(),
+        report.restored,
+        report.tasks,
+        report.current
+    );
+    for (case_id, why) in &report.broken {
+        println!("case {case_id} not rebuilt: {why}");
+    }
+    anyhow::ensure!(
+        report.broken.is_empty(),
+        "{} case(s) have a history that is not whole on the case topic",
+        report.broken.len()
     );
     Ok(())
 }

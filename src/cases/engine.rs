@@ -287,15 +287,24 @@ fn task_of(case: &Case, event: &CaseEvent) -> Option<proto::Task> {
     let step = case.steps.iter().find(|s| s.step_id == *step_id)?;
     Some(proto::Task {
         task_id: task_id.clone(),
+        due_on,
+        ..task_for(case, step)
+    })
+}
+
+/// The task of `step` of `case` as it stands (its current task id and due date).
+pub(super) fn task_for(case: &Case, step: &proto::Step) -> proto::Task {
+    proto::Task {
+        task_id: step.task_id.clone(),
         case_id: case.case_id.clone(),
         case_kind: case.kind,
-        step_id: step_id.clone(),
+        step_id: step.step_id.clone(),
         step_kind: step.kind,
         agency: step.agency,
-        due_on,
+        due_on: step.due_on,
         params: case.params.clone(),
         purpose: case.purpose.clone(),
-    })
+    }
 }
 
 fn unix_secs(t: SystemTime) -> i64 {

@@ -9,6 +9,7 @@ mod commands;
 pub mod deadlines;
 pub mod engine;
 pub mod plan;
+pub mod rebuild;
 pub mod service;
 pub mod store;
 pub mod tasks;

@@ -193,6 +193,31 @@ async fn tasks_wait_for_their_ack_or_their_step_to_close(new: impl AsyncFn() -> 
     assert!(ids(Agency::Housing).await.is_empty());
 }
 
+async fn a_restore_puts_back_older_or_missing_views_only(new: impl AsyncFn() -> CaseStore) {
+    let store = new().await;
+    let history = [event("c6", 1), event("c6", 2)];
+    let folded = case("c6", 2, 100, StepState::Open);
+    assert!(store.restore(&folded, &history).await.unwrap());
+    let stored = store.load("c6").await.unwrap();
+    assert_eq!(stored.case, Some(folded.clone()));
+    assert!(
+        stored.outbox.is_empty(),
+        "restored events are on the topic already"
+    );
+    assert_eq!(sequences(&store.history("c6", 0).await.unwrap()), [1, 2]);
+    assert!(
+        !store.restore(&folded, &history).await.unwrap(),
+        "already current"
+    );
+
+    // An engine moved the case on meanwhile: its view stays.
+    let newer = case("c6", 3, 100, StepState::Done);
+    assert!(store.commit(2, &newer, &[event("c6", 3)]).await.unwrap());
+    assert!(!store.restore(&folded, &history).await.unwrap());
+    assert_eq!(store.load("c6").await.unwrap().case, Some(newer));
+    assert_eq!(sequences(&store.history("c6", 0).await.unwrap()), [1, 2, 3]);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod redis {
@@ -220,4 +245,5 @@ contract!(
     an_open_case_is_found_by_its_subjects_until_it_closes,
     cases_are_listed_newest_first_by_their_first_opening,
     tasks_wait_for_their_ack_or_their_step_to_close,
+    a_restore_puts_back_older_or_missing_views_only,
 );

@@ -1002,3 +1002,133 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
     assert_eq!(folded.as_ref(), Some(&done));
     app.stop().await;
 }
+
+/// The case store lost (its keys deleted) is put back from the case topic: the same
+/// views and histories, the open case found again by its subject and its task kept for
+/// its agency; the engine then carries it on. A second rebuild finds everything current.
+#[tokio::test]
+async fn the_case_store_is_rebuilt_from_the_case_topic() {
+    const SHANGHAI: &str = "310104";
+    let app = spawn_app().await;
+    let engine = RunningEngine::start(&app).await;
+    let mut window = cases_as(&app, "public-security/move-window");
+    let (done_mover, open_mover) = (alice(), chen());
+    let mut ids = Vec::new();
+    for (i, mover) in [&done_mover, &open_mover].into_iter().enumerate() {
+        let case = window
+            .open_case(proto::OpenCaseRequest {
+                request_id: format!("rb-{i}"),
+                purpose: "household-move".into(),
+                params: Some(CaseParams {
+                    kind: Some(case_params::Kind::HouseholdMove(
+                        proto::HouseholdMoveParams {
+                            person_id: mover.clone(),
+                            to_region_code: SHANGHAI.into(),
+                        },
+                    )),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .case
+            .unwrap();
+        ids.push(case.case_id);
+    }
+    app.police()
+        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+            meta: meta("rb-done", 1),
+            record: Some(household_in(
+                &done_mover,
+                SHANGHAI,
+                proto::HouseholdStatus::Registered,
+            )),
+        })
+        .await
+        .unwrap();
+    let completed = wait_case(&engine, &ids[0], |c| c.state() == CaseState::Completed).await;
+    let open = engine.cases.load(&ids[1]).await.unwrap().case.unwrap();
+    let open_task = step(&open, StepKind::HouseholdMovedOut).task_id.clone();
+    let histories = [
+        engine.cases.history(&ids[0], 0).await.unwrap(),
+        engine.cases.history(&ids[1], 0).await.unwrap(),
+    ];
+    tasks_as(&app, "public-security/move-system")
+        .ack(proto::AckTaskRequest {
+            task_id: open_task.clone(),
+        })
+        .await
+        .unwrap();
+
+    // The case store is lost.
+    let mut redis = redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}case*", app.settings.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let tasks_key = format!("{}tasks:public-security", app.settings.redis_prefix);
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .arg(&tasks_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(engine.cases.load(&ids[1]).await.unwrap().case.is_none());
+
+    let report = govlink::cases::rebuild::rebuild(&app.settings, |_| {})
+        .await
+        .expect("the rebuild runs");
+    assert_eq!(
+        (report.cases, report.restored, report.current, report.tasks),
+        (2, 2, 0, 1),
+        "{report:?}"
+    );
+    assert!(report.broken.is_empty(), "{report:?}");
+    assert_eq!(
+        engine.cases.load(&ids[0]).await.unwrap().case.as_ref(),
+        Some(&completed)
+    );
+    assert_eq!(
+        engine.cases.load(&ids[1]).await.unwrap().case.as_ref(),
+        Some(&open)
+    );
+    for (id, history) in ids.iter().zip(&histories) {
+        assert_eq!(&engine.cases.history(id, 0).await.unwrap(), history);
+    }
+    assert_eq!(engine.cases.open_cases().await.unwrap(), [ids[1].clone()]);
+    let pending: Vec<String> = engine
+        .cases
+        .tasks(Agency::PublicSecurity)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(
+        pending,
+        [open_task],
+        "sent again: acknowledgements are not on the topic"
+    );
+
+    // The engine carries the rebuilt case on.
+    for (version, region, status) in [
+        (1, "110105", proto::HouseholdStatus::MovedOut),
+        (2, SHANGHAI, proto::HouseholdStatus::Registered),
+    ] {
+        app.police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta("rb-open", version),
+                record: Some(household_in(&open_mover, region, status)),
+            })
+            .await
+            .unwrap();
+    }
+    wait_case(&engine, &ids[1], |c| c.state() == CaseState::Completed).await;
+
+    let again = govlink::cases::rebuild::rebuild(&app.settings, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.restored, again.current), (0, 2), "{again:?}");
+    app.stop().await;
+}

@@ -65,6 +65,18 @@ impl MemoryCaseStore {
         true
     }
 
+    pub(super) fn restore(&self, case: &Case, history: &[CaseEvent]) -> bool {
+        let mut cases = self.lock();
+        let stored = cases.histories.entry(case.case_id.clone()).or_default();
+        stored.extend(history.iter().map(|e| (e.sequence, e.clone())));
+        let (view, _) = cases.views.entry(case.case_id.clone()).or_default();
+        if view.sequence >= case.sequence {
+            return false;
+        }
+        *view = case.clone();
+        true
+    }
+
     pub(super) fn published(&self, case_id: &str, events: &[CaseEvent]) {
         if let Some((_, outbox)) = self.lock().views.get_mut(case_id) {
             for e in events {

@@ -133,6 +133,21 @@ impl CaseStore {
         }
     }
 
+    /// Puts back a case folded from its history on the case topic: the view, if the
+    /// stored one is missing or older (lower sequence), and every event of the history.
+    /// True if the view was put back; a stored view as new or newer is kept (an engine
+    /// moved the case on meanwhile).
+    pub async fn restore(
+        &self,
+        case: &Case,
+        history: &[CaseEvent],
+    ) -> Result<bool, CaseStoreError> {
+        match self {
+            CaseStore::Redis(s) => s.restore(case, history).await,
+            CaseStore::Memory(s) => Ok(s.restore(case, history)),
+        }
+    }
+
     /// Takes published events out of the outbox of `case_id`.
     pub async fn published(
         &self,

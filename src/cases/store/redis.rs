@@ -36,12 +36,27 @@ end
 return 1
 ";
 
+/// Puts back a case: KEYS[1] the case's hash, KEYS[2] its history; ARGV[1] the case's
+/// sequence, ARGV[2] its view, then sequence and event pairs for the history. The view
+/// only where the stored one is older.
+const RESTORE: &str = r"
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'view', ARGV[2])
+return 1
+";
+
 /// Cases in Redis, under a key prefix.
 #[derive(Clone)]
 pub struct RedisCaseStore {
     conn: ConnectionManager,
     prefix: String,
     commit: redis::Script,
+    restore: redis::Script,
 }
 
 impl RedisCaseStore {
@@ -55,6 +70,7 @@ impl RedisCaseStore {
             conn: ConnectionManager::new_with_config(client, config).await?,
             prefix: prefix.to_owned(),
             commit: redis::Script::new(COMMIT),
+            restore: redis::Script::new(RESTORE),
         })
     }
 
@@ -111,6 +127,26 @@ impl RedisCaseStore {
         }
         let done: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(done == 1)
+    }
+
+    /// See [`super::CaseStore::restore`].
+    pub async fn restore(
+        &self,
+        case: &Case,
+        history: &[CaseEvent],
+    ) -> Result<bool, CaseStoreError> {
+        let mut invocation = self.restore.key(self.key(&case.case_id));
+        invocation.key(self.history_key(&case.case_id));
+        invocation
+            .arg(case.sequence.to_string())
+            .arg(case.encode_to_vec());
+        for e in history {
+            invocation
+                .arg(e.sequence.to_string())
+                .arg(e.encode_to_vec());
+        }
+        let restored: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(restored == 1)
     }
 
     fn watch_key(&self, subject: &str) -> String {
