@@ -61,8 +61,15 @@ pub(super) fn bridge(
     publisher: &Publisher,
     case_store: CaseStore,
     changes: tokio::sync::broadcast::Receiver<crate::resolver::AppliedChange>,
+    ready: tokio::sync::watch::Receiver<bool>,
 ) {
-    let bridge = RecordBridge::new(changes, case_store, publisher.clone(), kafka.topics.clone());
+    let bridge = RecordBridge::new(
+        changes,
+        ready,
+        case_store,
+        publisher.clone(),
+        kafka.topics.clone(),
+    );
     parts.supervise("record changes to cases", move |stop| bridge.run(stop));
 }
 

@@ -296,7 +296,7 @@ async fn resolver(
         <ResolverServer<ResolverService> as NamedService>::NAME,
         materializer.readiness(),
     ));
-    let changes = materializer.subscribe();
+    let (changes, ready) = (materializer.subscribe(), materializer.readiness());
     parts.supervise("materializer", move |stop| async move {
         materializer.run(stop).await.map_err(|e| e.to_string())
     });
@@ -314,7 +314,7 @@ async fn resolver(
         None => None,
     };
     if let Some(case_store) = case_store {
-        cases::bridge(parts, kafka, publisher, case_store.clone(), changes);
+        cases::bridge(parts, kafka, publisher, case_store.clone(), changes, ready);
         if role == Role::Dev {
             let inputs = cases::CaseInputs {
                 records: store.clone(),

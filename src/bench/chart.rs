@@ -68,10 +68,12 @@ fn draw_panel(
         .margin(12)
         .x_label_area_size(32)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..MAX_AT, 0.0..(highest * 1.1).max(0.01))?;
+        // Headroom above the highest line for the legend.
+        .build_cartesian_2d(0.0..MAX_AT, 0.0..(highest * 1.35).max(0.01))?;
     chart
         .configure_mesh()
-        .x_labels(10)
+        // Whole nines: p0, p90, p99, p99.9, p99.99 (the line ends at the maximum).
+        .x_labels(5)
         .x_label_formatter(&|x| tick(*x))
         .x_desc("percentile")
         .y_desc("latency, ms")

@@ -10,6 +10,7 @@ mod accesses;
 mod audit;
 mod bad_input;
 mod bench;
+mod case_bridge;
 mod case_store_contract;
 mod cases;
 mod demo;
