@@ -15,7 +15,7 @@ use crate::resolver::store::{RedisStore, Store, StoreState};
 use crate::resolver::{Materializer, Positions, TimingsSnapshot, new_generation};
 
 /// How often progress is read from the store.
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
 /// What a rebuild did.
 #[derive(Debug, Clone)]
@@ -30,6 +30,9 @@ pub struct RebuildReport {
     pub elapsed: Duration,
     /// Where the materializer's time went.
     pub timings: TimingsSnapshot,
+    /// How long it took to start materializing: connecting, checking the topics and
+    /// clearing the store.
+    pub preparing: Duration,
 }
 
 /// Rebuilds the Redis store of `settings` from the topics; `progress(done, total)` is
@@ -71,6 +74,7 @@ pub async fn rebuild(
         Positions::new(store.clone(), kafka.partitions.clone()),
     );
     let timings = materializer.timings();
+    let preparing = started.elapsed();
     let stop = CancellationToken::new();
     let mut running = tokio::spawn(materializer.run(stop.child_token()));
     let outcome = loop {
@@ -104,6 +108,7 @@ pub async fn rebuild(
                 partitions: meta.targets.len(),
                 elapsed: started.elapsed(),
                 timings: timings.snapshot(),
+                preparing,
             });
         }
     };

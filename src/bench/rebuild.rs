@@ -52,7 +52,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     // On the embedded broker, the rebuild reads it where the bench's app does.
     settings.kafka.get_or_insert_with(|| env.bootstrap.clone());
     let bar = progress(Scenario::Rebuild, u64::from(options.rounds) * 2);
-    let timings: Arc<Mutex<Vec<TimingsSnapshot>>> = Arc::default();
+    let timings: Arc<Mutex<Vec<(Duration, TimingsSnapshot)>>> = Arc::default();
     let timed = Arc::clone(&timings);
     let (ours, theirs) = interleave(
         &serial,
@@ -64,7 +64,8 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
             async move {
                 match crate::rebuild::rebuild(&settings, |_, _| {}).await {
                     Ok(report) => {
-                        timed.lock().expect("timings lock").push(report.timings);
+                        let mut timed = timed.lock().expect("timings lock");
+                        timed.push((report.preparing, report.timings));
                         report.events > 0
                     }
                     Err(e) => {
@@ -103,7 +104,8 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     comparison
         .notes
         .push(("records in the topics".into(), records as f64));
-    comparison.notes.extend(read_by_rebuild(&timings));
+    let snapshots: Vec<TimingsSnapshot> = timings.iter().map(|(_, t)| *t).collect();
+    comparison.notes.extend(read_by_rebuild(&snapshots));
     let memory = memory::measure(env, options.govlink_exe.as_deref()).await?;
     let per_record = |bytes: u64| bytes as f64 / memory.usage.records.max(1) as f64;
     comparison.notes.extend([
@@ -136,16 +138,31 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     Ok(comparison)
 }
 
-/// Where a rebuild's time goes: each stage of the rebuild's own materializer, in ms per
-/// 1000 events it read, over every round. (The bench's resolver joins the new generation
-/// and reads a share of the partitions; its share is not in these figures.)
-fn breakdown(rounds: &[TimingsSnapshot]) -> Vec<(String, f64)> {
+/// Where a rebuild's time goes: starting and joining the new generation's group (ms per
+/// rebuild), then
+/// each stage of the rebuild's own materializer in ms per 1000 events it read, over every
+/// round. (The bench's resolver joins the new generation and reads a share of the
+/// partitions; its share is not in these figures.)
+fn breakdown(rounds: &[(Duration, TimingsSnapshot)]) -> Vec<(String, f64)> {
+    let per_rebuild = |d: Duration| d.as_secs_f64() * 1000.0 / rounds.len().max(1) as f64;
+    let preparing: Duration = rounds.iter().map(|(p, _)| *p).sum();
+    let rounds: Vec<TimingsSnapshot> = rounds.iter().map(|(_, t)| *t).collect();
     let events: u64 = rounds.iter().map(|t| t.events).sum();
     if events == 0 {
         return Vec::new();
     }
     let per_thousand = |d: Duration| d.as_secs_f64() * 1000.0 * 1000.0 / events as f64;
-    let mut lines = Vec::new();
+    let joining: Duration = rounds.iter().map(|t| t.join).sum();
+    let mut lines = vec![
+        (
+            "connecting, checking topics, clearing the store (per rebuild)".to_owned(),
+            per_rebuild(preparing),
+        ),
+        (
+            "joining the group, until the first event (per rebuild)".to_owned(),
+            per_rebuild(joining),
+        ),
+    ];
     for (i, (stage, _)) in TimingsSnapshot::default().stages().iter().enumerate() {
         let spent = rounds.iter().map(|t| t.stages()[i].1).sum();
         lines.push((format!("{stage} (per 1000 events)"), per_thousand(spent)));

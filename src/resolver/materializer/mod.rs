@@ -195,6 +195,9 @@ impl Materializer {
         shutdown: &CancellationToken,
     ) -> Result<Ended, MaterializerError> {
         let mut last_check: Option<Instant> = None;
+        // Until the first event of the generation, waiting is joining the group (and the
+        // first fetch); after it, waiting is for the topics to bring more.
+        let mut idle = Stage::Join;
         loop {
             if last_check.is_none_or(|at| at.elapsed() >= GENERATION_CHECK) {
                 last_check = Some(Instant::now());
@@ -219,7 +222,10 @@ impl Materializer {
                 received = consumer.recv() => Some(received),
                 () = sleep(GENERATION_CHECK) => None,
             };
-            self.timings.add(Stage::Idle, waiting.elapsed());
+            self.timings.add(idle, waiting.elapsed());
+            if matches!(first, Some(Ok(_))) {
+                idle = Stage::Idle;
+            }
             match first {
                 Some(Ok(message)) => {
                     let filling = Instant::now();

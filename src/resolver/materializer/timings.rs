@@ -7,6 +7,8 @@ use std::time::Duration;
 /// The stages of one batch, in the order they run.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Stage {
+    /// Joining a generation's group, until its first event.
+    Join,
     /// Waiting for a batch's first event.
     Idle,
     /// Gathering the rest of the batch from the consumer's queue.
@@ -19,7 +21,7 @@ pub(super) enum Stage {
     Positions,
 }
 
-const STAGES: usize = 5;
+const STAGES: usize = 6;
 
 /// Running totals, shared between a materializer and whoever reports on it.
 #[derive(Debug, Default)]
@@ -48,6 +50,7 @@ impl Timings {
         TimingsSnapshot {
             batches: self.batches.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
+            join: stage(Stage::Join),
             idle: stage(Stage::Idle),
             fill: stage(Stage::Fill),
             decode: stage(Stage::Decode),
@@ -64,6 +67,8 @@ pub struct TimingsSnapshot {
     pub batches: u64,
     /// Events in them.
     pub events: u64,
+    /// Time spent joining generations' groups, until their first event.
+    pub join: Duration,
     /// Time spent waiting for a batch's first event.
     pub idle: Duration,
     /// Time spent gathering the rest of each batch.
@@ -77,10 +82,10 @@ pub struct TimingsSnapshot {
 }
 
 impl TimingsSnapshot {
-    /// Each stage with its name, in order.
-    pub fn stages(&self) -> [(&'static str, Duration); STAGES] {
+    /// Each stage after joining with its name, in order.
+    pub fn stages(&self) -> [(&'static str, Duration); STAGES - 1] {
         [
-            ("waiting for a first event", self.idle),
+            ("waiting for the next event", self.idle),
             ("filling the batch", self.fill),
             ("decoding and validating", self.decode),
             ("store writes", self.store),
@@ -105,7 +110,7 @@ mod tests {
         assert_eq!((s.batches, s.events), (2, 520));
         assert_eq!(s.store, Duration::from_millis(7));
         assert_eq!(s.fill, Duration::from_millis(1));
-        assert_eq!(s.idle + s.decode + s.positions, Duration::ZERO);
+        assert_eq!(s.join + s.idle + s.decode + s.positions, Duration::ZERO);
         assert_eq!(s.stages()[3], ("store writes", Duration::from_millis(7)));
     }
 }
