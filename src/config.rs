@@ -24,6 +24,9 @@ pub struct Settings {
     pub redis: Option<String>,
     /// Address the gRPC server listens on.
     pub grpc_addr: SocketAddr,
+    /// Address the admin HTTP server listens on (`/metrics`, `/healthz`, `/readyz`, the
+    /// status page at `/`); empty turns it off.
+    pub admin_addr: String,
     /// Prepended to every topic name, to share a broker between deployments.
     pub topic_prefix: String,
     /// Prepended to every Redis key, to share a Redis between deployments.
@@ -90,6 +93,7 @@ impl Default for Settings {
             kafka: None,
             redis: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_addr: DEFAULT_ADMIN_ADDR.into(),
             topic_prefix: String::new(),
             redis_prefix: "govlink:".into(),
             partitions: 6,
@@ -133,6 +137,9 @@ fn pairs(name: &str, value: &str) -> Result<toml::Table, ConfigError> {
     }
     Ok(table)
 }
+
+/// Where the admin HTTP server listens unless configured otherwise.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9464";
 
 /// The largest `max_clock_skew_ms` accepted: one day.
 const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
@@ -221,11 +228,25 @@ impl Settings {
             )));
         }
         self.working_days()?;
+        self.admin_addr()?;
         for (i, rule) in self.purchase_rules.iter().enumerate() {
             rule.validate()
                 .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
         }
         Ok(())
+    }
+
+    /// The admin HTTP server's address; `None` when it is off (`admin_addr` empty).
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.admin_addr.trim().is_empty() {
+            return Ok(None);
+        }
+        self.admin_addr.trim().parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "admin_addr must be host:port (e.g. {DEFAULT_ADMIN_ADDR}) or empty, not {:?}",
+                self.admin_addr
+            ))
+        })
     }
 
     /// Working days per step kind: the plans', with `step_working_days` applied.

@@ -28,6 +28,9 @@ struct Cli {
     /// gRPC listen address (overrides GOVLINK_GRPC_ADDR).
     #[arg(long, global = true)]
     grpc_addr: Option<SocketAddr>,
+    /// Admin HTTP listen address, empty for none (overrides GOVLINK_ADMIN_ADDR).
+    #[arg(long, global = true)]
+    admin_addr: Option<String>,
     /// Access policy file (overrides GOVLINK_POLICY).
     #[arg(long, global = true)]
     policy: Option<PathBuf>,
@@ -205,6 +208,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(addr) = cli.grpc_addr {
         settings.grpc_addr = addr;
+    }
+    if let Some(addr) = cli.admin_addr {
+        settings.admin_addr = addr;
+        settings.admin_addr()?;
     }
     if let Some(policy) = cli.policy {
         settings.policy = Some(policy.display().to_string());

@@ -51,6 +51,7 @@ pub fn test_settings() -> Settings {
         kafka: Some(kafka()),
         redis: Some(redis_url()),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        admin_addr: "127.0.0.1:0".into(),
         topic_prefix: format!("{id}."),
         redis_prefix: format!("govlink-test:{id}:"),
         partitions: 3,
@@ -411,6 +412,7 @@ pub fn govlink_command(settings: &Settings, subcommand: &str) -> std::process::C
         .arg(subcommand)
         .env("GOVLINK_KAFKA", settings.kafka.as_deref().unwrap())
         .env("GOVLINK_REDIS", settings.redis.as_deref().unwrap())
+        .env("GOVLINK_ADMIN_ADDR", &settings.admin_addr)
         .env("GOVLINK_TOPIC_PREFIX", &settings.topic_prefix)
         .env("GOVLINK_REDIS_PREFIX", &settings.redis_prefix)
         .env("GOVLINK_CONSUMER_GROUP", &settings.consumer_group)
