@@ -22,6 +22,8 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
+use crate::ops::events::{Published, outcome_of};
+use crate::ops::metrics::Telemetry;
 use crate::proto::{
     Agency, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
     record_event::Payload,
@@ -84,16 +86,19 @@ pub struct PublishPath {
     max_wait: Duration,
     /// How far ahead of our clock an agency's times and dates may lie.
     max_clock_skew: Duration,
+    /// Where publishes are counted.
+    telemetry: Telemetry,
 }
 
 impl PublishPath {
-    /// A publish path over `publisher`.
+    /// A publish path over `publisher`, counting its publishes in `telemetry`.
     pub fn new(
         publisher: Publisher,
         topics: Topics,
         max_batch: usize,
         max_wait: Duration,
         max_clock_skew: Duration,
+        telemetry: Telemetry,
     ) -> Arc<PublishPath> {
         Arc::new(PublishPath {
             publisher,
@@ -101,7 +106,24 @@ impl PublishPath {
             max_batch,
             max_wait,
             max_clock_skew,
+            telemetry,
         })
+    }
+
+    /// Counts a publish call of `records` records that started at `started`.
+    fn observe<T>(
+        &self,
+        agency: Agency,
+        records: usize,
+        started: Instant,
+        result: &Result<T, Status>,
+    ) {
+        self.telemetry.emit(Published {
+            agency,
+            records,
+            outcome: outcome_of(result),
+            elapsed: started.elapsed(),
+        });
     }
 
     /// A single-record publish RPC: `split` takes the request apart into meta and payload.
@@ -111,11 +133,13 @@ impl PublishPath {
         request: Request<T>,
         split: impl FnOnce(T) -> (Option<PublishMeta>, Option<Payload>),
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.max_wait);
+        let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
         let (meta, payload) = split(request.into_inner());
-        self.publish(agency, Item::upsert(meta, payload), deadline)
-            .await
-            .map(Response::new)
+        let result = self
+            .publish(agency, Item::upsert(meta, payload), deadline)
+            .await;
+        self.observe(agency, 1, started, &result);
+        result.map(Response::new)
     }
 
     /// The `DeleteRecord` RPC of `agency`.
@@ -124,11 +148,13 @@ impl PublishPath {
         agency: Agency,
         request: Request<DeleteRecordRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let deadline = deadline(&request, self.max_wait);
+        let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
         let r = request.into_inner();
-        self.publish(agency, Item::delete(r.meta, r.record_type), deadline)
-            .await
-            .map(Response::new)
+        let result = self
+            .publish(agency, Item::delete(r.meta, r.record_type), deadline)
+            .await;
+        self.observe(agency, 1, started, &result);
+        result.map(Response::new)
     }
 
     /// The `PublishBatch` RPC of `agency`: `split` takes one batch item apart into its meta
@@ -146,8 +172,8 @@ impl PublishPath {
             Option<(Result<Payload, String>, &'static str)>,
         ),
     ) -> Result<Response<PublishBatchResponse>, Status> {
-        let deadline = deadline(&request, self.max_wait);
-        let items = items(request.into_inner())
+        let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
+        let items: Vec<Item> = items(request.into_inner())
             .into_iter()
             .enumerate()
             .map(|(i, item)| match split(item) {
@@ -160,8 +186,10 @@ impl PublishPath {
                 (meta, None) => Item::upsert(meta, None).in_batch(i, "record"),
             })
             .collect();
-        let acks = self.publish_batch(agency, items, deadline).await?;
-        Ok(Response::new(PublishBatchResponse { acks }))
+        let records = items.len();
+        let result = self.publish_batch(agency, items, deadline).await;
+        self.observe(agency, records, started, &result);
+        Ok(Response::new(PublishBatchResponse { acks: result? }))
     }
 
     /// Validates and publishes one item of `agency`.

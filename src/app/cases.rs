@@ -40,7 +40,8 @@ pub(super) async fn standalone(
     })?;
     let audit = AuditLog::start(publisher.clone(), &kafka.topics, "cases")
         .await
-        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+        .with_telemetry(parts.telemetry.clone());
     let (checkpoints, interval) = (audit.clone(), settings.audit_checkpoint_interval());
     parts.supervise("audit checkpoints", move |stop| {
         checkpoints.run_checkpoints(interval, stop)
@@ -51,6 +52,7 @@ pub(super) async fn standalone(
         audit,
     };
     let case_store = connect(url, settings).await?;
+    parts.case_store = Some(case_store.clone());
     engine_and_services(parts, settings, kafka, publisher, case_store, inputs)
 }
 
@@ -114,7 +116,8 @@ pub(super) fn engine_and_services(
         records,
         publisher.clone(),
         calendar,
-    );
+    )
+    .with_telemetry(parts.telemetry.clone());
     parts.supervise("case engine", move |stop| async move {
         engine.run(stop).await.map_err(|e| e.to_string())
     });

@@ -26,6 +26,7 @@ use crate::config::{Settings, redact_url};
 use crate::kafka::{
     AdminError, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs, ensure_topics,
 };
+use crate::ops::metrics::Telemetry;
 use crate::proto::{
     self, Agency, housing_adapter_server::HousingAdapterServer,
     provident_fund_adapter_server::ProvidentFundAdapterServer,
@@ -99,6 +100,7 @@ fn service_name<S: NamedService>(_: &S) -> &'static str {
     S::NAME
 }
 
+mod admin;
 mod cases;
 
 /// A task's future: runs until its token is cancelled; ending earlier is a failure.
@@ -123,6 +125,10 @@ pub struct Parts {
     /// Cancelled when the server stops taking calls, so server streams (which never end
     /// on their own) end and the shutdown does not wait a grace period for them.
     streams: CancellationToken,
+    /// The process's metrics, which every component reports to.
+    telemetry: Telemetry,
+    /// The case store, where the role has a case engine or a record bridge.
+    case_store: Option<CaseStore>,
 }
 
 impl Parts {
@@ -291,7 +297,8 @@ async fn resolver(
         kafka.topics.clone(),
         publisher.clone(),
         positions.clone(),
-    );
+    )
+    .with_telemetry(parts.telemetry.clone());
     parts.readiness = Some((
         <ResolverServer<ResolverService> as NamedService>::NAME,
         materializer.readiness(),
@@ -313,6 +320,7 @@ async fn resolver(
         None if role == Role::Dev => Some(CaseStore::Memory(MemoryCaseStore::new())),
         None => None,
     };
+    parts.case_store.clone_from(&case_store);
     if let Some(case_store) = case_store {
         cases::bridge(parts, kafka, publisher, case_store.clone(), changes, ready);
         if role == Role::Dev {
@@ -329,6 +337,7 @@ async fn resolver(
         store.clone(),
         positions,
         settings.request_timeout(),
+        parts.telemetry.clone(),
     );
     if settings.insecure_requester_header {
         tracing::warn!(
@@ -359,7 +368,8 @@ async fn queries(
     let policy = load_policy(settings, role)?;
     let audit = AuditLog::start(publisher.clone(), &kafka.topics, "resolver")
         .await
-        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+        .with_telemetry(parts.telemetry.clone());
     let checkpoints = audit.clone();
     let interval = settings.audit_checkpoint_interval();
     parts.supervise("audit checkpoints", move |stop| {
@@ -449,6 +459,8 @@ pub struct App {
     /// The resolver's store, when the role has one.
     store: Option<Store>,
     grace: Duration,
+    /// The admin HTTP server, unless `admin_addr` turns it off.
+    admin: Option<crate::ops::admin::AdminServer>,
 }
 
 impl App {
@@ -484,6 +496,7 @@ impl App {
                 settings.max_batch,
                 settings.request_timeout(),
                 settings.max_clock_skew(),
+                parts.telemetry.clone(),
             );
             adapters(&mut parts, &path, agencies);
         }
@@ -496,6 +509,7 @@ impl App {
         if role == Role::Cases {
             cases::standalone(&mut parts, settings, &kafka, &publisher).await?;
         }
+        let admin = admin::bind(settings, role, &parts, &kafka, &publisher, store.as_ref()).await?;
         let listener = TcpListener::bind(settings.grpc_addr).await?;
         Ok(App {
             listener,
@@ -504,6 +518,7 @@ impl App {
             kafka,
             store,
             grace: settings.shutdown_grace(),
+            admin,
         })
     }
 
@@ -515,6 +530,13 @@ impl App {
     /// The resolver's store (the in-memory one in `dev` without `redis`), if it has one.
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
+    }
+
+    /// The address the admin HTTP server listens on, unless it is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .map(crate::ops::admin::AdminServer::local_addr)
     }
 
     /// The address the gRPC server listens on.
@@ -538,16 +560,25 @@ impl App {
             kafka,
             grace,
             store: _,
+            admin,
         } = self;
         let Parts {
             mut routes,
             services,
-            tasks: to_spawn,
+            tasks: mut to_spawn,
             mut readiness,
             streams,
+            telemetry: _,
+            case_store: _,
         } = parts;
+        if let Some(admin) = admin {
+            to_spawn.push(Task {
+                name: "admin http",
+                run: Box::new(move |stop| Box::pin(admin.run(stop))),
+            });
+        }
         let (health, health_service) = tonic_health::server::health_reporter();
-        add_health_and_reflection(&mut routes, health_service);
+        add_health_and_reflection(&mut routes, health_service, &services);
         set_status(&health, &services, ServingStatus::Serving).await;
         if let Some((service, ready)) = &readiness {
             let status = serving_if(*ready.borrow());
@@ -665,15 +696,27 @@ async fn readiness_change(
 
 /// gRPC health (overall and per service) and both reflection versions: older grpcurl and
 /// IDE clients only speak v1alpha.
+/// Adds gRPC health and reflection; reflection lists the `services` served, health and
+/// reflection themselves.
 fn add_health_and_reflection(
     routes: &mut RoutesBuilder,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
+    services: &[&'static str],
 ) {
+    let listed = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        services.iter().chain(&listed).fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(*name),
+        )
     };
     routes
         .add_service(health)

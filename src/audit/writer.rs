@@ -18,6 +18,8 @@
 //! it holds is bounded by the producer's in-flight window, since every record in it was
 //! taken by the window and is resolved promptly once delivered.
 
+use crate::ops::events::AuditWritten;
+use crate::ops::metrics::{Metrics, Telemetry};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -41,6 +43,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
+    /// Where entries written and failed are counted.
+    telemetry: Telemetry,
 }
 
 struct Inner {
@@ -129,6 +133,7 @@ impl AuditLog {
                 acked,
                 to_acker,
             }),
+            telemetry: Metrics::new(),
         };
         {
             let mut writing = log.inner.writing.lock().await;
@@ -141,8 +146,22 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// The same log, counting its entries in `telemetry`.
+    pub fn with_telemetry(self, telemetry: Telemetry) -> AuditLog {
+        AuditLog { telemetry, ..self }
+    }
+
     /// Appends one access to the chain and waits (until `deadline`) for the broker's ack.
     pub async fn record(&self, access: DataAccess, deadline: Instant) -> Result<(), AuditError> {
+        let written = self.append(access, deadline).await;
+        let failure = written.as_ref().err().map(ToString::to_string);
+        self.telemetry.emit(AuditWritten {
+            failure: failure.as_deref(),
+        });
+        written
+    }
+
+    async fn append(&self, access: DataAccess, deadline: Instant) -> Result<(), AuditError> {
         let (reply, outcome) = oneshot::channel();
         {
             let mut writing = timeout_at(deadline, self.inner.writing.lock())

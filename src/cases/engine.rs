@@ -22,6 +22,8 @@ use super::plan::WorkingDays;
 use super::store::{CaseStore, CaseStoreError, StoredCase};
 use crate::domain::CivilDate;
 use crate::kafka::{PublishError, Publisher, Topics, at_least_once_consumer};
+use crate::ops::events::{CaseChange, CaseChanged};
+use crate::ops::metrics::{Metrics, Telemetry};
 use crate::proto::{self, Case, CaseCommand, CaseEvent, RecordEvent, case_event};
 use crate::resolver::store::{Store, StoreError, SubjectRead};
 
@@ -68,6 +70,8 @@ pub struct Engine {
     records: Store,
     publisher: Publisher,
     calendar: WorkCalendar,
+    /// Where cases opened, completed and cancelled are counted.
+    telemetry: Telemetry,
 }
 
 impl Engine {
@@ -85,6 +89,31 @@ impl Engine {
             records,
             publisher,
             calendar,
+            telemetry: Metrics::new(),
+        }
+    }
+
+    /// The same engine, counting in `telemetry`.
+    pub fn with_telemetry(self, telemetry: Telemetry) -> Engine {
+        Engine { telemetry, ..self }
+    }
+
+    /// Counts the cases `events` opened, completed or cancelled (`case` as they left it).
+    fn count(&self, case: &Case, events: &[CaseEvent]) {
+        for e in events {
+            let change = match &e.body {
+                Some(case_event::Body::Opened(_)) => CaseChange::Opened,
+                Some(case_event::Body::Completed(_)) => CaseChange::Completed(
+                    Duration::from_millis(u64::try_from(case.duration_ms).unwrap_or(0)),
+                ),
+                Some(case_event::Body::Cancelled(_)) => CaseChange::Cancelled,
+                _ => continue,
+            };
+            self.telemetry.emit(CaseChanged {
+                case_id: &case.case_id,
+                kind: case.kind(),
+                change,
+            });
         }
     }
 
@@ -194,6 +223,7 @@ impl Engine {
             let next = events.iter().fold(case, |c, e| Some(case::apply(c, e)));
             let Some(next) = next else { return Ok(()) };
             if self.cases.commit(expected, &next, &events).await? {
+                self.count(&next, &events);
                 self.cases.index(&next).await?;
                 return self.publish(&command.case_id, Some(&next), &events).await;
             }

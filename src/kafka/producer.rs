@@ -233,6 +233,12 @@ impl Publisher {
         self.window_size - self.window.available_permits()
     }
 
+    /// How many messages librdkafka has queued or awaiting the broker's answer (every
+    /// publish of the process, dead letters and audit entries too).
+    pub fn queued(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
     /// Waits up to `timeout` for every queued record to be acknowledged (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.window.close();

@@ -1,6 +1,17 @@
 //! Govlink's metrics: one registry per process, passed down to every component (no
 //! globals). Names follow `govlink_<name>_<unit>`; no label carries a resident ID, a
-//! record id or any other value with many distinct values.
+//! record id or any other value with many distinct values. Components do not touch the
+//! families directly: they emit the events of [`super::events`], which log and count in
+//! one place.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
 
 /// Every metric family govlink exposes, as named in the exposition (counters with their
 /// `_total`, histograms without their `_bucket`/`_sum`/`_count` series).
@@ -18,6 +29,278 @@ pub const NAMES: &[&str] = &[
     "govlink_redis_errors_total",
     "govlink_cases_total",
     "govlink_case_duration_seconds",
+    "govlink_cases_open",
     "govlink_case_steps_open",
     "govlink_case_steps_overdue",
 ];
+
+/// Labels: an agency and an outcome (`acked`, or the gRPC code of a refusal).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgencyOutcome {
+    pub agency: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Labels: an agency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgencyLabel {
+    pub agency: &'static str,
+}
+
+/// Labels: a topic partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Labels: an outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// Labels: why a message was dead-lettered, as a kind (never the free-text reason).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Labels of a lookup: the method, the purpose (one the policy knows, else `other`) and
+/// the decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    pub method: &'static str,
+    pub purpose: String,
+    pub decision: &'static str,
+}
+
+/// Labels: a gRPC method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: &'static str,
+}
+
+/// Labels: the component that met the error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabel {
+    pub component: &'static str,
+}
+
+/// Labels of a case change: its kind and what happened (`opened`, `completed`,
+/// `cancelled`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaseLabels {
+    pub kind: &'static str,
+    pub change: &'static str,
+}
+
+/// Labels: a case kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// A histogram constructor, as the families need it.
+type Buckets = fn() -> Histogram;
+
+/// Request latencies: 0.5 ms to about 16 s.
+fn latency_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Case durations: one minute to about 34 days.
+fn case_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(60.0, 2.0, 16))
+}
+
+/// Every metric of a process.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) publishes: Family<AgencyOutcome, Counter>,
+    pub(crate) publish_duration: Family<AgencyLabel, Histogram, Buckets>,
+    pub(crate) producer_queue_depth: Gauge,
+    pub(crate) producer_in_flight: Gauge,
+    pub(crate) materializer_lag: Family<TopicPartition, Gauge>,
+    pub(crate) records_applied: Family<OutcomeLabel, Counter>,
+    pub(crate) dead_letters: Family<ReasonLabel, Counter>,
+    pub(crate) lookups: Family<LookupLabels, Counter>,
+    pub(crate) lookup_duration: Family<MethodLabel, Histogram, Buckets>,
+    pub(crate) audit_writes: Family<OutcomeLabel, Counter>,
+    pub(crate) redis_errors: Family<ComponentLabel, Counter>,
+    pub(crate) cases: Family<CaseLabels, Counter>,
+    pub(crate) case_duration: Family<KindLabel, Histogram, Buckets>,
+    pub(crate) cases_open: Family<KindLabel, Gauge>,
+    pub(crate) steps_open: Family<AgencyLabel, Gauge>,
+    pub(crate) steps_overdue: Family<AgencyLabel, Gauge>,
+}
+
+/// The metrics handle components hold.
+pub type Telemetry = Arc<Metrics>;
+
+impl Metrics {
+    /// A registry with every family, all at zero.
+    pub fn new() -> Telemetry {
+        Arc::default()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("govlink");
+        let m = Metrics {
+            publishes: Family::default(),
+            publish_duration: Family::new_with_constructor(latency_buckets),
+            producer_queue_depth: Gauge::default(),
+            producer_in_flight: Gauge::default(),
+            materializer_lag: Family::default(),
+            records_applied: Family::default(),
+            dead_letters: Family::default(),
+            lookups: Family::default(),
+            lookup_duration: Family::new_with_constructor(latency_buckets),
+            audit_writes: Family::default(),
+            redis_errors: Family::default(),
+            cases: Family::default(),
+            case_duration: Family::new_with_constructor(case_buckets),
+            cases_open: Family::default(),
+            steps_open: Family::default(),
+            steps_overdue: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "publishes",
+            "Records published through the adapters, by agency and outcome",
+            m.publishes.clone(),
+        );
+        r.register_with_unit(
+            "publish_duration",
+            "Time from a publish call to its answer, by agency",
+            Unit::Seconds,
+            m.publish_duration.clone(),
+        );
+        r.register(
+            "producer_queue_depth",
+            "Messages in the producer's queue, not yet acknowledged by the broker",
+            m.producer_queue_depth.clone(),
+        );
+        r.register(
+            "producer_in_flight",
+            "Records held in the publish window, awaiting their broker ack",
+            m.producer_in_flight.clone(),
+        );
+        r.register_with_unit(
+            "materializer_lag",
+            "Events in a record topic partition not yet materialized",
+            Unit::Other("events".into()),
+            m.materializer_lag.clone(),
+        );
+        r.register(
+            "records_applied",
+            "Record events materialized: applied, or skipped as older than the stored version",
+            m.records_applied.clone(),
+        );
+        r.register(
+            "dead_letters",
+            "Events sent to the dead-letter topic, by reason",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "lookups",
+            "Lookups and checks, by method, purpose and decision",
+            m.lookups.clone(),
+        );
+        r.register_with_unit(
+            "lookup_duration",
+            "Time from a lookup call to its answer, by method",
+            Unit::Seconds,
+            m.lookup_duration.clone(),
+        );
+        r.register(
+            "audit_writes",
+            "Audit trail entries: written, or failed",
+            m.audit_writes.clone(),
+        );
+        r.register(
+            "redis_errors",
+            "Redis calls that failed, by component",
+            m.redis_errors.clone(),
+        );
+        r.register(
+            "cases",
+            "Cases opened, completed and cancelled, by kind",
+            m.cases.clone(),
+        );
+        r.register_with_unit(
+            "case_duration",
+            "Time from a case's opening to its completion, by kind",
+            Unit::Seconds,
+            m.case_duration.clone(),
+        );
+        r.register(
+            "cases_open",
+            "Cases open now, by kind",
+            m.cases_open.clone(),
+        );
+        r.register(
+            "case_steps_open",
+            "Case steps open now, by agency",
+            m.steps_open.clone(),
+        );
+        r.register(
+            "case_steps_overdue",
+            "Case steps open past their due date, by agency",
+            m.steps_overdue.clone(),
+        );
+        m.zero_known_series();
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Creates, at zero, the series whose labels are known in advance, so dashboards and
+    /// alerts see them before anything happened (a family without series is not exposed).
+    fn zero_known_series(&self) {
+        use crate::ops::events::kind_name;
+        use crate::proto::CaseKind;
+        for agency in crate::records::AGENCIES.map(crate::records::agency_slug) {
+            let _ = self.publishes.get_or_create(&AgencyOutcome {
+                agency,
+                outcome: "ok",
+            });
+            let _ = self.publish_duration.get_or_create(&AgencyLabel { agency });
+            let _ = self.steps_open.get_or_create(&AgencyLabel { agency });
+            let _ = self.steps_overdue.get_or_create(&AgencyLabel { agency });
+        }
+        for outcome in ["applied", "stale"] {
+            let _ = self
+                .records_applied
+                .get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in ["written", "failed"] {
+            let _ = self.audit_writes.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in [
+            CaseKind::PropertyTransfer,
+            CaseKind::SocialSecurityTransfer,
+            CaseKind::ProvidentFundTransfer,
+            CaseKind::HouseholdMove,
+        ]
+        .map(kind_name)
+        {
+            for change in ["opened", "completed", "cancelled"] {
+                let _ = self.cases.get_or_create(&CaseLabels { kind, change });
+            }
+            let _ = self.case_duration.get_or_create(&KindLabel { kind });
+            let _ = self.cases_open.get_or_create(&KindLabel { kind });
+        }
+    }
+}

@@ -1,7 +1,11 @@
 //! Operating govlink: the admin HTTP server (metrics, health, the status page) and the
 //! telemetry every component reports through.
 
+pub mod admin;
+pub mod events;
 pub mod metrics;
+pub mod sample;
+pub mod status;
 
 /// The admin HTTP server's paths.
 pub mod paths {

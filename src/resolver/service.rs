@@ -7,10 +7,12 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::positions::Positions;
-use super::query::{Queries, caller_of};
+use super::query::{Caller, Queries, QueryError, caller_of};
 use super::store::{Store, StoreError, StoredRecord};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
+use crate::ops::events::LookupAnswered;
+use crate::ops::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
     GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest, ListSubjectRecordsResponse,
@@ -26,22 +28,65 @@ pub struct ResolverService {
     queries: Queries,
     /// The longest a lookup waits when the caller sets no deadline.
     max_wait: Duration,
+    /// Where lookups are counted.
+    telemetry: Telemetry,
 }
 
 impl ResolverService {
-    /// A resolver over `store`; `positions` knows how far it is materialized.
+    /// A resolver over `store`; `positions` knows how far it is materialized; lookups are
+    /// counted in `telemetry`.
     pub fn new(
         queries: Queries,
         store: Store,
         positions: Positions,
         max_wait: Duration,
+        telemetry: Telemetry,
     ) -> ResolverService {
         ResolverService {
             store,
             positions,
             queries,
             max_wait,
+            telemetry,
         }
+    }
+
+    /// Runs the lookup `method` of `request` (whose purpose `purpose_of` gives) with the
+    /// caller and deadline it carries, and counts it by method, purpose and decision.
+    async fn lookup<R, A, F>(
+        &self,
+        method: &'static str,
+        request: Request<R>,
+        purpose_of: impl FnOnce(&R) -> &str,
+        run: impl FnOnce(Caller, R, Instant) -> F,
+    ) -> Result<Response<A>, Status>
+    where
+        F: Future<Output = Result<A, QueryError>>,
+    {
+        let started = Instant::now();
+        let purpose = self.queries.purpose_label(purpose_of(request.get_ref()));
+        let answer = match caller_of(&request) {
+            Ok(caller) => {
+                let deadline = deadline(&request, self.max_wait);
+                run(caller, request.into_inner(), deadline)
+                    .await
+                    .map_err(Status::from)
+            }
+            Err(status) => Err(status),
+        };
+        let decision = match &answer {
+            Ok(_) => "allowed",
+            Err(s) if s.code() == tonic::Code::PermissionDenied => "denied",
+            Err(s) if s.code() == tonic::Code::InvalidArgument => "invalid",
+            Err(_) => "failed",
+        };
+        self.telemetry.emit(LookupAnswered {
+            method,
+            purpose,
+            decision,
+            elapsed: started.elapsed(),
+        });
+        answer.map(Response::new)
     }
 
     /// Waits until every position is materialized, or the deadline passes.
@@ -129,12 +174,10 @@ impl Resolver for ResolverService {
         &self,
         request: Request<proto::GetPersonProfileRequest>,
     ) -> Result<Response<proto::GetPersonProfileResponse>, Status> {
-        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
-        let answer = self
-            .queries
-            .person_profile(&caller, request.into_inner(), deadline)
-            .await?;
-        Ok(Response::new(answer))
+        self.lookup("GetPersonProfile", request, |r| &r.purpose, |caller, r, deadline| async move {
+            self.queries.person_profile(&caller, r, deadline).await
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "CheckPropertyTransfer"))]
@@ -142,12 +185,15 @@ impl Resolver for ResolverService {
         &self,
         request: Request<proto::CheckPropertyTransferRequest>,
     ) -> Result<Response<proto::CheckPropertyTransferResponse>, Status> {
-        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
-        let answer = self
-            .queries
-            .property_transfer(&caller, request.into_inner(), deadline)
-            .await?;
-        Ok(Response::new(answer))
+        self.lookup(
+            "CheckPropertyTransfer",
+            request,
+            |r| &r.purpose,
+            |caller, r, deadline| async move {
+                self.queries.property_transfer(&caller, r, deadline).await
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "CheckSocialSecurityTransfer"))]
@@ -155,12 +201,17 @@ impl Resolver for ResolverService {
         &self,
         request: Request<proto::CheckSocialSecurityTransferRequest>,
     ) -> Result<Response<proto::CheckSocialSecurityTransferResponse>, Status> {
-        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
-        let answer = self
-            .queries
-            .social_security_transfer(&caller, request.into_inner(), deadline)
-            .await?;
-        Ok(Response::new(answer))
+        self.lookup(
+            "CheckSocialSecurityTransfer",
+            request,
+            |r| &r.purpose,
+            |caller, r, deadline| async move {
+                self.queries
+                    .social_security_transfer(&caller, r, deadline)
+                    .await
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListDataAccesses"))]
@@ -168,12 +219,10 @@ impl Resolver for ResolverService {
         &self,
         request: Request<proto::ListDataAccessesRequest>,
     ) -> Result<Response<proto::ListDataAccessesResponse>, Status> {
-        let (caller, deadline) = (caller_of(&request)?, deadline(&request, self.max_wait));
-        let answer = self
-            .queries
-            .data_accesses(&caller, request.into_inner(), deadline)
-            .await?;
-        Ok(Response::new(answer))
+        self.lookup("ListDataAccesses", request, |r| &r.purpose, |caller, r, deadline| async move {
+            self.queries.data_accesses(&caller, r, deadline).await
+        })
+        .await
     }
 }
 

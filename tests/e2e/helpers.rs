@@ -88,6 +88,8 @@ pub struct TestApp {
     pub topics: Topics,
     /// A channel to its gRPC server.
     pub channel: Channel,
+    /// Its admin HTTP server's address.
+    pub admin: Option<std::net::SocketAddr>,
     stop: CancellationToken,
     handle: JoinHandle<Result<(), govlink::app::AppError>>,
 }
@@ -96,6 +98,7 @@ pub struct TestApp {
 pub async fn spawn_app_with(settings: Settings, role: Role) -> TestApp {
     let app = App::build(&settings, role).await.expect("app builds");
     let addr = app.grpc_addr();
+    let admin = app.admin_addr();
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     let handle = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
@@ -108,9 +111,43 @@ pub async fn spawn_app_with(settings: Settings, role: Role) -> TestApp {
         topics: Topics::new(settings.topic_prefix.clone()),
         settings,
         channel,
+        admin,
         stop,
         handle,
     }
+}
+
+/// `GET path` from the HTTP server at `addr`: the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a full response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "a chunked answer: {head}"
+    );
+    (code, body.to_owned())
+}
+
+/// The value of the series `series` (name and labels, as exposed) in a metrics
+/// exposition; 0 when it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Everything (four adapters, materializer, resolver) on the suite's broker and Redis.

@@ -7,6 +7,7 @@
 #![allow(unreachable_pub)]
 
 mod accesses;
+mod admin;
 mod audit;
 mod bad_input;
 mod bench;

@@ -76,11 +76,23 @@ async fn a_restarted_resolver_resumes_and_loses_nothing_published_while_it_was_d
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert!(
-        reflected_services(&resolver)
-            .await
-            .contains(&"govlink.v1.Resolver".to_owned())
-    );
+    // Reflection lists exactly what is served, health included.
+    let served = |service: &str| {
+        let mut all = vec![
+            service.to_owned(),
+            "grpc.health.v1.Health".to_owned(),
+            "grpc.reflection.v1.ServerReflection".to_owned(),
+            "grpc.reflection.v1alpha.ServerReflection".to_owned(),
+        ];
+        all.sort();
+        all
+    };
+    let mut listed = reflected_services(&resolver).await;
+    listed.sort();
+    assert_eq!(listed, served("govlink.v1.Resolver"));
+    let mut listed = reflected_services(&adapter).await;
+    listed.sort();
+    assert_eq!(listed, served("govlink.v1.PublicSecurityAdapter"));
 
     let first = publish_household_at(&adapter, "h-1", 1).await;
     assert_eq!(

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{FIRST_BACKOFF, MAX_BACKOFF, Materializer, pause};
 use crate::kafka::PublishError;
+use crate::ops::events::DeadLettered;
 
 /// How long one dead-letter publish may wait for the broker before it is retried.
 const DLQ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -22,16 +23,17 @@ impl Materializer {
     pub(super) async fn dead_letter(
         &self,
         message: &OwnedMessage,
+        kind: &'static str,
         reason: &str,
         shutdown: &CancellationToken,
     ) -> bool {
-        tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
+        self.telemetry.emit(DeadLettered {
+            kind,
             reason,
-            "event sent to the dead-letter topic"
-        );
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        });
         let reason = truncate(reason, MAX_REASON);
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
@@ -42,6 +44,7 @@ impl Materializer {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let mut headers = vec![
+                ("govlink-dlq-kind", kind.as_bytes()),
                 ("govlink-dlq-reason", reason.as_bytes()),
                 ("govlink-dlq-topic", message.topic().as_bytes()),
                 ("govlink-dlq-partition", partition.as_bytes()),

@@ -35,6 +35,9 @@ use crate::proto::{Op, Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey, stored, subjects_of, validate_event};
 use timings::Stage;
 
+use crate::ops::events::{BatchMaterialized, RedisFailed};
+use crate::ops::metrics::{Metrics, Telemetry};
+
 /// The first wait before retrying a failed store or dead-letter write; doubles up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -90,6 +93,8 @@ pub struct Materializer {
     ready: watch::Sender<bool>,
     /// Time spent per stage.
     timings: Arc<Timings>,
+    /// Where batches, dead letters and store failures are counted.
+    telemetry: Telemetry,
 }
 
 /// Why the materializer stopped with an error.
@@ -129,7 +134,13 @@ impl Materializer {
             changes: broadcast::channel(CHANGES_BUFFER).0,
             ready: watch::Sender::new(false),
             timings: Arc::default(),
+            telemetry: Metrics::new(),
         }
+    }
+
+    /// The same materializer, counting in `telemetry`.
+    pub fn with_telemetry(self, telemetry: Telemetry) -> Materializer {
+        Materializer { telemetry, ..self }
     }
 
     /// Where this materializer's time goes, stage by stage, from now until it stops.
@@ -286,9 +297,9 @@ impl Materializer {
                     writes.push(write);
                     origins.push(message);
                 }
-                Err(reason) => {
+                Err((kind, reason)) => {
                     rejected += 1;
-                    if !self.dead_letter(message, &reason, shutdown).await {
+                    if !self.dead_letter(message, kind, &reason, shutdown).await {
                         return Ok(Some(Ended::Shutdown));
                     }
                 }
@@ -316,7 +327,7 @@ impl Materializer {
                 offset,
             })
             .collect();
-        let recorded = retry("recording positions", shutdown, || {
+        let recorded = retry("recording positions", &self.telemetry, shutdown, || {
             self.store.advance_positions(generation, &positions)
         })
         .await;
@@ -344,12 +355,13 @@ impl Materializer {
         self.positions.record(generation, &positions);
         self.announce(&writes, &origins, &applied);
         self.timings.batch_done(batch.len());
-        tracing::debug!(
-            events = batch.len(),
-            applied = applied.iter().filter(|a| **a).count(),
+        let applied = applied.iter().filter(|a| **a).count();
+        self.telemetry.emit(BatchMaterialized {
+            events: batch.len(),
+            applied,
+            stale: writes.len() - applied,
             rejected,
-            "batch materialized"
-        );
+        });
         Ok(None)
     }
 
@@ -365,7 +377,7 @@ impl Materializer {
     ) -> Option<Vec<bool>> {
         // Both steps in one attempt: after a failure in step two, redoing step one is a
         // replay the store recognises.
-        let whole = retry("store write", shutdown, || async {
+        let whole = retry("store write", &self.telemetry, shutdown, || async {
             let written = self.store.write_entries(writes).await?;
             self.store.write_subject_copies(writes, &written).await?;
             Ok(written)
@@ -377,11 +389,18 @@ impl Materializer {
         let mut flags = Vec::with_capacity(writes.len());
         for (write, origin) in writes.iter().zip(origins) {
             let one = std::slice::from_ref(write);
-            match retry("store write", shutdown, || self.store.apply(one)).await {
+            match retry("store write", &self.telemetry, shutdown, || {
+                self.store.apply(one)
+            })
+            .await
+            {
                 Ok(outcome) => flags.push(outcome?.applied == 1),
                 Err(e) => {
                     let reason = format!("the store refused the record: {e}");
-                    if !self.dead_letter(origin, &reason, shutdown).await {
+                    if !self
+                        .dead_letter(origin, "store_refused", &reason, shutdown)
+                        .await
+                    {
                         return None;
                     }
                     flags.push(false);
@@ -418,26 +437,36 @@ impl Materializer {
     }
 
     /// Turns a message into a store write (its event in stored form), or says why it
-    /// cannot be one.
-    fn decode<'m>(&self, message: &'m OwnedMessage) -> Result<RecordWrite<'m>, String> {
+    /// cannot be one: the kind of problem (a dead-letter reason kind) and in words.
+    fn decode<'m>(
+        &self,
+        message: &'m OwnedMessage,
+    ) -> Result<RecordWrite<'m>, (&'static str, String)> {
         let agency = self
             .topics
             .agency_of(message.topic())
-            .ok_or("not a record topic")?;
-        let payload = message.payload().ok_or("empty message")?;
-        let event = RecordEvent::decode(payload).map_err(|e| format!("not a RecordEvent: {e}"))?;
-        let record_type: RecordType =
-            validate_event(&event, agency).map_err(|v| format!("invalid event: {v}"))?;
+            .ok_or(("not_a_record_topic", "not a record topic".to_owned()))?;
+        let payload = message
+            .payload()
+            .ok_or(("empty", "empty message".to_owned()))?;
+        let undecodable =
+            |e: &dyn std::fmt::Display| ("undecodable", format!("not a RecordEvent: {e}"));
+        let event = RecordEvent::decode(payload).map_err(|e| undecodable(&e))?;
+        let record_type: RecordType = validate_event(&event, agency)
+            .map_err(|v| ("invalid", format!("invalid event: {v}")))?;
         let key = RecordKey::new(record_type, &event.record_id);
         if message.key() != Some(key.as_str().as_bytes()) {
-            return Err("message key is not the record key".into());
+            return Err((
+                "key_mismatch",
+                "message key is not the record key".to_owned(),
+            ));
         }
         // validate_event guarantees a payload for an upsert and none for a deletion.
         let change = match &event.payload {
             Some(p) => Change::Upsert {
                 subjects: subjects_of(p),
                 event: stored::compact(payload)
-                    .map_err(|e| format!("not a RecordEvent: {e}"))?
+                    .map_err(|e| undecodable(&e))?
                     .into(),
             },
             None => Change::Delete,
@@ -467,6 +496,7 @@ async fn commit_final(consumer: Arc<StreamConsumer>) {
 /// are transient. `Ok(None)` if shutdown came first.
 async fn retry<T, F>(
     what: &str,
+    telemetry: &Metrics,
     shutdown: &CancellationToken,
     mut attempt: impl FnMut() -> F,
 ) -> Result<Option<T>, StoreError>
@@ -478,7 +508,11 @@ where
         match attempt().await {
             Ok(value) => return Ok(Some(value)),
             Err(e) if e.is_transient() && !matches!(e, StoreError::GenerationChanged) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed");
+                tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "{what} failed");
+                telemetry.emit(RedisFailed {
+                    component: "materializer",
+                    error: &e,
+                });
                 if !pause(backoff, shutdown).await {
                     return Ok(None);
                 }

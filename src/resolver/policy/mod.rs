@@ -265,6 +265,17 @@ impl Policy {
         &self.grants
     }
 
+    /// `purpose` as a metric label: itself when a grant names it, else `other` (a label
+    /// must not take whatever a caller sends).
+    pub fn purpose_label(&self, purpose: &str) -> String {
+        let known = self.by_purpose.keys().any(|p| p.as_str() == purpose);
+        if known {
+            purpose.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
     /// Decides what `requester` may see for `purpose`.
     ///
     /// A grant for the requester's exact service wins over the agency's `*` grant, so

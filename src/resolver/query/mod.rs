@@ -161,6 +161,12 @@ impl Queries {
         }
     }
 
+    /// `purpose` as a metric label: itself when the policy grants it to anyone, else
+    /// `other`.
+    pub fn purpose_label(&self, purpose: &str) -> String {
+        self.policy.purpose_label(purpose)
+    }
+
     /// `GetPersonProfile`.
     pub async fn person_profile(
         &self,

@@ -1,0 +1,50 @@
+//! The admin HTTP server of a process: bound at build time (so tests learn its port),
+//! fed by what the roles put in `Parts`.
+
+use super::*;
+use crate::ops::admin::AdminServer;
+use crate::ops::sample::Sources;
+
+/// What a process is, as the status page names it.
+fn role_name(role: Role) -> String {
+    match role {
+        Role::Adapter(agency) => format!("adapter {}", crate::records::agency_slug(agency)),
+        Role::Resolver => "resolver".into(),
+        Role::Cases => "cases".into(),
+        Role::Dev => "dev".into(),
+    }
+}
+
+/// The admin server of a process of `role`, unless `admin_addr` turns it off.
+pub(super) async fn bind(
+    settings: &Settings,
+    role: Role,
+    parts: &Parts,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    store: Option<&Store>,
+) -> Result<Option<AdminServer>, AppError> {
+    let Some(addr) = settings
+        .admin_addr()
+        .map_err(|e| AppError::Config(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    // Redis is checked where the role uses it.
+    let uses_redis = !matches!(role, Role::Adapter(_));
+    let sources = Sources {
+        telemetry: parts.telemetry.clone(),
+        bootstrap: kafka.bootstrap.clone(),
+        topics: kafka.topics.all(),
+        record_topics: kafka.topics.all_records(),
+        publisher: publisher.clone(),
+        store: store.cloned(),
+        materialized: parts.readiness.as_ref().map(|(_, ready)| ready.clone()),
+        redis: settings.redis.clone().filter(|_| uses_redis),
+        cases: parts.case_store.clone(),
+    };
+    let server = AdminServer::bind(addr, role_name(role), sources)
+        .await
+        .map_err(|e| AppError::Config(format!("admin_addr {addr}: {e}")))?;
+    Ok(Some(server))
+}

@@ -1,0 +1,384 @@
+//! What the admin server shows, sampled every few seconds: the metrics as exposed, the
+//! topics' end offsets, the readiness checks, and the gauges that are counted rather than
+//! observed (producer window, materializer lag, open cases and steps). Rates are the
+//! difference between the last two samples.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{AgencyLabel, KindLabel, Telemetry, TopicPartition};
+use crate::cases::store::CaseStore;
+use crate::kafka::{Publisher, client_config};
+use crate::ops::events::kind_name;
+use crate::proto::{CaseKind, CaseState, StepState};
+use crate::records::agency_slug;
+use crate::resolver::store::{Store, StoreState};
+
+/// How often a sample is taken.
+pub const EVERY: Duration = Duration::from_secs(5);
+/// Case gauges read every case view: only every this many samples.
+const CASES_EVERY: u64 = 6;
+/// How long one readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The series of one exposition, by name and labels as exposed (`name{a="b"}`).
+#[derive(Debug, Clone, Default)]
+pub struct Series(HashMap<String, f64>);
+
+impl Series {
+    /// Parses the Prometheus text exposition.
+    pub fn parse(text: &str) -> Series {
+        let values = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Series(values)
+    }
+
+    /// The sum of every series of `name` whose labels contain each of `labels`
+    /// (`key="value"`).
+    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(series, _)| {
+                let (n, rest) = series.split_once('{').unwrap_or((series.as_str(), ""));
+                n == name && labels.iter().all(|l| rest.contains(l))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Every value the label `key` takes in series of `name`.
+    pub fn label_values(&self, name: &str, key: &str) -> Vec<String> {
+        let prefix = format!("{key}=\"");
+        let mut values: Vec<String> = self
+            .0
+            .keys()
+            .filter(|s| s.starts_with(&format!("{name}{{")))
+            .filter_map(|s| {
+                let start = s.find(&prefix)? + prefix.len();
+                Some(s[start..].split('"').next()?.to_owned())
+            })
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+}
+
+/// One sample.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Instant,
+    pub series: Series,
+    /// Topic → messages in it (the sum of its partitions' end offsets).
+    pub ends: BTreeMap<String, i64>,
+    /// Record topic → events not yet materialized.
+    pub lag: BTreeMap<String, i64>,
+    /// Each readiness check: its name and `Err` with what is wrong.
+    pub checks: Vec<(&'static str, Result<(), String>)>,
+}
+
+impl Sample {
+    /// Whether every check passed.
+    pub fn ready(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+/// The last two samples.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    pub latest: Option<Sample>,
+    pub previous: Option<Sample>,
+}
+
+impl Samples {
+    /// Per second, how fast `value` grew between the last two samples (0 with fewer).
+    pub fn rate(&self, value: impl Fn(&Sample) -> f64) -> f64 {
+        match (&self.previous, &self.latest) {
+            (Some(a), Some(b)) if b.at > a.at => {
+                ((value(b) - value(a)) / (b.at - a.at).as_secs_f64()).max(0.0)
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Where the samples come from: what a process has of the broker, the stores and its
+/// materializer.
+#[derive(Clone)]
+pub struct Sources {
+    pub telemetry: Telemetry,
+    pub bootstrap: String,
+    /// Every topic the process needs.
+    pub topics: Vec<String>,
+    /// The record topics among them.
+    pub record_topics: Vec<String>,
+    pub publisher: Publisher,
+    /// The record store (roles with a materializer).
+    pub store: Option<Store>,
+    /// Whether the record store is caught up, as the materializer sees it.
+    pub materialized: Option<watch::Receiver<bool>>,
+    /// The Redis URL, when the process uses Redis.
+    pub redis: Option<String>,
+    /// The case store (roles with a case engine).
+    pub cases: Option<CaseStore>,
+}
+
+/// The shared latest samples.
+pub type Shared = Arc<RwLock<Samples>>;
+
+impl Sources {
+    /// Samples every [`EVERY`] into `shared` until `stop`.
+    pub async fn run(self, shared: Shared, stop: CancellationToken) -> Result<(), String> {
+        let mut tick = 0u64;
+        loop {
+            let sample = self.sample(tick.is_multiple_of(CASES_EVERY)).await;
+            {
+                let mut samples = shared.write().unwrap_or_else(|e| e.into_inner());
+                samples.previous = samples.latest.replace(sample);
+            }
+            tick += 1;
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    }
+
+    /// Takes one sample; with `cases`, recounts the case gauges too.
+    pub async fn sample(&self, cases: bool) -> Sample {
+        let t = &self.telemetry;
+        t.producer_in_flight.set(self.publisher.in_flight() as i64);
+        t.producer_queue_depth.set(self.publisher.queued() as i64);
+        let watermarks = self.watermarks().await;
+        let mut ends = BTreeMap::<String, i64>::new();
+        for ((topic, _), end) in watermarks.iter().flatten() {
+            *ends.entry(topic.clone()).or_default() += end;
+        }
+        let lag = self.lag(&watermarks).await;
+        if cases {
+            self.count_cases().await;
+        }
+        let checks = self.checks(watermarks.is_ok()).await;
+        Sample {
+            at: Instant::now(),
+            series: Series::parse(&t.encode()),
+            ends,
+            lag,
+            checks,
+        }
+    }
+
+    /// Every partition's end offset of every topic; `Err` when the broker cannot be
+    /// reached or a topic is missing.
+    async fn watermarks(&self) -> Result<BTreeMap<(String, i32), i64>, String> {
+        let (bootstrap, topics) = (self.bootstrap.clone(), self.topics.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = client_config(&bootstrap, "govlink-admin")
+                .create()
+                .map_err(|e| e.to_string())?;
+            let metadata = consumer
+                .fetch_metadata(None, CHECK_TIMEOUT)
+                .map_err(|e| format!("broker unreachable: {e}"))?;
+            let mut ends = BTreeMap::new();
+            for name in &topics {
+                let topic = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == name && !t.partitions().is_empty())
+                    .ok_or_else(|| format!("topic {name} is missing"))?;
+                for p in topic.partitions() {
+                    let (_, high) = consumer
+                        .fetch_watermarks(name, p.id(), CHECK_TIMEOUT)
+                        .map_err(|e| format!("{name}/{}: {e}", p.id()))?;
+                    ends.insert((name.clone(), p.id()), high);
+                }
+            }
+            Ok(ends)
+        });
+        read.await.map_err(|e| e.to_string())?
+    }
+
+    /// Events not yet materialized per record topic (and as gauges per partition).
+    async fn lag(
+        &self,
+        watermarks: &Result<BTreeMap<(String, i32), i64>, String>,
+    ) -> BTreeMap<String, i64> {
+        let (Some(store), Ok(watermarks)) = (&self.store, watermarks) else {
+            return BTreeMap::new();
+        };
+        let Ok(Some(meta)) = store.meta().await else {
+            return BTreeMap::new();
+        };
+        let mut lag = BTreeMap::new();
+        for ((topic, partition), end) in watermarks {
+            let field = crate::resolver::store::position_field(topic, *partition);
+            if !self.is_record_topic(topic) {
+                continue;
+            }
+            let reached = meta.positions.get(&field).copied().unwrap_or(-1);
+            // A broker may report an end short of the last event: never below zero.
+            let behind = (end - 1 - reached).max(0);
+            self.telemetry
+                .materializer_lag
+                .get_or_create(&TopicPartition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                })
+                .set(behind);
+            *lag.entry(topic.clone()).or_default() += behind;
+        }
+        lag
+    }
+
+    fn is_record_topic(&self, topic: &str) -> bool {
+        self.record_topics.iter().any(|t| t == topic)
+    }
+
+    /// Open cases by kind, open and overdue steps by agency.
+    async fn count_cases(&self) {
+        let Some(cases) = &self.cases else { return };
+        let Ok(ids) = cases.open_cases().await else {
+            return;
+        };
+        let (mut open, mut steps, mut overdue) = (
+            BTreeMap::<&'static str, i64>::new(),
+            BTreeMap::<&'static str, i64>::new(),
+            BTreeMap::<&'static str, i64>::new(),
+        );
+        for id in ids {
+            let Ok(stored) = cases.load(&id).await else {
+                continue;
+            };
+            let Some(case) = stored.case else { continue };
+            if matches!(case.state(), CaseState::Completed | CaseState::Cancelled) {
+                continue;
+            }
+            *open.entry(kind_name(case.kind())).or_default() += 1;
+            for s in &case.steps {
+                if matches!(s.state(), StepState::Open | StepState::Rejected) {
+                    let agency = agency_slug(s.agency());
+                    *steps.entry(agency).or_default() += 1;
+                    if s.overdue {
+                        *overdue.entry(agency).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let t = &self.telemetry;
+        for kind in [
+            CaseKind::PropertyTransfer,
+            CaseKind::SocialSecurityTransfer,
+            CaseKind::ProvidentFundTransfer,
+            CaseKind::HouseholdMove,
+        ] {
+            let kind = kind_name(kind);
+            let n = open.get(kind).copied().unwrap_or(0);
+            t.cases_open.get_or_create(&KindLabel { kind }).set(n);
+        }
+        for agency in crate::records::AGENCIES.map(agency_slug) {
+            let label = AgencyLabel { agency };
+            let (n, late) = (
+                steps.get(agency).copied().unwrap_or(0),
+                overdue.get(agency).copied().unwrap_or(0),
+            );
+            t.steps_open.get_or_create(&label).set(n);
+            t.steps_overdue.get_or_create(&label).set(late);
+        }
+    }
+
+    /// The readiness checks: the broker and the topics (from the watermark read), Redis,
+    /// and the record store caught up and not being rebuilt.
+    pub async fn checks(&self, broker_ok: bool) -> Vec<(&'static str, Result<(), String>)> {
+        let mut checks = Vec::new();
+        let broker = if broker_ok {
+            Ok(())
+        } else {
+            self.watermarks().await.map(|_| ())
+        };
+        checks.push(("broker and topics", broker));
+        if let Some(url) = &self.redis {
+            checks.push(("redis", ping(url).await));
+        }
+        if let Some(ready) = &self.materialized {
+            let caught_up = if *ready.borrow() {
+                Ok(())
+            } else {
+                let state = match &self.store {
+                    Some(store) => match store.meta().await {
+                        Ok(Some(meta)) if meta.state != StoreState::Ready => {
+                            let (total, done) = meta.progress();
+                            format!("rebuilding: {done} of {total} events materialized")
+                        }
+                        _ => "not caught up with the topics yet".to_owned(),
+                    },
+                    None => "not caught up with the topics yet".to_owned(),
+                };
+                Err(state)
+            };
+            checks.push(("record store caught up", caught_up));
+        }
+        checks
+    }
+}
+
+/// Whether Redis at `url` answers a PING within [`CHECK_TIMEOUT`].
+async fn ping(url: &str) -> Result<(), String> {
+    let attempt = async {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_summed_over_matching_labels() {
+        let text = "# HELP x\n# TYPE govlink_publishes counter\n\
+            govlink_publishes_total{agency=\"housing\",outcome=\"ok\"} 3\n\
+            govlink_publishes_total{agency=\"housing\",outcome=\"unavailable\"} 1\n\
+            govlink_publishes_total{agency=\"public-security\",outcome=\"ok\"} 5\n\
+            govlink_producer_in_flight 7\n";
+        let s = Series::parse(text);
+        assert_eq!(s.sum("govlink_publishes_total", &[]), 9.0);
+        assert_eq!(s.sum("govlink_publishes_total", &["outcome=\"ok\""]), 8.0);
+        assert_eq!(
+            s.sum(
+                "govlink_publishes_total",
+                &["agency=\"housing\"", "outcome=\"ok\""]
+            ),
+            3.0
+        );
+        assert_eq!(s.sum("govlink_producer_in_flight", &[]), 7.0);
+        assert_eq!(
+            s.label_values("govlink_publishes_total", "agency"),
+            ["housing", "public-security"]
+        );
+    }
+}

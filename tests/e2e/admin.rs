@@ -1,0 +1,272 @@
+//! The admin HTTP server on the real broker and Redis: metrics that move as publishes,
+//! lookups, dead letters and cases happen (read from the exposition, as Prometheus
+//! would), liveness, and readiness that follows Redis going away and coming back.
+
+use std::time::Duration;
+
+use govlink::proto::{self, Agency, CaseParams, case_params};
+use govlink::resolver::policy::Requester;
+use govlink::resolver::query::AsRequester;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::faults::RedisServer;
+use crate::helpers::*;
+
+/// The app's metrics once `done` says they show what the test waits for.
+async fn metrics_when(app: &TestApp, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let admin = app.admin.expect("the app serves admin http");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, text) = http_get(admin, "/metrics").await;
+        assert_eq!(code, 200);
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the metrics never showed {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_move_with_publishes_lookups_dead_letters_and_cases() {
+    let app = spawn_app().await;
+    let (code, body) = http_get(app.admin.unwrap(), "/healthz").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let before = metrics_when(&app, "every family", |t| t.contains("# EOF")).await;
+    // The families whose series are known in advance are there before anything happened.
+    let known = [
+        "govlink_publishes_total",
+        "govlink_publish_duration_seconds",
+        "govlink_producer_queue_depth",
+        "govlink_producer_in_flight",
+        "govlink_records_applied_total",
+        "govlink_audit_writes_total",
+        "govlink_cases_total",
+        "govlink_case_duration_seconds",
+        "govlink_cases_open",
+        "govlink_case_steps_open",
+        "govlink_case_steps_overdue",
+    ];
+    for name in known {
+        assert!(govlink::ops::metrics::NAMES.contains(&name), "{name}");
+        let family = name.trim_end_matches("_total");
+        assert!(
+            before.contains(&format!("# TYPE {family} ")),
+            "{name} is not exposed:\n{before}"
+        );
+    }
+
+    // Three records acknowledged, one refused for a field.
+    let mut last = None;
+    for version in 1..=3 {
+        let ack = app
+            .police()
+            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                meta: meta("m-1", version),
+                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        last = Some(position(&ack));
+    }
+    app.police()
+        .publish_identity(proto::PublishIdentityRequest {
+            meta: meta("m-2", 1),
+            record: Some(proto::Identity {
+                person_id: "123".into(),
+                ..identity(&alice())
+            }),
+        })
+        .await
+        .unwrap_err();
+    // Two lookups allowed (waiting for the last publish), one denied.
+    let window = |requester| {
+        proto::resolver_client::ResolverClient::with_interceptor(
+            app.channel.clone(),
+            AsRequester::new(&Requester::parse(requester).unwrap(), None),
+        )
+    };
+    for _ in 0..2 {
+        window("housing/transfer-window")
+            .get_person_profile(proto::GetPersonProfileRequest {
+                person_id: alice(),
+                purpose: "property-transfer".into(),
+                case_id: String::new(),
+                min_positions: last.clone().into_iter().collect(),
+            })
+            .await
+            .unwrap();
+    }
+    window("housing/unknown-desk")
+        .get_person_profile(proto::GetPersonProfileRequest {
+            person_id: alice(),
+            purpose: "property-transfer".into(),
+            case_id: String::new(),
+            min_positions: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    // An event nobody can read, straight onto the record topic.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&app.topics.records(Agency::Housing))
+                .key("housing/property_title/x")
+                .payload(&[0xff, 0xff][..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let text = metrics_when(&app, "the dead letter", |t| {
+        metric(t, r#"govlink_dead_letters_total{reason="undecodable"}"#) == 1.0
+    })
+    .await;
+    let m = |series: &str| metric(&text, series);
+    assert_eq!(
+        m(r#"govlink_publishes_total{agency="public-security",outcome="ok"}"#),
+        3.0
+    );
+    assert_eq!(
+        m(r#"govlink_publishes_total{agency="public-security",outcome="invalid_argument"}"#),
+        1.0
+    );
+    assert_eq!(
+        m(r#"govlink_publish_duration_seconds_count{agency="public-security"}"#),
+        4.0
+    );
+    assert_eq!(
+        m(
+            r#"govlink_lookups_total{method="GetPersonProfile",purpose="property-transfer",decision="allowed"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        m(
+            r#"govlink_lookups_total{method="GetPersonProfile",purpose="property-transfer",decision="denied"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(r#"govlink_lookup_duration_seconds_count{method="GetPersonProfile"}"#),
+        3.0
+    );
+    // Version 3 was applied; 1 and 2 may have been applied or found older.
+    let applied = m(r#"govlink_records_applied_total{outcome="applied"}"#);
+    let stale = m(r#"govlink_records_applied_total{outcome="stale"}"#);
+    assert!(
+        applied >= 1.0 && applied + stale == 3.0,
+        "{applied} + {stale}"
+    );
+    assert_eq!(m(r#"govlink_audit_writes_total{outcome="written"}"#), 3.0);
+    assert_eq!(m(r#"govlink_audit_writes_total{outcome="failed"}"#), 0.0);
+    assert!(!text.contains(&alice()), "no resident ID in any label");
+
+    // A household move opened and completed by the records.
+    let mut cases = proto::cases_client::CasesClient::with_interceptor(
+        app.channel.clone(),
+        AsRequester::new(
+            &Requester::parse("public-security/move-window").unwrap(),
+            None,
+        ),
+    );
+    cases
+        .open_case(proto::OpenCaseRequest {
+            request_id: "metrics-move".into(),
+            purpose: "household-move".into(),
+            params: Some(CaseParams {
+                kind: Some(case_params::Kind::HouseholdMove(
+                    proto::HouseholdMoveParams {
+                        person_id: bea(),
+                        to_region_code: "310104".into(),
+                    },
+                )),
+            }),
+        })
+        .await
+        .unwrap();
+    metrics_when(&app, "the case opened", |t| {
+        metric(
+            t,
+            r#"govlink_cases_total{kind="household-move",change="opened"}"#,
+        ) == 1.0
+    })
+    .await;
+    app.police()
+        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+            meta: meta("bea-move", 1),
+            record: Some(proto::HouseholdRegistration {
+                region_code: "310104".into(),
+                property_unit_number: String::new(),
+                ..household(&bea(), proto::HouseholdStatus::Registered)
+            }),
+        })
+        .await
+        .unwrap();
+    let text = metrics_when(&app, "the case completed", |t| {
+        metric(
+            t,
+            r#"govlink_cases_total{kind="household-move",change="completed"}"#,
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"govlink_case_duration_seconds_count{kind="household-move"}"#
+        ),
+        1.0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_redis_going_away_and_coming_back() {
+    let mut redis = RedisServer::start().await;
+    let settings = govlink::config::Settings {
+        redis: Some(redis.url()),
+        ..test_settings()
+    };
+    let app = spawn_app_with(settings, govlink::app::Role::Resolver).await;
+    let admin = app.admin.unwrap();
+    let ready_within = async |want: u16| -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, body) = http_get(admin, "/readyz").await;
+            if code == want {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "readyz never answered {want}; last {code}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let body = ready_within(200).await;
+    for check in [
+        "ok broker and topics",
+        "ok redis",
+        "ok record store caught up",
+    ] {
+        assert!(body.contains(check), "{body}");
+    }
+
+    redis.kill();
+    let body = ready_within(503).await;
+    assert!(body.contains("not ready: redis: "), "{body}");
+    // Alive all the same: a supervisor must not restart it for Redis being away.
+    assert_eq!(http_get(admin, "/healthz").await.0, 200);
+
+    redis.restart().await;
+    let body = ready_within(200).await;
+    assert!(body.contains("ok redis"), "{body}");
+    app.stop().await;
+}
