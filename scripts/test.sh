@@ -14,6 +14,8 @@
 #      Redis  a throwaway redis-server on a free loopback port (no persistence).
 #    and exports GOVLINK_TEST_KAFKA=127.0.0.1:PORT, GOVLINK_TEST_REDIS=redis://127.0.0.1:PORT/
 #    and GOVLINK_TEST_TANSU_BIN (the broker binary, for tests that stop and restart one).
+#      Chromium  Debian's chromium for the status page test (GOVLINK_TEST_CHROMIUM), installed
+#             with apt-get when missing.
 # 3. Runs the tests: `cargo test --doc` (when no ARGS are given; nextest does not run doc
 #    tests), then `cargo nextest run --no-fail-fast ARGS...`, or `cargo test ARGS...` without
 #    nextest; then (without ARGS) `govlink bench all --quick` on the same broker and Redis,
@@ -208,6 +210,23 @@ start_redis() {
     GOVLINK_TEST_REDIS=redis://127.0.0.1:$port/
 }
 
+# ---------------------------------------------------------------- browser
+# The status page is tested in a real headless browser: Debian's chromium, installed with
+# apt-get when missing (as root, or through sudo without a password).
+ensure_chromium() {
+    GOVLINK_TEST_CHROMIUM=${GOVLINK_TEST_CHROMIUM:-$(command -v chromium || true)}
+    [[ -n $GOVLINK_TEST_CHROMIUM ]] && return
+    local sudo=
+    if ((EUID != 0)); then
+        sudo -n true 2>/dev/null || die "chromium is missing and cannot be installed without root: apt-get install chromium"
+        sudo="sudo -n"
+    fi
+    log "installing chromium (Debian package) for the status page test"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    GOVLINK_TEST_CHROMIUM=$(command -v chromium) || die "chromium is not on PATH after apt-get install"
+}
+
 # ---------------------------------------------------------------- main
 only_services=${GOVLINK_TEST_ONLY_SERVICES:-0}
 [[ $only_services == 0 ]] && only_services=
@@ -242,7 +261,8 @@ else
     log "no redis-server on PATH; using the Redis at $GOVLINK_TEST_REDIS"
 fi
 
-export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS GOVLINK_TEST_TANSU_BIN
+[[ -n $only_services ]] || ensure_chromium
+export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS GOVLINK_TEST_TANSU_BIN GOVLINK_TEST_CHROMIUM
 log "GOVLINK_TEST_KAFKA=$GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS"
 
 if [[ -n $only_services ]]; then

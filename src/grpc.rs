@@ -64,8 +64,30 @@ pub async fn serve(
         conn
     });
     Server::builder()
+        .trace_fn(rpc_span)
         .serve_with_incoming_shutdown(service, incoming, shutdown)
         .await
+}
+
+/// The span every call runs in: the service and method, the agency (the adapter's, or
+/// the requester's) and the requester (`agency/service`) when the call names one. Never
+/// anything about the persons a call is about.
+fn rpc_span(request: &HttpRequest<()>) -> tracing::Span {
+    let path = request.uri().path().trim_start_matches('/');
+    let (service, method) = path.split_once('/').unwrap_or((path, ""));
+    let requester = request
+        .headers()
+        .get(crate::resolver::query::REQUESTER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let agency = match service {
+        "govlink.v1.SocialSecurityAdapter" => "social-security",
+        "govlink.v1.PublicSecurityAdapter" => "public-security",
+        "govlink.v1.HousingAdapter" => "housing",
+        "govlink.v1.ProvidentFundAdapter" => "provident-fund",
+        _ => requester.split('/').next().unwrap_or(""),
+    };
+    tracing::info_span!("rpc", service, method, agency, requester)
 }
 
 /// Wraps every request body in a [`LimitedBody`]. The check sits on the body rather than

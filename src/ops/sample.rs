@@ -54,8 +54,8 @@ impl Series {
                 let (n, rest) = series.split_once('{').unwrap_or((series.as_str(), ""));
                 n == name && labels.iter().all(|l| rest.contains(l))
             })
-            .map(|(_, v)| v)
-            .sum()
+            // From 0, not from the -0 an empty f64 sum gives.
+            .fold(0.0, |sum, (_, v)| sum + v)
     }
 
     /// Every value the label `key` takes in series of `name`.

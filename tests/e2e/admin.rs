@@ -270,3 +270,110 @@ async fn readiness_follows_redis_going_away_and_coming_back() {
     assert!(body.contains("ok redis"), "{body}");
     app.stop().await;
 }
+
+/// The page as a real browser renders it (Debian's Chromium, headless; scripts/test.sh
+/// installs it when missing).
+async fn rendered(url: &str) -> String {
+    let profile = std::env::temp_dir().join(unique("chromium"));
+    let mut chromium = std::process::Command::new(
+        std::env::var("GOVLINK_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into()),
+    );
+    chromium
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url]);
+    let output = tokio::task::spawn_blocking(move || chromium.output())
+        .await
+        .unwrap()
+        .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The page as rendered once everything in `shown` is in it.
+async fn page_showing(url: &str, shown: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let page = rendered(url).await;
+        if shown.iter().all(|s| page.contains(s)) {
+            return page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the status page never showed {shown:?}:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_status_page_shows_live_figures_in_a_browser() {
+    let app = spawn_app().await;
+    let url = format!("http://{}/", app.admin.unwrap());
+    let publish = async |from: u64, to: u64| {
+        let mut last = None;
+        for version in from..=to {
+            let ack = app
+                .police()
+                .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+                    meta: meta("page-1", version),
+                    record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            last = Some(position(&ack));
+        }
+        proto::resolver_client::ResolverClient::with_interceptor(
+            app.channel.clone(),
+            AsRequester::new(&Requester::parse("housing/transfer-window").unwrap(), None),
+        )
+        .get_person_profile(proto::GetPersonProfileRequest {
+            person_id: alice(),
+            purpose: "property-transfer".into(),
+            case_id: String::new(),
+            min_positions: last.into_iter().collect(),
+        })
+        .await
+        .unwrap();
+    };
+    publish(1, 2).await;
+    let topic = format!(
+        "id=\"messages-{}\">",
+        app.topics.records(Agency::PublicSecurity)
+    );
+    let page = page_showing(
+        &url,
+        &[
+            "id=\"published-public-security\">2<",
+            "id=\"ready\" class=\"ok\">ready<",
+            "id=\"lookups-total\">1<",
+            "id=\"lookups-allowed\">1<",
+            &topic,
+            "id=\"dead-letters-total\">0<",
+            "id=\"cases-open-household-move\">0<",
+            "http-equiv=\"refresh\"",
+        ],
+    )
+    .await;
+    assert!(!page.contains(&alice()), "no resident ID on the page");
+
+    // More happens: the next samples show it, without anybody reloading by hand.
+    publish(3, 5).await;
+    page_showing(
+        &url,
+        &[
+            "id=\"published-public-security\">5<",
+            "id=\"lookups-total\">2<",
+        ],
+    )
+    .await;
+    app.stop().await;
+}
