@@ -45,6 +45,8 @@ impl Env {
         std::fs::write(&policy_file, POLICY)?;
         let mut settings = settings.clone();
         settings.grpc_addr = ([127, 0, 0, 1], 0).into();
+        // A port of its own is not needed, and the default one may be taken.
+        settings.admin_addr = String::new();
         settings.topic_prefix = format!("bench-{id}.");
         settings.redis_prefix = format!("govlink-bench:{id}:");
         settings.consumer_group = format!("govlink-bench-{id}");

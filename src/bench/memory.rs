@@ -147,6 +147,7 @@ fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> any
         )
         .env("GOVLINK_PARTITIONS", s.partitions.to_string())
         .env("GOVLINK_GRPC_ADDR", "127.0.0.1:0")
+        .env("GOVLINK_ADMIN_ADDR", "")
         .env("GOVLINK_INSECURE_REQUESTER_HEADER", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -94,6 +94,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.grpc_addr = ([127, 0, 0, 1], 0).into();
+    // A port of its own is not needed, and the default one may be taken.
+    settings.admin_addr = String::new();
     // The demo plays the windows, the portal and the agencies' systems itself, naming
     // them in a header.
     settings.insecure_requester_header = true;
