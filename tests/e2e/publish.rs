@@ -462,6 +462,7 @@ async fn a_deadline_shorter_than_the_broker_round_trip_answers_deadline_exceeded
         kafka: Some(cluster.bootstrap_servers()),
         redis: None,
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        admin_addr: "127.0.0.1:0".into(),
         topic_prefix: format!("{prefix}."),
         partitions: 1,
         replication_factor: 1,

@@ -284,6 +284,7 @@ async fn restart_mid_publish(
         kafka: Some(bootstrap.to_owned()),
         redis: None,
         grpc_addr: ([127, 0, 0, 1], 0).into(),
+        admin_addr: "127.0.0.1:0".into(),
         topic_prefix: format!("{id}."),
         partitions: 3,
         replication_factor: 1,

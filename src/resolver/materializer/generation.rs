@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{FIRST_BACKOFF, MAX_BACKOFF, Materializer, MaterializerError, pause};
 use crate::proto::Position;
-use crate::resolver::store::{StoreError, StoreState};
+use crate::resolver::store::{Store, StoreError, StoreState};
 
 /// How long one metadata or watermark request may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,7 +82,12 @@ impl Materializer {
                     .replace_generation(seen.as_deref(), &generation, &self.config.source)
                     .await?
                 {
-                    tracing::warn!(generation, reason, "starting a rebuild of the record store");
+                    // An in-memory store (dev, demo) starts empty every time: that is no news.
+                    if matches!(self.store, Store::Memory(_)) {
+                        tracing::info!(generation, reason, "building the in-memory record store");
+                    } else {
+                        tracing::warn!(generation, reason, "starting a rebuild of the record store");
+                    }
                 }
                 Ok(None)
             }
