@@ -219,10 +219,10 @@ fn every_role_runs_once_with_what_it_needs_on_the_ports_the_code_listens_on() {
                 .redis
                 .as_deref()
                 .unwrap_or_else(|| panic!("{whose}: {role:?} needs GOVLINK_REDIS"));
-            let host = redis
-                .trim_start_matches("redis://")
-                .split(['/', '@'])
-                .find(|part| part.contains(':'))
+            // redis://[user:password@]host:port/db
+            let authority = redis.trim_start_matches("redis://").split('/').next();
+            let host = authority
+                .and_then(|a| a.rsplit('@').next())
                 .unwrap_or_default();
             assert_eq!(
                 host, "redis:6379",
