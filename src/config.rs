@@ -27,6 +27,9 @@ pub struct Settings {
     /// Address the admin HTTP server listens on (`/metrics`, `/healthz`, `/readyz`, the
     /// status page at `/`); empty turns it off.
     pub admin_addr: String,
+    /// `/readyz` says not ready while the record store is more than this many events
+    /// behind the record topics.
+    pub ready_max_lag_events: u64,
     /// Prepended to every topic name, to share a broker between deployments.
     pub topic_prefix: String,
     /// Prepended to every Redis key, to share a Redis between deployments.
@@ -94,6 +97,7 @@ impl Default for Settings {
             redis: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_addr: DEFAULT_ADMIN_ADDR.into(),
+            ready_max_lag_events: 10_000,
             topic_prefix: String::new(),
             redis_prefix: "govlink:".into(),
             partitions: 6,

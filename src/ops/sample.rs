@@ -134,7 +134,15 @@ pub struct Sources {
     pub redis: Option<String>,
     /// The case store (roles with a case engine).
     pub cases: Option<CaseStore>,
+    /// The most events the record store may be behind the topics and be ready.
+    pub max_lag: i64,
 }
+
+/// Every partition's end offset, by topic and partition; or why they could not be read.
+pub type Watermarks = Result<BTreeMap<(String, i32), i64>, String>;
+
+/// Events not yet materialized per record topic; or why that cannot be told.
+pub type Lag = Result<BTreeMap<String, i64>, String>;
 
 /// The shared latest samples.
 pub type Shared = Arc<RwLock<Samples>>;
@@ -171,19 +179,19 @@ impl Sources {
         if cases {
             self.count_cases().await;
         }
-        let checks = self.checks(watermarks.is_ok()).await;
+        let checks = self.checks(Some((&watermarks, &lag))).await;
         Sample {
             at: Instant::now(),
             series: Series::parse(&t.encode()),
             ends,
-            lag,
+            lag: lag.unwrap_or_default(),
             checks,
         }
     }
 
     /// Every partition's end offset of every topic; `Err` when the broker cannot be
     /// reached or a topic is missing.
-    async fn watermarks(&self) -> Result<BTreeMap<(String, i32), i64>, String> {
+    async fn watermarks(&self) -> Watermarks {
         let (bootstrap, topics) = (self.bootstrap.clone(), self.topics.clone());
         let read = tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = client_config(&bootstrap, "govlink-admin")
@@ -212,15 +220,14 @@ impl Sources {
     }
 
     /// Events not yet materialized per record topic (and as gauges per partition).
-    async fn lag(
-        &self,
-        watermarks: &Result<BTreeMap<(String, i32), i64>, String>,
-    ) -> BTreeMap<String, i64> {
+    async fn lag(&self, watermarks: &Watermarks) -> Lag {
         let (Some(store), Ok(watermarks)) = (&self.store, watermarks) else {
-            return BTreeMap::new();
+            return Ok(BTreeMap::new());
         };
-        let Ok(Some(meta)) = store.meta().await else {
-            return BTreeMap::new();
+        let meta = match store.meta().await {
+            Ok(Some(meta)) => meta,
+            Ok(None) => return Err("the store has no generation marker".into()),
+            Err(e) => return Err(format!("the store's positions cannot be read: {e}")),
         };
         let mut lag = BTreeMap::new();
         for ((topic, partition), end) in watermarks {
@@ -240,7 +247,7 @@ impl Sources {
                 .set(behind);
             *lag.entry(topic.clone()).or_default() += behind;
         }
-        lag
+        Ok(lag)
     }
 
     fn is_record_topic(&self, topic: &str) -> bool {
@@ -299,22 +306,42 @@ impl Sources {
         }
     }
 
-    /// The readiness checks: the broker and the topics (from the watermark read), Redis,
-    /// and the record store caught up and not being rebuilt.
-    pub async fn checks(&self, broker_ok: bool) -> Vec<(&'static str, Result<(), String>)> {
-        let mut checks = Vec::new();
-        let broker = if broker_ok {
-            Ok(())
-        } else {
-            self.watermarks().await.map(|_| ())
+    /// The readiness checks: the broker and the topics, Redis, and the record store
+    /// caught up (not being rebuilt, at most `ready_max_lag_events` behind the topics).
+    /// `read` is a sample's watermarks and lag, when it has them; else they are read now.
+    pub async fn checks(
+        &self,
+        read: Option<(&Watermarks, &Lag)>,
+    ) -> Vec<(&'static str, Result<(), String>)> {
+        let fresh;
+        let (watermarks, lag) = match read {
+            Some(read) => read,
+            None => {
+                let watermarks = self.watermarks().await;
+                let lag = self.lag(&watermarks).await;
+                fresh = (watermarks, lag);
+                (&fresh.0, &fresh.1)
+            }
         };
-        checks.push(("broker and topics", broker));
+        let mut checks = Vec::new();
+        checks.push((
+            "broker and topics",
+            watermarks.as_ref().map(|_| ()).map_err(Clone::clone),
+        ));
         if let Some(url) = &self.redis {
             checks.push(("redis", ping(url).await));
         }
         if let Some(ready) = &self.materialized {
             let caught_up = if *ready.borrow() {
-                Ok(())
+                match lag {
+                    Ok(lag) if lag.values().sum::<i64>() <= self.max_lag => Ok(()),
+                    Ok(lag) => Err(format!(
+                        "{} events behind the topics (ready_max_lag_events is {})",
+                        lag.values().sum::<i64>(),
+                        self.max_lag
+                    )),
+                    Err(why) => Err(format!("cannot tell how far it is: {why}")),
+                }
             } else {
                 let state = match &self.store {
                     Some(store) => match store.meta().await {

@@ -86,7 +86,11 @@ impl Materializer {
                     if matches!(self.store, Store::Memory(_)) {
                         tracing::info!(generation, reason, "building the in-memory record store");
                     } else {
-                        tracing::warn!(generation, reason, "starting a rebuild of the record store");
+                        tracing::warn!(
+                            generation,
+                            reason,
+                            "starting a rebuild of the record store"
+                        );
                     }
                 }
                 Ok(None)
