@@ -899,6 +899,11 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
         proto::AccountStatus::Sealed,
     )
     .await;
+    // The next step opens (with a task) before Shanghai's account is there to prove it.
+    wait_case(&engine, &id, |c| {
+        step(c, StepKind::FundAccountOpenedAtTarget).state() == StepState::Open
+    })
+    .await;
     publish_account(
         &app,
         &saver,
