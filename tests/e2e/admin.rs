@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use govlink::proto::{self, Agency, CaseParams, case_params};
+use govlink::proto::{self, Agency};
 use govlink::resolver::policy::Requester;
 use govlink::resolver::query::AsRequester;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -178,18 +178,7 @@ async fn metrics_move_with_publishes_lookups_dead_letters_and_cases() {
         ),
     );
     cases
-        .open_case(proto::OpenCaseRequest {
-            request_id: "metrics-move".into(),
-            purpose: "household-move".into(),
-            params: Some(CaseParams {
-                kind: Some(case_params::Kind::HouseholdMove(
-                    proto::HouseholdMoveParams {
-                        person_id: bea(),
-                        to_region_code: "310104".into(),
-                    },
-                )),
-            }),
-        })
+        .open_case(household_move("metrics-move", &bea()))
         .await
         .unwrap();
     metrics_when(&app, "the case opened", |t| {

@@ -643,18 +643,7 @@ async fn a_social_security_transfer_and_a_household_move_finish_online() {
         .unwrap();
     let mut move_window = cases_as(&app, "public-security/move-window");
     let moving = move_window
-        .open_case(proto::OpenCaseRequest {
-            request_id: "mv-1".into(),
-            purpose: "household-move".into(),
-            params: Some(CaseParams {
-                kind: Some(case_params::Kind::HouseholdMove(
-                    proto::HouseholdMoveParams {
-                        person_id: mover.clone(),
-                        to_region_code: SHANGHAI.into(),
-                    },
-                )),
-            }),
-        })
+        .open_case(household_move("mv-1", &mover))
         .await
         .unwrap()
         .into_inner()
@@ -1021,18 +1010,7 @@ async fn the_case_store_is_rebuilt_from_the_case_topic() {
     let mut ids = Vec::new();
     for (i, mover) in [&done_mover, &open_mover].into_iter().enumerate() {
         let case = window
-            .open_case(proto::OpenCaseRequest {
-                request_id: format!("rb-{i}"),
-                purpose: "household-move".into(),
-                params: Some(CaseParams {
-                    kind: Some(case_params::Kind::HouseholdMove(
-                        proto::HouseholdMoveParams {
-                            person_id: mover.clone(),
-                            to_region_code: SHANGHAI.into(),
-                        },
-                    )),
-                }),
-            })
+            .open_case(household_move(&format!("rb-{i}"), mover))
             .await
             .unwrap()
             .into_inner()

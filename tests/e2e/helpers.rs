@@ -577,3 +577,19 @@ pub fn store_write(event: &proto::RecordEvent) -> govlink::resolver::store::Reco
         change,
     }
 }
+
+/// Opening a household move of `person` to Shanghai (Xuhui), as request `request_id`.
+pub fn household_move(request_id: &str, person: &str) -> proto::OpenCaseRequest {
+    proto::OpenCaseRequest {
+        request_id: request_id.into(),
+        purpose: "household-move".into(),
+        params: Some(proto::CaseParams {
+            kind: Some(proto::case_params::Kind::HouseholdMove(
+                proto::HouseholdMoveParams {
+                    person_id: person.into(),
+                    to_region_code: "310104".into(),
+                },
+            )),
+        }),
+    }
+}

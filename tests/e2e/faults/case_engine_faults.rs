@@ -6,10 +6,7 @@
 use govlink::app::Role;
 use govlink::cases::case;
 use govlink::cases::store::CaseStore;
-use govlink::proto::{
-    self, Agency, CaseEvent, CaseParams, CaseState, case_event, case_params,
-    cases_client::CasesClient,
-};
+use govlink::proto::{self, Agency, CaseEvent, CaseState, case_event, cases_client::CasesClient};
 use govlink::resolver::policy::Requester;
 use govlink::resolver::query::AsRequester;
 use prost::Message as _;
@@ -41,18 +38,7 @@ async fn open_moves(cases: &mut Cases, people: &[String]) -> Vec<String> {
     let mut ids = Vec::new();
     for (i, p) in people.iter().enumerate() {
         let case = cases
-            .open_case(proto::OpenCaseRequest {
-                request_id: format!("move-{i}"),
-                purpose: "household-move".into(),
-                params: Some(CaseParams {
-                    kind: Some(case_params::Kind::HouseholdMove(
-                        proto::HouseholdMoveParams {
-                            person_id: p.clone(),
-                            to_region_code: SHANGHAI.into(),
-                        },
-                    )),
-                }),
-            })
+            .open_case(household_move(&format!("move-{i}"), p))
             .await
             .expect("the case opens")
             .into_inner()
