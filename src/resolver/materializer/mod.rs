@@ -12,6 +12,10 @@ mod dead_letter;
 mod generation;
 mod timings;
 
+pub use dead_letter::{
+    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
+    TRUNCATED_FROM_HEADER,
+};
 pub use generation::new_generation;
 pub use timings::{Timings, TimingsSnapshot};
 
@@ -33,6 +37,9 @@ use super::store::{Change, RecordWrite, Store, StoreError, StoreState};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{Op, Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey, stored, subjects_of, validate_event};
+use dead_letter::{
+    EMPTY_MESSAGE, INVALID_EVENT, NOT_A_RECORD_EVENT, NOT_A_RECORD_TOPIC, STORE_REFUSED, WRONG_KEY,
+};
 use timings::Stage;
 
 /// The first wait before retrying a failed store or dead-letter write; doubles up to
@@ -380,7 +387,7 @@ impl Materializer {
             match retry("store write", shutdown, || self.store.apply(one)).await {
                 Ok(outcome) => flags.push(outcome?.applied == 1),
                 Err(e) => {
-                    let reason = format!("the store refused the record: {e}");
+                    let reason = format!("{STORE_REFUSED}: {e}");
                     if !self.dead_letter(origin, &reason, shutdown).await {
                         return None;
                     }
@@ -423,21 +430,22 @@ impl Materializer {
         let agency = self
             .topics
             .agency_of(message.topic())
-            .ok_or("not a record topic")?;
-        let payload = message.payload().ok_or("empty message")?;
-        let event = RecordEvent::decode(payload).map_err(|e| format!("not a RecordEvent: {e}"))?;
+            .ok_or(NOT_A_RECORD_TOPIC)?;
+        let payload = message.payload().ok_or(EMPTY_MESSAGE)?;
+        let event =
+            RecordEvent::decode(payload).map_err(|e| format!("{NOT_A_RECORD_EVENT}: {e}"))?;
         let record_type: RecordType =
-            validate_event(&event, agency).map_err(|v| format!("invalid event: {v}"))?;
+            validate_event(&event, agency).map_err(|v| format!("{INVALID_EVENT}: {v}"))?;
         let key = RecordKey::new(record_type, &event.record_id);
         if message.key() != Some(key.as_str().as_bytes()) {
-            return Err("message key is not the record key".into());
+            return Err(WRONG_KEY.into());
         }
         // validate_event guarantees a payload for an upsert and none for a deletion.
         let change = match &event.payload {
             Some(p) => Change::Upsert {
                 subjects: subjects_of(p),
                 event: stored::compact(payload)
-                    .map_err(|e| format!("not a RecordEvent: {e}"))?
+                    .map_err(|e| format!("{NOT_A_RECORD_EVENT}: {e}"))?
                     .into(),
             },
             None => Change::Delete,
