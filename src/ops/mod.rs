@@ -1,7 +1,11 @@
 //! Operating govlink: the admin HTTP server (metrics, health, the status page) and the
 //! telemetry every component reports through.
 
+pub mod decode;
+pub mod dlq;
 pub mod metrics;
+pub mod read;
+pub mod topics;
 
 /// The admin HTTP server's paths.
 pub mod paths {
