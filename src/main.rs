@@ -103,6 +103,136 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Topic tools: list the topics, print their messages decoded, read consumer lag.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Dead-letter tools: list the events the resolver could not use, send them back.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Every govlink topic: partitions, end offsets (sum of high watermarks), cleanup
+    /// policy, retention and min ISR; a missing topic says so.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a topic's messages decoded to JSON (identifiers masked), then stop at its end.
+    Tail {
+        /// A govlink topic, with or without the configured topic prefix.
+        topic: String,
+        /// Every message, from the beginning of each partition.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Otherwise start this many messages before the end of each partition.
+        #[arg(long, default_value_t = 10)]
+        last: i64,
+        /// Only messages with this key (searches the whole topic).
+        #[arg(long)]
+        key: Option<String>,
+        /// Keep printing new messages until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// One compact JSON object per line instead of indented JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show resident ID numbers, names and addresses in clear.
+        #[arg(long)]
+        unmasked: bool,
+    },
+    /// Committed offset, end offset and lag per topic-partition of govlink's consumer
+    /// groups (materializer and access indexer of the store's generation, case engine,
+    /// dead-letter replays), or of the groups given.
+    Lag {
+        /// A consumer group to look at instead (repeatable).
+        #[arg(long)]
+        group: Vec<String>,
+        /// One JSON object per group and line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Every dead letter: reason, original topic/partition/offset, time, whether a replay
+    /// sent it; then the count by reason.
+    List {
+        /// Only letters of this reason: undecodable, invalid, wrong-key,
+        /// not-a-record-topic, store-refused or other.
+        #[arg(long)]
+        reason: Option<govlink::resolver::dead_letter::DeadLetterKind>,
+        /// One JSON object per line (the letter decoded), then a summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the letters no earlier replay sent back to their record topic (original key
+    /// and bytes) and remember how far it got; prints the count by reason.
+    Replay {
+        /// Only letters of this reason (see `dlq list`).
+        #[arg(long)]
+        reason: Option<govlink::resolver::dead_letter::DeadLetterKind>,
+        /// Count what would be sent; send nothing and keep the replay position.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `govlink topics ...`: the logic is in `govlink::ops::topics`.
+async fn topics(settings: &Settings, command: TopicsCommand) -> anyhow::Result<()> {
+    use govlink::ops::topics;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        TopicsCommand::List { json } => {
+            topics::list(settings, json, &mut stdout).await?;
+        }
+        TopicsCommand::Tail {
+            topic,
+            from_beginning,
+            last,
+            key,
+            follow,
+            json,
+            unmasked,
+        } => {
+            let options = topics::TailOptions {
+                topic,
+                from_beginning,
+                last,
+                key,
+                follow,
+                json,
+                unmasked,
+            };
+            topics::tail(settings, &options, &mut stdout).await?;
+        }
+        TopicsCommand::Lag { group, json } => {
+            topics::lag(settings, &group, json, &mut stdout).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `govlink dlq ...`: the logic is in `govlink::ops::dlq`.
+async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
+    use govlink::ops::dlq;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        DlqCommand::List { reason, json } => {
+            dlq::list(settings, reason, json, &mut stdout).await?;
+        }
+        DlqCommand::Replay { reason, dry_run } => {
+            dlq::replay(settings, reason, dry_run, &mut stdout).await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -274,6 +404,8 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Topics { command } => return topics(&settings, command).await,
+        Command::Dlq { command } => return dlq(&settings, command).await,
         Command::Adapter { agency } => Role::Adapter(agency.into()),
         Command::Resolver => Role::Resolver,
         Command::Cases => Role::Cases,

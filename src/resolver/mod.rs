@@ -13,5 +13,12 @@ pub use materializer::{
     AppliedChange, Materializer, MaterializerConfig, MaterializerError, Timings, TimingsSnapshot,
     new_generation,
 };
+/// The dead-letter topic's headers and reason kinds, for the operator tools.
+pub mod dead_letter {
+    pub use super::materializer::{
+        DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
+        TRUNCATED_FROM_HEADER,
+    };
+}
 pub use positions::Positions;
 pub use service::ResolverService;

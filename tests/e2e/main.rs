@@ -20,6 +20,7 @@ mod helpers;
 mod lifecycle;
 mod lookups;
 mod materialize;
+mod ops_tools;
 mod publish;
 mod publish_faults;
 mod rebuild;

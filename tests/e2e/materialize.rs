@@ -351,19 +351,10 @@ async fn unusable_events_go_to_the_dead_letter_topic_and_consumption_goes_on() {
                     .iter()
                     .any(|h| h.key == "govlink-dlq-topic" && h.value == Some(topic.as_bytes()))
             );
-            let kind = headers
-                .iter()
-                .find(|h| h.key == "govlink-dlq-kind")
-                .expect("a reason kind");
-            let text = |v: Option<&[u8]>| String::from_utf8(v.unwrap().to_vec()).unwrap();
-            format!("{}: {}", text(kind.value), text(reason.value))
+            String::from_utf8(reason.value.unwrap().to_vec()).unwrap()
         })
         .collect();
-    assert!(
-        reasons[0].starts_with("undecodable: not a RecordEvent"),
-        "{reasons:?}"
-    );
-    assert!(reasons[1].starts_with("invalid: "), "{reasons:?}");
+    assert!(reasons[0].contains("not a RecordEvent"), "{reasons:?}");
     assert!(reasons[1].contains("payload.person_id"), "{reasons:?}");
     assert_eq!(
         dead[0].payload(),

@@ -12,6 +12,10 @@ mod dead_letter;
 mod generation;
 mod timings;
 
+pub use dead_letter::{
+    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
+    TRUNCATED_FROM_HEADER,
+};
 pub use generation::new_generation;
 pub use timings::{Timings, TimingsSnapshot};
 
@@ -33,6 +37,9 @@ use super::store::{Change, RecordWrite, Store, StoreError, StoreState};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{Op, Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey, stored, subjects_of, validate_event};
+use dead_letter::{
+    EMPTY_MESSAGE, INVALID_EVENT, NOT_A_RECORD_EVENT, NOT_A_RECORD_TOPIC, STORE_REFUSED, WRONG_KEY,
+};
 use timings::Stage;
 
 use crate::ops::events::{BatchMaterialized, RedisFailed};
@@ -297,9 +304,9 @@ impl Materializer {
                     writes.push(write);
                     origins.push(message);
                 }
-                Err((kind, reason)) => {
+                Err(reason) => {
                     rejected += 1;
-                    if !self.dead_letter(message, kind, &reason, shutdown).await {
+                    if !self.dead_letter(message, &reason, shutdown).await {
                         return Ok(Some(Ended::Shutdown));
                     }
                 }
@@ -396,11 +403,8 @@ impl Materializer {
             {
                 Ok(outcome) => flags.push(outcome?.applied == 1),
                 Err(e) => {
-                    let reason = format!("the store refused the record: {e}");
-                    if !self
-                        .dead_letter(origin, "store_refused", &reason, shutdown)
-                        .await
-                    {
+                    let reason = format!("{STORE_REFUSED}: {e}");
+                    if !self.dead_letter(origin, &reason, shutdown).await {
                         return None;
                     }
                     flags.push(false);
@@ -438,35 +442,26 @@ impl Materializer {
 
     /// Turns a message into a store write (its event in stored form), or says why it
     /// cannot be one: the kind of problem (a dead-letter reason kind) and in words.
-    fn decode<'m>(
-        &self,
-        message: &'m OwnedMessage,
-    ) -> Result<RecordWrite<'m>, (&'static str, String)> {
+    fn decode<'m>(&self, message: &'m OwnedMessage) -> Result<RecordWrite<'m>, String> {
         let agency = self
             .topics
             .agency_of(message.topic())
-            .ok_or(("not_a_record_topic", "not a record topic".to_owned()))?;
-        let payload = message
-            .payload()
-            .ok_or(("empty", "empty message".to_owned()))?;
-        let undecodable =
-            |e: &dyn std::fmt::Display| ("undecodable", format!("not a RecordEvent: {e}"));
-        let event = RecordEvent::decode(payload).map_err(|e| undecodable(&e))?;
-        let record_type: RecordType = validate_event(&event, agency)
-            .map_err(|v| ("invalid", format!("invalid event: {v}")))?;
+            .ok_or(NOT_A_RECORD_TOPIC)?;
+        let payload = message.payload().ok_or(EMPTY_MESSAGE)?;
+        let event =
+            RecordEvent::decode(payload).map_err(|e| format!("{NOT_A_RECORD_EVENT}: {e}"))?;
+        let record_type: RecordType =
+            validate_event(&event, agency).map_err(|v| format!("{INVALID_EVENT}: {v}"))?;
         let key = RecordKey::new(record_type, &event.record_id);
         if message.key() != Some(key.as_str().as_bytes()) {
-            return Err((
-                "key_mismatch",
-                "message key is not the record key".to_owned(),
-            ));
+            return Err(WRONG_KEY.into());
         }
         // validate_event guarantees a payload for an upsert and none for a deletion.
         let change = match &event.payload {
             Some(p) => Change::Upsert {
                 subjects: subjects_of(p),
                 event: stored::compact(payload)
-                    .map_err(|e| undecodable(&e))?
+                    .map_err(|e| format!("{NOT_A_RECORD_EVENT}: {e}"))?
                     .into(),
             },
             None => Change::Delete,
