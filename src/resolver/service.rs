@@ -11,7 +11,7 @@ use super::query::{Caller, Queries, QueryError, caller_of};
 use super::store::{Store, StoreError, StoredRecord};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
-use crate::ops::events::LookupAnswered;
+use crate::ops::events::{LookupAnswered, RedisFailed};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
@@ -48,6 +48,20 @@ impl ResolverService {
             queries,
             max_wait,
             telemetry,
+        }
+    }
+
+    /// The answer to a read the store failed; a Redis failure is counted.
+    fn store_unavailable(&self, e: StoreError) -> Status {
+        match e {
+            StoreError::NotReady(why) => Status::unavailable(format!("{why}; retry later")),
+            e => {
+                self.telemetry.emit(RedisFailed {
+                    component: "resolver",
+                    error: &e,
+                });
+                Status::unavailable("the record store is unavailable; retry later")
+            }
         }
     }
 
@@ -120,7 +134,11 @@ impl Resolver for ResolverService {
         let r = request.into_inner();
         let key = RecordKey::parse(&r.record_key).map_err(|e| invalid_field("record_key", e))?;
         self.wait_for(&r.min_positions, deadline).await?;
-        let stored = self.store.get(&key).await.map_err(store_unavailable)?;
+        let stored = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| self.store_unavailable(e))?;
         let Some(stored) = stored else {
             return Err(Status::not_found(
                 "no such record (never published, or deleted)",
@@ -164,7 +182,7 @@ impl Resolver for ResolverService {
             .store
             .subject_records(&key)
             .await
-            .map_err(store_unavailable)?;
+            .map_err(|e| self.store_unavailable(e))?;
         let records = stored.iter().map(decode).collect::<Result<_, _>>()?;
         Ok(Response::new(ListSubjectRecordsResponse { records }))
     }
@@ -231,14 +249,4 @@ fn decode(stored: &StoredRecord) -> Result<RecordEvent, Status> {
         tracing::error!(error = %e, key = %stored.key, "stored record does not decode");
         Status::internal("internal error")
     })
-}
-
-fn store_unavailable(e: StoreError) -> Status {
-    match e {
-        StoreError::NotReady(why) => Status::unavailable(format!("{why}; retry later")),
-        e => {
-            tracing::warn!(error = %e, "store unavailable");
-            Status::unavailable("the record store is unavailable; retry later")
-        }
-    }
 }
