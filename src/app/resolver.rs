@@ -1,0 +1,185 @@
+//! The resolver's part of a process: the record store, the materializer, read-your-writes
+//! positions, the lookups with their policy and audit trail, and (with a case store) the
+//! record bridge and, in `dev`, the case engine.
+
+use super::*;
+
+/// The resolver: its store, materializer, read-your-writes view and lookups.
+pub(super) async fn resolver(
+    parts: &mut Parts,
+    settings: &Settings,
+    role: Role,
+    kafka: &Kafka,
+    publisher: &Publisher,
+) -> Result<Store, AppError> {
+    let store = match (&settings.redis, role) {
+        (Some(url), _) => {
+            tracing::info!(redis = redact_url(url), "using redis");
+            Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?)
+        }
+        (None, Role::Dev) => Store::Memory(MemoryStore::new()),
+        (None, _) => {
+            return Err(AppError::Config(
+                "no Redis configured: set --redis or GOVLINK_REDIS".into(),
+            ));
+        }
+    };
+    let positions = Positions::new(store.clone(), kafka.partitions.clone());
+    let materializer = Materializer::new(
+        materializer_config(settings, kafka),
+        store.clone(),
+        kafka.topics.clone(),
+        publisher.clone(),
+        positions.clone(),
+    )
+    .with_telemetry(parts.telemetry.clone());
+    parts.readiness = Some((
+        <ResolverServer<ResolverService> as NamedService>::NAME,
+        materializer.readiness(),
+    ));
+    let (changes, ready) = (materializer.subscribe(), materializer.readiness());
+    parts.supervise("materializer", move |stop| async move {
+        materializer.run(stop).await.map_err(|e| e.to_string())
+    });
+    let poller = positions.clone();
+    parts.supervise("position poller", move |stop| async move {
+        poller.poll(stop).await;
+        Ok(())
+    });
+    let (queries, policy, audit) =
+        queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
+    let case_store = match &settings.redis {
+        Some(url) => Some(cases::connect(url, settings).await?),
+        // Without Redis, `dev` (and `demo`) keep their cases in memory, like their records.
+        None if role == Role::Dev => Some(CaseStore::Memory(MemoryCaseStore::new())),
+        None => None,
+    };
+    parts.case_store.clone_from(&case_store);
+    if let Some(case_store) = case_store {
+        cases::bridge(parts, kafka, publisher, case_store.clone(), changes, ready);
+        if role == Role::Dev {
+            let inputs = cases::CaseInputs {
+                records: store.clone(),
+                policy,
+                audit,
+            };
+            cases::engine_and_services(parts, settings, kafka, publisher, case_store, inputs)?;
+        }
+    }
+    let service = ResolverService::new(
+        queries,
+        store.clone(),
+        positions,
+        settings.request_timeout(),
+        parts.telemetry.clone(),
+    );
+    if settings.insecure_requester_header {
+        tracing::warn!(
+            header = REQUESTER_HEADER,
+            "lookups take their requester from a metadata header, unchecked: anyone who can \
+             reach this port can claim any agency (dev, demo and tests only)"
+        );
+    }
+    let source = requester_source(settings);
+    serve!(
+        parts,
+        ResolverServer::with_interceptor(service, move |request| source.identify(request))
+    );
+    Ok(store)
+}
+
+/// The cross-agency lookups: the policy, the audit trail (its writer and checkpoints)
+/// and the per-person access index materialized from it.
+async fn queries(
+    parts: &mut Parts,
+    settings: &Settings,
+    role: Role,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    store: &Store,
+    positions: &Positions,
+) -> Result<(Queries, std::sync::Arc<Policy>, AuditLog), AppError> {
+    let policy = load_policy(settings, role)?;
+    let audit = AuditLog::start(publisher.clone(), &kafka.topics, "resolver")
+        .await
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+        .with_telemetry(parts.telemetry.clone());
+    let checkpoints = audit.clone();
+    let interval = settings.audit_checkpoint_interval();
+    parts.supervise("audit checkpoints", move |stop| {
+        checkpoints.run_checkpoints(interval, stop)
+    });
+    let index = match &settings.redis {
+        Some(url) => AccessIndex::redis(url, &settings.redis_prefix)
+            .await
+            .map_err(|e| AppError::Config(format!("access index: {e}")))?,
+        None => AccessIndex::memory(),
+    };
+    let indexer = AccessIndexer::new(
+        &kafka.bootstrap,
+        &settings.consumer_group,
+        &kafka.topics,
+        index.clone(),
+        store.clone(),
+        settings.access_retention(),
+    );
+    parts.supervise("access indexer", move |stop| indexer.run(stop));
+    let policy = std::sync::Arc::new(policy);
+    let queries = Queries::new(
+        store.clone(),
+        positions.clone(),
+        policy.clone(),
+        audit.clone(),
+        index,
+        settings.purchase_rules.clone(),
+        settings.access_retention(),
+    );
+    Ok((queries, policy, audit))
+}
+
+/// Where callers' identities come from (see `RequesterSource`).
+pub(super) fn requester_source(settings: &Settings) -> RequesterSource {
+    if settings.insecure_requester_header {
+        RequesterSource::InsecureHeader
+    } else {
+        RequesterSource::None
+    }
+}
+
+/// The access policy: the configured file, or in `dev` the example one.
+pub(super) fn load_policy(settings: &Settings, role: Role) -> Result<Policy, AppError> {
+    Ok(match (&settings.policy, role) {
+        (Some(path), _) => {
+            Policy::load(std::path::Path::new(path)).map_err(|e| match e.line() {
+                Some(_) => AppError::Config(format!("policy {path}: {e}")),
+                None => AppError::Config(e.to_string()),
+            })?
+        }
+        (None, Role::Dev) => {
+            tracing::info!("using the example access policy (deploy/policy.toml)");
+            Policy::parse(EXAMPLE_POLICY)
+                .map_err(|e| AppError::Config(format!("built-in policy: {e}")))?
+        }
+        (None, _) => {
+            return Err(AppError::Config(
+                "no access policy configured: set policy (GOVLINK_POLICY or --policy) to a \
+                 policy file such as deploy/policy.toml"
+                    .into(),
+            ));
+        }
+    })
+}
+
+/// The example policy `dev` and `demo` use when none is configured.
+const EXAMPLE_POLICY: &str = include_str!("../../deploy/policy.toml");
+
+/// How this deployment's materializers consume.
+pub(crate) fn materializer_config(settings: &Settings, kafka: &Kafka) -> MaterializerConfig {
+    MaterializerConfig {
+        bootstrap: kafka.bootstrap.clone(),
+        group_id: settings.consumer_group.clone(),
+        source: format!("{}|{}", settings.topic_prefix, settings.consumer_group),
+        batch_size: settings.materializer_batch,
+        linger: Duration::from_millis(settings.materializer_linger_ms),
+    }
+}
