@@ -22,7 +22,7 @@ use super::plan::WorkingDays;
 use super::store::{CaseStore, CaseStoreError, StoredCase};
 use crate::domain::CivilDate;
 use crate::kafka::{PublishError, Publisher, Topics, at_least_once_consumer};
-use crate::ops::events::{CaseChange, CaseChanged};
+use crate::ops::events::{CaseChange, CaseChanged, RedisFailed};
 use crate::ops::metrics::{Metrics, Telemetry};
 use crate::proto::{self, Case, CaseCommand, CaseEvent, RecordEvent, case_event};
 use crate::resolver::store::{Store, StoreError, SubjectRead};
@@ -174,7 +174,20 @@ impl Engine {
             match self.apply(command).await {
                 Ok(()) => return true,
                 Err(e) => {
-                    tracing::warn!(error = %e, case_id = command.case_id, "command not applied yet; retrying")
+                    // Redis failing is counted (and logged) as such; the rest is logged here.
+                    let redis = match &e {
+                        EngineError::Cases(CaseStoreError::Redis(_)) => true,
+                        EngineError::Records(store) => !matches!(store, StoreError::NotReady(_)),
+                        _ => false,
+                    };
+                    if redis {
+                        self.telemetry.emit(RedisFailed {
+                            component: "cases",
+                            error: &e,
+                        });
+                    } else {
+                        tracing::warn!(error = %e, case_id = command.case_id, "command not applied yet; retrying");
+                    }
                 }
             }
             tokio::select! {
