@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::records::{self, BEIJING, SHANGHAI};
 use super::timeline::Timeline;
-use super::{Demo, expect};
+use super::{Cases, Demo, expect};
 use crate::domain::ResidentId;
 use crate::proto::{
     self, CaseParams, InsuranceType, SocialSecurityTransferParams, StepKind, case_event::Body,
@@ -29,6 +29,31 @@ const PAPER_WORKING_DAYS: u32 = 15;
 pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let mut demo = Demo::connect(endpoint, out).await?;
     let worker = records::person("11010519850704003");
+    introduce(&mut demo, &worker).await?;
+    let (case, asked, mut cases, mut timeline) = open(&mut demo, &worker).await?;
+    desks_act(&mut demo, &worker, &mut timeline).await?;
+    demo.step("The case's timeline, from the worker's request:")?;
+    let case = cases
+        .get_case(proto::GetCaseRequest {
+            case_id: case.case_id,
+        })
+        .await?
+        .into_inner();
+    timeline.print(&case, demo.out)?;
+    expect(
+        case.state() == proto::CaseState::Completed,
+        "the transfer case should be completed",
+    )?;
+    let took = asked.elapsed().as_secs_f64();
+    demo.line(&format!(
+        "Done: the account moved in {took:.1}s of the demo's time, where paper allowed \
+         {PAPER_WORKING_DAYS} working days; each agency acted once, from its own system, and \
+         every case action is in the audit trail."
+    ))
+}
+
+/// Names the worker and the move; Beijing's enrollment is there already.
+async fn introduce(demo: &mut Demo<'_>, worker: &str) -> anyhow::Result<()> {
     writeln!(
         demo.out,
         "govlink demo: a pension account moves from Beijing to Shanghai"
@@ -37,13 +62,13 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
         demo.out,
         "  worker {}; from {BEIJING} (Chaoyang, Beijing) to {SHANGHAI} (Xuhui, Shanghai); \
          on paper, {PAPER_WORKING_DAYS} working days",
-        ResidentId::parse(&worker)?.masked()
+        ResidentId::parse(worker)?.masked()
     )?;
 
     demo.step("Beijing's social-security system has published the worker's enrollment:")?;
     let ack = demo
         .social
-        .publish_enrollment(records::pension_in(&worker, BEIJING))
+        .publish_enrollment(records::pension_in(worker, BEIJING))
         .await?
         .into_inner();
     demo.say(
@@ -51,7 +76,15 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
         "pension enrollment in Beijing, active",
         &ack,
     )?;
+    Ok(())
+}
 
+/// Shanghai's window opens the transfer; the case, when it was asked for, the window's
+/// client and the case's timeline.
+async fn open(
+    demo: &mut Demo<'_>,
+    worker: &str,
+) -> anyhow::Result<(proto::Case, Instant, Cases, Timeline)> {
     demo.step("The worker asks Shanghai's social-security window to bring the account over:")?;
     let request = proto::OpenCaseRequest {
         request_id: "demo-pension-1".into(),
@@ -59,7 +92,7 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
         params: Some(CaseParams {
             kind: Some(case_params::Kind::SocialSecurityTransfer(
                 SocialSecurityTransferParams {
-                    person_id: worker.clone(),
+                    person_id: worker.to_owned(),
                     insurance_type: InsuranceType::Pension as i32,
                     from_region_code: BEIJING.into(),
                     to_region_code: SHANGHAI.into(),
@@ -68,15 +101,24 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
         }),
     };
     let (case, asked, mut cases) = demo.open_case(WINDOW, request).await?;
-    let mut timeline = Timeline::follow(&mut cases, &case.case_id, asked).await?;
+    let timeline = Timeline::follow(&mut cases, &case.case_id, asked).await?;
+    Ok((case, asked, cases, timeline))
+}
 
+/// Each region's desk takes its task from its stream and acts: Beijing issues the
+/// certificate, Shanghai enrolls the worker and carries the contributions over.
+async fn desks_act(
+    demo: &mut Demo<'_>,
+    worker: &str,
+    timeline: &mut Timeline,
+) -> anyhow::Result<()> {
     demo.step("Beijing's transfer desk gets the task and issues the transfer-out certificate:")?;
     demo.receive_task(BEIJING_SYSTEM, "transfer_out_certificate_issued")
         .await?;
     let acted = Instant::now();
     let ack = demo
         .social
-        .publish_transfer_out_certificate(records::transfer_out(&worker))
+        .publish_transfer_out_certificate(records::transfer_out(worker))
         .await?
         .into_inner();
     demo.say("social security", "the transfer-out certificate", &ack)?;
@@ -95,7 +137,7 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
     let acted = Instant::now();
     let ack = demo
         .social
-        .publish_enrollment(records::pension_in(&worker, SHANGHAI))
+        .publish_enrollment(records::pension_in(worker, SHANGHAI))
         .await?
         .into_inner();
     demo.say(
@@ -130,23 +172,5 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
     timeline
         .until("its completion", |b| matches!(b, Body::Completed(_)))
         .await?;
-
-    demo.step("The case's timeline, from the worker's request:")?;
-    let case = cases
-        .get_case(proto::GetCaseRequest {
-            case_id: case.case_id,
-        })
-        .await?
-        .into_inner();
-    timeline.print(&case, demo.out)?;
-    expect(
-        case.state() == proto::CaseState::Completed,
-        "the transfer case should be completed",
-    )?;
-    let took = asked.elapsed().as_secs_f64();
-    demo.line(&format!(
-        "Done: the account moved in {took:.1}s of the demo's time, where paper allowed \
-         {PAPER_WORKING_DAYS} working days; each agency acted once, from its own system, and \
-         every case action is in the audit trail."
-    ))
+    Ok(())
 }

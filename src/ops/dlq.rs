@@ -253,16 +253,7 @@ pub async fn replay(
         if !kinds.contains(&letter.kind) || letters.replayed(letter.kind, &message) {
             continue;
         }
-        let original = letter
-            .topic
-            .as_deref()
-            .filter(|t| topics.agency_of(t).is_some());
-        let original = match (original, letter.truncated_from) {
-            (_, Some(_)) => Err(NotReplayable::Truncated),
-            (None, None) => Err(NotReplayable::NoRecordTopic),
-            (Some(topic), None) => Ok(topic),
-        };
-        let topic = match original {
+        let topic = match destination(&letter, &topics) {
             Ok(topic) => topic,
             Err(why) => {
                 *report.not_replayable.entry(why).or_default() += 1;
@@ -296,27 +287,50 @@ pub async fn replay(
     }
     acknowledged(&mut pending, &report).await?;
     if !dry_run {
-        let positions = reader.positions();
-        for &kind in &kinds {
-            let group = replay_group(&settings.consumer_group, kind);
-            read::commit(
-                &letters.bootstrap,
-                &group,
-                &letters.topic,
-                positions.clone(),
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "the letters were sent but the replay position of {group} was not \
-                         committed: the next replay sends them again (harmless, the store \
-                         keeps the highest version)"
-                )
-            })?;
-        }
+        commit_positions(settings, &letters, &kinds, reader.positions()).await?;
     }
     print_replay(&report, out)?;
     Ok(report)
+}
+
+/// The record topic a letter goes back to, or why it cannot go back.
+fn destination<'l>(letter: &'l DeadLetter, topics: &Topics) -> Result<&'l str, NotReplayable> {
+    let original = letter
+        .topic
+        .as_deref()
+        .filter(|t| topics.agency_of(t).is_some());
+    match (original, letter.truncated_from) {
+        (_, Some(_)) => Err(NotReplayable::Truncated),
+        (None, None) => Err(NotReplayable::NoRecordTopic),
+        (Some(topic), None) => Ok(topic),
+    }
+}
+
+/// Commits how far the replay read, for each of the `kinds` it replayed.
+async fn commit_positions(
+    settings: &Settings,
+    letters: &Letters,
+    kinds: &[DeadLetterKind],
+    positions: BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    for &kind in kinds {
+        let group = replay_group(&settings.consumer_group, kind);
+        read::commit(
+            &letters.bootstrap,
+            &group,
+            &letters.topic,
+            positions.clone(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "the letters were sent but the replay position of {group} was not \
+                     committed: the next replay sends them again (harmless, the store \
+                     keeps the highest version)"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Waits for every pending replayed event to be acknowledged.
