@@ -9,6 +9,7 @@ mod commands;
 pub mod deadlines;
 pub mod engine;
 pub mod plan;
+mod polled;
 pub mod rebuild;
 pub mod service;
 pub mod store;

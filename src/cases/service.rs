@@ -2,18 +2,17 @@
 //! policy grants the requester the case's purpose, puts the command on the command topic
 //! and answers once the engine applied it (the caller sees its own writes).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
 use sha2::{Digest, Sha256};
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::audit::{self, Action};
 use super::commands::{Commands, applied};
+use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::domain::{DivisionCode, ResidentId, UnitNumber};
@@ -24,8 +23,6 @@ use crate::records::Violations;
 use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
 use crate::resolver::query::caller_of;
 
-/// How often a watch looks for new events.
-const WATCH_POLL: Duration = Duration::from_millis(200);
 /// The most cases `ListCases` looks at, newest first.
 const LIST_SCAN: usize = 10_000;
 
@@ -106,7 +103,38 @@ impl CasesService {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<proto::CaseEvent, Status>> + Send>>;
+type EventStream = Polled<proto::CaseEvent>;
+
+/// A case's events after a sequence number, as they are committed.
+struct History {
+    cases: CaseStore,
+    case_id: String,
+    after: u64,
+}
+
+impl Source for History {
+    type Item = proto::CaseEvent;
+
+    async fn next(&mut self) -> Result<(Vec<proto::CaseEvent>, bool), Status> {
+        let unavailable = |e: super::store::CaseStoreError| {
+            tracing::warn!(error = %e, "case store unavailable");
+            Status::unavailable("the case store is unavailable")
+        };
+        // Whether it is closed first: the history read after it then holds every event
+        // (read the other way round, a case closing in between would lose its last one).
+        let stored = self.cases.load(&self.case_id).await.map_err(unavailable)?;
+        let closed = stored.case.is_some_and(|c| is_closed(&c));
+        let history = self
+            .cases
+            .history(&self.case_id, self.after)
+            .await
+            .map_err(unavailable)?;
+        if let Some(last) = history.last() {
+            self.after = last.sequence;
+        }
+        Ok((history, closed))
+    }
+}
 
 #[tonic::async_trait]
 impl proto::cases_server::Cases for CasesService {
@@ -122,44 +150,12 @@ impl proto::cases_server::Cases for CasesService {
         let case = self
             .readable(&caller.requester, "WatchCase", &r.case_id, until)
             .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let (cases, stop, mut after) = (self.cases.clone(), self.stop.clone(), r.after_sequence);
-        tokio::spawn(async move {
-            loop {
-                let (history, closed) = match (
-                    cases.history(&case.case_id, after).await,
-                    cases.load(&case.case_id).await,
-                ) {
-                    (Ok(history), Ok(stored)) => {
-                        (history, stored.case.is_some_and(|c| is_closed(&c)))
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::warn!(error = %e, "case store unavailable");
-                        let _ = tx
-                            .send(Err(Status::unavailable("the case store is unavailable")))
-                            .await;
-                        return;
-                    }
-                };
-                for event in history {
-                    after = event.sequence;
-                    if tx.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                }
-                if closed {
-                    return;
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tx.closed() => return,
-                    () = sleep(WATCH_POLL) => {}
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let history = History {
+            cases: self.cases.clone(),
+            case_id: case.case_id,
+            after: r.after_sequence,
+        };
+        Ok(Response::new(polled::stream(history, self.stop.clone())))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListCases"))]

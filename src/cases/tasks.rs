@@ -3,16 +3,16 @@
 //! is refused. A stream first sends every task not yet acknowledged, so a system that
 //! reconnects misses none, then each new one as it opens.
 
-use std::pin::Pin;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::Stream;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::audit::{self, Action};
 use super::commands::{self, Commands};
+use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
@@ -22,10 +22,6 @@ use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Requester;
 use crate::resolver::query::caller_of;
 
-/// How often a stream looks for new tasks.
-const POLL: Duration = Duration::from_millis(200);
-/// Tasks a stream may have queued for a slow reader.
-const STREAM_BUFFER: usize = 64;
 /// How long a stream waits for the audit trail to take a task's entry.
 const AUDIT_WAIT: Duration = Duration::from_secs(10);
 
@@ -128,7 +124,46 @@ impl TasksService {
     }
 }
 
-type TaskStream = Pin<Box<dyn Stream<Item = Result<Task, Status>> + Send>>;
+type TaskStream = Polled<Task>;
+
+/// An agency's tasks not yet acknowledged, each sent once per stream and audited before
+/// it is sent.
+struct Pending {
+    cases: CaseStore,
+    trail: AuditLog,
+    requester: Requester,
+    /// The tasks this stream sent already.
+    sent: BTreeSet<String>,
+}
+
+impl Source for Pending {
+    type Item = Task;
+
+    async fn next(&mut self) -> Result<(Vec<Task>, bool), Status> {
+        let tasks = self
+            .cases
+            .tasks(self.requester.agency)
+            .await
+            .map_err(unavailable)?;
+        let mut new = Vec::new();
+        for task in tasks {
+            if self.sent.contains(&task.task_id) {
+                continue;
+            }
+            let action = Action {
+                requester: &self.requester,
+                method: "Tasks.Stream",
+                case_id: &task.case_id,
+                purpose: &task.purpose,
+                params: task.params.as_ref(),
+            };
+            audit::record(&self.trail, &action, None, Instant::now() + AUDIT_WAIT).await?;
+            self.sent.insert(task.task_id.clone());
+            new.push(task);
+        }
+        Ok((new, false))
+    }
+}
 
 #[tonic::async_trait]
 impl proto::tasks_server::Tasks for TasksService {
@@ -140,50 +175,13 @@ impl proto::tasks_server::Tasks for TasksService {
         request: Request<proto::StreamTasksRequest>,
     ) -> Result<Response<TaskStream>, Status> {
         let requester = caller_of(&request)?.requester;
-        let agency = requester.agency;
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-        let (cases, stop, trail) = (self.cases.clone(), self.stop.clone(), self.audit.clone());
-        tokio::spawn(async move {
-            let mut sent = std::collections::BTreeSet::new();
-            loop {
-                let tasks = match cases.tasks(agency).await {
-                    Ok(tasks) => tasks,
-                    Err(e) => {
-                        let _ = tx.send(Err(unavailable(e))).await;
-                        return;
-                    }
-                };
-                for task in tasks {
-                    if sent.contains(&task.task_id) {
-                        continue;
-                    }
-                    let action = Action {
-                        requester: &requester,
-                        method: "Tasks.Stream",
-                        case_id: &task.case_id,
-                        purpose: &task.purpose,
-                        params: task.params.as_ref(),
-                    };
-                    let until = Instant::now() + AUDIT_WAIT;
-                    if let Err(status) = audit::record(&trail, &action, None, until).await {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    sent.insert(task.task_id.clone());
-                    if tx.send(Ok(task)).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tx.closed() => return,
-                    () = sleep(POLL) => {}
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let pending = Pending {
+            cases: self.cases.clone(),
+            trail: self.audit.clone(),
+            requester,
+            sent: BTreeSet::new(),
+        };
+        Ok(Response::new(polled::stream(pending, self.stop.clone())))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Tasks.Ack"))]
