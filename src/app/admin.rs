@@ -42,7 +42,7 @@ pub(super) async fn bind(
     };
     let sources = Sources {
         telemetry: parts.telemetry.clone(),
-        bootstrap: kafka.bootstrap.clone(),
+        broker: std::sync::Arc::new(crate::ops::sample::broker_client(&kafka.bootstrap)?),
         topics: kafka.topics.all(),
         record_topics: kafka.topics.all_records(),
         publisher: publisher.clone(),

@@ -27,6 +27,11 @@ const CASES_EVERY: u64 = 6;
 /// How long one readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A broker client for the admin server's samples and checks.
+pub fn broker_client(bootstrap: &str) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+    client_config(bootstrap, "govlink-admin").create()
+}
+
 /// The series of one exposition, by name and labels as exposed (`name{a="b"}`).
 #[derive(Debug, Clone, Default)]
 pub struct Series(HashMap<String, f64>);
@@ -120,7 +125,8 @@ impl Samples {
 #[derive(Clone)]
 pub struct Sources {
     pub telemetry: Telemetry,
-    pub bootstrap: String,
+    /// A client of the broker, kept for every sample and check.
+    pub broker: Arc<BaseConsumer>,
     /// Every topic the process needs.
     pub topics: Vec<String>,
     /// The record topics among them.
@@ -192,11 +198,8 @@ impl Sources {
     /// Every partition's end offset of every topic; `Err` when the broker cannot be
     /// reached or a topic is missing.
     async fn watermarks(&self) -> Watermarks {
-        let (bootstrap, topics) = (self.bootstrap.clone(), self.topics.clone());
+        let (consumer, topics) = (Arc::clone(&self.broker), self.topics.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = client_config(&bootstrap, "govlink-admin")
-                .create()
-                .map_err(|e| e.to_string())?;
             let metadata = consumer
                 .fetch_metadata(None, CHECK_TIMEOUT)
                 .map_err(|e| format!("broker unreachable: {e}"))?;
