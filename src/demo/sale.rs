@@ -123,18 +123,29 @@ impl Sale<'_> {
         let what = "the buyer's pension enrollment in Beijing";
         demo.say("social security", what, &ack)?;
 
-        let request = records::sale_contract(
-            &self.seller,
-            &self.buyer,
+        self.publish_contract(
             1,
             proto::SaleContractStatus::Signed,
-        );
-        let ack = demo
+            "the signed sale contract",
+        )
+        .await
+    }
+
+    /// Housing publishes version `version` of the sale contract, with `status`.
+    async fn publish_contract(
+        &mut self,
+        version: u64,
+        status: proto::SaleContractStatus,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let request = records::sale_contract(&self.seller, &self.buyer, version, status);
+        let ack = self
+            .demo
             .housing
             .publish_sale_contract(request)
             .await?
             .into_inner();
-        demo.say("housing", "the signed sale contract", &ack)
+        self.demo.say("housing", what, &ack)
     }
 
     /// The housing bureau's window asks whether the flat may change owner. The first time
@@ -275,20 +286,12 @@ impl Sale<'_> {
     async fn contract_is_filed(&mut self, timeline: &mut Timeline) -> anyhow::Result<()> {
         self.demo.step("Housing files the sale contract:")?;
         let acted = Instant::now();
-        let request = records::sale_contract(
-            &self.seller,
-            &self.buyer,
+        self.publish_contract(
             2,
             proto::SaleContractStatus::Filed,
-        );
-        let ack = self
-            .demo
-            .housing
-            .publish_sale_contract(request)
-            .await?
-            .into_inner();
-        self.demo
-            .say("housing", "the sale contract, now filed", &ack)?;
+            "the sale contract, now filed",
+        )
+        .await?;
         let took = timeline
             .step_done(StepKind::SaleContractFiled, acted)
             .await?;
