@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cases::plan::WorkingDays;
 use crate::resolver::checks::PurchaseRule;
+use crate::tls::{IdentityMapping, TlsFiles};
 
 /// Every setting of govlink. Defaults work for `dev` and `demo`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -75,6 +76,24 @@ pub struct Settings {
     /// Anyone who can reach the port can then claim to be any agency: for `dev`, `demo`
     /// and tests only (they turn it on). Off: lookups need an identity from the transport.
     pub insecure_requester_header: bool,
+    /// The gRPC servers' certificate chain (PEM, leaf first). With `tls_key` and
+    /// `tls_client_ca` set, every gRPC endpoint serves TLS 1.3 only and identifies each
+    /// caller by its client certificate (see docs/security.md); `govlink certs init`
+    /// writes a development set.
+    pub tls_cert: Option<String>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<String>,
+    /// The CAs client certificates must be issued by (PEM bundle).
+    pub tls_client_ca: Option<String>,
+    /// Revoked client certificates: a CRL file (PEM, or one DER) of the CAs of
+    /// `tls_client_ca`. The TLS files are read again on SIGHUP and when they change.
+    pub tls_crl: Option<String>,
+    /// How a client certificate names its requester: `uri` (a URI SAN
+    /// `spiffe://<tls_trust_domain>/agency/<agency>/svc/<service>`) or `subject`
+    /// (O = agency, CN = service).
+    pub tls_identity: String,
+    /// The trust domain of the `uri` identities.
+    pub tls_trust_domain: String,
     /// Local purchase rules `CheckPropertyTransfer` applies to buyers (e.g. 24 months of
     /// social-security contributions in the region within the last 36).
     pub purchase_rules: Vec<PurchaseRule>,
@@ -116,6 +135,12 @@ impl Default for Settings {
             policy: None,
             calendar: None,
             insecure_requester_header: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_crl: None,
+            tls_identity: "uri".into(),
+            tls_trust_domain: crate::tls::certs::DEV_TRUST_DOMAIN.into(),
             purchase_rules: Vec::new(),
             access_retention_days: 3 * 365,
             audit_checkpoint_interval_ms: 5_000,
@@ -141,6 +166,19 @@ fn pairs(name: &str, value: &str) -> Result<toml::Table, ConfigError> {
     }
     Ok(table)
 }
+
+/// The settings that are unset by default and text when set (absent from the defaults'
+/// table, so their environment variables are typed here).
+const OPTIONAL_TEXT: [&str; 8] = [
+    "kafka",
+    "redis",
+    "policy",
+    "calendar",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tls_crl",
+];
 
 /// Where the admin HTTP server listens unless configured otherwise.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9464";
@@ -189,7 +227,7 @@ impl Settings {
                     .map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
                 Some(toml::Value::Table(_)) => toml::Value::Table(pairs(name, value)?),
                 Some(_) => toml::Value::String(value.clone()),
-                None if matches!(field.as_str(), "kafka" | "redis" | "policy" | "calendar") => {
+                None if OPTIONAL_TEXT.contains(&field.as_str()) => {
                     toml::Value::String(value.clone())
                 }
                 None => continue,
@@ -233,6 +271,7 @@ impl Settings {
         }
         self.working_days()?;
         self.admin_addr()?;
+        self.tls()?;
         for (i, rule) in self.purchase_rules.iter().enumerate() {
             rule.validate()
                 .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
@@ -251,6 +290,59 @@ impl Settings {
                 self.admin_addr
             ))
         })
+    }
+
+    /// The TLS files and identity mapping of the gRPC servers; `None` when TLS is off
+    /// (none of `tls_cert`, `tls_key`, `tls_client_ca` set).
+    pub fn tls(&self) -> Result<Option<(TlsFiles, IdentityMapping)>, ConfigError> {
+        let mapping = match self.tls_identity.as_str() {
+            "uri" => {
+                let domain = &self.tls_trust_domain;
+                if domain.is_empty() || domain.contains(['/', ':']) {
+                    return Err(ConfigError::Invalid(format!(
+                        "tls_trust_domain must be a domain name such as gov.example, not {domain:?}"
+                    )));
+                }
+                IdentityMapping::Uri {
+                    trust_domain: domain.clone(),
+                }
+            }
+            "subject" => IdentityMapping::Subject,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "tls_identity must be uri or subject, not {other:?}"
+                )));
+            }
+        };
+        let files = (&self.tls_cert, &self.tls_key, &self.tls_client_ca);
+        match files {
+            (None, None, None) if self.tls_crl.is_none() => Ok(None),
+            (Some(cert), Some(key), Some(client_ca)) => Ok(Some((
+                TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                    client_ca: client_ca.into(),
+                    crl: self.tls_crl.as_ref().map(Into::into),
+                },
+                mapping,
+            ))),
+            _ => Err(ConfigError::Invalid(
+                "TLS needs all of tls_cert, tls_key and tls_client_ca (tls_crl is optional); \
+                 some are set, some are not"
+                    .into(),
+            )),
+        }
+    }
+
+    /// These settings with TLS from a directory written by `govlink certs init`.
+    pub fn with_certs_dir(mut self, dir: &std::path::Path) -> Settings {
+        let dir = crate::tls::certs::CertsDir::new(dir);
+        let text = |p: std::path::PathBuf| Some(p.display().to_string());
+        self.tls_cert = text(dir.server().cert);
+        self.tls_key = text(dir.server().key);
+        self.tls_client_ca = text(dir.ca());
+        self.tls_crl = text(dir.crl());
+        self
     }
 
     /// Working days per step kind: the plans', with `step_working_days` applied.
@@ -310,6 +402,11 @@ impl fmt::Debug for Settings {
             .field("max_batch", &self.max_batch)
             .field("policy", &self.policy)
             .field("insecure_requester_header", &self.insecure_requester_header)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_client_ca", &self.tls_client_ca)
+            .field("tls_crl", &self.tls_crl)
+            .field("tls_identity", &self.tls_identity)
             .finish_non_exhaustive()
     }
 }

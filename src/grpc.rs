@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ use tonic::transport::Server;
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::records::Violations;
+use crate::records::{Violations, agency_slug};
+use crate::tls::{PeerInfo, Refusal, ServerTls};
 
 /// The largest request message a govlink server decodes: tonic's default decoding limit,
 /// which every service keeps. [`serve`] refuses a larger one with `RESOURCE_EXHAUSTED`
@@ -43,43 +45,71 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 
 /// Serves `routes` on `listener` until `shutdown` resolves; then stops accepting and lets
 /// in-flight calls finish. A request message over [`MAX_MESSAGE_BYTES`] gets
-/// `RESOURCE_EXHAUSTED`, in unary and streaming calls alike.
+/// `RESOURCE_EXHAUSTED`, in unary and streaming calls alike. With `tls`, connections are
+/// TLS 1.3 and every call must come with a valid client certificate: the verified
+/// [`Peer`] is in its extensions; without, calls are refused `UNAUTHENTICATED`.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let service = LimitMessages {
         inner: routes.prepare(),
         limit: MAX_MESSAGE_BYTES,
     };
-    // Answers go out at once: with Nagle's algorithm, a reply of several frames waits for
-    // the client's delayed ACK (some 40 ms) before its last frame is sent.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn
-            && let Err(e) = stream.set_nodelay(true)
-        {
-            tracing::debug!(error = %e, "cannot disable Nagle's algorithm on a connection");
+    match tls {
+        Some(tls) => {
+            let server = Server::builder().trace_fn(verified_rpc_span);
+            let incoming = crate::tls::incoming(listener, Arc::clone(&tls));
+            let service = Authenticate {
+                inner: service,
+                tls,
+            };
+            server
+                .serve_with_incoming_shutdown(service, incoming, shutdown)
+                .await
         }
-        conn
-    });
-    Server::builder()
-        .trace_fn(rpc_span)
-        .serve_with_incoming_shutdown(service, incoming, shutdown)
-        .await
+        None => {
+            let server = Server::builder().trace_fn(rpc_span);
+            // Answers go out at once: with Nagle's algorithm, a reply of several frames
+            // waits for the client's delayed ACK (some 40 ms) before its last frame is sent.
+            let incoming = TcpListenerStream::new(listener).map(|conn| {
+                if let Ok(stream) = &conn
+                    && let Err(e) = stream.set_nodelay(true)
+                {
+                    tracing::debug!(error = %e, "cannot disable Nagle's algorithm on a connection");
+                }
+                conn
+            });
+            server
+                .serve_with_incoming_shutdown(service, incoming, shutdown)
+                .await
+        }
+    }
 }
 
 /// The span every call runs in: the service and method, the agency (the adapter's, or
 /// the requester's) and the requester (`agency/service`) when the call names one. Never
-/// anything about the persons a call is about.
+/// anything about the persons a call is about. Without TLS the requester is the one the
+/// insecure header claims.
 fn rpc_span(request: &HttpRequest<()>) -> tracing::Span {
-    let path = request.uri().path().trim_start_matches('/');
-    let (service, method) = path.split_once('/').unwrap_or((path, ""));
     let requester = request
         .headers()
         .get(crate::resolver::query::REQUESTER_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    span(request, requester)
+}
+
+/// The span of a call over TLS: [`Authenticate`] records the verified requester in it.
+fn verified_rpc_span(request: &HttpRequest<()>) -> tracing::Span {
+    span(request, "")
+}
+
+fn span(request: &HttpRequest<()>, requester: &str) -> tracing::Span {
+    let path = request.uri().path().trim_start_matches('/');
+    let (service, method) = path.split_once('/').unwrap_or((path, ""));
     let agency = match service {
         "govlink.v1.SocialSecurityAdapter" => "social-security",
         "govlink.v1.PublicSecurityAdapter" => "public-security",
@@ -90,7 +120,22 @@ fn rpc_span(request: &HttpRequest<()>) -> tracing::Span {
     tracing::info_span!("rpc", service, method, agency, requester)
 }
 
-/// Wraps every request body in a [`LimitedBody`]. The check sits on the body rather than
+/// The method a call is for, `package.Service/Method`, in every request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMethod(pub String);
+
+impl<T> From<&Request<T>> for CallMethod {
+    fn from(request: &Request<T>) -> CallMethod {
+        request
+            .extensions()
+            .get::<CallMethod>()
+            .cloned()
+            .unwrap_or(CallMethod(String::new()))
+    }
+}
+
+/// Wraps every request body in a [`LimitedBody`] (and names the call's method in its
+/// extensions). The check sits on the body rather than
 /// on each service because tonic reports an oversized message with a status code we
 /// cannot change per service; a body error that is a `Status` reaches the call as is.
 #[derive(Clone)]
@@ -111,10 +156,55 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: HttpRequest<Body>) -> Self::Future {
+    fn call(&mut self, mut request: HttpRequest<Body>) -> Self::Future {
         let limit = self.limit;
+        let method = CallMethod(request.uri().path().trim_start_matches('/').to_owned());
+        request.extensions_mut().insert(method);
         self.inner
             .call(request.map(|body| Body::new(LimitedBody::new(body, limit))))
+    }
+}
+
+/// Admits a call only with a valid client certificate (see [`crate::tls`]): puts the
+/// verified [`Peer`] into its extensions and names it in the call's span, or answers
+/// `UNAUTHENTICATED` saying what is wrong without calling the service.
+#[derive(Clone)]
+struct Authenticate<S> {
+    inner: S,
+    tls: Arc<ServerTls>,
+}
+
+impl<S> Service<HttpRequest<Body>> for Authenticate<S>
+where
+    S: Service<HttpRequest<Body>, Response = HttpResponse<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        std::future::Ready<Result<HttpResponse<Body>, S::Error>>,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: HttpRequest<Body>) -> Self::Future {
+        use futures::future::Either;
+        let verdict = match request.extensions().get::<PeerInfo>() {
+            Some(info) => info.authenticate(&self.tls),
+            None => Err(Refusal::NoCertificate),
+        };
+        match verdict {
+            Ok(peer) => {
+                let span = tracing::Span::current();
+                span.record("agency", agency_slug(peer.requester.agency));
+                span.record("requester", peer.requester.to_string());
+                request.extensions_mut().insert(peer);
+                Either::Right(self.inner.call(request))
+            }
+            Err(refusal) => Either::Left(std::future::ready(Ok(refusal.to_status().into_http()))),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod rebuild;
 pub mod records;
 pub mod resolver;
+pub mod tls;
 mod toml_lines;
 
 /// The generated wire contract (`proto/govlink/v1`).

@@ -55,13 +55,27 @@ enum Command {
     /// Run the case engine and serve Cases and Tasks (cases are kept in Redis).
     Cases,
     /// Run everything in one process (embedded broker and in-memory store by default).
-    Dev,
+    Dev {
+        /// Serve mutual TLS with the certificates of this directory (`certs init`):
+        /// callers are identified by their client certificates, not a header.
+        #[arg(long)]
+        tls: Option<PathBuf>,
+    },
     /// Run a narrated end-to-end scenario in one process, then exit.
     Demo {
         /// The story: property-transfer (a flat changes hands) or social-security-transfer
         /// (a pension account moves from Beijing to Shanghai).
         #[arg(long, default_value = "property-transfer")]
         kind: govlink::demo::Story,
+        /// Run secured: mutual TLS with the certificates of this directory (`certs
+        /// init`), each agency system and window calling with its own certificate.
+        #[arg(long)]
+        tls: Option<PathBuf>,
+    },
+    /// Certificates for a secured setup (a development CA; see docs/security.md).
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
     },
     /// Rebuild the record store (Redis) from the topics, with the running resolvers.
     Rebuild {
@@ -236,6 +250,77 @@ async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
 }
 
 #[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a development CA, a server certificate, one client certificate per agency
+    /// system and example requester service, and an empty revocation list.
+    Init {
+        /// The directory to write (must not hold a CA yet).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a client certificate for a requester (`agency/service`) with the CA of DIR.
+    Issue {
+        /// A directory written by `certs init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The requester, e.g. housing/transfer-window.
+        requester: String,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Revoke a certificate: add it to DIR's CRL and sign a new one. Servers reading
+    /// that CRL refuse it from their next reload (SIGHUP, or within a second of the
+    /// file changing).
+    Revoke {
+        /// A directory written by `certs init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate to revoke (PEM).
+        cert: PathBuf,
+    },
+}
+
+/// `govlink certs ...`: the logic is in `govlink::tls::certs`.
+fn certs(command: &CertsCommand) -> anyhow::Result<()> {
+    use govlink::tls::certs::CertsDir;
+    match command {
+        CertsCommand::Init { out } => {
+            let dir = CertsDir::new(out);
+            dir.init()?;
+            println!(
+                "wrote a development CA, the server certificate, {} client certificates and an \
+                 empty CRL to {}",
+                govlink::tls::certs::DEV_IDENTITIES.len(),
+                out.display()
+            );
+            println!("run secured: govlink dev --tls {}", out.display());
+        }
+        CertsCommand::Issue {
+            dir,
+            requester,
+            days,
+        } => {
+            let requester = govlink::resolver::policy::Requester::parse(requester)
+                .map_err(|e| anyhow::anyhow!("requester {requester:?}: {e}"))?;
+            let valid = std::time::Duration::from_secs(days.saturating_mul(86_400));
+            let issued = CertsDir::new(dir).issue(&requester, valid)?;
+            println!("{} {}", issued.cert.display(), issued.key.display());
+        }
+        CertsCommand::Revoke { dir, cert } => {
+            let dir = CertsDir::new(dir);
+            dir.revoke(cert)?;
+            println!(
+                "revoked {}; new CRL: {}",
+                cert.display(),
+                dir.crl().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Verify every chain of the audit trail against its hashes and checkpoints; prints
     /// one line per chain and exits non-zero if any failed.
@@ -305,50 +390,15 @@ impl From<AgencyArg> for Agency {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Runs before the configuration is read: a policy check needs none, and a broken
-    // config file must not stop one.
-    if let Command::Policy {
-        command: PolicyCommand::Check { file },
-    } = &cli.command
-    {
-        // One line, compiler style: the file, the line, the problem.
-        match govlink::resolver::policy::Policy::load(file) {
-            Ok(policy) => print!("{}", policy.table()),
-            // A read error names the file already.
-            Err(e) if e.line().is_none() => anyhow::bail!("{e}"),
-            Err(e) => anyhow::bail!("{}: {e}", file.display()),
-        }
-        return Ok(());
+    // Tools that need no configuration (a broken config file must not stop them).
+    match &cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => return policy_check(file),
+        Command::Certs { command } => return certs(command),
+        _ => {}
     }
-    let file = cli
-        .config
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))
-        })
-        .transpose()?;
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let mut settings = Settings::load(file.as_deref(), &env)?;
-    if let Some(kafka) = cli.kafka {
-        settings.kafka = Some(kafka);
-    }
-    if let Some(redis) = cli.redis {
-        settings.redis = Some(redis);
-    }
-    if let Some(addr) = cli.grpc_addr {
-        settings.grpc_addr = addr;
-    }
-    if let Some(addr) = cli.admin_addr {
-        settings.admin_addr = addr;
-        settings.admin_addr()?;
-    }
-    if let Some(policy) = cli.policy {
-        settings.policy = Some(policy.display().to_string());
-    }
-    // `dev` and `demo` serve whoever claims to be a requester; they say so at start-up.
-    settings.insecure_requester_header |=
-        cli.insecure_requester_header || matches!(cli.command, Command::Dev | Command::Demo { .. });
+    let settings = settings(&cli)?;
     let quiet = matches!(
         cli.command,
         Command::Demo { .. }
@@ -359,9 +409,9 @@ async fn main() -> anyhow::Result<()> {
     init_logging(settings.log_json, if quiet { "warn" } else { "info" });
 
     let role = match cli.command {
-        Command::Demo { kind } => {
+        Command::Demo { kind, tls } => {
             let mut stdout = std::io::stdout();
-            return govlink::demo::run(&settings, kind, &mut stdout).await;
+            return govlink::demo::run(&settings, kind, tls.as_deref(), &mut stdout).await;
         }
         Command::Rebuild { cases: false } => return rebuild(&settings).await,
         Command::Rebuild { cases: true } => return rebuild_cases(&settings).await,
@@ -409,8 +459,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Adapter { agency } => Role::Adapter(agency.into()),
         Command::Resolver => Role::Resolver,
         Command::Cases => Role::Cases,
-        Command::Dev => Role::Dev,
-        Command::Policy { .. } => unreachable!("handled before the configuration is loaded"),
+        Command::Dev { .. } => Role::Dev,
+        Command::Policy { .. } | Command::Certs { .. } => {
+            unreachable!("handled before the configuration is loaded")
+        }
     };
     let app = App::build(&settings, role).await?;
     tracing::info!(addr = %app.grpc_addr(), "ready");
@@ -419,6 +471,70 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `govlink rebuild` with a progress bar on stderr and a final count on stdout.
+/// `govlink policy check FILE`: one line, compiler style, on a problem.
+fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
+    match govlink::resolver::policy::Policy::load(file) {
+        Ok(policy) => print!("{}", policy.table()),
+        // A read error names the file already.
+        Err(e) if e.line().is_none() => anyhow::bail!("{e}"),
+        Err(e) => anyhow::bail!("{}: {e}", file.display()),
+    }
+    Ok(())
+}
+
+/// The settings: the config file, then `GOVLINK_*` variables, then flags.
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let file = cli
+        .config
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))
+        })
+        .transpose()?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut settings = Settings::load(file.as_deref(), &env)?;
+    if let Some(kafka) = &cli.kafka {
+        settings.kafka = Some(kafka.clone());
+    }
+    if let Some(redis) = &cli.redis {
+        settings.redis = Some(redis.clone());
+    }
+    if let Some(addr) = cli.grpc_addr {
+        settings.grpc_addr = addr;
+    }
+    if let Some(addr) = &cli.admin_addr {
+        settings.admin_addr = addr.clone();
+        settings.admin_addr()?;
+    }
+    if let Some(policy) = &cli.policy {
+        settings.policy = Some(policy.display().to_string());
+    }
+    let insecure = cli.insecure_requester_header || settings.insecure_requester_header;
+    match &cli.command {
+        Command::Dev { tls } | Command::Demo { tls, .. } => {
+            match tls {
+                Some(dir) => {
+                    settings = settings.with_certs_dir(dir);
+                    settings.tls()?;
+                }
+                // Without TLS, `dev` and `demo` serve whoever claims to be a requester;
+                // they say so at start-up.
+                None => settings.insecure_requester_header = true,
+            }
+        }
+        Command::Adapter { .. } | Command::Resolver | Command::Cases if insecure => {
+            anyhow::bail!(
+                "insecure_requester_header is for `govlink dev` and `demo` only: a server \
+                 of an exchange identifies callers by their client certificates (set \
+                 tls_cert, tls_key and tls_client_ca; see docs/security.md)"
+            );
+        }
+        _ => settings.insecure_requester_header = insecure,
+    }
+    Ok(settings)
+}
+
 async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(

@@ -20,18 +20,20 @@ use prost::Message;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
 use crate::ops::events::{Published, outcome_of};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{
-    Agency, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
-    record_event::Payload,
+    AccessDecision, Agency, DataAccess, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse,
+    PublishMeta, RecordEvent, record_event::Payload,
 };
 use crate::records::{
     Horizon, RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta,
     validate_payload,
 };
+use crate::tls::Peer;
 
 /// What one request item asks to publish, before validation.
 struct Item {
@@ -76,8 +78,20 @@ impl Item {
     }
 }
 
+/// Who may publish through an adapter.
+pub enum Publishers {
+    /// Anyone who reaches the port: no TLS (`dev`, `demo` and tests).
+    Anyone,
+    /// Only callers whose verified client certificate is of the adapter's agency. Any
+    /// other caller is refused `PERMISSION_DENIED`, and the attempt is an entry of this
+    /// audit trail.
+    OwnAgency(AuditLog),
+}
+
 /// The publish path shared by every agency's adapter.
 pub struct PublishPath {
+    /// Who may publish.
+    publishers: Publishers,
     publisher: Publisher,
     topics: Topics,
     /// The most items one batch may carry.
@@ -91,8 +105,10 @@ pub struct PublishPath {
 }
 
 impl PublishPath {
-    /// A publish path over `publisher`, counting its publishes in `telemetry`.
+    /// A publish path over `publisher` open to `publishers`, counting its publishes in
+    /// `telemetry`.
     pub fn new(
+        publishers: Publishers,
         publisher: Publisher,
         topics: Topics,
         max_batch: usize,
@@ -101,6 +117,7 @@ impl PublishPath {
         telemetry: Telemetry,
     ) -> Arc<PublishPath> {
         Arc::new(PublishPath {
+            publishers,
             publisher,
             topics,
             max_batch,
@@ -108,6 +125,20 @@ impl PublishPath {
             max_clock_skew,
             telemetry,
         })
+    }
+
+    /// [`Self::admit`], counting a refusal as a publish of nothing.
+    async fn admitted<T>(
+        &self,
+        agency: Agency,
+        request: &Request<T>,
+        started: Instant,
+    ) -> Result<(), Status> {
+        let admitted = self.admit(agency, request).await;
+        if admitted.is_err() {
+            self.observe(agency, 0, started, &admitted);
+        }
+        admitted
     }
 
     /// Counts a publish call of `records` records that started at `started`.
@@ -126,6 +157,45 @@ impl PublishPath {
         });
     }
 
+    /// Lets the call through if its caller may publish `agency`'s records; otherwise
+    /// audits the attempt and refuses it.
+    async fn admit<T>(&self, agency: Agency, request: &Request<T>) -> Result<(), Status> {
+        let Publishers::OwnAgency(audit) = &self.publishers else {
+            return Ok(());
+        };
+        let peer = request.extensions().get::<Peer>().ok_or_else(|| {
+            Status::unauthenticated("no verified client certificate on this call")
+        })?;
+        if peer.requester.agency == agency {
+            return Ok(());
+        }
+        let slug = agency_slug(agency);
+        let reason = format!(
+            "only {slug}'s systems may publish through the {slug} adapter; the client certificate is {}'s",
+            peer.requester
+        );
+        // As the trail names other methods: `PublicSecurityAdapter.PublishBatch`.
+        let crate::grpc::CallMethod(path) = request.into();
+        let method = path.trim_start_matches("govlink.v1.").replace('/', ".");
+        let attempt = DataAccess {
+            requester_agency: peer.requester.agency as i32,
+            requester_service: peer.requester.service.clone(),
+            purpose: "publish".into(),
+            method,
+            decision: AccessDecision::Denied as i32,
+            reason: reason.clone(),
+            ..DataAccess::default()
+        };
+        // Refused either way; an attempt the trail could not take is at least logged.
+        if let Err(e) = audit
+            .record(attempt, deadline(request, self.max_wait))
+            .await
+        {
+            tracing::error!(error = %e, requester = %peer.requester, adapter = slug, "refused publish not audited");
+        }
+        Err(Status::permission_denied(reason))
+    }
+
     /// A single-record publish RPC: `split` takes the request apart into meta and payload.
     pub(crate) async fn upsert_rpc<T>(
         &self,
@@ -133,7 +203,9 @@ impl PublishPath {
         request: Request<T>,
         split: impl FnOnce(T) -> (Option<PublishMeta>, Option<Payload>),
     ) -> Result<Response<PublishAck>, Status> {
-        let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
+        let started = Instant::now();
+        self.admitted(agency, &request, started).await?;
+        let deadline = deadline(&request, self.max_wait);
         let (meta, payload) = split(request.into_inner());
         let result = self
             .publish(agency, Item::upsert(meta, payload), deadline)
@@ -148,7 +220,9 @@ impl PublishPath {
         agency: Agency,
         request: Request<DeleteRecordRequest>,
     ) -> Result<Response<PublishAck>, Status> {
-        let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
+        let started = Instant::now();
+        self.admitted(agency, &request, started).await?;
+        let deadline = deadline(&request, self.max_wait);
         let r = request.into_inner();
         let result = self
             .publish(agency, Item::delete(r.meta, r.record_type), deadline)
@@ -172,7 +246,9 @@ impl PublishPath {
             Option<(Result<Payload, String>, &'static str)>,
         ),
     ) -> Result<Response<PublishBatchResponse>, Status> {
-        let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
+        let started = Instant::now();
+        self.admitted(agency, &request, started).await?;
+        let deadline = deadline(&request, self.max_wait);
         let items: Vec<Item> = items(request.into_inner())
             .into_iter()
             .enumerate()

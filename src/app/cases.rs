@@ -38,14 +38,7 @@ pub(super) async fn standalone(
             "the case engine keeps cases in Redis: set --redis or GOVLINK_REDIS".into(),
         )
     })?;
-    let audit = AuditLog::start(publisher.clone(), &kafka.topics, "cases")
-        .await
-        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
-        .with_telemetry(parts.telemetry.clone());
-    let (checkpoints, interval) = (audit.clone(), settings.audit_checkpoint_interval());
-    parts.supervise("audit checkpoints", move |stop| {
-        checkpoints.run_checkpoints(interval, stop)
-    });
+    let audit = parts.audit_log(settings, kafka, publisher, "cases").await?;
     let inputs = CaseInputs {
         records: Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?),
         policy: std::sync::Arc::new(load_policy(settings, Role::Cases)?),

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -19,7 +20,9 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::adapters::{Housing, ProvidentFund, PublicSecurity, PublishPath, SocialSecurity};
+use crate::adapters::{
+    Housing, ProvidentFund, PublicSecurity, PublishPath, Publishers, SocialSecurity,
+};
 use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog};
 use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::{Settings, redact_url};
@@ -38,6 +41,7 @@ use crate::resolver::policy::Policy;
 use crate::resolver::query::{Queries, REQUESTER_HEADER, RequesterSource};
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
 use crate::resolver::{Materializer, MaterializerConfig, Positions, ResolverService};
+use crate::tls::ServerTls;
 
 /// What a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +72,9 @@ pub enum AppError {
     /// The store could not be reached.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The TLS files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The listener could not be bound or served.
     #[error("grpc server: {0}")]
     Io(#[from] std::io::Error),
@@ -133,9 +140,30 @@ pub struct Parts {
     telemetry: Telemetry,
     /// The case store, where the role has a case engine or a record bridge.
     case_store: Option<CaseStore>,
+    /// The servers' TLS material; `None` serves plaintext (`dev`, `demo`, tests).
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Parts {
+    /// Starts this process's audit chain for `writer`, with its checkpoints supervised.
+    async fn audit_log(
+        &mut self,
+        settings: &Settings,
+        kafka: &Kafka,
+        publisher: &Publisher,
+        writer: &'static str,
+    ) -> Result<AuditLog, AppError> {
+        let audit = AuditLog::start(publisher.clone(), &kafka.topics, writer)
+            .await
+            .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+            .with_telemetry(self.telemetry.clone());
+        let (checkpoints, interval) = (audit.clone(), settings.audit_checkpoint_interval());
+        self.supervise("audit checkpoints", move |stop| {
+            checkpoints.run_checkpoints(interval, stop)
+        });
+        Ok(audit)
+    }
+
     /// Supervises a task: it gets a token cancelled at shutdown (after in-flight calls
     /// finished); if it ends before that, the app stops with an error.
     fn supervise<F>(
@@ -245,6 +273,28 @@ impl Kafka {
     }
 }
 
+/// How often the TLS files are checked for changes (`SIGHUP` reloads at once).
+const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The servers' TLS material, loaded; `None` without TLS, which only `dev` and the
+/// insecure flag (tests, `demo`) allow: otherwise anyone reaching a port could publish
+/// as any agency.
+fn tls(settings: &Settings, role: Role) -> Result<Option<Arc<ServerTls>>, AppError> {
+    match settings
+        .tls()
+        .map_err(|e| AppError::Config(e.to_string()))?
+    {
+        Some((files, mapping)) => Ok(Some(ServerTls::load(files, mapping)?)),
+        None if role == Role::Dev || settings.insecure_requester_header => Ok(None),
+        None => Err(AppError::Config(
+            "no TLS configured: set tls_cert, tls_key and tls_client_ca (GOVLINK_TLS_CERT, \
+             GOVLINK_TLS_KEY, GOVLINK_TLS_CLIENT_CA); `govlink certs init --out DIR` writes a \
+             development set (see docs/security.md)"
+                .into(),
+        )),
+    }
+}
+
 /// The adapters of `agencies` over one publish path.
 fn adapters(parts: &mut Parts, path: &std::sync::Arc<PublishPath>, agencies: &[Agency]) {
     use std::sync::Arc;
@@ -297,7 +347,16 @@ impl App {
             settings.request_timeout().max(Duration::from_secs(1)) * 3,
             settings.max_in_flight,
         )?;
-        let mut parts = Parts::default();
+        let mut parts = Parts {
+            tls: tls(settings, role)?,
+            ..Parts::default()
+        };
+        if let Some(tls) = &parts.tls {
+            let tls = Arc::clone(tls);
+            parts.supervise("tls reload", move |stop| {
+                tls.watch(TLS_CHECK_INTERVAL, stop)
+            });
+        }
         // A fatal producer error (the idempotent producer lost its sequence) cannot be
         // recovered in this process without risking order: stop, so the supervisor
         // restarts it with a fresh producer.
@@ -314,7 +373,16 @@ impl App {
             Role::Resolver | Role::Cases => &[],
         };
         if !agencies.is_empty() {
+            let publishers = match parts.tls {
+                Some(_) => Publishers::OwnAgency(
+                    parts
+                        .audit_log(settings, &kafka, &publisher, "adapters")
+                        .await?,
+                ),
+                None => Publishers::Anyone,
+            };
             let path = PublishPath::new(
+                publishers,
                 publisher.clone(),
                 kafka.topics.clone(),
                 settings.max_batch,
@@ -394,6 +462,7 @@ impl App {
             streams,
             telemetry: _,
             case_store: _,
+            tls,
         } = parts;
         if let Some(admin) = admin {
             to_spawn.push(Task {
@@ -419,7 +488,7 @@ impl App {
 
         let failed = CancellationToken::new();
         let stop_accepting = CancellationToken::new();
-        let server = crate::grpc::serve(listener, routes.routes(), {
+        let server = crate::grpc::serve(listener, routes.routes(), tls, {
             let (failed, stop_accepting) = (failed.clone(), stop_accepting.clone());
             async move {
                 tokio::select! {

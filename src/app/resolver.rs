@@ -73,14 +73,14 @@ pub(super) async fn resolver(
         settings.request_timeout(),
         parts.telemetry.clone(),
     );
-    if settings.insecure_requester_header {
+    let source = requester_source(settings);
+    if source == RequesterSource::InsecureHeader {
         tracing::warn!(
             header = REQUESTER_HEADER,
             "lookups take their requester from a metadata header, unchecked: anyone who can \
              reach this port can claim any agency (dev, demo and tests only)"
         );
     }
-    let source = requester_source(settings);
     serve!(
         parts,
         ResolverServer::with_interceptor(service, move |request| source.identify(request))
@@ -100,15 +100,9 @@ async fn queries(
     positions: &Positions,
 ) -> Result<(Queries, std::sync::Arc<Policy>, AuditLog), AppError> {
     let policy = load_policy(settings, role)?;
-    let audit = AuditLog::start(publisher.clone(), &kafka.topics, "resolver")
-        .await
-        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
-        .with_telemetry(parts.telemetry.clone());
-    let checkpoints = audit.clone();
-    let interval = settings.audit_checkpoint_interval();
-    parts.supervise("audit checkpoints", move |stop| {
-        checkpoints.run_checkpoints(interval, stop)
-    });
+    let audit = parts
+        .audit_log(settings, kafka, publisher, "resolver")
+        .await?;
     let index = match &settings.redis {
         Some(url) => AccessIndex::redis(url, &settings.redis_prefix)
             .await
@@ -139,7 +133,9 @@ async fn queries(
 
 /// Where callers' identities come from (see `RequesterSource`).
 pub(super) fn requester_source(settings: &Settings) -> RequesterSource {
-    if settings.insecure_requester_header {
+    if settings.tls_cert.is_some() {
+        RequesterSource::Certificate
+    } else if settings.insecure_requester_header {
         RequesterSource::InsecureHeader
     } else {
         RequesterSource::None

@@ -14,6 +14,7 @@ mod timeline;
 mod transfer;
 
 use std::io::Write;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tonic::transport::Channel;
 use crate::app::{App, Role};
 use crate::config::Settings;
 use crate::domain::ResidentId;
+use crate::proto::Agency;
 use crate::proto::cases_client::CasesClient;
 use crate::proto::housing_adapter_client::HousingAdapterClient;
 use crate::proto::provident_fund_adapter_client::ProvidentFundAdapterClient;
@@ -37,6 +39,7 @@ use crate::proto::{
 };
 use crate::resolver::policy::Requester;
 use crate::resolver::query::AsRequester;
+use crate::tls::client::ClientTls;
 
 /// A resolver client calling as one requester.
 type Resolver = ResolverClient<InterceptedService<Channel, AsRequester>>;
@@ -90,35 +93,68 @@ impl FromStr for Story {
 pub async fn run(
     settings: &Settings,
     story: Story,
+    tls: Option<&Path>,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.grpc_addr = ([127, 0, 0, 1], 0).into();
     // A port of its own is not needed, and the default one may be taken.
     settings.admin_addr = String::new();
-    // The demo plays the windows, the portal and the agencies' systems itself, naming
-    // them in a header.
-    settings.insecure_requester_header = true;
+    // The demo plays the windows, the portal and the agencies' systems itself: each
+    // calls with its own certificate of `tls`, or without TLS names itself in a header.
+    let tls = match tls {
+        Some(dir) => {
+            settings = settings.with_certs_dir(dir);
+            Some(ClientTls::new(dir))
+        }
+        None => {
+            settings.insecure_requester_header = true;
+            None
+        }
+    };
     let app = App::build(&settings, Role::Dev).await?;
     let addr = app.grpc_addr();
     let stop = tokio_util::sync::CancellationToken::new();
     let stopped = stop.clone();
     let server = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
 
-    let endpoint = format!("http://{addr}");
+    let link = Link { addr, tls };
     let result = match story {
-        Story::PropertyTransfer => sale::tell(&endpoint, out).await,
-        Story::SocialSecurityTransfer => transfer::tell(&endpoint, out).await,
+        Story::PropertyTransfer => sale::tell(&link, out).await,
+        Story::SocialSecurityTransfer => transfer::tell(&link, out).await,
     };
     stop.cancel();
     server.await??;
     result
 }
 
+/// How the demo reaches the in-process app.
+struct Link {
+    addr: std::net::SocketAddr,
+    /// The certificates each caller presents; plaintext without.
+    tls: Option<ClientTls>,
+}
+
+impl Link {
+    /// Whether callers are identified by their certificates.
+    fn is_secured(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A channel for calls as `requester` (its own connection and certificate over TLS).
+    fn channel(&self, requester: &Requester) -> anyhow::Result<Channel> {
+        let addr = self.addr.to_string();
+        match &self.tls {
+            Some(tls) => tls.lazy(&addr, requester),
+            None => Ok(Channel::from_shared(format!("http://{addr}"))?.connect_lazy()),
+        }
+    }
+}
+
 /// What a story carries from step to step.
 struct Demo<'o> {
-    channel: Channel,
-    /// One client per agency adapter, all over one channel to the in-process app, since
+    link: &'o Link,
+    /// One client per agency adapter, each calling as that agency's record system, since
     /// the demo plays every agency's system at once.
     police: PublicSecurityAdapterClient<Channel>,
     housing: HousingAdapterClient<Channel>,
@@ -134,15 +170,15 @@ struct Demo<'o> {
 }
 
 impl<'o> Demo<'o> {
-    /// Connects the agencies' clients to `endpoint`.
-    async fn connect(endpoint: &str, out: &'o mut (dyn Write + Send)) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(endpoint.to_owned())?.connect().await?;
+    /// Connects the agencies' clients over `link`.
+    async fn connect(link: &'o Link, out: &'o mut (dyn Write + Send)) -> anyhow::Result<Self> {
+        let system = |agency| link.channel(&Requester::new(agency, "records"));
         Ok(Self {
-            police: PublicSecurityAdapterClient::new(channel.clone()),
-            housing: HousingAdapterClient::new(channel.clone()),
-            fund: ProvidentFundAdapterClient::new(channel.clone()),
-            social: SocialSecurityAdapterClient::new(channel.clone()),
-            channel,
+            police: PublicSecurityAdapterClient::new(system(Agency::PublicSecurity)?),
+            housing: HousingAdapterClient::new(system(Agency::Housing)?),
+            fund: ProvidentFundAdapterClient::new(system(Agency::ProvidentFund)?),
+            social: SocialSecurityAdapterClient::new(system(Agency::SocialSecurity)?),
+            link,
             positions: Vec::new(),
             next_step: 1,
             out,
@@ -153,7 +189,7 @@ impl<'o> Demo<'o> {
     fn resolver(&self, requester: &str, citizen: Option<&str>) -> anyhow::Result<Resolver> {
         let (requester, citizen) = identify(requester, citizen)?;
         Ok(ResolverClient::with_interceptor(
-            self.channel.clone(),
+            self.link.channel(&requester)?,
             AsRequester::new(&requester, citizen.as_ref()),
         ))
     }
@@ -162,7 +198,7 @@ impl<'o> Demo<'o> {
     fn cases(&self, requester: &str) -> anyhow::Result<Cases> {
         let (requester, _) = identify(requester, None)?;
         Ok(CasesClient::with_interceptor(
-            self.channel.clone(),
+            self.link.channel(&requester)?,
             AsRequester::new(&requester, None),
         ))
     }
@@ -171,7 +207,7 @@ impl<'o> Demo<'o> {
     fn tasks(&self, system: &str) -> anyhow::Result<Tasks> {
         let (requester, _) = identify(system, None)?;
         Ok(TasksClient::with_interceptor(
-            self.channel.clone(),
+            self.link.channel(&requester)?,
             AsRequester::new(&requester, None),
         ))
     }

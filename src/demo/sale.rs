@@ -12,7 +12,7 @@ use tonic::{Code, Request};
 
 use super::records::{self, UNIT};
 use super::timeline::Timeline;
-use super::{Cases, Demo, Resolver, expect};
+use super::{Cases, Demo, Link, Resolver, expect};
 use crate::domain::ResidentId;
 use crate::proto::{
     self, Agency, CaseParams, HouseholdStatus, LoanStatus, PropertyTransferParams, StepKind,
@@ -26,9 +26,9 @@ const PORTAL: &str = "public-security/citizen-portal";
 const FUND_SYSTEM: &str = "provident-fund/loan-desk";
 const HOUSING_SYSTEM: &str = "housing/registration-desk";
 
-/// Tells the story to `out`, against the app at `endpoint`.
-pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let demo = Demo::connect(endpoint, out).await?;
+/// Tells the story to `out`, against the app over `link`.
+pub(super) async fn tell(link: &Link, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let demo = Demo::connect(link, out).await?;
     let seller = records::person("11010519800312001");
     let mut sale = Sale {
         window: demo.resolver(WINDOW, None)?,
@@ -50,6 +50,9 @@ pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow
     sale.timeline(&mut cases, &timeline).await?;
     sale.late_duplicate_changes_nothing().await?;
     sale.mistyped_id_is_refused().await?;
+    if link.is_secured() {
+        sale.another_agency_cannot_publish().await?;
+    }
     sale.window_reads_the_buyer().await?;
     sale.citizen_sees_who_looked().await?;
     sale.demo.line(
@@ -405,6 +408,34 @@ impl Sale<'_> {
                 Ok(())
             }
             other => anyhow::bail!("a mistyped ID number should be refused, got {other:?}"),
+        }
+    }
+
+    /// Over mutual TLS: housing's records system, with its own valid certificate, tries
+    /// to publish a household record through public security's adapter.
+    async fn another_agency_cannot_publish(&mut self) -> anyhow::Result<()> {
+        self.demo.step(
+            "Housing's record system, with its own valid certificate, tries to publish a \
+             household record through public security's adapter:",
+        )?;
+        let housing = crate::resolver::policy::Requester::new(Agency::Housing, "records");
+        let mut police = proto::public_security_adapter_client::PublicSecurityAdapterClient::new(
+            self.demo.link.channel(&housing)?,
+        );
+        let request = records::household(&self.seller, 3, HouseholdStatus::MovedOut);
+        match police
+            .publish_household_registration(Request::new(request))
+            .await
+        {
+            Err(status) if status.code() == Code::PermissionDenied => {
+                writeln!(
+                    self.demo.out,
+                    "   refused with PERMISSION_DENIED: {}\n   (the attempt is in the audit trail)",
+                    status.message()
+                )?;
+                Ok(())
+            }
+            other => anyhow::bail!("another agency's publish should be refused, got {other:?}"),
         }
     }
 

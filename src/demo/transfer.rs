@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::records::{self, BEIJING, SHANGHAI};
 use super::timeline::Timeline;
-use super::{Cases, Demo, expect};
+use super::{Cases, Demo, Link, expect};
 use crate::domain::ResidentId;
 use crate::proto::{
     self, CaseParams, InsuranceType, SocialSecurityTransferParams, StepKind, case_event::Body,
@@ -25,9 +25,9 @@ const SHANGHAI_SYSTEM: &str = "social-security/shanghai-transfer-desk";
 /// What the transfer was allowed on paper.
 const PAPER_WORKING_DAYS: u32 = 15;
 
-/// Tells the story to `out`, against the app at `endpoint`.
-pub(super) async fn tell(endpoint: &str, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let mut demo = Demo::connect(endpoint, out).await?;
+/// Tells the story to `out`, against the app over `link`.
+pub(super) async fn tell(link: &Link, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let mut demo = Demo::connect(link, out).await?;
     let worker = records::person("11010519850704003");
     introduce(&mut demo, &worker).await?;
     let (case, asked, mut cases, mut timeline) = open(&mut demo, &worker).await?;

@@ -8,9 +8,14 @@ use crate::helpers::*;
 #[tokio::test]
 async fn the_demo_runs_on_embedded_defaults() {
     let mut out = Vec::new();
-    govlink::demo::run(&Settings::default(), Story::PropertyTransfer, &mut out)
-        .await
-        .expect("demo succeeds");
+    govlink::demo::run(
+        &Settings::default(),
+        Story::PropertyTransfer,
+        None,
+        &mut out,
+    )
+    .await
+    .expect("demo succeeds");
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("The resolver kept version 2"), "{text}");
     assert!(text.contains("blocked: SELLER_HOUSEHOLD_AT_UNIT"), "{text}");
@@ -48,6 +53,7 @@ async fn the_pension_transfer_demo_runs_on_embedded_defaults() {
     govlink::demo::run(
         &Settings::default(),
         Story::SocialSecurityTransfer,
+        None,
         &mut out,
     )
     .await
@@ -70,13 +76,29 @@ async fn the_pension_transfer_demo_runs_on_embedded_defaults() {
     );
 }
 
+/// `demo --tls DIR` on the real broker and Redis: every caller presents its own
+/// certificate, and another agency's certificate cannot publish.
 #[tokio::test]
-async fn the_demo_runs_on_the_real_broker_and_redis() {
+async fn the_secured_demo_runs_on_the_real_broker_and_redis() {
     let mut out = Vec::new();
-    govlink::demo::run(&test_settings(), Story::PropertyTransfer, &mut out)
-        .await
-        .expect("demo succeeds");
+    let certs = fresh_certs();
+    govlink::demo::run(
+        &test_settings(),
+        Story::PropertyTransfer,
+        Some(&certs),
+        &mut out,
+    )
+    .await
+    .expect("demo succeeds");
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("Done:"), "{text}");
     assert!(text.contains("The case is complete"), "{text}");
+    assert!(
+        text.contains(
+            "refused with PERMISSION_DENIED: only public-security's systems may publish through \
+             the public-security adapter; the client certificate is housing/records's"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(": OpenCase [allowed]"), "{text}");
 }

@@ -1,5 +1,7 @@
 //! Spawning the app, clients, fixtures and plain Kafka/Redis readers for the tests.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use govlink::app::{App, Role};
@@ -15,6 +17,8 @@ use govlink::proto::social_security_adapter_client::SocialSecurityAdapterClient;
 use govlink::proto::{self, Date, Position, PublishMeta};
 use govlink::resolver::policy::Requester;
 use govlink::resolver::query::AsRequester;
+use govlink::tls::certs::CertsDir;
+use govlink::tls::client::ClientTls;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -64,6 +68,39 @@ pub fn test_settings() -> Settings {
     }
 }
 
+/// A certificates directory (`govlink certs init`) shared by the tests of this binary
+/// that only need valid certificates.
+pub fn test_certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(fresh_certs)
+}
+
+/// A certificates directory of the caller's own (one it may revoke in, or replace).
+pub fn fresh_certs() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("govlink-certs"));
+    CertsDir::new(&dir).init().expect("certs init");
+    dir
+}
+
+/// Settings for a secured app: mutual TLS with the certificates of `certs`, no header
+/// identities.
+pub fn secured_settings(certs: &Path) -> Settings {
+    Settings {
+        insecure_requester_header: false,
+        ..test_settings().with_certs_dir(certs)
+    }
+}
+
+/// A channel to `addr` (`host:port`) calling as `requester` with its certificate under
+/// `certs`.
+pub async fn tls_channel(addr: &str, certs: &Path, requester: &str) -> Channel {
+    let requester = Requester::parse(requester).expect("a valid requester");
+    ClientTls::new(certs)
+        .connect(addr, &requester)
+        .await
+        .expect("a tls connection")
+}
+
 /// The example access policy, `deploy/policy.toml`.
 pub fn example_policy() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/policy.toml").to_owned()
@@ -86,8 +123,11 @@ pub struct TestApp {
     pub settings: Settings,
     /// Its topic names.
     pub topics: Topics,
-    /// A channel to its gRPC server.
+    /// A channel to its gRPC server (over TLS, one without a client certificate: use
+    /// [`TestApp::channel_as`]).
     pub channel: Channel,
+    /// Its gRPC server's address.
+    pub addr: std::net::SocketAddr,
     /// Its admin HTTP server's address.
     pub admin: Option<std::net::SocketAddr>,
     stop: CancellationToken,
@@ -102,12 +142,28 @@ pub async fn spawn_app_with(settings: Settings, role: Role) -> TestApp {
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     let handle = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("grpc server accepts connections");
+    let channel = match &settings.tls_client_ca {
+        Some(ca) => Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(ca).unwrap(),
+                    ))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .expect("grpc server accepts tls connections"),
+        None => Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("grpc server accepts connections"),
+    };
     TestApp {
+        addr,
         topics: Topics::new(settings.topic_prefix.clone()),
         settings,
         channel,
@@ -156,6 +212,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// A channel calling as `requester` with its certificate of the app's directory.
+    pub async fn channel_as(&self, requester: &str) -> Channel {
+        let ca = self
+            .settings
+            .tls_client_ca
+            .as_deref()
+            .expect("a secured app");
+        let certs = Path::new(ca).parent().expect("the certificates directory");
+        tls_channel(&self.addr.to_string(), certs, requester).await
+    }
+
     pub fn social(&self) -> SocialSecurityAdapterClient<Channel> {
         SocialSecurityAdapterClient::new(self.channel.clone())
     }
@@ -442,9 +509,23 @@ pub async fn publish_household_at(app: &TestApp, id: &str, version: u64) -> Posi
 }
 
 /// A `govlink SUBCOMMAND` child process configured like `settings` (broker, Redis,
-/// prefixes, group) through `GOVLINK_*` variables.
+/// prefixes, group) through `GOVLINK_*` variables. Servers run with mutual TLS: the
+/// certificates of `settings`, or else [`test_certs`] (callers connect with
+/// [`tls_channel`]); the binary takes no header identities.
 pub fn govlink_command(settings: &Settings, subcommand: &str) -> std::process::Command {
+    let secured = match settings.tls_cert {
+        Some(_) => settings.clone(),
+        None => settings.clone().with_certs_dir(test_certs()),
+    };
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_govlink"));
+    for (name, value) in [
+        ("GOVLINK_TLS_CERT", &secured.tls_cert),
+        ("GOVLINK_TLS_KEY", &secured.tls_key),
+        ("GOVLINK_TLS_CLIENT_CA", &secured.tls_client_ca),
+        ("GOVLINK_TLS_CRL", &secured.tls_crl),
+    ] {
+        command.env(name, value.as_deref().expect("a secured setting"));
+    }
     command
         .arg(subcommand)
         .env("GOVLINK_KAFKA", settings.kafka.as_deref().unwrap())
@@ -457,10 +538,6 @@ pub fn govlink_command(settings: &Settings, subcommand: &str) -> std::process::C
         .env(
             "GOVLINK_MATERIALIZER_BATCH",
             settings.materializer_batch.to_string(),
-        )
-        .env(
-            "GOVLINK_INSECURE_REQUESTER_HEADER",
-            settings.insecure_requester_header.to_string(),
         );
     if let Some(policy) = &settings.policy {
         command.env("GOVLINK_POLICY", policy);

@@ -305,6 +305,7 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
 
     let publisher = Publisher::new(&dead, Duration::from_secs(30), 100).unwrap();
     let path = PublishPath::new(
+        govlink::adapters::Publishers::Anyone,
         publisher,
         Topics::new(unique("dead")),
         10,
@@ -325,6 +326,7 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
     let server = tokio::spawn(govlink::grpc::serve(
         listener,
         routes.routes(),
+        None,
         async move { stopped.cancelled().await },
     ));
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))

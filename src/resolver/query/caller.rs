@@ -1,9 +1,11 @@
 //! Who is asking. One interceptor turns each call into a [`Caller`] (the requester, and
 //! the citizen a self-service requester acts for) or refuses it with `UNAUTHENTICATED`.
 //!
-//! Until mutual TLS identifies callers, the only source is a metadata header, and only
-//! when the process runs with `--insecure-requester-header` (on by default in `dev` and
-//! `demo`). Without a source, every lookup is refused: identity is never guessed.
+//! The requester is the one the verified client certificate names (mutual TLS, see
+//! `crate::tls`). Only `dev` and `demo` without TLS take it from a metadata header instead
+//! (`--insecure-requester-header`, which they turn on). Without a source, every lookup
+//! is refused: identity is never guessed. The citizen a requester acts for is always a
+//! header: the requester, once identified, vouches for it.
 
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
@@ -11,6 +13,7 @@ use tonic::{Request, Status};
 
 use crate::domain::ResidentId;
 use crate::resolver::policy::Requester;
+use crate::tls::Peer;
 
 /// Metadata naming the requester: `<agency>/<service>`, e.g. `housing/transfer-window`.
 pub const REQUESTER_HEADER: &str = "x-govlink-requester";
@@ -31,6 +34,8 @@ pub struct Caller {
 pub enum RequesterSource {
     /// No source is configured: every lookup is `UNAUTHENTICATED`.
     None,
+    /// The client certificate the server verified (the [`Peer`] in the request).
+    Certificate,
     /// The `x-govlink-requester` header, trusted as it is. Only for `dev`, `demo` and
     /// tests: anyone who can reach the port can claim any requester.
     InsecureHeader,
@@ -47,6 +52,15 @@ impl RequesterSource {
                      (mutual TLS is not set up, and the insecure requester header is off)",
                 ));
             }
+            RequesterSource::Certificate => {
+                let peer = request.extensions().get::<Peer>().ok_or_else(|| {
+                    Status::unauthenticated("no verified client certificate on this call")
+                })?;
+                Caller {
+                    requester: peer.requester.clone(),
+                    on_behalf_of: on_behalf_of(request.metadata())?,
+                }
+            }
             RequesterSource::InsecureHeader => from_headers(request.metadata())?,
         };
         request.extensions_mut().insert(caller);
@@ -54,26 +68,20 @@ impl RequesterSource {
     }
 }
 
-/// The caller named by the insecure headers.
-fn from_headers(metadata: &MetadataMap) -> Result<Caller, Status> {
-    let text = |name: &str| -> Result<Option<&str>, Status> {
-        match metadata.get(name) {
-            None => Ok(None),
-            Some(value) => value
-                .to_str()
-                .map(Some)
-                .map_err(|_| Status::unauthenticated(format!("{name}: not printable ASCII"))),
-        }
-    };
-    let requester = text(REQUESTER_HEADER)?.ok_or_else(|| {
-        Status::unauthenticated(format!(
-            "no requester identity: set the {REQUESTER_HEADER} metadata to <agency>/<service>, \
-             e.g. housing/transfer-window"
-        ))
-    })?;
-    let requester = Requester::parse(requester)
-        .map_err(|e| Status::unauthenticated(format!("{REQUESTER_HEADER}: {e}")))?;
-    let on_behalf_of = text(ON_BEHALF_OF_HEADER)?
+/// The text of header `name`, if present.
+fn text<'m>(metadata: &'m MetadataMap, name: &str) -> Result<Option<&'m str>, Status> {
+    match metadata.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Status::unauthenticated(format!("{name}: not printable ASCII"))),
+    }
+}
+
+/// The citizen the requester says it acts for.
+fn on_behalf_of(metadata: &MetadataMap) -> Result<Option<ResidentId>, Status> {
+    text(metadata, ON_BEHALF_OF_HEADER)?
         .map(|id| {
             ResidentId::parse(id).map_err(|e| {
                 Status::unauthenticated(format!(
@@ -81,10 +89,22 @@ fn from_headers(metadata: &MetadataMap) -> Result<Caller, Status> {
                 ))
             })
         })
-        .transpose()?;
+        .transpose()
+}
+
+/// The caller named by the insecure headers.
+fn from_headers(metadata: &MetadataMap) -> Result<Caller, Status> {
+    let requester = text(metadata, REQUESTER_HEADER)?.ok_or_else(|| {
+        Status::unauthenticated(format!(
+            "no requester identity: set the {REQUESTER_HEADER} metadata to <agency>/<service>, \
+             e.g. housing/transfer-window"
+        ))
+    })?;
+    let requester = Requester::parse(requester)
+        .map_err(|e| Status::unauthenticated(format!("{REQUESTER_HEADER}: {e}")))?;
     Ok(Caller {
         requester,
-        on_behalf_of,
+        on_behalf_of: on_behalf_of(metadata)?,
     })
 }
 

@@ -171,7 +171,11 @@ async fn a_case_engine_killed_mid_case_and_restarted_loses_nothing_and_repeats_n
     let resolver = spawn_app_with(settings.clone(), Role::Resolver).await;
     let mut engine = Process::start(&settings, "cases").await;
     let people = movers(1);
-    let ids = open_moves(&mut move_window(engine.channel().await), &people).await;
+    let ids = open_moves(
+        &mut move_window(engine.channel_as("public-security/move-window").await),
+        &people,
+    )
+    .await;
 
     for (i, p) in people.iter().enumerate() {
         publish_move(&adapter.channel, i, p, 1).await;
@@ -185,7 +189,11 @@ async fn a_case_engine_killed_mid_case_and_restarted_loses_nothing_and_repeats_n
     }
     tokio::time::sleep(SESSION_EXPIRY).await;
     let engine = Process::start(&settings, "cases").await;
-    all_completed(&mut move_window(engine.channel().await), &ids).await;
+    all_completed(
+        &mut move_window(engine.channel_as("public-security/move-window").await),
+        &ids,
+    )
+    .await;
     histories_are_whole(&settings, &ids).await;
     resolver.stop().await;
     adapter.stop().await;

@@ -15,6 +15,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use govlink::config::Settings;
 use govlink::proto::{self, GetRecordRequest, Position};
+use govlink::resolver::policy::Requester;
+use govlink::tls::client::ClientTls;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -297,10 +299,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `govlink <subcommand>` child process (`resolver`, `cases`); killed (SIGKILL) when
-/// dropped.
+/// A `govlink <subcommand>` child process (`resolver`, `cases`) serving mutual TLS with
+/// [`test_certs`]; killed (SIGKILL) when dropped.
 pub struct Process {
     pub child: Child,
+    /// `host:port`.
     pub addr: String,
 }
 
@@ -317,10 +320,11 @@ impl Process {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("govlink {subcommand} starts: {e}"));
-        let addr = format!("http://127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let anyone = Requester::parse("housing/transfer-window").unwrap();
         loop {
-            if let Ok(channel) = Channel::from_shared(addr.clone()).unwrap().connect().await {
+            if let Ok(channel) = ClientTls::new(test_certs()).connect(&addr, &anyone).await {
                 drop(channel);
                 break;
             }
@@ -333,12 +337,9 @@ impl Process {
         Process { child, addr }
     }
 
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+    /// A channel calling as `requester` (`agency/service`) with its test certificate.
+    pub async fn channel_as(&self, requester: &str) -> Channel {
+        tls_channel(&self.addr, test_certs(), requester).await
     }
 
     /// SIGKILL: no shutdown, no final commit.

@@ -43,7 +43,12 @@ async fn a_resolver_killed_mid_batch_and_restarted_loses_nothing() {
     // with a back-off past the session timeout.
     tokio::time::sleep(SESSION_EXPIRY).await;
     let resolver = Process::start(&settings, "resolver").await;
-    let report = check(&resolver.channel().await, &model, Duration::from_secs(60)).await;
+    let report = check(
+        &resolver.channel_as("housing/transfer-window").await,
+        &model,
+        Duration::from_secs(60),
+    )
+    .await;
     conclude("resolver SIGKILL", &model, &report);
     adapter.stop().await;
 }
@@ -71,7 +76,12 @@ async fn two_resolvers_share_the_work_and_one_takes_over_when_the_other_is_kille
     // member joins after that, so a replacement joins (as a supervisor would start one).
     tokio::time::sleep(SESSION_EXPIRY).await;
     let _replacement = Process::start(&settings, "resolver").await;
-    let report = check(&second.channel().await, &model, Duration::from_secs(90)).await;
+    let report = check(
+        &second.channel_as("housing/transfer-window").await,
+        &model,
+        Duration::from_secs(90),
+    )
+    .await;
     conclude("two resolvers, one SIGKILLed", &model, &report);
     adapter.stop().await;
 }
