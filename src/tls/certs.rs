@@ -257,7 +257,7 @@ impl CertsDir {
     /// Adds the certificate at `cert` to the CRL and signs a new one (its number one
     /// higher). Servers pick it up at their next reload.
     pub fn revoke(&self, cert: &Path) -> Result<(), CertsError> {
-        let der = rustls_pemfile_der(cert)?;
+        let der = first_cert_der(cert)?;
         let (_, parsed) = X509Certificate::from_der(&der)
             .map_err(|e| CertsError::Invalid(format!("{}: {e}", cert.display())))?;
         let serial = parsed.raw_serial().to_vec();
@@ -329,7 +329,7 @@ fn random_serial() -> [u8; 16] {
     serial
 }
 
-fn rustls_pemfile_der(path: &Path) -> Result<Vec<u8>, CertsError> {
+fn first_cert_der(path: &Path) -> Result<Vec<u8>, CertsError> {
     let certs = super::read_certs(path).map_err(|e| CertsError::Invalid(e.to_string()))?;
     Ok(certs[0].to_vec())
 }

@@ -289,3 +289,6 @@ fn load(files: &TlsFiles, generation: u64) -> Result<Loaded, TlsError> {
         stamps,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,7 +27,7 @@ pub enum Refusal {
     NoCertificate,
     /// The certificate does not chain to a CA of the bundle.
     UntrustedIssuer,
-    /// Past its validity (`not_after` as RFC 3339, when readable).
+    /// Past its validity (`not_after` in RFC 2822 form, when readable).
     Expired(Option<String>),
     /// Not valid yet.
     NotYetValid,

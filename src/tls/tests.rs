@@ -1,0 +1,116 @@
+//! The per-call check against certificates `govlink certs` issues, without a network.
+
+use std::time::{Duration, SystemTime};
+
+use super::certs::CertsDir;
+use super::*;
+use crate::proto::Agency;
+
+fn dir() -> CertsDir {
+    let path = std::env::temp_dir().join(format!("govlink-tls-{}", uuid::Uuid::new_v4()));
+    let dir = CertsDir::new(path);
+    dir.init().unwrap();
+    dir
+}
+
+fn server(dir: &CertsDir) -> Arc<ServerTls> {
+    let files = TlsFiles {
+        cert: dir.server().cert,
+        key: dir.server().key,
+        client_ca: dir.ca(),
+        crl: Some(dir.crl()),
+    };
+    let mapping = IdentityMapping::Uri {
+        trust_domain: certs::DEV_TRUST_DOMAIN.into(),
+    };
+    ServerTls::load(files, mapping).unwrap()
+}
+
+fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
+    read_certs(path).unwrap()
+}
+
+#[test]
+fn issued_certificates_name_their_requester_until_revoked() {
+    let dir = dir();
+    let tls = server(&dir);
+    let window = Requester::new(Agency::Housing, "transfer-window");
+    let now = SystemTime::now();
+    let certs = chain(&dir.client(&window).cert);
+    assert_eq!(tls.authenticate(Some(&certs), now), Ok(window.clone()));
+    assert_eq!(tls.reload(false).unwrap(), false, "nothing changed");
+
+    dir.revoke(&dir.client(&window).cert).unwrap();
+    assert!(tls.reload(false).unwrap(), "the new CRL is read");
+    assert_eq!(tls.authenticate(Some(&certs), now), Err(Refusal::Revoked));
+    let desk = Requester::new(Agency::Housing, "registration-desk");
+    let other = chain(&dir.client(&desk).cert);
+    assert_eq!(tls.authenticate(Some(&other), now), Ok(desk));
+}
+
+#[test]
+fn missing_foreign_expired_and_nameless_certificates_are_refused() {
+    let (dir, foreign) = (dir(), dir());
+    let tls = server(&dir);
+    let fund = Requester::new(Agency::ProvidentFund, "loan-desk");
+    let now = SystemTime::now();
+    assert_eq!(tls.authenticate(None, now), Err(Refusal::NoCertificate));
+    assert_eq!(
+        tls.authenticate(Some(&[]), now),
+        Err(Refusal::NoCertificate)
+    );
+    let stranger = chain(&foreign.client(&fund).cert);
+    assert_eq!(
+        tls.authenticate(Some(&stranger), now),
+        Err(Refusal::UntrustedIssuer)
+    );
+    let valid = chain(&dir.client(&fund).cert);
+    let in_two_years = now + Duration::from_secs(2 * 365 * 86_400);
+    assert!(matches!(
+        tls.authenticate(Some(&valid), in_two_years),
+        Err(Refusal::Expired(Some(_)))
+    ));
+    dir.issue(&fund, Duration::ZERO).unwrap();
+    let expired = chain(&dir.client(&fund).cert);
+    let refusal = tls.authenticate(Some(&expired), now).unwrap_err();
+    assert!(
+        refusal
+            .to_string()
+            .starts_with("client certificate expired at "),
+        "{refusal}"
+    );
+    // The server's own certificate chains to the CA but names no requester (and is not
+    // for client authentication).
+    let server_cert = chain(&dir.server().cert);
+    assert!(tls.authenticate(Some(&server_cert), now).is_err());
+}
+
+#[test]
+fn material_that_does_not_load_is_refused_and_the_old_stays() {
+    let dir = dir();
+    let tls = server(&dir);
+    let window = Requester::new(Agency::Housing, "transfer-window");
+    let certs = chain(&dir.client(&window).cert);
+    std::fs::write(dir.crl(), "-----BEGIN X509 CRL-----\nnot base64\n").unwrap();
+    let err = tls.reload(false).unwrap_err();
+    assert!(err.to_string().contains("crl.pem"), "{err}");
+    assert_eq!(
+        tls.authenticate(Some(&certs), SystemTime::now()),
+        Ok(window)
+    );
+    let err = ServerTls::load(
+        TlsFiles {
+            cert: dir.server().cert,
+            key: dir.client(&Requester::new(Agency::Housing, "records")).key,
+            client_ca: dir.ca(),
+            crl: None,
+        },
+        IdentityMapping::Subject,
+    )
+    .err()
+    .expect("a key that is not the certificate's is refused");
+    assert!(
+        err.to_string().contains("do not make a server identity"),
+        "{err}"
+    );
+}
