@@ -134,9 +134,16 @@ fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> any
         Some(exe) => exe.to_owned(),
         None => std::env::current_exe()?,
     };
+    // A resolver serves mutual TLS only: a throwaway development CA (nothing calls it).
+    let certs = std::env::temp_dir().join(format!("govlink-bench-certs-{}", uuid::Uuid::new_v4()));
+    let certs = crate::tls::certs::CertsDir::new(certs);
+    certs.init()?;
     let mut command = Command::new(exe);
     command
         .arg("resolver")
+        .env("GOVLINK_TLS_CERT", certs.server().cert)
+        .env("GOVLINK_TLS_KEY", certs.server().key)
+        .env("GOVLINK_TLS_CLIENT_CA", certs.ca())
         .env("GOVLINK_KAFKA", &env.bootstrap)
         .env("GOVLINK_REDIS", url)
         .env("GOVLINK_TOPIC_PREFIX", &s.topic_prefix)
@@ -148,7 +155,6 @@ fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> any
         .env("GOVLINK_PARTITIONS", s.partitions.to_string())
         .env("GOVLINK_GRPC_ADDR", "127.0.0.1:0")
         .env("GOVLINK_ADMIN_ADDR", "")
-        .env("GOVLINK_INSECURE_REQUESTER_HEADER", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
