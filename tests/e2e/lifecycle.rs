@@ -39,6 +39,8 @@ async fn a_fatal_producer_error_marks_the_app_not_serving_and_stops_it_with_an_e
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         topic_prefix: format!("{id}."),
         shutdown_grace_ms: 2_000,
+        // Plaintext: what is tested is the producer, not who calls.
+        insecure_requester_header: true,
         ..Settings::default()
     };
     let adapter = spawn_app_with(settings, Role::Adapter(Agency::PublicSecurity)).await;
