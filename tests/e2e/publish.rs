@@ -470,6 +470,8 @@ async fn a_deadline_shorter_than_the_broker_round_trip_answers_deadline_exceeded
         replication_factor: 1,
         request_timeout_ms: 15_000,
         shutdown_grace_ms: 2_000,
+        // Plaintext: what is tested is the broker link, not who calls.
+        insecure_requester_header: true,
         ..govlink::config::Settings::default()
     };
     let app = spawn_app_with(

@@ -290,6 +290,8 @@ async fn restart_mid_publish(
         replication_factor: 1,
         request_timeout_ms: 15_000,
         shutdown_grace_ms: 5_000,
+        // Plaintext: what is tested is the broker link, not who calls.
+        insecure_requester_header: true,
         ..Settings::default()
     };
     let app = spawn_app_with(settings, Role::Adapter(Agency::PublicSecurity)).await;
