@@ -1,22 +1,46 @@
-//! deploy/docker-compose.yml: every role runs once, as the code needs it to start, on the
-//! ports and with the health checks the code defines; and scripts/test.sh --docker finds
-//! its Kafka and Redis where the file publishes them.
+//! deploy/docker-compose.yml: every role runs once, as the code needs it to start (mutual
+//! TLS with the certificates the one-shot `certs` service writes included), on the ports
+//! and with the health checks the code defines; and scripts/test.sh --docker finds its
+//! Kafka and Redis where the file publishes them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use govlink::cases::calendar::WorkCalendar;
+use govlink::config::Settings;
 use govlink::ops::paths;
 use govlink::resolver::policy::Policy;
+use govlink::tls::certs::CertsDir;
 use serde_yaml_ng::Value;
 
 use crate::code::{
     Role, admin_port, assert_container_listeners, assert_settings_variables, grpc_port,
     load_settings,
 };
-use crate::dockerfile::image_env;
+use crate::dockerfile::{image_env, runtime_directory_of_its_user};
 use crate::files::{items, read, repo, scalar, string, yaml};
+use crate::tls::{
+    FILE_SETTINGS, Scratch, certs_init, certs_init_out, certs_layout, server_files, server_names,
+};
 
 pub(crate) const FILE: &str = "deploy/docker-compose.yml";
+
+/// The one-shot service that writes the development certificates before the servers start.
+pub(crate) const CERTS: &str = "certs";
+
+/// A volume of a service.
+pub(crate) struct Mount {
+    pub(crate) source: String,
+    pub(crate) target: String,
+    pub(crate) read_only: bool,
+}
+
+impl Mount {
+    /// Whether it mounts a named volume (not a file or directory of the host).
+    fn is_named(&self) -> bool {
+        !self.source.is_empty() && !self.source.starts_with(['.', '/', '~'])
+    }
+}
 
 /// One service of the compose file.
 pub(crate) struct Service<'f> {
@@ -30,6 +54,11 @@ impl Service<'_> {
         self.spec["image"]
             .as_str()
             .is_some_and(|i| i.starts_with("govlink"))
+    }
+
+    /// Whether it is a govlink server (every govlink service but the certificates job).
+    pub(crate) fn is_server(&self) -> bool {
+        self.is_govlink() && self.name != CERTS
     }
 
     pub(crate) fn env(&self) -> BTreeMap<String, String> {
@@ -82,18 +111,36 @@ impl Service<'_> {
 
     /// Volumes as (source, target).
     pub(crate) fn volumes(&self) -> Vec<(String, String)> {
+        self.mounts()
+            .into_iter()
+            .map(|m| (m.source, m.target))
+            .collect()
+    }
+
+    /// Volumes, in the short (`source:target[:mode]`) or the long syntax.
+    pub(crate) fn mounts(&self) -> Vec<Mount> {
         items(&self.spec["volumes"])
             .iter()
             .map(|volume| {
                 if let Some(target) = volume["target"].as_str() {
-                    let source = volume["source"].as_str().unwrap_or_default();
-                    return (source.to_owned(), target.to_owned());
+                    return Mount {
+                        source: volume["source"].as_str().unwrap_or_default().to_owned(),
+                        target: target.to_owned(),
+                        read_only: volume["read_only"].as_bool() == Some(true),
+                    };
                 }
                 let text = string(volume, &self.name);
                 let mut parts = text.split(':');
                 let source = parts.next().unwrap_or_default().to_owned();
                 let target = parts.next().unwrap_or_default().to_owned();
-                (source, target)
+                let read_only = parts
+                    .next()
+                    .is_some_and(|mode| mode.split(',').any(|m| m == "ro"));
+                Mount {
+                    source,
+                    target,
+                    read_only,
+                }
             })
             .collect()
     }
@@ -163,7 +210,8 @@ fn every_role_runs_once_with_what_it_needs_on_the_ports_the_code_listens_on() {
     let kafka_addrs = advertised_listeners(service(&services, "kafka"));
     let image_env = image_env();
     let mut roles = BTreeSet::new();
-    for service in services.iter().filter(|s| s.is_govlink()) {
+    let certs = certs_job(&compose, &services);
+    for service in services.iter().filter(|s| s.is_server()) {
         let whose = format!("{FILE} service {}", service.name);
         let role = Role::parse(&service.command(), &whose);
         assert!(roles.insert(role.clone()), "{whose}: {role:?} runs twice");
@@ -174,6 +222,7 @@ fn every_role_runs_once_with_what_it_needs_on_the_ports_the_code_listens_on() {
         effective.extend(env);
         let settings = load_settings(None, &effective, &whose);
         assert_container_listeners(&settings, &whose);
+        assert_serves_mutual_tls(service, &settings, &effective, &certs, &whose);
 
         let ports = service.ports();
         for (_, container) in &ports {
@@ -247,6 +296,143 @@ fn every_role_runs_once_with_what_it_needs_on_the_ports_the_code_listens_on() {
         }
     }
     assert_eq!(roles, Role::all(), "{FILE}: every role, once");
+}
+
+/// Where the certificates job writes: its volume and the directory it is mounted at.
+pub(crate) struct CertsJob {
+    volume: String,
+    dir: String,
+}
+
+/// The certificates job of the compose file, checked: it runs `certs init` into a named
+/// volume once (a second `certs init` into the same directory fails), and its directory
+/// in the image belongs to the user the image runs as.
+pub(crate) fn certs_job(compose: &Value, services: &[Service<'_>]) -> CertsJob {
+    let job = service(services, CERTS);
+    let whose = format!("{FILE} service {CERTS}");
+    assert!(job.is_govlink(), "{whose}: runs the govlink image");
+    let entrypoint: Vec<String> = items(&job.spec["entrypoint"])
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    assert!(
+        entrypoint.is_empty()
+            || (entrypoint.len() == 2 && entrypoint[0].ends_with("sh") && entrypoint[1] == "-c"),
+        "{whose}: the entrypoint is the image's (govlink) or a shell running the command, not \
+         {entrypoint:?}"
+    );
+    let script = job.command().join(" ");
+    let dir = if entrypoint.is_empty() {
+        certs_init_out(&format!("govlink {script}"))
+    } else {
+        certs_init_out(&script)
+    }
+    .unwrap_or_else(|| panic!("{whose}: must run `govlink certs init --out DIR`, not {script:?}"));
+    let ca = CertsDir::new(&dir).ca();
+    assert!(
+        !entrypoint.is_empty() && script.contains(&format!("-e {}", ca.display())),
+        "{whose}: must skip `certs init` when {} exists (init refuses a directory with a CA, \
+         and the servers wait for this job to succeed): {script:?}",
+        ca.display()
+    );
+    let restart = job.spec["restart"].as_str().unwrap_or("no");
+    assert!(
+        restart == "no" || restart.starts_with("on-failure"),
+        "{whose}: a one-shot job; restart: {restart} would run it again and again"
+    );
+    let mount = job
+        .mounts()
+        .into_iter()
+        .find(|m| m.target == dir)
+        .unwrap_or_else(|| panic!("{whose}: no volume at {dir}, where certs init writes"));
+    assert!(
+        mount.is_named() && !mount.read_only,
+        "{whose}: {dir} must be a writable named volume, which the servers mount too"
+    );
+    assert!(
+        compose["volumes"]
+            .as_mapping()
+            .is_some_and(|v| v.contains_key(mount.source.as_str())),
+        "{FILE}: the volume {} is not declared under volumes",
+        mount.source
+    );
+    if let Err(problem) = runtime_directory_of_its_user(&dir) {
+        panic!(
+            "{whose}: a fresh volume takes the owner of the image's {dir}, and the job runs as \
+             the image's user: {problem}"
+        );
+    }
+    CertsJob {
+        volume: mount.source,
+        dir,
+    }
+}
+
+/// Asserts that a server starts with mutual TLS, its files being the ones the
+/// certificates job writes, on its volume mounted read-only, after the job succeeded.
+fn assert_serves_mutual_tls(
+    service: &Service<'_>,
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    certs: &CertsJob,
+    whose: &str,
+) {
+    let files = server_files(settings, env, whose);
+    let condition = service.spec["depends_on"][CERTS]["condition"].as_str();
+    assert_eq!(
+        condition,
+        Some("service_completed_successfully"),
+        "{whose}: must wait for the {CERTS} service to complete successfully"
+    );
+    let mount = service
+        .mounts()
+        .into_iter()
+        .find(|m| m.source == certs.volume)
+        .unwrap_or_else(|| panic!("{whose}: does not mount the volume {}", certs.volume));
+    assert!(
+        mount.read_only,
+        "{whose}: mounts the volume {} writable; only the {CERTS} job writes it",
+        certs.volume
+    );
+    let layout = certs_layout(Path::new(&mount.target));
+    for (setting, variable) in FILE_SETTINGS {
+        let expected = layout[setting].display().to_string();
+        assert_eq!(
+            files[setting], expected,
+            "{whose}: {variable} must name the file `certs init --out {}` writes there, on the \
+             volume {} mounted at {}",
+            certs.dir, certs.volume, mount.target
+        );
+    }
+}
+
+#[test]
+fn the_certs_service_writes_what_the_servers_read_and_names_them_in_its_certificate() {
+    let compose = compose();
+    let services = services(&compose);
+    let certs = certs_job(&compose, &services);
+    let scratch = Scratch::new("compose");
+    let out = scratch.path().join(certs.dir.trim_start_matches('/'));
+    certs_init(&out, &format!("{FILE} service {CERTS}"));
+    for (setting, file) in certs_layout(&out) {
+        assert!(
+            file.exists(),
+            "certs init wrote no {setting} file {}",
+            file.display()
+        );
+    }
+    // Clients on the host call localhost; containers call each other by service name.
+    let names = server_names(&out);
+    for service in services.iter().filter(|s| s.is_server()) {
+        for name in ["localhost", service.name.as_str()] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "the server certificate of `govlink certs init` does not name {name} \
+                 ({FILE} service {}); it names {names:?}",
+                service.name
+            );
+        }
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::code::{
     admin_port, assert_container_listeners, assert_settings_variables, grpc_port, load_settings,
 };
 use crate::files::{normalize, read, repo};
+use crate::tls::after;
 
 /// One build stage: its instructions (keyword in upper case, arguments).
 pub(crate) struct Stage {
@@ -96,6 +97,44 @@ pub(crate) fn stages(text: &str) -> Vec<Stage> {
             .push((keyword, args.trim().to_owned()));
     }
     stages
+}
+
+/// Checks that the runtime stage creates `dir` (`install -d -o OWNER ... DIR`) owned by
+/// the user it runs as (`USER uid`, or the name `useradd --uid uid` gives it): a fresh
+/// volume mounted there takes that owner. Says what is wrong otherwise.
+pub(crate) fn runtime_directory_of_its_user(dir: &str) -> Result<(), String> {
+    let stages = stages(&read("deploy/Dockerfile"));
+    let runtime = stages.last().expect("a runtime stage");
+    let uid = runtime
+        .arguments("USER")
+        .last()
+        .and_then(|user| user.split(':').next())
+        .ok_or("deploy/Dockerfile has no USER")?
+        .to_owned();
+    let commands: Vec<Vec<&str>> = runtime
+        .arguments("RUN")
+        .flat_map(|run| run.split("&&"))
+        .map(|command| command.split_whitespace().collect())
+        .collect();
+    let mut names = vec![uid.clone()];
+    for words in commands.iter().filter(|w| w.first() == Some(&"useradd")) {
+        let given = after(words, "--uid").or_else(|| after(words, "-u"));
+        if given == Some(uid.as_str()) {
+            names.extend(words.last().map(|name| (*name).to_owned()));
+        }
+    }
+    let owner = commands
+        .iter()
+        .filter(|w| w.first() == Some(&"install") && w.contains(&"-d") && w.last() == Some(&dir))
+        .find_map(|words| after(words, "-o"))
+        .ok_or_else(|| format!("deploy/Dockerfile does not create {dir} with `install -d -o`"))?;
+    if names.iter().any(|name| name == owner) {
+        Ok(())
+    } else {
+        Err(format!(
+            "deploy/Dockerfile creates {dir} owned by {owner}, but runs as {uid} ({names:?})"
+        ))
+    }
 }
 
 /// The runtime stage's environment: what every container starts with.

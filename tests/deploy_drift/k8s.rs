@@ -1,10 +1,13 @@
 //! deploy/k8s/: every role runs as a Deployment that starts with what the code needs,
-//! listens, is probed and scraped where the code serves; Services, disruption budgets and
-//! the resolver's autoscaler point at those Deployments.
+//! mutual TLS from the Secret govlink-tls included, listens, is probed and scraped where
+//! the code serves; Services, disruption budgets and the resolver's autoscaler point at
+//! those Deployments; the kustomization says how to make the Secret for trying it out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use govlink::cases::calendar::WorkCalendar;
+use govlink::config::Settings;
 use govlink::ops::paths;
 use govlink::resolver::policy::Policy;
 use serde_yaml_ng::Value;
@@ -14,9 +17,14 @@ use crate::code::{
     load_settings,
 };
 use crate::dockerfile::image_env;
-use crate::files::{items, k8s_files, scalar, string, yaml, yaml_documents};
+use crate::files::{items, k8s_files, read, scalar, string, yaml, yaml_documents};
+use crate::tls::{
+    FILE_SETTINGS, Scratch, after, certs_init, certs_init_out, certs_layout, server_files,
+    server_names, shell_words,
+};
 
 const DIR: &str = "deploy/k8s";
+const KUSTOMIZATION: &str = "deploy/k8s/kustomization.yaml";
 
 /// Every object of the manifests, with the file it is in.
 fn objects() -> Vec<(String, Value)> {
@@ -61,7 +69,7 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 
 #[test]
 fn the_kustomization_lists_every_manifest() {
-    let kustomization = yaml(&format!("{DIR}/kustomization.yaml"));
+    let kustomization = yaml(KUSTOMIZATION);
     let listed: BTreeSet<String> = items(&kustomization["resources"])
         .iter()
         .map(|r| string(r, "resources").to_owned())
@@ -132,6 +140,7 @@ fn every_role_runs_as_a_deployment_that_starts_listens_and_is_probed_as_the_code
         .map(|c| (name(c).to_owned(), string_map(&c["data"])))
         .collect();
     let image_env = image_env();
+    let secret = tls_secret();
     let mut roles = BTreeSet::new();
     for deployment in of_kind(&objects, "Deployment") {
         let whose = format!("{DIR} Deployment {}", name(deployment));
@@ -245,21 +254,9 @@ fn every_role_runs_as_a_deployment_that_starts_listens_and_is_probed_as_the_code
             );
         }
 
-        let tls = items(&pod["volumes"])
-            .iter()
-            .find(|v| v["secret"]["secretName"].as_str() == Some("govlink-tls"))
-            .unwrap_or_else(|| panic!("{whose}: the Secret govlink-tls as a volume"));
-        assert_eq!(
-            tls["secret"]["optional"].as_bool(),
-            Some(true),
-            "{whose}: govlink-tls is optional until govlink reads certificates"
-        );
-        assert!(
-            items(&container["volumeMounts"])
-                .iter()
-                .any(|m| m["name"] == tls["name"]),
-            "{whose}: govlink-tls must be mounted"
-        );
+        let mut declared = env.clone();
+        declared.extend(from_secrets.iter().map(|k| (k.clone(), String::new())));
+        assert_serves_mutual_tls(pod, container, &settings, &declared, &secret, &whose);
 
         let grace_s = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
         assert!(
@@ -275,6 +272,196 @@ fn every_role_runs_as_a_deployment_that_starts_listens_and_is_probed_as_the_code
         );
     }
     assert_eq!(roles, Role::all(), "{DIR}: every role, once");
+}
+
+/// The Secret govlink-tls as the kustomization's comment makes it from a `govlink certs
+/// init` directory.
+struct TlsSecret {
+    /// The `certs init --out` directory.
+    dir: String,
+    /// The `-n` of the `kubectl create secret`.
+    namespace: Option<String>,
+    /// Key → the file it is made from.
+    keys: BTreeMap<String, String>,
+}
+
+/// The commands in the comments of kustomization.yaml, continuation lines joined.
+fn kustomization_commands() -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut pending = String::new();
+    for line in read(KUSTOMIZATION).lines() {
+        let Some(comment) = line.trim_start().strip_prefix('#') else {
+            continue;
+        };
+        let comment = comment.trim();
+        match comment.strip_suffix('\\') {
+            Some(part) => {
+                pending.push_str(part);
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(comment);
+                commands.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    commands
+}
+
+fn tls_secret() -> TlsSecret {
+    let commands = kustomization_commands();
+    let dir = commands
+        .iter()
+        .find_map(|c| certs_init_out(c))
+        .unwrap_or_else(|| {
+            panic!("{KUSTOMIZATION}: no `govlink certs init --out DIR` for trying it out")
+        });
+    let create = commands
+        .iter()
+        .find(|c| c.contains("create secret generic govlink-tls"))
+        .unwrap_or_else(|| {
+            panic!("{KUSTOMIZATION}: no `kubectl create secret generic govlink-tls` command")
+        });
+    let words = shell_words(create);
+    let keys = words
+        .iter()
+        .filter_map(|w| w.strip_prefix("--from-file="))
+        .map(|pair| {
+            let (key, file) = pair.split_once('=').unwrap_or_else(|| {
+                panic!("{KUSTOMIZATION}: --from-file={pair} must name its key (KEY=FILE)")
+            });
+            (key.to_owned(), file.to_owned())
+        })
+        .collect();
+    TlsSecret {
+        dir,
+        namespace: after(&words, "-n")
+            .or_else(|| after(&words, "--namespace"))
+            .map(str::to_owned),
+        keys,
+    }
+}
+
+/// Mode bits as Kubernetes reads them from YAML: `0440` is octal, `288` decimal.
+fn file_mode(value: &Value) -> Option<u32> {
+    match value {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+        _ => None,
+    }
+}
+
+/// Asserts that a pod's server starts with mutual TLS, from the files of the Secret
+/// govlink-tls that the kustomization's command fills from `certs init`.
+fn assert_serves_mutual_tls(
+    pod: &Value,
+    container: &Value,
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    secret: &TlsSecret,
+    whose: &str,
+) {
+    let files = server_files(settings, env, whose);
+    let volume = items(&pod["volumes"])
+        .iter()
+        .find(|v| v["secret"]["secretName"].as_str() == Some("govlink-tls"))
+        .unwrap_or_else(|| panic!("{whose}: the Secret govlink-tls as a volume"));
+    assert_ne!(
+        volume["secret"]["optional"].as_bool(),
+        Some(true),
+        "{whose}: govlink-tls must not be optional: the server refuses to start without it"
+    );
+    if let Some(mode) = file_mode(&volume["secret"]["defaultMode"]) {
+        let fs_group = !pod["securityContext"]["fsGroup"].is_null();
+        assert!(
+            mode & 0o004 != 0 || (mode & 0o040 != 0 && fs_group),
+            "{whose}: govlink-tls defaultMode {mode:o}: the files belong to root, so the \
+             non-root server reads them by group (with fsGroup) or not at all"
+        );
+    }
+    let mount = items(&container["volumeMounts"])
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap_or_else(|| panic!("{whose}: govlink-tls must be mounted"));
+    assert!(
+        mount["subPath"].is_null(),
+        "{whose}: govlink-tls by subPath would never see an updated Secret (a new CRL)"
+    );
+    assert_eq!(
+        mount["readOnly"].as_bool(),
+        Some(true),
+        "{whose}: govlink-tls read-only"
+    );
+    let at = string(&mount["mountPath"], whose).trim_end_matches('/');
+    let layout = certs_layout(Path::new(&secret.dir));
+    for (setting, variable) in FILE_SETTINGS {
+        let file = &files[setting];
+        let key = file
+            .strip_prefix(&format!("{at}/"))
+            .filter(|key| !key.contains('/'))
+            .unwrap_or_else(|| {
+                panic!("{whose}: {variable}={file} is no file of govlink-tls, mounted at {at}")
+            });
+        let source = secret.keys.get(key).unwrap_or_else(|| {
+            panic!(
+                "{whose}: {variable} reads the key {key} of govlink-tls, which the command in \
+                 {KUSTOMIZATION} does not create (it creates {:?})",
+                secret.keys.keys()
+            )
+        });
+        let expected = layout[setting].display().to_string();
+        assert_eq!(
+            *source, expected,
+            "{whose}: {variable} reads the key {key}, which {KUSTOMIZATION} makes from \
+             {source}; `certs init` writes that file as {expected}"
+        );
+    }
+}
+
+#[test]
+fn the_kustomization_says_how_to_make_govlink_tls_from_certs_init() {
+    let secret = tls_secret();
+    let kustomization = yaml(KUSTOMIZATION);
+    assert_eq!(
+        secret.namespace.as_deref(),
+        kustomization["namespace"].as_str(),
+        "{KUSTOMIZATION}: the Secret is made in the namespace of the Deployments"
+    );
+    let scratch = Scratch::new("k8s");
+    let out = scratch.path().join(&secret.dir);
+    certs_init(&out, KUSTOMIZATION);
+    for (key, file) in &secret.keys {
+        assert!(
+            scratch.path().join(file).exists(),
+            "{KUSTOMIZATION}: --from-file={key}={file}, which `certs init --out {}` does not write",
+            secret.dir
+        );
+    }
+}
+
+#[test]
+#[ignore = "the server certificate of `certs init` does not name the adapters' Services \
+            (govlink-adapter-<agency>) yet: SERVER_NAMES in src/tls/certs.rs"]
+fn the_development_server_certificate_names_every_service() {
+    let objects = objects();
+    let scratch = Scratch::new("k8s-names");
+    let out = scratch.path().join("certs");
+    certs_init(&out, KUSTOMIZATION);
+    let names = server_names(&out);
+    let namespace = yaml(KUSTOMIZATION)["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_owned();
+    for svc in of_kind(&objects, "Service") {
+        let svc = name(svc);
+        for name in [svc.to_owned(), format!("{svc}.{namespace}.svc")] {
+            assert!(
+                names.contains(&name),
+                "{DIR}: clients call the Service {svc} as {name}, which the server certificate \
+                 of `govlink certs init` does not name ({names:?})"
+            );
+        }
+    }
 }
 
 #[test]
@@ -313,6 +500,13 @@ fn services_budgets_and_the_autoscaler_point_at_the_deployments() {
                 target,
                 "{whose}: clients use the port the code listens on"
             );
+            if target == Some(grpc_port()) {
+                assert_ne!(
+                    port["appProtocol"].as_str(),
+                    Some("kubernetes.io/h2c"),
+                    "{whose}: the gRPC port serves TLS, not cleartext HTTP/2"
+                );
+            }
         }
     }
 

@@ -2,8 +2,8 @@
 //! Dockerfile and its health check, deploy/docker-compose.yml, the Prometheus and Grafana
 //! files, the Kubernetes manifests in deploy/k8s/ and the CI workflow. Each is parsed and
 //! compared with what the code defines: ports, `GOVLINK_*` variables and settings files,
-//! health and metrics paths, metric families, topic names, and the roles processes start
-//! in. Nothing here needs a broker, Redis or Docker.
+//! health and metrics paths, metric families, topic names, the roles processes start in,
+//! and the mutual TLS every server is given. Nothing here needs a broker, Redis or Docker.
 
 mod code;
 mod compose;
@@ -11,6 +11,7 @@ mod dockerfile;
 mod files;
 mod k8s;
 mod observability;
+mod tls;
 mod workflow;
 
 use code::{metric_family, setting_variables, topics_in, variables_in};

@@ -30,7 +30,7 @@ fn prometheus_scrapes_every_govlink_container_on_its_metrics_path() {
     );
     let govlink: BTreeSet<String> = services
         .iter()
-        .filter(|s| s.is_govlink())
+        .filter(|s| s.is_server())
         .map(|s| s.name.clone())
         .collect();
 
