@@ -51,9 +51,10 @@ pub const DEV_IDENTITIES: [&str; 13] = [
     "social-security/shanghai-transfer-desk",
 ];
 
-/// Names the server certificate is valid for: loopback and the services of
-/// `deploy/docker-compose.yml` and `deploy/k8s/`.
-const SERVER_NAMES: [&str; 9] = [
+/// Names the server certificate is valid for: loopback, the services of
+/// `deploy/docker-compose.yml`, and the Services of `deploy/k8s/` (short and
+/// namespace-qualified, in the `govlink` namespace).
+const SERVER_NAMES: [&str; 19] = [
     "localhost",
     "resolver",
     "cases",
@@ -63,6 +64,16 @@ const SERVER_NAMES: [&str; 9] = [
     "adapter-provident-fund",
     "govlink-resolver",
     "govlink-cases",
+    "govlink-adapter-social-security",
+    "govlink-adapter-public-security",
+    "govlink-adapter-housing",
+    "govlink-adapter-provident-fund",
+    "govlink-resolver.govlink.svc",
+    "govlink-cases.govlink.svc",
+    "govlink-adapter-social-security.govlink.svc",
+    "govlink-adapter-public-security.govlink.svc",
+    "govlink-adapter-housing.govlink.svc",
+    "govlink-adapter-provident-fund.govlink.svc",
 ];
 
 /// How long development certificates are valid.

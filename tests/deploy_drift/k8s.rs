@@ -440,8 +440,6 @@ fn the_kustomization_says_how_to_make_govlink_tls_from_certs_init() {
 }
 
 #[test]
-#[ignore = "the server certificate of `certs init` does not name the adapters' Services \
-            (govlink-adapter-<agency>) yet: SERVER_NAMES in src/tls/certs.rs"]
 fn the_development_server_certificate_names_every_service() {
     let objects = objects();
     let scratch = Scratch::new("k8s-names");
