@@ -23,7 +23,7 @@ use tonic::transport::Server;
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::records::{Violations, agency_slug};
+use crate::records::Violations;
 use crate::tls::{PeerInfo, Refusal, ServerTls};
 
 /// The largest request message a govlink server decodes: tonic's default decoding limit,
@@ -60,7 +60,9 @@ pub async fn serve(
     };
     match tls {
         Some(tls) => {
-            let server = Server::builder().trace_fn(verified_rpc_span);
+            let traced = Arc::clone(&tls);
+            let server =
+                Server::builder().trace_fn(move |request| verified_rpc_span(&traced, request));
             let incoming = crate::tls::incoming(listener, Arc::clone(&tls));
             let service = Authenticate {
                 inner: service,
@@ -102,9 +104,16 @@ fn rpc_span(request: &HttpRequest<()>) -> tracing::Span {
     span(request, requester)
 }
 
-/// The span of a call over TLS: [`Authenticate`] records the verified requester in it.
-fn verified_rpc_span(request: &HttpRequest<()>) -> tracing::Span {
-    span(request, "")
+/// The span of a call over TLS: the requester its verified certificate names (the
+/// verdict is cached on the connection, so [`Authenticate`] finds it there).
+fn verified_rpc_span(tls: &ServerTls, request: &HttpRequest<()>) -> tracing::Span {
+    let requester = request
+        .extensions()
+        .get::<PeerInfo>()
+        .and_then(|info| info.authenticate(tls).ok())
+        .map(|peer| peer.requester.to_string())
+        .unwrap_or_default();
+    span(request, &requester)
 }
 
 fn span(request: &HttpRequest<()>, requester: &str) -> tracing::Span {
@@ -166,7 +175,7 @@ where
 }
 
 /// Admits a call only with a valid client certificate (see [`crate::tls`]): puts the
-/// verified [`Peer`] into its extensions and names it in the call's span, or answers
+/// verified [`Peer`] into its extensions, or answers
 /// `UNAUTHENTICATED` saying what is wrong without calling the service.
 #[derive(Clone)]
 struct Authenticate<S> {
@@ -197,9 +206,6 @@ where
         };
         match verdict {
             Ok(peer) => {
-                let span = tracing::Span::current();
-                span.record("agency", agency_slug(peer.requester.agency));
-                span.record("requester", peer.requester.to_string());
                 request.extensions_mut().insert(peer);
                 Either::Right(self.inner.call(request))
             }
