@@ -15,7 +15,9 @@ pub mod kafka;
 pub mod ops;
 pub mod rebuild;
 pub mod records;
+pub mod redis_link;
 pub mod resolver;
+pub mod secret;
 mod toml_lines;
 
 /// The generated wire contract (`proto/govlink/v1`).
