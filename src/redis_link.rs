@@ -196,6 +196,15 @@ mod tests {
             err.starts_with("redis_ca /nonexistent/ca.pem cannot be read"),
             "{err}"
         );
+        let readable = Settings {
+            redis_ca: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into()),
+            ..settings
+        };
+        let err = RedisLink::check(&readable).unwrap_err();
+        assert_eq!(
+            err,
+            "redis_ca is set but redis (redis://:***@127.0.0.1:6379/) is not a rediss:// URL"
+        );
         let settings = Settings {
             redis_username: Some("govlink".into()),
             ..Settings::default()

@@ -89,9 +89,16 @@ pub enum AdminError {
     /// stops at once and says which settings to look at.
     #[error(
         "the brokers refused the link ({0}): check kafka_security_protocol, kafka_ssl_* \
-         and kafka_sasl_* (librdkafka's log above says more)"
+         and kafka_sasl_*"
     )]
     Refused(KafkaError),
+    /// The brokers could not be asked anything until the operation timed out: they are
+    /// unreachable, or close the link (a TLS or SASL mismatch some brokers answer so).
+    #[error(
+        "the brokers did not answer ({0}; last metadata request: {1}): check kafka, \
+         kafka_security_protocol, kafka_ssl_* and kafka_sasl_*"
+    )]
+    Unreachable(KafkaError, String),
 }
 
 /// What start-up found out about the topics.
@@ -113,7 +120,8 @@ pub async fn ensure_topics(
         Arc::new(super::client_config(brokers, "govlink-admin").create()?);
     // Create only what is missing: an existing topic keeps its settings, and a deployment
     // whose principal may not create topics still starts when they exist.
-    let (missing, _) = topic_partitions(&admin, specs).await?;
+    let mut failed = None;
+    let (missing, _) = topic_partitions(&admin, specs, &mut failed).await?;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .filter(|spec| missing.contains(&spec.name))
@@ -128,19 +136,20 @@ pub async fn ensure_topics(
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    // The request timeout too: a broker that closes the link (TLS or SASL refused) would
+    // otherwise keep the request waiting for a connection for librdkafka's 60 s.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let created = if new_topics.is_empty() {
         Vec::new()
     } else {
         admin
             .create_topics(&new_topics, &options)
             .await
-            .map_err(|e| {
-                if refused(&e) {
-                    AdminError::Refused(e)
-                } else {
-                    AdminError::Kafka(e)
-                }
+            .map_err(|e| match failed.take() {
+                Some(last) => AdminError::Unreachable(e, last),
+                None => AdminError::Kafka(e),
             })?
     };
     for result in created {
@@ -154,7 +163,7 @@ pub async fn ensure_topics(
     // Creation is asynchronous on some brokers: wait until every topic has its leaders.
     let deadline = Instant::now() + timeout;
     let partitions = loop {
-        let (absent, partitions) = topic_partitions(&admin, specs).await?;
+        let (absent, partitions) = topic_partitions(&admin, specs, &mut failed).await?;
         if absent.is_empty() {
             break partitions;
         }
@@ -252,9 +261,11 @@ async fn check_configs(
 
 /// The topics of `specs` not (fully) visible in metadata, and the partition counts of
 /// those that are; an error only when the broker refused the link (TLS or SASL failed).
+/// A failed request is noted in `failed`, a successful one clears it.
 async fn topic_partitions(
     admin: &Arc<AdminClient<DefaultClientContext>>,
     specs: &[TopicSpec],
+    failed: &mut Option<String>,
 ) -> Result<(Vec<String>, BTreeMap<String, i32>), AdminError> {
     let client = Arc::clone(admin);
     // A metadata request blocks on the broker: keep it off the async workers.
@@ -265,13 +276,18 @@ async fn topic_partitions(
     let metadata = match metadata {
         Ok(Ok(metadata)) => metadata,
         Ok(Err(e)) if refused(&e) => return Err(AdminError::Refused(e)),
-        _ => {
+        failure => {
+            *failed = Some(match failure {
+                Ok(Err(e)) => e.to_string(),
+                _ => "cancelled".to_owned(),
+            });
             return Ok((
                 specs.iter().map(|s| s.name.clone()).collect(),
                 BTreeMap::new(),
             ));
         }
     };
+    *failed = None;
     let mut absent = Vec::new();
     let mut partitions = BTreeMap::new();
     for spec in specs {
