@@ -10,7 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cases::plan::WorkingDays;
+use crate::kafka::{LinkSecurity, SaslMechanism, SecurityProtocol};
+use crate::redis_link::RedisLink;
 use crate::resolver::checks::PurchaseRule;
+use crate::secret::Secret;
 use crate::tls::{IdentityMapping, TlsFiles};
 
 /// Every setting of govlink. Defaults work for `dev` and `demo`.
@@ -20,9 +23,36 @@ pub struct Settings {
     /// Kafka bootstrap servers (`host:port,…`). Unset: `dev`/`demo` start an embedded broker;
     /// other commands refuse to start.
     pub kafka: Option<String>,
-    /// Redis URL (`redis://host:port/db`, may carry a password). Unset: `dev`/`demo` keep
-    /// records in memory; the resolver refuses to start.
+    /// How the Kafka clients reach the brokers: `plaintext`, `ssl` (TLS), `sasl_plaintext`
+    /// or `sasl_ssl` (SASL over TLS). The embedded broker of `dev`/`demo` without `kafka`
+    /// is plaintext and ignores this and the `kafka_ssl_*`/`kafka_sasl_*` settings.
+    pub kafka_security_protocol: SecurityProtocol,
+    /// PEM file of the CA certificates that verify the brokers (`ssl`, `sasl_ssl`);
+    /// unset: the system's CA certificates.
+    pub kafka_ssl_ca: Option<String>,
+    /// PEM file of govlink's client certificate, for brokers that authenticate clients by
+    /// certificate (mutual TLS); goes with `kafka_ssl_key`.
+    pub kafka_ssl_cert: Option<String>,
+    /// PEM file of the private key of `kafka_ssl_cert`.
+    pub kafka_ssl_key: Option<String>,
+    /// SASL mechanism (`sasl_plaintext`, `sasl_ssl`): `PLAIN`, `SCRAM-SHA-256` or
+    /// `SCRAM-SHA-512`.
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name.
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password; never printed.
+    pub kafka_sasl_password: Option<Secret>,
+    /// Redis URL (`redis://host:port/db`, `rediss://` for TLS; may carry a user and a
+    /// password). Unset: `dev`/`demo` keep records in memory; the resolver refuses to start.
     pub redis: Option<String>,
+    /// PEM file of the CA certificates that verify Redis's TLS certificate (`rediss://`);
+    /// unset: the system's roots.
+    pub redis_ca: Option<String>,
+    /// Redis ACL user (with `redis_password`); overrides a user in the URL.
+    pub redis_username: Option<String>,
+    /// Redis password (of `redis_username`, or of the default user); overrides a password
+    /// in the URL; never printed.
+    pub redis_password: Option<Secret>,
     /// Address the gRPC server listens on.
     pub grpc_addr: SocketAddr,
     /// Address the admin HTTP server listens on (`/metrics`, `/healthz`, `/readyz`, the
@@ -113,7 +143,17 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             kafka: None,
+            kafka_security_protocol: SecurityProtocol::Plaintext,
+            kafka_ssl_ca: None,
+            kafka_ssl_cert: None,
+            kafka_ssl_key: None,
+            kafka_sasl_mechanism: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password: None,
             redis: None,
+            redis_ca: None,
+            redis_username: None,
+            redis_password: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_addr: DEFAULT_ADMIN_ADDR.into(),
             ready_max_lag_events: 10_000,
@@ -169,11 +209,20 @@ fn pairs(name: &str, value: &str) -> Result<toml::Table, ConfigError> {
 
 /// The settings that are unset by default and text when set (absent from the defaults'
 /// table, so their environment variables are typed here).
-const OPTIONAL_TEXT: [&str; 8] = [
+const OPTIONAL_TEXT: [&str; 17] = [
     "kafka",
     "redis",
     "policy",
     "calendar",
+    "kafka_ssl_ca",
+    "kafka_ssl_cert",
+    "kafka_ssl_key",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "redis_ca",
+    "redis_username",
+    "redis_password",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -272,6 +321,8 @@ impl Settings {
         self.working_days()?;
         self.admin_addr()?;
         self.tls()?;
+        LinkSecurity::from_settings(self).map_err(ConfigError::Invalid)?;
+        RedisLink::check(self).map_err(ConfigError::Invalid)?;
         for (i, rule) in self.purchase_rules.iter().enumerate() {
             rule.validate()
                 .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
@@ -390,7 +441,17 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("kafka", &self.kafka)
+            .field("kafka_security_protocol", &self.kafka_security_protocol)
+            .field("kafka_ssl_ca", &self.kafka_ssl_ca)
+            .field("kafka_ssl_cert", &self.kafka_ssl_cert)
+            .field("kafka_ssl_key", &self.kafka_ssl_key)
+            .field("kafka_sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("kafka_sasl_username", &self.kafka_sasl_username)
+            .field("kafka_sasl_password", &self.kafka_sasl_password)
             .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("redis_ca", &self.redis_ca)
+            .field("redis_username", &self.redis_username)
+            .field("redis_password", &self.redis_password)
             .field("grpc_addr", &self.grpc_addr)
             .field("topic_prefix", &self.topic_prefix)
             .field("redis_prefix", &self.redis_prefix)
@@ -421,6 +482,14 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Checks that the file a setting names can be read now, not when a client first needs
+/// it; the error names the setting and the path.
+pub(crate) fn readable(setting: &str, path: &str) -> Result<(), String> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| format!("{setting} {path} cannot be read: {e}"))
 }
 
 #[cfg(test)]
@@ -534,5 +603,78 @@ mod tests {
         let printed = format!("{s:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(printed.contains("redis://app:***@db:6379/0"), "{printed}");
+    }
+
+    #[test]
+    fn link_settings_come_from_the_environment_and_their_secrets_never_print() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("GOVLINK_KAFKA", "k:9093"),
+                ("GOVLINK_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+                ("GOVLINK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+                ("GOVLINK_KAFKA_SASL_USERNAME", "govlink"),
+                ("GOVLINK_KAFKA_SASL_PASSWORD", "sasl-s3cret"),
+                ("GOVLINK_REDIS", "rediss://:url-s3cret@db:6380/"),
+                ("GOVLINK_REDIS_USERNAME", "resolver"),
+                ("GOVLINK_REDIS_PASSWORD", "redis-s3cret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.kafka_security_protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(s.kafka_sasl_mechanism, Some(SaslMechanism::ScramSha256));
+        assert_eq!(
+            s.kafka_sasl_password.as_ref().map(Secret::expose),
+            Some("sasl-s3cret")
+        );
+        assert_eq!(
+            s.redis_password.as_ref().map(Secret::expose),
+            Some("redis-s3cret")
+        );
+        let printed = format!("{s:?}");
+        for secret in ["sasl-s3cret", "url-s3cret", "redis-s3cret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(
+            printed.contains("kafka_sasl_password: Some(***)"),
+            "{printed}"
+        );
+        assert!(printed.contains("redis_password: Some(***)"), "{printed}");
+
+        for (pairs, says) in [
+            (
+                &[("GOVLINK_KAFKA_SECURITY_PROTOCOL", "tls")][..],
+                "kafka_security_protocol must be plaintext, ssl, sasl_plaintext or sasl_ssl",
+            ),
+            (
+                &[
+                    ("GOVLINK_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                    ("GOVLINK_KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+                ][..],
+                "kafka_sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+            ),
+            (
+                &[("GOVLINK_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")][..],
+                "kafka_security_protocol sasl_ssl needs kafka_sasl_mechanism to be set",
+            ),
+            (
+                &[("GOVLINK_KAFKA_SASL_MECHANISM", "PLAIN")][..],
+                "kafka_sasl_mechanism is set but kafka_security_protocol is plaintext",
+            ),
+            (
+                &[
+                    ("GOVLINK_KAFKA_SECURITY_PROTOCOL", "ssl"),
+                    ("GOVLINK_KAFKA_SSL_KEY", "/nonexistent/govlink.key"),
+                ][..],
+                "kafka_ssl_key /nonexistent/govlink.key cannot be read",
+            ),
+            (
+                &[("GOVLINK_REDIS_CA", "/nonexistent/redis-ca.pem")][..],
+                "redis_ca /nonexistent/redis-ca.pem cannot be read",
+            ),
+        ] {
+            let err = Settings::load(None, &env(pairs)).unwrap_err().to_string();
+            assert!(err.contains(says), "{pairs:?}: {err}");
+        }
     }
 }

@@ -15,7 +15,9 @@ pub mod kafka;
 pub mod ops;
 pub mod rebuild;
 pub mod records;
+pub mod redis_link;
 pub mod resolver;
+pub mod secret;
 pub mod tls;
 mod toml_lines;
 

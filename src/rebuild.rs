@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{AppError, Kafka, Role, materializer_config};
 use crate::config::Settings;
 use crate::kafka::Publisher;
+use crate::redis_link::RedisLink;
 use crate::resolver::store::{RedisStore, Store, StoreState};
 use crate::resolver::{Materializer, Positions, TimingsSnapshot, new_generation};
 
@@ -42,13 +43,13 @@ pub async fn rebuild(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RebuildReport, AppError> {
     let started = Instant::now();
-    let Some(url) = &settings.redis else {
+    let Some(link) = RedisLink::from_settings(settings) else {
         return Err(AppError::Config(
             "no Redis configured: set --redis or GOVLINK_REDIS".into(),
         ));
     };
     let kafka = Kafka::connect(settings, Role::Resolver).await?;
-    let store = Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?);
+    let store = Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?);
     let config = materializer_config(settings, &kafka);
     let seen = store.meta().await?.map(|m| m.generation);
     let generation = new_generation();
@@ -62,7 +63,7 @@ pub async fn rebuild(
     }
     tracing::info!(generation, "rebuild started");
     let publisher = Publisher::new(
-        &kafka.bootstrap,
+        &kafka.brokers,
         settings.request_timeout().max(Duration::from_secs(1)) * 3,
         settings.max_in_flight,
     )?;

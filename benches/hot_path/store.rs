@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use govlink::proto::{self, RecordEvent, record_event::Payload};
 use govlink::records::{Horizon, RecordKey, SubjectKey, Violations, subjects_of, validate_payload};
+use govlink::redis_link::RedisLink;
 use govlink::resolver::store::{ApplyOutcome, Change, MemoryStore, RecordWrite, RedisStore, Store};
 use prost::Message as _;
 use tokio::runtime::Runtime;
@@ -229,7 +230,10 @@ pub(crate) fn redis(c: &mut Criterion) {
         let n = keys.stores.get() + 1;
         keys.stores.set(n);
         let prefix = format!("{}{n}:", keys.prefix);
-        let store = rt.block_on(RedisStore::connect(&keys.url, &prefix));
+        let store = rt.block_on(RedisStore::connect(
+            &RedisLink::new(keys.url.as_str()),
+            &prefix,
+        ));
         Store::Redis(store.expect("GOVLINK_BENCH_REDIS names a reachable Redis"))
     });
     group.finish();
@@ -260,7 +264,7 @@ impl Drop for RedisKeys {
 
 /// Deletes every key starting with `prefix` (which holds no glob characters).
 fn delete_prefix(url: &str, prefix: &str) -> redis::RedisResult<()> {
-    let mut conn = redis::Client::open(url)?.get_connection()?;
+    let mut conn = RedisLink::new(url).client()?.get_connection()?;
     let pattern = format!("{prefix}*");
     let mut cursor = 0u64;
     loop {

@@ -34,21 +34,21 @@ pub(super) async fn bind(
     let uses_redis = !matches!(role, Role::Adapter(_));
     // A connection of its own: the admin reads must not queue behind the materializer's
     // writes (a Redis that answers reads but blocks writes is a lag, not an outage).
-    let store = match (store, &settings.redis) {
-        (Some(Store::Redis(_)), Some(url)) => Some(Store::Redis(
-            RedisStore::connect(url, &settings.redis_prefix).await?,
+    let store = match (store, RedisLink::from_settings(settings)) {
+        (Some(Store::Redis(_)), Some(link)) => Some(Store::Redis(
+            RedisStore::connect(&link, &settings.redis_prefix).await?,
         )),
         (store, _) => store.cloned(),
     };
     let sources = Sources {
         telemetry: parts.telemetry.clone(),
-        broker: std::sync::Arc::new(crate::ops::sample::broker_client(&kafka.bootstrap)?),
+        broker: std::sync::Arc::new(crate::ops::sample::broker_client(&kafka.brokers)?),
         topics: kafka.topics.all(),
         record_topics: kafka.topics.all_records(),
         publisher: publisher.clone(),
         store,
         materialized: parts.readiness.as_ref().map(|(_, ready)| ready.clone()),
-        redis: settings.redis.clone().filter(|_| uses_redis),
+        redis: RedisLink::from_settings(settings).filter(|_| uses_redis),
         cases: parts.case_store.clone(),
         max_lag: i64::try_from(settings.ready_max_lag_events).unwrap_or(i64::MAX),
     };

@@ -20,8 +20,8 @@ pub(super) struct CaseInputs {
 }
 
 /// The case store under the deployment's Redis prefix.
-pub(super) async fn connect(url: &str, settings: &Settings) -> Result<CaseStore, AppError> {
-    CaseStore::connect(url, &settings.redis_prefix)
+pub(super) async fn connect(link: &RedisLink, settings: &Settings) -> Result<CaseStore, AppError> {
+    CaseStore::connect(link, &settings.redis_prefix)
         .await
         .map_err(|e| AppError::Config(format!("case store: {e}")))
 }
@@ -33,18 +33,18 @@ pub(super) async fn standalone(
     kafka: &Kafka,
     publisher: &Publisher,
 ) -> Result<(), AppError> {
-    let url = settings.redis.as_deref().ok_or_else(|| {
+    let link = RedisLink::from_settings(settings).ok_or_else(|| {
         AppError::Config(
             "the case engine keeps cases in Redis: set --redis or GOVLINK_REDIS".into(),
         )
     })?;
     let audit = parts.audit_log(settings, kafka, publisher, "cases").await?;
     let inputs = CaseInputs {
-        records: Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?),
+        records: Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?),
         policy: std::sync::Arc::new(load_policy(settings, Role::Cases)?),
         audit,
     };
-    let case_store = connect(url, settings).await?;
+    let case_store = connect(&link, settings).await?;
     parts.case_store = Some(case_store.clone());
     engine_and_services(parts, settings, kafka, publisher, case_store, inputs)
 }
@@ -98,7 +98,7 @@ pub(super) fn engine_and_services(
     }
     let engine = engine::Engine::new(
         engine::EngineConfig {
-            bootstrap: kafka.bootstrap.clone(),
+            brokers: kafka.brokers.clone(),
             group_id: format!("{}.cases", settings.consumer_group),
             topics: kafka.topics.clone(),
             working_days: settings

@@ -25,9 +25,10 @@ use crate::adapters::{
 };
 use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog};
 use crate::cases::store::{CaseStore, MemoryCaseStore};
-use crate::config::{Settings, redact_url};
+use crate::config::Settings;
 use crate::kafka::{
-    AdminError, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs, ensure_topics,
+    AdminError, Brokers, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs,
+    ensure_topics,
 };
 use crate::ops::metrics::Telemetry;
 use crate::proto::{
@@ -37,6 +38,7 @@ use crate::proto::{
     social_security_adapter_server::SocialSecurityAdapterServer,
 };
 use crate::records::AGENCIES;
+use crate::redis_link::RedisLink;
 use crate::resolver::policy::Policy;
 use crate::resolver::query::{Queries, REQUESTER_HEADER, RequesterSource};
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
@@ -182,7 +184,7 @@ impl Parts {
 
 /// The broker a process talks to and the topics it needs, ensured at start-up.
 pub(crate) struct Kafka {
-    pub(crate) bootstrap: String,
+    pub(crate) brokers: Brokers,
     pub(crate) topics: Topics,
     /// Record topic → partition count.
     pub(crate) partitions: std::collections::BTreeMap<String, i32>,
@@ -238,16 +240,19 @@ impl Kafka {
             }
             (Some(_), _) => None,
         };
-        let bootstrap = match &embedded {
-            Some(broker) => broker.bootstrap().to_owned(),
-            None => settings.kafka.clone().unwrap_or_default(),
+        let brokers = match &embedded {
+            Some(broker) => Brokers::plaintext(broker.bootstrap()),
+            None => Brokers::from_settings(settings)
+                .map_err(AppError::Config)?
+                .unwrap_or_else(|| Brokers::plaintext("")),
         };
         tracing::info!(
-            kafka = bootstrap,
+            kafka = brokers.bootstrap(),
+            security = brokers.security().protocol().as_str(),
             embedded = embedded.is_some(),
             "using kafka"
         );
-        let report = ensure_topics(&bootstrap, &specs, settings.startup_timeout()).await?;
+        let report = ensure_topics(&brokers, &specs, settings.startup_timeout()).await?;
         // Topics that existed keep their own settings: say so if they break a guarantee.
         // (The embedded broker's topics are created with ours and cannot be described.)
         if embedded.is_none() {
@@ -256,7 +261,7 @@ impl Kafka {
                 .filter(|s| report.existed.contains(&s.name))
                 .cloned()
                 .collect();
-            check_topic_configs(&bootstrap, &existed).await;
+            check_topic_configs(&brokers, &existed).await;
         }
         let records = topics.all_records();
         let partitions = report
@@ -265,7 +270,7 @@ impl Kafka {
             .filter(|(name, _)| records.contains(name))
             .collect();
         Ok(Kafka {
-            bootstrap,
+            brokers,
             topics,
             partitions,
             embedded,
@@ -343,7 +348,7 @@ impl App {
     pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
         let kafka = Kafka::connect(settings, role).await?;
         let publisher = Publisher::new(
-            &kafka.bootstrap,
+            &kafka.brokers,
             settings.request_timeout().max(Duration::from_secs(1)) * 3,
             settings.max_in_flight,
         )?;
@@ -416,7 +421,12 @@ impl App {
 
     /// The broker the app talks to (the embedded one's address in `dev` without `kafka`).
     pub fn kafka_bootstrap(&self) -> &str {
-        &self.kafka.bootstrap
+        self.kafka.brokers.bootstrap()
+    }
+
+    /// The brokers the app talks to and how (the embedded one in `dev` without `kafka`).
+    pub fn kafka_brokers(&self) -> &Brokers {
+        &self.kafka.brokers
     }
 
     /// The resolver's store (the in-memory one in `dev` without `redis`), if it has one.

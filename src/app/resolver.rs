@@ -12,10 +12,10 @@ pub(super) async fn resolver(
     kafka: &Kafka,
     publisher: &Publisher,
 ) -> Result<Store, AppError> {
-    let store = match (&settings.redis, role) {
-        (Some(url), _) => {
-            tracing::info!(redis = redact_url(url), "using redis");
-            Store::Redis(RedisStore::connect(url, &settings.redis_prefix).await?)
+    let store = match (RedisLink::from_settings(settings), role) {
+        (Some(link), _) => {
+            tracing::info!(redis = %link, "using redis");
+            Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?)
         }
         (None, Role::Dev) => Store::Memory(MemoryStore::new()),
         (None, _) => {
@@ -48,8 +48,8 @@ pub(super) async fn resolver(
     });
     let (queries, policy, audit) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
-    let case_store = match &settings.redis {
-        Some(url) => Some(cases::connect(url, settings).await?),
+    let case_store = match RedisLink::from_settings(settings) {
+        Some(link) => Some(cases::connect(&link, settings).await?),
         // Without Redis, `dev` (and `demo`) keep their cases in memory, like their records.
         None if role == Role::Dev => Some(CaseStore::Memory(MemoryCaseStore::new())),
         None => None,
@@ -103,14 +103,14 @@ async fn queries(
     let audit = parts
         .audit_log(settings, kafka, publisher, "resolver")
         .await?;
-    let index = match &settings.redis {
-        Some(url) => AccessIndex::redis(url, &settings.redis_prefix)
+    let index = match RedisLink::from_settings(settings) {
+        Some(link) => AccessIndex::redis(&link, &settings.redis_prefix)
             .await
             .map_err(|e| AppError::Config(format!("access index: {e}")))?,
         None => AccessIndex::memory(),
     };
     let indexer = AccessIndexer::new(
-        &kafka.bootstrap,
+        &kafka.brokers,
         &settings.consumer_group,
         &kafka.topics,
         index.clone(),
@@ -172,7 +172,7 @@ const EXAMPLE_POLICY: &str = include_str!("../../deploy/policy.toml");
 /// How this deployment's materializers consume.
 pub(crate) fn materializer_config(settings: &Settings, kafka: &Kafka) -> MaterializerConfig {
     MaterializerConfig {
-        bootstrap: kafka.bootstrap.clone(),
+        brokers: kafka.brokers.clone(),
         group_id: settings.consumer_group.clone(),
         source: format!("{}|{}", settings.topic_prefix, settings.consumer_group),
         batch_size: settings.materializer_batch,

@@ -74,10 +74,13 @@ pub struct MemoryIndex {
 type People = HashMap<String, BTreeSet<(i64, Vec<u8>)>>;
 
 impl AccessIndex {
-    /// The index in the Redis at `url`, under `prefix` (the record store's prefix, so a
+    /// The index in the Redis of `link`, under `prefix` (the record store's prefix, so a
     /// flush of the store flushes the index with it).
-    pub async fn redis(url: &str, prefix: &str) -> Result<AccessIndex, IndexError> {
-        let client = redis::Client::open(url)?;
+    pub async fn redis(
+        link: &crate::redis_link::RedisLink,
+        prefix: &str,
+    ) -> Result<AccessIndex, IndexError> {
+        let client = link.client()?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)));

@@ -39,7 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A consumer of the audit topic that maintains the access index.
 pub struct AccessIndexer {
-    bootstrap: String,
+    brokers: crate::kafka::Brokers,
     group_prefix: String,
     topic: String,
     index: AccessIndex,
@@ -59,7 +59,7 @@ impl AccessIndexer {
     /// An indexer of `topics`' audit trail into `index`, following `store`'s generation,
     /// keeping accesses for `retention`.
     pub fn new(
-        bootstrap: &str,
+        brokers: &crate::kafka::Brokers,
         group_prefix: &str,
         topics: &Topics,
         index: AccessIndex,
@@ -67,7 +67,7 @@ impl AccessIndexer {
         retention: Duration,
     ) -> AccessIndexer {
         AccessIndexer {
-            bootstrap: bootstrap.to_owned(),
+            brokers: brokers.clone(),
             group_prefix: group_prefix.to_owned(),
             topic: topics.audit(),
             index,
@@ -121,7 +121,7 @@ impl AccessIndexer {
 
     fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
         let consumer: StreamConsumer =
-            crate::kafka::at_least_once_consumer(&self.bootstrap, "govlink-access-indexer", group)
+            crate::kafka::at_least_once_consumer(&self.brokers, "govlink-access-indexer", group)
                 .create()?;
         consumer.subscribe(&[&self.topic])?;
         Ok(consumer)

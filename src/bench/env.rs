@@ -11,7 +11,8 @@ use tonic::transport::Channel;
 use crate::app::{App, AppError, Role};
 use crate::config::Settings;
 use crate::domain::resident_id::check_character;
-use crate::kafka::{Topics, client_config};
+use crate::kafka::{Brokers, Topics, client_config};
+use crate::redis_link::RedisLink;
 use crate::resolver::store::Store;
 
 /// The requester and purpose the lookup scenario calls with: every section, masked.
@@ -30,7 +31,7 @@ pub(super) struct Env {
     pub(super) settings: Settings,
     pub(super) topics: Topics,
     pub(super) channel: Channel,
-    pub(super) bootstrap: String,
+    pub(super) brokers: Brokers,
     pub(super) store: Store,
     policy_file: std::path::PathBuf,
     stop: CancellationToken,
@@ -53,7 +54,7 @@ impl Env {
         settings.policy = Some(policy_file.display().to_string());
         settings.insecure_requester_header = true;
         let app = App::build(&settings, Role::Dev).await?;
-        let bootstrap = app.kafka_bootstrap().to_owned();
+        let brokers = app.kafka_brokers().clone();
         let store = app
             .store()
             .cloned()
@@ -69,7 +70,7 @@ impl Env {
             topics: Topics::new(settings.topic_prefix.clone()),
             settings,
             channel,
-            bootstrap,
+            brokers,
             store,
             policy_file,
             stop,
@@ -83,8 +84,8 @@ impl Env {
             Some(k) => format!("kafka {k}"),
             None => "the embedded broker".to_owned(),
         };
-        let store = match &self.settings.redis {
-            Some(r) => format!("redis {}", crate::config::redact_url(r)),
+        let store = match RedisLink::from_settings(&self.settings) {
+            Some(link) => format!("redis {link}"),
             None => "the in-memory store".to_owned(),
         };
         format!("{kafka} and {store}")
@@ -93,7 +94,7 @@ impl Env {
     /// A raw producer configured as govlink's shared producer is (idempotent, acks=all,
     /// the same linger), for the publish baselines.
     pub(super) fn raw_producer(&self) -> anyhow::Result<rdkafka::producer::FutureProducer> {
-        Ok(client_config(&self.bootstrap, "govlink-bench-raw")
+        Ok(client_config(&self.brokers, "govlink-bench-raw")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
@@ -106,8 +107,8 @@ impl Env {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(60), self.server).await???;
         let _ = std::fs::remove_file(&self.policy_file);
-        if let Some(url) = &self.settings.redis {
-            delete_prefix(url, &self.settings.redis_prefix).await?;
+        if let Some(link) = RedisLink::from_settings(&self.settings) {
+            delete_prefix(&link, &self.settings.redis_prefix).await?;
         }
         Ok(())
     }
@@ -196,8 +197,8 @@ pub(super) async fn scan_page(
 }
 
 /// Deletes every key under `prefix`.
-pub(super) async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(url)?;
+pub(super) async fn delete_prefix(link: &RedisLink, prefix: &str) -> anyhow::Result<()> {
+    let client = link.client()?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     loop {

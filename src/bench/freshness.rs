@@ -115,8 +115,8 @@ async fn raw_consumer(env: &Env) -> anyhow::Result<(Arc<str>, StreamConsumer)> {
     let topic = format!("{}bench.freshness", env.settings.topic_prefix);
     let partitions = env.settings.partitions;
     let spec = TopicSpec::durable(topic.clone(), partitions, 1, -1);
-    ensure_topics(&env.bootstrap, &[spec], Duration::from_secs(30)).await?;
-    let consumer: StreamConsumer = client_config(&env.bootstrap, "govlink-bench-raw")
+    ensure_topics(&env.brokers, &[spec], Duration::from_secs(30)).await?;
+    let consumer: StreamConsumer = client_config(&env.brokers, "govlink-bench-raw")
         .set(
             "group.id",
             format!("{}bench-freshness", env.settings.topic_prefix),

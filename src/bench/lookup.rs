@@ -100,7 +100,7 @@ async fn breakdown(
     let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
     let client =
         ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
-    let publisher = crate::kafka::Publisher::new(&env.bootstrap, Duration::from_secs(30), 10_000)?;
+    let publisher = crate::kafka::Publisher::new(&env.brokers, Duration::from_secs(30), 10_000)?;
     let audit = AuditLog::start(publisher, &env.topics, "bench").await?;
     let quiet = progress(Scenario::Lookup, 0);
     let (grpc, audited) = interleave(
@@ -158,15 +158,15 @@ enum RawReader {
 
 impl RawReader {
     async fn new(env: &Env) -> anyhow::Result<RawReader> {
-        Ok(match &env.settings.redis {
-            Some(url) => RawReader::Redis {
-                conn: redis::Client::open(url.as_str())?
-                    .get_multiplexed_async_connection()
-                    .await?,
-                prefix: env.settings.redis_prefix.as_str().into(),
+        Ok(
+            match crate::redis_link::RedisLink::from_settings(&env.settings) {
+                Some(link) => RawReader::Redis {
+                    conn: link.client()?.get_multiplexed_async_connection().await?,
+                    prefix: env.settings.redis_prefix.as_str().into(),
+                },
+                None => RawReader::Store(env.store.clone()),
             },
-            None => RawReader::Store(env.store.clone()),
-        })
+        )
     }
 
     fn name(&self) -> &'static str {

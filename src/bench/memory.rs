@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::env::{Env, delete_prefix, scan_page};
+use crate::config::Settings;
+use crate::redis_link::RedisLink;
 use crate::resolver::store::{RedisStore, Store, StoreState};
 
 /// Target: Redis bytes per record, subject copies included.
@@ -70,26 +72,21 @@ impl Drop for Resolver {
 
 /// Runs a resolver on the bench's topics into a fresh Redis prefix and measures it.
 pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Memory> {
-    let url = env
-        .settings
-        .redis
-        .as_deref()
+    let link = RedisLink::from_settings(&env.settings)
         .ok_or_else(|| anyhow::anyhow!("the memory report needs Redis"))?;
     // Not under the bench's prefix (clearing the bench's store for a rebuild must not
     // touch it), and as long as the default "govlink:": key names count in the bytes.
     let prefix = format!("gm{}:", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let mut child = Resolver(spawn_resolver(env, exe, url, &prefix)?);
-    let measured = settle(&mut child, url, &prefix).await;
+    let mut child = Resolver(spawn_resolver(env, exe, &prefix)?);
+    let measured = settle(&mut child, &link, &prefix).await;
     let rss_mib = resident_mib(child.0.id());
     drop(child);
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut conn = link.client()?.get_multiplexed_async_connection().await?;
     let usage = match measured {
         Ok(()) => usage(&mut conn, &prefix).await,
         Err(e) => Err(e),
     };
-    delete_prefix(url, &prefix).await?;
+    delete_prefix(&link, &prefix).await?;
     Ok(Memory {
         usage: usage?,
         rss_mib: rss_mib?,
@@ -99,8 +96,8 @@ pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Mem
 /// Waits until the child's store is ready and its positions stay still (ready is judged
 /// against end offsets a broker may under-report, Tansu's). Fails if the child exits, or
 /// if its positions stop moving for [`STALL`] before that.
-async fn settle(child: &mut Resolver, url: &str, prefix: &str) -> anyhow::Result<()> {
-    let store = Store::Redis(RedisStore::connect(url, prefix).await?);
+async fn settle(child: &mut Resolver, link: &RedisLink, prefix: &str) -> anyhow::Result<()> {
+    let store = Store::Redis(RedisStore::connect(link, prefix).await?);
     let mut last: Option<(StoreState, i64)> = None;
     let mut moved = Instant::now();
     loop {
@@ -128,7 +125,7 @@ async fn settle(child: &mut Resolver, url: &str, prefix: &str) -> anyhow::Result
 
 /// Starts `govlink resolver` on the bench's broker and topics, with the store under
 /// `prefix` and a consumer group of its own.
-fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> anyhow::Result<Child> {
+fn spawn_resolver(env: &Env, exe: Option<&Path>, prefix: &str) -> anyhow::Result<Child> {
     let s = &env.settings;
     let exe = match exe {
         Some(exe) => exe.to_owned(),
@@ -144,8 +141,12 @@ fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> any
         .env("GOVLINK_TLS_CERT", certs.server().cert)
         .env("GOVLINK_TLS_KEY", certs.server().key)
         .env("GOVLINK_TLS_CLIENT_CA", certs.ca())
-        .env("GOVLINK_KAFKA", &env.bootstrap)
-        .env("GOVLINK_REDIS", url)
+        .env("GOVLINK_KAFKA", env.brokers.bootstrap())
+        .env(
+            "GOVLINK_KAFKA_SECURITY_PROTOCOL",
+            env.brokers.security().protocol().as_str(),
+        )
+        .envs(link_env(s))
         .env("GOVLINK_TOPIC_PREFIX", &s.topic_prefix)
         .env("GOVLINK_REDIS_PREFIX", prefix)
         .env(
@@ -162,6 +163,46 @@ fn spawn_resolver(env: &Env, exe: Option<&Path>, url: &str, prefix: &str) -> any
         command.env("GOVLINK_POLICY", policy);
     }
     Ok(command.spawn()?)
+}
+
+/// The settings of the links to Kafka and Redis that are set, as the child reads them
+/// from its environment (the bench's own may come from a file or flags).
+fn link_env(s: &Settings) -> Vec<(&'static str, String)> {
+    let secret = |p: &Option<crate::secret::Secret>| p.as_ref().map(|p| p.expose().to_owned());
+    let kafka = s.kafka.is_some();
+    [
+        ("GOVLINK_REDIS", s.redis.clone()),
+        ("GOVLINK_REDIS_CA", s.redis_ca.clone()),
+        ("GOVLINK_REDIS_USERNAME", s.redis_username.clone()),
+        ("GOVLINK_REDIS_PASSWORD", secret(&s.redis_password)),
+        (
+            "GOVLINK_KAFKA_SSL_CA",
+            s.kafka_ssl_ca.clone().filter(|_| kafka),
+        ),
+        (
+            "GOVLINK_KAFKA_SSL_CERT",
+            s.kafka_ssl_cert.clone().filter(|_| kafka),
+        ),
+        (
+            "GOVLINK_KAFKA_SSL_KEY",
+            s.kafka_ssl_key.clone().filter(|_| kafka),
+        ),
+        (
+            "GOVLINK_KAFKA_SASL_MECHANISM",
+            s.kafka_sasl_mechanism.map(String::from).filter(|_| kafka),
+        ),
+        (
+            "GOVLINK_KAFKA_SASL_USERNAME",
+            s.kafka_sasl_username.clone().filter(|_| kafka),
+        ),
+        (
+            "GOVLINK_KAFKA_SASL_PASSWORD",
+            secret(&s.kafka_sasl_password).filter(|_| kafka),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect()
 }
 
 /// What is materialized under `prefix`. The store's `meta` and the access index (`acc:`,

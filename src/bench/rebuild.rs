@@ -16,7 +16,7 @@ use super::memory::{self, BYTES_PER_RECORD_TARGET, RSS_TARGET_MIB};
 use super::people::{self, RECORDS_PER_PERSON};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
-use crate::kafka::client_config;
+use crate::kafka::{Brokers, client_config};
 use crate::resolver::TimingsSnapshot;
 
 /// A poll that stays empty this long after the first message ends a raw read of unknown
@@ -50,7 +50,9 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     };
     let mut settings = env.settings.clone();
     // On the embedded broker, the rebuild reads it where the bench's app does.
-    settings.kafka.get_or_insert_with(|| env.bootstrap.clone());
+    settings
+        .kafka
+        .get_or_insert_with(|| env.brokers.bootstrap().to_owned());
     let bar = progress(Scenario::Rebuild, u64::from(options.rounds) * 2);
     let timings: Arc<Mutex<Vec<(Duration, TimingsSnapshot)>>> = Arc::default();
     let timed = Arc::clone(&timings);
@@ -189,14 +191,14 @@ fn read_by_rebuild(rounds: &[TimingsSnapshot]) -> Vec<(String, f64)> {
 /// What the raw read needs, owned so each operation can take a copy.
 #[derive(Clone)]
 struct RawSource {
-    bootstrap: String,
+    brokers: Brokers,
     topics: Vec<String>,
 }
 
 impl RawSource {
     fn of(env: &Env) -> RawSource {
         RawSource {
-            bootstrap: env.bootstrap.clone(),
+            brokers: env.brokers.clone(),
             topics: env.topics.all_records(),
         }
     }
@@ -207,7 +209,7 @@ impl RawSource {
         let source = self.clone();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer =
-                client_config(&source.bootstrap, "govlink-bench-raw").create()?;
+                client_config(&source.brokers, "govlink-bench-raw").create()?;
             for topic in &source.topics {
                 for partition in 0..partitions {
                     let (_, high) =
@@ -228,7 +230,7 @@ impl RawSource {
     /// reports a high watermark far short of the end after multi-record batches.
     async fn read(&self, records: Option<u64>) -> anyhow::Result<u64> {
         let group = format!("govlink-bench-raw-{}", uuid::Uuid::new_v4().simple());
-        let consumer: StreamConsumer = client_config(&self.bootstrap, "govlink-bench-raw")
+        let consumer: StreamConsumer = client_config(&self.brokers, "govlink-bench-raw")
             .set("group.id", group)
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")

@@ -36,8 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How the engine consumes.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Kafka bootstrap servers.
-    pub bootstrap: String,
+    /// The brokers and how to reach them.
+    pub brokers: crate::kafka::Brokers,
     /// The consumer group the engines share.
     pub group_id: String,
     /// Topic names.
@@ -119,12 +119,9 @@ impl Engine {
 
     /// Applies commands until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), EngineError> {
-        let consumer: StreamConsumer = at_least_once_consumer(
-            &self.config.bootstrap,
-            "govlink-cases",
-            &self.config.group_id,
-        )
-        .create()?;
+        let consumer: StreamConsumer =
+            at_least_once_consumer(&self.config.brokers, "govlink-cases", &self.config.group_id)
+                .create()?;
         consumer.subscribe(&[self.config.topics.case_commands().as_str()])?;
         tracing::info!(group = self.config.group_id, "case engine started");
         loop {

@@ -23,7 +23,9 @@ use super::engine::task_for;
 use super::store::CaseStore;
 use crate::app::{AppError, Kafka, Role};
 use crate::config::Settings;
+use crate::kafka::Brokers;
 use crate::proto::{Case, CaseEvent, StepState};
+use crate::redis_link::RedisLink;
 
 /// Once every partition has been read to the end its broker reports, reading goes on
 /// until nothing more arrives for this long (a broker may report ends short of the last
@@ -58,11 +60,11 @@ pub async fn rebuild(
     mut progress: impl FnMut(u64),
 ) -> Result<CaseRebuildReport, AppError> {
     let started = Instant::now();
-    let url = settings.redis.as_deref().ok_or_else(|| {
+    let link = RedisLink::from_settings(settings).ok_or_else(|| {
         AppError::Config("the case store is in Redis: set --redis or GOVLINK_REDIS".into())
     })?;
     let kafka = Kafka::connect(settings, Role::Cases).await?;
-    let store = CaseStore::connect(url, &settings.redis_prefix)
+    let store = CaseStore::connect(&link, &settings.redis_prefix)
         .await
         .map_err(|e| AppError::Config(format!("case store: {e}")))?;
     let mut report = CaseRebuildReport::default();
@@ -106,8 +108,8 @@ async fn read_histories(
     progress: &mut impl FnMut(u64),
 ) -> Result<BTreeMap<String, Vec<CaseEvent>>, AppError> {
     let topic = kafka.topics.cases();
-    let ends = ends(&kafka.bootstrap, &topic).await?;
-    let consumer: StreamConsumer = crate::kafka::client_config(&kafka.bootstrap, "govlink-rebuild")
+    let ends = ends(&kafka.brokers, &topic).await?;
+    let consumer: StreamConsumer = crate::kafka::client_config(&kafka.brokers, "govlink-rebuild")
         .set("group.id", "govlink-case-rebuild")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
@@ -159,11 +161,11 @@ async fn read_histories(
 }
 
 /// The end offset of every partition of `topic`, as its broker reports it.
-async fn ends(bootstrap: &str, topic: &str) -> Result<BTreeMap<i32, i64>, AppError> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+async fn ends(brokers: &Brokers, topic: &str) -> Result<BTreeMap<i32, i64>, AppError> {
+    let (brokers, topic) = (brokers.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer =
-            crate::kafka::client_config(&bootstrap, "govlink-rebuild").create()?;
+            crate::kafka::client_config(&brokers, "govlink-rebuild").create()?;
         let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
         let mut ends = BTreeMap::new();
         for t in metadata.topics() {

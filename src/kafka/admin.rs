@@ -85,6 +85,20 @@ pub enum AdminError {
     /// The topics did not appear in metadata in time.
     #[error("topics not visible after {0:?}: {1}")]
     NotVisible(Duration, String),
+    /// The broker refused the link: TLS or SASL failed. Retrying cannot help, so start-up
+    /// stops at once and says which settings to look at.
+    #[error(
+        "the brokers refused the link ({0}): check kafka_security_protocol, kafka_ssl_* \
+         and kafka_sasl_*"
+    )]
+    Refused(KafkaError),
+    /// The brokers could not be asked anything until the operation timed out: they are
+    /// unreachable, or close the link (a TLS or SASL mismatch some brokers answer so).
+    #[error(
+        "the brokers did not answer ({0}; last metadata request: {1}): check kafka, \
+         kafka_security_protocol, kafka_ssl_* and kafka_sasl_*"
+    )]
+    Unreachable(KafkaError, String),
 }
 
 /// What start-up found out about the topics.
@@ -98,15 +112,16 @@ pub struct TopicsReport {
 
 /// Creates the missing topics of `specs` and waits until all are visible in metadata.
 pub async fn ensure_topics(
-    bootstrap: &str,
+    brokers: &super::Brokers,
     specs: &[TopicSpec],
     timeout: Duration,
 ) -> Result<TopicsReport, AdminError> {
     let admin: Arc<AdminClient<DefaultClientContext>> =
-        Arc::new(super::client_config(bootstrap, "govlink-admin").create()?);
+        Arc::new(super::client_config(brokers, "govlink-admin").create()?);
     // Create only what is missing: an existing topic keeps its settings, and a deployment
     // whose principal may not create topics still starts when they exist.
-    let (missing, _) = topic_partitions(&admin, specs).await;
+    let mut failed = None;
+    let (missing, _) = topic_partitions(&admin, specs, &mut failed).await?;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .filter(|spec| missing.contains(&spec.name))
@@ -121,11 +136,21 @@ pub async fn ensure_topics(
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    // The request timeout too: a broker that closes the link (TLS or SASL refused) would
+    // otherwise keep the request waiting for a connection for librdkafka's 60 s.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let created = if new_topics.is_empty() {
         Vec::new()
     } else {
-        admin.create_topics(&new_topics, &options).await?
+        admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| match failed.take() {
+                Some(last) => AdminError::Unreachable(e, last),
+                None => AdminError::Kafka(e),
+            })?
     };
     for result in created {
         match result {
@@ -138,7 +163,7 @@ pub async fn ensure_topics(
     // Creation is asynchronous on some brokers: wait until every topic has its leaders.
     let deadline = Instant::now() + timeout;
     let partitions = loop {
-        let (absent, partitions) = topic_partitions(&admin, specs).await;
+        let (absent, partitions) = topic_partitions(&admin, specs, &mut failed).await?;
         if absent.is_empty() {
             break partitions;
         }
@@ -159,9 +184,12 @@ pub async fn ensure_topics(
 
 /// Checks the configs of the topics of `specs` against them, logging each difference.
 /// A broker that cannot describe configs is reported once in the log and not checked.
-pub async fn check_topic_configs(bootstrap: &str, specs: &[TopicSpec]) -> Vec<ConfigMismatch> {
+pub async fn check_topic_configs(
+    brokers: &super::Brokers,
+    specs: &[TopicSpec],
+) -> Vec<ConfigMismatch> {
     let admin: AdminClient<DefaultClientContext> =
-        match super::client_config(bootstrap, "govlink-admin").create() {
+        match super::client_config(brokers, "govlink-admin").create() {
             Ok(admin) => admin,
             Err(e) => {
                 tracing::info!(error = %e, "cannot check topic configs");
@@ -232,23 +260,34 @@ async fn check_configs(
 }
 
 /// The topics of `specs` not (fully) visible in metadata, and the partition counts of
-/// those that are.
+/// those that are; an error only when the broker refused the link (TLS or SASL failed).
+/// A failed request is noted in `failed`, a successful one clears it.
 async fn topic_partitions(
     admin: &Arc<AdminClient<DefaultClientContext>>,
     specs: &[TopicSpec],
-) -> (Vec<String>, BTreeMap<String, i32>) {
+    failed: &mut Option<String>,
+) -> Result<(Vec<String>, BTreeMap<String, i32>), AdminError> {
     let client = Arc::clone(admin);
     // A metadata request blocks on the broker: keep it off the async workers.
     let metadata = tokio::task::spawn_blocking(move || {
         client.inner().fetch_metadata(None, Duration::from_secs(5))
     })
     .await;
-    let Ok(Ok(metadata)) = metadata else {
-        return (
-            specs.iter().map(|s| s.name.clone()).collect(),
-            BTreeMap::new(),
-        );
+    let metadata = match metadata {
+        Ok(Ok(metadata)) => metadata,
+        Ok(Err(e)) if refused(&e) => return Err(AdminError::Refused(e)),
+        failure => {
+            *failed = Some(match failure {
+                Ok(Err(e)) => e.to_string(),
+                _ => "cancelled".to_owned(),
+            });
+            return Ok((
+                specs.iter().map(|s| s.name.clone()).collect(),
+                BTreeMap::new(),
+            ));
+        }
     };
+    *failed = None;
     let mut absent = Vec::new();
     let mut partitions = BTreeMap::new();
     for spec in specs {
@@ -268,5 +307,18 @@ async fn topic_partitions(
             None => absent.push(spec.name.clone()),
         }
     }
-    (absent, partitions)
+    Ok((absent, partitions))
+}
+
+/// Whether `error` says the link itself failed (a TLS handshake, SASL credentials),
+/// which no retry fixes.
+fn refused(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+        )
+    )
 }

@@ -1,14 +1,17 @@
-//! Everything that speaks Kafka: topic names, the shared idempotent producer, topic
-//! administration, and the embedded broker used by `dev` and `demo`.
+//! Everything that speaks Kafka: topic names, the link to the brokers, the shared
+//! idempotent producer, topic administration, and the embedded broker used by `dev` and
+//! `demo`.
 
 mod admin;
 mod embedded;
+mod link;
 mod producer;
 
 pub use admin::{
     AdminError, ConfigMismatch, TopicSpec, TopicsReport, check_topic_configs, ensure_topics,
 };
 pub use embedded::EmbeddedBroker;
+pub use link::{Brokers, LinkSecurity, SaslMechanism, SecurityProtocol};
 pub use producer::{Enqueued, Header, PublishError, Publisher};
 
 use rdkafka::ClientConfig;
@@ -91,11 +94,13 @@ impl Topics {
     }
 }
 
-/// The client settings every govlink Kafka client shares.
-pub fn client_config(bootstrap: &str, client_id: &str) -> ClientConfig {
+/// The client settings every govlink Kafka client shares: where the brokers are and how
+/// the link is secured. Never log the result: its `Debug` prints every property, the SASL
+/// password included.
+pub fn client_config(brokers: &Brokers, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
+    brokers.apply(&mut config);
     config
-        .set("bootstrap.servers", bootstrap)
         .set("client.id", client_id)
         // librdkafka logs through its own callback; keep only what an operator must see.
         .set("log_level", "4");
@@ -105,8 +110,8 @@ pub fn client_config(bootstrap: &str, client_id: &str) -> ClientConfig {
 /// A consumer-group member that commits only what it stored: librdkafka commits the
 /// offsets the member stored, and it stores an offset only after its own write (to the
 /// store, the index) was acknowledged. At-least-once; nothing is skipped.
-pub fn at_least_once_consumer(bootstrap: &str, client_id: &str, group: &str) -> ClientConfig {
-    let mut config = client_config(bootstrap, client_id);
+pub fn at_least_once_consumer(brokers: &Brokers, client_id: &str, group: &str) -> ClientConfig {
+    let mut config = client_config(brokers, client_id);
     config
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")

@@ -85,10 +85,10 @@ struct InFlight {
 }
 
 impl Publisher {
-    /// An idempotent producer on `bootstrap`. `message_timeout` bounds how long librdkafka
+    /// An idempotent producer on `brokers`. `message_timeout` bounds how long librdkafka
     /// keeps retrying one record; `max_in_flight` bounds the records librdkafka holds.
     pub fn new(
-        bootstrap: &str,
+        brokers: &super::Brokers,
         message_timeout: Duration,
         max_in_flight: usize,
     ) -> Result<Publisher, KafkaError> {
@@ -112,7 +112,7 @@ impl Publisher {
         // cannot reorder anything.
         let max_messages = window_size.saturating_mul(2).saturating_add(1);
         let producer: ThreadedProducer<PublisherContext> =
-            super::client_config(bootstrap, "govlink-publisher")
+            super::client_config(brokers, "govlink-publisher")
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .set("linger.ms", "2")

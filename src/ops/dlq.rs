@@ -22,9 +22,9 @@ use tokio::time::Instant;
 
 use super::decode::{self, DeadLetter, TopicKind};
 use super::read::{self, Reader, Until};
-use super::topics::{bootstrap, topic_marks, write_table};
+use super::topics::{brokers, topic_marks, write_table};
 use crate::config::Settings;
-use crate::kafka::{Enqueued, Publisher, Topics};
+use crate::kafka::{Brokers, Enqueued, Publisher, Topics};
 use crate::resolver::dead_letter::DeadLetterKind;
 
 /// Header on a replayed event: the dead letter it came from (`topic/partition/offset`).
@@ -47,7 +47,7 @@ type ReplayPositions = BTreeMap<DeadLetterKind, BTreeMap<i32, Option<i64>>>;
 
 /// The dead-letter topic and the replay positions of `kinds`.
 struct Letters {
-    bootstrap: String,
+    brokers: Brokers,
     topic: String,
     marks: read::Watermarks,
     positions: ReplayPositions,
@@ -55,20 +55,20 @@ struct Letters {
 
 impl Letters {
     async fn open(settings: &Settings, kinds: &[DeadLetterKind]) -> anyhow::Result<Letters> {
-        let bootstrap = bootstrap(settings)?.to_owned();
+        let brokers = brokers(settings)?;
         let topic = Topics::new(settings.topic_prefix.clone()).dlq();
-        let marks = topic_marks(&bootstrap, &topic).await?;
+        let marks = topic_marks(&brokers, &topic).await?;
         let mut positions = ReplayPositions::new();
         for &kind in kinds {
             let group = replay_group(&settings.consumer_group, kind);
             let committed =
-                read::committed(&bootstrap, &group, &topic, marks.keys().copied().collect())
+                read::committed(&brokers, &group, &topic, marks.keys().copied().collect())
                     .await
                     .with_context(|| format!("reading the replay position of {group}"))?;
             positions.insert(kind, committed);
         }
         Ok(Letters {
-            bootstrap,
+            brokers,
             topic,
             marks,
             positions,
@@ -95,7 +95,7 @@ pub async fn list(
 ) -> anyhow::Result<Counts> {
     let letters = Letters::open(settings, &DeadLetterKind::ALL).await?;
     let mut reader = Reader::open(
-        &letters.bootstrap,
+        &letters.brokers,
         &letters.topic,
         &letters.marks,
         |_, low, _| low,
@@ -226,7 +226,7 @@ pub async fn replay(
             .unwrap_or(low)
     };
     let mut reader = Reader::open(
-        &letters.bootstrap,
+        &letters.brokers,
         &letters.topic,
         &letters.marks,
         start,
@@ -238,7 +238,7 @@ pub async fn replay(
         None
     } else {
         Some(Publisher::new(
-            &letters.bootstrap,
+            &letters.brokers,
             PUBLISH_TIMEOUT,
             settings.max_in_flight,
         )?)
@@ -315,20 +315,15 @@ async fn commit_positions(
 ) -> anyhow::Result<()> {
     for &kind in kinds {
         let group = replay_group(&settings.consumer_group, kind);
-        read::commit(
-            &letters.bootstrap,
-            &group,
-            &letters.topic,
-            positions.clone(),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "the letters were sent but the replay position of {group} was not \
+        read::commit(&letters.brokers, &group, &letters.topic, positions.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "the letters were sent but the replay position of {group} was not \
                      committed: the next replay sends them again (harmless, the store \
                      keeps the highest version)"
-            )
-        })?;
+                )
+            })?;
     }
     Ok(())
 }

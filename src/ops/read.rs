@@ -18,6 +18,8 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, timeout};
 
+use crate::kafka::Brokers;
+
 /// How long a broker request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Nothing more for this long once every partition reached its reported end: the end.
@@ -68,14 +70,14 @@ pub enum ReadError {
 /// The watermarks of every partition of each of `topics` (`None`: the broker does not
 /// have the topic).
 pub async fn watermarks(
-    bootstrap: &str,
+    brokers: &Brokers,
     topics: Vec<String>,
 ) -> Result<BTreeMap<String, Option<Watermarks>>, KafkaError> {
-    let bootstrap = bootstrap.to_owned();
+    let brokers = brokers.clone();
     // Metadata and watermark requests block on the broker: keep them off the async workers.
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer =
-            crate::kafka::client_config(&bootstrap, "govlink-ops").create()?;
+            crate::kafka::client_config(&brokers, "govlink-ops").create()?;
         let metadata = consumer.fetch_metadata(None, REQUEST_TIMEOUT)?;
         let mut all = BTreeMap::new();
         for name in topics {
@@ -140,13 +142,13 @@ impl Reader {
     /// A reader of `topic` whose partitions have `marks`, each from `start(partition,
     /// low, high)` (clamped to the watermarks), until `until`.
     pub fn open(
-        bootstrap: &str,
+        brokers: &Brokers,
         topic: &str,
         marks: &Watermarks,
         start: impl Fn(i32, i64, i64) -> i64,
         until: Until,
     ) -> Result<Reader, KafkaError> {
-        let consumer: StreamConsumer = crate::kafka::client_config(bootstrap, "govlink-ops")
+        let consumer: StreamConsumer = crate::kafka::client_config(brokers, "govlink-ops")
             // Required by the client; nothing is ever committed for it.
             .set("group.id", "govlink-ops-reader")
             .set("enable.auto.commit", "false")
@@ -288,8 +290,8 @@ impl Reader {
 
 /// A client of consumer group `group` that never joins it: it only reads and writes the
 /// group's committed offsets.
-fn group_client(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
-    crate::kafka::client_config(bootstrap, "govlink-ops")
+fn group_client(brokers: &Brokers, group: &str) -> Result<BaseConsumer, KafkaError> {
+    crate::kafka::client_config(brokers, "govlink-ops")
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -297,14 +299,14 @@ fn group_client(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError
 
 /// The offsets `group` committed on `partitions` of `topic` (`None`: no commit).
 pub async fn committed(
-    bootstrap: &str,
+    brokers: &Brokers,
     group: &str,
     topic: &str,
     partitions: Vec<i32>,
 ) -> Result<BTreeMap<i32, Option<i64>>, KafkaError> {
-    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    let (brokers, group, topic) = (brokers.clone(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let client = group_client(&bootstrap, &group)?;
+        let client = group_client(&brokers, &group)?;
         let mut asked = TopicPartitionList::new();
         for partition in &partitions {
             asked.add_partition(&topic, *partition);
@@ -328,14 +330,14 @@ pub async fn committed(
 
 /// Commits `offsets` (partition → next offset to read) of `topic` for `group`.
 pub async fn commit(
-    bootstrap: &str,
+    brokers: &Brokers,
     group: &str,
     topic: &str,
     offsets: BTreeMap<i32, i64>,
 ) -> Result<(), KafkaError> {
-    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    let (brokers, group, topic) = (brokers.clone(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let client = group_client(&bootstrap, &group)?;
+        let client = group_client(&brokers, &group)?;
         let mut list = TopicPartitionList::new();
         for (partition, offset) in offsets {
             list.add_partition_offset(&topic, partition, Offset::Offset(offset))?;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::{AgencyLabel, KindLabel, Telemetry, TopicPartition};
 use crate::cases::store::CaseStore;
-use crate::kafka::{Publisher, client_config};
+use crate::kafka::{Brokers, Publisher, client_config};
 use crate::ops::events::kind_name;
 use crate::proto::{CaseKind, CaseState, StepState};
 use crate::records::agency_slug;
@@ -28,8 +28,8 @@ const CASES_EVERY: u64 = 6;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A broker client for the admin server's samples and checks.
-pub fn broker_client(bootstrap: &str) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
-    client_config(bootstrap, "govlink-admin").create()
+pub fn broker_client(brokers: &Brokers) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
+    client_config(brokers, "govlink-admin").create()
 }
 
 /// The series of one exposition, by name and labels as exposed (`name{a="b"}`).
@@ -136,8 +136,8 @@ pub struct Sources {
     pub store: Option<Store>,
     /// Whether the record store is caught up, as the materializer sees it.
     pub materialized: Option<watch::Receiver<bool>>,
-    /// The Redis URL, when the process uses Redis.
-    pub redis: Option<String>,
+    /// Where Redis is, when the process uses Redis.
+    pub redis: Option<crate::redis_link::RedisLink>,
     /// The case store (roles with a case engine).
     pub cases: Option<CaseStore>,
     /// The most events the record store may be behind the topics and be ready.
@@ -331,8 +331,8 @@ impl Sources {
             "broker and topics",
             watermarks.as_ref().map(|_| ()).map_err(Clone::clone),
         ));
-        if let Some(url) = &self.redis {
-            checks.push(("redis", ping(url).await));
+        if let Some(link) = &self.redis {
+            checks.push(("redis", ping(link).await));
         }
         if let Some(ready) = &self.materialized {
             let caught_up = if *ready.borrow() {
@@ -364,10 +364,10 @@ impl Sources {
     }
 }
 
-/// Whether Redis at `url` answers a PING within [`CHECK_TIMEOUT`].
-async fn ping(url: &str) -> Result<(), String> {
+/// Whether Redis at `link` answers a PING within [`CHECK_TIMEOUT`].
+async fn ping(link: &crate::redis_link::RedisLink) -> Result<(), String> {
     let attempt = async {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let client = link.client().map_err(|e| e.to_string())?;
         let mut conn = client
             .get_multiplexed_async_connection()
             .await

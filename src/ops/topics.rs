@@ -17,7 +17,8 @@ use super::decode::{self, TopicKind};
 use super::dlq::replay_group;
 use super::read::{self, Reader, Until, Watermarks};
 use crate::config::Settings;
-use crate::kafka::Topics;
+use crate::kafka::{Brokers, Topics};
+use crate::redis_link::RedisLink;
 use crate::resolver::dead_letter::DeadLetterKind;
 use crate::resolver::store::{RedisStore, Store};
 
@@ -27,11 +28,10 @@ pub const SHOWN_CONFIGS: [&str; 3] = ["cleanup.policy", "retention.ms", "min.ins
 /// How long describing topic configs may take.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The broker a tool talks to, or a precise error.
-pub(super) fn bootstrap(settings: &Settings) -> anyhow::Result<&str> {
-    settings
-        .kafka
-        .as_deref()
+/// The brokers a tool talks to and how, or a precise error.
+pub(super) fn brokers(settings: &Settings) -> anyhow::Result<Brokers> {
+    Brokers::from_settings(settings)
+        .map_err(anyhow::Error::msg)?
         .context("no Kafka broker configured: set --kafka or GOVLINK_KAFKA")
 }
 
@@ -57,16 +57,16 @@ pub async fn list(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<TopicInfo>> {
-    let bootstrap = bootstrap(settings)?;
+    let brokers = brokers(settings)?;
     let catalog = decode::catalog(&Topics::new(settings.topic_prefix.clone()));
     let names: Vec<String> = catalog.iter().map(|(name, _)| name.clone()).collect();
-    let marks = read::watermarks(bootstrap, names.clone()).await?;
+    let marks = read::watermarks(&brokers, names.clone()).await?;
     let existing: Vec<String> = names
         .iter()
         .filter(|n| marks.get(*n).is_some_and(Option::is_some))
         .cloned()
         .collect();
-    let mut configs = describe(bootstrap, &existing).await;
+    let mut configs = describe(&brokers, &existing).await;
     let infos: Vec<TopicInfo> = catalog
         .into_iter()
         .map(|(name, kind)| {
@@ -140,7 +140,7 @@ pub async fn list(
 /// [`SHOWN_CONFIGS`] of each of `topics`; a broker that cannot describe configs leaves
 /// them unknown (logged once).
 async fn describe(
-    bootstrap: &str,
+    brokers: &Brokers,
     topics: &[String],
 ) -> BTreeMap<String, BTreeMap<&'static str, Option<String>>> {
     let mut all = BTreeMap::new();
@@ -148,7 +148,7 @@ async fn describe(
         return all;
     }
     let admin: AdminClient<DefaultClientContext> =
-        match crate::kafka::client_config(bootstrap, "govlink-ops").create() {
+        match crate::kafka::client_config(brokers, "govlink-ops").create() {
             Ok(admin) => admin,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot describe topic configs");
@@ -203,10 +203,10 @@ pub async fn tail(
     options: &TailOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    let bootstrap = bootstrap(settings)?;
+    let brokers = brokers(settings)?;
     let topics = Topics::new(settings.topic_prefix.clone());
     let (topic, kind) = decode::resolve(&topics, &settings.topic_prefix, &options.topic)?;
-    let marks = topic_marks(bootstrap, &topic).await?;
+    let marks = topic_marks(&brokers, &topic).await?;
     // A key's history can be anywhere in its partition: search it all.
     let whole = options.from_beginning || options.key.is_some();
     let last = options.last.max(0);
@@ -216,7 +216,7 @@ pub async fn tail(
     } else {
         Until::End
     };
-    let mut reader = Reader::open(bootstrap, &topic, &marks, start, until)?;
+    let mut reader = Reader::open(&brokers, &topic, &marks, start, until)?;
     let mut printed = 0;
     while let Some(message) = reader.next().await? {
         if let Some(key) = &options.key
@@ -241,8 +241,8 @@ pub async fn tail(
 }
 
 /// The watermarks of one topic, or an error saying it is missing.
-pub(super) async fn topic_marks(bootstrap: &str, topic: &str) -> anyhow::Result<Watermarks> {
-    read::watermarks(bootstrap, vec![topic.to_owned()])
+pub(super) async fn topic_marks(brokers: &Brokers, topic: &str) -> anyhow::Result<Watermarks> {
+    read::watermarks(brokers, vec![topic.to_owned()])
         .await?
         .remove(topic)
         .flatten()
@@ -326,10 +326,10 @@ pub async fn lag(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<GroupLag>> {
-    let bootstrap = bootstrap(settings)?;
+    let brokers = brokers(settings)?;
     let topics = Topics::new(settings.topic_prefix.clone());
     let all_topics = topics.all();
-    let marks: BTreeMap<String, Watermarks> = read::watermarks(bootstrap, all_topics.clone())
+    let marks: BTreeMap<String, Watermarks> = read::watermarks(&brokers, all_topics.clone())
         .await?
         .into_iter()
         .filter_map(|(topic, marks)| Some((topic, marks?)))
@@ -381,7 +381,7 @@ pub async fn lag(
                 continue;
             };
             let committed = read::committed(
-                bootstrap,
+                &brokers,
                 &group,
                 &topic,
                 topic_marks.keys().copied().collect(),
@@ -419,11 +419,11 @@ pub async fn lag(
 
 /// The store's current generation, when Redis is configured and the store has one.
 async fn generation(settings: &Settings) -> anyhow::Result<Option<String>> {
-    let Some(url) = &settings.redis else {
+    let Some(link) = RedisLink::from_settings(settings) else {
         return Ok(None);
     };
     let store = Store::Redis(
-        RedisStore::connect(url, &settings.redis_prefix)
+        RedisStore::connect(&link, &settings.redis_prefix)
             .await
             .context("reading the store's generation from Redis")?,
     );

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use govlink::audit::{AuditLog, topic_specs};
 use govlink::config::Settings;
+use govlink::kafka::Brokers;
 use govlink::kafka::{Publisher, Topics, ensure_topics};
 use govlink::proto::audit_body::Kind;
 use govlink::proto::{AccessDecision, Agency, AuditBody, AuditCheckpoint, AuditEntry, DataAccess};
@@ -29,7 +30,7 @@ const PARTITIONS: i32 = 3;
 async fn audit_topics(settings: &Settings) -> Topics {
     let topics = Topics::new(settings.topic_prefix.clone());
     ensure_topics(
-        &kafka(),
+        &Brokers::plaintext(kafka()),
         &topic_specs(&topics, PARTITIONS, 1),
         Duration::from_secs(30),
     )
@@ -90,7 +91,7 @@ impl Writer {
 }
 
 fn publisher(message_timeout: Duration) -> Publisher {
-    Publisher::new(&kafka(), message_timeout, 10_000).expect("producer")
+    Publisher::new(&Brokers::plaintext(kafka()), message_timeout, 10_000).expect("producer")
 }
 
 /// `govlink audit verify ARGS` on `settings`' topics: whether it succeeded, and its
@@ -332,8 +333,12 @@ async fn a_chain_abandoned_mid_way_is_declared_at_its_acknowledged_head() {
     for topic in [topics.audit(), topics.audit_checkpoints()] {
         cluster.create_topic(&topic, 1, 1).expect("topic");
     }
-    let publisher = Publisher::new(&cluster.bootstrap_servers(), Duration::from_secs(2), 100)
-        .expect("producer");
+    let publisher = Publisher::new(
+        &Brokers::plaintext(cluster.bootstrap_servers()),
+        Duration::from_secs(2),
+        100,
+    )
+    .expect("producer");
     let writer = Writer::start(publisher, &topics).await;
     let first = writer.log.chain_id();
     for i in 0..3 {

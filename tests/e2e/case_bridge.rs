@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use govlink::cases::bridge::RecordBridge;
 use govlink::cases::store::{CaseStore, MemoryCaseStore};
+use govlink::kafka::Brokers;
 use govlink::kafka::{Publisher, Topics, ensure_topics};
 use govlink::proto::{
     self, CaseCommand, CaseParams, CaseState, HouseholdMoveParams, Op, Position, case_command,
@@ -70,9 +71,13 @@ async fn record_changes_reach_the_watching_cases_and_a_rebuild_or_a_lag_reaches_
     let settings = test_settings();
     let topics = Topics::new(settings.topic_prefix.clone());
     let specs = govlink::cases::topic_specs(&topics, settings.partitions, 1);
-    ensure_topics(&kafka(), &specs, Duration::from_secs(30))
-        .await
-        .unwrap();
+    ensure_topics(
+        &Brokers::plaintext(kafka()),
+        &specs,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let (alice, bea) = (alice(), bea());
     let store = CaseStore::Memory(MemoryCaseStore::new());
     store.index(&open_move("move-a", &alice)).await.unwrap();
@@ -80,7 +85,8 @@ async fn record_changes_reach_the_watching_cases_and_a_rebuild_or_a_lag_reaches_
 
     let (changes, receiver) = tokio::sync::broadcast::channel(16);
     let (ready, readiness) = tokio::sync::watch::channel(false);
-    let publisher = Publisher::new(&kafka(), Duration::from_secs(30), 1000).unwrap();
+    let publisher =
+        Publisher::new(&Brokers::plaintext(kafka()), Duration::from_secs(30), 1000).unwrap();
     let bridge = RecordBridge::new(receiver, readiness, store, publisher, topics.clone());
     let stop = CancellationToken::new();
     let running = tokio::spawn(bridge.run(stop.clone()));

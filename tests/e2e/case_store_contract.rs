@@ -6,12 +6,13 @@ use govlink::proto::{
     Agency, Case, CaseEvent, CaseParams, CaseState, HouseholdMoveParams, Step, StepState, Task,
     case_params,
 };
+use govlink::redis_link::RedisLink;
 
 use crate::helpers::*;
 
 async fn redis_store() -> CaseStore {
     let prefix = format!("govlink-test:{}:", unique("cases"));
-    CaseStore::connect(&redis_url(), &prefix)
+    CaseStore::connect(&RedisLink::new(redis_url()), &prefix)
         .await
         .expect("redis case store")
 }

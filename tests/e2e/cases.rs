@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use govlink::cases::store::CaseStore;
+use govlink::kafka::Brokers;
 use govlink::kafka::Publisher;
 use govlink::proto::{
     self, Agency, CaseCommand, CaseEvent, CaseParams, CaseState, PropertyTransferParams, StepKind,
     StepState, case_command, case_event, case_params,
 };
+use govlink::redis_link::RedisLink;
 use govlink::resolver::policy::Requester;
 use govlink::resolver::query::AsRequester;
 use prost::Message as _;
@@ -26,10 +28,11 @@ struct RunningEngine {
 impl RunningEngine {
     async fn start(app: &TestApp) -> RunningEngine {
         RunningEngine {
-            cases: CaseStore::connect(&redis_url(), &app.settings.redis_prefix)
+            cases: CaseStore::connect(&RedisLink::new(redis_url()), &app.settings.redis_prefix)
                 .await
                 .unwrap(),
-            publisher: Publisher::new(&kafka(), Duration::from_secs(30), 1000).unwrap(),
+            publisher: Publisher::new(&Brokers::plaintext(kafka()), Duration::from_secs(30), 1000)
+                .unwrap(),
             app_topics: app.topics.clone(),
         }
     }

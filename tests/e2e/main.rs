@@ -25,6 +25,7 @@ mod publish;
 mod publish_faults;
 mod rebuild;
 mod roles;
+mod secured_links;
 mod security;
 mod store_contract;
 mod store_reads;

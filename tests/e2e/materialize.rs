@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use govlink::kafka::Brokers;
 use govlink::proto::{
     self, Agency, GetRecordRequest, ListSubjectRecordsRequest, Position, Subject, SubjectKind,
     record_event::Payload,
@@ -541,7 +542,7 @@ async fn the_materializer_announces_the_changes_it_applied_and_not_the_stale_one
     let store = Store::Memory(MemoryStore::new());
     let materializer = Materializer::new(
         MaterializerConfig {
-            bootstrap: kafka(),
+            brokers: Brokers::plaintext(kafka()),
             group_id: settings.consumer_group.clone(),
             source: "test".into(),
             batch_size: 100,
@@ -549,7 +550,7 @@ async fn the_materializer_announces_the_changes_it_applied_and_not_the_stale_one
         },
         store.clone(),
         adapter.topics.clone(),
-        Publisher::new(&kafka(), Duration::from_secs(10), 100).unwrap(),
+        Publisher::new(&Brokers::plaintext(kafka()), Duration::from_secs(10), 100).unwrap(),
         Positions::new(store, Default::default()),
     );
     let mut changes = materializer.subscribe();

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use govlink::adapters::{PublicSecurity, PublishPath};
+use govlink::kafka::Brokers;
 use govlink::kafka::{PublishError, Publisher, TopicSpec, Topics, ensure_topics};
 use govlink::proto::{
     self, Agency, DeleteRecordRequest, HousingBatchItem, Op, PublishHousingBatchRequest,
@@ -303,7 +304,8 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
 
-    let publisher = Publisher::new(&dead, Duration::from_secs(30), 100).unwrap();
+    let publisher =
+        Publisher::new(&Brokers::plaintext(dead), Duration::from_secs(30), 100).unwrap();
     let path = PublishPath::new(
         govlink::adapters::Publishers::Anyone,
         publisher,
@@ -375,7 +377,7 @@ async fn a_record_keeps_its_place_in_the_window_after_its_caller_gave_up() {
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
     // A window of one, and librdkafka gives up on a record after 2 s.
-    let publisher = Publisher::new(&dead, Duration::from_secs(2), 1).unwrap();
+    let publisher = Publisher::new(&Brokers::plaintext(dead), Duration::from_secs(2), 1).unwrap();
     let topic = unique("window");
     let soon = || tokio::time::Instant::now() + Duration::from_millis(300);
 
@@ -413,13 +415,14 @@ async fn a_record_keeps_its_place_in_the_window_after_its_caller_gave_up() {
 async fn a_deadline_too_short_for_a_healthy_broker_is_deadline_exceeded_and_the_record_lands() {
     let topic = unique("short");
     ensure_topics(
-        &kafka(),
+        &Brokers::plaintext(kafka()),
         &[TopicSpec::durable(topic.clone(), 1, 1, -1)],
         Duration::from_secs(30),
     )
     .await
     .unwrap();
-    let publisher = Publisher::new(&kafka(), Duration::from_secs(30), 100).unwrap();
+    let publisher =
+        Publisher::new(&Brokers::plaintext(kafka()), Duration::from_secs(30), 100).unwrap();
     let later = || tokio::time::Instant::now() + Duration::from_secs(20);
     // A first ack: the broker is known to be reachable.
     publisher
@@ -509,7 +512,7 @@ async fn a_deadline_shorter_than_the_broker_round_trip_answers_deadline_exceeded
 async fn records_of_one_key_enqueued_in_order_land_in_order_through_a_small_window() {
     let topic = unique("order");
     ensure_topics(
-        &kafka(),
+        &Brokers::plaintext(kafka()),
         &[TopicSpec::durable(topic.clone(), 1, 1, -1)],
         Duration::from_secs(30),
     )
@@ -518,7 +521,8 @@ async fn records_of_one_key_enqueued_in_order_land_in_order_through_a_small_wind
     // A window far smaller than the load: most records wait for room, freed by acks, while
     // librdkafka's queue is sized from the window so that it is never full (a full queue
     // would fail a publish here, and a retry after it could reorder a key).
-    let publisher = Publisher::new(&kafka(), Duration::from_secs(30), 4).unwrap();
+    let publisher =
+        Publisher::new(&Brokers::plaintext(kafka()), Duration::from_secs(30), 4).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let keys = 6;
     let per_key = 50;

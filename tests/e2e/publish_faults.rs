@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use govlink::app::Role;
 use govlink::config::Settings;
+use govlink::kafka::Brokers;
 use govlink::kafka::{PublishError, Publisher};
 use govlink::proto::{self, Agency, RecordEvent};
 use prost::Message as _;
@@ -28,8 +29,12 @@ async fn a_fatal_idempotence_error_stops_the_publisher_for_good() {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let topic = unique("fatal");
     cluster.create_topic(&topic, 1, 1).expect("topic");
-    let publisher =
-        Publisher::new(&cluster.bootstrap_servers(), Duration::from_secs(10), 100).unwrap();
+    let publisher = Publisher::new(
+        &Brokers::plaintext(cluster.bootstrap_servers()),
+        Duration::from_secs(10),
+        100,
+    )
+    .unwrap();
     let deadline = || Instant::now() + Duration::from_secs(10);
     // A first ack gives the producer its id and sequence, which the broker then disowns.
     publisher

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use govlink::proto::{self, Position, RecordEvent, record_event::Payload};
 use govlink::records::{RecordKey, RecordType, SubjectKey};
+use govlink::redis_link::RedisLink;
 use govlink::resolver::checks::ContributionSummary;
 use govlink::resolver::store::{
     ApplyOutcome, Change, LAYOUT, MemoryStore, NotReady, RecordWrite, RedisStore, Store,
@@ -24,7 +25,7 @@ use reads::{
 async fn bare_redis_store() -> Store {
     let prefix = format!("govlink-test:{}:", unique("store"));
     Store::Redis(
-        RedisStore::connect(&redis_url(), &prefix)
+        RedisStore::connect(&RedisLink::new(redis_url()), &prefix)
             .await
             .expect("redis store"),
     )

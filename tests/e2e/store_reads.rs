@@ -10,6 +10,7 @@ use govlink::proto::{
     self, GetRecordRequest, InsuranceType, LoanStatus, RecordEvent, record_event::Payload,
 };
 use govlink::records::{RecordKey, RecordType, SubjectKey};
+use govlink::redis_link::RedisLink;
 use govlink::resolver::checks::ContributionSummary;
 use govlink::resolver::store::{
     LAYOUT, NotReady, RecordWrite, RedisStore, Store, StoreError, StoreState, SubjectData,
@@ -144,7 +145,7 @@ async fn a_profile_lookup_costs_the_same_commands_for_3_or_720_contributions() {
     // A Redis of this test's own: other tests run commands on the shared one.
     let redis = RedisServer::start().await;
     let store = Store::Redis(
-        RedisStore::connect(&redis.url(), "govlink-reads:")
+        RedisStore::connect(&RedisLink::new(redis.url()), "govlink-reads:")
             .await
             .expect("redis store"),
     );
@@ -264,7 +265,7 @@ async fn a_store_in_the_old_layout_is_cleared_and_rebuilt() {
 async fn a_redis_store_of_another_layout_is_lost_until_a_new_generation() {
     let prefix = format!("govlink-test:{}:", unique("layout"));
     let store = Store::Redis(
-        RedisStore::connect(&redis_url(), &prefix)
+        RedisStore::connect(&RedisLink::new(redis_url()), &prefix)
             .await
             .expect("redis store"),
     );

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use govlink::kafka::Brokers;
 use govlink::kafka::{TopicSpec, check_topic_configs, ensure_topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -71,14 +72,14 @@ async fn an_existing_compacted_topic_is_reported_and_left_alone() {
     assert!(created[0].is_ok(), "{created:?}");
     let spec = TopicSpec::durable(name.clone(), 1, 3, -1);
     let report = ensure_topics(
-        &kafka(),
+        &Brokers::plaintext(kafka()),
         std::slice::from_ref(&spec),
         Duration::from_secs(20),
     )
     .await
     .unwrap();
     assert_eq!(report.existed, std::slice::from_ref(&name));
-    let mismatches = check_topic_configs(&kafka(), &[spec]).await;
+    let mismatches = check_topic_configs(&Brokers::plaintext(kafka()), &[spec]).await;
     let names: Vec<&str> = mismatches.iter().map(|m| m.name).collect();
     assert!(names.contains(&"cleanup.policy"), "{mismatches:?}");
     assert!(

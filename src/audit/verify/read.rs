@@ -22,7 +22,7 @@ use tokio::time::{Instant, timeout};
 
 use super::{Location, Report, Verifier};
 use crate::config::Settings;
-use crate::kafka::Topics;
+use crate::kafka::{Brokers, Topics};
 
 /// A poll that returns nothing for this long, once the end offsets are reached, ends a
 /// topic.
@@ -41,6 +41,9 @@ pub enum VerifyError {
     /// No broker configured.
     #[error("no Kafka broker configured: set --kafka or GOVLINK_KAFKA")]
     NoBroker,
+    /// The settings of the link to the brokers contradict each other.
+    #[error("{0}")]
+    Link(String),
     /// The broker failed or could not be reached.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
@@ -74,7 +77,9 @@ pub async fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Report, VerifyError> {
-    let bootstrap = settings.kafka.as_deref().ok_or(VerifyError::NoBroker)?;
+    let brokers = Brokers::from_settings(settings)
+        .map_err(VerifyError::Link)?
+        .ok_or(VerifyError::NoBroker)?;
     let topics = Topics::new(settings.topic_prefix.clone());
     let mut verifier = Verifier::new(from);
     let bar = ProgressBar::new(0).with_style(
@@ -86,13 +91,13 @@ pub async fn run(
     );
     bar.set_message("checkpoints");
     let checkpoints = topics.audit_checkpoints();
-    read_topic(bootstrap, &checkpoints, &bar, |at, payload| {
+    read_topic(&brokers, &checkpoints, &bar, |at, payload| {
         verifier.add_checkpoint(at, payload);
     })
     .await?;
     bar.set_message("entries");
     let entries = topics.audit();
-    read_topic(bootstrap, &entries, &bar, |at, payload| {
+    read_topic(&brokers, &entries, &bar, |at, payload| {
         verifier.add_entry(at, payload);
     })
     .await?;
@@ -110,19 +115,19 @@ pub async fn run(
 /// Reads every partition of `topic` from the beginning into `sink`; returns how many
 /// messages it read.
 async fn read_topic(
-    bootstrap: &str,
+    brokers: &Brokers,
     topic: &str,
     bar: &ProgressBar,
     mut sink: impl FnMut(Location, &[u8]),
 ) -> Result<u64, VerifyError> {
-    let ends = end_offsets(bootstrap, topic).await?;
+    let ends = end_offsets(brokers, topic).await?;
     let expected: u64 = ends
         .values()
         .map(|(low, high)| (high - low).max(0) as u64)
         .sum();
     bar.set_length(expected);
     bar.set_position(0);
-    let consumer: StreamConsumer = crate::kafka::client_config(bootstrap, "govlink-audit-verify")
+    let consumer: StreamConsumer = crate::kafka::client_config(brokers, "govlink-audit-verify")
         // Offsets are never committed; librdkafka wants a group all the same.
         .set(
             "group.id",
@@ -188,11 +193,11 @@ async fn read_topic(
 
 /// Partition → (low, high) watermarks of `topic`.
 async fn end_offsets(
-    bootstrap: &str,
+    brokers: &Brokers,
     topic: &str,
 ) -> Result<BTreeMap<i32, (i64, i64)>, VerifyError> {
     let consumer: BaseConsumer =
-        crate::kafka::client_config(bootstrap, "govlink-audit-verify").create()?;
+        crate::kafka::client_config(brokers, "govlink-audit-verify").create()?;
     let name = topic.to_owned();
     // Metadata and watermark requests block on the broker: keep them off the async workers.
     let ends = tokio::task::spawn_blocking(move || -> Result<_, VerifyError> {

@@ -103,10 +103,13 @@ pub enum CaseStore {
 }
 
 impl CaseStore {
-    /// The Redis store at `url`; every key starts with `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<CaseStore, CaseStoreError> {
+    /// The Redis store of `link`; every key starts with `prefix`.
+    pub async fn connect(
+        link: &crate::redis_link::RedisLink,
+        prefix: &str,
+    ) -> Result<CaseStore, CaseStoreError> {
         Ok(CaseStore::Redis(
-            RedisCaseStore::connect(url, prefix).await?,
+            RedisCaseStore::connect(link, prefix).await?,
         ))
     }
 

@@ -60,9 +60,12 @@ pub struct RedisCaseStore {
 }
 
 impl RedisCaseStore {
-    /// Connects to `url`; every key starts with `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<RedisCaseStore, CaseStoreError> {
-        let client = redis::Client::open(url)?;
+    /// Connects to the Redis of `link`; every key starts with `prefix`.
+    pub async fn connect(
+        link: &crate::redis_link::RedisLink,
+        prefix: &str,
+    ) -> Result<RedisCaseStore, CaseStoreError> {
+        let client = link.client()?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(5)));

@@ -101,7 +101,7 @@ impl Materializer {
     /// The last offset of every non-empty record partition: what a rebuild must reach.
     async fn end_offsets(&self) -> Result<Vec<Position>, MaterializerError> {
         let consumer: BaseConsumer =
-            crate::kafka::client_config(&self.config.bootstrap, "govlink-materializer").create()?;
+            crate::kafka::client_config(&self.config.brokers, "govlink-materializer").create()?;
         let topics = self.topics.all_records();
         let ends = tokio::task::spawn_blocking(
             move || -> Result<Vec<Position>, rdkafka::error::KafkaError> {

@@ -58,8 +58,8 @@ const CHANGES_BUFFER: usize = 4096;
 /// How the materializer consumes.
 #[derive(Debug, Clone)]
 pub struct MaterializerConfig {
-    /// Kafka bootstrap servers.
-    pub bootstrap: String,
+    /// The brokers and how to reach them.
+    pub brokers: crate::kafka::Brokers,
     /// Consumer group prefix; each generation's group is `<group_id>.<generation>`.
     /// Resolver replicas share it and split the partitions.
     pub group_id: String,
@@ -195,7 +195,7 @@ impl Materializer {
 
     fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
         let consumer: StreamConsumer = crate::kafka::at_least_once_consumer(
-            &self.config.bootstrap,
+            &self.config.brokers,
             "govlink-materializer",
             group,
         )

@@ -36,6 +36,7 @@ use super::{
 };
 use crate::proto::Position;
 use crate::records::{RecordKey, RecordType, SubjectKey};
+use crate::redis_link::RedisLink;
 use crate::resolver::checks::ContributionSummary;
 use scripts::{ADVANCE_AT, CLEAR, REBUILD, RECORD, REPLACE, SOURCES, SUBJECT};
 
@@ -52,9 +53,9 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379/`); every key starts with `prefix`.
-    pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)?;
+    /// Connects to the Redis of `link`; every key starts with `prefix`.
+    pub async fn connect(link: &RedisLink, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = link.client()?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(5)));

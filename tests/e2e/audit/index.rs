@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use govlink::audit::{AccessIndex, AccessIndexer, Hash, entry_hash};
 use govlink::domain::ResidentId;
+use govlink::kafka::Brokers;
 use govlink::kafka::Topics;
 use govlink::proto::audit_body::Kind;
 use govlink::proto::{AccessDecision, AuditBody, AuditEntry, PersonAccess};
+use govlink::redis_link::RedisLink;
 use govlink::resolver::store::{RedisStore, Store, StoreState};
 use prost::Message as _;
 use redis::AsyncCommands;
@@ -96,9 +98,15 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
     let settings = test_settings();
     let prefix = settings.redis_prefix.clone();
     let topics = audit_topics(&settings).await;
-    let store = Store::Redis(RedisStore::connect(&redis_url(), &prefix).await.unwrap());
+    let store = Store::Redis(
+        RedisStore::connect(&RedisLink::new(redis_url()), &prefix)
+            .await
+            .unwrap(),
+    );
     ready_store(&store, None, "g1").await;
-    let index = AccessIndex::redis(&redis_url(), &prefix).await.unwrap();
+    let index = AccessIndex::redis(&RedisLink::new(redis_url()), &prefix)
+        .await
+        .unwrap();
     let (dan, eve) = (chen(), person("44030519750101011"));
 
     // Out of retention already: trimmed when Alice's set is next written.
@@ -137,7 +145,7 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
 
     let stop = CancellationToken::new();
     let indexer = AccessIndexer::new(
-        &kafka(),
+        &Brokers::plaintext(kafka()),
         &settings.consumer_group,
         &topics,
         index.clone(),

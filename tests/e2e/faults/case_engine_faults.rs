@@ -7,6 +7,7 @@ use govlink::app::Role;
 use govlink::cases::case;
 use govlink::cases::store::CaseStore;
 use govlink::proto::{self, Agency, CaseEvent, CaseState, case_event, cases_client::CasesClient};
+use govlink::redis_link::RedisLink;
 use govlink::resolver::policy::Requester;
 use govlink::resolver::query::AsRequester;
 use prost::Message as _;
@@ -111,7 +112,7 @@ async fn histories_are_whole(settings: &Settings, ids: &[String]) {
             events.push(CaseEvent::decode(rdkafka::Message::payload(&m).unwrap()).unwrap());
         }
     }
-    let store = CaseStore::connect(&redis_url(), &settings.redis_prefix)
+    let store = CaseStore::connect(&RedisLink::new(redis_url()), &settings.redis_prefix)
         .await
         .unwrap();
     let mut duplicates = 0;

@@ -1,0 +1,434 @@
+//! How govlink reaches the brokers: their bootstrap address and the link's security (TLS,
+//! a client certificate, SASL), built once from the settings and given to every Kafka
+//! client, so the producer, the consumers, the admin clients and the tools all connect
+//! the same way.
+
+use std::fmt;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Settings, readable};
+use crate::secret::Secret;
+
+/// `kafka_security_protocol`: whether the link is encrypted (TLS) and authenticated (SASL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SecurityProtocol {
+    /// Neither TLS nor SASL (the embedded broker, a broker on a private network).
+    #[default]
+    Plaintext,
+    /// TLS, optionally with a client certificate.
+    Ssl,
+    /// SASL without TLS: the credentials cross the network unencrypted (SCRAM does not
+    /// send the password itself, PLAIN does).
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    /// The setting's value, which is also librdkafka's `security.protocol` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether the link is TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether the link authenticates with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+impl TryFrom<String> for SecurityProtocol {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<SecurityProtocol, String> {
+        SecurityProtocol::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "kafka_security_protocol must be plaintext, ssl, sasl_plaintext or \
+                     sasl_ssl, not {value:?}"
+                )
+            })
+    }
+}
+
+impl From<SecurityProtocol> for String {
+    fn from(protocol: SecurityProtocol) -> String {
+        protocol.as_str().to_owned()
+    }
+}
+
+/// `kafka_sasl_mechanism`: how the SASL credentials are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SaslMechanism {
+    /// The password itself is sent: only over TLS unless the network is trusted.
+    Plain,
+    /// A SCRAM exchange with SHA-256; the password never crosses the link.
+    ScramSha256,
+    /// A SCRAM exchange with SHA-512.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    const ALL: [SaslMechanism; 3] = [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+    ];
+
+    /// The setting's value, which is also librdkafka's `sasl.mechanisms` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl TryFrom<String> for SaslMechanism {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<SaslMechanism, String> {
+        SaslMechanism::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "kafka_sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, \
+                     not {value:?}"
+                )
+            })
+    }
+}
+
+impl From<SaslMechanism> for String {
+    fn from(mechanism: SaslMechanism) -> String {
+        mechanism.as_str().to_owned()
+    }
+}
+
+/// SASL credentials.
+#[derive(Clone, Debug)]
+struct Sasl {
+    mechanism: SaslMechanism,
+    username: String,
+    password: Secret,
+}
+
+/// The security of the link to the brokers: what `client_config` adds to every client.
+#[derive(Clone, Debug, Default)]
+pub struct LinkSecurity {
+    protocol: SecurityProtocol,
+    /// PEM files: the CAs that verify the brokers, govlink's certificate and its key.
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    sasl: Option<Sasl>,
+}
+
+impl LinkSecurity {
+    /// The link the `kafka_security_protocol`, `kafka_ssl_*` and `kafka_sasl_*` settings
+    /// describe; an error names the setting that is missing, contradicts another one, or
+    /// names a file that cannot be read.
+    pub fn from_settings(s: &Settings) -> Result<LinkSecurity, String> {
+        let protocol = s.kafka_security_protocol;
+        let files = [
+            ("kafka_ssl_ca", &s.kafka_ssl_ca),
+            ("kafka_ssl_cert", &s.kafka_ssl_cert),
+            ("kafka_ssl_key", &s.kafka_ssl_key),
+        ];
+        for (name, path) in files {
+            let Some(path) = path else { continue };
+            if !protocol.tls() {
+                return Err(format!(
+                    "{name} is set but kafka_security_protocol is {}: TLS files need ssl or \
+                     sasl_ssl",
+                    protocol.as_str()
+                ));
+            }
+            readable(name, path)?;
+        }
+        if s.kafka_ssl_cert.is_some() != s.kafka_ssl_key.is_some() {
+            return Err("kafka_ssl_cert and kafka_ssl_key go together: set both or neither".into());
+        }
+        Ok(LinkSecurity {
+            protocol,
+            ca: s.kafka_ssl_ca.clone(),
+            cert: s.kafka_ssl_cert.clone(),
+            key: s.kafka_ssl_key.clone(),
+            sasl: sasl(s)?,
+        })
+    }
+
+    /// The protocol of the link.
+    pub fn protocol(&self) -> SecurityProtocol {
+        self.protocol
+    }
+
+    /// Adds the link's properties to a client's configuration.
+    fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.protocol.as_str());
+        let files = [
+            ("ssl.ca.location", &self.ca),
+            ("ssl.certificate.location", &self.cert),
+            ("ssl.key.location", &self.key),
+        ];
+        for (property, path) in files {
+            if let Some(path) = path {
+                config.set(property, path);
+            }
+        }
+        if let Some(sasl) = &self.sasl {
+            config
+                .set("sasl.mechanisms", sasl.mechanism.as_str())
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", sasl.password.expose());
+        }
+    }
+}
+
+/// The SASL credentials of the settings: all three with a SASL protocol, none without.
+fn sasl(s: &Settings) -> Result<Option<Sasl>, String> {
+    let protocol = s.kafka_security_protocol;
+    if !protocol.sasl() {
+        let set = [
+            ("kafka_sasl_mechanism", s.kafka_sasl_mechanism.is_some()),
+            ("kafka_sasl_username", s.kafka_sasl_username.is_some()),
+            ("kafka_sasl_password", s.kafka_sasl_password.is_some()),
+        ];
+        return match set.into_iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(format!(
+                "{name} is set but kafka_security_protocol is {}: SASL needs sasl_plaintext \
+                 or sasl_ssl",
+                protocol.as_str()
+            )),
+            None => Ok(None),
+        };
+    }
+    let missing = |name: &str| {
+        format!(
+            "kafka_security_protocol {} needs {name} to be set",
+            protocol.as_str()
+        )
+    };
+    Ok(Some(Sasl {
+        mechanism: s
+            .kafka_sasl_mechanism
+            .ok_or_else(|| missing("kafka_sasl_mechanism"))?,
+        username: s
+            .kafka_sasl_username
+            .clone()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| missing("kafka_sasl_username"))?,
+        password: s
+            .kafka_sasl_password
+            .clone()
+            .ok_or_else(|| missing("kafka_sasl_password"))?,
+    }))
+}
+
+/// The brokers a process talks to and how: every Kafka client of govlink is configured
+/// from one of these (see [`client_config`](super::client_config)).
+#[derive(Clone, Debug)]
+pub struct Brokers {
+    bootstrap: String,
+    security: LinkSecurity,
+}
+
+impl Brokers {
+    /// Brokers at `bootstrap` (`host:port,…`) over a link secured as `security` says.
+    pub fn new(bootstrap: impl Into<String>, security: LinkSecurity) -> Brokers {
+        Brokers {
+            bootstrap: bootstrap.into(),
+            security,
+        }
+    }
+
+    /// Brokers at `bootstrap` over a plaintext link (the embedded broker, tests).
+    pub fn plaintext(bootstrap: impl Into<String>) -> Brokers {
+        Brokers::new(bootstrap, LinkSecurity::default())
+    }
+
+    /// The configured brokers (`kafka` and its link settings); `None` without `kafka`.
+    pub fn from_settings(settings: &Settings) -> Result<Option<Brokers>, String> {
+        let Some(bootstrap) = &settings.kafka else {
+            return Ok(None);
+        };
+        Ok(Some(Brokers::new(
+            bootstrap.clone(),
+            LinkSecurity::from_settings(settings)?,
+        )))
+    }
+
+    /// The bootstrap servers.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The link's security.
+    pub fn security(&self) -> &LinkSecurity {
+        &self.security
+    }
+
+    /// Sets the bootstrap servers and the link's security on `config`.
+    pub(super) fn apply(&self, config: &mut ClientConfig) {
+        config.set("bootstrap.servers", &self.bootstrap);
+        self.security.apply(config);
+    }
+}
+
+/// `host:port (protocol)`, for logs.
+impl fmt::Display for Brokers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            self.bootstrap,
+            self.security.protocol.as_str()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::client_config;
+
+    fn settings(protocol: SecurityProtocol) -> Settings {
+        Settings {
+            kafka: Some("k:9093".into()),
+            kafka_security_protocol: protocol,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn sasl_credentials_reach_every_client_and_never_print() {
+        let mut s = settings(SecurityProtocol::SaslPlaintext);
+        s.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
+        s.kafka_sasl_username = Some("govlink".into());
+        s.kafka_sasl_password = Some(Secret::new("s3cret-sasl"));
+        let brokers = Brokers::from_settings(&s).unwrap().unwrap();
+        let config = client_config(&brokers, "test");
+        assert_eq!(config.get("bootstrap.servers"), Some("k:9093"));
+        assert_eq!(config.get("security.protocol"), Some("sasl_plaintext"));
+        assert_eq!(config.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("govlink"));
+        assert_eq!(config.get("sasl.password"), Some("s3cret-sasl"));
+        let printed = format!("{brokers:?} {brokers}");
+        assert!(!printed.contains("s3cret-sasl"), "{printed}");
+        assert_eq!(brokers.to_string(), "k:9093 (sasl_plaintext)");
+    }
+
+    #[test]
+    fn librdkafka_accepts_tls_and_scram() {
+        use rdkafka::consumer::BaseConsumer;
+        let mut s = settings(SecurityProtocol::SaslSsl);
+        s.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
+        s.kafka_sasl_username = Some("govlink".into());
+        s.kafka_sasl_password = Some(Secret::new("p"));
+        let brokers = Brokers::from_settings(&s).unwrap().unwrap();
+        // Without OpenSSL built in, librdkafka refuses both at client creation.
+        let created = client_config(&brokers, "t").create::<BaseConsumer>();
+        assert!(created.is_ok(), "{:?}", created.err());
+        let ssl = client_config(&Brokers::new("k:9093", brokers.security.clone()), "t")
+            .set("security.protocol", "ssl")
+            .create::<BaseConsumer>();
+        assert!(ssl.is_ok(), "{:?}", ssl.err());
+    }
+
+    #[test]
+    fn tls_files_are_set_only_when_configured() {
+        let ca = std::env::temp_dir().join(format!("govlink-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "not checked here").unwrap();
+        let mut s = settings(SecurityProtocol::Ssl);
+        s.kafka_ssl_ca = Some(ca.display().to_string());
+        let config = client_config(&Brokers::from_settings(&s).unwrap().unwrap(), "t");
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
+        assert_eq!(config.get("ssl.ca.location"), s.kafka_ssl_ca.as_deref());
+        assert_eq!(config.get("ssl.certificate.location"), None);
+        assert_eq!(config.get("sasl.mechanisms"), None);
+
+        s.kafka_ssl_cert = Some(ca.display().to_string());
+        let err = LinkSecurity::from_settings(&s).unwrap_err();
+        assert!(err.contains("kafka_ssl_cert and kafka_ssl_key"), "{err}");
+        std::fs::remove_file(&ca).unwrap();
+
+        let plaintext = client_config(&Brokers::plaintext("m:1"), "t");
+        assert_eq!(plaintext.get("security.protocol"), Some("plaintext"));
+        assert_eq!(plaintext.get("ssl.ca.location"), None);
+    }
+
+    #[test]
+    fn inconsistent_settings_name_the_setting() {
+        let mut s = settings(SecurityProtocol::SaslSsl);
+        s.kafka_sasl_mechanism = Some(SaslMechanism::Plain);
+        s.kafka_sasl_username = Some("u".into());
+        let err = LinkSecurity::from_settings(&s).unwrap_err();
+        assert_eq!(
+            err,
+            "kafka_security_protocol sasl_ssl needs kafka_sasl_password to be set"
+        );
+        s.kafka_sasl_username = None;
+        let err = LinkSecurity::from_settings(&s).unwrap_err();
+        assert!(err.contains("needs kafka_sasl_username"), "{err}");
+
+        let mut s = settings(SecurityProtocol::Ssl);
+        s.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha256);
+        let err = LinkSecurity::from_settings(&s).unwrap_err();
+        assert!(
+            err.starts_with("kafka_sasl_mechanism is set but kafka_security_protocol is ssl"),
+            "{err}"
+        );
+
+        let mut s = settings(SecurityProtocol::Plaintext);
+        s.kafka_ssl_ca = Some("/etc/ssl/certs/ca-certificates.crt".into());
+        let err = LinkSecurity::from_settings(&s).unwrap_err();
+        assert!(err.starts_with("kafka_ssl_ca is set but"), "{err}");
+
+        let mut s = settings(SecurityProtocol::SaslSsl);
+        s.kafka_ssl_ca = Some("/nonexistent/govlink/ca.pem".into());
+        let err = LinkSecurity::from_settings(&s).unwrap_err();
+        assert!(
+            err.starts_with("kafka_ssl_ca /nonexistent/govlink/ca.pem cannot be read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn protocols_and_mechanisms_parse_in_either_case_and_name_the_setting() {
+        let p = SecurityProtocol::try_from("SASL_SSL".to_owned()).unwrap();
+        assert_eq!(p, SecurityProtocol::SaslSsl);
+        let err = SecurityProtocol::try_from("tls".to_owned()).unwrap_err();
+        assert!(err.starts_with("kafka_security_protocol must be"), "{err}");
+        let m = SaslMechanism::try_from("scram-sha-256".to_owned()).unwrap();
+        assert_eq!(m, SaslMechanism::ScramSha256);
+        let err = SaslMechanism::try_from("GSSAPI".to_owned()).unwrap_err();
+        assert!(err.contains("not \"GSSAPI\""), "{err}");
+    }
+}

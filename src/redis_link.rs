@@ -1,0 +1,215 @@
+//! How govlink reaches Redis: the URL (`redis://`, or `rediss://` for TLS), the CA bundle
+//! that verifies a TLS server, and the ACL user and password. Every Redis client of govlink
+//! (record store, case store, access index, admin checks, tools, bench) is opened here.
+
+use std::fmt;
+
+use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
+
+use crate::config::{Settings, readable, redact_url};
+use crate::secret::Secret;
+
+/// Where Redis is and how to log in. Its `Debug` and `Display` show the URL without its
+/// password and never the password.
+#[derive(Clone)]
+pub struct RedisLink {
+    url: String,
+    /// PEM file of the CAs that verify a `rediss://` server; the system's roots without it.
+    ca: Option<String>,
+    username: Option<String>,
+    password: Option<Secret>,
+}
+
+impl RedisLink {
+    /// Redis at `url`, with whatever credentials the URL carries and the system's roots
+    /// for `rediss://`.
+    pub fn new(url: impl Into<String>) -> RedisLink {
+        RedisLink {
+            url: url.into(),
+            ca: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// The configured Redis (`redis`, `redis_ca`, `redis_username`, `redis_password`);
+    /// `None` without `redis`.
+    pub fn from_settings(settings: &Settings) -> Option<RedisLink> {
+        let url = settings.redis.as_ref()?;
+        Some(RedisLink {
+            url: url.clone(),
+            ca: settings.redis_ca.clone(),
+            username: settings.redis_username.clone(),
+            password: settings.redis_password.clone(),
+        })
+    }
+
+    /// Checks the Redis settings for what would only fail later: a CA bundle that cannot be
+    /// read or is given for a URL without TLS, a user without a password.
+    pub fn check(settings: &Settings) -> Result<(), String> {
+        if let Some(ca) = &settings.redis_ca {
+            readable("redis_ca", ca)?;
+            if let Some(url) = &settings.redis
+                && !url.starts_with("rediss://")
+            {
+                return Err(format!(
+                    "redis_ca is set but redis ({}) is not a rediss:// URL",
+                    redact_url(url)
+                ));
+            }
+        }
+        if settings.redis_username.is_some() && settings.redis_password.is_none() {
+            return Err("redis_username needs redis_password".into());
+        }
+        Ok(())
+    }
+
+    /// The same link with `redis_ca`, `redis_username` and `redis_password` as given.
+    pub fn with_login(
+        mut self,
+        ca: Option<String>,
+        username: Option<String>,
+        password: Option<Secret>,
+    ) -> RedisLink {
+        (self.ca, self.username, self.password) = (ca, username, password);
+        self
+    }
+
+    /// A client for this link (nothing is connected yet). Its errors never carry the
+    /// password: the redis crate reports a URL that does not parse without the URL.
+    pub fn client(&self) -> RedisResult<redis::Client> {
+        let info = self.url.as_str().into_connection_info()?;
+        let mut login = info.redis_settings().clone();
+        if let Some(username) = &self.username {
+            login = login.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            login = login.set_password(password.expose());
+        }
+        let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+        let info = info.set_redis_settings(login);
+        if tls {
+            // rustls needs a process-wide crypto provider; ring is the one built in. Another
+            // part of the process may have installed it already, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        match (&self.ca, tls) {
+            (None, _) => redis::Client::open(info),
+            (Some(ca), true) => {
+                let root_cert = std::fs::read(ca).map_err(|e| {
+                    RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "redis_ca cannot be read",
+                        format!("{ca}: {e}"),
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(info, certificates)
+            }
+            (Some(_), false) => Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "redis_ca is set but the redis URL is not rediss://",
+            ))),
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+impl fmt::Display for RedisLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.url))
+    }
+}
+
+impl fmt::Debug for RedisLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLink")
+            .field("url", &redact_url(&self.url))
+            .field("ca", &self.ca)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_password_overrides_the_urls_and_nothing_prints_either() {
+        let link = RedisLink::new("redis://u:url-s3cret@127.0.0.1:6390/2").with_login(
+            None,
+            Some("acl-user".into()),
+            Some(Secret::new("settings-s3cret")),
+        );
+        let client = link.client().unwrap();
+        let login = client.get_connection_info().redis_settings();
+        assert_eq!(login.username(), Some("acl-user"));
+        assert_eq!(login.password(), Some("settings-s3cret"));
+        assert_eq!(login.db(), 2);
+        let printed = format!("{link:?} {link} {client:?}");
+        for secret in ["url-s3cret", "settings-s3cret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn tls_urls_are_accepted_and_a_ca_needs_one() {
+        let link = RedisLink::new("rediss://127.0.0.1:6390/");
+        let client = link.client().unwrap();
+        assert!(matches!(
+            client.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        ));
+
+        let missing = RedisLink::new("rediss://127.0.0.1:6390/").with_login(
+            Some("/nonexistent/govlink/redis-ca.pem".into()),
+            None,
+            None,
+        );
+        let err = missing.client().unwrap_err().to_string();
+        assert!(err.contains("redis_ca cannot be read"), "{err}");
+        assert!(err.contains("/nonexistent/govlink/redis-ca.pem"), "{err}");
+
+        let plain = RedisLink::new("redis://127.0.0.1:6390/").with_login(
+            Some("/etc/hostname".into()),
+            None,
+            None,
+        );
+        let err = plain.client().unwrap_err().to_string();
+        assert!(err.contains("not rediss://"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_settings_name_the_setting() {
+        let settings = Settings {
+            redis: Some("redis://:pw@127.0.0.1:6379/".into()),
+            redis_ca: Some("/nonexistent/ca.pem".into()),
+            ..Settings::default()
+        };
+        let err = RedisLink::check(&settings).unwrap_err();
+        assert!(
+            err.starts_with("redis_ca /nonexistent/ca.pem cannot be read"),
+            "{err}"
+        );
+        let readable = Settings {
+            redis_ca: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into()),
+            ..settings
+        };
+        let err = RedisLink::check(&readable).unwrap_err();
+        assert_eq!(
+            err,
+            "redis_ca is set but redis (redis://:***@127.0.0.1:6379/) is not a rediss:// URL"
+        );
+        let settings = Settings {
+            redis_username: Some("govlink".into()),
+            ..Settings::default()
+        };
+        let err = RedisLink::check(&settings).unwrap_err();
+        assert_eq!(err, "redis_username needs redis_password");
+    }
+}
