@@ -21,6 +21,10 @@ use super::kafka_sasl::sasl_ssl;
 use super::round_trip;
 use crate::faults::free_port;
 use crate::helpers::*;
+use govlink::proto::Agency;
+use govlink::resolver::policy::Requester;
+use govlink::tls::certs::CertsDir;
+use govlink::tls::client::ClientTls;
 
 /// `govlink SUBCOMMAND` configured like `settings`, the link settings included, logging
 /// JSON at debug level into `out`.stdout / `out`.stderr.
@@ -92,12 +96,14 @@ async fn failing(settings: &Settings, out: &Path) -> String {
     output_of(out)
 }
 
-/// Waits until `child` serves gRPC at `port`.
+/// Waits until `child` serves gRPC (mutual TLS with [`test_certs`]) at `port`; the
+/// channel calls as public security's record system.
 async fn serving(child: &mut Child, port: u16) -> Channel {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let police = Requester::new(Agency::PublicSecurity, "records");
+    let addr = format!("127.0.0.1:{port}");
     loop {
-        let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
-        if let Ok(channel) = endpoint.connect().await {
+        if let Ok(channel) = ClientTls::new(test_certs()).connect(&addr, &police).await {
             return channel;
         }
         assert!(child.try_wait().unwrap().is_none(), "govlink exited");
@@ -218,8 +224,10 @@ async fn no_secret_shows_in_output_metrics_status_page_errors_or_debug_logs() {
         format!("{settings:?} {bad_redis:?} {bad_sasl:?}"),
     ]
     .join("\n");
-    let key = Pki::read(&pki.client_key);
-    let key_lines = key
+    // The Kafka client key, and the key the gRPC server serves mutual TLS with.
+    let keys = Pki::read(&pki.client_key)
+        + &std::fs::read_to_string(CertsDir::new(test_certs()).server().key).unwrap();
+    let key_lines = keys
         .lines()
         .filter(|l| !l.starts_with("-----") && l.len() > 8);
     let secrets: Vec<&str> = [&redis_secret, &sasl_secret, &wrong_redis, &wrong_sasl]
