@@ -22,14 +22,15 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
-use crate::ops::events::{Published, outcome_of};
+use crate::limits::{Rate, RateLimiter, exhausted};
+use crate::ops::events::{Limit, Limited, Published, outcome_of};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{
     Agency, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
     record_event::Payload,
 };
 use crate::records::{
-    Horizon, RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta,
+    AGENCIES, Horizon, RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta,
     validate_payload,
 };
 
@@ -76,12 +77,23 @@ impl Item {
     }
 }
 
+/// What a publish path admits.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// The most items one batch may carry.
+    pub max_batch: usize,
+    /// Records per second per agency.
+    pub rate: Rate,
+}
+
 /// The publish path shared by every agency's adapter.
 pub struct PublishPath {
     publisher: Publisher,
     topics: Topics,
     /// The most items one batch may carry.
     max_batch: usize,
+    /// Each agency's records per second.
+    rate: RateLimiter<Agency>,
     /// The longest a publish waits for the broker when the caller sets no deadline.
     max_wait: Duration,
     /// How far ahead of our clock an agency's times and dates may lie.
@@ -95,7 +107,7 @@ impl PublishPath {
     pub fn new(
         publisher: Publisher,
         topics: Topics,
-        max_batch: usize,
+        limits: PublishLimits,
         max_wait: Duration,
         max_clock_skew: Duration,
         telemetry: Telemetry,
@@ -103,7 +115,8 @@ impl PublishPath {
         Arc::new(PublishPath {
             publisher,
             topics,
-            max_batch,
+            max_batch: limits.max_batch,
+            rate: RateLimiter::new(limits.rate, AGENCIES.len()),
             max_wait,
             max_clock_skew,
             telemetry,
@@ -124,6 +137,40 @@ impl PublishPath {
             outcome: outcome_of(result),
             elapsed: started.elapsed(),
         });
+    }
+
+    /// Takes `records` from `agency`'s publish rate before any validation work: refused
+    /// (`RESOURCE_EXHAUSTED`, counted) while they are not there, and then nothing of the
+    /// call is published.
+    fn admit(&self, agency: Agency, records: usize) -> Result<(), Status> {
+        self.rate.check(&agency, records as u64).map_err(|wait| {
+            self.refused(Limit::PublishRate, agency);
+            let rate = self.rate.rate();
+            exhausted(
+                format!(
+                    "publish rate limit of {} exceeded ({} records per second, bursts of {}): \
+                     none of the call's {records} records was published",
+                    agency_slug(agency),
+                    rate.per_second(),
+                    rate.burst()
+                ),
+                wait,
+            )
+        })
+    }
+
+    /// Counts a call of `agency` refused by `limit`.
+    fn refused(&self, limit: Limit, agency: Agency) {
+        self.telemetry.emit(Limited { limit, agency });
+    }
+
+    /// `INVALID_ARGUMENT` for `violations`, counted as a field-length refusal when a field
+    /// was over its length.
+    fn invalid(&self, agency: Agency, violations: &Violations) -> Status {
+        if violations.too_long() {
+            self.refused(Limit::FieldLength, agency);
+        }
+        invalid_argument(violations)
     }
 
     /// A single-record publish RPC: `split` takes the request apart into meta and payload.
@@ -199,12 +246,13 @@ impl PublishPath {
         item: Item,
         deadline: Instant,
     ) -> Result<PublishAck, Status> {
+        self.admit(agency, 1)?;
         let mut violations = Violations::default();
         let horizon = Horizon::now(self.max_clock_skew);
         let event = prepare(agency, item, &horizon, &mut violations);
         match event {
             Some(event) if violations.is_empty() => self.send(event, deadline).await,
-            _ => Err(invalid_argument(&violations)),
+            _ => Err(self.invalid(agency, &violations)),
         }
     }
 
@@ -220,6 +268,7 @@ impl PublishPath {
         if items.is_empty() {
             violations.add("items", "must not be empty");
         } else if items.len() > self.max_batch {
+            self.refused(Limit::BatchSize, agency);
             violations.add(
                 "items",
                 format!(
@@ -232,6 +281,7 @@ impl PublishPath {
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
+        self.admit(agency, items.len())?;
         let horizon = Horizon::now(self.max_clock_skew);
         // Once the violations are full, later items would only add to a count: stop.
         let events: Vec<Option<Prepared>> = items
@@ -241,7 +291,7 @@ impl PublishPath {
             })
             .collect();
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(self.invalid(agency, &violations));
         }
         // Enqueued one after the other, so items of one key land in item order; the acks
         // are awaited together, so the batch costs about one broker round trip.

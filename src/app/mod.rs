@@ -317,7 +317,13 @@ impl App {
             let path = PublishPath::new(
                 publisher.clone(),
                 kafka.topics.clone(),
-                settings.max_batch,
+                crate::adapters::PublishLimits {
+                    max_batch: settings.max_batch,
+                    rate: crate::limits::Rate::new(
+                        settings.publish_rate_per_agency,
+                        settings.publish_burst,
+                    ),
+                },
                 settings.request_timeout(),
                 settings.max_clock_skew(),
                 parts.telemetry.clone(),
