@@ -2,18 +2,20 @@
 //! validates what its agency sends, wraps it in a `RecordEvent` and acknowledges only
 //! once the broker has it.
 
+mod check;
 mod housing;
 mod provident_fund;
 mod public_security;
 mod social_security;
 
+pub use check::{BatchOneof, Item, Prepared, check_batch_size, check_item, check_items};
 pub use housing::Housing;
 pub use provident_fund::ProvidentFund;
 pub use public_security::PublicSecurity;
 pub use social_security::SocialSecurity;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::join_all;
 use prost::Message;
@@ -26,56 +28,10 @@ use crate::limits::{Rate, RateLimiter, exhausted};
 use crate::ops::events::{Limit, Limited, Published, outcome_of};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{
-    Agency, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
+    Agency, DeleteRecordRequest, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
     record_event::Payload,
 };
-use crate::records::{
-    AGENCIES, Horizon, RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta,
-    validate_payload,
-};
-
-/// What one request item asks to publish, before validation.
-struct Item {
-    meta: Option<PublishMeta>,
-    body: Body,
-    /// Where the meta and the record sit in the request, for field violations.
-    meta_path: String,
-    body_path: String,
-}
-
-enum Body {
-    Upsert(Option<Payload>),
-    Delete(String),
-}
-
-impl Item {
-    /// A new version of a record, as in a single publish RPC (`meta`, `record`).
-    fn upsert(meta: Option<PublishMeta>, payload: Option<Payload>) -> Item {
-        Item {
-            meta,
-            body: Body::Upsert(payload),
-            meta_path: "meta".into(),
-            body_path: "record".into(),
-        }
-    }
-
-    /// The deletion of a record, as in `DeleteRecord` (`record_type`, `meta`).
-    fn delete(meta: Option<PublishMeta>, record_type: String) -> Item {
-        Item {
-            meta,
-            body: Body::Delete(record_type),
-            meta_path: "meta".into(),
-            body_path: "record_type".into(),
-        }
-    }
-
-    /// Item `index` of a batch whose record sits in the oneof field `field`.
-    fn in_batch(mut self, index: usize, field: &str) -> Item {
-        self.meta_path = format!("items[{index}].meta");
-        self.body_path = format!("items[{index}].{field}");
-        self
-    }
-}
+use crate::records::{AGENCIES, Horizon, RecordKey, Violations, agency_slug};
 
 /// What a publish path admits.
 #[derive(Debug, Clone, Copy)]
@@ -212,25 +168,15 @@ impl PublishPath {
         agency: Agency,
         request: Request<T>,
         items: impl FnOnce(T) -> Vec<I>,
-        split: impl Fn(
-            I,
-        ) -> (
-            Option<PublishMeta>,
-            Option<(Result<Payload, String>, &'static str)>,
-        ),
+        split: impl Fn(I) -> (Option<PublishMeta>, BatchOneof),
     ) -> Result<Response<PublishBatchResponse>, Status> {
         let (started, deadline) = (Instant::now(), deadline(&request, self.max_wait));
         let items: Vec<Item> = items(request.into_inner())
             .into_iter()
             .enumerate()
-            .map(|(i, item)| match split(item) {
-                (meta, Some((Ok(payload), field))) => {
-                    Item::upsert(meta, Some(payload)).in_batch(i, field)
-                }
-                (meta, Some((Err(record_type), field))) => {
-                    Item::delete(meta, record_type).in_batch(i, field)
-                }
-                (meta, None) => Item::upsert(meta, None).in_batch(i, "record"),
+            .map(|(i, item)| {
+                let (meta, oneof) = split(item);
+                Item::batch(i, meta, oneof)
             })
             .collect();
         let records = items.len();
@@ -247,12 +193,9 @@ impl PublishPath {
         deadline: Instant,
     ) -> Result<PublishAck, Status> {
         self.admit(agency, 1)?;
-        let mut violations = Violations::default();
-        let horizon = Horizon::now(self.max_clock_skew);
-        let event = prepare(agency, item, &horizon, &mut violations);
-        match event {
-            Some(event) if violations.is_empty() => self.send(event, deadline).await,
-            _ => Err(self.invalid(agency, &violations)),
+        match check_item(agency, item, &Horizon::now(self.max_clock_skew)) {
+            Ok(prepared) => self.send(prepared, deadline).await,
+            Err(violations) => Err(self.invalid(agency, &violations)),
         }
     }
 
@@ -264,39 +207,21 @@ impl PublishPath {
         items: Vec<Item>,
         deadline: Instant,
     ) -> Result<Vec<PublishAck>, Status> {
-        let mut violations = Violations::default();
-        if items.is_empty() {
-            violations.add("items", "must not be empty");
-        } else if items.len() > self.max_batch {
-            self.refused(Limit::BatchSize, agency);
-            violations.add(
-                "items",
-                format!(
-                    "must have at most {} items, not {}",
-                    self.max_batch,
-                    items.len()
-                ),
-            );
-        }
+        let violations = check_batch_size(items.len(), self.max_batch);
         if !violations.is_empty() {
+            if items.len() > self.max_batch {
+                self.refused(Limit::BatchSize, agency);
+            }
             return Err(invalid_argument(&violations));
         }
         self.admit(agency, items.len())?;
         let horizon = Horizon::now(self.max_clock_skew);
-        // Once the violations are full, later items would only add to a count: stop.
-        let events: Vec<Option<Prepared>> = items
-            .into_iter()
-            .map_while(|item| {
-                (!violations.is_full()).then(|| prepare(agency, item, &horizon, &mut violations))
-            })
-            .collect();
-        if !violations.is_empty() {
-            return Err(self.invalid(agency, &violations));
-        }
+        let events = check_items(agency, items, &horizon)
+            .map_err(|violations| self.invalid(agency, &violations))?;
         // Enqueued one after the other, so items of one key land in item order; the acks
         // are awaited together, so the batch costs about one broker round trip.
         let mut pending = Vec::with_capacity(events.len());
-        for event in events.into_iter().flatten() {
+        for event in events {
             match self.enqueue(event, deadline).await {
                 Ok(p) => pending.push(p),
                 Err(status) => return Err(batch_failure(&status, None)),
@@ -428,76 +353,4 @@ fn batch_failure(first: &Status, failed: Option<usize>) -> Status {
             first.message()
         ),
     )
-}
-
-/// An item that passed validation: the event and where it goes.
-struct Prepared {
-    agency: Agency,
-    key: RecordKey,
-    event: RecordEvent,
-}
-
-/// Validates an item into the event to publish; `None` (with violations) when invalid.
-fn prepare(
-    agency: Agency,
-    item: Item,
-    horizon: &Horizon,
-    violations: &mut Violations,
-) -> Option<Prepared> {
-    let before = violations.len();
-    validate_meta(item.meta.as_ref(), &item.meta_path, horizon, violations);
-    let (record_type, op, payload) = match item.body {
-        Body::Upsert(None) => {
-            violations.add(item.body_path, "is required");
-            return None;
-        }
-        Body::Upsert(Some(payload)) => {
-            validate_payload(&payload, &item.body_path, horizon, violations);
-            (RecordType::of_payload(&payload), Op::Upsert, Some(payload))
-        }
-        Body::Delete(name) => match RecordType::parse(agency, &name) {
-            Some(record_type) => (record_type, Op::Delete, None),
-            None => {
-                let known: Vec<&str> = RecordType::ALL
-                    .into_iter()
-                    .filter(|t| t.agency() == agency)
-                    .map(RecordType::as_str)
-                    .collect();
-                violations.add(
-                    item.body_path,
-                    format!(
-                        "must be one of this agency's record types: {}",
-                        known.join(", ")
-                    ),
-                );
-                return None;
-            }
-        },
-    };
-    if violations.len() > before {
-        return None;
-    }
-    let meta = item.meta?;
-    let subjects = payload
-        .as_ref()
-        .map(|p| subjects_of(p).iter().map(|s| s.to_proto()).collect())
-        .unwrap_or_default();
-    let event = RecordEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        agency: agency as i32,
-        record_type: record_type.as_str().to_owned(),
-        record_id: meta.record_id,
-        subjects,
-        version: meta.version,
-        source_event_id: meta.source_event_id,
-        op: op as i32,
-        occurred_at: meta.occurred_at,
-        published_at: Some(SystemTime::now().into()),
-        payload,
-    };
-    Some(Prepared {
-        agency,
-        key: RecordKey::new(record_type, &event.record_id),
-        event,
-    })
 }
