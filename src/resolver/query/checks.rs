@@ -215,7 +215,7 @@ pub fn parse_social_security_transfer(
 /// Resident IDs of the parties, each violation naming its position.
 fn parse_parties(ids: &[String], field: &str, v: &mut Violations) -> Vec<ResidentId> {
     if ids.len() > MAX_PARTIES {
-        v.add(field, format!("at most {MAX_PARTIES} parties"));
+        v.add_too_long(field, format!("at most {MAX_PARTIES} parties"));
         return Vec::new();
     }
     ids.iter()
