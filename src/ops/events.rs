@@ -142,7 +142,8 @@ impl Event for DeadLettered<'_> {
 }
 
 /// A lookup or check answered: `allowed`, `denied` by the policy, `invalid` (refused
-/// for its fields) or `failed` (the store or the audit trail could not be reached).
+/// for its fields), `limited` (refused by the requester's rate) or `failed` (the store or
+/// the audit trail could not be reached).
 pub struct LookupAnswered {
     pub method: &'static str,
     /// A purpose the policy knows, else `other` (a label: few values).
