@@ -13,6 +13,7 @@
 
 mod bytes;
 mod checks;
+mod fields;
 mod regressions;
 mod strategies;
 mod structured;

@@ -4,7 +4,7 @@ use govlink::cases::service::validate_open_case;
 use govlink::proto::{self, case_params::Kind};
 
 use super::checks::refused;
-use super::strategies::UNIT;
+use super::fields::UNIT;
 
 /// A property transfer case naming thousands of sellers and buyers was checked pair by
 /// pair (millions of comparisons per call); now the parties are bounded like a sale
