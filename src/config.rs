@@ -83,6 +83,23 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// The most records one batch publish may carry.
     pub max_batch: usize,
+    /// Records per second one agency may publish through this process (each record of a
+    /// batch counts); beyond it a publish is refused whole with `RESOURCE_EXHAUSTED` and
+    /// a `RetryInfo`. 0: no limit. Per process: N adapter replicas admit N times this.
+    pub publish_rate_per_agency: u32,
+    /// Records an agency may publish at once after a quiet spell (its bucket's size); at
+    /// least `max_batch` while the rate is limited, so a full batch can pass.
+    pub publish_burst: u32,
+    /// Lookups and checks per second one requester (`agency/service`) may make to this
+    /// resolver; beyond it a call is refused with `RESOURCE_EXHAUSTED` and a `RetryInfo`,
+    /// before it is audited. 0: no limit.
+    pub lookup_rate_per_requester: u32,
+    /// Lookups and checks a requester may make at once after a quiet spell.
+    pub lookup_burst: u32,
+    /// Calls one client connection may have open at once (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`); a client waits for a free stream beyond it.
+    /// 0: no limit.
+    pub max_concurrent_streams: u32,
     /// The most events the materializer writes to the store in one round trip.
     pub materializer_batch: usize,
     /// How long the materializer waits for a batch to fill.
@@ -166,6 +183,11 @@ impl Default for Settings {
             request_timeout_ms: 10_000,
             max_in_flight: 10_000,
             max_batch: 500,
+            publish_rate_per_agency: 100_000,
+            publish_burst: 100_000,
+            lookup_rate_per_requester: 50_000,
+            lookup_burst: 50_000,
+            max_concurrent_streams: 256,
             materializer_batch: 500,
             materializer_linger_ms: 5,
             startup_timeout_ms: 30_000,
@@ -311,6 +333,18 @@ impl Settings {
                     "{name} must be more than zero"
                 )));
             }
+        }
+        if self.publish_rate_per_agency > 0 && (self.publish_burst as usize) < self.max_batch {
+            return Err(ConfigError::Invalid(format!(
+                "publish_burst ({}) must be at least max_batch ({}) while \
+                 publish_rate_per_agency is set: a full batch could never pass",
+                self.publish_burst, self.max_batch
+            )));
+        }
+        if self.lookup_rate_per_requester > 0 && self.lookup_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "lookup_burst must be more than zero while lookup_rate_per_requester is set".into(),
+            ));
         }
         // Beyond a day, "not in the future" would no longer refuse tomorrow's date.
         if self.max_clock_skew_ms > MAX_CLOCK_SKEW_MS {
@@ -461,6 +495,11 @@ impl fmt::Debug for Settings {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_batch", &self.max_batch)
+            .field("publish_rate_per_agency", &self.publish_rate_per_agency)
+            .field("publish_burst", &self.publish_burst)
+            .field("lookup_rate_per_requester", &self.lookup_rate_per_requester)
+            .field("lookup_burst", &self.lookup_burst)
+            .field("max_concurrent_streams", &self.max_concurrent_streams)
             .field("policy", &self.policy)
             .field("insecure_requester_header", &self.insecure_requester_header)
             .field("tls_cert", &self.tls_cert)
@@ -592,6 +631,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_are_off_at_zero_and_their_bursts_must_let_a_call_pass() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("GOVLINK_PUBLISH_RATE_PER_AGENCY", "0"),
+                ("GOVLINK_PUBLISH_BURST", "0"),
+                ("GOVLINK_LOOKUP_RATE_PER_REQUESTER", "0"),
+                ("GOVLINK_LOOKUP_BURST", "0"),
+                ("GOVLINK_MAX_CONCURRENT_STREAMS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.publish_rate_per_agency, s.lookup_rate_per_requester),
+            (0, 0)
+        );
+        let err = Settings::load(
+            None,
+            &env(&[("GOVLINK_PUBLISH_BURST", "10"), ("GOVLINK_MAX_BATCH", "11")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("publish_burst (10) must be at least max_batch (11)"),
+            "{err}"
+        );
+        Settings::load(
+            None,
+            &env(&[("GOVLINK_PUBLISH_BURST", "11"), ("GOVLINK_MAX_BATCH", "11")]),
+        )
+        .unwrap();
+        let err = Settings::load(None, &env(&[("GOVLINK_LOOKUP_BURST", "0")])).unwrap_err();
+        assert!(err.to_string().contains("lookup_burst"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,9 @@ use tonic::transport::Server;
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::ops::events::{Limit, Limited};
+use crate::ops::metrics::Telemetry;
+use crate::proto::Agency;
 use crate::records::Violations;
 use crate::tls::{PeerInfo, Refusal, ServerTls};
 
@@ -43,6 +46,17 @@ const MESSAGE_BUDGET: usize = 512;
 /// before its own timer fires: at most this, and at most a tenth of the timeout.
 const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 
+/// How a server serves, beyond its routes.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Mutual TLS; plaintext without (`dev`, `demo`, tests).
+    pub tls: Option<Arc<ServerTls>>,
+    /// Concurrent streams (calls) per HTTP/2 connection; 0 for h2's default.
+    pub max_concurrent_streams: u32,
+    /// Where refused oversized messages are counted.
+    pub telemetry: Telemetry,
+}
+
 /// Serves `routes` on `listener` until `shutdown` resolves; then stops accepting and lets
 /// in-flight calls finish. A request message over [`MAX_MESSAGE_BYTES`] gets
 /// `RESOURCE_EXHAUSTED`, in unary and streaming calls alike. With `tls`, connections are
@@ -51,18 +65,26 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
-    tls: Option<Arc<ServerTls>>,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let ServeOptions {
+        tls,
+        max_concurrent_streams,
+        telemetry,
+    } = options;
     let service = LimitMessages {
         inner: routes.prepare(),
         limit: MAX_MESSAGE_BYTES,
+        telemetry,
     };
+    // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: a client opening more waits for one to end.
+    let server = Server::builder()
+        .max_concurrent_streams((max_concurrent_streams > 0).then_some(max_concurrent_streams));
     match tls {
         Some(tls) => {
             let traced = Arc::clone(&tls);
-            let server =
-                Server::builder().trace_fn(move |request| verified_rpc_span(&traced, request));
+            let server = server.trace_fn(move |request| verified_rpc_span(&traced, request));
             let incoming = crate::tls::incoming(listener, Arc::clone(&tls));
             let service = Authenticate {
                 inner: service,
@@ -73,7 +95,7 @@ pub async fn serve(
                 .await
         }
         None => {
-            let server = Server::builder().trace_fn(rpc_span);
+            let server = server.trace_fn(rpc_span);
             // Answers go out at once: with Nagle's algorithm, a reply of several frames
             // waits for the client's delayed ACK (some 40 ms) before its last frame is sent.
             let incoming = TcpListenerStream::new(listener).map(|conn| {
@@ -119,12 +141,9 @@ fn verified_rpc_span(tls: &ServerTls, request: &HttpRequest<()>) -> tracing::Spa
 fn span(request: &HttpRequest<()>, requester: &str) -> tracing::Span {
     let path = request.uri().path().trim_start_matches('/');
     let (service, method) = path.split_once('/').unwrap_or((path, ""));
-    let agency = match service {
-        "govlink.v1.SocialSecurityAdapter" => "social-security",
-        "govlink.v1.PublicSecurityAdapter" => "public-security",
-        "govlink.v1.HousingAdapter" => "housing",
-        "govlink.v1.ProvidentFundAdapter" => "provident-fund",
-        _ => requester.split('/').next().unwrap_or(""),
+    let agency = match adapter_agency(service) {
+        Some(agency) => crate::records::agency_slug(agency),
+        None => requester.split('/').next().unwrap_or(""),
     };
     tracing::info_span!("rpc", service, method, agency, requester)
 }
@@ -151,6 +170,7 @@ impl<T> From<&Request<T>> for CallMethod {
 struct LimitMessages<S> {
     inner: S,
     limit: usize,
+    telemetry: Telemetry,
 }
 
 impl<S> Service<HttpRequest<Body>> for LimitMessages<S>
@@ -166,11 +186,15 @@ where
     }
 
     fn call(&mut self, mut request: HttpRequest<Body>) -> Self::Future {
+        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let refused = Refused {
+            telemetry: self.telemetry.clone(),
+            agency: caller_agency(&request, &path),
+        };
+        request.extensions_mut().insert(CallMethod(path));
         let limit = self.limit;
-        let method = CallMethod(request.uri().path().trim_start_matches('/').to_owned());
-        request.extensions_mut().insert(method);
         self.inner
-            .call(request.map(|body| Body::new(LimitedBody::new(body, limit))))
+            .call(request.map(|body| Body::new(LimitedBody::new(body, limit, refused))))
     }
 }
 
@@ -214,20 +238,57 @@ where
     }
 }
 
+/// The agency a call comes from, for counting refusals: the adapter's, else the
+/// verified requester's, else the one the insecure header names.
+fn caller_agency(request: &HttpRequest<Body>, path: &str) -> Agency {
+    let service = path.split('/').next().unwrap_or("");
+    if let Some(agency) = adapter_agency(service) {
+        return agency;
+    }
+    if let Some(peer) = request.extensions().get::<crate::tls::Peer>() {
+        return peer.requester.agency;
+    }
+    request
+        .headers()
+        .get(crate::resolver::query::REQUESTER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| crate::records::agency_from_slug(r.split('/').next().unwrap_or("")))
+        .unwrap_or(Agency::Unspecified)
+}
+
+/// The agency whose adapter `service` (`package.Service`) is.
+fn adapter_agency(service: &str) -> Option<Agency> {
+    match service {
+        "govlink.v1.SocialSecurityAdapter" => Some(Agency::SocialSecurity),
+        "govlink.v1.PublicSecurityAdapter" => Some(Agency::PublicSecurity),
+        "govlink.v1.HousingAdapter" => Some(Agency::Housing),
+        "govlink.v1.ProvidentFundAdapter" => Some(Agency::ProvidentFund),
+        _ => None,
+    }
+}
+
+/// Where a body counts the message it refuses.
+struct Refused {
+    telemetry: Telemetry,
+    agency: Agency,
+}
+
 /// A gRPC request body that fails with `RESOURCE_EXHAUSTED` as soon as a message's
 /// length prefix exceeds the limit, before its bytes are buffered.
 struct LimitedBody<B> {
     inner: B,
     frames: FrameScanner,
     failed: bool,
+    refused: Refused,
 }
 
 impl<B> LimitedBody<B> {
-    fn new(inner: B, limit: usize) -> Self {
+    fn new(inner: B, limit: usize, refused: Refused) -> Self {
         LimitedBody {
             inner,
             frames: FrameScanner::new(limit),
             failed: false,
+            refused,
         }
     }
 }
@@ -251,6 +312,10 @@ where
             && let Some(data) = data
             && let Err(status) = self.frames.scan(data)
         {
+            self.refused.telemetry.emit(Limited {
+                limit: Limit::MessageSize,
+                agency: self.refused.agency,
+            });
             self.failed = true;
             return Poll::Ready(Some(Err(status)));
         }

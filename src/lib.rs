@@ -12,6 +12,7 @@ pub mod demo;
 pub mod domain;
 pub mod grpc;
 pub mod kafka;
+pub mod limits;
 pub mod ops;
 pub mod rebuild;
 pub mod records;

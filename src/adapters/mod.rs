@@ -2,18 +2,20 @@
 //! validates what its agency sends, wraps it in a `RecordEvent` and acknowledges only
 //! once the broker has it.
 
+mod check;
 mod housing;
 mod provident_fund;
 mod public_security;
 mod social_security;
 
+pub use check::{BatchOneof, Item, Prepared, check_batch_size, check_item, check_items};
 pub use housing::Housing;
 pub use provident_fund::ProvidentFund;
 pub use public_security::PublicSecurity;
 pub use social_security::SocialSecurity;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::join_all;
 use prost::Message;
@@ -23,59 +25,23 @@ use tonic::{Request, Response, Status};
 use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
-use crate::ops::events::{Published, outcome_of};
+use crate::limits::{Rate, RateLimiter, exhausted};
+use crate::ops::events::{Limit, Limited, Published, outcome_of};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{
-    AccessDecision, Agency, DataAccess, DeleteRecordRequest, Op, PublishAck, PublishBatchResponse,
+    AccessDecision, Agency, DataAccess, DeleteRecordRequest, PublishAck, PublishBatchResponse,
     PublishMeta, RecordEvent, record_event::Payload,
 };
-use crate::records::{
-    Horizon, RecordKey, RecordType, Violations, agency_slug, subjects_of, validate_meta,
-    validate_payload,
-};
+use crate::records::{AGENCIES, Horizon, RecordKey, Violations, agency_slug};
 use crate::tls::Peer;
 
-/// What one request item asks to publish, before validation.
-struct Item {
-    meta: Option<PublishMeta>,
-    body: Body,
-    /// Where the meta and the record sit in the request, for field violations.
-    meta_path: String,
-    body_path: String,
-}
-
-enum Body {
-    Upsert(Option<Payload>),
-    Delete(String),
-}
-
-impl Item {
-    /// A new version of a record, as in a single publish RPC (`meta`, `record`).
-    fn upsert(meta: Option<PublishMeta>, payload: Option<Payload>) -> Item {
-        Item {
-            meta,
-            body: Body::Upsert(payload),
-            meta_path: "meta".into(),
-            body_path: "record".into(),
-        }
-    }
-
-    /// The deletion of a record, as in `DeleteRecord` (`record_type`, `meta`).
-    fn delete(meta: Option<PublishMeta>, record_type: String) -> Item {
-        Item {
-            meta,
-            body: Body::Delete(record_type),
-            meta_path: "meta".into(),
-            body_path: "record_type".into(),
-        }
-    }
-
-    /// Item `index` of a batch whose record sits in the oneof field `field`.
-    fn in_batch(mut self, index: usize, field: &str) -> Item {
-        self.meta_path = format!("items[{index}].meta");
-        self.body_path = format!("items[{index}].{field}");
-        self
-    }
+/// What a publish path admits.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    /// The most items one batch may carry.
+    pub max_batch: usize,
+    /// Records per second per agency.
+    pub rate: Rate,
 }
 
 /// Who may publish through an adapter.
@@ -96,6 +62,8 @@ pub struct PublishPath {
     topics: Topics,
     /// The most items one batch may carry.
     max_batch: usize,
+    /// Each agency's records per second.
+    rate: RateLimiter<Agency>,
     /// The longest a publish waits for the broker when the caller sets no deadline.
     max_wait: Duration,
     /// How far ahead of our clock an agency's times and dates may lie.
@@ -111,7 +79,7 @@ impl PublishPath {
         publishers: Publishers,
         publisher: Publisher,
         topics: Topics,
-        max_batch: usize,
+        limits: PublishLimits,
         max_wait: Duration,
         max_clock_skew: Duration,
         telemetry: Telemetry,
@@ -120,7 +88,8 @@ impl PublishPath {
             publishers,
             publisher,
             topics,
-            max_batch,
+            max_batch: limits.max_batch,
+            rate: RateLimiter::new(limits.rate, AGENCIES.len()),
             max_wait,
             max_clock_skew,
             telemetry,
@@ -196,6 +165,40 @@ impl PublishPath {
         Err(Status::permission_denied(reason))
     }
 
+    /// Takes `records` from `agency`'s publish rate before any validation work: refused
+    /// (`RESOURCE_EXHAUSTED`, counted) while they are not there, and then nothing of the
+    /// call is published.
+    fn admit_rate(&self, agency: Agency, records: usize) -> Result<(), Status> {
+        self.rate.check(&agency, records as u64).map_err(|wait| {
+            self.refused(Limit::PublishRate, agency);
+            let rate = self.rate.rate();
+            exhausted(
+                format!(
+                    "publish rate limit of {} exceeded ({} records per second, bursts of {}): \
+                     none of the call's {records} records was published",
+                    agency_slug(agency),
+                    rate.per_second(),
+                    rate.burst()
+                ),
+                wait,
+            )
+        })
+    }
+
+    /// Counts a call of `agency` refused by `limit`.
+    fn refused(&self, limit: Limit, agency: Agency) {
+        self.telemetry.emit(Limited { limit, agency });
+    }
+
+    /// `INVALID_ARGUMENT` for `violations`, counted as a field-length refusal when a field
+    /// was over its length.
+    fn invalid(&self, agency: Agency, violations: &Violations) -> Status {
+        if violations.too_long() {
+            self.refused(Limit::FieldLength, agency);
+        }
+        invalid_argument(violations)
+    }
+
     /// A single-record publish RPC: `split` takes the request apart into meta and payload.
     pub(crate) async fn upsert_rpc<T>(
         &self,
@@ -239,12 +242,7 @@ impl PublishPath {
         agency: Agency,
         request: Request<T>,
         items: impl FnOnce(T) -> Vec<I>,
-        split: impl Fn(
-            I,
-        ) -> (
-            Option<PublishMeta>,
-            Option<(Result<Payload, String>, &'static str)>,
-        ),
+        split: impl Fn(I) -> (Option<PublishMeta>, BatchOneof),
     ) -> Result<Response<PublishBatchResponse>, Status> {
         let started = Instant::now();
         self.admitted(agency, &request, started).await?;
@@ -252,14 +250,9 @@ impl PublishPath {
         let items: Vec<Item> = items(request.into_inner())
             .into_iter()
             .enumerate()
-            .map(|(i, item)| match split(item) {
-                (meta, Some((Ok(payload), field))) => {
-                    Item::upsert(meta, Some(payload)).in_batch(i, field)
-                }
-                (meta, Some((Err(record_type), field))) => {
-                    Item::delete(meta, record_type).in_batch(i, field)
-                }
-                (meta, None) => Item::upsert(meta, None).in_batch(i, "record"),
+            .map(|(i, item)| {
+                let (meta, oneof) = split(item);
+                Item::batch(i, meta, oneof)
             })
             .collect();
         let records = items.len();
@@ -275,12 +268,10 @@ impl PublishPath {
         item: Item,
         deadline: Instant,
     ) -> Result<PublishAck, Status> {
-        let mut violations = Violations::default();
-        let horizon = Horizon::now(self.max_clock_skew);
-        let event = prepare(agency, item, &horizon, &mut violations);
-        match event {
-            Some(event) if violations.is_empty() => self.send(event, deadline).await,
-            _ => Err(invalid_argument(&violations)),
+        self.admit_rate(agency, 1)?;
+        match check_item(agency, item, &Horizon::now(self.max_clock_skew)) {
+            Ok(prepared) => self.send(prepared, deadline).await,
+            Err(violations) => Err(self.invalid(agency, &violations)),
         }
     }
 
@@ -292,37 +283,21 @@ impl PublishPath {
         items: Vec<Item>,
         deadline: Instant,
     ) -> Result<Vec<PublishAck>, Status> {
-        let mut violations = Violations::default();
-        if items.is_empty() {
-            violations.add("items", "must not be empty");
-        } else if items.len() > self.max_batch {
-            violations.add(
-                "items",
-                format!(
-                    "must have at most {} items, not {}",
-                    self.max_batch,
-                    items.len()
-                ),
-            );
-        }
+        let violations = check_batch_size(items.len(), self.max_batch);
         if !violations.is_empty() {
+            if items.len() > self.max_batch {
+                self.refused(Limit::BatchSize, agency);
+            }
             return Err(invalid_argument(&violations));
         }
+        self.admit_rate(agency, items.len())?;
         let horizon = Horizon::now(self.max_clock_skew);
-        // Once the violations are full, later items would only add to a count: stop.
-        let events: Vec<Option<Prepared>> = items
-            .into_iter()
-            .map_while(|item| {
-                (!violations.is_full()).then(|| prepare(agency, item, &horizon, &mut violations))
-            })
-            .collect();
-        if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
-        }
+        let events = check_items(agency, items, &horizon)
+            .map_err(|violations| self.invalid(agency, &violations))?;
         // Enqueued one after the other, so items of one key land in item order; the acks
         // are awaited together, so the batch costs about one broker round trip.
         let mut pending = Vec::with_capacity(events.len());
-        for event in events.into_iter().flatten() {
+        for event in events {
             match self.enqueue(event, deadline).await {
                 Ok(p) => pending.push(p),
                 Err(status) => return Err(batch_failure(&status, None)),
@@ -454,76 +429,4 @@ fn batch_failure(first: &Status, failed: Option<usize>) -> Status {
             first.message()
         ),
     )
-}
-
-/// An item that passed validation: the event and where it goes.
-struct Prepared {
-    agency: Agency,
-    key: RecordKey,
-    event: RecordEvent,
-}
-
-/// Validates an item into the event to publish; `None` (with violations) when invalid.
-fn prepare(
-    agency: Agency,
-    item: Item,
-    horizon: &Horizon,
-    violations: &mut Violations,
-) -> Option<Prepared> {
-    let before = violations.len();
-    validate_meta(item.meta.as_ref(), &item.meta_path, horizon, violations);
-    let (record_type, op, payload) = match item.body {
-        Body::Upsert(None) => {
-            violations.add(item.body_path, "is required");
-            return None;
-        }
-        Body::Upsert(Some(payload)) => {
-            validate_payload(&payload, &item.body_path, horizon, violations);
-            (RecordType::of_payload(&payload), Op::Upsert, Some(payload))
-        }
-        Body::Delete(name) => match RecordType::parse(agency, &name) {
-            Some(record_type) => (record_type, Op::Delete, None),
-            None => {
-                let known: Vec<&str> = RecordType::ALL
-                    .into_iter()
-                    .filter(|t| t.agency() == agency)
-                    .map(RecordType::as_str)
-                    .collect();
-                violations.add(
-                    item.body_path,
-                    format!(
-                        "must be one of this agency's record types: {}",
-                        known.join(", ")
-                    ),
-                );
-                return None;
-            }
-        },
-    };
-    if violations.len() > before {
-        return None;
-    }
-    let meta = item.meta?;
-    let subjects = payload
-        .as_ref()
-        .map(|p| subjects_of(p).iter().map(|s| s.to_proto()).collect())
-        .unwrap_or_default();
-    let event = RecordEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        agency: agency as i32,
-        record_type: record_type.as_str().to_owned(),
-        record_id: meta.record_id,
-        subjects,
-        version: meta.version,
-        source_event_id: meta.source_event_id,
-        op: op as i32,
-        occurred_at: meta.occurred_at,
-        published_at: Some(SystemTime::now().into()),
-        payload,
-    };
-    Some(Prepared {
-        agency,
-        key: RecordKey::new(record_type, &event.record_id),
-        event,
-    })
 }

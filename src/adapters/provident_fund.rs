@@ -4,18 +4,32 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::PublishPath;
+use super::{BatchOneof, PublishPath};
 use crate::proto::provident_fund_adapter_server::ProvidentFundAdapter;
 use crate::proto::provident_fund_batch_item::Record;
 use crate::proto::{
-    Agency, DeleteRecordRequest, PublishAccountRequest, PublishAck, PublishBatchResponse,
-    PublishLoanRequest, PublishProvidentFundBatchRequest, record_event::Payload,
+    Agency, DeleteRecordRequest, ProvidentFundBatchItem, PublishAccountRequest, PublishAck,
+    PublishBatchResponse, PublishLoanRequest, PublishMeta, PublishProvidentFundBatchRequest,
+    record_event::Payload,
 };
 
 const AGENCY: Agency = Agency::ProvidentFund;
 
 /// Serves `govlink.v1.ProvidentFundAdapter`.
 pub struct ProvidentFund(pub Arc<PublishPath>);
+
+impl ProvidentFund {
+    /// One item of a `PublishBatch` request taken apart into its meta and its oneof, as
+    /// the adapter validates it.
+    pub fn batch_item(item: ProvidentFundBatchItem) -> (Option<PublishMeta>, BatchOneof) {
+        let record = item.record.map(|record| match record {
+            Record::Account(r) => (Ok(Payload::ProvidentFundAccount(r)), "account"),
+            Record::Loan(r) => (Ok(Payload::ProvidentFundLoan(r)), "loan"),
+            Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
+        });
+        (item.meta, record)
+    }
+}
 
 #[tonic::async_trait]
 impl ProvidentFundAdapter for ProvidentFund {
@@ -53,19 +67,7 @@ impl ProvidentFundAdapter for ProvidentFund {
         request: Request<PublishProvidentFundBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
         self.0
-            .batch_rpc(
-                AGENCY,
-                request,
-                |r| r.items,
-                |item| {
-                    let record = item.record.map(|record| match record {
-                        Record::Account(r) => (Ok(Payload::ProvidentFundAccount(r)), "account"),
-                        Record::Loan(r) => (Ok(Payload::ProvidentFundLoan(r)), "loan"),
-                        Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
-                    });
-                    (item.meta, record)
-                },
-            )
+            .batch_rpc(AGENCY, request, |r| r.items, ProvidentFund::batch_item)
             .await
     }
 }

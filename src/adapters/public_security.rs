@@ -4,19 +4,35 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::PublishPath;
+use super::{BatchOneof, PublishPath};
 use crate::proto::public_security_adapter_server::PublicSecurityAdapter;
 use crate::proto::public_security_batch_item::Record;
 use crate::proto::{
-    Agency, DeleteRecordRequest, PublishAck, PublishBatchResponse,
-    PublishHouseholdRegistrationRequest, PublishIdentityRequest, PublishPublicSecurityBatchRequest,
-    record_event::Payload,
+    Agency, DeleteRecordRequest, PublicSecurityBatchItem, PublishAck, PublishBatchResponse,
+    PublishHouseholdRegistrationRequest, PublishIdentityRequest, PublishMeta,
+    PublishPublicSecurityBatchRequest, record_event::Payload,
 };
 
 const AGENCY: Agency = Agency::PublicSecurity;
 
 /// Serves `govlink.v1.PublicSecurityAdapter`.
 pub struct PublicSecurity(pub Arc<PublishPath>);
+
+impl PublicSecurity {
+    /// One item of a `PublishBatch` request taken apart into its meta and its oneof, as
+    /// the adapter validates it.
+    pub fn batch_item(item: PublicSecurityBatchItem) -> (Option<PublishMeta>, BatchOneof) {
+        let record = item.record.map(|record| match record {
+            Record::Identity(r) => (Ok(Payload::Identity(r)), "identity"),
+            Record::HouseholdRegistration(r) => (
+                Ok(Payload::HouseholdRegistration(r)),
+                "household_registration",
+            ),
+            Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
+        });
+        (item.meta, record)
+    }
+}
 
 #[tonic::async_trait]
 impl PublicSecurityAdapter for PublicSecurity {
@@ -54,22 +70,7 @@ impl PublicSecurityAdapter for PublicSecurity {
         request: Request<PublishPublicSecurityBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
         self.0
-            .batch_rpc(
-                AGENCY,
-                request,
-                |r| r.items,
-                |item| {
-                    let record = item.record.map(|record| match record {
-                        Record::Identity(r) => (Ok(Payload::Identity(r)), "identity"),
-                        Record::HouseholdRegistration(r) => (
-                            Ok(Payload::HouseholdRegistration(r)),
-                            "household_registration",
-                        ),
-                        Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
-                    });
-                    (item.meta, record)
-                },
-            )
+            .batch_rpc(AGENCY, request, |r| r.items, PublicSecurity::batch_item)
             .await
     }
 }

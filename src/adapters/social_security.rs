@@ -4,19 +4,39 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::PublishPath;
+use super::{BatchOneof, PublishPath};
 use crate::proto::social_security_adapter_server::SocialSecurityAdapter;
 use crate::proto::social_security_batch_item::Record;
 use crate::proto::{
     Agency, DeleteRecordRequest, PublishAck, PublishBatchResponse,
-    PublishContributionPeriodRequest, PublishEnrollmentRequest, PublishSocialSecurityBatchRequest,
-    PublishTransferOutCertificateRequest, record_event::Payload,
+    PublishContributionPeriodRequest, PublishEnrollmentRequest, PublishMeta,
+    PublishSocialSecurityBatchRequest, PublishTransferOutCertificateRequest,
+    SocialSecurityBatchItem, record_event::Payload,
 };
 
 const AGENCY: Agency = Agency::SocialSecurity;
 
 /// Serves `govlink.v1.SocialSecurityAdapter`.
 pub struct SocialSecurity(pub Arc<PublishPath>);
+
+impl SocialSecurity {
+    /// One item of a `PublishBatch` request taken apart into its meta and its oneof, as
+    /// the adapter validates it.
+    pub fn batch_item(item: SocialSecurityBatchItem) -> (Option<PublishMeta>, BatchOneof) {
+        let record = item.record.map(|record| match record {
+            Record::Enrollment(r) => (Ok(Payload::Enrollment(r)), "enrollment"),
+            Record::ContributionPeriod(r) => {
+                (Ok(Payload::ContributionPeriod(r)), "contribution_period")
+            }
+            Record::TransferOutCertificate(r) => (
+                Ok(Payload::TransferOutCertificate(r)),
+                "transfer_out_certificate",
+            ),
+            Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
+        });
+        (item.meta, record)
+    }
+}
 
 #[tonic::async_trait]
 impl SocialSecurityAdapter for SocialSecurity {
@@ -65,25 +85,7 @@ impl SocialSecurityAdapter for SocialSecurity {
         request: Request<PublishSocialSecurityBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
         self.0
-            .batch_rpc(
-                AGENCY,
-                request,
-                |r| r.items,
-                |item| {
-                    let record = item.record.map(|record| match record {
-                        Record::Enrollment(r) => (Ok(Payload::Enrollment(r)), "enrollment"),
-                        Record::ContributionPeriod(r) => {
-                            (Ok(Payload::ContributionPeriod(r)), "contribution_period")
-                        }
-                        Record::TransferOutCertificate(r) => (
-                            Ok(Payload::TransferOutCertificate(r)),
-                            "transfer_out_certificate",
-                        ),
-                        Record::DeletedRecordType(t) => (Err(t), "deleted_record_type"),
-                    });
-                    (item.meta, record)
-                },
-            )
+            .batch_rpc(AGENCY, request, |r| r.items, SocialSecurity::batch_item)
             .await
     }
 }

@@ -338,6 +338,8 @@ pub struct App {
     /// The resolver's store, when the role has one.
     store: Option<Store>,
     grace: Duration,
+    /// Concurrent calls per HTTP/2 connection (`max_concurrent_streams`).
+    max_concurrent_streams: u32,
     /// The admin HTTP server, unless `admin_addr` turns it off.
     admin: Option<crate::ops::admin::AdminServer>,
 }
@@ -390,7 +392,13 @@ impl App {
                 publishers,
                 publisher.clone(),
                 kafka.topics.clone(),
-                settings.max_batch,
+                crate::adapters::PublishLimits {
+                    max_batch: settings.max_batch,
+                    rate: crate::limits::Rate::new(
+                        settings.publish_rate_per_agency,
+                        settings.publish_burst,
+                    ),
+                },
                 settings.request_timeout(),
                 settings.max_clock_skew(),
                 parts.telemetry.clone(),
@@ -415,6 +423,7 @@ impl App {
             kafka,
             store,
             grace: settings.shutdown_grace(),
+            max_concurrent_streams: settings.max_concurrent_streams,
             admin,
         })
     }
@@ -461,6 +470,7 @@ impl App {
             publisher,
             kafka,
             grace,
+            max_concurrent_streams,
             store: _,
             admin,
         } = self;
@@ -470,7 +480,7 @@ impl App {
             tasks: mut to_spawn,
             mut readiness,
             streams,
-            telemetry: _,
+            telemetry,
             case_store: _,
             tls,
         } = parts;
@@ -498,7 +508,12 @@ impl App {
 
         let failed = CancellationToken::new();
         let stop_accepting = CancellationToken::new();
-        let server = crate::grpc::serve(listener, routes.routes(), tls, {
+        let options = crate::grpc::ServeOptions {
+            tls,
+            max_concurrent_streams,
+            telemetry,
+        };
+        let server = crate::grpc::serve(listener, routes.routes(), options, {
             let (failed, stop_accepting) = (failed.clone(), stop_accepting.clone());
             async move {
                 tokio::select! {

@@ -71,6 +71,7 @@ pub(super) async fn resolver(
         store.clone(),
         positions,
         settings.request_timeout(),
+        crate::limits::Rate::new(settings.lookup_rate_per_requester, settings.lookup_burst),
         parts.telemetry.clone(),
     );
     let source = requester_source(settings);

@@ -19,7 +19,7 @@ use crate::domain::{DivisionCode, ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
-use crate::records::Violations;
+use crate::records::{MAX_REPEATED, Violations};
 use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
 use crate::resolver::query::caller_of;
 
@@ -165,13 +165,7 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        let mut violations = Violations::default();
-        if r.limit > 500 {
-            violations.add("limit", "must be at most 500");
-        }
-        if !r.person_id.is_empty() && ResidentId::parse(&r.person_id).is_err() {
-            violations.add("person_id", "not a resident ID number");
-        }
+        let violations = validate_list_cases(&r);
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
@@ -215,24 +209,11 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<proto::OpenCaseResponse>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        let mut violations = Violations::default();
-        if !valid_token(&r.request_id) {
-            violations.add(
-                "request_id",
-                "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
-            );
-        }
-        if Purpose::parse(&r.purpose).is_err() {
-            violations.add(
-                "purpose",
-                "must be a lowercase slug such as property-transfer",
-            );
-        }
-        let params = r.params.unwrap_or_default();
-        validate_params(&params, &mut violations);
+        let violations = validate_open_case(&r);
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
+        let params = r.params.unwrap_or_default();
         let case_id = case_id_of(&caller.requester, &r.request_id);
         let action = Action {
             requester: &caller.requester,
@@ -278,9 +259,8 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<Case>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
-            let mut violations = Violations::default();
-            violations.add("reason", "must be 1 to 500 characters");
+        let violations = validate_cancel_case(&r);
+        if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
         let case = self
@@ -312,9 +292,8 @@ impl CasesService {
         case_id: &str,
         until: Instant,
     ) -> Result<Case, Status> {
-        if !valid_token(case_id) {
-            let mut violations = Violations::default();
-            violations.add("case_id", "must be a case id returned by OpenCase");
+        let violations = validate_case_id(case_id);
+        if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
         let case = self
@@ -385,6 +364,56 @@ fn valid_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Checks an `OpenCase` request field by field: every broken rule, by field.
+pub fn validate_open_case(r: &proto::OpenCaseRequest) -> Violations {
+    let mut violations = Violations::default();
+    if !valid_token(&r.request_id) {
+        violations.add(
+            "request_id",
+            "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+        );
+    }
+    if Purpose::parse(&r.purpose).is_err() {
+        violations.add(
+            "purpose",
+            "must be a lowercase slug such as property-transfer",
+        );
+    }
+    let none = CaseParams::default();
+    validate_params(r.params.as_ref().unwrap_or(&none), &mut violations);
+    violations
+}
+
+/// Checks a `ListCases` request's filters: every broken rule, by field.
+pub fn validate_list_cases(r: &proto::ListCasesRequest) -> Violations {
+    let mut violations = Violations::default();
+    if r.limit > 500 {
+        violations.add("limit", "must be at most 500");
+    }
+    if !r.person_id.is_empty() && ResidentId::parse(&r.person_id).is_err() {
+        violations.add("person_id", "not a resident ID number");
+    }
+    violations
+}
+
+/// Checks a `CancelCase` request's reason (its case id is checked as any case id is).
+pub fn validate_cancel_case(r: &proto::CancelCaseRequest) -> Violations {
+    let mut violations = Violations::default();
+    if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
+        violations.add("reason", "must be 1 to 500 characters");
+    }
+    violations
+}
+
+/// Checks the case id a `GetCase`, `WatchCase` or `CancelCase` request names.
+pub fn validate_case_id(case_id: &str) -> Violations {
+    let mut violations = Violations::default();
+    if !valid_token(case_id) {
+        violations.add("case_id", "must be a case id returned by OpenCase");
+    }
+    violations
+}
+
 /// Every field of the parameters, checked as records are: all violations, by field.
 fn validate_params(params: &CaseParams, v: &mut Violations) {
     let person = |v: &mut Violations, field: &str, id: &str| {
@@ -413,17 +442,32 @@ fn validate_params(params: &CaseParams, v: &mut Violations) {
                     "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
                 );
             }
+            let mut bounded = true;
             for (name, ids) in [("seller_ids", &p.seller_ids), ("buyer_ids", &p.buyer_ids)] {
                 if ids.is_empty() {
                     v.add(field(name), "must name at least one person");
+                }
+                // As many parties as a sale contract may name; more are not checked one
+                // by one (nor against each other: that work grows with the product).
+                if ids.len() > MAX_REPEATED {
+                    v.add_too_long(
+                        field(name),
+                        format!(
+                            "must have at most {MAX_REPEATED} entries, not {}",
+                            ids.len()
+                        ),
+                    );
+                    bounded = false;
+                    continue;
                 }
                 for (i, id) in ids.iter().enumerate() {
                     person(v, &format!("{}[{i}]", field(name)), id);
                 }
             }
-            if p.seller_ids
-                .iter()
-                .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
+            if bounded
+                && p.seller_ids
+                    .iter()
+                    .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
             {
                 v.add(field("buyer_ids"), "nobody may both sell and buy");
             }

@@ -207,13 +207,7 @@ impl proto::tasks_server::Tasks for TasksService {
     ) -> Result<Response<Step>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        let mut violations = Violations::default();
-        if !(1..=100).contains(&r.outcome.chars().count()) {
-            violations.add("outcome", "must be 1 to 100 characters");
-        }
-        if r.note.chars().count() > 500 {
-            violations.add("note", "must be at most 500 characters");
-        }
+        let violations = validate_complete_task(&r);
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
@@ -240,8 +234,9 @@ impl proto::tasks_server::Tasks for TasksService {
     ) -> Result<Response<Step>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
-            return Err(field_error("reason", "must be 1 to 500 characters"));
+        let violations = validate_reject_task(&r);
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
         }
         let agency = caller.requester.agency;
         let (case, step) = self
@@ -260,6 +255,29 @@ impl proto::tasks_server::Tasks for TasksService {
             self.act(&case, &step, body, until, rejected).await?,
         ))
     }
+}
+
+/// Checks a `Tasks.Complete` request's outcome and note (its task id is checked when the
+/// task is looked up).
+pub fn validate_complete_task(r: &proto::CompleteTaskRequest) -> Violations {
+    let mut violations = Violations::default();
+    if !(1..=100).contains(&r.outcome.chars().count()) {
+        violations.add("outcome", "must be 1 to 100 characters");
+    }
+    if r.note.chars().count() > 500 {
+        violations.add("note", "must be at most 500 characters");
+    }
+    violations
+}
+
+/// Checks a `Tasks.Reject` request's reason (its task id is checked when the task is
+/// looked up).
+pub fn validate_reject_task(r: &proto::RejectTaskRequest) -> Violations {
+    let mut violations = Violations::default();
+    if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
+        violations.add("reason", "must be 1 to 500 characters");
+    }
+    violations
 }
 
 fn field_error(field: &str, description: &str) -> Status {

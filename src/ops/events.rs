@@ -7,8 +7,8 @@ use std::time::Duration;
 use tonic::Code;
 
 use super::metrics::{
-    AgencyLabel, AgencyOutcome, CaseLabels, ComponentLabel, KindLabel, LookupLabels, MethodLabel,
-    Metrics, OutcomeLabel, ReasonLabel,
+    AgencyLabel, AgencyOutcome, CaseLabels, ComponentLabel, KindLabel, LimitLabels, LookupLabels,
+    MethodLabel, Metrics, OutcomeLabel, ReasonLabel,
 };
 use crate::proto::{Agency, CaseKind};
 use crate::records::agency_slug;
@@ -142,7 +142,8 @@ impl Event for DeadLettered<'_> {
 }
 
 /// A lookup or check answered: `allowed`, `denied` by the policy, `invalid` (refused
-/// for its fields) or `failed` (the store or the audit trail could not be reached).
+/// for its fields), `limited` (refused by the requester's rate) or `failed` (the store or
+/// the audit trail could not be reached).
 pub struct LookupAnswered {
     pub method: &'static str,
     /// A purpose the policy knows, else `other` (a label: few values).
@@ -209,6 +210,65 @@ impl Event for RedisFailed<'_> {
             .get_or_create(&ComponentLabel {
                 component: self.component,
             })
+            .inc();
+    }
+}
+
+/// A limit a request can run into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// An agency's records per second (`RESOURCE_EXHAUSTED`).
+    PublishRate,
+    /// A requester's lookups and checks per second (`RESOURCE_EXHAUSTED`).
+    LookupRate,
+    /// Items in one batch publish (`INVALID_ARGUMENT` on `items`).
+    BatchSize,
+    /// A string or repeated field longer than the record contract allows
+    /// (`INVALID_ARGUMENT` on that field).
+    FieldLength,
+    /// A request message larger than a server decodes (`RESOURCE_EXHAUSTED`).
+    MessageSize,
+}
+
+impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 5] = [
+        Limit::PublishRate,
+        Limit::LookupRate,
+        Limit::BatchSize,
+        Limit::FieldLength,
+        Limit::MessageSize,
+    ];
+
+    /// The limit as a label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::PublishRate => "publish_rate",
+            Limit::LookupRate => "lookup_rate",
+            Limit::BatchSize => "batch_size",
+            Limit::FieldLength => "field_length",
+            Limit::MessageSize => "message_size",
+        }
+    }
+}
+
+/// A request refused by `limit`. Counted once per request, however many records or
+/// fields were over.
+pub struct Limited {
+    pub limit: Limit,
+    /// The agency that sent it (the adapter's, or the requester's);
+    /// `Agency::Unspecified` when the call does not say.
+    pub agency: Agency,
+}
+
+impl Event for Limited {
+    fn emit(self, m: &Metrics) {
+        let (limit, agency) = (self.limit.name(), agency_slug(self.agency));
+        // Debug only: under overload every refused call would log, and the counter is
+        // what an operator watches.
+        tracing::debug!(limit, agency, "request refused by a limit");
+        m.limited
+            .get_or_create(&LimitLabels { limit, agency })
             .inc();
     }
 }
@@ -300,8 +360,29 @@ mod tests {
             kind: CaseKind::HouseholdMove,
             change: CaseChange::Completed(Duration::from_secs(120)),
         });
+        m.emit(Limited {
+            limit: Limit::PublishRate,
+            agency: Agency::Housing,
+        });
+        m.emit(Limited {
+            limit: Limit::MessageSize,
+            agency: Agency::Unspecified,
+        });
         let text = m.encode();
         let v = |series| value(&text, series);
+        assert_eq!(
+            v(r#"govlink_limited_requests_total{limit="publish_rate",agency="housing"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"govlink_limited_requests_total{limit="message_size",agency="unspecified"}"#),
+            Some(1.0)
+        );
+        // Known series exist at zero before anything is refused.
+        assert_eq!(
+            v(r#"govlink_limited_requests_total{limit="lookup_rate",agency="provident-fund"}"#),
+            Some(0.0)
+        );
         assert_eq!(
             v(r#"govlink_publishes_total{agency="housing",outcome="ok"}"#),
             Some(100.0)

@@ -27,6 +27,7 @@ pub const NAMES: &[&str] = &[
     "govlink_lookup_duration_seconds",
     "govlink_audit_writes_total",
     "govlink_redis_errors_total",
+    "govlink_limited_requests_total",
     "govlink_cases_total",
     "govlink_case_duration_seconds",
     "govlink_cases_open",
@@ -87,6 +88,15 @@ pub struct ComponentLabel {
     pub component: &'static str,
 }
 
+/// Labels of a request refused by a limit: which limit (`publish_rate`, `lookup_rate`,
+/// `batch_size`, `field_length`, `message_size`) and the agency that sent it (the
+/// adapter's, or the requester's; `unspecified` when the call does not say).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+    pub agency: &'static str,
+}
+
 /// Labels of a case change: its kind and what happened (`opened`, `completed`,
 /// `cancelled`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +138,7 @@ pub struct Metrics {
     pub(crate) lookup_duration: Family<MethodLabel, Histogram, Buckets>,
     pub(crate) audit_writes: Family<OutcomeLabel, Counter>,
     pub(crate) redis_errors: Family<ComponentLabel, Counter>,
+    pub(crate) limited: Family<LimitLabels, Counter>,
     pub(crate) cases: Family<CaseLabels, Counter>,
     pub(crate) case_duration: Family<KindLabel, Histogram, Buckets>,
     pub(crate) cases_open: Family<KindLabel, Gauge>,
@@ -168,6 +179,7 @@ impl Default for Metrics {
             lookup_duration: Family::new_with_constructor(latency_buckets),
             audit_writes: Family::default(),
             redis_errors: Family::default(),
+            limited: Family::default(),
             cases: Family::default(),
             case_duration: Family::new_with_constructor(case_buckets),
             cases_open: Family::default(),
@@ -235,6 +247,12 @@ impl Default for Metrics {
             m.redis_errors.clone(),
         );
         r.register(
+            "limited_requests",
+            "Requests refused by a limit (rate, batch size, field length, message size), by \
+             limit and agency",
+            m.limited.clone(),
+        );
+        r.register(
             "cases",
             "Cases opened, completed and cancelled, by kind",
             m.cases.clone(),
@@ -269,7 +287,7 @@ impl Metrics {
     /// Creates, at zero, the series whose labels are known in advance, so dashboards and
     /// alerts see them before anything happened (a family without series is not exposed).
     fn zero_known_series(&self) {
-        use crate::ops::events::kind_name;
+        use crate::ops::events::{Limit, kind_name};
         use crate::proto::CaseKind;
         for agency in crate::records::AGENCIES.map(crate::records::agency_slug) {
             let _ = self.publishes.get_or_create(&AgencyOutcome {
@@ -279,6 +297,9 @@ impl Metrics {
             let _ = self.publish_duration.get_or_create(&AgencyLabel { agency });
             let _ = self.steps_open.get_or_create(&AgencyLabel { agency });
             let _ = self.steps_overdue.get_or_create(&AgencyLabel { agency });
+            for limit in Limit::ALL.map(Limit::name) {
+                let _ = self.limited.get_or_create(&LimitLabels { limit, agency });
+            }
         }
         for outcome in ["applied", "stale"] {
             let _ = self

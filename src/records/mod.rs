@@ -8,8 +8,8 @@ mod validate;
 use std::fmt;
 
 pub use validate::{
-    FieldViolation, Horizon, MAX_VIOLATIONS, Violations, validate_event, validate_meta,
-    validate_payload,
+    FieldViolation, Horizon, MAX_REPEATED, MAX_SOURCE_EVENT_ID_CHARS, MAX_VIOLATIONS, Violations,
+    max_chars, validate_event, validate_meta, validate_payload,
 };
 
 use crate::domain::{CivilDate, ResidentId, UnitNumber};

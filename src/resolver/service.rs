@@ -6,19 +6,25 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::policy::Requester;
 use super::positions::Positions;
-use super::query::{Caller, Queries, QueryError, caller_of};
+use super::query::{Caller, Queries, QueryError, caller_of, parse_subject};
 use super::store::{Store, StoreError, StoredRecord};
-use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
-use crate::ops::events::{LookupAnswered, RedisFailed};
+use crate::limits::{Rate, RateLimiter, exhausted};
+use crate::ops::events::{Limit, Limited, LookupAnswered, RedisFailed};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
-    GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest, ListSubjectRecordsResponse,
-    Position, RecordEvent, SubjectKind,
+    Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,
+    ListSubjectRecordsResponse, Position, RecordEvent,
 };
-use crate::records::{RecordKey, SubjectKey, Violations};
+use crate::records::{RecordKey, Violations};
+
+/// The most requesters whose lookup rate is tracked at once. Requesters come from a
+/// fixed identity space, but the insecure header lets a caller name any: beyond this,
+/// idle requesters' buckets (full again, so the same as new) make room.
+const MAX_REQUESTERS: usize = 10_000;
 
 /// Serves `govlink.v1.Resolver`.
 pub struct ResolverService {
@@ -30,16 +36,20 @@ pub struct ResolverService {
     max_wait: Duration,
     /// Where lookups are counted.
     telemetry: Telemetry,
+    /// Each requester's lookups and checks per second.
+    rate: RateLimiter<Requester>,
 }
 
 impl ResolverService {
-    /// A resolver over `store`; `positions` knows how far it is materialized; lookups are
-    /// counted in `telemetry`.
+    /// A resolver over `store`; `positions` knows how far it is materialized; each
+    /// requester makes at most `lookup_rate` lookups and checks; lookups are counted in
+    /// `telemetry`.
     pub fn new(
         queries: Queries,
         store: Store,
         positions: Positions,
         max_wait: Duration,
+        lookup_rate: Rate,
         telemetry: Telemetry,
     ) -> ResolverService {
         ResolverService {
@@ -48,7 +58,45 @@ impl ResolverService {
             queries,
             max_wait,
             telemetry,
+            rate: RateLimiter::new(lookup_rate, MAX_REQUESTERS),
         }
+    }
+
+    /// Takes one call from the requester's lookup rate: refused (`RESOURCE_EXHAUSTED`,
+    /// counted) while it is used up. Checked once the caller is known and before any
+    /// other work, so a refused call is neither validated nor audited: it read nothing.
+    fn admit(&self, caller: &Caller) -> Result<(), Status> {
+        self.rate.check(&caller.requester, 1).map_err(|wait| {
+            self.telemetry.emit(Limited {
+                limit: Limit::LookupRate,
+                agency: caller.requester.agency,
+            });
+            let rate = self.rate.rate();
+            exhausted(
+                format!(
+                    "lookup rate limit of requester {} exceeded ({} calls per second, bursts \
+                     of {}): not answered",
+                    caller.requester,
+                    rate.per_second(),
+                    rate.burst()
+                ),
+                wait,
+            )
+        })
+    }
+
+    /// A refusal for its fields, counted as a field-length refusal when a field was over
+    /// its length.
+    fn refused(&self, agency: Agency, e: QueryError) -> Status {
+        if let QueryError::Invalid(v) = &e
+            && v.too_long()
+        {
+            self.telemetry.emit(Limited {
+                limit: Limit::FieldLength,
+                agency,
+            });
+        }
+        Status::from(e)
     }
 
     /// The answer to a read the store failed; a Redis failure is counted.
@@ -79,12 +127,13 @@ impl ResolverService {
     {
         let started = Instant::now();
         let purpose = self.queries.purpose_label(purpose_of(request.get_ref()));
-        let answer = match caller_of(&request) {
+        let answer = match caller_of(&request).and_then(|c| self.admit(&c).map(|()| c)) {
             Ok(caller) => {
                 let deadline = deadline(&request, self.max_wait);
+                let agency = caller.requester.agency;
                 run(caller, request.into_inner(), deadline)
                     .await
-                    .map_err(Status::from)
+                    .map_err(|e| self.refused(agency, e))
             }
             Err(status) => Err(status),
         };
@@ -92,6 +141,7 @@ impl ResolverService {
             Ok(_) => "allowed",
             Err(s) if s.code() == tonic::Code::PermissionDenied => "denied",
             Err(s) if s.code() == tonic::Code::InvalidArgument => "invalid",
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => "limited",
             Err(_) => "failed",
         };
         self.telemetry.emit(LookupAnswered {
@@ -130,6 +180,7 @@ impl Resolver for ResolverService {
         &self,
         request: Request<GetRecordRequest>,
     ) -> Result<Response<GetRecordResponse>, Status> {
+        self.admit(&caller_of(&request)?)?;
         let deadline = deadline(&request, self.max_wait);
         let r = request.into_inner();
         let key = RecordKey::parse(&r.record_key).map_err(|e| invalid_field("record_key", e))?;
@@ -154,29 +205,10 @@ impl Resolver for ResolverService {
         &self,
         request: Request<ListSubjectRecordsRequest>,
     ) -> Result<Response<ListSubjectRecordsResponse>, Status> {
+        self.admit(&caller_of(&request)?)?;
         let deadline = deadline(&request, self.max_wait);
         let r = request.into_inner();
-        let subject = r
-            .subject
-            .ok_or_else(|| invalid_field("subject", "is required"))?;
-        let key = match SubjectKind::try_from(subject.kind) {
-            Ok(SubjectKind::Person) => ResidentId::parse(&subject.id)
-                .map(|id| SubjectKey::person(&id))
-                .map_err(|e| {
-                    invalid_field("subject.id", &format!("not a resident ID number: {e}"))
-                })?,
-            Ok(SubjectKind::PropertyUnit) => UnitNumber::parse(&subject.id)
-                .map(|unit| SubjectKey::unit(&unit))
-                .map_err(|e| {
-                    invalid_field("subject.id", &format!("not a real-estate unit number: {e}"))
-                })?,
-            _ => {
-                return Err(invalid_field(
-                    "subject.kind",
-                    "must be SUBJECT_KIND_PERSON or SUBJECT_KIND_PROPERTY_UNIT",
-                ));
-            }
-        };
+        let key = parse_subject(r.subject.as_ref()).map_err(|v| invalid_argument(&v))?;
         self.wait_for(&r.min_positions, deadline).await?;
         let stored = self
             .store

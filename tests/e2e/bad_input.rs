@@ -323,6 +323,15 @@ async fn every_kind_of_bad_record_is_refused_with_its_field() {
         status.message().contains("4194304 bytes (4 MiB)"),
         "{status:?}"
     );
+    let (_, metrics) = http_get(app.admin.expect("admin http"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"govlink_limited_requests_total{limit="message_size",agency="public-security"}"#
+        ),
+        1.0,
+        "the refusal is counted"
+    );
 
     for agency in [
         Agency::SocialSecurity,

@@ -18,6 +18,7 @@ mod demo;
 mod faults;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod lookups;
 mod materialize;
 mod ops_tools;

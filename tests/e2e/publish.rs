@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use govlink::adapters::{PublicSecurity, PublishPath};
+use govlink::adapters::{PublicSecurity, PublishLimits, PublishPath};
 use govlink::kafka::Brokers;
 use govlink::kafka::{PublishError, Publisher, TopicSpec, Topics, ensure_topics};
+use govlink::limits::Rate;
 use govlink::proto::{
     self, Agency, DeleteRecordRequest, HousingBatchItem, Op, PublishHousingBatchRequest,
     RecordEvent, housing_batch_item,
@@ -310,7 +311,10 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
         govlink::adapters::Publishers::Anyone,
         publisher,
         Topics::new(unique("dead")),
-        10,
+        PublishLimits {
+            max_batch: 10,
+            rate: Rate::UNLIMITED,
+        },
         Duration::from_secs(30),
         Duration::from_secs(3600),
         govlink::ops::metrics::Metrics::new(),
@@ -328,7 +332,7 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
     let server = tokio::spawn(govlink::grpc::serve(
         listener,
         routes.routes(),
-        None,
+        govlink::grpc::ServeOptions::default(),
         async move { stopped.cancelled().await },
     ));
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))

@@ -14,7 +14,26 @@ use crate::domain::{CivilDate, CreditCode, DivisionCode, ResidentId, UnitNumber}
 use crate::proto::{self, Agency, Op, RecordEvent, record_event::Payload};
 
 /// The most entries a repeated field of a record may hold (owners, buyers, encumbrances).
-const MAX_REPEATED: usize = 64;
+pub const MAX_REPEATED: usize = 64;
+/// The most characters of `PublishMeta.source_event_id`.
+pub const MAX_SOURCE_EVENT_ID_CHARS: usize = 128;
+
+/// The longest each free-text field of a record may be, in characters. These are part of
+/// the record contract (each field's comment in `proto/govlink/v1/` says it): an agency
+/// may send anything up to them and rely on it being accepted, so a deployment cannot
+/// lower them; the message-size limit and the batch limit bound the work per call.
+pub mod max_chars {
+    /// `Identity.name`.
+    pub const NAME: usize = 64;
+    /// `HouseholdRegistration.address` and `destination_address`, `PropertyTitle.address`.
+    pub const ADDRESS: usize = 256;
+    /// Certificate and contract numbers: `TransferOutCertificate.certificate_number`,
+    /// `PropertyTitle.certificate_number`, `SaleContract.contract_number`,
+    /// `ProvidentFundLoan.loan_contract_number`.
+    pub const DOCUMENT_NUMBER: usize = 64;
+    /// `HouseholdRegistration.household_number`, `ProvidentFundAccount.account_number`.
+    pub const ACCOUNT_NUMBER: usize = 32;
+}
 /// The most violations one request collects: enough to fix a request in a round or two,
 /// few enough that bad input costs bounded work and the answer fits in HTTP/2 headers.
 pub const MAX_VIOLATIONS: usize = 50;
@@ -35,6 +54,8 @@ pub struct Violations {
     kept: Vec<FieldViolation>,
     /// Violations found after `kept` was full: counted, not kept.
     omitted: usize,
+    /// Whether a field was longer than the contract allows (counted as a limit).
+    too_long: bool,
 }
 
 impl Violations {
@@ -48,6 +69,18 @@ impl Violations {
             field: field.into(),
             description: description.into(),
         });
+    }
+
+    /// Records that `field` is longer (in characters, or entries) than the contract
+    /// allows: a broken rule that is also counted as a refusal by a limit.
+    pub fn add_too_long(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.too_long = true;
+        self.add(field, description);
+    }
+
+    /// Whether a field was longer than the contract allows.
+    pub fn too_long(&self) -> bool {
+        self.too_long
     }
 
     /// How many rules were found broken, kept or not.
@@ -169,11 +202,12 @@ pub fn validate_meta(
     if meta.version == 0 {
         v.add(join(path, "version"), "must be at least 1");
     }
-    if meta.source_event_id.chars().count() > 128 || has_control(&meta.source_event_id) {
-        v.add(
-            join(path, "source_event_id"),
-            "must be at most 128 characters without control characters",
-        );
+    let source_event_id = join(path, "source_event_id");
+    let rule = "must be at most 128 characters without control characters";
+    if meta.source_event_id.chars().count() > MAX_SOURCE_EVENT_ID_CHARS {
+        v.add_too_long(source_event_id, rule);
+    } else if has_control(&meta.source_event_id) {
+        v.add(source_event_id, rule);
     }
     timestamp(
         meta.occurred_at.as_ref(),
@@ -341,7 +375,10 @@ impl Check<'_> {
 
     fn optional_text(&mut self, field: &str, value: &str, max: usize) {
         if value.chars().count() > max {
-            self.fail(field, format!("must be at most {max} characters"));
+            self.v.add_too_long(
+                join(self.path, field),
+                format!("must be at most {max} characters"),
+            );
         } else if has_control(value) {
             self.fail(field, "must not contain control characters");
         }
@@ -351,8 +388,8 @@ impl Check<'_> {
     /// caller skips its entries rather than checking (and reporting) each one.
     fn at_most(&mut self, field: &str, len: usize) -> bool {
         if len > MAX_REPEATED {
-            self.fail(
-                field,
+            self.v.add_too_long(
+                join(self.path, field),
                 format!("must have at most {MAX_REPEATED} entries, not {len}"),
             );
             return false;

@@ -1,6 +1,6 @@
 //! The rules of each record type, field by field.
 
-use super::Check;
+use super::{Check, max_chars};
 use crate::domain::{Sex, YearMonth};
 use crate::proto;
 
@@ -55,7 +55,11 @@ impl Check<'_> {
     pub(super) fn transfer_out_certificate(&mut self, r: &proto::TransferOutCertificate) {
         self.person("person_id", &r.person_id);
         self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
-        self.text("certificate_number", &r.certificate_number, 64);
+        self.text(
+            "certificate_number",
+            &r.certificate_number,
+            max_chars::DOCUMENT_NUMBER,
+        );
         let from = self.division("from_region_code", &r.from_region_code);
         let to = self.division("to_region_code", &r.to_region_code);
         if let (Some(from), Some(to)) = (from, to)
@@ -73,7 +77,7 @@ impl Check<'_> {
 
     pub(super) fn identity(&mut self, r: &proto::Identity) {
         let id = self.person("person_id", &r.person_id);
-        self.text("name", &r.name, 64);
+        self.text("name", &r.name, max_chars::NAME);
         let sex = self.enumeration::<proto::Sex>("sex", r.sex);
         let birth = self.past_date("birth_date", r.birth_date.as_ref(), true);
         if let Some(id) = id {
@@ -95,9 +99,13 @@ impl Check<'_> {
 
     pub(super) fn household_registration(&mut self, r: &proto::HouseholdRegistration) {
         self.person("person_id", &r.person_id);
-        self.text("household_number", &r.household_number, 32);
+        self.text(
+            "household_number",
+            &r.household_number,
+            max_chars::ACCOUNT_NUMBER,
+        );
         self.division("region_code", &r.region_code);
-        self.text("address", &r.address, 256);
+        self.text("address", &r.address, max_chars::ADDRESS);
         let status = self.enumeration::<proto::HouseholdStatus>("status", r.status);
         if !r.property_unit_number.is_empty() {
             self.unit("property_unit_number", &r.property_unit_number);
@@ -111,13 +119,21 @@ impl Check<'_> {
                 "must be empty unless status is MOVED_OUT",
             );
         }
-        self.optional_text("destination_address", &r.destination_address, 256);
+        self.optional_text(
+            "destination_address",
+            &r.destination_address,
+            max_chars::ADDRESS,
+        );
     }
 
     pub(super) fn property_title(&mut self, r: &proto::PropertyTitle) {
         self.unit("unit_number", &r.unit_number);
-        self.text("certificate_number", &r.certificate_number, 64);
-        self.text("address", &r.address, 256);
+        self.text(
+            "certificate_number",
+            &r.certificate_number,
+            max_chars::DOCUMENT_NUMBER,
+        );
+        self.text("address", &r.address, max_chars::ADDRESS);
         if r.owners.is_empty() {
             self.fail("owners", "must name at least one owner");
         }
@@ -150,7 +166,11 @@ impl Check<'_> {
     }
 
     pub(super) fn sale_contract(&mut self, r: &proto::SaleContract) {
-        self.text("contract_number", &r.contract_number, 64);
+        self.text(
+            "contract_number",
+            &r.contract_number,
+            max_chars::DOCUMENT_NUMBER,
+        );
         self.unit("unit_number", &r.unit_number);
         let sellers = self.people("seller_ids", &r.seller_ids);
         let buyers = self.people("buyer_ids", &r.buyer_ids);
@@ -164,7 +184,11 @@ impl Check<'_> {
 
     pub(super) fn provident_fund_account(&mut self, r: &proto::ProvidentFundAccount) {
         self.person("person_id", &r.person_id);
-        self.text("account_number", &r.account_number, 32);
+        self.text(
+            "account_number",
+            &r.account_number,
+            max_chars::ACCOUNT_NUMBER,
+        );
         self.division("region_code", &r.region_code);
         self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
         self.enumeration::<proto::AccountStatus>("status", r.status);
@@ -175,7 +199,11 @@ impl Check<'_> {
 
     pub(super) fn provident_fund_loan(&mut self, r: &proto::ProvidentFundLoan) {
         self.person("borrower_id", &r.borrower_id);
-        self.text("loan_contract_number", &r.loan_contract_number, 64);
+        self.text(
+            "loan_contract_number",
+            &r.loan_contract_number,
+            max_chars::DOCUMENT_NUMBER,
+        );
         self.unit("unit_number", &r.unit_number);
         self.positive("principal_fen", r.principal_fen);
         if r.outstanding_principal_fen < 0 || r.outstanding_principal_fen > r.principal_fen {

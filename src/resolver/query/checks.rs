@@ -8,10 +8,11 @@ use crate::domain::{CivilDate, DivisionCode, ResidentId, UnitNumber};
 use crate::proto::{self, RecordEvent};
 use crate::records::{RecordType, SubjectKey, Violations};
 use crate::resolver::checks::{
-    Blocker, CheckError, CheckOutcome, Contributions, PartyRole, check_property_transfer,
-    check_social_security_transfer, validate_property_transfer,
+    Blocker, CheckError, CheckOutcome, Contributions, PartyRole, PurchaseRule,
+    check_property_transfer, check_social_security_transfer, validate_property_transfer,
 };
-use crate::resolver::policy::{Access, Section};
+use crate::resolver::policy::{Access, Purpose, Section};
+use crate::resolver::positions::Positions;
 use crate::resolver::store::{SubjectData, SubjectRead};
 
 /// The most sellers or buyers one check may name.
@@ -44,21 +45,8 @@ impl Queries {
         r: proto::CheckPropertyTransferRequest,
         deadline: Instant,
     ) -> Result<proto::CheckPropertyTransferResponse, QueryError> {
-        let mut v = Violations::default();
-        let unit = UnitNumber::parse(&r.unit_number)
-            .map_err(|e| v.add("unit_number", format!("not a real-estate unit number: {e}")))
-            .ok();
-        let sellers = parse_parties(&r.seller_ids, "seller_ids", &mut v);
-        let buyers = parse_parties(&r.buyer_ids, "buyer_ids", &mut v);
-        let purpose = parse_purpose(&r.purpose, &mut v);
-        check_case_id(&r.case_id, &mut v);
-        self.positions
-            .check(&r.min_positions, "min_positions", &mut v);
-        v.into_result()?;
-        let (Some(unit), Some(purpose)) = (unit, purpose) else {
-            unreachable!("parsed without violations");
-        };
-        validate_property_transfer(&sellers, &buyers, &self.rules)?;
+        let (unit, sellers, buyers, purpose) =
+            parse_property_transfer(&r, &self.positions, &self.rules)?;
         let rules_apply = self.rules.iter().any(|rule| rule.applies_to(&unit));
         let mut needs = vec![
             Section::Property,
@@ -128,27 +116,7 @@ impl Queries {
         r: proto::CheckSocialSecurityTransferRequest,
         deadline: Instant,
     ) -> Result<proto::CheckSocialSecurityTransferResponse, QueryError> {
-        let mut v = Violations::default();
-        let person = parse_person(&r.person_id, "person_id", &mut v);
-        let region = |text: &str, field: &str, v: &mut Violations| {
-            DivisionCode::parse(text)
-                .map_err(|e| v.add(field, format!("not an administrative division code: {e}")))
-                .ok()
-        };
-        let from = region(&r.from_region, "from_region", &mut v);
-        let to = region(&r.to_region, "to_region", &mut v);
-        if from.is_some() && from == to {
-            v.add("to_region", CheckError::SameRegion.to_string());
-        }
-        let purpose = parse_purpose(&r.purpose, &mut v);
-        check_case_id(&r.case_id, &mut v);
-        self.positions
-            .check(&r.min_positions, "min_positions", &mut v);
-        v.into_result()?;
-        let (Some(person), Some(from), Some(to), Some(purpose)) = (person, from, to, purpose)
-        else {
-            unreachable!("parsed without violations");
-        };
+        let (person, from, to, purpose) = parse_social_security_transfer(&r, &self.positions)?;
         let lookup = Lookup {
             caller,
             method: "CheckSocialSecurityTransfer",
@@ -186,10 +154,68 @@ impl Queries {
     }
 }
 
+/// A checked `CheckPropertyTransfer` request: the unit, the sellers, the buyers and the
+/// purpose.
+type PropertyTransferParams = (UnitNumber, Vec<ResidentId>, Vec<ResidentId>, Purpose);
+
+/// Checks a `CheckPropertyTransfer` request field by field, then the parties against the
+/// configured purchase `rules`; every broken rule by field.
+pub fn parse_property_transfer(
+    r: &proto::CheckPropertyTransferRequest,
+    positions: &Positions,
+    rules: &[PurchaseRule],
+) -> Result<PropertyTransferParams, QueryError> {
+    let mut v = Violations::default();
+    let unit = UnitNumber::parse(&r.unit_number)
+        .map_err(|e| v.add("unit_number", format!("not a real-estate unit number: {e}")))
+        .ok();
+    let sellers = parse_parties(&r.seller_ids, "seller_ids", &mut v);
+    let buyers = parse_parties(&r.buyer_ids, "buyer_ids", &mut v);
+    let purpose = parse_purpose(&r.purpose, &mut v);
+    check_case_id(&r.case_id, &mut v);
+    positions.check(&r.min_positions, "min_positions", &mut v);
+    match (unit, purpose) {
+        (Some(unit), Some(purpose)) if v.is_empty() => {
+            validate_property_transfer(&sellers, &buyers, rules)?;
+            Ok((unit, sellers, buyers, purpose))
+        }
+        _ => Err(v.into()),
+    }
+}
+
+/// Checks a `CheckSocialSecurityTransfer` request field by field: the person, the source
+/// and destination regions and the purpose, or every broken rule by field.
+pub fn parse_social_security_transfer(
+    r: &proto::CheckSocialSecurityTransferRequest,
+    positions: &Positions,
+) -> Result<(ResidentId, DivisionCode, DivisionCode, Purpose), Violations> {
+    let mut v = Violations::default();
+    let person = parse_person(&r.person_id, "person_id", &mut v);
+    let region = |text: &str, field: &str, v: &mut Violations| {
+        DivisionCode::parse(text)
+            .map_err(|e| v.add(field, format!("not an administrative division code: {e}")))
+            .ok()
+    };
+    let from = region(&r.from_region, "from_region", &mut v);
+    let to = region(&r.to_region, "to_region", &mut v);
+    if from.is_some() && from == to {
+        v.add("to_region", CheckError::SameRegion.to_string());
+    }
+    let purpose = parse_purpose(&r.purpose, &mut v);
+    check_case_id(&r.case_id, &mut v);
+    positions.check(&r.min_positions, "min_positions", &mut v);
+    match (person, from, to, purpose) {
+        (Some(person), Some(from), Some(to), Some(purpose)) if v.is_empty() => {
+            Ok((person, from, to, purpose))
+        }
+        _ => Err(v),
+    }
+}
+
 /// Resident IDs of the parties, each violation naming its position.
 fn parse_parties(ids: &[String], field: &str, v: &mut Violations) -> Vec<ResidentId> {
     if ids.len() > MAX_PARTIES {
-        v.add(field, format!("at most {MAX_PARTIES} parties"));
+        v.add_too_long(field, format!("at most {MAX_PARTIES} parties"));
         return Vec::new();
     }
     ids.iter()

@@ -14,6 +14,7 @@ mod profile;
 
 pub(crate) use caller::caller_of;
 pub use caller::{AsRequester, Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, RequesterSource};
+pub use checks::{parse_property_transfer, parse_social_security_transfer};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +27,10 @@ use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::Positions;
 use super::store::{Store, StoreError};
 use crate::audit::{AccessIndex, AuditError, AuditLog, IndexError};
-use crate::domain::ResidentId;
+use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::invalid_argument;
 use crate::proto::{self, AccessDecision, Position};
-use crate::records::{Violations, is_valid_record_id};
+use crate::records::{SubjectKey, Violations, is_valid_record_id};
 
 /// The most entries `ListDataAccesses` returns.
 pub const MAX_ACCESSES: usize = 1000;
@@ -174,16 +175,7 @@ impl Queries {
         r: proto::GetPersonProfileRequest,
         deadline: Instant,
     ) -> Result<proto::GetPersonProfileResponse, QueryError> {
-        let mut v = Violations::default();
-        let person = parse_person(&r.person_id, "person_id", &mut v);
-        let purpose = parse_purpose(&r.purpose, &mut v);
-        check_case_id(&r.case_id, &mut v);
-        self.positions
-            .check(&r.min_positions, "min_positions", &mut v);
-        v.into_result()?;
-        let (Some(person), Some(purpose)) = (person, purpose) else {
-            unreachable!("parsed without violations");
-        };
+        let (person, purpose) = parse_person_profile(&r, &self.positions)?;
         let lookup = Lookup {
             caller,
             method: "GetPersonProfile",
@@ -217,19 +209,7 @@ impl Queries {
         r: proto::ListDataAccessesRequest,
         deadline: Instant,
     ) -> Result<proto::ListDataAccessesResponse, QueryError> {
-        let mut v = Violations::default();
-        let person = parse_person(&r.person_id, "person_id", &mut v);
-        let purpose = parse_purpose(&r.purpose, &mut v);
-        if r.limit as usize > MAX_ACCESSES {
-            v.add(
-                "limit",
-                format!("must be at most {MAX_ACCESSES} (0 means {MAX_ACCESSES})"),
-            );
-        }
-        v.into_result()?;
-        let (Some(person), Some(purpose)) = (person, purpose) else {
-            unreachable!("parsed without violations");
-        };
+        let (person, purpose, limit) = parse_data_accesses(&r)?;
         let lookup = Lookup {
             caller,
             method: "ListDataAccesses",
@@ -249,10 +229,6 @@ impl Queries {
             );
             return Err(self.deny(&lookup, reason, deadline).await);
         }
-        let limit = match r.limit {
-            0 => MAX_ACCESSES,
-            n => n as usize,
-        };
         let (accesses, audited) = tokio::join!(
             self.accesses.list(&person, limit, self.access_retention),
             self.audit_allowed(&lookup, &access, &[], &[], deadline),
@@ -355,6 +331,79 @@ impl Queries {
             .await
             .map_err(QueryError::NotMaterialized)
     }
+}
+
+/// Checks a `GetPersonProfile` request field by field: the person and the purpose, or
+/// every broken rule by field.
+pub fn parse_person_profile(
+    r: &proto::GetPersonProfileRequest,
+    positions: &Positions,
+) -> Result<(ResidentId, Purpose), Violations> {
+    let mut v = Violations::default();
+    let person = parse_person(&r.person_id, "person_id", &mut v);
+    let purpose = parse_purpose(&r.purpose, &mut v);
+    check_case_id(&r.case_id, &mut v);
+    positions.check(&r.min_positions, "min_positions", &mut v);
+    match (person, purpose) {
+        (Some(person), Some(purpose)) if v.is_empty() => Ok((person, purpose)),
+        _ => Err(v),
+    }
+}
+
+/// Checks a `ListDataAccesses` request field by field: the person, the purpose and how
+/// many entries to return, or every broken rule by field.
+pub fn parse_data_accesses(
+    r: &proto::ListDataAccessesRequest,
+) -> Result<(ResidentId, Purpose, usize), Violations> {
+    let mut v = Violations::default();
+    let person = parse_person(&r.person_id, "person_id", &mut v);
+    let purpose = parse_purpose(&r.purpose, &mut v);
+    let limit = match usize::try_from(r.limit) {
+        Ok(0) => MAX_ACCESSES,
+        Ok(n) if n <= MAX_ACCESSES => n,
+        _ => {
+            v.add(
+                "limit",
+                format!("must be at most {MAX_ACCESSES} (0 means {MAX_ACCESSES})"),
+            );
+            0
+        }
+    };
+    match (person, purpose) {
+        (Some(person), Some(purpose)) if v.is_empty() => Ok((person, purpose, limit)),
+        _ => Err(v),
+    }
+}
+
+/// Checks the `subject` of a `ListSubjectRecords` request: its store key, or the broken
+/// rule by field.
+pub fn parse_subject(subject: Option<&proto::Subject>) -> Result<SubjectKey, Violations> {
+    let mut v = Violations::default();
+    let key = match subject {
+        None => {
+            v.add("subject", "is required");
+            None
+        }
+        Some(subject) => match proto::SubjectKind::try_from(subject.kind) {
+            Ok(proto::SubjectKind::Person) => {
+                parse_person(&subject.id, "subject.id", &mut v).map(|id| SubjectKey::person(&id))
+            }
+            Ok(proto::SubjectKind::PropertyUnit) => UnitNumber::parse(&subject.id)
+                .map(|unit| SubjectKey::unit(&unit))
+                .map_err(|e| {
+                    v.add("subject.id", format!("not a real-estate unit number: {e}"));
+                })
+                .ok(),
+            _ => {
+                v.add(
+                    "subject.kind",
+                    "must be SUBJECT_KIND_PERSON or SUBJECT_KIND_PROPERTY_UNIT",
+                );
+                None
+            }
+        },
+    };
+    key.filter(|_| v.is_empty()).ok_or(v)
 }
 
 /// The audit entry of `lookup`, without what the decision adds.
