@@ -17,7 +17,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::env::{Env, REQUESTER, household_request};
+use super::env::{Env, household_request};
+
+/// Who reads the published records back.
+const RECORDS_READER: &str = "public-security/records";
 use super::measure::{Parts, interleave};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
@@ -42,7 +45,9 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
 /// `freshness`.
 pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
     let publisher = PublicSecurityAdapterClient::new(env.channel.clone());
-    let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Raw records are their agency's own: public security's system reads its household
+    // registrations.
+    let requester = Requester::parse(RECORDS_READER).map_err(|e| anyhow::anyhow!("{e}"))?;
     let resolver =
         ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
     let (topic, consumer) = raw_consumer(env).await?;

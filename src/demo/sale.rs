@@ -368,9 +368,12 @@ impl Sale<'_> {
         self.demo
             .say("public security", "the old household record again", &ack)?;
 
+        // Public security's own system reads its records at the flat (raw records are their
+        // agency's own; everyone else reads through the policy).
+        let mut registry = self.demo.resolver("public-security/records", None)?;
         let records = self
             .demo
-            .records_of(&mut self.window, SubjectKind::PropertyUnit, UNIT)
+            .records_of(&mut registry, SubjectKind::PropertyUnit, UNIT)
             .await?;
         self.demo.describe(&records)?;
         let household_now = records.iter().find_map(|r| match &r.payload {

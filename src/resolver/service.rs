@@ -19,7 +19,7 @@ use crate::proto::{
     Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,
     ListSubjectRecordsResponse, Position, RecordEvent,
 };
-use crate::records::{RecordKey, Violations};
+use crate::records::{RecordKey, Violations, agency_slug};
 
 /// The most requesters whose lookup rate is tracked at once. Requesters come from a
 /// fixed identity space, but the insecure header lets a caller name any: beyond this,
@@ -180,10 +180,21 @@ impl Resolver for ResolverService {
         &self,
         request: Request<GetRecordRequest>,
     ) -> Result<Response<GetRecordResponse>, Status> {
-        self.admit(&caller_of(&request)?)?;
+        let caller = caller_of(&request)?;
+        self.admit(&caller)?;
         let deadline = deadline(&request, self.max_wait);
         let r = request.into_inner();
         let key = RecordKey::parse(&r.record_key).map_err(|e| invalid_field("record_key", e))?;
+        let owner = key.record_type().agency();
+        if owner != caller.requester.agency {
+            return Err(Status::permission_denied(format!(
+                "raw records are their agency's own: {} reads {}'s records; {}'s are read \
+                 through the policy (GetPersonProfile and the checks)",
+                caller.requester,
+                agency_slug(caller.requester.agency),
+                agency_slug(owner)
+            )));
+        }
         self.wait_for(&r.min_positions, deadline).await?;
         let stored = self
             .store
@@ -205,7 +216,8 @@ impl Resolver for ResolverService {
         &self,
         request: Request<ListSubjectRecordsRequest>,
     ) -> Result<Response<ListSubjectRecordsResponse>, Status> {
-        self.admit(&caller_of(&request)?)?;
+        let caller = caller_of(&request)?;
+        self.admit(&caller)?;
         let deadline = deadline(&request, self.max_wait);
         let r = request.into_inner();
         let key = parse_subject(r.subject.as_ref()).map_err(|v| invalid_argument(&v))?;
@@ -215,7 +227,12 @@ impl Resolver for ResolverService {
             .subject_records(&key)
             .await
             .map_err(|e| self.store_unavailable(e))?;
-        let records = stored.iter().map(decode).collect::<Result<_, _>>()?;
+        // Raw records are their agency's own: the caller's agency's only.
+        let records = stored
+            .iter()
+            .filter(|s| s.key.record_type().agency() == caller.requester.agency)
+            .map(decode)
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(ListSubjectRecordsResponse { records }))
     }
 

@@ -296,7 +296,7 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
 
 /// Waits until the resolver materialized the record of `ack`.
 async fn wait_materialized(app: &TestApp, ack: &proto::PublishAck) {
-    app.resolver()
+    app.records_reader(&ack.record_key)
         .get_record(proto::GetRecordRequest {
             record_key: ack.record_key.clone(),
             min_positions: vec![position(ack)],

@@ -110,6 +110,16 @@ pub fn example_policy() -> String {
 pub type Resolver =
     ResolverClient<tonic::service::interceptor::InterceptedService<Channel, AsRequester>>;
 
+/// The record system (`<agency>/records`) of the agency of record key `key`; housing's
+/// for a key that names no agency.
+pub fn owner_of(key: &str) -> String {
+    let agency = key.split('/').next().unwrap_or_default();
+    match govlink::records::agency_from_slug(agency) {
+        Some(_) => format!("{agency}/records"),
+        None => "housing/records".into(),
+    }
+}
+
 /// A resolver client on `channel` calling as `requester`, for `citizen` if given.
 pub fn resolver_as(channel: Channel, requester: &str, citizen: Option<&str>) -> Resolver {
     let requester = Requester::parse(requester).expect("a valid requester");
@@ -241,6 +251,12 @@ impl TestApp {
     }
 
     /// A resolver client calling as `requester`, for `citizen` if given.
+    /// A resolver client calling as the record system of the agency whose record `key`
+    /// (`agency/type/id`) is: raw records are their agency's own.
+    pub fn records_reader(&self, key: &str) -> Resolver {
+        self.resolver_as(&owner_of(key), None)
+    }
+
     pub fn resolver_as(&self, requester: &str, citizen: Option<&str>) -> Resolver {
         resolver_as(self.channel.clone(), requester, citizen)
     }

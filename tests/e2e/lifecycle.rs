@@ -87,7 +87,7 @@ async fn a_lookup_waiting_for_a_position_at_shutdown_is_still_answered() {
         offset: first.offset + 1,
         ..first.clone()
     };
-    let mut client = resolver.resolver();
+    let mut client = resolver.resolver_as("public-security/records", None);
     let lookup = tokio::spawn(async move {
         let mut request = tonic::Request::new(GetRecordRequest {
             record_key: "public-security/household_registration/h-1".into(),

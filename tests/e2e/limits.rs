@@ -169,9 +169,10 @@ async fn publishes_over_the_agency_rate_or_batch_size_are_refused_whole_and_coun
         record_key: format!("housing/property_title/{id}"),
         min_positions: after.clone(),
     };
-    app.resolver().get_record(get("later-4")).await.unwrap();
+    let mut housing = app.resolver_as("housing/records", None);
+    housing.get_record(get("later-4")).await.unwrap();
     for id in ids("refused", 5) {
-        let status = app.resolver().get_record(get(&id)).await.unwrap_err();
+        let status = housing.get_record(get(&id)).await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{id}: {status:?}");
     }
 

@@ -20,7 +20,7 @@ async fn get(
     key: &str,
     after: &[Position],
 ) -> Result<proto::RecordEvent, tonic::Status> {
-    app.resolver()
+    app.records_reader(key)
         .get_record(GetRecordRequest {
             record_key: key.into(),
             min_positions: after.to_vec(),
@@ -35,18 +35,26 @@ async fn list(
     id: &str,
     after: &[Position],
 ) -> Vec<proto::RecordEvent> {
-    app.resolver()
-        .list_subject_records(ListSubjectRecordsRequest {
-            subject: Some(Subject {
-                kind: kind as i32,
-                id: id.into(),
-            }),
-            min_positions: after.to_vec(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .records
+    // Each agency's system sees its own records of the subject; together, all of them.
+    let mut all = Vec::new();
+    for agency in govlink::records::AGENCIES {
+        let requester = format!("{}/records", govlink::records::agency_slug(agency));
+        all.extend(
+            app.resolver_as(&requester, None)
+                .list_subject_records(ListSubjectRecordsRequest {
+                    subject: Some(Subject {
+                        kind: kind as i32,
+                        id: id.into(),
+                    }),
+                    min_positions: after.to_vec(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .records,
+        );
+    }
+    all
 }
 
 async fn publish_household(
@@ -458,7 +466,11 @@ async fn lookups_refuse_bad_keys_and_wait_no_longer_than_their_deadline() {
         min_positions: vec![never],
     });
     request.set_timeout(Duration::from_millis(500));
-    let status = app.resolver().get_record(request).await.unwrap_err();
+    let status = app
+        .records_reader("housing/property_title/p-1")
+        .get_record(request)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     // The resolver's own answer, not the client giving up (which would be CANCELLED).
     assert!(

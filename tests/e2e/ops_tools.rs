@@ -72,7 +72,7 @@ async fn get_household(
         min_positions: after.to_vec(),
     });
     request.set_timeout(Duration::from_secs(30));
-    app.resolver()
+    app.resolver_as("public-security/records", None)
         .get_record(request)
         .await
         .map(|r| r.into_inner().record.expect("a found record is returned"))

@@ -12,7 +12,7 @@ async fn version(app: &TestApp, id: &str, after: &[Position]) -> u64 {
         min_positions: after.to_vec(),
     });
     request.set_timeout(std::time::Duration::from_secs(30));
-    app.resolver()
+    app.resolver_as("public-security/records", None)
         .get_record(request)
         .await
         .unwrap()

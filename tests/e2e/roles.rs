@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 async fn version_of(resolver: &TestApp, id: &str, after: &[Position]) -> u64 {
     resolver
-        .resolver()
+        .resolver_as("public-security/records", None)
         .get_record(GetRecordRequest {
             record_key: format!("public-security/household_registration/{id}"),
             min_positions: after.to_vec(),

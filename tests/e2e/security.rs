@@ -358,6 +358,38 @@ async fn the_requester_is_the_certificates_and_the_policy_decides() {
     })
     .await;
     assert_eq!(allowed.requester_agency, Agency::Housing as i32);
+
+    // Raw records are their agency's own: public security's window may not read
+    // housing's title, housing's systems may.
+    let get = || proto::GetRecordRequest {
+        record_key: ack.record_key.clone(),
+        min_positions: vec![position(&ack)],
+    };
+    let status = resolver_as(
+        app.channel_as("public-security/move-window").await,
+        "housing/records",
+        None,
+    )
+    .get_record(get())
+    .await
+    .expect_err("another agency's raw record");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("raw records are their agency's own"),
+        "{status:?}"
+    );
+    let title = resolver_as(
+        app.channel_as("housing/registration-desk").await,
+        "public-security/move-window",
+        None,
+    )
+    .get_record(get())
+    .await
+    .expect("housing reads its own record")
+    .into_inner();
+    assert_eq!(title.record.unwrap().event_id, ack.event_id);
     app.stop().await;
 }
 

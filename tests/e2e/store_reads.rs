@@ -241,7 +241,11 @@ async fn a_store_in_the_old_layout_is_cleared_and_rebuilt() {
             min_positions: vec![at.clone()],
         });
         request.set_timeout(Duration::from_secs(30));
-        match app.resolver().get_record(request).await {
+        match app
+            .resolver_as("public-security/records", None)
+            .get_record(request)
+            .await
+        {
             Ok(r) => break r.into_inner().record.unwrap().version,
             // The rebuild is still running.
             Err(s) if s.code() == Code::Unavailable && tokio::time::Instant::now() < give_up => {

@@ -221,7 +221,7 @@ pub async fn check(channel: &Channel, model: &Model, patience: Duration) -> Repo
             });
             request.set_timeout(Duration::from_secs(30));
             let answer =
-                crate::helpers::resolver_as(channel.clone(), "housing/transfer-window", None)
+                crate::helpers::resolver_as(channel.clone(), "public-security/records", None)
                     .get_record(request)
                     .await;
             match answer {

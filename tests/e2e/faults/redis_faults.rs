@@ -36,7 +36,7 @@ async fn a_flushed_store_is_detected_and_rebuilt_and_never_answers_a_wrong_not_f
     redis.flushall().await;
     // Right after the flush: not a wrong NOT_FOUND, but UNAVAILABLE until rebuilt.
     let answer = app
-        .resolver()
+        .resolver_as("public-security/records", None)
         .get_record(GetRecordRequest {
             record_key: record_key(known),
             min_positions: vec![],
@@ -66,7 +66,11 @@ async fn an_unreachable_store_delays_materializing_but_loses_nothing() {
         min_positions: vec![],
     });
     request.set_timeout(Duration::from_secs(10));
-    let status = app.resolver().get_record(request).await.unwrap_err();
+    let status = app
+        .resolver_as("public-security/records", None)
+        .get_record(request)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.restart().await;

@@ -44,7 +44,7 @@ async fn a_resolver_killed_mid_batch_and_restarted_loses_nothing() {
     tokio::time::sleep(SESSION_EXPIRY).await;
     let resolver = Process::start(&settings, "resolver").await;
     let report = check(
-        &resolver.channel_as("housing/transfer-window").await,
+        &resolver.channel_as("public-security/records").await,
         &model,
         Duration::from_secs(60),
     )
@@ -77,7 +77,7 @@ async fn two_resolvers_share_the_work_and_one_takes_over_when_the_other_is_kille
     tokio::time::sleep(SESSION_EXPIRY).await;
     let _replacement = Process::start(&settings, "resolver").await;
     let report = check(
-        &second.channel_as("housing/transfer-window").await,
+        &second.channel_as("public-security/records").await,
         &model,
         Duration::from_secs(90),
     )

@@ -32,7 +32,7 @@ pub async fn round_trip(channel: &Channel, id: &str) {
         min_positions: vec![position(&ack)],
     });
     request.set_timeout(Duration::from_secs(30));
-    let record = resolver_as(channel.clone(), "housing/transfer-window", None)
+    let record = resolver_as(channel.clone(), "public-security/records", None)
         .get_record(request)
         .await
         .expect("the lookup finds the record")
