@@ -111,7 +111,10 @@ fn service_name<S: NamedService>(_: &S) -> &'static str {
 
 mod admin;
 mod cases;
+mod kafka;
 mod resolver;
+
+pub(crate) use kafka::Kafka;
 
 pub(crate) use resolver::materializer_config;
 use resolver::{load_policy, requester_source};
@@ -179,102 +182,6 @@ impl Parts {
             name,
             run: Box::new(move |token| Box::pin(run(token))),
         });
-    }
-}
-
-/// The broker a process talks to and the topics it needs, ensured at start-up.
-pub(crate) struct Kafka {
-    pub(crate) brokers: Brokers,
-    pub(crate) topics: Topics,
-    /// Record topic → partition count.
-    pub(crate) partitions: std::collections::BTreeMap<String, i32>,
-    /// Kept alive while the app runs (`dev`/`demo` without `--kafka`).
-    embedded: Option<EmbeddedBroker>,
-}
-
-impl Kafka {
-    /// Connects to the configured broker (or starts the embedded one for `dev`) and
-    /// creates missing topics.
-    pub(crate) async fn connect(settings: &Settings, role: Role) -> Result<Kafka, AppError> {
-        let topics = Topics::new(settings.topic_prefix.clone());
-        let mut specs: Vec<TopicSpec> = topics
-            .all_records()
-            .into_iter()
-            .map(|name| {
-                TopicSpec::durable(
-                    name,
-                    settings.partitions,
-                    settings.replication_factor,
-                    settings.record_retention_ms,
-                )
-            })
-            .collect();
-        specs.push(TopicSpec::durable(
-            topics.dlq(),
-            1,
-            settings.replication_factor,
-            settings.record_retention_ms,
-        ));
-        specs.extend(audit::topic_specs(
-            &topics,
-            settings.partitions,
-            settings.replication_factor,
-        ));
-        specs.extend(crate::cases::topic_specs(
-            &topics,
-            settings.partitions,
-            settings.replication_factor,
-        ));
-        let embedded = match (&settings.kafka, role) {
-            (None, Role::Dev) => {
-                let names: Vec<(String, i32)> = specs
-                    .iter()
-                    .map(|s| (s.name.clone(), s.partitions))
-                    .collect();
-                Some(EmbeddedBroker::start(1, &names)?)
-            }
-            (None, _) => {
-                return Err(AppError::Config(
-                    "no Kafka broker configured: set --kafka or GOVLINK_KAFKA".into(),
-                ));
-            }
-            (Some(_), _) => None,
-        };
-        let brokers = match &embedded {
-            Some(broker) => Brokers::plaintext(broker.bootstrap()),
-            None => Brokers::from_settings(settings)
-                .map_err(AppError::Config)?
-                .unwrap_or_else(|| Brokers::plaintext("")),
-        };
-        tracing::info!(
-            kafka = brokers.bootstrap(),
-            security = brokers.security().protocol().as_str(),
-            embedded = embedded.is_some(),
-            "using kafka"
-        );
-        let report = ensure_topics(&brokers, &specs, settings.startup_timeout()).await?;
-        // Topics that existed keep their own settings: say so if they break a guarantee.
-        // (The embedded broker's topics are created with ours and cannot be described.)
-        if embedded.is_none() {
-            let existed: Vec<TopicSpec> = specs
-                .iter()
-                .filter(|s| report.existed.contains(&s.name))
-                .cloned()
-                .collect();
-            check_topic_configs(&brokers, &existed).await;
-        }
-        let records = topics.all_records();
-        let partitions = report
-            .partitions
-            .into_iter()
-            .filter(|(name, _)| records.contains(name))
-            .collect();
-        Ok(Kafka {
-            brokers,
-            topics,
-            partitions,
-            embedded,
-        })
     }
 }
 
