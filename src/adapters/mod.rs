@@ -35,6 +35,21 @@ use crate::proto::{
 use crate::records::{AGENCIES, Horizon, RecordKey, Violations, agency_slug};
 use crate::tls::Peer;
 
+/// The items of a batch request, each taken apart by `split` into its meta and oneof.
+pub fn batch_items<I>(
+    items: Vec<I>,
+    split: impl Fn(I) -> (Option<PublishMeta>, BatchOneof),
+) -> Vec<Item> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let (meta, oneof) = split(item);
+            Item::batch(i, meta, oneof)
+        })
+        .collect()
+}
+
 /// What a publish path admits.
 #[derive(Debug, Clone, Copy)]
 pub struct PublishLimits {
@@ -247,14 +262,7 @@ impl PublishPath {
         let started = Instant::now();
         self.admitted(agency, &request, started).await?;
         let deadline = deadline(&request, self.max_wait);
-        let items: Vec<Item> = items(request.into_inner())
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let (meta, oneof) = split(item);
-                Item::batch(i, meta, oneof)
-            })
-            .collect();
+        let items = batch_items(items(request.into_inner()), split);
         let records = items.len();
         let result = self.publish_batch(agency, items, deadline).await;
         self.observe(agency, records, started, &result);

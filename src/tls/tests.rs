@@ -114,3 +114,54 @@ fn material_that_does_not_load_is_refused_and_the_old_stays() {
         "{err}"
     );
 }
+
+#[test]
+fn a_der_crl_is_read_as_well_as_a_pem_one() {
+    let dir = dir();
+    let window = Requester::new(Agency::Housing, "transfer-window");
+    dir.revoke(&dir.client(&window).cert).unwrap();
+    let pem = std::fs::read(dir.crl()).unwrap();
+    let der: CertificateRevocationListDer<'_> = PemObject::from_pem_slice(&pem).unwrap();
+    let der_file = dir.crl().with_extension("der");
+    std::fs::write(&der_file, der.as_ref()).unwrap();
+    let files = TlsFiles {
+        cert: dir.server().cert,
+        key: dir.server().key,
+        client_ca: dir.ca(),
+        crl: Some(der_file),
+    };
+    let tls = ServerTls::load(files, IdentityMapping::Subject).unwrap();
+    let certs = chain(&dir.client(&window).cert);
+    assert_eq!(
+        tls.authenticate(Some(&certs), SystemTime::now()),
+        Err(Refusal::Revoked)
+    );
+}
+
+/// `SIGHUP` reads the files again even when none changed (the file check is an hour
+/// away here).
+#[tokio::test]
+async fn sighup_reloads_at_once() {
+    let dir = dir();
+    let tls = server(&dir);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watching = tokio::spawn(Arc::clone(&tls).watch(Duration::from_secs(3600), stop.clone()));
+    // The handler is installed at the watch's first poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(tls.generation(), 0);
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tls.generation() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    watching.await.unwrap().unwrap();
+}

@@ -112,19 +112,7 @@ fn verify(settings: &Settings, args: &[&str]) -> (bool, String) {
 
 /// Every message of `topic` (all partitions, from the beginning) until `done` says so.
 async fn read_until(topic: &str, done: impl Fn(&[OwnedMessage]) -> bool) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", unique("audit-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer = from_beginning(topic, PARTITIONS);
     let mut messages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done(&messages) {

@@ -572,6 +572,25 @@ pub async fn generation(prefix: &str) -> String {
     generation.expect("the store has a generation")
 }
 
+/// A plain consumer (a group of its own, nothing committed) reading every partition of
+/// `topic` from the beginning.
+pub fn from_beginning(topic: &str, partitions: i32) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
 /// The message key of a plain Kafka message as text.
 pub fn key_of(m: &OwnedMessage) -> String {
     String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap()

@@ -63,19 +63,7 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 /// Every record id on `topic` once `expected` are all there, and what else arrived in a
 /// further second.
 async fn record_ids_on(topic: &str, partitions: i32, expected: &BTreeSet<String>) -> Vec<String> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", unique("limits-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer = from_beginning(topic, partitions);
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut settle = None;

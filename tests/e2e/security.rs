@@ -270,19 +270,7 @@ async fn another_agencys_certificate_cannot_publish_and_the_attempt_is_audited()
 
 /// The first access of the audit trail of `app` that `wanted` picks, waiting for it.
 async fn audited(app: &TestApp, wanted: impl Fn(&DataAccess) -> bool) -> DataAccess {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", unique("audit-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..app.settings.partitions {
-        assignment
-            .add_partition_offset(&app.topics.audit(), p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer = from_beginning(&app.topics.audit(), app.settings.partitions);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let message = tokio::time::timeout_at(deadline, consumer.recv())

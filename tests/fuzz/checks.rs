@@ -145,15 +145,7 @@ impl Checks {
         items: Vec<I>,
         split: impl Fn(I) -> (Option<proto::PublishMeta>, govlink::adapters::BatchOneof),
     ) {
-        let items = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let (meta, oneof) = split(item);
-                Item::batch(i, meta, oneof)
-            })
-            .collect();
-        self.batch(agency, items);
+        self.batch(agency, govlink::adapters::batch_items(items, split));
     }
 
     /// Any resolver request message.
