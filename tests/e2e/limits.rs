@@ -12,8 +12,6 @@ use govlink::proto::{
     housing_batch_item,
 };
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 

@@ -13,8 +13,7 @@ use govlink::proto::{
 use govlink::resolver::policy::Requester;
 use govlink::tls::certs::CertsDir;
 use prost::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::Message as _;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
 
