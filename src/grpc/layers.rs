@@ -14,7 +14,7 @@ use tonic::codegen::Service;
 use tonic::codegen::http::{Request as HttpRequest, Response as HttpResponse};
 
 use super::{CallMethod, adapter_agency};
-use crate::ops::events::{Limit, Limited};
+use crate::ops::events::{Limit, Limited, Unauthenticated};
 use crate::ops::metrics::Telemetry;
 use crate::proto::Agency;
 use crate::tls::{PeerInfo, Refusal, ServerTls};
@@ -62,6 +62,8 @@ where
 pub(super) struct Authenticate<S> {
     pub(super) inner: S,
     pub(super) tls: Arc<ServerTls>,
+    /// Where refused calls are counted.
+    pub(super) telemetry: Telemetry,
 }
 
 impl<S> Service<HttpRequest<Body>> for Authenticate<S>
@@ -90,7 +92,10 @@ where
                 request.extensions_mut().insert(peer);
                 Either::Right(self.inner.call(request))
             }
-            Err(refusal) => Either::Left(std::future::ready(Ok(refusal.to_status().into_http()))),
+            Err(refusal) => {
+                self.telemetry.emit(Unauthenticated { refusal: &refusal });
+                Either::Left(std::future::ready(Ok(refusal.to_status().into_http())))
+            }
         }
     }
 }

@@ -73,7 +73,7 @@ pub async fn serve(
     let service = LimitMessages {
         inner: routes.prepare(),
         limit: MAX_MESSAGE_BYTES,
-        telemetry,
+        telemetry: telemetry.clone(),
     };
     // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: a client opening more waits for one to end.
     let server = Server::builder()
@@ -86,6 +86,7 @@ pub async fn serve(
             let service = Authenticate {
                 inner: service,
                 tls,
+                telemetry,
             };
             server
                 .serve_with_incoming_shutdown(service, incoming, shutdown)

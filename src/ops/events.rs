@@ -273,6 +273,23 @@ impl Event for Limited {
     }
 }
 
+/// A call refused `UNAUTHENTICATED` for its client certificate. The reason is logged
+/// once per connection where the certificate is checked (`tls: call refused`); this
+/// counts every refused call.
+pub struct Unauthenticated<'a> {
+    pub refusal: &'a crate::tls::Refusal,
+}
+
+impl Event for Unauthenticated<'_> {
+    fn emit(self, m: &Metrics) {
+        let reason = self.refusal.kind();
+        tracing::debug!(reason, "call refused: client certificate");
+        m.unauthenticated
+            .get_or_create(&crate::ops::metrics::ReasonLabel { reason })
+            .inc();
+    }
+}
+
 /// What happened to a case, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaseChange {

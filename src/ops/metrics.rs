@@ -28,6 +28,7 @@ pub const NAMES: &[&str] = &[
     "govlink_audit_writes_total",
     "govlink_redis_errors_total",
     "govlink_limited_requests_total",
+    "govlink_unauthenticated_calls_total",
     "govlink_cases_total",
     "govlink_case_duration_seconds",
     "govlink_cases_open",
@@ -139,6 +140,7 @@ pub struct Metrics {
     pub(crate) audit_writes: Family<OutcomeLabel, Counter>,
     pub(crate) redis_errors: Family<ComponentLabel, Counter>,
     pub(crate) limited: Family<LimitLabels, Counter>,
+    pub(crate) unauthenticated: Family<ReasonLabel, Counter>,
     pub(crate) cases: Family<CaseLabels, Counter>,
     pub(crate) case_duration: Family<KindLabel, Histogram, Buckets>,
     pub(crate) cases_open: Family<KindLabel, Gauge>,
@@ -180,6 +182,7 @@ impl Default for Metrics {
             audit_writes: Family::default(),
             redis_errors: Family::default(),
             limited: Family::default(),
+            unauthenticated: Family::default(),
             cases: Family::default(),
             case_duration: Family::new_with_constructor(case_buckets),
             cases_open: Family::default(),
@@ -253,6 +256,12 @@ impl Default for Metrics {
             m.limited.clone(),
         );
         r.register(
+            "unauthenticated_calls",
+            "gRPC calls refused UNAUTHENTICATED for their client certificate (none, another \
+             CA, expired, revoked, ...), by reason",
+            m.unauthenticated.clone(),
+        );
+        r.register(
             "cases",
             "Cases opened, completed and cancelled, by kind",
             m.cases.clone(),
@@ -300,6 +309,9 @@ impl Metrics {
             for limit in Limit::ALL.map(Limit::name) {
                 let _ = self.limited.get_or_create(&LimitLabels { limit, agency });
             }
+        }
+        for reason in crate::tls::Refusal::KINDS {
+            let _ = self.unauthenticated.get_or_create(&ReasonLabel { reason });
         }
         for outcome in ["applied", "stale"] {
             let _ = self

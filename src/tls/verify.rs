@@ -69,6 +69,34 @@ impl fmt::Display for Refusal {
 }
 
 impl Refusal {
+    /// Every [`Refusal::kind`].
+    pub const KINDS: [&'static str; 9] = [
+        "no_certificate",
+        "untrusted_issuer",
+        "expired",
+        "not_yet_valid",
+        "revoked",
+        "unknown_revocation_status",
+        "wrong_purpose",
+        "no_identity",
+        "other",
+    ];
+
+    /// The refusal as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::UntrustedIssuer => "untrusted_issuer",
+            Refusal::Expired(_) => "expired",
+            Refusal::NotYetValid => "not_yet_valid",
+            Refusal::Revoked => "revoked",
+            Refusal::UnknownRevocationStatus => "unknown_revocation_status",
+            Refusal::WrongPurpose => "wrong_purpose",
+            Refusal::NoIdentity(_) => "no_identity",
+            Refusal::Other(_) => "other",
+        }
+    }
+
     fn of(error: rustls::Error, leaf: &CertificateDer<'_>) -> Refusal {
         let rustls::Error::InvalidCertificate(error) = error else {
             return Refusal::Other(error.to_string());

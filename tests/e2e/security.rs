@@ -85,10 +85,20 @@ async fn refused(app: &TestApp, channel: Channel, code: Code, says: &str) {
     );
 }
 
+/// The count of calls `app` refused for `reason`.
+async fn unauthenticated(app: &TestApp, reason: &str) -> f64 {
+    let (_, text) = http_get(app.admin.expect("admin http"), "/metrics").await;
+    metric(
+        &text,
+        &format!(r#"govlink_unauthenticated_calls_total{{reason="{reason}"}}"#),
+    )
+}
+
 #[tokio::test]
 async fn a_call_without_a_client_certificate_is_unauthenticated() {
     let certs = fresh_certs();
     let app = police_adapter(&certs).await;
+    assert_eq!(unauthenticated(&app, "no_certificate").await, 0.0);
     let channel = channel_with(&app, &CertsDir::new(&certs).ca(), None).await;
     refused(
         &app,
@@ -97,6 +107,7 @@ async fn a_call_without_a_client_certificate_is_unauthenticated() {
         "no client certificate",
     )
     .await;
+    assert_eq!(unauthenticated(&app, "no_certificate").await, 1.0);
     app.stop().await;
 }
 
@@ -119,6 +130,7 @@ async fn a_certificate_of_another_ca_is_unauthenticated() {
         "client certificate not issued by a CA this server trusts",
     )
     .await;
+    assert_eq!(unauthenticated(&app, "untrusted_issuer").await, 1.0);
     app.stop().await;
 }
 
@@ -227,6 +239,7 @@ async fn a_certificate_revoked_while_the_adapter_runs_is_refused_from_then_on() 
         "client certificate revoked",
     )
     .await;
+    assert_eq!(unauthenticated(&app, "revoked").await, 2.0);
     // Other certificates of the CA still work.
     PublicSecurityAdapterClient::new(app.channel_as("public-security/move-window").await)
         .publish_household_registration(Request::new(household_request(1)))
