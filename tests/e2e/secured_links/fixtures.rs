@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use govlink::kafka::SaslMechanism;
 use govlink::redis_link::RedisLink;
 use govlink::secret::Secret;
 use rcgen::{
@@ -189,7 +190,7 @@ fn tansu_bin() -> PathBuf {
 }
 
 /// A Tansu broker of the test's own on SQLite storage that asks every client for SASL
-/// credentials and knows one SCRAM-SHA-256 user.
+/// credentials and knows one SCRAM user.
 pub struct SaslBroker {
     child: Option<Child>,
     pub port: u16,
@@ -203,10 +204,14 @@ impl SaslBroker {
     /// proxy in front of it), or at its own address.
     pub async fn start(
         port: u16,
-        user: &str,
-        password: &str,
+        (user, password, mechanism): (&str, &str, SaslMechanism),
         advertised: Option<String>,
     ) -> SaslBroker {
+        let mechanism = match mechanism {
+            SaslMechanism::ScramSha256 => "scram256",
+            SaslMechanism::ScramSha512 => "scram512",
+            SaslMechanism::Plain => panic!("the broker keeps SCRAM users only"),
+        };
         let dir = std::env::temp_dir().join(unique("govlink-sasl-tansu"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut broker = SaslBroker {
@@ -218,7 +223,7 @@ impl SaslBroker {
         broker.run(&own, false).await;
         let created = Command::new(tansu_bin())
             .args(["user", "create", "--broker", &format!("tcp://{own}")])
-            .args([user, password, "--mechanism", "scram256"])
+            .args([user, password, "--mechanism", mechanism])
             .stdin(Stdio::null())
             .output()
             .expect("tansu user create runs");

@@ -35,7 +35,12 @@ async fn records_go_through_a_broker_over_sasl_and_tls_with_a_client_certificate
     let port = free_port();
     let proxy = TlsProxy::start(&pki, port).await;
     let advertised = format!("localhost:{}", proxy.port);
-    let _broker = SaslBroker::start(port, "govlink", &secret, Some(advertised)).await;
+    let _broker = SaslBroker::start(
+        port,
+        ("govlink", &secret, SaslMechanism::ScramSha256),
+        Some(advertised),
+    )
+    .await;
     let mut settings = test_settings();
     sasl_ssl(&mut settings, &pki, &proxy, &secret);
     let app = spawn_app_with(settings, Role::Dev).await;
@@ -49,6 +54,24 @@ async fn records_go_through_a_broker_over_sasl_and_tls_with_a_client_certificate
     );
 }
 
+/// SCRAM-SHA-512 over a plaintext link (`sasl_plaintext`): the record goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_go_through_a_broker_over_scram_sha_512() {
+    let secret = password("sasl512");
+    let port = free_port();
+    let user = ("govlink", secret.as_str(), SaslMechanism::ScramSha512);
+    let _broker = SaslBroker::start(port, user, None).await;
+    let mut settings = test_settings();
+    settings.kafka = Some(format!("127.0.0.1:{port}"));
+    settings.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
+    settings.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
+    settings.kafka_sasl_username = Some("govlink".into());
+    settings.kafka_sasl_password = Some(Secret::new(&secret));
+    let app = spawn_app_with(settings, Role::Dev).await;
+    round_trip(&app.channel, "sasl512-1").await;
+    app.stop().await;
+}
+
 // Tansu answers a failed SCRAM exchange by closing the connection (Apache Kafka answers
 // SASL_AUTHENTICATION_FAILED, which stops start-up at once): start-up then fails when its
 // timeout is over, naming the link settings, and the right password gets through.
@@ -56,7 +79,8 @@ async fn records_go_through_a_broker_over_sasl_and_tls_with_a_client_certificate
 async fn credentials_the_broker_refuses_stop_start_up_within_its_timeout_naming_the_settings() {
     let secret = password("sasl");
     let port = free_port();
-    let _broker = SaslBroker::start(port, "govlink", &secret, None).await;
+    let _broker =
+        SaslBroker::start(port, ("govlink", &secret, SaslMechanism::ScramSha256), None).await;
     let wrong = password("wrong");
     let mut settings = test_settings();
     settings.kafka = Some(format!("127.0.0.1:{port}"));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use govlink::config::Settings;
-use govlink::kafka::{Brokers, LinkSecurity, client_config};
+use govlink::kafka::{Brokers, LinkSecurity, SaslMechanism, client_config};
 use govlink::secret::Secret;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -163,7 +163,12 @@ async fn no_secret_shows_in_output_metrics_status_page_errors_or_debug_logs() {
     let broker_port = free_port();
     let proxy = TlsProxy::start(&pki, broker_port).await;
     let advertised = format!("localhost:{}", proxy.port);
-    let _broker = SaslBroker::start(broker_port, "govlink", &sasl_secret, Some(advertised)).await;
+    let _broker = SaslBroker::start(
+        broker_port,
+        ("govlink", &sasl_secret, SaslMechanism::ScramSha256),
+        Some(advertised),
+    )
+    .await;
     let mut settings = test_settings();
     sasl_ssl(&mut settings, &pki, &proxy, &sasl_secret);
     settings.redis = Some(redis.url());
