@@ -255,6 +255,8 @@ impl App {
     /// Connects to the broker and the store the role needs, creates missing topics and
     /// binds the gRPC listener (port 0 picks a free port).
     pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
+        // Before anything is touched: a server that may not start says so at once.
+        let tls = tls(settings, role)?;
         let kafka = Kafka::connect(settings, role).await?;
         let publisher = Publisher::new(
             &kafka.brokers,
@@ -262,7 +264,7 @@ impl App {
             settings.max_in_flight,
         )?;
         let mut parts = Parts {
-            tls: tls(settings, role)?,
+            tls,
             ..Parts::default()
         };
         if let Some(tls) = &parts.tls {

@@ -445,3 +445,39 @@ async fn a_new_ca_bundle_is_taken_up_without_a_restart() {
     );
     app.stop().await;
 }
+
+/// The servers of an exchange do not start without TLS, nor with header identities.
+#[test]
+fn servers_refuse_to_start_without_tls_or_with_the_insecure_header() {
+    let run = |subcommand: &[&str], insecure: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_govlink"));
+        command
+            .args(subcommand)
+            // A broker nobody listens at: refused before any connection is tried.
+            .env("GOVLINK_KAFKA", "127.0.0.1:9")
+            .env("GOVLINK_ADMIN_ADDR", "")
+            .env("RUST_BACKTRACE", "0");
+        if insecure {
+            command.env("GOVLINK_INSECURE_REQUESTER_HEADER", "true");
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success(), "{subcommand:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    for subcommand in [
+        &["resolver"][..],
+        &["cases"],
+        &["adapter", "--agency", "housing"],
+    ] {
+        let stderr = run(subcommand, false);
+        assert!(
+            stderr.contains("no TLS configured: set tls_cert"),
+            "{stderr}"
+        );
+        let stderr = run(subcommand, true);
+        assert!(
+            stderr.contains("insecure_requester_header is for `govlink dev` and `demo` only"),
+            "{stderr}"
+        );
+    }
+}
