@@ -461,17 +461,7 @@ pub async fn read_partition(
     count: usize,
     wait: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Offset(offset))
-        .unwrap();
-    consumer.assign(&assignment).expect("assign");
+    let consumer = reading(&[(topic, partition, Offset::Offset(offset))]);
     let mut messages = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while messages.len() < count {
@@ -575,6 +565,15 @@ pub async fn generation(prefix: &str) -> String {
 /// A plain consumer (a group of its own, nothing committed) reading every partition of
 /// `topic` from the beginning.
 pub fn from_beginning(topic: &str, partitions: i32) -> StreamConsumer {
+    let starts: Vec<_> = (0..partitions)
+        .map(|p| (topic, p, Offset::Beginning))
+        .collect();
+    reading(&starts)
+}
+
+/// A plain consumer (a group of its own, nothing committed) assigned `starts`: topic,
+/// partition and where to start.
+fn reading(starts: &[(&str, i32, Offset)]) -> StreamConsumer {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", unique("reader"))
@@ -582,9 +581,9 @@ pub fn from_beginning(topic: &str, partitions: i32) -> StreamConsumer {
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
+    for (topic, partition, offset) in starts {
         assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
+            .add_partition_offset(topic, *partition, *offset)
             .unwrap();
     }
     consumer.assign(&assignment).expect("assign");
