@@ -1,6 +1,7 @@
 //! The system a bench measures: govlink in-process (every adapter and the resolver) on
-//! the configured broker and store, under prefixes of its own, and the raw clients the
-//! baselines use on the same broker and store.
+//! the configured broker and store, under prefixes of its own, serving mutual TLS as a
+//! deployment does (a throwaway development CA; each caller presents its certificate),
+//! and the raw clients the baselines use on the same broker and store.
 
 use std::time::Duration;
 
@@ -13,7 +14,15 @@ use crate::config::Settings;
 use crate::domain::resident_id::check_character;
 use crate::kafka::{Brokers, Topics, client_config};
 use crate::redis_link::RedisLink;
+use crate::resolver::policy::Requester;
 use crate::resolver::store::Store;
+use crate::tls::certs::CertsDir;
+use crate::tls::client::ClientTls;
+
+/// `agency/service` as a requester.
+pub(super) fn requester(name: &str) -> anyhow::Result<Requester> {
+    Requester::parse(name).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
 
 /// The requester and purpose the lookup scenario calls with: every section, masked.
 pub(super) const REQUESTER: &str = "housing/bench";
@@ -30,7 +39,10 @@ sections = ["identity", "household", "social-security", "provident-fund", "prope
 pub(super) struct Env {
     pub(super) settings: Settings,
     pub(super) topics: Topics,
-    pub(super) channel: Channel,
+    /// Where the gRPC server listens.
+    addr: std::net::SocketAddr,
+    /// The callers' certificates.
+    certs: ClientTls,
     pub(super) brokers: Brokers,
     pub(super) store: Store,
     policy_file: std::path::PathBuf,
@@ -52,7 +64,11 @@ impl Env {
         settings.redis_prefix = format!("govlink-bench:{id}:");
         settings.consumer_group = format!("govlink-bench-{id}");
         settings.policy = Some(policy_file.display().to_string());
-        settings.insecure_requester_header = true;
+        let certs_dir = std::env::temp_dir().join(format!("govlink-bench-certs-{id}"));
+        let dir = CertsDir::new(&certs_dir);
+        dir.init()?;
+        dir.issue(&requester(REQUESTER)?, Duration::from_secs(86_400))?;
+        let settings = settings.with_certs_dir(&certs_dir);
         let app = App::build(&settings, Role::Dev).await?;
         let brokers = app.kafka_brokers().clone();
         let store = app
@@ -63,19 +79,26 @@ impl Env {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let server = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
-        let channel = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await?;
         Ok(Env {
             topics: Topics::new(settings.topic_prefix.clone()),
             settings,
-            channel,
+            addr,
+            certs: ClientTls::new(&certs_dir),
             brokers,
             store,
             policy_file,
             stop,
             server,
         })
+    }
+
+    /// A connection to govlink calling as `requester` (`agency/service`) with its
+    /// certificate: an agency's record system (`<agency>/records`) publishes, the bench's
+    /// requester looks up.
+    pub(super) async fn channel_as(&self, requester_name: &str) -> anyhow::Result<Channel> {
+        self.certs
+            .connect(&self.addr.to_string(), &requester(requester_name)?)
+            .await
     }
 
     /// Where it runs, for the report's first line.
@@ -107,6 +130,7 @@ impl Env {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(60), self.server).await???;
         let _ = std::fs::remove_file(&self.policy_file);
+        let _ = std::fs::remove_dir_all(self.certs.dir());
         if let Some(link) = RedisLink::from_settings(&self.settings) {
             delete_prefix(&link, &self.settings.redis_prefix).await?;
         }

@@ -44,12 +44,12 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
 
 /// `freshness`.
 pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
-    let publisher = PublicSecurityAdapterClient::new(env.channel.clone());
-    // Raw records are their agency's own: public security's system reads its household
-    // registrations.
+    // Public security's system publishes household registrations and reads them back (raw
+    // records are their agency's own).
+    let channel = env.channel_as(RECORDS_READER).await?;
+    let publisher = PublicSecurityAdapterClient::new(channel.clone());
     let requester = Requester::parse(RECORDS_READER).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let resolver =
-        ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
+    let resolver = ResolverClient::with_interceptor(channel, AsRequester::new(&requester, None));
     let (topic, consumer) = raw_consumer(env).await?;
     let waiters: Waiters = Arc::default();
     let stop = CancellationToken::new();

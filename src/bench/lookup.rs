@@ -35,8 +35,10 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
     let persons = options.records.clamp(1, 200);
     let after = people::seed(env, 0..persons, options.concurrency).await?;
     let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let client =
-        ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
+    let client = ResolverClient::with_interceptor(
+        env.channel_as(REQUESTER).await?,
+        AsRequester::new(&requester, None),
+    );
     // Wait until everything seeded is materialized, through the path measured.
     let mut warm = client.clone();
     warm.get_person_profile(proto::GetPersonProfileRequest {
@@ -98,8 +100,10 @@ async fn breakdown(
     store_read: &super::measure::Samples,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let requester = Requester::parse(REQUESTER).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let client =
-        ResolverClient::with_interceptor(env.channel.clone(), AsRequester::new(&requester, None));
+    let client = ResolverClient::with_interceptor(
+        env.channel_as(REQUESTER).await?,
+        AsRequester::new(&requester, None),
+    );
     let publisher = crate::kafka::Publisher::new(&env.brokers, Duration::from_secs(30), 10_000)?;
     let audit = AuditLog::start(publisher, &env.topics, "bench").await?;
     let quiet = progress(Scenario::Lookup, 0);

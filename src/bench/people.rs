@@ -178,31 +178,30 @@ async fn publish(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Publish
             )),
         });
     }
-    let channel = env.channel.clone();
     let mut acks = Vec::new();
     acks.extend(
-        PublicSecurityAdapterClient::new(channel.clone())
+        PublicSecurityAdapterClient::new(env.channel_as("public-security/records").await?)
             .publish_batch(proto::PublishPublicSecurityBatchRequest { items: police })
             .await?
             .into_inner()
             .acks,
     );
     acks.extend(
-        SocialSecurityAdapterClient::new(channel.clone())
+        SocialSecurityAdapterClient::new(env.channel_as("social-security/records").await?)
             .publish_batch(proto::PublishSocialSecurityBatchRequest { items: social })
             .await?
             .into_inner()
             .acks,
     );
     acks.extend(
-        HousingAdapterClient::new(channel.clone())
+        HousingAdapterClient::new(env.channel_as("housing/records").await?)
             .publish_batch(proto::PublishHousingBatchRequest { items: housing })
             .await?
             .into_inner()
             .acks,
     );
     acks.extend(
-        ProvidentFundAdapterClient::new(channel)
+        ProvidentFundAdapterClient::new(env.channel_as("provident-fund/records").await?)
             .publish_batch(proto::PublishProvidentFundBatchRequest { items: fund })
             .await?
             .into_inner()

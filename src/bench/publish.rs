@@ -74,7 +74,7 @@ async fn raw_send(producer: &FutureProducer, topic: &str, side: &str, first: u64
 
 /// `publish`: one record per call.
 pub(super) async fn single(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
-    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+    let client = PublicSecurityAdapterClient::new(env.channel_as("public-security/records").await?);
     let producer = Arc::new(env.raw_producer()?);
     let topic: Arc<str> = env.topics.records(Agency::PublicSecurity).into();
     let bar = progress(Scenario::Publish, u64::from(options.rounds) * 2);
@@ -110,15 +110,19 @@ pub(super) async fn single(env: &Env, options: &BenchOptions) -> anyhow::Result<
             p99_slack_ms: 2.0,
         },
     );
-    comparison.breakdown = breakdown(env, options, &raw).await;
+    comparison.breakdown = breakdown(env, options, &raw).await?;
     Ok(comparison)
 }
 
 /// Where a publish's time goes (p50 of each part alone, same concurrency): the gRPC round
 /// trip with validation (a record refused for a bad field), and the broker's ack (the raw
 /// producer). The rest is encoding and the shared producer's window and callbacks.
-async fn breakdown(env: &Env, options: &BenchOptions, raw: &Samples) -> Vec<(String, f64)> {
-    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+async fn breakdown(
+    env: &Env,
+    options: &BenchOptions,
+    raw: &Samples,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let client = PublicSecurityAdapterClient::new(env.channel_as("public-security/records").await?);
     let refused = refused_p50(options, options.records, move |i| {
         let mut c = client.clone();
         async move {
@@ -133,10 +137,10 @@ async fn breakdown(env: &Env, options: &BenchOptions, raw: &Samples) -> Vec<(Str
         }
     })
     .await;
-    vec![
+    Ok(vec![
         ("gRPC round trip + validation (p50)".into(), refused),
         ("broker ack, raw producer (p50)".into(), raw.latency_ms(0.5)),
-    ]
+    ])
 }
 
 /// The median of `calls` refused calls: `call(i)` says whether call `i` was refused.
@@ -164,7 +168,7 @@ fn batch_items(prefix: &str, first: u64) -> Vec<PublicSecurityBatchItem> {
 
 /// `publish-batch`: 100 records per call.
 pub(super) async fn batch(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
-    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+    let client = PublicSecurityAdapterClient::new(env.channel_as("public-security/records").await?);
     let producer = Arc::new(env.raw_producer()?);
     let topic: Arc<str> = env.topics.records(Agency::PublicSecurity).into();
     let calls = options.records.div_ceil(BATCH).max(1);
@@ -199,7 +203,7 @@ pub(super) async fn batch(env: &Env, options: &BenchOptions) -> anyhow::Result<C
             p99_slack_ms: 0.0,
         },
     );
-    comparison.breakdown = batch_breakdown(env, options, calls, &raw).await;
+    comparison.breakdown = batch_breakdown(env, options, calls, &raw).await?;
     Ok(comparison)
 }
 
@@ -212,8 +216,8 @@ async fn batch_breakdown(
     options: &BenchOptions,
     calls: u64,
     raw: &Samples,
-) -> Vec<(String, f64)> {
-    let client = PublicSecurityAdapterClient::new(env.channel.clone());
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let client = PublicSecurityAdapterClient::new(env.channel_as("public-security/records").await?);
     let refused = refused_p50(options, calls, move |call| {
         let mut c = client.clone();
         async move {
@@ -229,11 +233,11 @@ async fn batch_breakdown(
         }
     })
     .await;
-    vec![
+    Ok(vec![
         ("gRPC round trip + validation of 100 (p50)".into(), refused),
         (
             "broker acks for 100, raw producer (p50)".into(),
             raw.latency_ms(0.5),
         ),
-    ]
+    ])
 }

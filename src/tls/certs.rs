@@ -128,6 +128,11 @@ impl CertsDir {
         CertsDir { dir: dir.into() }
     }
 
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     /// The CA certificate clients and servers trust.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")

@@ -26,6 +26,11 @@ impl ClientTls {
         }
     }
 
+    /// The certificates directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The TLS settings of a client calling as `requester`.
     pub fn config(&self, requester: &Requester) -> std::io::Result<ClientTlsConfig> {
         let issued = self.dir.client(requester);
