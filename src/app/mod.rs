@@ -399,20 +399,9 @@ impl App {
                 run: Box::new(move |stop| Box::pin(admin.run(stop))),
             });
         }
-        let (health, health_service) = tonic_health::server::health_reporter();
-        add_health_and_reflection(&mut routes, health_service, &services);
-        set_status(&health, &services, ServingStatus::Serving).await;
-        if let Some((service, ready)) = &readiness {
-            let status = serving_if(*ready.borrow());
-            health.set_service_status(service, status).await;
-        }
-
+        let health = start_health(&mut routes, &services, readiness.as_ref()).await;
         let stop_tasks = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        for task in to_spawn {
-            let run = (task.run)(stop_tasks.child_token());
-            tasks.spawn(async move { (task.name, run.await) });
-        }
+        let mut tasks = spawn_tasks(to_spawn, &stop_tasks);
         tracing::info!(addr = %listener.local_addr()?, "serving grpc");
 
         let failed = CancellationToken::new();
@@ -481,6 +470,36 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// Health and reflection added to `routes`: every service SERVING, the watched one as
+/// its readiness says.
+async fn start_health(
+    routes: &mut RoutesBuilder,
+    services: &[&'static str],
+    readiness: Option<&(&'static str, watch::Receiver<bool>)>,
+) -> HealthReporter {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    add_health_and_reflection(routes, health_service, services);
+    set_status(&health, services, ServingStatus::Serving).await;
+    if let Some((service, ready)) = readiness {
+        let status = serving_if(*ready.borrow());
+        health.set_service_status(service, status).await;
+    }
+    health
+}
+
+/// Spawns every task, each stopped by a child token of `stop`.
+fn spawn_tasks(
+    to_spawn: Vec<Task>,
+    stop: &CancellationToken,
+) -> JoinSet<(&'static str, Result<(), String>)> {
+    let mut tasks = JoinSet::new();
+    for task in to_spawn {
+        let run = (task.run)(stop.child_token());
+        tasks.spawn(async move { (task.name, run.await) });
+    }
+    tasks
 }
 
 /// Waits for the tasks to stop and then for the producer to flush, until `deadline`.
