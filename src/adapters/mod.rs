@@ -208,10 +208,7 @@ impl PublishPath {
     /// `INVALID_ARGUMENT` for `violations`, counted as a field-length refusal when a field
     /// was over its length.
     fn invalid(&self, agency: Agency, violations: &Violations) -> Status {
-        if violations.too_long() {
-            self.refused(Limit::FieldLength, agency);
-        }
-        invalid_argument(violations)
+        crate::grpc::refuse_fields(violations, &self.telemetry, agency)
     }
 
     /// A single-record publish RPC: `split` takes the request apart into meta and payload.

@@ -126,7 +126,8 @@ pub(super) fn engine_and_services(
         settings.request_timeout(),
         parts.streams.clone(),
         audit.clone(),
-    );
+    )
+    .with_telemetry(parts.telemetry.clone());
     let service = CasesService::new(
         case_store,
         publisher.clone(),
@@ -135,7 +136,8 @@ pub(super) fn engine_and_services(
         settings.request_timeout(),
         parts.streams.clone(),
         audit,
-    );
+    )
+    .with_telemetry(parts.telemetry.clone());
     let source = requester_source(settings);
     serve!(
         parts,

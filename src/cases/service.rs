@@ -16,8 +16,9 @@ use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::domain::{DivisionCode, ResidentId, UnitNumber};
-use crate::grpc::{deadline, invalid_argument};
+use crate::grpc::{deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
+use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::records::{MAX_REPEATED, Violations};
 use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
@@ -36,6 +37,8 @@ pub struct CasesService {
     stop: CancellationToken,
     /// Where every action is recorded before it is taken.
     audit: AuditLog,
+    /// Where refusals are counted.
+    telemetry: Telemetry,
 }
 
 impl CasesService {
@@ -57,7 +60,13 @@ impl CasesService {
             max_wait,
             stop,
             audit,
+            telemetry: crate::ops::metrics::Metrics::new(),
         }
+    }
+
+    /// The same service, counting its refusals in `telemetry`.
+    pub fn with_telemetry(self, telemetry: Telemetry) -> CasesService {
+        CasesService { telemetry, ..self }
     }
 
     /// Decides `action` by the policy and records it, allowed or denied, before anything
@@ -167,7 +176,11 @@ impl proto::cases_server::Cases for CasesService {
         let r = request.into_inner();
         let violations = validate_list_cases(&r);
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(refuse_fields(
+                &violations,
+                &self.telemetry,
+                caller.requester.agency,
+            ));
         }
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let ids = self.cases.newest(LIST_SCAN).await.map_err(|e| {
@@ -211,7 +224,11 @@ impl proto::cases_server::Cases for CasesService {
         let r = request.into_inner();
         let violations = validate_open_case(&r);
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(refuse_fields(
+                &violations,
+                &self.telemetry,
+                caller.requester.agency,
+            ));
         }
         let params = r.params.unwrap_or_default();
         let case_id = case_id_of(&caller.requester, &r.request_id);
@@ -261,7 +278,11 @@ impl proto::cases_server::Cases for CasesService {
         let r = request.into_inner();
         let violations = validate_cancel_case(&r);
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(refuse_fields(
+                &violations,
+                &self.telemetry,
+                caller.requester.agency,
+            ));
         }
         let case = self
             .readable(&caller.requester, "CancelCase", &r.case_id, until)
@@ -294,7 +315,11 @@ impl CasesService {
     ) -> Result<Case, Status> {
         let violations = validate_case_id(case_id);
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(refuse_fields(
+                &violations,
+                &self.telemetry,
+                requester.agency,
+            ));
         }
         let case = self
             .load(case_id)

@@ -15,8 +15,9 @@ use super::commands::{self, Commands};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
-use crate::grpc::{deadline, invalid_argument};
+use crate::grpc::{deadline, invalid_argument, refuse_fields};
 use crate::kafka::{Publisher, Topics};
+use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Requester;
@@ -34,6 +35,8 @@ pub struct TasksService {
     stop: CancellationToken,
     /// Where every action is recorded before it is taken.
     audit: AuditLog,
+    /// Where refusals are counted.
+    telemetry: Telemetry,
 }
 
 impl TasksService {
@@ -53,7 +56,13 @@ impl TasksService {
             max_wait,
             stop,
             audit,
+            telemetry: crate::ops::metrics::Metrics::new(),
         }
+    }
+
+    /// The same service, counting its refusals in `telemetry`.
+    pub fn with_telemetry(self, telemetry: Telemetry) -> TasksService {
+        TasksService { telemetry, ..self }
     }
 
     /// The case and step of `task_id`, if the task is the requester's agency's; `method`
@@ -209,7 +218,11 @@ impl proto::tasks_server::Tasks for TasksService {
         let r = request.into_inner();
         let violations = validate_complete_task(&r);
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(refuse_fields(
+                &violations,
+                &self.telemetry,
+                caller.requester.agency,
+            ));
         }
         let agency = caller.requester.agency;
         let (case, step) = self
@@ -236,7 +249,11 @@ impl proto::tasks_server::Tasks for TasksService {
         let r = request.into_inner();
         let violations = validate_reject_task(&r);
         if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
+            return Err(refuse_fields(
+                &violations,
+                &self.telemetry,
+                caller.requester.agency,
+            ));
         }
         let agency = caller.requester.agency;
         let (case, step) = self

@@ -201,6 +201,18 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// [`invalid_argument`], counted in `telemetry` as a field-length refusal of `agency`
+/// when a field was over the length the contract allows.
+pub fn refuse_fields(violations: &Violations, telemetry: &Telemetry, agency: Agency) -> Status {
+    if violations.too_long() {
+        telemetry.emit(crate::ops::events::Limited {
+            limit: crate::ops::events::Limit::FieldLength,
+            agency,
+        });
+    }
+    invalid_argument(violations)
+}
+
 /// `INVALID_ARGUMENT` naming the broken rules as field violations, as many as fit in
 /// HTTP/2 headers; the message names the first few and how many more there are.
 pub fn invalid_argument(violations: &Violations) -> Status {

@@ -182,6 +182,42 @@ async fn publishes_over_the_agency_rate_or_batch_size_are_refused_whole_and_coun
     );
     assert_eq!(limited(&app, "field_length", "public-security").await, 1.0);
     assert_eq!(limited(&app, "publish_rate", "public-security").await, 0.0);
+
+    // A case naming more parties than a contract may: refused naming the field, counted
+    // for the requester's agency.
+    let window = govlink::resolver::policy::Requester::parse("housing/transfer-window").unwrap();
+    let mut cases = govlink::proto::cases_client::CasesClient::with_interceptor(
+        app.channel.clone(),
+        govlink::resolver::query::AsRequester::new(&window, None),
+    );
+    let sellers: Vec<String> = (0..65)
+        .map(|i| person(&format!("110105198001{i:05}")))
+        .collect();
+    let refused = cases
+        .open_case(proto::OpenCaseRequest {
+            request_id: "too-many".into(),
+            purpose: "property-transfer".into(),
+            params: Some(proto::CaseParams {
+                kind: Some(proto::case_params::Kind::PropertyTransfer(
+                    proto::PropertyTransferParams {
+                        unit_number: "110105001002GB00017F00030201".into(),
+                        contract_number: "WQ-1".into(),
+                        seller_ids: sellers,
+                        buyer_ids: vec![bea()],
+                    },
+                )),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        violations(&refused)
+            .iter()
+            .any(|(field, _)| field.ends_with("seller_ids")),
+        "{refused:?}"
+    );
+    assert_eq!(limited(&app, "field_length", "housing").await, 1.0);
     app.stop().await;
 }
 
