@@ -1,7 +1,8 @@
 //! Limits against the real broker and Redis: a publish over its agency's rate and a
 //! lookup over its requester's rate are refused whole with `RESOURCE_EXHAUSTED` and a
 //! `RetryInfo` (nothing published, nothing answered, nothing audited) and pass once the
-//! delay is waited; an oversized batch and an overlong field are refused naming the
+//! delay is waited (the lookup burst over mutual TLS, the requester that of its
+//! certificate); an oversized batch and an overlong field are refused naming the
 //! field; every refusal is counted by limit.
 
 use std::collections::BTreeSet;
@@ -223,7 +224,8 @@ async fn publishes_over_the_agency_rate_or_batch_size_are_refused_whole_and_coun
 
 #[tokio::test]
 async fn lookups_over_the_requester_rate_are_refused_unanswered_and_unaudited() {
-    let mut settings = test_settings();
+    // Over mutual TLS: the bucket is the certificate's requester's.
+    let mut settings = secured_settings(&fresh_certs());
     settings.lookup_rate_per_requester = 1;
     settings.lookup_burst = 2;
     let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
@@ -232,15 +234,18 @@ async fn lookups_over_the_requester_rate_are_refused_unanswered_and_unaudited() 
         let (_, text) = http_get(admin, "/metrics").await;
         metric(&text, r#"govlink_audit_writes_total{outcome="written"}"#)
     };
-    let ack = app
-        .police()
-        .publish_identity(proto::PublishIdentityRequest {
-            meta: meta("i-1", 1),
-            record: Some(identity(&alice())),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let window = app.channel_as("housing/transfer-window").await;
+    let as_window = || resolver_as(window.clone(), "housing/transfer-window", None);
+    let ack = govlink::proto::public_security_adapter_client::PublicSecurityAdapterClient::new(
+        app.channel_as("public-security/records").await,
+    )
+    .publish_identity(proto::PublishIdentityRequest {
+        meta: meta("i-1", 1),
+        record: Some(identity(&alice())),
+    })
+    .await
+    .unwrap()
+    .into_inner();
     let profile = || GetPersonProfileRequest {
         person_id: alice(),
         purpose: "property-transfer".into(),
@@ -253,7 +258,8 @@ async fn lookups_over_the_requester_rate_are_refused_unanswered_and_unaudited() 
         purpose: "household-move".into(),
         ..profile()
     };
-    app.resolver_as("public-security/move-window", None)
+    let move_window = app.channel_as("public-security/move-window").await;
+    resolver_as(move_window, "public-security/move-window", None)
         .get_person_profile(warm_up)
         .await
         .unwrap();
@@ -263,7 +269,7 @@ async fn lookups_over_the_requester_rate_are_refused_unanswered_and_unaudited() 
     // arrives, so the first two are answered and the others refused (unless a second
     // passed between them).
     let calls = (0..5).map(|_| {
-        let mut client = app.resolver();
+        let mut client = as_window();
         let request = profile();
         async move { client.get_person_profile(request).await }
     });
@@ -299,13 +305,14 @@ async fn lookups_over_the_requester_rate_are_refused_unanswered_and_unaudited() 
         purpose: "social-security-transfer".into(),
         ..profile()
     };
-    app.resolver_as("social-security/transfer-window", None)
+    let social = app.channel_as("social-security/transfer-window").await;
+    resolver_as(social, "social-security/transfer-window", None)
         .get_person_profile(other)
         .await
         .unwrap();
 
     // Once the longest delay has passed, a call is answered again.
     tokio::time::sleep(delays.into_iter().max().unwrap()).await;
-    app.resolver().get_person_profile(profile()).await.unwrap();
+    as_window().get_person_profile(profile()).await.unwrap();
     app.stop().await;
 }
