@@ -481,3 +481,81 @@ fn servers_refuse_to_start_without_tls_or_with_the_insecure_header() {
         );
     }
 }
+
+/// Task completions are bound to the agency of the certificate: the provident fund's
+/// system cannot complete housing's task; housing's can.
+#[tokio::test]
+async fn another_agencys_certificate_cannot_complete_a_task() {
+    use govlink::proto::{CompleteTaskRequest, StepKind, StepState};
+    let certs = fresh_certs();
+    let app = spawn_app_with(secured_settings(&certs), Role::Dev).await;
+    let cases_as = |channel: Channel, requester: &str| {
+        govlink::proto::cases_client::CasesClient::with_interceptor(
+            channel,
+            govlink::resolver::query::AsRequester::new(&Requester::parse(requester).unwrap(), None),
+        )
+    };
+    let tasks_as = |channel: Channel, requester: &str| {
+        govlink::proto::tasks_client::TasksClient::with_interceptor(
+            channel,
+            govlink::resolver::query::AsRequester::new(&Requester::parse(requester).unwrap(), None),
+        )
+    };
+    let window = app.channel_as("housing/transfer-window").await;
+    let case = cases_as(window, "housing/transfer-window")
+        .open_case(proto::OpenCaseRequest {
+            request_id: unique("sale"),
+            purpose: "property-transfer".into(),
+            params: Some(proto::CaseParams {
+                kind: Some(proto::case_params::Kind::PropertyTransfer(
+                    proto::PropertyTransferParams {
+                        unit_number: "110105001002GB00017F00030201".into(),
+                        contract_number: "WQ-1".into(),
+                        seller_ids: vec![alice()],
+                        buyer_ids: vec![bea()],
+                    },
+                )),
+            }),
+        })
+        .await
+        .expect("the window opens the case")
+        .into_inner()
+        .case
+        .unwrap();
+    let filing = case
+        .steps
+        .iter()
+        .find(|s| s.kind() == StepKind::SaleContractFiled)
+        .unwrap();
+    assert_eq!(filing.state(), StepState::Open);
+    let complete = || CompleteTaskRequest {
+        task_id: filing.task_id.clone(),
+        outcome: "filed".into(),
+        note: String::new(),
+    };
+    // The header claims housing's desk; the certificate is the provident fund's.
+    let fund = app.channel_as("provident-fund/loan-desk").await;
+    let status = tasks_as(fund, "housing/registration-desk")
+        .complete(complete())
+        .await
+        .expect_err("another agency's task");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("the task belongs to housing"),
+        "{status:?}"
+    );
+    let refused = audited(&app, |a| {
+        a.method == "Tasks.Complete" && a.decision == AccessDecision::Denied as i32
+    })
+    .await;
+    assert_eq!(refused.requester_agency, Agency::ProvidentFund as i32);
+
+    let desk = app.channel_as("housing/registration-desk").await;
+    let done = tasks_as(desk, "housing/registration-desk")
+        .complete(complete())
+        .await
+        .expect("housing completes its own task")
+        .into_inner();
+    assert_eq!(done.state(), StepState::Done);
+    app.stop().await;
+}
