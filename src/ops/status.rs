@@ -1,7 +1,8 @@
 //! The status page: one server-rendered HTML page that refreshes itself, no script.
 //! Readiness, topics (messages, rate, materializer lag), publishes by agency, lookups
-//! (rate, p99, decisions), dead letters by reason, and cases (open by kind, open and
-//! overdue steps by agency), from the admin server's last two samples. Every figure has
+//! (rate, p99, decisions), calls refused (by limit, and for their client certificate),
+//! dead letters by reason, and cases (open by kind, open and overdue steps by agency),
+//! from the admin server's last two samples. Every figure has
 //! an `id`, so a browser test (or a curious operator) can find it.
 
 use std::fmt::Write as _;
@@ -31,6 +32,7 @@ pub fn render(role: &str, samples: &Samples) -> String {
     topics(&mut page, samples, latest);
     publishes(&mut page, samples, latest);
     lookups(&mut page, samples, latest);
+    refused(&mut page, latest);
     dead_letters(&mut page, latest);
     cases(&mut page, latest);
     let _ = write!(
@@ -135,6 +137,38 @@ fn lookups(page: &mut String, samples: &Samples, latest: &Sample) {
          <td id=\"lookups-denied\">{denied}</td><td id=\"lookups-per-second\">{rate:.1}</td>\
          <td id=\"lookup-p99-ms\">{p99}</td></tr></table>"
     );
+}
+
+/// Calls refused by a limit (by limit, all agencies together) and for their client
+/// certificate (by reason); only the kinds that happened, then the totals.
+fn refused(page: &mut String, latest: &Sample) {
+    let s = &latest.series;
+    page.push_str("<h2>Refused calls</h2><table><tr><th>why</th><th>count</th></tr>");
+    for (name, label, prefix) in [
+        ("govlink_limited_requests_total", "limit", "limited"),
+        (
+            "govlink_unauthenticated_calls_total",
+            "reason",
+            "unauthenticated",
+        ),
+    ] {
+        for value in s.label_values(name, label) {
+            let n = s.sum(name, &[&format!("{label}=\"{value}\"")]);
+            if n > 0.0 {
+                let id = escape(&value);
+                let _ = write!(
+                    page,
+                    "<tr><td>{prefix}: {id}</td><td id=\"{prefix}-{id}\">{n}</td></tr>"
+                );
+            }
+        }
+        let _ = write!(
+            page,
+            "<tr><td>{prefix}, in all</td><td id=\"{prefix}-total\">{}</td></tr>",
+            s.sum(name, &[])
+        );
+    }
+    page.push_str("</table>");
 }
 
 fn dead_letters(page: &mut String, latest: &Sample) {
@@ -269,7 +303,12 @@ mod tests {
             govlink_dead_letters_total{reason=\"invalid\"} 2\n\
             govlink_cases_open{kind=\"household-move\"} 3\n\
             govlink_case_steps_open{agency=\"public-security\"} 4\n\
-            govlink_case_steps_overdue{agency=\"public-security\"} 1\n";
+            govlink_case_steps_overdue{agency=\"public-security\"} 1\n\
+            govlink_limited_requests_total{limit=\"publish_rate\",agency=\"housing\"} 3\n\
+            govlink_limited_requests_total{limit=\"publish_rate\",agency=\"public-security\"} 1\n\
+            govlink_limited_requests_total{limit=\"batch_size\",agency=\"housing\"} 0\n\
+            govlink_unauthenticated_calls_total{reason=\"revoked\"} 2\n\
+            govlink_unauthenticated_calls_total{reason=\"expired\"} 0\n";
         let samples = Samples {
             previous: Some(sample(before, 0, base)),
             latest: Some(sample(after, 5, base)),
@@ -291,10 +330,19 @@ mod tests {
             "id=\"dead-letters-invalid\">2<",
             "id=\"cases-open-household-move\">3<",
             "id=\"steps-overdue-public-security\">1<",
+            "id=\"limited-publish_rate\">4<",
+            "id=\"limited-total\">4<",
+            "id=\"unauthenticated-revoked\">2<",
+            "id=\"unauthenticated-total\">2<",
             "http-equiv=\"refresh\"",
         ] {
             assert!(page.contains(shown), "missing {shown}\n{page}");
         }
         assert!(!page.contains("<script"), "no script");
+        assert!(
+            !page.contains("limited-batch_size"),
+            "kinds that did not happen: {page}"
+        );
+        assert!(!page.contains("unauthenticated-expired"), "{page}");
     }
 }
