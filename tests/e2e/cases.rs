@@ -350,20 +350,7 @@ fn cases_as(
 }
 
 fn open_sale(request_id: &str, seller: &str, buyer: &str) -> proto::OpenCaseRequest {
-    proto::OpenCaseRequest {
-        request_id: request_id.into(),
-        purpose: "property-transfer".into(),
-        params: Some(CaseParams {
-            kind: Some(case_params::Kind::PropertyTransfer(
-                PropertyTransferParams {
-                    unit_number: UNIT.into(),
-                    contract_number: "WQ-1".into(),
-                    seller_ids: vec![seller.into()],
-                    buyer_ids: vec![buyer.into()],
-                },
-            )),
-        }),
-    }
+    sale_between(request_id, UNIT, vec![seller.into()], vec![buyer.into()])
 }
 
 #[tokio::test]

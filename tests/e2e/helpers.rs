@@ -689,6 +689,29 @@ pub fn store_write(event: &proto::RecordEvent) -> govlink::resolver::store::Reco
     }
 }
 
+/// A request opening the sale of flat `unit` (contract WQ-1) from `sellers` to `buyers`.
+pub fn sale_between(
+    request_id: &str,
+    unit: &str,
+    sellers: Vec<String>,
+    buyers: Vec<String>,
+) -> proto::OpenCaseRequest {
+    proto::OpenCaseRequest {
+        request_id: request_id.into(),
+        purpose: "property-transfer".into(),
+        params: Some(proto::CaseParams {
+            kind: Some(proto::case_params::Kind::PropertyTransfer(
+                proto::PropertyTransferParams {
+                    unit_number: unit.into(),
+                    contract_number: "WQ-1".into(),
+                    seller_ids: sellers,
+                    buyer_ids: buyers,
+                },
+            )),
+        }),
+    }
+}
+
 /// Opening a household move of `person` to Shanghai (Xuhui), as request `request_id`.
 pub fn household_move(request_id: &str, person: &str) -> proto::OpenCaseRequest {
     proto::OpenCaseRequest {

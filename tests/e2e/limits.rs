@@ -195,20 +195,7 @@ async fn publishes_over_the_agency_rate_or_batch_size_are_refused_whole_and_coun
         .map(|i| person(&format!("110105198001{i:05}")))
         .collect();
     let refused = cases
-        .open_case(proto::OpenCaseRequest {
-            request_id: "too-many".into(),
-            purpose: "property-transfer".into(),
-            params: Some(proto::CaseParams {
-                kind: Some(proto::case_params::Kind::PropertyTransfer(
-                    proto::PropertyTransferParams {
-                        unit_number: "110105001002GB00017F00030201".into(),
-                        contract_number: "WQ-1".into(),
-                        seller_ids: sellers,
-                        buyer_ids: vec![bea()],
-                    },
-                )),
-            }),
-        })
+        .open_case(sale_between("too-many", UNIT, sellers, vec![bea()]))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");

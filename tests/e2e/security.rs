@@ -503,20 +503,12 @@ async fn another_agencys_certificate_cannot_complete_a_task() {
     };
     let window = app.channel_as("housing/transfer-window").await;
     let case = cases_as(window, "housing/transfer-window")
-        .open_case(proto::OpenCaseRequest {
-            request_id: unique("sale"),
-            purpose: "property-transfer".into(),
-            params: Some(proto::CaseParams {
-                kind: Some(proto::case_params::Kind::PropertyTransfer(
-                    proto::PropertyTransferParams {
-                        unit_number: "110105001002GB00017F00030201".into(),
-                        contract_number: "WQ-1".into(),
-                        seller_ids: vec![alice()],
-                        buyer_ids: vec![bea()],
-                    },
-                )),
-            }),
-        })
+        .open_case(sale_between(
+            &unique("sale"),
+            UNIT,
+            vec![alice()],
+            vec![bea()],
+        ))
         .await
         .expect("the window opens the case")
         .into_inner()
