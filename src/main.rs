@@ -139,28 +139,7 @@ enum TopicsCommand {
         json: bool,
     },
     /// Print a topic's messages decoded to JSON (identifiers masked), then stop at its end.
-    Tail {
-        /// A govlink topic, with or without the configured topic prefix.
-        topic: String,
-        /// Every message, from the beginning of each partition.
-        #[arg(long)]
-        from_beginning: bool,
-        /// Otherwise start this many messages before the end of each partition.
-        #[arg(long, default_value_t = 10)]
-        last: i64,
-        /// Only messages with this key (searches the whole topic).
-        #[arg(long)]
-        key: Option<String>,
-        /// Keep printing new messages until interrupted.
-        #[arg(long)]
-        follow: bool,
-        /// One compact JSON object per line instead of indented JSON.
-        #[arg(long)]
-        json: bool,
-        /// Show resident ID numbers, names and addresses in clear.
-        #[arg(long)]
-        unmasked: bool,
-    },
+    Tail(govlink::ops::topics::TailOptions),
     /// Committed offset, end offset and lag per topic-partition of govlink's consumer
     /// groups (materializer and access indexer of the store's generation, case engine,
     /// dead-letter replays), or of the groups given.
@@ -207,24 +186,7 @@ async fn topics(settings: &Settings, command: TopicsCommand) -> anyhow::Result<(
         TopicsCommand::List { json } => {
             topics::list(settings, json, &mut stdout).await?;
         }
-        TopicsCommand::Tail {
-            topic,
-            from_beginning,
-            last,
-            key,
-            follow,
-            json,
-            unmasked,
-        } => {
-            let options = topics::TailOptions {
-                topic,
-                from_beginning,
-                last,
-                key,
-                follow,
-                json,
-                unmasked,
-            };
+        TopicsCommand::Tail(options) => {
             topics::tail(settings, &options, &mut stdout).await?;
         }
         TopicsCommand::Lag { group, json } => {

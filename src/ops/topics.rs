@@ -178,22 +178,28 @@ async fn describe(
     all
 }
 
-/// What `topics tail` reads and how it prints it.
-#[derive(Debug, Clone)]
+/// What `topics tail` reads and how it prints it (the command's arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct TailOptions {
-    /// The topic, with or without the configured prefix.
+    /// A govlink topic, with or without the configured topic prefix.
     pub topic: String,
-    /// Read every partition from its beginning.
+    /// Every message, from the beginning of each partition.
+    #[arg(long)]
     pub from_beginning: bool,
-    /// Otherwise, start this many messages before the end of each partition.
+    /// Otherwise start this many messages before the end of each partition.
+    #[arg(long, default_value_t = 10)]
     pub last: i64,
-    /// Only messages with this key (the whole topic is searched).
+    /// Only messages with this key (searches the whole topic).
+    #[arg(long)]
     pub key: Option<String>,
-    /// Keep printing new messages instead of stopping at the end.
+    /// Keep printing new messages until interrupted.
+    #[arg(long)]
     pub follow: bool,
     /// One compact JSON object per line instead of indented JSON.
+    #[arg(long)]
     pub json: bool,
-    /// Show identifiers in clear.
+    /// Show resident ID numbers, names and addresses in clear.
+    #[arg(long)]
     pub unmasked: bool,
 }
 
