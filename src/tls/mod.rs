@@ -213,16 +213,21 @@ fn content(path: &Path, problem: impl Into<String>) -> TlsError {
     }
 }
 
+/// Every PEM object of kind `T` in `bytes` read from `path` (at least one); `what` names
+/// the kind in errors, e.g. "certificate".
+fn pem_all<T: PemObject>(path: &Path, bytes: &[u8], what: &str) -> Result<Vec<T>, TlsError> {
+    let all = T::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| content(path, format!("not PEM ({what}): {e}")))?;
+    if all.is_empty() {
+        return Err(content(path, format!("holds no {what}")));
+    }
+    Ok(all)
+}
+
 /// The PEM certificates of `path` (at least one).
 pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| content(path, format!("not PEM certificates: {e}")))?;
-    if certs.is_empty() {
-        return Err(content(path, "holds no certificate"));
-    }
-    Ok(certs)
+    pem_all(path, &read(path)?, "certificate")
 }
 
 /// The PEM private key of `path`. Its bytes never reach an error or a log.
@@ -236,13 +241,7 @@ pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> 
 fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let bytes = read(path)?;
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| content(path, format!("not a PEM CRL: {e}")))?;
-        if crls.is_empty() {
-            return Err(content(path, "holds no X509 CRL"));
-        }
-        Ok(crls)
+        pem_all(path, &bytes, "X509 CRL")
     } else {
         Ok(vec![CertificateRevocationListDer::from(bytes)])
     }
