@@ -7,7 +7,6 @@ use std::time::Duration;
 use govlink::proto::{self, Agency};
 use govlink::resolver::policy::Requester;
 use govlink::resolver::query::AsRequester;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::faults::RedisServer;
 use crate::helpers::*;
@@ -111,19 +110,8 @@ async fn metrics_move_with_publishes_lookups_dead_letters_and_cases() {
         .await
         .unwrap_err();
     // An event nobody can read, straight onto the record topic.
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::to(&app.topics.records(Agency::Housing))
-                .key("housing/property_title/x")
-                .payload(&[0xff, 0xff][..]),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    let housing = app.topics.records(Agency::Housing);
+    send_raw(&housing, "housing/property_title/x", &[0xff, 0xff], None).await;
 
     let text = metrics_when(&app, "the dead letter", |t| {
         metric(t, r#"govlink_dead_letters_total{reason="undecodable"}"#) == 1.0

@@ -590,6 +590,23 @@ fn reading(starts: &[(&str, i32, Offset)]) -> StreamConsumer {
     consumer
 }
 
+/// Sends `payload` under `key` straight onto `topic` (on `partition`, if given) with a
+/// plain producer, as something other than govlink could: bytes no adapter checked.
+pub async fn send_raw(topic: &str, key: &str, payload: &[u8], partition: Option<i32>) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .expect("producer");
+    let mut record = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(payload);
+    record.partition = partition;
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("the broker takes the message");
+}
+
 /// The message key of a plain Kafka message as text.
 pub fn key_of(m: &OwnedMessage) -> String {
     String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap()

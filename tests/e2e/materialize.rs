@@ -292,21 +292,14 @@ async fn a_deletion_hides_the_record_and_older_versions_cannot_bring_it_back() {
 async fn unusable_events_go_to_the_dead_letter_topic_and_consumption_goes_on() {
     let app = spawn_app().await;
     let topic = app.topics.records(Agency::PublicSecurity);
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()
-        .unwrap();
     // Not protobuf at all, on partition 0 so it sits before the good event below.
-    producer
-        .send(
-            FutureRecord::to(&topic)
-                .key("public-security/identity/x")
-                .payload(&[0xff, 0xff, 0xff][..])
-                .partition(0),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    send_raw(
+        &topic,
+        "public-security/identity/x",
+        &[0xff, 0xff, 0xff],
+        Some(0),
+    )
+    .await;
     // A valid protobuf whose record breaks a rule the adapter would have enforced.
     let bad = proto::RecordEvent {
         event_id: "e".into(),
@@ -321,16 +314,8 @@ async fn unusable_events_go_to_the_dead_letter_topic_and_consumption_goes_on() {
         })),
         ..Default::default()
     };
-    producer
-        .send(
-            FutureRecord::to(&topic)
-                .key("public-security/identity/y")
-                .payload(&prost::Message::encode_to_vec(&bad))
-                .partition(0),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    let bad = prost::Message::encode_to_vec(&bad);
+    send_raw(&topic, "public-security/identity/y", &bad, Some(0)).await;
 
     let good = publish_household(&app, 1, proto::HouseholdStatus::Registered).await;
     get(&app, "public-security/household_registration/h-1", &[good])

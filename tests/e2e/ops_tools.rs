@@ -473,19 +473,13 @@ async fn dlq_replay_brings_a_fixed_letter_through_to_the_resolver_once() {
     dead_letters(&app, 1).await;
     // And bytes that are no event at all.
     let topic = app.topics.records(Agency::PublicSecurity);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::to(&topic)
-                .key("public-security/identity/x")
-                .payload(&[0xff, 0xff, 0xff][..]),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    send_raw(
+        &topic,
+        "public-security/identity/x",
+        &[0xff, 0xff, 0xff],
+        None,
+    )
+    .await;
     dead_letters(&app, 2).await;
     assert!(
         get_household(&app, "dlq-1", std::slice::from_ref(&refused))
@@ -537,12 +531,7 @@ async fn dlq_replay_brings_a_fixed_letter_through_to_the_resolver_once() {
         dry_all.contains("would replay 2 dead letter(s): undecodable 1, store-refused 1"),
         "{dry_all}"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        message_count(&topic, 3).await,
-        records_before,
-        "nothing sent"
-    );
+    nothing_sent_since(&topic, records_before).await;
     assert_eq!(
         get_household(&app, "dlq-1", &[]).await.unwrap_err().code(),
         Code::NotFound
@@ -609,12 +598,7 @@ async fn dlq_replay_brings_a_fixed_letter_through_to_the_resolver_once() {
         rest.contains("would replay 1 dead letter(s): undecodable 1"),
         "{rest}"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        message_count(&topic, 3).await,
-        records_before,
-        "nothing sent"
-    );
+    nothing_sent_since(&topic, records_before).await;
     let listed = govlink_ok(&app.settings, &["dlq", "list", "--json"]).await;
     let replayed_flags: Vec<(String, bool)> = json_lines(&listed)
         .iter()
@@ -658,4 +642,10 @@ async fn dlq_replay_brings_a_fixed_letter_through_to_the_resolver_once() {
         "{next}"
     );
     app.stop().await;
+}
+
+/// Waits a second, then checks that `topic` still holds `before` messages.
+async fn nothing_sent_since(topic: &str, before: usize) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(message_count(topic, 3).await, before, "nothing sent");
 }
