@@ -54,6 +54,17 @@ async fn records_go_through_a_broker_over_sasl_and_tls_with_a_client_certificate
     );
 }
 
+/// Settings for the broker at loopback `port`: SASL without TLS, as user `govlink`.
+fn sasl_plaintext(port: u16, mechanism: SaslMechanism, password: &str) -> Settings {
+    let mut settings = test_settings();
+    settings.kafka = Some(format!("127.0.0.1:{port}"));
+    settings.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
+    settings.kafka_sasl_mechanism = Some(mechanism);
+    settings.kafka_sasl_username = Some("govlink".into());
+    settings.kafka_sasl_password = Some(Secret::new(password));
+    settings
+}
+
 /// SCRAM-SHA-512 over a plaintext link (`sasl_plaintext`): the record goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_go_through_a_broker_over_scram_sha_512() {
@@ -61,12 +72,7 @@ async fn records_go_through_a_broker_over_scram_sha_512() {
     let port = free_port();
     let user = ("govlink", secret.as_str(), SaslMechanism::ScramSha512);
     let _broker = SaslBroker::start(port, user, None).await;
-    let mut settings = test_settings();
-    settings.kafka = Some(format!("127.0.0.1:{port}"));
-    settings.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
-    settings.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
-    settings.kafka_sasl_username = Some("govlink".into());
-    settings.kafka_sasl_password = Some(Secret::new(&secret));
+    let settings = sasl_plaintext(port, SaslMechanism::ScramSha512, &secret);
     let app = spawn_app_with(settings, Role::Dev).await;
     round_trip(&app.channel, "sasl512-1").await;
     app.stop().await;
@@ -82,12 +88,7 @@ async fn credentials_the_broker_refuses_stop_start_up_within_its_timeout_naming_
     let _broker =
         SaslBroker::start(port, ("govlink", &secret, SaslMechanism::ScramSha256), None).await;
     let wrong = password("wrong");
-    let mut settings = test_settings();
-    settings.kafka = Some(format!("127.0.0.1:{port}"));
-    settings.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
-    settings.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha256);
-    settings.kafka_sasl_username = Some("govlink".into());
-    settings.kafka_sasl_password = Some(Secret::new(&wrong));
+    let mut settings = sasl_plaintext(port, SaslMechanism::ScramSha256, &wrong);
     settings.startup_timeout_ms = 10_000;
     let housing = Role::Adapter(govlink::proto::Agency::Housing);
     let started = Instant::now();
