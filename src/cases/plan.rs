@@ -6,11 +6,14 @@
 use std::collections::BTreeMap;
 
 use crate::proto::{
-    Agency, CaseKind, CaseParams, HouseholdStatus, LoanStatus, RecordEvent, RecordProof,
-    SaleContractStatus, StepKind, case_params, record_event::Payload,
+    AccountStatus, Agency, CaseKind, CaseParams, EnrollmentStatus, HouseholdMoveParams,
+    HouseholdStatus, PropertyTransferParams, ProvidentFundTransferParams, RecordEvent, RecordProof,
+    SaleContractStatus, SocialSecurityTransferParams, StepKind, case_params,
 };
 use crate::records::{RecordKey, RecordType, SubjectKey};
-use crate::resolver::checks::same_id;
+use crate::resolver::checks::{
+    Live, RecordSet, loan_settled, normalise_address, registered_at_unit, same_id,
+};
 
 /// One step of a kind's plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,19 +188,28 @@ pub fn kind_of(params: &CaseParams) -> Option<CaseKind> {
 }
 
 /// What the engine reads for a case: subjects and the record types of each, so that a
-/// record change of one of them is a reason to evaluate the case again.
+/// record change of one of them is a reason to evaluate the case again. A sale reads the
+/// unit and each seller's household registrations: a registration that carries only an
+/// address is filed under its person, not the unit.
 pub fn reads(params: &CaseParams) -> Vec<(SubjectKey, Vec<RecordType>)> {
     let person = |id: &str| SubjectKey::from_stored(&format!("p:{}", id.to_ascii_uppercase()));
     match &params.kind {
-        Some(case_params::Kind::PropertyTransfer(p)) => vec![(
-            SubjectKey::from_stored(&format!("u:{}", p.unit_number)),
-            vec![
-                RecordType::HouseholdRegistration,
-                RecordType::ProvidentFundLoan,
-                RecordType::SaleContract,
-                RecordType::PropertyTitle,
-            ],
-        )],
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            let unit = (
+                SubjectKey::from_stored(&format!("u:{}", p.unit_number.to_ascii_uppercase())),
+                vec![
+                    RecordType::HouseholdRegistration,
+                    RecordType::ProvidentFundLoan,
+                    RecordType::SaleContract,
+                    RecordType::PropertyTitle,
+                ],
+            );
+            let sellers = p
+                .seller_ids
+                .iter()
+                .map(|s| (person(s), vec![RecordType::HouseholdRegistration]));
+            std::iter::once(unit).chain(sellers).collect()
+        }
         Some(case_params::Kind::SocialSecurityTransfer(p)) => vec![(
             person(&p.person_id),
             vec![RecordType::TransferOutCertificate, RecordType::Enrollment],
@@ -216,158 +228,197 @@ pub fn reads(params: &CaseParams) -> Vec<(SubjectKey, Vec<RecordType>)> {
 /// Whether the records prove a step done, and by what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
-    /// Done: this record version (or the absence of any that calls for the step) says so.
+    /// Done: this record version says so.
     Holds(RecordProof),
-    /// Not yet: the step's agency has to act.
+    /// Not proved: a record says the condition is unmet, or no record says anything (a
+    /// missing record is unknown, never proof). The step's agency has to act.
     Open,
 }
 
 /// What `records` (the current versions of the case's subjects' records, as [`reads`]
-/// names them) say of step `kind` of a case with `params`. Steps only an agency can
-/// complete (carrying contributions or a balance over) are always [`Condition::Open`].
+/// names them) say of step `kind` of a case with `params`. Only a live record proves a
+/// step; steps only an agency can complete (carrying contributions or a balance over)
+/// are always [`Condition::Open`].
 pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) -> Condition {
-    let records = || {
-        records
-            .iter()
-            .filter_map(|e| Some((e, e.payload.as_ref()?)))
+    let set = RecordSet::new(records);
+    let proved = match &params.kind {
+        Some(case_params::Kind::PropertyTransfer(p)) => property_transfer(kind, p, &set),
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => {
+            social_security_transfer(kind, p, &set)
+        }
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => provident_fund_transfer(kind, p, &set),
+        Some(case_params::Kind::HouseholdMove(p)) => household_move(kind, p, &set),
+        None => None,
     };
-    let proof = |e: &RecordEvent| {
+    proved.map_or(Condition::Open, |(key, version)| {
         Condition::Holds(RecordProof {
-            record_key: RecordKey::new(
-                RecordType::of_payload(e.payload.as_ref().expect("filtered on the payload")),
-                &e.record_id,
-            )
-            .to_string(),
-            version: e.version,
+            record_key: key.to_string(),
+            version,
             absence: String::new(),
         })
-    };
-    let absent = |why: &str| {
-        Condition::Holds(RecordProof {
-            absence: why.to_owned(),
-            ..Default::default()
-        })
-    };
-    match (&params.kind, kind) {
-        (Some(case_params::Kind::PropertyTransfer(p)), _) => {
-            let seller = |id: &str| p.seller_ids.iter().any(|s| same_id(id, s));
-            match kind {
-                StepKind::SellerHouseholdMovedOut => {
-                    let at_unit = records().filter_map(|(e, payload)| match payload {
-                        Payload::HouseholdRegistration(h)
-                            if seller(&h.person_id) && h.property_unit_number == p.unit_number =>
-                        {
-                            Some((e, h.status()))
-                        }
-                        _ => None,
-                    });
-                    let mut moved = None;
-                    for (e, status) in at_unit {
-                        if status == HouseholdStatus::Registered {
-                            return Condition::Open;
-                        }
-                        moved = moved.or(Some(e));
-                    }
-                    moved.map_or_else(
-                        || absent("no seller's household is registered at the unit"),
-                        proof,
-                    )
-                }
-                StepKind::LoanSettled => {
-                    let mut settled = None;
-                    for (e, payload) in records() {
-                        if let Payload::ProvidentFundLoan(l) = payload {
-                            if l.unit_number != p.unit_number {
-                                continue;
-                            }
-                            if l.status() != LoanStatus::Settled {
-                                return Condition::Open;
-                            }
-                            settled = settled.or(Some(e));
-                        }
-                    }
-                    settled.map_or_else(|| absent("no provident-fund loan on the unit"), proof)
-                }
-                StepKind::SaleContractFiled => records()
-                    .find(|(_, payload)| {
-                        matches!(payload, Payload::SaleContract(c)
-                            if c.contract_number == p.contract_number
-                                && c.unit_number == p.unit_number
-                                && matches!(c.status(),
-                                    SaleContractStatus::Filed | SaleContractStatus::Completed))
-                    })
-                    .map_or(Condition::Open, |(e, _)| proof(e)),
-                StepKind::TitleRegistered => records()
-                    .find(|(_, payload)| {
-                        matches!(payload, Payload::PropertyTitle(t)
-                            if t.unit_number == p.unit_number
-                                && t.owners.len() == p.buyer_ids.len()
-                                && t.owners.iter().all(|o| p.buyer_ids.iter().any(|b| same_id(&o.person_id, b))))
-                    })
-                    .map_or(Condition::Open, |(e, _)| proof(e)),
-                _ => Condition::Open,
+    })
+}
+
+fn proof<T>(live: &Live<'_, T>) -> (RecordKey, u64) {
+    (live.key.clone(), live.version)
+}
+
+fn property_transfer(
+    kind: StepKind,
+    p: &PropertyTransferParams,
+    set: &RecordSet<'_>,
+) -> Option<(RecordKey, u64)> {
+    let on_unit = |number: &str| number.eq_ignore_ascii_case(&p.unit_number);
+    match kind {
+        StepKind::SellerHouseholdMovedOut => sellers_moved_out(p, set),
+        StepKind::LoanSettled => {
+            // Every loan on the unit settled, and at least one to say so: without any,
+            // the fund centre confirms there is none (its task).
+            let loans: Vec<_> = set
+                .loans()
+                .filter(|l| on_unit(&l.record.unit_number))
+                .collect();
+            if loans.iter().all(|l| loan_settled(l.record)) {
+                loans.first().map(proof)
+            } else {
+                None
             }
         }
-        (Some(case_params::Kind::SocialSecurityTransfer(p)), _) => {
-            let found = records().find(|(_, payload)| match (kind, payload) {
-                (StepKind::TransferOutCertificateIssued, Payload::TransferOutCertificate(c)) => {
-                    same_id(&c.person_id, &p.person_id)
-                        && c.insurance_type == p.insurance_type
-                        && c.from_region_code == p.from_region_code
-                        && c.to_region_code == p.to_region_code
-                }
-                (StepKind::TransferAccepted, Payload::Enrollment(n)) => {
-                    same_id(&n.person_id, &p.person_id)
-                        && n.insurance_type == p.insurance_type
-                        && n.region_code == p.to_region_code
-                        && n.status() == crate::proto::EnrollmentStatus::Active
-                }
-                _ => false,
-            });
-            found.map_or(Condition::Open, |(e, _)| proof(e))
+        StepKind::SaleContractFiled => set
+            .contracts()
+            .find(|c| {
+                c.record.contract_number == p.contract_number
+                    && on_unit(&c.record.unit_number)
+                    && matches!(
+                        c.record.status(),
+                        SaleContractStatus::Filed | SaleContractStatus::Completed
+                    )
+            })
+            .map(|c| proof(&c)),
+        StepKind::TitleRegistered => set
+            .titles()
+            .find(|t| {
+                on_unit(&t.record.unit_number)
+                    && t.record.owners.len() == p.buyer_ids.len()
+                    && t.record
+                        .owners
+                        .iter()
+                        .all(|o| p.buyer_ids.iter().any(|b| same_id(&o.person_id, b)))
+            })
+            .map(|t| proof(&t)),
+        _ => None,
+    }
+}
+
+/// The record proving that no seller's household is registered at the unit: none is
+/// registered there by the property check's own predicate ([`registered_at_unit`]), and
+/// every seller has a registration that places them elsewhere (moved out, deceased, or
+/// registered at another unit or, with no unit number, at another address than the
+/// title's). A seller of whom the police have no record is unknown: the step stays open
+/// for public security to confirm. The proof cited is the first seller's record.
+fn sellers_moved_out(p: &PropertyTransferParams, set: &RecordSet<'_>) -> Option<(RecordKey, u64)> {
+    let unit_address = set
+        .titles()
+        .filter(|t| t.record.unit_number.eq_ignore_ascii_case(&p.unit_number))
+        .max_by_key(|t| t.version)
+        .map(|t| normalise_address(&t.record.address));
+    let mut first = None;
+    for seller in &p.seller_ids {
+        let mut placed_elsewhere = None;
+        for h in set
+            .households()
+            .filter(|h| same_id(&h.record.person_id, seller))
+        {
+            if registered_at_unit(h.record, &p.unit_number, unit_address.as_deref()) {
+                return None;
+            }
+            let r = h.record;
+            let elsewhere = r.status() != HouseholdStatus::Registered
+                || !r.property_unit_number.is_empty()
+                || unit_address.is_some();
+            if elsewhere {
+                placed_elsewhere = placed_elsewhere.or(Some(proof(&h)));
+            }
         }
-        (Some(case_params::Kind::ProvidentFundTransfer(p)), _) => {
-            use crate::proto::AccountStatus;
-            let found = records().find(|(_, payload)| match (kind, payload) {
-                (StepKind::FundAccountReleased, Payload::ProvidentFundAccount(a)) => {
-                    same_id(&a.person_id, &p.person_id)
-                        && a.region_code == p.from_region_code
+        first = first.or(Some(placed_elsewhere?));
+    }
+    first
+}
+
+fn social_security_transfer(
+    kind: StepKind,
+    p: &SocialSecurityTransferParams,
+    set: &RecordSet<'_>,
+) -> Option<(RecordKey, u64)> {
+    match kind {
+        StepKind::TransferOutCertificateIssued => set
+            .certificates()
+            .find(|c| {
+                let c = c.record;
+                same_id(&c.person_id, &p.person_id)
+                    && c.insurance_type == p.insurance_type
+                    && c.from_region_code == p.from_region_code
+                    && c.to_region_code == p.to_region_code
+            })
+            .map(|c| proof(&c)),
+        StepKind::TransferAccepted => set
+            .enrollments()
+            .find(|n| {
+                let n = n.record;
+                same_id(&n.person_id, &p.person_id)
+                    && n.insurance_type == p.insurance_type
+                    && n.region_code == p.to_region_code
+                    && n.status() == EnrollmentStatus::Active
+            })
+            .map(|n| proof(&n)),
+        _ => None,
+    }
+}
+
+fn provident_fund_transfer(
+    kind: StepKind,
+    p: &ProvidentFundTransferParams,
+    set: &RecordSet<'_>,
+) -> Option<(RecordKey, u64)> {
+    let found = set.accounts().find(|a| {
+        let a = a.record;
+        same_id(&a.person_id, &p.person_id)
+            && match kind {
+                StepKind::FundAccountReleased => {
+                    a.region_code == p.from_region_code
                         && matches!(a.status(), AccountStatus::Sealed | AccountStatus::Closed)
                 }
-                (StepKind::FundAccountOpenedAtTarget, Payload::ProvidentFundAccount(a)) => {
-                    same_id(&a.person_id, &p.person_id)
-                        && a.region_code == p.to_region_code
-                        && a.status() == AccountStatus::Active
+                StepKind::FundAccountOpenedAtTarget => {
+                    a.region_code == p.to_region_code && a.status() == AccountStatus::Active
                 }
                 _ => false,
-            });
-            found.map_or(Condition::Open, |(e, _)| proof(e))
-        }
-        (Some(case_params::Kind::HouseholdMove(p)), _) => {
-            let found = records().find(|(_, payload)| match (kind, payload) {
+            }
+    });
+    found.map(|a| proof(&a))
+}
+
+fn household_move(
+    kind: StepKind,
+    p: &HouseholdMoveParams,
+    set: &RecordSet<'_>,
+) -> Option<(RecordKey, u64)> {
+    let found = set.households().find(|h| {
+        let h = h.record;
+        same_id(&h.person_id, &p.person_id)
+            && match (kind, h.status()) {
                 // One record follows the household through the move: registered at the
                 // target says the move-out happened even if its version was never seen.
-                (StepKind::HouseholdMovedOut, Payload::HouseholdRegistration(h)) => {
-                    same_id(&h.person_id, &p.person_id)
-                        && match h.status() {
-                            HouseholdStatus::MovedOut => {
-                                h.destination_region_code == p.to_region_code
-                            }
-                            HouseholdStatus::Registered => h.region_code == p.to_region_code,
-                            _ => false,
-                        }
+                (StepKind::HouseholdMovedOut, HouseholdStatus::MovedOut) => {
+                    h.destination_region_code == p.to_region_code
                 }
-                (StepKind::HouseholdRegisteredAtTarget, Payload::HouseholdRegistration(h)) => {
-                    same_id(&h.person_id, &p.person_id)
-                        && h.status() == HouseholdStatus::Registered
-                        && h.region_code == p.to_region_code
-                }
+                (
+                    StepKind::HouseholdMovedOut | StepKind::HouseholdRegisteredAtTarget,
+                    HouseholdStatus::Registered,
+                ) => h.region_code == p.to_region_code,
                 _ => false,
-            });
-            found.map_or(Condition::Open, |(e, _)| proof(e))
-        }
-        (None, _) => Condition::Open,
-    }
+            }
+    });
+    found.map(|h| proof(&h))
 }
 
 #[cfg(test)]

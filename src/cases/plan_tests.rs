@@ -1,6 +1,6 @@
 use super::*;
 use crate::proto::{
-    EnrollmentStatus, HouseholdMoveParams, InsuranceType, PropertyTransferParams,
+    EnrollmentStatus, HouseholdMoveParams, InsuranceType, LoanStatus, PropertyTransferParams,
     SocialSecurityTransferParams,
 };
 use crate::resolver::checks::fixtures::*;
@@ -90,7 +90,8 @@ fn a_seller_registered_at_the_unit_keeps_the_step_open_until_the_record_moves_ou
         holds(evaluate(step, &sale(), &[moved])),
         proof("public-security/household_registration/h-1", 2)
     );
-    // Registered at another unit, or someone else at this one: nothing to move out.
+    // Registered at another unit, with someone else at this one: the seller's own record
+    // proves it.
     let other = household(
         "h-3",
         1,
@@ -99,10 +100,100 @@ fn a_seller_registered_at_the_unit_keeps_the_step_open_until_the_record_moves_ou
         UNIT,
         HouseholdStatus::Registered,
     );
-    let none = holds(evaluate(step, &sale(), &[elsewhere, other]));
-    assert!(
-        none.record_key.is_empty() && !none.absence.is_empty(),
-        "{none:?}"
+    assert_eq!(
+        holds(evaluate(step, &sale(), &[elsewhere, other.clone()])),
+        proof("public-security/household_registration/h-2", 1)
+    );
+    // No record of the seller at all is unknown, not moved out: public security confirms.
+    assert_eq!(evaluate(step, &sale(), &[]), Condition::Open);
+    assert_eq!(evaluate(step, &sale(), &[other]), Condition::Open);
+}
+
+/// The plan decides "is a seller registered at the unit" by the property check's own
+/// predicate: a registration with an address but no unit number is at the unit when its
+/// address normalises to the title's; the check blocks exactly when the plan keeps the
+/// step open, on the same records.
+#[test]
+fn the_plan_and_the_property_check_agree_on_an_address_only_registration() {
+    use crate::resolver::checks::{BlockerCode, Contributions, check_property_transfer};
+    let step = StepKind::SellerHouseholdMovedOut;
+    let owned = title(1, &[(SELLER_A, 10_000)], false);
+    let spelled_otherwise = "北京市朝阳区建国路８８號3号楼2单元501";
+    let at_address = household(
+        "h-1",
+        1,
+        SELLER_A,
+        spelled_otherwise,
+        "",
+        HouseholdStatus::Registered,
+    );
+    let moved = household(
+        "h-1",
+        2,
+        SELLER_A,
+        spelled_otherwise,
+        "",
+        HouseholdStatus::MovedOut,
+    );
+    let elsewhere = household(
+        "h-1",
+        3,
+        SELLER_A,
+        "北京市海淀区中关村大街1号",
+        "",
+        HouseholdStatus::Registered,
+    );
+    let blocked = |records: &[RecordEvent]| {
+        check_property_transfer(
+            &unit(),
+            &[id(SELLER_A)],
+            &[id(BUYER_A)],
+            records,
+            &Contributions::default(),
+            &[],
+            date(2026, 12, 1),
+        )
+        .unwrap()
+        .codes()
+        .contains(&BlockerCode::SellerHouseholdAtUnit)
+    };
+    for (registration, at_unit) in [(at_address, true), (moved, false), (elsewhere, false)] {
+        let records = [owned.clone(), registration];
+        assert_eq!(blocked(&records), at_unit, "{records:?}");
+        let open = evaluate(step, &sale(), &records) == Condition::Open;
+        assert_eq!(open, at_unit, "{records:?}");
+    }
+    // Without the title there is no address to compare: an address-only registration
+    // proves nothing either way, and the step stays open.
+    let alone = household(
+        "h-1",
+        3,
+        SELLER_A,
+        "北京市海淀区中关村大街1号",
+        "",
+        HouseholdStatus::Registered,
+    );
+    assert_eq!(evaluate(step, &sale(), &[alone]), Condition::Open);
+}
+
+#[test]
+fn a_lowercase_unit_number_in_the_case_reads_and_proves_the_same_records() {
+    let mut params = sale();
+    if let Some(case_params::Kind::PropertyTransfer(p)) = &mut params.kind {
+        p.unit_number = UNIT.to_ascii_lowercase();
+    }
+    assert_eq!(reads(&params)[0].0.as_str(), format!("u:{UNIT}"));
+    let registered = household(
+        "h-1",
+        1,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::Registered,
+    );
+    assert_eq!(
+        evaluate(StepKind::SellerHouseholdMovedOut, &params, &[registered]),
+        Condition::Open
     );
 }
 
@@ -119,7 +210,8 @@ fn any_outstanding_loan_on_the_unit_keeps_the_loan_step_open() {
         holds(evaluate(step, &sale(), &[settled])),
         proof("provident-fund/loan/l-2", 3)
     );
-    assert!(!holds(evaluate(step, &sale(), &[])).absence.is_empty());
+    // No loan record is unknown, not settled: the fund centre confirms there is none.
+    assert_eq!(evaluate(step, &sale(), &[]), Condition::Open);
 }
 
 #[test]
@@ -256,9 +348,12 @@ fn a_household_move_is_proved_by_moving_out_to_the_target_then_registering_there
 #[test]
 fn reads_name_the_subject_and_types_each_kind_evaluates() {
     let reads = reads(&sale());
-    assert_eq!(reads.len(), 1);
+    assert_eq!(reads.len(), 2);
     assert_eq!(reads[0].0.as_str(), format!("u:{UNIT}"));
     assert!(reads[0].1.contains(&RecordType::ProvidentFundLoan));
+    // A seller's registration that carries only an address is filed under the seller.
+    assert_eq!(reads[1].0.as_str(), format!("p:{SELLER_A}"));
+    assert_eq!(reads[1].1, vec![RecordType::HouseholdRegistration]);
     assert_eq!(kind_of(&sale()), Some(CaseKind::PropertyTransfer));
     assert_eq!(kind_of(&CaseParams::default()), None);
 }

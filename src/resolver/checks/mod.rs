@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use property::{
-    PurchaseRule, check_property_transfer, normalise_address,
+    PurchaseRule, check_property_transfer, loan_settled, normalise_address, registered_at_unit,
     validate_request as validate_property_transfer,
 };
 pub use social_security::{SocialSecurityTransferOutcome, check_social_security_transfer};
@@ -301,6 +301,15 @@ impl<'a> RecordSet<'a> {
     ) -> impl Iterator<Item = Live<'_, proto::HouseholdRegistration>> + '_ {
         self.live(|p| match p {
             Payload::HouseholdRegistration(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn accounts(
+        &self,
+    ) -> impl Iterator<Item = Live<'_, proto::ProvidentFundAccount>> + '_ {
+        self.live(|p| match p {
+            Payload::ProvidentFundAccount(r) => Some(r),
             _ => None,
         })
     }

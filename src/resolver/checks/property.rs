@@ -94,6 +94,33 @@ pub fn normalise_address(address: &str) -> String {
     out
 }
 
+/// Whether `registration` has its person registered at the unit numbered `unit`, whose
+/// title gives the address `unit_address` (normalised by [`normalise_address`]; `None`
+/// without a title). The unit number is exact when the police recorded one; the address
+/// is the fallback for older registrations that carry only an address. The property
+/// check and the case plan both decide by this one predicate, so they cannot disagree.
+pub fn registered_at_unit(
+    registration: &proto::HouseholdRegistration,
+    unit: &str,
+    unit_address: Option<&str>,
+) -> bool {
+    if registration.status() != HouseholdStatus::Registered {
+        return false;
+    }
+    if registration.property_unit_number.is_empty() {
+        unit_address.is_some_and(|a| a == normalise_address(&registration.address))
+    } else {
+        registration.property_unit_number.eq_ignore_ascii_case(unit)
+    }
+}
+
+/// Whether a provident-fund loan is settled: marked so, with no principal left. A loan
+/// marked settled with principal left, or unsettled with none, is inconsistent; either
+/// way the fund centre has to confirm before a transfer.
+pub fn loan_settled(loan: &proto::ProvidentFundLoan) -> bool {
+    loan.status() == LoanStatus::Settled && loan.outstanding_principal_fen == 0
+}
+
 /// Checks whether `unit` may pass from `sellers` to `buyers`, given the records read for
 /// the unit and every party, the local purchase `rules` and `today` (China's civil date).
 ///
@@ -274,9 +301,7 @@ fn loan_blockers(
 ) {
     for loan in set.loans().filter(|l| on_unit(&l.record.unit_number)) {
         let record = loan.record;
-        // A loan marked settled with principal left, or unsettled with none, is
-        // inconsistent; either way the fund centre has to confirm before a transfer.
-        if record.status() == LoanStatus::Settled && record.outstanding_principal_fen == 0 {
+        if loan_settled(record) {
             continue;
         }
         let borrower = sellers
@@ -314,23 +339,8 @@ fn household_blockers(
     for (i, s) in sellers.iter().enumerate() {
         for registration in set.households().filter(|h| {
             same_id(&h.record.person_id, s.as_str())
-                && h.record.status() == HouseholdStatus::Registered
+                && registered_at_unit(h.record, unit.as_str(), unit_address.as_deref())
         }) {
-            let record = registration.record;
-            // The unit number is exact when the police know it; the address is the
-            // fallback for older registrations that only carry an address.
-            let at_unit = if record.property_unit_number.is_empty() {
-                unit_address
-                    .as_ref()
-                    .is_some_and(|a| *a == normalise_address(&record.address))
-            } else {
-                record
-                    .property_unit_number
-                    .eq_ignore_ascii_case(unit.as_str())
-            };
-            if !at_unit {
-                continue;
-            }
             blockers.push(Blocker {
                 code: BlockerCode::SellerHouseholdAtUnit,
                 agency: Agency::PublicSecurity,
