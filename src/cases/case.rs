@@ -206,19 +206,22 @@ fn advance(mut case: Case, cx: &Context<'_>) -> Vec<case_event::Body> {
     let params = case.params.clone().unwrap_or_default();
     let mut events = Vec::new();
     loop {
-        // What the records prove first, so a step they prove never opens as a task.
+        // What the records prove first, so a step they prove never opens as a task. Only
+        // a step whose predecessors are done may be proved: none is done (nor worked on)
+        // while a step it comes after is not.
         let proved = case.steps.iter().find_map(|s| {
             let waiting = matches!(
                 s.state(),
                 StepState::Pending | StepState::Open | StepState::Rejected
             );
+            if !waiting || !predecessors_done(&case, s) {
+                return None;
+            }
             match plan::evaluate(s.kind(), &params, cx.records) {
-                Condition::Holds(proof) if waiting => {
-                    Some(E::StepCompleted(proto::StepCompleted {
-                        step_id: s.step_id.clone(),
-                        by: Some(proto::step_completed::By::Record(proof)),
-                    }))
-                }
+                Condition::Holds(proof) => Some(E::StepCompleted(proto::StepCompleted {
+                    step_id: s.step_id.clone(),
+                    by: Some(proto::step_completed::By::Record(proof)),
+                })),
                 _ => None,
             }
         });
@@ -245,25 +248,43 @@ fn advance(mut case: Case, cx: &Context<'_>) -> Vec<case_event::Body> {
     }
 }
 
-/// Done steps that a record proved and that the records no longer prove: re-planned.
+/// What a record change takes back: a done step that a record proved and that the
+/// records no longer prove opens again, and every step after it (transitively) goes back
+/// to pending, its task withdrawn: nothing is worked on, nor stays done, while a step it
+/// comes after is not done. Steps are in plan order, so one pass sees each step after
+/// the steps it comes after.
 fn reopened(case: &Case, cx: &Context<'_>) -> Vec<case_event::Body> {
+    use case_event::Body as E;
     let params = case.params.clone().unwrap_or_default();
-    case.steps
-        .iter()
-        .filter(|s| {
-            s.state() == StepState::Done
-                && matches!(s.completed_by, Some(step::CompletedBy::Record(_)))
-                && plan::evaluate(s.kind(), &params, cx.records) == Condition::Open
-        })
-        .map(|s| {
-            case_event::Body::StepReopened(proto::StepReopened {
+    let mut not_done: Vec<&str> = Vec::new();
+    let mut events = Vec::new();
+    for s in &case.steps {
+        if let Some(first) = s.after.iter().find(|a| not_done.contains(&a.as_str())) {
+            not_done.push(&s.step_id);
+            if s.state() != StepState::Pending {
+                events.push(E::StepPulledBack(proto::StepPulledBack {
+                    step_id: s.step_id.clone(),
+                    reason: format!("{first} is no longer done"),
+                    withdrawn_task_id: match s.state() {
+                        StepState::Open | StepState::Rejected => s.task_id.clone(),
+                        _ => String::new(),
+                    },
+                }));
+            }
+        } else if s.state() == StepState::Done
+            && matches!(s.completed_by, Some(step::CompletedBy::Record(_)))
+            && plan::evaluate(s.kind(), &params, cx.records) == Condition::Open
+        {
+            not_done.push(&s.step_id);
+            events.push(E::StepReopened(proto::StepReopened {
                 step_id: s.step_id.clone(),
                 reason: "the records no longer prove it".into(),
                 due_on: Some(wire(cx.calendar.deadline(cx.today, s.working_days as u32))),
                 task_id: task_id(&case.case_id, s),
-            })
-        })
-        .collect()
+            }));
+        }
+    }
+    events
 }
 
 fn apply_body(case: Option<Case>, case_id: &str, body: &case_event::Body, at: SystemTime) -> Case {
@@ -308,6 +329,17 @@ fn apply_body(case: Option<Case>, case_id: &str, body: &case_event::Body, at: Sy
             }
             settle_waiting(&mut case);
         }
+        E::StepPulledBack(b) => {
+            if let Some(i) = find(&mut case, &b.step_id) {
+                let s = &mut case.steps[i];
+                s.set_state(StepState::Pending);
+                (s.due_on, s.opened_at, s.done_at, s.completed_by) = (None, None, None, None);
+                (s.duration_ms, s.overdue) = (0, false);
+                s.rejection.clear();
+                s.task_id.clear();
+            }
+            settle_waiting(&mut case);
+        }
         E::StepOverdue(o) => {
             if let Some(i) = find(&mut case, &o.step_id) {
                 case.steps[i].overdue = true;
@@ -344,6 +376,7 @@ fn open_step(
         s.set_state(StepState::Open);
         s.due_on = due_on;
         task_id.clone_into(&mut s.task_id);
+        s.tasks_issued += 1;
         s.opened_at = opened_at;
         (s.done_at, s.completed_by, s.duration_ms, s.overdue) = (None, None, 0, false);
     }
@@ -396,7 +429,14 @@ fn task_step<'c>(case: &'c Case, task_id: &str, agency: Agency) -> Result<&'c St
     let step = case
         .steps
         .iter()
-        .find(|s| !s.task_id.is_empty() && s.task_id == task_id)
+        .find(|s| {
+            !s.task_id.is_empty()
+                && s.task_id == task_id
+                && matches!(
+                    s.state(),
+                    StepState::Open | StepState::Rejected | StepState::Done
+                )
+        })
         .ok_or(Refusal::NoSuchTask)?;
     if step.agency() != agency {
         return Err(Refusal::WrongAgency {
@@ -407,20 +447,17 @@ fn task_step<'c>(case: &'c Case, task_id: &str, agency: Agency) -> Result<&'c St
     Ok(step)
 }
 
-/// A step's id: its kind's name, one step per kind and case.
-/// The id of the task a step opens with now: the case, the step and how often it opened,
-/// so a reopened step's task is a new one.
+/// The id of the task a step opens with now: the case, the step and how many tasks it
+/// had, so a reopened step's task is a new one. (A view stored before steps counted
+/// their tasks counts 0: its current task's number is the count then.)
 fn task_id(case_id: &str, step: &Step) -> String {
-    let attempt = if step.task_id.is_empty() {
-        1
-    } else {
-        step.task_id
-            .rsplit('.')
-            .next()
-            .and_then(|n| n.parse::<u32>().ok())
-            .map_or(2, |n| n + 1)
-    };
-    format!("{case_id}/{}.{attempt}", step.step_id)
+    let current = step
+        .task_id
+        .rsplit_once('.')
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    let issued = step.tasks_issued.max(current);
+    format!("{case_id}/{}.{}", step.step_id, issued + 1)
 }
 
 fn millis_since(from: Option<&prost_types::Timestamp>, to: SystemTime) -> i64 {

@@ -123,6 +123,7 @@ fn kinds(events: &[CaseEvent]) -> Vec<&'static str> {
             E::StepOverdue(_) => "step overdue",
             E::StepDropped(_) => "step dropped",
             E::StepReopened(_) => "step reopened",
+            E::StepPulledBack(_) => "step pulled back",
             E::Completed(_) => "completed",
             E::Cancelled(_) => "cancelled",
         })
@@ -389,4 +390,138 @@ fn folding_the_events_again_gives_the_same_case() {
         .unwrap();
     let folded = h.events.iter().fold(None, |case, e| Some(apply(case, e)));
     assert_eq!(folded.as_ref(), h.case.as_ref());
+}
+
+/// The race the engine must not lose: a sale opened before the police's record of the
+/// seller's household arrives. No record is no proof, so the household step is public
+/// security's task and the title waits; when a proof is later taken back, the title's
+/// step goes back to pending and its task is withdrawn.
+#[test]
+fn a_sale_opened_before_the_household_record_never_hands_out_the_title() {
+    let mut h = Harness::new();
+    let settled = loan_event("l-1", 2, SELLER_A, LoanStatus::Settled, 0);
+    let mut records = vec![at_opening()[2].clone(), at_opening()[3].clone(), settled];
+    let events = h.run(open(sale()), &records).unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["opened", "step completed", "step completed", "step opened"]
+    );
+    let household_step = h.step(StepKind::SellerHouseholdMovedOut);
+    assert_eq!(
+        household_step.state(),
+        StepState::Open,
+        "unknown, not moved out"
+    );
+    assert_eq!(
+        household_step.task_id,
+        "case-1/seller_household_moved_out.1"
+    );
+    assert_eq!(
+        h.step(StepKind::TitleRegistered).state(),
+        StepState::Pending
+    );
+
+    // The police's record arrives: the seller is registered at the flat. Nothing moves.
+    let registered = household(
+        "h-1",
+        1,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::Registered,
+    );
+    records.push(registered);
+    assert!(h.run(changed(), &records).unwrap().is_empty());
+    assert_eq!(
+        h.step(StepKind::TitleRegistered).state(),
+        StepState::Pending
+    );
+
+    // Moved out: the record proves the step, and only now does the title open.
+    records[3] = household(
+        "h-1",
+        2,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::MovedOut,
+    );
+    let events = h.run(changed(), &records).unwrap();
+    assert_eq!(kinds(&events), ["step completed", "step opened"]);
+    let title_task = h.step(StepKind::TitleRegistered).task_id.clone();
+    assert_eq!(title_task, "case-1/title_registered.1");
+
+    // Registered at the flat again: the household step reopens and pulls the title
+    // back to pending, its task withdrawn; the withdrawn task completes nothing.
+    records[3] = household(
+        "h-1",
+        3,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::Registered,
+    );
+    let events = h.run(changed(), &records).unwrap();
+    assert_eq!(kinds(&events), ["step reopened", "step pulled back"]);
+    let Some(case_event::Body::StepPulledBack(back)) = &events[1].body else {
+        panic!("{events:?}")
+    };
+    assert_eq!(back.withdrawn_task_id, title_task);
+    assert_eq!(back.reason, "seller_household_moved_out is no longer done");
+    let title_step = h.step(StepKind::TitleRegistered);
+    assert_eq!(title_step.state(), StepState::Pending);
+    assert!(title_step.task_id.is_empty() && title_step.due_on.is_none());
+    assert_eq!(
+        h.run(complete(&title_task, Agency::Housing), &records),
+        Err(Refusal::NoSuchTask)
+    );
+    assert_ne!(h.case().state(), CaseState::Completed);
+
+    // Moved out for good: the title opens again, as a new task.
+    records[3] = household(
+        "h-1",
+        4,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::MovedOut,
+    );
+    let events = h.run(changed(), &records).unwrap();
+    assert_eq!(kinds(&events), ["step completed", "step opened"]);
+    assert_eq!(
+        h.step(StepKind::TitleRegistered).task_id,
+        "case-1/title_registered.2"
+    );
+    let folded = h.events.iter().fold(None, |case, e| Some(apply(case, e)));
+    assert_eq!(folded.as_ref(), h.case.as_ref());
+}
+
+/// A step is proved only once the steps it comes after are done: a title already naming
+/// the buyers does not complete the case while the seller is still registered at the flat.
+#[test]
+fn a_record_does_not_prove_a_step_whose_predecessors_are_not_done() {
+    let mut h = Harness::new();
+    let mut records = at_opening();
+    records[1] = loan_event("l-1", 2, SELLER_A, LoanStatus::Settled, 0);
+    records[3] = title(2, &[(BUYER_A, 10_000)], false);
+    h.run(open(sale()), &records).unwrap();
+    assert_eq!(
+        h.step(StepKind::TitleRegistered).state(),
+        StepState::Pending
+    );
+    assert_eq!(h.case().state(), CaseState::Open);
+    // Once the household is out, the title's record proves its step at once.
+    records[0] = household(
+        "h-1",
+        2,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::MovedOut,
+    );
+    let events = h.run(changed(), &records).unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["step completed", "step completed", "completed"]
+    );
 }

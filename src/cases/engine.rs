@@ -262,7 +262,7 @@ impl Engine {
                     .enqueue(&topic, case_id.as_bytes(), &bytes, &[], deadline)
                     .await?,
             );
-            if let Some(task) = case.and_then(|c| task_of(c, e)) {
+            for task in case.map(|c| tasks_of(c, e)).unwrap_or_default() {
                 self.cases.add_task(&task).await?;
                 let topic = self.config.topics.tasks(task.agency());
                 let bytes = task.encode_to_vec();
@@ -317,19 +317,48 @@ impl Engine {
     }
 }
 
-/// The task an event hands to an agency: a step opened or reopened.
-fn task_of(case: &Case, event: &CaseEvent) -> Option<proto::Task> {
-    let (step_id, task_id, due_on) = match event.body.as_ref()? {
+/// What an event hands to agencies: the task of a step opened or reopened, or the
+/// withdrawal of tasks no longer to be worked on (a step pulled back, a case cancelled).
+fn tasks_of(case: &Case, event: &CaseEvent) -> Vec<proto::Task> {
+    let step = |id: &str| case.steps.iter().find(|s| s.step_id == id);
+    let withdrawal = |step: &proto::Step, task_id: &str, reason: &str| proto::Task {
+        task_id: task_id.to_owned(),
+        withdrawn: true,
+        withdrawn_reason: reason.to_owned(),
+        ..task_for(case, step)
+    };
+    let Some(body) = event.body.as_ref() else {
+        return Vec::new();
+    };
+    let (step_id, task_id, due_on) = match body {
         case_event::Body::StepOpened(o) => (&o.step_id, &o.task_id, o.due_on),
         case_event::Body::StepReopened(o) => (&o.step_id, &o.task_id, o.due_on),
-        _ => return None,
+        case_event::Body::StepPulledBack(b) if !b.withdrawn_task_id.is_empty() => {
+            let reason = format!("the step went back to pending: {}", b.reason);
+            return step(&b.step_id)
+                .map(|s| withdrawal(s, &b.withdrawn_task_id, &reason))
+                .into_iter()
+                .collect();
+        }
+        case_event::Body::Cancelled(c) => {
+            let reason = format!("the case was cancelled: {}", c.reason);
+            return case
+                .steps
+                .iter()
+                .filter(|s| s.state() == proto::StepState::Dropped && !s.task_id.is_empty())
+                .map(|s| withdrawal(s, &s.task_id, &reason))
+                .collect();
+        }
+        _ => return Vec::new(),
     };
-    let step = case.steps.iter().find(|s| s.step_id == *step_id)?;
-    Some(proto::Task {
-        task_id: task_id.clone(),
-        due_on,
-        ..task_for(case, step)
-    })
+    step(step_id)
+        .map(|s| proto::Task {
+            task_id: task_id.clone(),
+            due_on,
+            ..task_for(case, s)
+        })
+        .into_iter()
+        .collect()
 }
 
 /// The task of `step` of `case` as it stands (its current task id and due date).
@@ -344,6 +373,8 @@ pub(super) fn task_for(case: &Case, step: &proto::Step) -> proto::Task {
         due_on: step.due_on,
         params: case.params.clone(),
         purpose: case.purpose.clone(),
+        withdrawn: false,
+        withdrawn_reason: String::new(),
     }
 }
 

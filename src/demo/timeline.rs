@@ -201,6 +201,13 @@ fn describe(body: &Body) -> String {
         Body::StepOverdue(o) => format!("{} overdue", o.step_id),
         Body::StepDropped(d) => format!("{} dropped: {}", d.step_id, d.reason),
         Body::StepReopened(r) => format!("{} reopened: {}", r.step_id, r.reason),
+        Body::StepPulledBack(b) if b.withdrawn_task_id.is_empty() => {
+            format!("{} back to pending: {}", b.step_id, b.reason)
+        }
+        Body::StepPulledBack(b) => format!(
+            "{} back to pending: {} (task {} withdrawn)",
+            b.step_id, b.reason, b.withdrawn_task_id
+        ),
         Body::Completed(_) => "case completed".into(),
         Body::Cancelled(c) => format!("case cancelled: {}", c.reason),
     }
