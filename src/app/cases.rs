@@ -13,6 +13,8 @@ use crate::cases::{
 pub(super) struct CaseInputs {
     /// The records its plans read.
     pub(super) records: Store,
+    /// How far `records` has materialized: an opening waits for the caller's publishes.
+    pub(super) positions: Positions,
     /// Who may open and read which cases.
     pub(super) policy: std::sync::Arc<Policy>,
     /// The trail every case action is recorded in.
@@ -39,8 +41,17 @@ pub(super) async fn standalone(
         )
     })?;
     let audit = parts.audit_log(settings, kafka, publisher, "cases").await?;
+    let records = Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?);
+    // The resolvers materialize; this process only reads how far they got.
+    let positions = Positions::new(records.clone(), kafka.partitions.clone());
+    let poller = positions.clone();
+    parts.supervise("position poller", move |stop| async move {
+        poller.poll(stop).await;
+        Ok(())
+    });
     let inputs = CaseInputs {
-        records: Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?),
+        records,
+        positions,
         policy: std::sync::Arc::new(load_policy(settings, Role::Cases)?),
         audit,
     };
@@ -79,6 +90,7 @@ pub(super) fn engine_and_services(
 ) -> Result<(), AppError> {
     let CaseInputs {
         records,
+        positions,
         policy,
         audit,
     } = inputs;
@@ -133,6 +145,7 @@ pub(super) fn engine_and_services(
         publisher.clone(),
         kafka.topics.clone(),
         policy,
+        positions,
         settings.request_timeout(),
         parts.streams.clone(),
         audit,

@@ -60,6 +60,7 @@ pub(super) async fn resolver(
         if role == Role::Dev {
             let inputs = cases::CaseInputs {
                 records: store.clone(),
+                positions: positions.clone(),
                 policy,
                 audit,
             };

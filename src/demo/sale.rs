@@ -216,6 +216,8 @@ impl Sale<'_> {
                     },
                 )),
             }),
+            // Planned on what the agencies published so far (read-your-writes).
+            min_positions: self.demo.positions.clone(),
         };
         let (case, asked, mut cases) = self.demo.open_case(WINDOW, request).await?;
         self.case_id.clone_from(&case.case_id);

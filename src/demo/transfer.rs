@@ -99,6 +99,8 @@ async fn open(
                 },
             )),
         }),
+        // Planned on what the agencies published so far (read-your-writes).
+        min_positions: demo.positions.clone(),
     };
     let (case, asked, mut cases) = demo.open_case(WINDOW, request).await?;
     let timeline = Timeline::follow(&mut cases, &case.case_id, asked).await?;

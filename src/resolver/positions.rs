@@ -156,6 +156,27 @@ impl Positions {
         }
     }
 
+    /// [`Positions::check`] and [`Positions::wait_for`] for a call whose request carries
+    /// the positions in `min_positions`: `INVALID_ARGUMENT` naming the field, or
+    /// `DEADLINE_EXCEEDED` naming the first partition not materialized in time.
+    pub async fn wait_for_call(
+        &self,
+        positions: &[Position],
+        deadline: Instant,
+    ) -> Result<(), tonic::Status> {
+        let mut violations = Violations::default();
+        self.check(positions, "min_positions", &mut violations);
+        if !violations.is_empty() {
+            return Err(crate::grpc::invalid_argument(&violations));
+        }
+        self.wait_for(positions, deadline).await.map_err(|p| {
+            tonic::Status::deadline_exceeded(format!(
+                "{}/{} not materialized up to offset {} before the deadline",
+                p.topic, p.partition, p.offset
+            ))
+        })
+    }
+
     /// The poller: while a lookup waits, reads the store's positions every few
     /// milliseconds (one read for all waiters). Runs until `shutdown`.
     pub async fn poll(self, shutdown: CancellationToken) {

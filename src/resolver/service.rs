@@ -19,7 +19,7 @@ use crate::proto::{
     Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,
     ListSubjectRecordsResponse, Position, RecordEvent,
 };
-use crate::records::{RecordKey, Violations, agency_slug};
+use crate::records::{RecordKey, agency_slug};
 
 /// The most requesters whose lookup rate is tracked at once. Requesters come from a
 /// fixed identity space, but the insecure header lets a caller name any: beyond this,
@@ -155,21 +155,7 @@ impl ResolverService {
 
     /// Waits until every position is materialized, or the deadline passes.
     async fn wait_for(&self, positions: &[Position], deadline: Instant) -> Result<(), Status> {
-        let mut violations = Violations::default();
-        self.positions
-            .check(positions, "min_positions", &mut violations);
-        if !violations.is_empty() {
-            return Err(invalid_argument(&violations));
-        }
-        self.positions
-            .wait_for(positions, deadline)
-            .await
-            .map_err(|p| {
-                Status::deadline_exceeded(format!(
-                    "{}/{} not materialized up to offset {} before the deadline",
-                    p.topic, p.partition, p.offset
-                ))
-            })
+        self.positions.wait_for_call(positions, deadline).await
     }
 }
 
