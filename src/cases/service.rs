@@ -21,6 +21,7 @@ use crate::kafka::{Publisher, Topics};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::records::{MAX_REPEATED, Violations};
+use crate::resolver::Positions;
 use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
 use crate::resolver::query::caller_of;
 
@@ -32,6 +33,9 @@ pub struct CasesService {
     cases: CaseStore,
     commands: Commands,
     policy: Arc<Policy>,
+    /// How far the record store has materialized: an opening waits for the caller's
+    /// publishes before the engine plans on the records.
+    positions: Positions,
     max_wait: Duration,
     /// Ends the watches at shutdown.
     stop: CancellationToken,
@@ -42,13 +46,16 @@ pub struct CasesService {
 }
 
 impl CasesService {
-    /// A service over the case store, sending commands with `publisher`; a call waits at
-    /// most `max_wait` for the engine, and watches end when `stop` is cancelled.
+    /// A service over the case store, sending commands with `publisher`; an opening
+    /// waits for its `min_positions` in `positions`, a call waits at most `max_wait` for
+    /// the engine, and watches end when `stop` is cancelled.
+    #[allow(clippy::too_many_arguments)] // each is a dependency the app wires in; none has a default
     pub fn new(
         cases: CaseStore,
         publisher: Publisher,
         topics: Topics,
         policy: Arc<Policy>,
+        positions: Positions,
         max_wait: Duration,
         stop: CancellationToken,
         audit: AuditLog,
@@ -57,6 +64,7 @@ impl CasesService {
             cases,
             commands: Commands { publisher, topics },
             policy,
+            positions,
             max_wait,
             stop,
             audit,
@@ -222,7 +230,9 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<proto::OpenCaseResponse>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        let violations = validate_open_case(&r);
+        let mut violations = validate_open_case(&r);
+        self.positions
+            .check(&r.min_positions, "min_positions", &mut violations);
         if !violations.is_empty() {
             return Err(refuse_fields(
                 &violations,
@@ -241,6 +251,11 @@ impl proto::cases_server::Cases for CasesService {
         };
         self.check(&action, until).await?;
         if self.load(&case_id).await?.is_none() {
+            // The engine plans on the records as stored when it applies the opening: not
+            // before what the caller published is there.
+            self.positions
+                .wait_for_call(&r.min_positions, until)
+                .await?;
             let open = proto::OpenCaseCommand {
                 kind: super::plan::kind_of(&params).map_or(0, |k| k as i32),
                 params: Some(params),
@@ -287,18 +302,26 @@ impl proto::cases_server::Cases for CasesService {
         let case = self
             .readable(&caller.requester, "CancelCase", &r.case_id, until)
             .await?;
-        let closed = is_closed;
-        if !closed(&case) {
-            let cancel = proto::CancelCaseCommand {
-                reason: r.reason,
-                by: caller.requester.to_string(),
-            };
-            self.commands
-                .send_for_call(&case.case_id, case_command::Body::Cancel(cancel), until)
-                .await?;
+        match case.state() {
+            CaseState::Completed => {
+                return Err(Status::failed_precondition(
+                    "the case is completed: a completed case cannot be cancelled",
+                ));
+            }
+            CaseState::Cancelled => {
+                return Err(Status::failed_precondition("the case is already cancelled"));
+            }
+            _ => {}
         }
+        let cancel = proto::CancelCaseCommand {
+            reason: r.reason,
+            by: caller.requester.to_string(),
+        };
+        self.commands
+            .send_for_call(&case.case_id, case_command::Body::Cancel(cancel), until)
+            .await?;
         Ok(Response::new(
-            self.wait(&case.case_id, until, closed).await?,
+            self.wait(&case.case_id, until, is_closed).await?,
         ))
     }
 }

@@ -15,10 +15,10 @@ use super::commands::{self, Commands};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
-use crate::grpc::{deadline, invalid_argument, refuse_fields};
+use crate::grpc::{deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
 use crate::ops::metrics::Telemetry;
-use crate::proto::{self, Case, Step, StepState, Task, case_command};
+use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Requester;
 use crate::resolver::query::caller_of;
@@ -65,8 +65,10 @@ impl TasksService {
         TasksService { telemetry, ..self }
     }
 
-    /// The case and step of `task_id`, if the task is the requester's agency's; `method`
-    /// is recorded in the audit trail either way.
+    /// The case and step of `task_id`, if the step is the requester's agency's; `method`
+    /// is recorded in the audit trail either way. A malformed id is `INVALID_ARGUMENT`
+    /// naming `task_id`; the task need not be the step's current one (a withdrawn task is
+    /// still acknowledged): see [`current`].
     async fn owned(
         &self,
         requester: &Requester,
@@ -74,24 +76,21 @@ impl TasksService {
         task_id: &str,
         until: Instant,
     ) -> Result<(Case, Step), Status> {
-        let case_id = task_id
-            .split_once('/')
-            .map(|(case, _)| case)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| field_error("task_id", "must be a task id from the task stream"))?;
+        let id = TaskId::parse(task_id)
+            .map_err(|v| refuse_fields(&v, &self.telemetry, requester.agency))?;
         let case = self
             .cases
-            .load(case_id)
+            .load(id.case_id)
             .await
             .map_err(unavailable)?
             .case
-            .ok_or_else(|| Status::not_found("no such task"))?;
+            .ok_or_else(|| Status::not_found("no such task: its case does not exist"))?;
         let step = case
             .steps
             .iter()
-            .find(|s| s.task_id == task_id)
+            .find(|s| s.step_id == id.step_id)
             .cloned()
-            .ok_or_else(|| Status::not_found("no such task (or it was replaced by a newer one)"))?;
+            .ok_or_else(|| Status::not_found("no such task: its case has no such step"))?;
         let action = Action {
             requester,
             method,
@@ -141,8 +140,8 @@ struct Pending {
     cases: CaseStore,
     trail: AuditLog,
     requester: Requester,
-    /// The tasks this stream sent already.
-    sent: BTreeSet<String>,
+    /// The tasks this stream sent already, and whether as a withdrawal.
+    sent: BTreeSet<(String, bool)>,
 }
 
 impl Source for Pending {
@@ -156,7 +155,8 @@ impl Source for Pending {
             .map_err(unavailable)?;
         let mut new = Vec::new();
         for task in tasks {
-            if self.sent.contains(&task.task_id) {
+            let sent = (task.task_id.clone(), task.withdrawn);
+            if self.sent.contains(&sent) {
                 continue;
             }
             let action = Action {
@@ -167,7 +167,7 @@ impl Source for Pending {
                 params: task.params.as_ref(),
             };
             audit::record(&self.trail, &action, None, Instant::now() + AUDIT_WAIT).await?;
-            self.sent.insert(task.task_id.clone());
+            self.sent.insert(sent);
             new.push(task);
         }
         Ok((new, false))
@@ -228,6 +228,17 @@ impl proto::tasks_server::Tasks for TasksService {
         let (case, step) = self
             .owned(&caller.requester, "Tasks.Complete", &r.task_id, until)
             .await?;
+        current(&case, &step, &r.task_id)?;
+        if let Some(proto::step::CompletedBy::Task(done)) = &step.completed_by
+            && step.state() == StepState::Done
+            && done.outcome != r.outcome
+        {
+            return Err(Status::failed_precondition(format!(
+                "the task was already completed with another outcome ({:?}); a step is \
+                 completed once",
+                done.outcome
+            )));
+        }
         let body = case_command::Body::CompleteTask(proto::CompleteTaskCommand {
             task_id: r.task_id,
             agency: agency as i32,
@@ -259,6 +270,7 @@ impl proto::tasks_server::Tasks for TasksService {
         let (case, step) = self
             .owned(&caller.requester, "Tasks.Reject", &r.task_id, until)
             .await?;
+        current(&case, &step, &r.task_id)?;
         if step.state() == StepState::Done {
             return Err(Status::failed_precondition("the step is already done"));
         }
@@ -297,10 +309,92 @@ pub fn validate_reject_task(r: &proto::RejectTaskRequest) -> Violations {
     violations
 }
 
-fn field_error(field: &str, description: &str) -> Status {
-    let mut violations = Violations::default();
-    violations.add(field, description);
-    invalid_argument(&violations)
+/// A task id as the engine makes them: `<case id>/<step id>.<n>`, the step's n-th task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskId<'a> {
+    /// The case.
+    pub case_id: &'a str,
+    /// The step, by its kind's name.
+    pub step_id: &'a str,
+    /// Which of the step's tasks, from 1.
+    pub number: u32,
+}
+
+impl<'a> TaskId<'a> {
+    /// `text` as a task id, or the violation naming `task_id`.
+    pub fn parse(text: &'a str) -> Result<TaskId<'a>, Violations> {
+        let refuse = || {
+            let mut v = Violations::default();
+            v.add(
+                "task_id",
+                "must be a task id from the task stream: <case id>/<step>.<number>",
+            );
+            v
+        };
+        let (case_id, rest) = text.split_once('/').ok_or_else(refuse)?;
+        let (step_id, number) = rest.rsplit_once('.').ok_or_else(refuse)?;
+        // Digits only, no leading zero: one spelling per task.
+        let digits = !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && !number.starts_with('0');
+        let number = number
+            .parse::<u32>()
+            .ok()
+            .filter(|_| digits)
+            .ok_or_else(refuse)?;
+        let known_step = (1..=64).contains(&step_id.len())
+            && step_id.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if super::service::validate_case_id(case_id).is_empty() && known_step {
+            Ok(TaskId {
+                case_id,
+                step_id,
+                number,
+            })
+        } else {
+            Err(refuse())
+        }
+    }
+}
+
+/// `FAILED_PRECONDITION` unless `task_id` is the current task of `step` in an open case
+/// (or a completed one's, for a harmless repeat): a withdrawn or replaced task, or any
+/// task of a cancelled case, can no longer be carried out.
+fn current(case: &Case, step: &Step, task_id: &str) -> Result<(), Status> {
+    let done_by_it = step.state() == StepState::Done && step.task_id == task_id;
+    match case.state() {
+        CaseState::Cancelled => {
+            return Err(Status::failed_precondition(
+                "the case was cancelled: its tasks were withdrawn",
+            ));
+        }
+        CaseState::Completed if !done_by_it => {
+            return Err(Status::failed_precondition(
+                "the case is completed: this task is no longer needed",
+            ));
+        }
+        _ => {}
+    }
+    if step.task_id == task_id {
+        return Ok(());
+    }
+    let number = |id: &str| TaskId::parse(id).map_or(0, |t| t.number);
+    if number(task_id) > step.tasks_issued.max(number(&step.task_id)) {
+        return Err(Status::not_found(
+            "no such task: the step has had no such task",
+        ));
+    }
+    Err(Status::failed_precondition(if step.task_id.is_empty() {
+        format!(
+            "the task was withdrawn: step {} went back to pending until the steps it \
+             comes after are done again",
+            step.step_id
+        )
+    } else {
+        format!(
+            "the task was withdrawn: step {} is now task {}",
+            step.step_id, step.task_id
+        )
+    }))
 }
 
 fn unavailable(e: super::store::CaseStoreError) -> Status {

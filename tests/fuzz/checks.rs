@@ -12,7 +12,7 @@ use govlink::adapters::{
 use govlink::cases::service::{
     validate_cancel_case, validate_case_id, validate_list_cases, validate_open_case,
 };
-use govlink::cases::tasks::{validate_complete_task, validate_reject_task};
+use govlink::cases::tasks::{TaskId, validate_complete_task, validate_reject_task};
 use govlink::kafka::Topics;
 use govlink::proto::{self, Agency, record_event::Payload};
 use govlink::records::{AGENCIES, Horizon, RecordKey, Violations, validate_event};
@@ -231,8 +231,14 @@ impl Checks {
                 }
                 (validate_cancel_case(&r), &["reason"])
             }
-            R::Complete(r) => (validate_complete_task(&r), &["outcome", "note"]),
-            R::Reject(r) => (validate_reject_task(&r), &["reason"]),
+            R::Complete(r) => {
+                task_id(&r.task_id);
+                (validate_complete_task(&r), &["outcome", "note"])
+            }
+            R::Reject(r) => {
+                task_id(&r.task_id);
+                (validate_reject_task(&r), &["reason"])
+            }
         };
         if !v.is_empty() {
             refused(&v, roots);
@@ -412,5 +418,13 @@ requests! {
         Cancel(proto::CancelCaseRequest),
         Complete(proto::CompleteTaskRequest),
         Reject(proto::RejectTaskRequest),
+    }
+}
+
+/// A task id is refused naming `task_id`, or parsed into parts that rebuild it.
+fn task_id(text: &str) {
+    match TaskId::parse(text) {
+        Ok(id) => assert_eq!(format!("{}/{}.{}", id.case_id, id.step_id, id.number), text),
+        Err(v) => refused(&v, &["task_id"]),
     }
 }

@@ -23,6 +23,7 @@ fn a_case_naming_thousands_of_parties_is_refused_on_the_count() {
                 buyer_ids: vec![id; 5_000],
             })),
         }),
+        min_positions: Vec::new(),
     };
     let v = validate_open_case(&request);
     refused(&v, &["params"]);

@@ -471,6 +471,7 @@ pub fn cases_request() -> BoxedStrategy<CasesRequest> {
                 request_id,
                 purpose,
                 params,
+                min_positions: Vec::new(),
             })
         }),
         case_id().prop_map(|case_id| R::Get(proto::GetCaseRequest { case_id })),
