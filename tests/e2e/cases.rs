@@ -12,8 +12,6 @@ use govlink::proto::{
     StepState, case_command, case_event, case_params,
 };
 use govlink::redis_link::RedisLink;
-use govlink::resolver::policy::Requester;
-use govlink::resolver::query::AsRequester;
 use prost::Message as _;
 
 use crate::helpers::*;
@@ -82,18 +80,6 @@ fn step(case: &proto::Case, kind: StepKind) -> &proto::Step {
         .iter()
         .find(|s| s.kind() == kind)
         .expect("planned")
-}
-
-/// Every message of `topic`, all partitions, decoded: read for two seconds each (end
-/// offsets are no guide on Tansu, which under-reports them after a multi-record batch).
-async fn read_all<M: prost::Message + Default>(topic: &str, partitions: i32) -> Vec<M> {
-    let mut all = Vec::new();
-    for p in 0..partitions {
-        for m in read_partition(topic, p, 0, usize::MAX, Duration::from_secs(2)).await {
-            all.push(M::decode(rdkafka::Message::payload(&m).unwrap()).unwrap());
-        }
-    }
-    all
 }
 
 #[tokio::test]
@@ -294,61 +280,6 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
     app.stop().await;
 }
 
-/// Waits until the resolver materialized the record of `ack`.
-async fn wait_materialized(app: &TestApp, ack: &proto::PublishAck) {
-    app.records_reader(&ack.record_key)
-        .get_record(proto::GetRecordRequest {
-            record_key: ack.record_key.clone(),
-            min_positions: vec![position(ack)],
-        })
-        .await
-        .unwrap();
-}
-
-fn tasks_as(
-    app: &TestApp,
-    requester: &str,
-) -> proto::tasks_client::TasksClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
-> {
-    let requester = Requester::parse(requester).unwrap();
-    proto::tasks_client::TasksClient::with_interceptor(
-        app.channel.clone(),
-        AsRequester::new(&requester, None),
-    )
-}
-
-/// The first task a new stream sends within two seconds, if any (the stream is dropped:
-/// a disconnect).
-async fn next_task(
-    client: &mut proto::tasks_client::TasksClient<
-        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
-    >,
-) -> Option<proto::Task> {
-    let mut stream = client
-        .stream(proto::StreamTasksRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
-        Ok(message) => message.unwrap(),
-        Err(_) => None,
-    }
-}
-
-fn cases_as(
-    app: &TestApp,
-    requester: &str,
-) -> proto::cases_client::CasesClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
-> {
-    let requester = Requester::parse(requester).unwrap();
-    proto::cases_client::CasesClient::with_interceptor(
-        app.channel.clone(),
-        AsRequester::new(&requester, None),
-    )
-}
-
 fn open_sale(request_id: &str, seller: &str, buyer: &str) -> proto::OpenCaseRequest {
     sale_between(request_id, UNIT, vec![seller.into()], vec![buyer.into()])
 }
@@ -367,11 +298,11 @@ async fn open_case_answers_with_the_planned_case_once_and_only_to_its_purpose() 
         .unwrap();
     assert_eq!(opened.kind(), proto::CaseKind::PropertyTransfer);
     assert_eq!(opened.opened_by, "housing/transfer-window");
-    // No records yet: no seller registered there and no loan, so those steps are proved
-    // by absence; the contract is the housing bureau's task.
+    // No records yet: no record is no proof, so the household, the loan and the contract
+    // are their agencies' tasks.
     assert_eq!(
         step(&opened, StepKind::LoanSettled).state(),
-        StepState::Done
+        StepState::Open
     );
     assert_eq!(
         step(&opened, StepKind::SaleContractFiled).state(),
@@ -467,8 +398,17 @@ async fn open_case_answers_with_the_planned_case_once_and_only_to_its_purpose() 
     );
     assert_eq!(
         step(&cancelled, StepKind::LoanSettled).state(),
-        StepState::Done
+        StepState::Dropped
     );
+    // The tasks that were out are withdrawn from their agencies.
+    let withdrawn = next_task(&mut tasks_as(&app, "provident-fund/loan-system"))
+        .await
+        .expect("the fund's stream sends the withdrawal");
+    assert_eq!(
+        (withdrawn.task_id.as_str(), withdrawn.withdrawn),
+        (step(&opened, StepKind::LoanSettled).task_id.as_str(), true)
+    );
+    assert!(withdrawn.withdrawn_reason.contains("the buyer withdrew"));
     let read = window
         .get_case(proto::GetCaseRequest {
             case_id: opened.case_id,
@@ -625,6 +565,7 @@ async fn a_social_security_transfer_and_a_household_move_finish_online() {
                     },
                 )),
             }),
+            min_positions: Vec::new(),
         })
         .await
         .unwrap()
@@ -837,6 +778,7 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
                     },
                 )),
             }),
+            min_positions: Vec::new(),
         })
         .await
         .unwrap()
@@ -923,6 +865,19 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
         "{reopened_task} after {}",
         opened.task_id
     );
+    // The step after it goes back to pending, its task withdrawn.
+    let withdrawn = step(&carried, StepKind::FundBalanceCarriedOver)
+        .task_id
+        .clone();
+    let back = wait_case(&engine, &id, |c| {
+        step(c, StepKind::FundBalanceCarriedOver).state() == StepState::Pending
+    })
+    .await;
+    assert!(
+        step(&back, StepKind::FundBalanceCarriedOver)
+            .task_id
+            .is_empty()
+    );
     publish_account(
         &app,
         &saver,
@@ -932,15 +887,31 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
         proto::AccountStatus::Active,
     )
     .await;
-    wait_case(&engine, &id, |c| {
+    let proved = wait_case(&engine, &id, |c| {
         step(c, StepKind::FundAccountOpenedAtTarget).state() == StepState::Done
+            && step(c, StepKind::FundBalanceCarriedOver).state() == StepState::Open
     })
     .await;
 
-    // The balance is carried over: the fund's system completes the last task.
-    let last = step(&carried, StepKind::FundBalanceCarriedOver)
+    // The withdrawn task carries nothing over; the new one does: the fund's system
+    // completes the last task.
+    let refused = fund_system
+        .complete(proto::CompleteTaskRequest {
+            task_id: withdrawn.clone(),
+            outcome: "carried-over".into(),
+            note: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    let last = step(&proved, StepKind::FundBalanceCarriedOver)
         .task_id
         .clone();
+    assert!(last.ends_with(".2") && last != withdrawn, "{last}");
     fund_system
         .complete(proto::CompleteTaskRequest {
             task_id: last,
@@ -960,6 +931,7 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
             case_event::Body::StepRejected(_) => "step rejected",
             case_event::Body::StepCompleted(_) => "step completed",
             case_event::Body::StepReopened(_) => "step reopened",
+            case_event::Body::StepPulledBack(_) => "step pulled back",
             case_event::Body::Completed(_) => "completed",
             other => panic!("unexpected {other:?}"),
         })
@@ -975,7 +947,9 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
             "step completed",
             "step opened",
             "step reopened",
+            "step pulled back",
             "step completed",
+            "step opened",
             "step completed",
             "completed"
         ]

@@ -726,6 +726,7 @@ pub fn sale_between(
                 },
             )),
         }),
+        min_positions: Vec::new(),
     }
 }
 
@@ -742,5 +743,80 @@ pub fn household_move(request_id: &str, person: &str) -> proto::OpenCaseRequest 
                 },
             )),
         }),
+        min_positions: Vec::new(),
     }
+}
+
+/// Waits until the resolver materialized the record of `ack`.
+pub async fn wait_materialized(app: &TestApp, ack: &proto::PublishAck) {
+    app.records_reader(&ack.record_key)
+        .get_record(proto::GetRecordRequest {
+            record_key: ack.record_key.clone(),
+            min_positions: vec![position(ack)],
+        })
+        .await
+        .unwrap();
+}
+
+pub fn tasks_as(
+    app: &TestApp,
+    requester: &str,
+) -> proto::tasks_client::TasksClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+> {
+    let requester = Requester::parse(requester).unwrap();
+    proto::tasks_client::TasksClient::with_interceptor(
+        app.channel.clone(),
+        AsRequester::new(&requester, None),
+    )
+}
+
+/// The first task a new stream sends within two seconds, if any (the stream is dropped:
+/// a disconnect).
+pub async fn next_task(
+    client: &mut proto::tasks_client::TasksClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+    >,
+) -> Option<proto::Task> {
+    let mut stream = client
+        .stream(proto::StreamTasksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+        Ok(message) => message.unwrap(),
+        Err(_) => None,
+    }
+}
+
+pub fn cases_as(
+    app: &TestApp,
+    requester: &str,
+) -> proto::cases_client::CasesClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+> {
+    cases_on(app.channel.clone(), requester)
+}
+
+/// A `Cases` client on `channel`, calling as `requester` (in a header, as `dev` takes it).
+pub fn cases_on(
+    channel: Channel,
+    requester: &str,
+) -> proto::cases_client::CasesClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AsRequester>,
+> {
+    let requester = Requester::parse(requester).unwrap();
+    proto::cases_client::CasesClient::with_interceptor(channel, AsRequester::new(&requester, None))
+}
+
+/// Every message of `topic`, all partitions, decoded: read for two seconds each (end
+/// offsets are no guide on Tansu, which under-reports them after a multi-record batch).
+pub async fn read_all<M: prost::Message + Default>(topic: &str, partitions: i32) -> Vec<M> {
+    let mut all = Vec::new();
+    for p in 0..partitions {
+        for m in read_partition(topic, p, 0, usize::MAX, Duration::from_secs(2)).await {
+            all.push(M::decode(rdkafka::Message::payload(&m).unwrap()).unwrap());
+        }
+    }
+    all
 }

@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod bench;
 mod case_bridge;
+mod case_correctness;
 mod case_store_contract;
 mod cases;
 mod demo;
