@@ -266,6 +266,122 @@ async fn a_chain_written_concurrently_verifies_clean_and_every_tampering_is_foun
     }
 }
 
+/// The offset of the only message of `partition` of `topic`, which carries `payload`.
+async fn offset_of(topic: &str, partition: i32, payload: &[u8]) -> i64 {
+    let messages = read_partition(topic, partition, 0, 1, Duration::from_secs(60)).await;
+    let message = messages
+        .first()
+        .unwrap_or_else(|| panic!("nothing in partition {partition}"));
+    assert_eq!(message.payload(), Some(payload));
+    message.offset()
+}
+
+/// `govlink audit verify` in this process (the binary under the shared target directory
+/// may be another checkout's): whether the trail is clean, and the report.
+async fn verify_here(settings: &Settings, json: bool) -> (bool, String) {
+    let mut out = Vec::new();
+    let report = govlink::audit::verify::run(settings, None, json, &mut out)
+        .await
+        .expect("the trail is read");
+    (report.is_clean(), String::from_utf8(out).unwrap())
+}
+
+/// The line of `chain` in verify's output.
+fn chain_line<'a>(out: &'a str, chain: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("chain {chain} ")))
+        .unwrap_or_else(|| panic!("no line for chain {chain}\n{out}"))
+}
+
+#[tokio::test]
+async fn a_copy_of_an_entry_on_another_partition_is_named_where_it_sits() {
+    let settings = test_settings();
+    let topics = audit_topics(&settings).await;
+    let writer = Writer::start(publisher(Duration::from_secs(30)), &topics).await;
+    let chain = writer.log.chain_id();
+    for i in 0..5 {
+        writer
+            .log
+            .record(
+                access(&format!("a{i}"), &[alice()], AccessDecision::Allowed),
+                soon(),
+            )
+            .await
+            .expect("the access is recorded");
+    }
+    writer.close().await;
+    let entries = read_until(&topics.audit(), |m| m.len() >= 6).await;
+    let home = entries[0].partition();
+    let payload_of = |seq: u64| -> Vec<u8> {
+        entries
+            .iter()
+            .map(|m| m.payload().unwrap_or_default().to_vec())
+            .find(|p| AuditEntry::decode(p.as_slice()).unwrap().sequence == seq)
+            .unwrap_or_else(|| panic!("no entry {seq}"))
+    };
+
+    // Entry 3's exact bytes, under its key, on another partition.
+    let elsewhere = (home + 1) % PARTITIONS;
+    let copy = payload_of(3);
+    send_raw(&topics.audit(), &chain, &copy, Some(elsewhere)).await;
+    let offset = offset_of(&topics.audit(), elsewhere, &copy).await;
+    let (ok, out) = verify_here(&settings, false).await;
+    println!("{out}");
+    assert!(!ok, "{out}");
+    let line = chain_line(&out, &chain);
+    // The chain in its own partition is whole; the copy is named where it sits.
+    assert!(line.contains(" entries=6 last_seq=5 "), "{out}");
+    assert!(
+        line.ends_with(&format!(
+            "FAILED: duplicate entry at seq 3 in partition {elsewhere} offset {offset}: the chain lives in partition {home}"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("missing"), "{out}");
+
+    // Entry 2 with another purpose, its hash left as it was, on the third partition.
+    let third = (home + 2) % PARTITIONS;
+    let mut entry = AuditEntry::decode(payload_of(2).as_slice()).unwrap();
+    let mut body = AuditBody::decode(entry.body.as_slice()).unwrap();
+    if let Some(Kind::Access(a)) = &mut body.kind {
+        a.purpose = "nothing to see".into();
+    }
+    entry.body = body.encode_to_vec();
+    let changed = entry.encode_to_vec();
+    send_raw(&topics.audit(), &chain, &changed, Some(third)).await;
+    let offset = offset_of(&topics.audit(), third, &changed).await;
+    let (ok, out) = verify_here(&settings, true).await;
+    assert!(!ok, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    let report = json["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chain_id"] == chain.as_str())
+        .unwrap_or_else(|| panic!("no chain {chain}\n{out}"));
+    println!("{}", report["detail"]);
+    assert_eq!(
+        (
+            &report["partition"],
+            &report["entries"],
+            &report["last_sequence"]
+        ),
+        (&home.into(), &6.into(), &5.into()),
+        "{out}"
+    );
+    let problem = &report["problem"];
+    assert_eq!(
+        problem["kind"], "changed copy in another partition",
+        "{out}"
+    );
+    assert_eq!(problem["sequence"], 2, "{out}");
+    assert_eq!(
+        (&problem["at"]["partition"], &problem["at"]["offset"]),
+        (&third.into(), &offset.into()),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_delivery_starts_a_new_chain_that_declares_the_old_one() {
     let settings = test_settings();

@@ -2,7 +2,7 @@
 //! and its writer's declaration at the end.
 
 use super::Declaration;
-use super::report::{ChainReport, ChainStatus, Problem};
+use super::report::{ChainReport, ChainStatus, Location, Problem};
 use crate::audit::chain::{GENESIS, Hash};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
@@ -14,17 +14,35 @@ const MISSING: Hash = [0; 32];
 /// verifier allocate without bound.
 pub(super) const MAX_GAP: u64 = 1 << 20;
 
+/// An entry as first verified in a partition: enough to compare it with the chain's.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seen {
+    pub(super) seq: u64,
+    pub(super) at: Location,
+    /// Its hash, if it matches its content.
+    pub(super) hash: Option<Hash>,
+}
+
+/// One chain's entries in one partition (see [`super::streams`]).
 #[derive(Debug)]
 pub(super) struct ChainState {
     pub(super) id: String,
     /// From the chain's `ChainStart`.
     pub(super) writer: Option<String>,
+    /// From the chain's `ChainStart`: the chain it replaced and what it says of it.
+    pub(super) declares: Option<(String, Declaration)>,
     /// Entries verified (exact duplicates and skipped entries not counted).
     entries: u64,
     /// Entries before `--from`, not verified.
     skipped: u64,
     /// Exact copies of verified entries (producer retries), ignored.
     duplicates: u64,
+    /// Messages read, whatever they turned out to be.
+    messages: u64,
+    /// The sequence of the first message read.
+    first_sequence: Option<u64>,
+    /// The first entry verified.
+    first_verified: Option<Seen>,
     /// The first sequence verified; `None` until one was.
     base: Option<u64>,
     /// The hash of every sequence from `base` on; [`MISSING`] where none was seen.
@@ -45,9 +63,13 @@ impl ChainState {
         ChainState {
             id,
             writer: None,
+            declares: None,
             entries: 0,
             skipped: 0,
             duplicates: 0,
+            messages: 0,
+            first_sequence: None,
+            first_verified: None,
             base: None,
             hashes: Vec::new(),
             gap_open: false,
@@ -63,16 +85,45 @@ impl ChainState {
         self.base.is_some()
     }
 
+    /// Messages read.
+    pub(super) fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// The sequence of the first message read (`None`: none was).
+    pub(super) fn first_sequence(&self) -> Option<u64> {
+        self.first_sequence
+    }
+
+    /// The first entry verified (`None`: none was, e.g. all before `--from`).
+    pub(super) fn first_verified(&self) -> Option<Seen> {
+        self.first_verified
+    }
+
+    fn note(&mut self, entry: &AuditEntry) {
+        self.messages += 1;
+        self.first_sequence.get_or_insert(entry.sequence);
+    }
+
     /// An entry before `--from`: not verified, but the first verified entry must follow
     /// it (so entries deleted right after `--from` are still missed).
     pub(super) fn skip(&mut self, entry: &AuditEntry) {
+        self.note(entry);
         self.skipped += 1;
         self.next = entry.sequence.saturating_add(1);
         self.prev = Hash::try_from(entry.hash.as_slice()).unwrap_or(GENESIS);
     }
 
-    /// An entry to verify, with its decoded body and whether its hash matches it.
-    pub(super) fn accept(&mut self, entry: &AuditEntry, body: Option<&AuditBody>, hash_ok: bool) {
+    /// An entry to verify, read `at`, with its decoded body and whether its hash matches
+    /// it.
+    pub(super) fn accept(
+        &mut self,
+        at: Location,
+        entry: &AuditEntry,
+        body: Option<&AuditBody>,
+        hash_ok: bool,
+    ) {
+        self.note(entry);
         let seq = entry.sequence;
         let base = *self.base.get_or_insert(self.next);
         if seq < base {
@@ -80,6 +131,13 @@ impl ChainState {
             self.skipped += 1;
             return;
         }
+        self.first_verified.get_or_insert(Seen {
+            seq,
+            at,
+            hash: hash_ok
+                .then(|| Hash::try_from(entry.hash.as_slice()).ok())
+                .flatten(),
+        });
         if seq < self.next {
             return self.backwards(entry, hash_ok);
         }
@@ -140,14 +198,18 @@ impl ChainState {
         }
     }
 
-    /// The chain's report, given its checkpoints and the declaration of its abandonment.
+    /// The chain's report, given its checkpoints, the declaration of its abandonment,
+    /// the problems its entries in other partitions are, and its partition.
     pub(super) fn finish(
         self,
         checkpoints: &[AuditCheckpoint],
         declared: Option<&Declaration>,
+        elsewhere: Vec<Problem>,
+        partition: Option<i32>,
     ) -> ChainReport {
         let last = self.last_seq();
         let mut problems = self.problems.clone();
+        problems.extend(elsewhere);
         let first_missing = self.first_missing();
         if let Some(seq) = first_missing {
             problems.push(Problem::Missing { seq });
@@ -183,6 +245,7 @@ impl ChainState {
         ChainReport {
             head: last.and_then(|l| self.hash_at(l)),
             chain_id: self.id,
+            partition,
             writer: self.writer,
             entries: self.entries,
             skipped: self.skipped,
@@ -200,7 +263,7 @@ impl ChainState {
     }
 
     /// The hash of the verified entry `seq`; `None` if skipped, missing or not reached.
-    fn hash_at(&self, seq: u64) -> Option<Hash> {
+    pub(super) fn hash_at(&self, seq: u64) -> Option<Hash> {
         let base = self.base?;
         let hash = *self.hashes.get(slot(seq.checked_sub(base)?))?;
         (hash != MISSING).then_some(hash)

@@ -2,18 +2,22 @@
 //! checkpoints and its writer's declarations, and reports per chain the first problem.
 //!
 //! [`Verifier`] is the logic, a pure function of the messages it is given (fed in topic
-//! order, one partition's order preserved); [`run`] reads the topics into it and prints
-//! the [`Report`]. Memory: 32 bytes per verified entry (each entry's hash is kept to
-//! match checkpoints and duplicates against); `--from` limits it for long trails.
+//! order, one partition's order preserved, partitions interleaved in any way); [`run`]
+//! reads the topics into it and prints the [`Report`]. A chain is verified in the
+//! partition it lives in; its entries found in others are reported where they sit
+//! ([`streams`]). Memory: 32 bytes per verified entry, wherever it sits (each entry's
+//! hash is kept to match checkpoints, duplicates and copies against); `--from` limits it
+//! for long trails.
 
 mod chain_state;
 mod read;
 mod report;
+mod streams;
 #[cfg(test)]
 mod tests;
 
 pub use read::{VerifyError, run};
-pub use report::{ChainReport, ChainStatus, Location, Problem, Report};
+pub use report::{ChainReport, ChainStatus, Likeness, Location, Problem, Report};
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -23,7 +27,7 @@ use prost::Message as _;
 use super::chain::hash_matches;
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
-use chain_state::ChainState;
+use streams::Streams;
 
 /// A chain's declaration, in the `ChainStart` of the chain that replaced it, that its
 /// writer abandoned it.
@@ -57,10 +61,9 @@ pub struct Verifier {
     /// Entries before this instant are skipped (`--from`).
     from: Option<SystemTime>,
     /// Every chain met, in the order first met.
-    chains: Vec<ChainState>,
+    chains: Vec<Streams>,
     by_id: HashMap<String, usize>,
     checkpoints: HashMap<String, Vec<AuditCheckpoint>>,
-    declarations: HashMap<String, Declaration>,
     foreign_entries: Foreign,
     foreign_checkpoints: Foreign,
 }
@@ -86,34 +89,35 @@ impl Verifier {
             Some(Kind::Start(start)) if entry.sequence == 0 && own_hash_ok => Some(start),
             _ => None,
         };
-        if let Some(start) = start
-            && !start.abandoned_chain_id.is_empty()
-        {
-            self.declarations.insert(
-                start.abandoned_chain_id.clone(),
-                Declaration {
+        let declares = start
+            .filter(|start| !start.abandoned_chain_id.is_empty())
+            .map(|start| {
+                let declaration = Declaration {
                     by: entry.chain_id.clone(),
                     sequence: start.abandoned_sequence,
                     hash: start.abandoned_hash.clone(),
-                },
-            );
-        }
+                };
+                (start.abandoned_chain_id.clone(), declaration)
+            });
         let writer = start.map(|s| s.writer.clone());
         let written_at = body
             .as_ref()
             .and_then(|b| b.at)
             .and_then(|t| SystemTime::try_from(t).ok());
         let from = self.from;
-        let chain = self.chain(&entry.chain_id);
+        let chain = self.chain(&entry.chain_id).partition(at.partition);
         if let Some(writer) = writer {
             chain.writer.get_or_insert(writer);
+        }
+        if let Some(declares) = declares {
+            chain.declares.get_or_insert(declares);
         }
         // Only a chain's beginning is skipped: once verifying, every later entry counts.
         let before_from = matches!((from, written_at), (Some(from), Some(at)) if at < from);
         if before_from && !chain.anchored() {
             chain.skip(&entry);
         } else {
-            chain.accept(&entry, body.as_ref(), own_hash_ok);
+            chain.accept(at, &entry, body.as_ref(), own_hash_ok);
         }
     }
 
@@ -131,10 +135,17 @@ impl Verifier {
 
     /// The report: every chain met in entries, checkpoints or declarations.
     pub fn finish(mut self) -> Report {
+        // Declared in the start of the declaring chain in its own partition only.
+        let mut declarations: HashMap<String, Declaration> = HashMap::new();
+        for chain in &self.chains {
+            if let Some((abandoned, declaration)) = chain.declares() {
+                declarations.insert(abandoned.to_owned(), declaration.clone());
+            }
+        }
         let mentioned: Vec<String> = self
             .checkpoints
             .keys()
-            .chain(self.declarations.keys())
+            .chain(declarations.keys())
             .cloned()
             .collect();
         for id in mentioned {
@@ -145,7 +156,7 @@ impl Verifier {
             .into_iter()
             .map(|chain| {
                 let checkpoints = self.checkpoints.remove(&chain.id).unwrap_or_default();
-                let declared = self.declarations.get(&chain.id);
+                let declared = declarations.get(&chain.id);
                 chain.finish(&checkpoints, declared)
             })
             .collect();
@@ -159,11 +170,11 @@ impl Verifier {
         }
     }
 
-    fn chain(&mut self, id: &str) -> &mut ChainState {
+    fn chain(&mut self, id: &str) -> &mut Streams {
         let index = match self.by_id.get(id) {
             Some(index) => *index,
             None => {
-                self.chains.push(ChainState::new(id.to_owned()));
+                self.chains.push(Streams::new(id.to_owned()));
                 self.by_id.insert(id.to_owned(), self.chains.len() - 1);
                 self.chains.len() - 1
             }

@@ -75,6 +75,30 @@ pub enum Problem {
         /// What is wrong with it.
         what: &'static str,
     },
+    /// An entry of the chain in a partition other than the chain's: a writer puts every
+    /// entry of its chain in one partition (they are keyed by the chain id), so something
+    /// else wrote it there. The first such entry of that partition.
+    OtherPartition {
+        /// Its sequence.
+        seq: u64,
+        /// Where it sits.
+        at: Location,
+        /// The partition the chain lives in.
+        home: i32,
+        /// How it compares with the chain's own entry of that sequence.
+        likeness: Likeness,
+    },
+}
+
+/// How an entry in another partition compares with the chain's own entry of its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Likeness {
+    /// The same entry (same fields, same matching hash): a copy.
+    Duplicate,
+    /// A different entry, or one whose hash does not match it: a changed copy.
+    Changed,
+    /// The chain has no verified entry of that sequence to compare it with.
+    Unmatched,
 }
 
 impl Problem {
@@ -89,7 +113,16 @@ impl Problem {
             | Problem::CheckpointMismatch { seq, .. }
             | Problem::DuplicateDiffers { seq }
             | Problem::AfterClose { seq }
-            | Problem::Malformed { seq, .. } => *seq,
+            | Problem::Malformed { seq, .. }
+            | Problem::OtherPartition { seq, .. } => *seq,
+        }
+    }
+
+    /// Where the message it is about sits, when that is not the chain's own partition.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Problem::OtherPartition { at, .. } => Some(*at),
+            _ => None,
         }
     }
 
@@ -103,6 +136,11 @@ impl Problem {
             Problem::DuplicateDiffers { .. } => "duplicate with different content",
             Problem::AfterClose { .. } => "appended after close",
             Problem::Malformed { .. } => "malformed",
+            Problem::OtherPartition { likeness, .. } => match likeness {
+                Likeness::Duplicate => "duplicate in another partition",
+                Likeness::Changed => "changed copy in another partition",
+                Likeness::Unmatched => "entry in another partition",
+            },
         }
     }
 }
@@ -154,6 +192,28 @@ impl fmt::Display for Problem {
                 "entry appended after close at seq {seq}: the chain's writer closed it before"
             ),
             Problem::Malformed { seq, what } => write!(f, "malformed entry at seq {seq}: {what}"),
+            Problem::OtherPartition {
+                seq,
+                at,
+                home,
+                likeness,
+            } => {
+                let place = format!("partition {} offset {}", at.partition, at.offset);
+                match likeness {
+                    Likeness::Duplicate => write!(
+                        f,
+                        "duplicate entry at seq {seq} in {place}: the chain lives in partition {home}"
+                    ),
+                    Likeness::Changed => write!(
+                        f,
+                        "changed copy of seq {seq} in {place}: the chain lives in partition {home}, where seq {seq} differs"
+                    ),
+                    Likeness::Unmatched => write!(
+                        f,
+                        "entry at seq {seq} in {place}: the chain lives in partition {home}, which has no seq {seq}"
+                    ),
+                }
+            }
         }
     }
 }
@@ -221,6 +281,8 @@ impl fmt::Display for ChainStatus {
 pub struct ChainReport {
     /// The chain id.
     pub chain_id: String,
+    /// The partition it lives in (`None`: no entry of it was read).
+    pub partition: Option<i32>,
     /// Its writer, from its `ChainStart` (`None` if that was not seen).
     pub writer: Option<String>,
     /// Entries verified.
@@ -323,6 +385,7 @@ impl Report {
                 };
                 serde_json::json!({
                     "chain_id": c.chain_id,
+                    "partition": c.partition,
                     "writer": c.writer,
                     "entries": c.entries,
                     "skipped": c.skipped,
@@ -332,14 +395,19 @@ impl Report {
                     "checkpoint": c.checkpoint.map(|(seq, closed)| serde_json::json!({"sequence": seq, "closed": closed})),
                     "status": state,
                     "detail": c.status.to_string(),
-                    "problem": problem.map(|p| serde_json::json!({"kind": p.kind(), "sequence": p.seq(), "message": p.to_string()})),
+                    "problem": problem.map(|p| serde_json::json!({
+                        "kind": p.kind(),
+                        "sequence": p.seq(),
+                        "at": p.location().map(location_json),
+                        "message": p.to_string(),
+                    })),
                 })
             })
             .collect();
         let foreign = |(count, first): (u64, Option<Location>)| {
             serde_json::json!({
                 "count": count,
-                "first": first.map(|at| serde_json::json!({"partition": at.partition, "offset": at.offset})),
+                "first": first.map(location_json),
             })
         };
         serde_json::json!({
@@ -350,4 +418,8 @@ impl Report {
             "foreign_checkpoints": foreign(self.foreign_checkpoints),
         })
     }
+}
+
+fn location_json(at: Location) -> serde_json::Value {
+    serde_json::json!({"partition": at.partition, "offset": at.offset})
 }

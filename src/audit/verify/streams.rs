@@ -1,0 +1,103 @@
+//! One chain's entries, partition by partition. A chain lives in one partition (its
+//! entries are keyed by its id), so each partition's entries of a chain are verified on
+//! their own, in that partition's order; at the end, the partition holding the chain is
+//! verified as the chain, and every entry of it elsewhere is a problem of its own, named
+//! with where it sits. Were they verified together, a copy read before the chain itself
+//! would make the chain look reordered or missing its beginning.
+
+use super::Declaration;
+use super::chain_state::ChainState;
+use super::report::{ChainReport, Likeness, Problem};
+use crate::proto::AuditCheckpoint;
+
+/// One chain as met in the audit topic: its entries per partition.
+#[derive(Debug)]
+pub(super) struct Streams {
+    pub(super) id: String,
+    /// Per partition met, in the order first met (one, unless something copied entries
+    /// elsewhere: a handful at most, as many as the topic has partitions).
+    by_partition: Vec<(i32, ChainState)>,
+}
+
+impl Streams {
+    pub(super) fn new(id: String) -> Streams {
+        Streams {
+            id,
+            by_partition: Vec::new(),
+        }
+    }
+
+    /// The chain's entries in `partition`.
+    pub(super) fn partition(&mut self, partition: i32) -> &mut ChainState {
+        let index = match self.by_partition.iter().position(|(p, _)| *p == partition) {
+            Some(index) => index,
+            None => {
+                let state = ChainState::new(self.id.clone());
+                self.by_partition.push((partition, state));
+                self.by_partition.len() - 1
+            }
+        };
+        &mut self.by_partition[index].1
+    }
+
+    /// The abandoned chain its start, in its own partition, declares, and what it says.
+    pub(super) fn declares(&self) -> Option<(&str, &Declaration)> {
+        let (_, home) = &self.by_partition[self.home()?];
+        home.declares.as_ref().map(|(id, d)| (id.as_str(), d))
+    }
+
+    /// The chain's report: its own partition verified, given its checkpoints and the
+    /// declaration of its abandonment, and the first entry of every other partition
+    /// compared with the chain's entry of that sequence.
+    pub(super) fn finish(
+        mut self,
+        checkpoints: &[AuditCheckpoint],
+        declared: Option<&Declaration>,
+    ) -> ChainReport {
+        let Some(index) = self.home() else {
+            // Met only in checkpoints or a declaration: no entry at all.
+            return ChainState::new(self.id).finish(checkpoints, declared, Vec::new(), None);
+        };
+        let (partition, home) = self.by_partition.swap_remove(index);
+        let elsewhere = self
+            .by_partition
+            .iter()
+            .filter_map(|(_, other)| copy_problem(&home, partition, other))
+            .collect();
+        home.finish(checkpoints, declared, elsewhere, Some(partition))
+    }
+
+    /// The partition the chain lives in: the one holding most of its entries, then the
+    /// one whose entries begin earliest in the chain, then the lowest. A copy of a few
+    /// entries never outnumbers the chain; a copy of all of it cannot be told from it,
+    /// and either way the report names the other one's place.
+    fn home(&self) -> Option<usize> {
+        (0..self.by_partition.len()).min_by_key(|&i| {
+            let (partition, state) = &self.by_partition[i];
+            (
+                std::cmp::Reverse(state.messages()),
+                state.first_sequence(),
+                *partition,
+            )
+        })
+    }
+}
+
+/// The problem the entries of the chain in another partition are: the first of them
+/// verified, compared with the chain's own entry of its sequence. Entries before
+/// `--from` are not looked at, there as in the chain's partition.
+fn copy_problem(home: &ChainState, partition: i32, other: &ChainState) -> Option<Problem> {
+    let first = other.first_verified()?;
+    let likeness = match home.hash_at(first.seq) {
+        None => Likeness::Unmatched,
+        // The hash covers every field: equal and matching, it is the same entry.
+        Some(hash) if first.hash == Some(hash) => Likeness::Duplicate,
+        Some(_) => Likeness::Changed,
+    };
+    Some(Problem::OtherPartition {
+        seq: first.seq,
+        at: first.at,
+        home: partition,
+        likeness,
+    })
+}
