@@ -106,7 +106,16 @@ pub fn decide(
         }
         C::RecordChanged(_) => events.extend(reopened(case, cx)),
         C::CheckDeadlines(_) => {
-            for s in &case.steps {
+            // The periodic check also looks at the records: a record change whose
+            // command never reached the case (the bridge could not send it) is noticed
+            // here at the latest. A step it reopens has a new due date, so overdue is
+            // judged on the case after the reopening.
+            events.extend(reopened(case, cx));
+            let mut now = case.clone();
+            for e in &events {
+                now = apply_body(Some(now), &command.case_id, e, cx.now);
+            }
+            for s in &now.steps {
                 let due = s.due_on.as_ref().and_then(civil);
                 if s.state() == StepState::Open && !s.overdue && due.is_some_and(|d| d < cx.today) {
                     events.push(E::StepOverdue(proto::StepOverdue {

@@ -525,3 +525,33 @@ fn a_record_does_not_prove_a_step_whose_predecessors_are_not_done() {
         ["step completed", "step completed", "completed"]
     );
 }
+
+/// A record change whose command was never delivered (the bridge could not send it) is
+/// noticed by the periodic deadline check: a new loan on the unit reopens the loan step
+/// and pulls the title back.
+#[test]
+fn the_deadline_check_also_reopens_what_the_records_took_back() {
+    let mut h = Harness::new();
+    let mut records = at_opening();
+    records[0] = household(
+        "h-1",
+        2,
+        SELLER_A,
+        UNIT_ADDRESS,
+        UNIT,
+        HouseholdStatus::MovedOut,
+    );
+    records[1] = loan_event("l-1", 2, SELLER_A, LoanStatus::Settled, 0);
+    h.run(open(sale()), &records).unwrap();
+    assert_eq!(h.step(StepKind::TitleRegistered).state(), StepState::Open);
+    records.push(loan_event("l-2", 1, SELLER_A, LoanStatus::Repaying, 5));
+    let check = case_command::Body::CheckDeadlines(proto::CheckDeadlinesCommand {});
+    let events = h.run(check, &records).unwrap();
+    assert_eq!(kinds(&events), ["step reopened", "step pulled back"]);
+    assert_eq!(h.step(StepKind::LoanSettled).state(), StepState::Open);
+    assert!(!h.step(StepKind::LoanSettled).overdue, "a fresh due date");
+    assert_eq!(
+        h.step(StepKind::TitleRegistered).state(),
+        StepState::Pending
+    );
+}

@@ -240,7 +240,7 @@ impl proto::cases_server::Cases for CasesService {
                 caller.requester.agency,
             ));
         }
-        let params = r.params.unwrap_or_default();
+        let params = normalised(r.params.unwrap_or_default());
         let case_id = case_id_of(&caller.requester, &r.request_id);
         let action = Action {
             requester: &caller.requester,
@@ -460,6 +460,31 @@ pub fn validate_case_id(case_id: &str) -> Violations {
         violations.add("case_id", "must be a case id returned by OpenCase");
     }
     violations
+}
+
+/// Valid parameters with every identifier in its one spelling (uppercase unit numbers and
+/// check characters), so the case, its tasks and its subjects never depend on how the
+/// caller typed them. Run after [`validate_open_case`] accepted them.
+fn normalised(mut params: CaseParams) -> CaseParams {
+    let person = |id: &mut String| {
+        if let Ok(p) = ResidentId::parse(id) {
+            *id = p.as_str().to_owned();
+        }
+    };
+    match &mut params.kind {
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            if let Ok(unit) = UnitNumber::parse(&p.unit_number) {
+                p.unit_number = unit.as_str().to_owned();
+            }
+            p.seller_ids.iter_mut().for_each(person);
+            p.buyer_ids.iter_mut().for_each(person);
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => person(&mut p.person_id),
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => person(&mut p.person_id),
+        Some(case_params::Kind::HouseholdMove(p)) => person(&mut p.person_id),
+        None => {}
+    }
+    params
 }
 
 /// Every field of the parameters, checked as records are: all violations, by field.

@@ -366,7 +366,14 @@ async fn an_opening_waits_for_the_callers_publishes_before_planning() {
         publish_household(&app, 2, 1, &seller, &unit, proto::HouseholdStatus::MovedOut).await;
     positions.push(position(&moved));
     let mut window = cases_as(&app, "housing/transfer-window");
-    let mut request = sale_between("after-publish", &unit, vec![seller.clone()], vec![bea()]);
+    // Typed in lowercase: the case keeps the one spelling, and plans on the same records.
+    let lowercase = unit.to_ascii_lowercase();
+    let mut request = sale_between(
+        "after-publish",
+        &lowercase,
+        vec![seller.clone()],
+        vec![bea()],
+    );
     request.min_positions = positions.clone();
     let case = window
         .open_case(request)
@@ -375,6 +382,12 @@ async fn an_opening_waits_for_the_callers_publishes_before_planning() {
         .into_inner()
         .case
         .unwrap();
+    let Some(proto::case_params::Kind::PropertyTransfer(params)) =
+        case.params.as_ref().and_then(|p| p.kind.as_ref())
+    else {
+        panic!("{case:?}")
+    };
+    assert_eq!(params.unit_number, unit);
     let household_step = step(&case, StepKind::SellerHouseholdMovedOut);
     assert_eq!(household_step.state(), StepState::Done, "{case:?}");
     assert!(matches!(&household_step.completed_by,
