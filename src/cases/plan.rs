@@ -12,7 +12,7 @@ use crate::proto::{
 };
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::{
-    Live, RecordSet, loan_settled, normalise_address, registered_at_unit, same_id,
+    Live, Placement, RecordSet, loan_settled, normalise_address, placement, same_id,
 };
 
 /// One step of a kind's plan.
@@ -310,12 +310,11 @@ fn property_transfer(
     }
 }
 
-/// The record proving that no seller's household is registered at the unit: none is
-/// registered there by the property check's own predicate ([`registered_at_unit`]), and
-/// every seller has a registration that places them elsewhere (moved out, deceased, or
-/// registered at another unit or, with no unit number, at another address than the
-/// title's). A seller of whom the police have no record is unknown: the step stays open
-/// for public security to confirm. The proof cited is the first seller's record.
+/// The record proving that no seller's household is registered at the unit: every
+/// seller has a registration that places them elsewhere and none that places them at the
+/// unit or leaves it unsure, by the property check's own [`placement`]. A seller of whom
+/// the police have no record is unknown: the step stays open for public security to
+/// confirm. The proof cited is the first seller's record.
 fn sellers_moved_out(p: &PropertyTransferParams, set: &RecordSet<'_>) -> Option<(RecordKey, u64)> {
     let unit_address = set
         .titles()
@@ -329,15 +328,9 @@ fn sellers_moved_out(p: &PropertyTransferParams, set: &RecordSet<'_>) -> Option<
             .households()
             .filter(|h| same_id(&h.record.person_id, seller))
         {
-            if registered_at_unit(h.record, &p.unit_number, unit_address.as_deref()) {
-                return None;
-            }
-            let r = h.record;
-            let elsewhere = r.status() != HouseholdStatus::Registered
-                || !r.property_unit_number.is_empty()
-                || unit_address.is_some();
-            if elsewhere {
-                placed_elsewhere = placed_elsewhere.or(Some(proof(&h)));
+            match placement(h.record, &p.unit_number, unit_address.as_deref()) {
+                Placement::Elsewhere => placed_elsewhere = placed_elsewhere.or(Some(proof(&h))),
+                Placement::AtUnit | Placement::Unsure => return None,
             }
         }
         first = first.or(Some(placed_elsewhere?));

@@ -135,15 +135,18 @@ fn the_plan_and_the_property_check_agree_on_an_address_only_registration() {
         "",
         HouseholdStatus::MovedOut,
     );
-    let elsewhere = household(
-        "h-1",
-        3,
-        SELLER_A,
-        "北京市海淀区中关村大街1号",
-        "",
-        HouseholdStatus::Registered,
+    let elsewhere = in_region(
+        household(
+            "h-1",
+            3,
+            SELLER_A,
+            "北京市海淀区中关村大街1号",
+            "",
+            HouseholdStatus::Registered,
+        ),
+        "110108",
     );
-    let blocked = |records: &[RecordEvent]| {
+    let check_codes = |records: &[RecordEvent]| {
         check_property_transfer(
             &unit(),
             &[id(SELLER_A)],
@@ -155,7 +158,9 @@ fn the_plan_and_the_property_check_agree_on_an_address_only_registration() {
         )
         .unwrap()
         .codes()
-        .contains(&BlockerCode::SellerHouseholdAtUnit)
+    };
+    let blocked = |records: &[RecordEvent]| {
+        check_codes(records).contains(&BlockerCode::SellerHouseholdAtUnit)
     };
     for (registration, at_unit) in [(at_address, true), (moved, false), (elsewhere, false)] {
         let records = [owned.clone(), registration];
@@ -163,6 +168,20 @@ fn the_plan_and_the_property_check_agree_on_an_address_only_registration() {
         let open = evaluate(step, &sale(), &records) == Condition::Open;
         assert_eq!(open, at_unit, "{records:?}");
     }
+    // In the unit's district at an address that is not the title's: only the police can
+    // say, so the check asks them and the step stays open.
+    let unsure = household(
+        "h-1",
+        4,
+        SELLER_A,
+        "北京市朝阳区建国路99号",
+        "",
+        HouseholdStatus::Registered,
+    );
+    let records = [owned.clone(), unsure];
+    assert!(check_codes(&records).contains(&BlockerCode::SellerHouseholdUnverified));
+    assert!(!check_codes(&records).contains(&BlockerCode::SellerHouseholdAtUnit));
+    assert_eq!(evaluate(step, &sale(), &records), Condition::Open);
     // Without the title there is no address to compare: an address-only registration
     // proves nothing either way, and the step stays open.
     let alone = household(

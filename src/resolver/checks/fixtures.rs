@@ -187,6 +187,14 @@ pub(crate) fn household(
     )
 }
 
+/// `event`, a household registration, registered in the district `region` instead.
+pub(crate) fn in_region(mut event: RecordEvent, region: &str) -> RecordEvent {
+    if let Some(Payload::HouseholdRegistration(h)) = &mut event.payload {
+        h.region_code = region.into();
+    }
+    event
+}
+
 /// The record id of [`contribution`]'s record for `prefix`, `year`, `month`.
 pub(crate) fn contribution_id(prefix: &str, year: i32, month: u32) -> String {
     format!("{prefix}-{year:04}-{month:02}")

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use property::{
-    PurchaseRule, check_property_transfer, loan_settled, normalise_address, registered_at_unit,
+    Placement, PurchaseRule, check_property_transfer, loan_settled, normalise_address, placement,
     validate_request as validate_property_transfer,
 };
 pub use social_security::{SocialSecurityTransferOutcome, check_social_security_transfer};
@@ -114,6 +114,9 @@ pub enum BlockerCode {
     ProvidentFundLoanUnsettled,
     /// A seller's household registration is still at the unit.
     SellerHouseholdAtUnit,
+    /// A seller's household is registered in the unit's district at an address that cannot
+    /// be matched to the unit's: the police must confirm where it is.
+    SellerHouseholdUnverified,
     /// No sale contract on the unit between exactly these sellers and buyers.
     SaleContractMissing,
     /// The contract between these parties is not in the status a transfer needs (filed).
@@ -144,6 +147,7 @@ impl BlockerCode {
             BlockerCode::UnitSeized => "UNIT_SEIZED",
             BlockerCode::ProvidentFundLoanUnsettled => "PROVIDENT_FUND_LOAN_UNSETTLED",
             BlockerCode::SellerHouseholdAtUnit => "SELLER_HOUSEHOLD_AT_UNIT",
+            BlockerCode::SellerHouseholdUnverified => "SELLER_HOUSEHOLD_UNVERIFIED",
             BlockerCode::SaleContractMissing => "SALE_CONTRACT_MISSING",
             BlockerCode::SaleContractWrongStatus => "SALE_CONTRACT_WRONG_STATUS",
             BlockerCode::SaleContractConflict => "SALE_CONTRACT_CONFLICT",

@@ -57,8 +57,10 @@ impl PurchaseRule {
 
 /// Reduces an address to a canonical form, so the registry's and the police's spelling of
 /// the same flat compare equal: whitespace removed, full-width digits, letters and
-/// punctuation made ASCII, letters uppercased, traditional 號/棟/樓 simplified, building
-/// words (号楼, 幢, #楼) made 栋, dashes unified, and a room suffix (室, 号, 房) after the
+/// punctuation made ASCII, letters uppercased, traditional 號/棟/樓 simplified, numbers in
+/// Chinese numerals made digits (八十八号 → 88号), building words (号楼, 幢, #楼) made 栋,
+/// 单元 made a dash (2单元501 → 2-501), dashes unified, the province and city before the
+/// district dropped (北京市朝阳区… → 朝阳区…), and a room suffix (室, 号, 房) after the
 /// room number dropped. Both sides go through the same function, so a rule that is too
 /// generous can only make two spellings of one address equal, never split one.
 pub fn normalise_address(address: &str) -> String {
@@ -79,10 +81,12 @@ pub fn normalise_address(address: &str) -> String {
         }
         out.push(c.to_ascii_uppercase());
     }
-    let mut out = out
+    let out = arabic_numerals(&out)
         .replace("号楼", "栋")
         .replace("#楼", "栋")
-        .replace('幢', "栋");
+        .replace('幢', "栋")
+        .replace("单元", "-");
+    let mut out = without_province_and_city(&out).to_owned();
     for suffix in ['室', '号', '房'] {
         if let Some(rest) = out.strip_suffix(suffix)
             && rest.ends_with(|c: char| c.is_ascii_alphanumeric())
@@ -94,23 +98,123 @@ pub fn normalise_address(address: &str) -> String {
     out
 }
 
-/// Whether `registration` has its person registered at the unit numbered `unit`, whose
+/// `text` with every run of Chinese numerals (一 to 九, 零, 十, 百, 千) written in digits:
+/// 八十八 → 88, 一百零二 → 102, 二〇二六 → 2026.
+fn arabic_numerals(text: &str) -> String {
+    let digit = |c: char| "零〇一二三四五六七八九".find(c).map(|i| i / 3);
+    let digit = |c: char| match digit(c) {
+        Some(0 | 1) => Some(0),
+        Some(i) => Some(i as u32 - 1),
+        None => None,
+    };
+    let unit = |c: char| match c {
+        '十' => Some(10),
+        '百' => Some(100),
+        '千' => Some(1000),
+        _ => None,
+    };
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..]
+            .iter()
+            .take_while(|c| digit(**c).is_some() || unit(**c).is_some())
+            .count();
+        if run == 0 {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let numerals = &chars[i..i + run];
+        if numerals.iter().any(|c| unit(*c).is_some()) {
+            // Positional with units: 八十八, 一百零二, 十五.
+            let (mut total, mut pending) = (0u32, None::<u32>);
+            for &c in numerals {
+                match (digit(c), unit(c)) {
+                    (Some(d), _) => pending = Some(d),
+                    (_, Some(u)) => {
+                        total += pending.unwrap_or(1) * u;
+                        pending = None;
+                    }
+                    _ => {}
+                }
+            }
+            out.push_str(&(total + pending.unwrap_or(0)).to_string());
+        } else {
+            // Digit by digit: 二〇二六.
+            numerals
+                .iter()
+                .filter_map(|c| digit(*c))
+                .for_each(|d| out.push(char::from_digit(d, 10).unwrap_or('0')));
+        }
+        i += run;
+    }
+    out
+}
+
+/// `address` without the province and city written before the district: 北京市朝阳区… and
+/// 朝阳区… are one address. Only a leading segment ending in 省, 自治区 or 市 and naming no
+/// district, road or street is dropped, and only while a district or county follows.
+fn without_province_and_city(address: &str) -> &str {
+    let mut rest = address;
+    loop {
+        let cut = ["省", "自治区", "市"]
+            .iter()
+            .filter_map(|end| rest.find(end).map(|at| at + end.len()))
+            .min();
+        let Some(cut) = cut else { return rest };
+        let (segment, after) = rest.split_at(cut);
+        let names_a_place_inside = ["区", "县", "路", "街", "道", "号"]
+            .iter()
+            .any(|w| segment[..segment.len() - 3].contains(w));
+        let district_follows = after.contains('区') || after.contains('县');
+        if names_a_place_inside || !district_follows || segment.chars().count() > 12 {
+            return rest;
+        }
+        rest = after;
+    }
+}
+
+/// Where a household registration places its person, as far as a sale of a unit goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Registered at the unit: by its number, or by the title's address.
+    AtUnit,
+    /// Not at the unit: moved out, deceased, registered at another unit, or at an address
+    /// in another district.
+    Elsewhere,
+    /// Registered without a unit number in the unit's own district, at an address that is
+    /// not the title's as far as spelling rules go: only the police can say.
+    Unsure,
+}
+
+/// Where `registration` places its person relative to the unit numbered `unit`, whose
 /// title gives the address `unit_address` (normalised by [`normalise_address`]; `None`
 /// without a title). The unit number is exact when the police recorded one; the address
 /// is the fallback for older registrations that carry only an address. The property
-/// check and the case plan both decide by this one predicate, so they cannot disagree.
-pub fn registered_at_unit(
+/// check and the case plan both decide by this one function, so they cannot disagree.
+pub fn placement(
     registration: &proto::HouseholdRegistration,
     unit: &str,
     unit_address: Option<&str>,
-) -> bool {
+) -> Placement {
     if registration.status() != HouseholdStatus::Registered {
-        return false;
+        return Placement::Elsewhere;
     }
-    if registration.property_unit_number.is_empty() {
-        unit_address.is_some_and(|a| a == normalise_address(&registration.address))
+    if !registration.property_unit_number.is_empty() {
+        return if registration.property_unit_number.eq_ignore_ascii_case(unit) {
+            Placement::AtUnit
+        } else {
+            Placement::Elsewhere
+        };
+    }
+    if unit_address.is_some_and(|a| a == normalise_address(&registration.address)) {
+        Placement::AtUnit
+    } else if unit.get(..6) == Some(registration.region_code.as_str()) {
+        Placement::Unsure
     } else {
-        registration.property_unit_number.eq_ignore_ascii_case(unit)
+        Placement::Elsewhere
     }
 }
 
@@ -337,10 +441,33 @@ fn household_blockers(
 ) {
     let unit_address = title.map(|t| normalise_address(&t.record.address));
     for (i, s) in sellers.iter().enumerate() {
-        for registration in set.households().filter(|h| {
-            same_id(&h.record.person_id, s.as_str())
-                && registered_at_unit(h.record, unit.as_str(), unit_address.as_deref())
-        }) {
+        for registration in set
+            .households()
+            .filter(|h| same_id(&h.record.person_id, s.as_str()))
+        {
+            match placement(registration.record, unit.as_str(), unit_address.as_deref()) {
+                Placement::Elsewhere => continue,
+                Placement::Unsure => {
+                    blockers.push(Blocker {
+                        code: BlockerCode::SellerHouseholdUnverified,
+                        agency: Agency::PublicSecurity,
+                        record: Some(registration.proof()),
+                        party: seller(i),
+                        action_zh: format!(
+                            "第{}位卖方的户口登记在该房屋所在区，但登记地址无法与房屋地址核对一致，请到派出所核实户口是否在该房屋。",
+                            i + 1
+                        ),
+                        action_en: format!(
+                            "Seller {}'s household is registered in this flat's district at an \
+                             address that cannot be matched to the flat's: have the police \
+                             station confirm whether it is at this flat.",
+                            i + 1
+                        ),
+                    });
+                    continue;
+                }
+                Placement::AtUnit => {}
+            }
             blockers.push(Blocker {
                 code: BlockerCode::SellerHouseholdAtUnit,
                 agency: Agency::PublicSecurity,

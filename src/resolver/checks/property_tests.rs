@@ -135,13 +135,9 @@ fn a_seller_who_is_not_an_owner_is_blocked_and_named_by_position() {
             SaleContractStatus::Filed,
         ),
     );
-    records.push(household(
-        "H-O",
-        1,
-        OTHER,
-        "上海市",
-        "",
-        HouseholdStatus::Registered,
+    records.push(in_region(
+        household("H-O", 1, OTHER, "上海市", "", HouseholdStatus::Registered),
+        SHANGHAI,
     ));
     let outcome = check_with(&[SELLER_A, OTHER], &[BUYER_A], &records);
     assert_eq!(outcome.codes(), vec![BlockerCode::SellerNotOwner]);
@@ -338,7 +334,8 @@ fn a_registration_without_a_unit_number_is_matched_by_normalised_address() {
         vec![BlockerCode::SellerHouseholdAtUnit]
     );
 
-    // Another flat in the same building is not this unit.
+    // Another address in the unit's district cannot be told apart from a spelling the
+    // rules do not know: the police confirm (not a pass, not "at the unit").
     let next_door = replace(
         &clear_sale(),
         "H-A",
@@ -351,7 +348,30 @@ fn a_registration_without_a_unit_number_is_matched_by_normalised_address() {
             HouseholdStatus::Registered,
         ),
     );
-    assert!(check(&next_door).eligible);
+    let outcome = check(&next_door);
+    assert_eq!(
+        outcome.codes(),
+        vec![BlockerCode::SellerHouseholdUnverified]
+    );
+    assert_eq!(outcome.blockers[0].agency, Agency::PublicSecurity);
+    assert!(outcome.blockers[0].record.is_some());
+    // In another district, it is elsewhere.
+    let elsewhere = replace(
+        &clear_sale(),
+        "H-A",
+        in_region(
+            household(
+                "H-A",
+                1,
+                SELLER_A,
+                "北京市海淀区中关村大街1号",
+                "",
+                HouseholdStatus::Registered,
+            ),
+            "110108",
+        ),
+    );
+    assert!(check(&elsewhere).eligible);
 
     // When the police know the unit number, it decides, not the address.
     let other_unit = replace(
@@ -717,7 +737,7 @@ fn normalise_address_removes_whitespace_and_full_width_forms() {
 
 #[test]
 fn normalise_address_unifies_building_and_room_words() {
-    let canonical = "北京市朝阳区建国路88号3栋2单元501";
+    let canonical = "朝阳区建国路88号3栋2-501";
     for spelling in [
         "北京市朝阳区建国路88号3号楼2单元501室",
         "北京市朝阳区建国路88号3幢2单元501号",
@@ -738,6 +758,25 @@ fn normalise_address_unifies_building_and_room_words() {
     );
     // A 号 that is not a room suffix is kept.
     assert_eq!(normalise_address("建国路88号院"), "建国路88号院");
+    // The spellings the police and the registry both use.
+    for (a, b) in [
+        ("北京市朝阳区建国路88号", "朝阳区建国路88号"),
+        ("朝阳区建国路88号3栋2单元501", "朝阳区建国路88号3栋2-501"),
+        ("朝阳区建国路八十八号", "朝阳区建国路88号"),
+        ("朝阳区建国路一百零二号", "朝阳区建国路102号"),
+        ("广东省深圳市南山区科技园路1号", "南山区科技园路1号"),
+    ] {
+        assert_eq!(normalise_address(a), normalise_address(b), "{a} / {b}");
+    }
+    // A city or district named inside the street stays: only a leading one goes.
+    assert_ne!(
+        normalise_address("朝阳区市场街1号"),
+        normalise_address("朝阳区1号")
+    );
+    assert_ne!(
+        normalise_address("海淀区建国路88号"),
+        normalise_address("朝阳区建国路88号")
+    );
     // A suffix goes only after a room number.
     assert_eq!(normalise_address("会议室"), "会议室");
 }
