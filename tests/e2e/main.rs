@@ -15,6 +15,7 @@ mod case_bridge;
 mod case_store_contract;
 mod cases;
 mod demo;
+mod dlq;
 mod faults;
 mod helpers;
 mod lifecycle;
