@@ -16,8 +16,8 @@ use crate::kafka::Topics;
 use crate::proto::{Agency, SubjectKind};
 use crate::records::AGENCIES;
 use crate::resolver::dead_letter::{
-    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
-    TRUNCATED_FROM_HEADER,
+    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, REPLAY_COUNT_HEADER,
+    REPLAY_ORIGINAL_HEADER, TOPIC_HEADER, TRUNCATED_FROM_HEADER,
 };
 use crate::resolver::policy::mask;
 
@@ -258,6 +258,11 @@ pub struct DeadLetter {
     pub offset: Option<i64>,
     /// Set when the letter holds only a prefix of the original: the original's length.
     pub truncated_from: Option<u64>,
+    /// Lineage, when a replay sent the event this letter was made of: where the event of
+    /// the first letter of the line was read (`topic/partition/offset`).
+    pub replay_original: Option<String>,
+    /// How many replays the event went through (0: it never was replayed).
+    pub replays: u32,
 }
 
 impl DeadLetter {
@@ -274,7 +279,23 @@ impl DeadLetter {
             truncated_from: headers
                 .get(TRUNCATED_FROM_HEADER)
                 .and_then(|l| l.parse().ok()),
+            replay_original: headers.get(REPLAY_ORIGINAL_HEADER).cloned(),
+            replays: headers
+                .get(REPLAY_COUNT_HEADER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
         }
+    }
+
+    /// Where the event of the first letter of its line was read (`topic/partition/offset`):
+    /// the lineage's original for a letter of a replayed event, else the letter's own
+    /// origin; `None` when the headers do not say.
+    pub fn original(&self) -> Option<String> {
+        if let Some(original) = &self.replay_original {
+            return Some(original.clone());
+        }
+        let (topic, partition, offset) = (self.topic.as_ref()?, self.partition?, self.offset?);
+        Some(format!("{topic}/{partition}/{offset}"))
     }
 
     fn to_json(&self) -> Json {
@@ -285,6 +306,8 @@ impl DeadLetter {
             "partition": self.partition,
             "offset": self.offset,
             "truncated_from": self.truncated_from,
+            "original": self.original(),
+            "replays": self.replays,
         })
     }
 }
