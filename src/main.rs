@@ -221,8 +221,8 @@ enum CertsCommand {
         dir: PathBuf,
         /// The requester, e.g. housing/transfer-window.
         requester: String,
-        /// Days of validity.
-        #[arg(long, default_value_t = 365)]
+        /// Days of validity, 1 to 3650.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=MAX_DAYS))]
         days: u64,
     },
     /// Revoke a certificate: add it to DIR's CRL and sign a new one. Servers reading
@@ -236,6 +236,10 @@ enum CertsCommand {
         cert: PathBuf,
     },
 }
+
+/// The longest validity `certs issue` gives (ten years): a longer one is a typo more
+/// likely than a plan, and a certificate that never expires is never rotated.
+const MAX_DAYS: u64 = 3650;
 
 /// `govlink certs ...`: the logic is in `govlink::tls::certs`.
 fn certs(command: &CertsCommand) -> anyhow::Result<()> {

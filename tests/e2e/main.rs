@@ -14,6 +14,7 @@ mod bench;
 mod case_bridge;
 mod case_store_contract;
 mod cases;
+mod certificates;
 mod demo;
 mod dlq;
 mod faults;
