@@ -155,8 +155,8 @@ enum TopicsCommand {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// Every dead letter: reason, original topic/partition/offset, time, whether a replay
-    /// sent it; then the count by reason.
+    /// Every dead letter: reason, original topic/partition/offset, time, replays it went
+    /// through and its status (sent, pending, held); then the count by reason.
     List {
         /// Only letters of this reason: undecodable, invalid, wrong-key,
         /// not-a-record-topic, store-refused or other.
@@ -167,15 +167,9 @@ enum DlqCommand {
         json: bool,
     },
     /// Send the letters no earlier replay sent back to their record topic (original key
-    /// and bytes) and remember how far it got; prints the count by reason.
-    Replay {
-        /// Only letters of this reason (see `dlq list`).
-        #[arg(long)]
-        reason: Option<govlink::resolver::dead_letter::DeadLetterKind>,
-        /// Count what would be sent; send nothing and keep the replay position.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// and bytes) and remember how far it got; prints the count by reason. A letter
+    /// whose event was replayed before and failed again is held (see `--again`).
+    Replay(govlink::ops::dlq::ReplayOptions),
 }
 
 /// `govlink topics ...`: the logic is in `govlink::ops::topics`.
@@ -204,8 +198,8 @@ async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::List { reason, json } => {
             dlq::list(settings, reason, json, &mut stdout).await?;
         }
-        DlqCommand::Replay { reason, dry_run } => {
-            dlq::replay(settings, reason, dry_run, &mut stdout).await?;
+        DlqCommand::Replay(options) => {
+            dlq::replay(settings, &options, &mut stdout).await?;
         }
     }
     Ok(())
@@ -227,8 +221,8 @@ enum CertsCommand {
         dir: PathBuf,
         /// The requester, e.g. housing/transfer-window.
         requester: String,
-        /// Days of validity.
-        #[arg(long, default_value_t = 365)]
+        /// Days of validity, 1 to 3650.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=MAX_DAYS))]
         days: u64,
     },
     /// Revoke a certificate: add it to DIR's CRL and sign a new one. Servers reading
@@ -242,6 +236,10 @@ enum CertsCommand {
         cert: PathBuf,
     },
 }
+
+/// The longest validity `certs issue` gives (ten years): a longer one is a typo more
+/// likely than a plan, and a certificate that never expires is never rotated.
+const MAX_DAYS: u64 = 3650;
 
 /// `govlink certs ...`: the logic is in `govlink::tls::certs`.
 fn certs(command: &CertsCommand) -> anyhow::Result<()> {

@@ -191,12 +191,16 @@ const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The servers' TLS material, loaded; `None` without TLS, which only `dev` and the
 /// insecure flag (tests, `demo`) allow: otherwise anyone reaching a port could publish
 /// as any agency.
-fn tls(settings: &Settings, role: Role) -> Result<Option<Arc<ServerTls>>, AppError> {
+fn tls(
+    settings: &Settings,
+    role: Role,
+    telemetry: &Telemetry,
+) -> Result<Option<Arc<ServerTls>>, AppError> {
     match settings
         .tls()
         .map_err(|e| AppError::Config(e.to_string()))?
     {
-        Some((files, mapping)) => Ok(Some(ServerTls::load(files, mapping)?)),
+        Some((files, mapping)) => Ok(Some(ServerTls::load(files, mapping, telemetry.clone())?)),
         None if role == Role::Dev || settings.insecure_requester_header => Ok(None),
         None => Err(AppError::Config(
             "no TLS configured: set tls_cert, tls_key and tls_client_ca (GOVLINK_TLS_CERT, \
@@ -256,7 +260,9 @@ impl App {
     /// binds the gRPC listener (port 0 picks a free port).
     pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
         // Before anything is touched: a server that may not start says so at once.
-        let tls = tls(settings, role)?;
+        let telemetry = crate::ops::metrics::Metrics::new();
+        let tls = tls(settings, role, &telemetry)?;
+        crate::tls::expiry::report_links(settings, &telemetry, std::time::SystemTime::now());
         let kafka = Kafka::connect(settings, role).await?;
         let publisher = Publisher::new(
             &kafka.brokers,
@@ -265,6 +271,7 @@ impl App {
         )?;
         let mut parts = Parts {
             tls,
+            telemetry,
             ..Parts::default()
         };
         if let Some(tls) = &parts.tls {

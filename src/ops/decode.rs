@@ -16,8 +16,8 @@ use crate::kafka::Topics;
 use crate::proto::{Agency, SubjectKind};
 use crate::records::AGENCIES;
 use crate::resolver::dead_letter::{
-    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
-    TRUNCATED_FROM_HEADER,
+    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, REPLAY_COUNT_HEADER,
+    REPLAY_ORIGINAL_HEADER, TOPIC_HEADER, TRUNCATED_FROM_HEADER,
 };
 use crate::resolver::policy::mask;
 
@@ -128,6 +128,9 @@ enum Identifier {
     ResidentId,
     Name,
     Address,
+    /// A record id or key (or an agency's event id), which may hold a resident ID number
+    /// (see [`mask::resident_ids_in`]).
+    RecordId,
 }
 
 impl Identifier {
@@ -139,6 +142,8 @@ impl Identifier {
             | "on_behalf_of" => Some(Identifier::ResidentId),
             "name" => Some(Identifier::Name),
             "address" | "destination_address" => Some(Identifier::Address),
+            // An agency's own event id is free text too, often built from the record id.
+            "record_id" | "record_key" | "source_event_id" => Some(Identifier::RecordId),
             _ => None,
         }
     }
@@ -148,6 +153,7 @@ impl Identifier {
             Identifier::ResidentId => mask::resident_id(text),
             Identifier::Name => mask::name(text),
             Identifier::Address => mask::address(text),
+            Identifier::RecordId => mask::resident_ids_in(text),
         }
     }
 }
@@ -228,6 +234,13 @@ fn text(bytes: &[u8]) -> String {
     }
 }
 
+/// A message key as an operator reads it: a record id may be or hold a resident ID
+/// number, masked as [`mask::resident_ids_in`] does. A key that is not UTF-8 is read as
+/// far as it is (hex would show the digits).
+fn masked_key(bytes: &[u8]) -> String {
+    mask::resident_ids_in(&String::from_utf8_lossy(bytes))
+}
+
 /// The headers of a message, by name (a repeated name keeps its last value).
 pub fn headers(message: &OwnedMessage) -> BTreeMap<String, String> {
     let mut all = BTreeMap::new();
@@ -258,6 +271,11 @@ pub struct DeadLetter {
     pub offset: Option<i64>,
     /// Set when the letter holds only a prefix of the original: the original's length.
     pub truncated_from: Option<u64>,
+    /// Lineage, when a replay sent the event this letter was made of: where the event of
+    /// the first letter of the line was read (`topic/partition/offset`).
+    pub replay_original: Option<String>,
+    /// How many replays the event went through (0: it never was replayed).
+    pub replays: u32,
 }
 
 impl DeadLetter {
@@ -274,7 +292,23 @@ impl DeadLetter {
             truncated_from: headers
                 .get(TRUNCATED_FROM_HEADER)
                 .and_then(|l| l.parse().ok()),
+            replay_original: headers.get(REPLAY_ORIGINAL_HEADER).cloned(),
+            replays: headers
+                .get(REPLAY_COUNT_HEADER)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
         }
+    }
+
+    /// Where the event of the first letter of its line was read (`topic/partition/offset`):
+    /// the lineage's original for a letter of a replayed event, else the letter's own
+    /// origin; `None` when the headers do not say.
+    pub fn original(&self) -> Option<String> {
+        if let Some(original) = &self.replay_original {
+            return Some(original.clone());
+        }
+        let (topic, partition, offset) = (self.topic.as_ref()?, self.partition?, self.offset?);
+        Some(format!("{topic}/{partition}/{offset}"))
     }
 
     fn to_json(&self) -> Json {
@@ -285,6 +319,8 @@ impl DeadLetter {
             "partition": self.partition,
             "offset": self.offset,
             "truncated_from": self.truncated_from,
+            "original": self.original(),
+            "replays": self.replays,
         })
     }
 }
@@ -299,17 +335,17 @@ pub fn timestamp(message: &OwnedMessage) -> Option<String> {
     Some(time.to_string())
 }
 
-/// One message of a topic of `kind` as an operator reads it: where it is, its key, time
-/// and headers, its decoded value (or, when it does not decode, why and its size; the
-/// bytes themselves only when `unmasked`, since they may hold identifiers), and for a
-/// dead letter what its headers say.
+/// One message of a topic of `kind` as an operator reads it: where it is, its key (resident
+/// ID numbers in it masked unless `unmasked`), time and headers, its decoded value (or,
+/// when it does not decode, why and its size; the bytes themselves only when `unmasked`,
+/// since they may hold identifiers), and for a dead letter what its headers say.
 pub fn message_json(kind: TopicKind, message: &OwnedMessage, unmasked: bool) -> Json {
     let payload = message.payload().unwrap_or_default();
     let mut json = json!({
         "topic": message.topic(),
         "partition": message.partition(),
         "offset": message.offset(),
-        "key": message.key().map(text),
+        "key": message.key().map(|key| if unmasked { text(key) } else { masked_key(key) }),
         "timestamp": timestamp(message),
         "headers": headers(message),
     });
@@ -492,6 +528,27 @@ mod tests {
         assert_eq!(json["chainId"], "c-1");
         assert_eq!(json["body"]["access"]["method"], "GetPersonProfile");
         assert_eq!(json["body"]["access"]["personIds"][0], "110105********001X");
+    }
+
+    #[test]
+    fn resident_ids_in_keys_and_record_ids_are_masked() {
+        assert_eq!(
+            masked_key(b"public-security/identity/11010519800312001X"),
+            "public-security/identity/110105********001X"
+        );
+        // Not UTF-8: read as far as it is, the ID masked all the same.
+        let mut key = b"\xff/".to_vec();
+        key.extend_from_slice(b"11010519800312001X");
+        assert_eq!(masked_key(&key), "\u{fffd}/110105********001X");
+        // The record id in a value is masked the same way.
+        let event = proto::RecordEvent {
+            record_id: "id-11010519800312001X".into(),
+            source_event_id: "id-11010519800312001X-v1".into(),
+            ..Default::default()
+        };
+        let json = decode_value("govlink.v1.RecordEvent", &event.encode_to_vec(), false).unwrap();
+        assert_eq!(json["recordId"], "id-110105********001X");
+        assert_eq!(json["sourceEventId"], "id-110105********001X-v1");
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //! families directly: they emit the events of [`super::events`], which log and count in
 //! one place.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -34,6 +38,7 @@ pub const NAMES: &[&str] = &[
     "govlink_cases_open",
     "govlink_case_steps_open",
     "govlink_case_steps_overdue",
+    "govlink_certificate_expiry_seconds",
 ];
 
 /// Labels: an agency and an outcome (`acked`, or the gRPC code of a refusal).
@@ -112,6 +117,60 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Labels: which configured certificate (`server`, `client_ca`, `kafka_ca`,
+/// `kafka_client`, `redis_ca`; never a subject name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabel {
+    pub certificate: &'static str,
+}
+
+/// The `notAfter` of each configured certificate, exposed as the seconds left until it,
+/// computed at each scrape: a value set when the file was read would stand still.
+#[derive(Debug, Default)]
+pub(crate) struct CertificateExpiry {
+    /// Certificate label → `notAfter` in seconds since the Unix epoch.
+    not_after: Mutex<BTreeMap<&'static str, i64>>,
+}
+
+impl CertificateExpiry {
+    /// Records the `notAfter` of `certificate` (replacing what an earlier read said).
+    pub(crate) fn set(&self, certificate: &'static str, not_after: i64) {
+        self.not_after
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(certificate, not_after);
+    }
+}
+
+impl Collector for CertificateExpiry {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let not_after = self
+            .not_after
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // Like a family without series: nothing to expose before a certificate is read.
+        if not_after.is_empty() {
+            return Ok(());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let mut metric = encoder.encode_descriptor(
+            "certificate_expiry",
+            "Seconds until the notAfter of a configured certificate (the earliest of its \
+             file), negative once expired, by certificate",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (certificate, at) in not_after {
+            let labels = CertificateLabel { certificate };
+            ConstGauge::new(at - now).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// A histogram constructor, as the families need it.
 type Buckets = fn() -> Histogram;
 
@@ -146,6 +205,7 @@ pub struct Metrics {
     pub(crate) cases_open: Family<KindLabel, Gauge>,
     pub(crate) steps_open: Family<AgencyLabel, Gauge>,
     pub(crate) steps_overdue: Family<AgencyLabel, Gauge>,
+    pub(crate) certificate_expiry: Arc<CertificateExpiry>,
 }
 
 /// The metrics handle components hold.
@@ -188,6 +248,7 @@ impl Default for Metrics {
             cases_open: Family::default(),
             steps_open: Family::default(),
             steps_overdue: Family::default(),
+            certificate_expiry: Arc::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -287,6 +348,7 @@ impl Default for Metrics {
             "Case steps open past their due date, by agency",
             m.steps_overdue.clone(),
         );
+        r.register_collector(Box::new(Arc::clone(&m.certificate_expiry)));
         m.zero_known_series();
         Metrics { registry, ..m }
     }

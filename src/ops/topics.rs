@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use serde_json::json;
 
 use super::decode::{self, TopicKind};
-use super::dlq::replay_group;
+use super::dlq::{replay_again_group, replay_group};
 use super::read::{self, Reader, Until, Watermarks};
 use crate::config::Settings;
 use crate::kafka::{Brokers, Topics};
@@ -283,6 +283,8 @@ pub enum GroupRole {
     CaseEngine,
     /// How far `dlq replay` got with dead letters of one reason.
     DlqReplay(DeadLetterKind),
+    /// How far `dlq replay --again` got with held letters of one reason.
+    DlqReplayAgain(DeadLetterKind),
     /// A group named with `--group`.
     Given,
 }
@@ -294,6 +296,7 @@ impl std::fmt::Display for GroupRole {
             GroupRole::AccessIndexer => f.write_str("access indexer"),
             GroupRole::CaseEngine => f.write_str("case engine"),
             GroupRole::DlqReplay(kind) => write!(f, "dlq replay of {kind}"),
+            GroupRole::DlqReplayAgain(kind) => write!(f, "dlq replay --again of {kind}"),
             GroupRole::Given => f.write_str("given"),
         }
     }
@@ -373,6 +376,11 @@ pub async fn lag(
                 GroupRole::DlqReplay(kind),
                 vec![topics.dlq()],
             ));
+            asked.push((
+                replay_again_group(group, kind),
+                GroupRole::DlqReplayAgain(kind),
+                vec![topics.dlq()],
+            ));
         }
     } else {
         for group in groups {
@@ -414,7 +422,9 @@ pub async fn lag(
             // A given group may read any topic: show where it committed.
             GroupRole::Given => lag.partitions.retain(|p| p.committed.is_some()),
             // No replay of that reason ever ran: nothing to say.
-            GroupRole::DlqReplay(_) if !lag.has_commits() => continue,
+            GroupRole::DlqReplay(_) | GroupRole::DlqReplayAgain(_) if !lag.has_commits() => {
+                continue;
+            }
             _ => {}
         }
         report.push(lag);

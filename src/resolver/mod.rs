@@ -16,8 +16,8 @@ pub use materializer::{
 /// The dead-letter topic's headers and reason kinds, for the operator tools.
 pub mod dead_letter {
     pub use super::materializer::{
-        DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
-        TRUNCATED_FROM_HEADER,
+        DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, REPLAY_COUNT_HEADER,
+        REPLAY_ORIGINAL_HEADER, TOPIC_HEADER, TRUNCATED_FROM_HEADER,
     };
 }
 pub use positions::Positions;

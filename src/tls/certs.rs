@@ -15,7 +15,7 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
@@ -207,6 +207,23 @@ impl CertsDir {
     }
 
     fn issue_server(&self) -> Result<Issued, CertsError> {
+        self.issue_server_with(validity(VALIDITY))
+    }
+
+    /// Issues the servers' certificate again, valid from `not_before` to `not_after`
+    /// (to renew it, or, with dates in the past, to test what an expired one does).
+    pub fn reissue_server(
+        &self,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Issued, CertsError> {
+        self.issue_server_with((not_before.into(), not_after.into()))
+    }
+
+    fn issue_server_with(
+        &self,
+        dates: (OffsetDateTime, OffsetDateTime),
+    ) -> Result<Issued, CertsError> {
         let mut params = CertificateParams::new(SERVER_NAMES.map(String::from).to_vec())?;
         for ip in ["127.0.0.1", "::1"] {
             params
@@ -217,7 +234,7 @@ impl CertsDir {
             .distinguished_name
             .push(DnType::CommonName, "govlink server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.sign(params, self.server(), VALIDITY)
+        self.sign(params, self.server(), dates)
     }
 
     /// Issues `requester` a client certificate valid for `valid` from now (a zero
@@ -241,21 +258,7 @@ impl CertsDir {
         if let Some(parent) = files.cert.parent() {
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        self.sign(params, files, valid)
-    }
-
-    fn sign(
-        &self,
-        mut params: CertificateParams,
-        files: Issued,
-        valid: Duration,
-    ) -> Result<Issued, CertsError> {
-        let issuer = self.issuer()?;
-        let key = KeyPair::generate()?;
-        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        (params.not_before, params.not_after) = if valid.is_zero() {
+        let dates = if valid.is_zero() {
             let now = OffsetDateTime::now_utc();
             (
                 now - Duration::from_secs(2 * 86_400),
@@ -264,6 +267,23 @@ impl CertsDir {
         } else {
             validity(valid)
         };
+        self.sign(params, files, dates)
+    }
+
+    /// Signs `params` with the CA for the `dates` (not before, not after) and writes
+    /// the certificate and a new key to `files`.
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        files: Issued,
+        dates: (OffsetDateTime, OffsetDateTime),
+    ) -> Result<Issued, CertsError> {
+        let issuer = self.issuer()?;
+        let key = KeyPair::generate()?;
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        (params.not_before, params.not_after) = dates;
         let cert = params.signed_by(&key, &issuer)?;
         write(&files.cert, cert.pem().as_bytes(), false)?;
         write(&files.key, key.serialize_pem().as_bytes(), true)?;

@@ -10,12 +10,14 @@
 //! connection is open is refused from its next call on.
 //!
 //! Certificates, key, CA bundle and CRL are read again on `SIGHUP` and whenever one of
-//! the files changes ([`ServerTls::watch`]); material that does not load is refused and
-//! the previous material stays in use.
+//! the files changes ([`ServerTls::watch`]); material that does not load — a server
+//! certificate that expired or is not yet valid included — is refused and the previous
+//! material stays in use. Each load reports the certificates' expiry ([`expiry`]).
 
 mod accept;
 pub mod certs;
 pub mod client;
+pub mod expiry;
 mod identity;
 mod verify;
 
@@ -36,6 +38,8 @@ pub use accept::{PeerInfo, TlsConn, incoming};
 pub use identity::{IdentityError, IdentityMapping};
 pub use verify::{Peer, Refusal};
 
+use crate::ops::events::CertificateRead;
+use crate::ops::metrics::Telemetry;
 use crate::resolver::policy::Requester;
 
 /// The files a TLS server reads (all PEM, the CRL PEM or DER).
@@ -107,12 +111,19 @@ pub struct ServerTls {
     mapping: IdentityMapping,
     loaded: RwLock<Arc<Loaded>>,
     generations: AtomicU64,
+    /// Where each load reports the certificates' expiry.
+    telemetry: Telemetry,
 }
 
 impl ServerTls {
-    /// Loads `files`; client certificates name requesters through `mapping`.
-    pub fn load(files: TlsFiles, mapping: IdentityMapping) -> Result<Arc<ServerTls>, TlsError> {
-        let loaded = load(&files, 0)?;
+    /// Loads `files`; client certificates name requesters through `mapping`. The
+    /// certificates' expiry is reported to `telemetry`, at each reload too.
+    pub fn load(
+        files: TlsFiles,
+        mapping: IdentityMapping,
+        telemetry: Telemetry,
+    ) -> Result<Arc<ServerTls>, TlsError> {
+        let loaded = load(&files, 0, &telemetry)?;
         tracing::info!(
             cert = %files.cert.display(),
             client_ca = %files.client_ca.display(),
@@ -125,6 +136,7 @@ impl ServerTls {
             mapping,
             loaded: RwLock::new(Arc::new(loaded)),
             generations: AtomicU64::new(0),
+            telemetry,
         }))
     }
 
@@ -145,7 +157,7 @@ impl ServerTls {
             return Ok(false);
         }
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let loaded = load(&self.files, generation)?;
+        let loaded = load(&self.files, generation, &self.telemetry)?;
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         tracing::info!(generation, "tls: certificates, ca bundle and crl reloaded");
         Ok(true)
@@ -247,13 +259,20 @@ fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
     }
 }
 
-fn load(files: &TlsFiles, generation: u64) -> Result<Loaded, TlsError> {
+fn load(files: &TlsFiles, generation: u64, telemetry: &Telemetry) -> Result<Loaded, TlsError> {
     // Stamps first: a file replaced while it is read is read again at the next check.
     let stamps = stamps(files);
+    let now = SystemTime::now();
     let chain = read_certs(&files.cert)?;
+    // Served, an expired certificate fails every handshake with an alert the caller
+    // cannot read: refuse it here, saying which file and since when.
+    let server = expiry::Validity::of_certs(&files.cert, &chain)?;
+    server.check_current(now)?;
     let key = read_key(&files.key)?;
+    let client_cas = read_certs(&files.client_ca)?;
+    let client_ca = expiry::Validity::of_certs(&files.client_ca, &client_cas)?;
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(&files.client_ca)? {
+    for cert in client_cas {
         roots
             .add(cert)
             .map_err(|e| content(&files.client_ca, format!("not a CA certificate: {e}")))?;
@@ -281,6 +300,17 @@ fn load(files: &TlsFiles, generation: u64) -> Result<Loaded, TlsError> {
         })?;
     let mut config = config;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // Reported once the material is known to load: a refused reload changes nothing.
+    for (role, validity) in [
+        (expiry::CertificateRole::Server, &server),
+        (expiry::CertificateRole::ClientCa, &client_ca),
+    ] {
+        telemetry.emit(CertificateRead {
+            role,
+            validity,
+            now,
+        });
+    }
     Ok(Loaded {
         config: Arc::new(config),
         verifier,

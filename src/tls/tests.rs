@@ -23,7 +23,7 @@ fn server(dir: &CertsDir) -> Arc<ServerTls> {
     let mapping = IdentityMapping::Uri {
         trust_domain: certs::DEV_TRUST_DOMAIN.into(),
     };
-    ServerTls::load(files, mapping).unwrap()
+    ServerTls::load(files, mapping, crate::ops::metrics::Metrics::new()).unwrap()
 }
 
 fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
@@ -106,12 +106,64 @@ fn material_that_does_not_load_is_refused_and_the_old_stays() {
             crl: None,
         },
         IdentityMapping::Subject,
+        crate::ops::metrics::Metrics::new(),
     )
     .err()
     .expect("a key that is not the certificate's is refused");
     assert!(
         err.to_string().contains("do not make a server identity"),
         "{err}"
+    );
+}
+
+/// The seconds left of `certificate` in the exposition of `metrics`.
+fn expiry_seconds(metrics: &crate::ops::metrics::Metrics, certificate: &str) -> i64 {
+    let series = format!("govlink_certificate_expiry_seconds{{certificate=\"{certificate}\"}} ");
+    let text = metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or_else(|| panic!("{series}is exposed:\n{text}"))
+}
+
+#[test]
+fn an_expired_server_certificate_is_not_taken_up_and_a_renewal_moves_the_gauge() {
+    const DAY: u64 = 86_400;
+    let dir = dir();
+    let metrics = crate::ops::metrics::Metrics::new();
+    let files = TlsFiles {
+        cert: dir.server().cert,
+        key: dir.server().key,
+        client_ca: dir.ca(),
+        crl: None,
+    };
+    let tls = ServerTls::load(files, IdentityMapping::Subject, metrics.clone()).unwrap();
+    let year = expiry_seconds(&metrics, "server");
+    assert!(
+        (364 * DAY..=365 * DAY).contains(&year.unsigned_abs()),
+        "{year}"
+    );
+    assert!(expiry_seconds(&metrics, "client_ca") > year);
+
+    let now = SystemTime::now();
+    let days = |n: u64| Duration::from_secs(n * DAY);
+    dir.reissue_server(now - days(30), now - days(1)).unwrap();
+    let err = tls.reload(true).unwrap_err().to_string();
+    assert!(
+        err.contains("server.pem: the certificate expired at "),
+        "{err}"
+    );
+    let after = expiry_seconds(&metrics, "server");
+    assert!(
+        after.abs_diff(year) < 60,
+        "a refused reload leaves the gauge: {after}"
+    );
+
+    dir.reissue_server(now - days(1), now + days(10)).unwrap();
+    assert!(tls.reload(true).unwrap());
+    let left = expiry_seconds(&metrics, "server");
+    assert!(
+        (9 * DAY..=10 * DAY).contains(&left.unsigned_abs()),
+        "{left}"
     );
 }
 
@@ -130,7 +182,12 @@ fn a_der_crl_is_read_as_well_as_a_pem_one() {
         client_ca: dir.ca(),
         crl: Some(der_file),
     };
-    let tls = ServerTls::load(files, IdentityMapping::Subject).unwrap();
+    let tls = ServerTls::load(
+        files,
+        IdentityMapping::Subject,
+        crate::ops::metrics::Metrics::new(),
+    )
+    .unwrap();
     let certs = chain(&dir.client(&window).cert);
     assert_eq!(
         tls.authenticate(Some(&certs), SystemTime::now()),

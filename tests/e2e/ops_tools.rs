@@ -1,5 +1,5 @@
 //! The operator tools, run as `govlink` child processes against the suite's broker and
-//! Redis: `topics list|tail|lag` and `dlq list|replay`.
+//! Redis: `topics list|tail|lag` (`dlq list|replay` in `dlq.rs`).
 
 use std::time::Duration;
 
@@ -9,15 +9,13 @@ use govlink::resolver::policy::mask;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use redis::AsyncCommands;
 use serde_json::Value;
-use tonic::Code;
 
 use crate::helpers::*;
 
 /// `govlink ARGS...` configured like `settings`, run off the test's runtime so the app
 /// in it keeps serving: whether it succeeded, its stdout and its stderr.
-async fn govlink(settings: &Settings, args: &[&str]) -> (bool, String, String) {
+pub async fn govlink(settings: &Settings, args: &[&str]) -> (bool, String, String) {
     let mut command = govlink_command(settings, args[0]);
     command.args(&args[1..]).env("RUST_BACKTRACE", "0");
     let output = tokio::task::spawn_blocking(move || command.output())
@@ -32,21 +30,21 @@ async fn govlink(settings: &Settings, args: &[&str]) -> (bool, String, String) {
 }
 
 /// `govlink ARGS...`, which must succeed: its stdout.
-async fn govlink_ok(settings: &Settings, args: &[&str]) -> String {
+pub async fn govlink_ok(settings: &Settings, args: &[&str]) -> String {
     let (ok, stdout, stderr) = govlink(settings, args).await;
     assert!(ok, "govlink {args:?} failed:\n{stdout}\n{stderr}");
     stdout
 }
 
 /// The JSON objects of JSON-lines output.
-fn json_lines(stdout: &str) -> Vec<Value> {
+pub fn json_lines(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
 }
 
-async fn publish_identity(app: &TestApp, id: &str, person: &str) -> Position {
+pub async fn publish_identity(app: &TestApp, id: &str, person: &str) -> Position {
     position(
         &app.police()
             .publish_identity(proto::PublishIdentityRequest {
@@ -62,7 +60,7 @@ async fn publish_identity(app: &TestApp, id: &str, person: &str) -> Position {
     )
 }
 
-async fn get_household(
+pub async fn get_household(
     app: &TestApp,
     id: &str,
     after: &[Position],
@@ -160,6 +158,62 @@ async fn tail_prints_the_record_just_published_decoded_with_identifiers_masked()
         "{stderr}"
     );
     assert!(stderr.contains(&app.topics.dlq()), "{stderr}");
+    app.stop().await;
+}
+
+/// A record id may carry a resident ID number, and the record id is in the key: the key
+/// is masked like the value.
+#[tokio::test]
+async fn tail_masks_resident_ids_in_message_keys() {
+    let app = spawn_app().await;
+    let person = alice();
+    let id = format!("id-{person}");
+    publish_identity(&app, &id, &person).await;
+    let key = format!("public-security/identity/{id}");
+    let masked_key = format!("public-security/identity/id-{}", mask::resident_id(&person));
+
+    let stdout = govlink_ok(
+        &app.settings,
+        &[
+            "topics",
+            "tail",
+            "govlink.records.public-security.v1",
+            "--key",
+            &key,
+            "--json",
+        ],
+    )
+    .await;
+    assert!(
+        !stdout.contains(&person),
+        "no resident ID in clear: {stdout}"
+    );
+    let lines = json_lines(&stdout);
+    assert_eq!(
+        lines.len(),
+        1,
+        "the key asked for, in clear, finds it: {stdout}"
+    );
+    assert_eq!(lines[0]["key"], masked_key.as_str());
+    assert_eq!(
+        lines[0]["value"]["recordId"],
+        format!("id-{}", mask::resident_id(&person))
+    );
+
+    let stdout = govlink_ok(
+        &app.settings,
+        &[
+            "topics",
+            "tail",
+            "govlink.records.public-security.v1",
+            "--key",
+            &key,
+            "--json",
+            "--unmasked",
+        ],
+    )
+    .await;
+    assert_eq!(json_lines(&stdout)[0]["key"], key.as_str());
     app.stop().await;
 }
 
@@ -447,205 +501,4 @@ async fn commit(group: &str, topic: &str, partition: i32, offset: i64) {
     })
     .await
     .unwrap();
-}
-
-/// Waits until the dead-letter topic holds `count` letters; returns them.
-async fn dead_letters(app: &TestApp, count: usize) -> Vec<rdkafka::message::OwnedMessage> {
-    let letters = read_partition(&app.topics.dlq(), 0, 0, count, Duration::from_secs(30)).await;
-    assert_eq!(letters.len(), count, "{count} dead letters");
-    letters
-}
-
-#[tokio::test]
-async fn dlq_replay_brings_a_fixed_letter_through_to_the_resolver_once() {
-    let app = spawn_app().await;
-    // The store is ready (a first record is answered) before anything is planted in it.
-    let first = publish_household_at(&app, "h-0", 1).await;
-    get_household(&app, "h-0", &[first]).await.unwrap();
-
-    // Something in Redis where the record's entry goes: the store refuses the record for
-    // good, and the materializer dead-letters it.
-    let prefix = &app.settings.redis_prefix;
-    let planted = format!("{prefix}rec:household_registration:dlq-1");
-    let mut redis = redis().await;
-    let _: () = redis.hset(&planted, "not", "a version").await.unwrap();
-    let refused = publish_household_at(&app, "dlq-1", 1).await;
-    dead_letters(&app, 1).await;
-    // And bytes that are no event at all.
-    let topic = app.topics.records(Agency::PublicSecurity);
-    send_raw(
-        &topic,
-        "public-security/identity/x",
-        &[0xff, 0xff, 0xff],
-        None,
-    )
-    .await;
-    dead_letters(&app, 2).await;
-    assert!(
-        get_household(&app, "dlq-1", std::slice::from_ref(&refused))
-            .await
-            .is_err(),
-        "the refused record is not answered"
-    );
-
-    let listed = govlink_ok(&app.settings, &["dlq", "list"]).await;
-    assert!(listed.starts_with("LETTER "), "{listed}");
-    assert!(
-        listed.contains("2 dead letter(s): undecodable 1, store-refused 1"),
-        "{listed}"
-    );
-    let origin = format!("{topic}/{}/{}", refused.partition, refused.offset);
-    let row = listed
-        .lines()
-        .find(|l| l.contains(" store-refused "))
-        .unwrap_or_else(|| panic!("{listed}"));
-    assert!(row.contains(&origin), "{row}");
-    assert!(row.contains("the store refused the record: "), "{row}");
-    let only = govlink_ok(
-        &app.settings,
-        &["dlq", "list", "--reason", "undecodable", "--json"],
-    )
-    .await;
-    let lines = json_lines(&only);
-    assert_eq!(lines.len(), 2, "one letter and the summary: {only}");
-    assert_eq!(lines[0]["dead_letter"]["kind"], "undecodable");
-    assert_eq!(lines[0]["replayed"], false);
-    assert_eq!(lines[1]["total"], 1);
-
-    // The cause is fixed.
-    let _: () = redis.del(&planted).await.unwrap();
-
-    // A dry run counts and sends nothing.
-    let records_before = message_count(&topic, 3).await;
-    let dry = govlink_ok(
-        &app.settings,
-        &["dlq", "replay", "--reason", "store-refused", "--dry-run"],
-    )
-    .await;
-    assert!(
-        dry.contains("dry run: would replay 1 dead letter(s): store-refused 1"),
-        "{dry}"
-    );
-    let dry_all = govlink_ok(&app.settings, &["dlq", "replay", "--dry-run"]).await;
-    assert!(
-        dry_all.contains("would replay 2 dead letter(s): undecodable 1, store-refused 1"),
-        "{dry_all}"
-    );
-    nothing_sent_since(&topic, records_before).await;
-    assert_eq!(
-        get_household(&app, "dlq-1", &[]).await.unwrap_err().code(),
-        Code::NotFound
-    );
-
-    // The replay sends the letter back and the resolver answers it.
-    let replayed = govlink_ok(
-        &app.settings,
-        &["dlq", "replay", "--reason", "store-refused"],
-    )
-    .await;
-    assert!(
-        replayed.contains("replayed 1 dead letter(s): store-refused 1"),
-        "{replayed}"
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let record = loop {
-        match get_household(&app, "dlq-1", &[]).await {
-            Ok(record) => break record,
-            Err(status) if status.code() == Code::NotFound => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the replayed record is materialized"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(status) => panic!("{status:?}"),
-        }
-    };
-    assert_eq!(record.version, 1);
-    assert_eq!(record.record_id, "dlq-1");
-    // The replayed event is the original, marked with the letter it came from.
-    let history = govlink_ok(
-        &app.settings,
-        &[
-            "topics",
-            "tail",
-            "govlink.records.public-security.v1",
-            "--key",
-            "public-security/household_registration/dlq-1",
-            "--json",
-            "--unmasked",
-        ],
-    )
-    .await;
-    let history = json_lines(&history);
-    assert_eq!(history.len(), 2, "the original and the replay");
-    assert_eq!(history[0]["value"], history[1]["value"]);
-    assert_eq!(
-        history[1]["headers"]["govlink-replayed-from"],
-        format!("{}/0/0", app.topics.dlq())
-    );
-
-    // A second replay sends nothing again; letters of another reason are still there.
-    let records_before = message_count(&topic, 3).await;
-    let again = govlink_ok(
-        &app.settings,
-        &["dlq", "replay", "--reason", "store-refused"],
-    )
-    .await;
-    assert!(again.contains("replayed 0 dead letter(s)"), "{again}");
-    let rest = govlink_ok(&app.settings, &["dlq", "replay", "--dry-run"]).await;
-    assert!(
-        rest.contains("would replay 1 dead letter(s): undecodable 1"),
-        "{rest}"
-    );
-    nothing_sent_since(&topic, records_before).await;
-    let listed = govlink_ok(&app.settings, &["dlq", "list", "--json"]).await;
-    let replayed_flags: Vec<(String, bool)> = json_lines(&listed)
-        .iter()
-        .filter(|l| l.get("dead_letter").is_some())
-        .map(|l| {
-            (
-                l["dead_letter"]["kind"].as_str().unwrap().to_owned(),
-                l["replayed"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        replayed_flags,
-        [
-            ("store-refused".to_owned(), true),
-            ("undecodable".to_owned(), false)
-        ]
-    );
-
-    // The replay position is a consumer group `topics lag` shows.
-    let lag = govlink_ok(&app.settings, &["topics", "lag"]).await;
-    assert!(
-        lag.contains(&format!(
-            "{}.dlq-replay.store-refused (dlq replay of store-refused): total lag 0",
-            app.settings.consumer_group
-        )),
-        "{lag}"
-    );
-
-    // Undecodable bytes stay undecodable: replayed, they come back as a new letter.
-    // The replay ends with what was there when it started.
-    let all = govlink_ok(&app.settings, &["dlq", "replay"]).await;
-    assert!(
-        all.contains("replayed 1 dead letter(s): undecodable 1"),
-        "{all}"
-    );
-    dead_letters(&app, 3).await;
-    let next = govlink_ok(&app.settings, &["dlq", "replay", "--dry-run"]).await;
-    assert!(
-        next.contains("would replay 1 dead letter(s): undecodable 1"),
-        "{next}"
-    );
-    app.stop().await;
-}
-
-/// Waits a second, then checks that `topic` still holds `before` messages.
-async fn nothing_sent_since(topic: &str, before: usize) {
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(message_count(topic, 3).await, before, "nothing sent");
 }

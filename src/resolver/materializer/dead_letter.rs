@@ -4,7 +4,9 @@
 //! A dead letter is the original key and bytes with these headers: the reason (free
 //! text, starting with one of the phrases of [`DeadLetterKind`]), the topic, partition
 //! and offset of the original, and, when the broker refused the whole event, the length
-//! it had.
+//! it had. An event `govlink dlq replay` sent back carries its lineage (where the first
+//! letter's event was read, and how many replays it went through); a letter made of it
+//! carries the lineage on, so a replay can tell a letter that failed again from a new one.
 
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::time::Instant;
@@ -31,6 +33,14 @@ pub const PARTITION_HEADER: &str = "govlink-dlq-partition";
 pub const OFFSET_HEADER: &str = "govlink-dlq-offset";
 /// Header, only on a dead letter that holds a prefix of the event: the event's length.
 pub const TRUNCATED_FROM_HEADER: &str = "govlink-dlq-truncated-from";
+/// Lineage header, on a replayed event and on a letter made of one: where the event the
+/// first letter was made of was read (`topic/partition/offset`).
+pub const REPLAY_ORIGINAL_HEADER: &str = "govlink-replay-original";
+/// Lineage header, with [`REPLAY_ORIGINAL_HEADER`]: how many replays the event went
+/// through.
+pub const REPLAY_COUNT_HEADER: &str = "govlink-replay-count";
+/// The lineage headers a dead letter carries on from the event it is made of.
+const LINEAGE_HEADERS: [&str; 2] = [REPLAY_ORIGINAL_HEADER, REPLAY_COUNT_HEADER];
 
 /// The opening phrases of the reasons the materializer writes, one kind each; the rest of
 /// a reason is the detail (a decode error, the violated rules, the store's error).
@@ -148,6 +158,7 @@ impl Materializer {
         let payload = message.payload().unwrap_or_default();
         let length = payload.len().to_string();
         let topic = self.topics.dlq();
+        let lineage = lineage(message);
         let mut keep = payload.len();
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -157,6 +168,7 @@ impl Materializer {
                 (PARTITION_HEADER, partition.as_bytes()),
                 (OFFSET_HEADER, offset.as_bytes()),
             ];
+            headers.extend(lineage.iter().copied());
             if keep < payload.len() {
                 headers.push((TRUNCATED_FROM_HEADER, length.as_bytes()));
             }
@@ -194,6 +206,21 @@ impl Materializer {
             }
         }
     }
+}
+
+/// The lineage headers of a replayed event (none on an event no replay sent).
+fn lineage(message: &OwnedMessage) -> Vec<(&'static str, &[u8])> {
+    use rdkafka::message::Headers;
+    let Some(headers) = message.headers() else {
+        return Vec::new();
+    };
+    LINEAGE_HEADERS
+        .into_iter()
+        .filter_map(|name| {
+            let value = headers.iter().find(|h| h.key == name)?.value?;
+            Some((name, value))
+        })
+        .collect()
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.

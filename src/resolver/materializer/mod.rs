@@ -13,8 +13,8 @@ mod generation;
 mod timings;
 
 pub use dead_letter::{
-    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER,
-    TRUNCATED_FROM_HEADER,
+    DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, REPLAY_COUNT_HEADER,
+    REPLAY_ORIGINAL_HEADER, TOPIC_HEADER, TRUNCATED_FROM_HEADER,
 };
 pub use generation::new_generation;
 pub use timings::{Timings, TimingsSnapshot};

@@ -36,6 +36,37 @@ pub fn resident_id(id: &str) -> String {
         .collect()
 }
 
+/// Shortest run of digits [`resident_ids_in`] masks: the old 15-digit resident ID.
+const MIN_ID_DIGITS: usize = 15;
+
+/// Masks every resident ID number inside free text such as a record id or a message key
+/// (`identity/11010519800312001X` → `identity/110105********001X`): every run of 15 or
+/// more digits, with a check character `X` right after it, is masked as [`resident_id`]
+/// masks an ID. Shorter numbers stay: dates, sequence numbers, unit numbers (at most 12
+/// digits in a row) are no one's identifier.
+pub fn resident_ids_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut masked = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let digits = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits < MIN_ID_DIGITS {
+            // Not an ID: the digits (or the one other character) as they are.
+            let end = i + digits.max(1);
+            masked.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
+        let mut end = i + digits;
+        if matches!(chars.get(end), Some('X' | 'x')) {
+            end += 1;
+        }
+        masked.push_str(&resident_id(&chars[i..end].iter().collect::<String>()));
+        i = end;
+    }
+    masked
+}
+
 /// Whether a character separates parts of a name (kept by [`name`]).
 fn is_name_separator(c: char) -> bool {
     matches!(c, ' ' | '·' | '•' | '・' | '-' | '.')
@@ -170,6 +201,34 @@ pub fn phone(phone: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_ids_inside_text_are_masked() {
+        assert_eq!(
+            resident_ids_in("public-security/identity/11010519800312001X"),
+            "public-security/identity/110105********001X"
+        );
+        assert_eq!(
+            resident_ids_in("social-security/contribution/310104199005210021-2024-01"),
+            "social-security/contribution/310104********0021-2024-01"
+        );
+        // The old 15-digit form, and a lowercase check character.
+        assert_eq!(
+            resident_ids_in("p/x/110105800312001"),
+            "p/x/110105*****2001"
+        );
+        assert_eq!(resident_ids_in("11010519800312001x"), "110105********001x");
+        // Shorter numbers, unit numbers and uuids stay as they are.
+        for text in [
+            "housing/property_title/110105001002GB00017F00030201",
+            "public-security/household_registration/h-2024-000123",
+            "6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
+            "张三-X",
+            "",
+        ] {
+            assert_eq!(resident_ids_in(text), text);
+        }
+    }
 
     #[test]
     fn resident_ids_keep_region_and_last_four() {
