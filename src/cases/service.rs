@@ -22,8 +22,8 @@ use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::records::{MAX_REPEATED, Violations};
 use crate::resolver::Positions;
-use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
-use crate::resolver::query::caller_of;
+use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Requester, Section};
+use crate::resolver::query::{Caller, caller_of};
 
 /// The most cases `ListCases` looks at, newest first.
 const LIST_SCAN: usize = 10_000;
@@ -77,29 +77,71 @@ impl CasesService {
         CasesService { telemetry, ..self }
     }
 
-    /// Decides `action` by the policy and records it, allowed or denied, before anything
-    /// else happens.
-    async fn check(&self, action: &Action<'_>, until: Instant) -> Result<(), Status> {
-        match self.authorize(action.requester, action.purpose) {
-            Ok(()) => audit::record(&self.audit, action, None, until).await,
-            Err(denied) => {
-                audit::record(&self.audit, action, Some(denied.message()), until).await?;
-                Err(denied)
+    /// Decides `action` by the policy for `caller` and records it, allowed or denied,
+    /// before anything else happens; what the grant shows, if allowed.
+    async fn check(
+        &self,
+        caller: &Caller,
+        action: &Action<'_>,
+        until: Instant,
+    ) -> Result<Access, Status> {
+        match self.decide(caller, action.purpose, action.params) {
+            Ok(access) => {
+                audit::record(&self.audit, action, None, until).await?;
+                Ok(access)
+            }
+            Err(reason) => {
+                audit::record(&self.audit, action, Some(&reason), until).await?;
+                Err(Status::permission_denied(reason))
             }
         }
     }
 
-    /// `PERMISSION_DENIED` unless the policy grants `requester` the purpose.
-    fn authorize(&self, requester: &Requester, purpose: &str) -> Result<(), Status> {
-        let granted = Purpose::parse(purpose)
-            .is_ok_and(|p| matches!(self.policy.decide(requester, &p), Decision::Allowed(_)));
-        if granted {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "the access policy grants {requester} no purpose {purpose:?}"
-            )))
+    /// The policy's decision on `caller` acting on a case of `purpose` about `params`, as
+    /// for a lookup: a grant of the purpose, which, if self-only, is used by a citizen
+    /// who is a party to the case, and which includes every section the case's plan
+    /// reads. The grant's access, or why not.
+    fn decide(
+        &self,
+        caller: &Caller,
+        purpose: &str,
+        params: Option<&CaseParams>,
+    ) -> Result<Access, String> {
+        let requester = &caller.requester;
+        let denied = || format!("the access policy grants {requester} no purpose {purpose:?}");
+        let slug = Purpose::parse(purpose).map_err(|_| denied())?;
+        let Decision::Allowed(access) = self.policy.decide(requester, &slug) else {
+            return Err(denied());
+        };
+        let grant = || {
+            format!(
+                "the grant for {requester} with purpose {purpose} (policy line {})",
+                access.grant_line()
+            )
+        };
+        if access.self_only() {
+            let party = caller.on_behalf_of.as_ref().is_some_and(|citizen| {
+                parties(params)
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(citizen.as_str()))
+            });
+            if !party {
+                return Err(format!(
+                    "{} is self-only: the citizen it acts for must be a party to the case",
+                    grant()
+                ));
+            }
         }
+        if let Some(missing) = sections_read(params)
+            .iter()
+            .find(|s| !access.allows_section(**s))
+        {
+            return Err(format!(
+                "{} does not include section {missing}, which the case's plan reads",
+                grant()
+            ));
+        }
+        Ok(access)
     }
 
     async fn load(&self, case_id: &str) -> Result<Option<Case>, Status> {
@@ -127,6 +169,8 @@ struct History {
     cases: CaseStore,
     case_id: String,
     after: u64,
+    /// What the watcher's grant shows of the parameters an opening carries.
+    access: Access,
 }
 
 impl Source for History {
@@ -149,6 +193,14 @@ impl Source for History {
         if let Some(last) = history.last() {
             self.after = last.sequence;
         }
+        let mut history = history;
+        for event in &mut history {
+            if let Some(proto::case_event::Body::Opened(opened)) = &mut event.body
+                && let Some(params) = &mut opened.params
+            {
+                mask_params(params, &self.access);
+            }
+        }
         Ok((history, closed))
     }
 }
@@ -164,13 +216,14 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<EventStream>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
-        let case = self
-            .readable(&caller.requester, "WatchCase", &r.case_id, until)
+        let (case, access) = self
+            .readable(&caller, "WatchCase", &r.case_id, until)
             .await?;
         let history = History {
             cases: self.cases.clone(),
             case_id: case.case_id,
             after: r.after_sequence,
+            access,
         };
         Ok(Response::new(polled::stream(history, self.stop.clone())))
     }
@@ -201,11 +254,12 @@ impl proto::cases_server::Cases for CasesService {
             let Some(case) = self.load(&id).await? else {
                 continue;
             };
-            if !matches_filter(&case, &r)
-                || self.authorize(&caller.requester, &case.purpose).is_err()
-            {
+            if !matches_filter(&case, &r) {
                 continue;
             }
+            let Ok(access) = self.decide(&caller, &case.purpose, case.params.as_ref()) else {
+                continue;
+            };
             if cases.len() == limit {
                 truncated = true;
                 break;
@@ -218,7 +272,7 @@ impl proto::cases_server::Cases for CasesService {
                 params: case.params.as_ref(),
             };
             audit::record(&self.audit, &action, None, until).await?;
-            cases.push(case);
+            cases.push(masked(case, &access));
         }
         Ok(Response::new(proto::ListCasesResponse { cases, truncated }))
     }
@@ -249,7 +303,7 @@ impl proto::cases_server::Cases for CasesService {
             purpose: &r.purpose,
             params: Some(&params),
         };
-        self.check(&action, until).await?;
+        let access = self.check(&caller, &action, until).await?;
         if self.load(&case_id).await?.is_none() {
             // The engine plans on the records as stored when it applies the opening: not
             // before what the caller published is there.
@@ -268,7 +322,9 @@ impl proto::cases_server::Cases for CasesService {
                 .await?;
         }
         let case = self.wait(&case_id, until, |_| true).await?;
-        Ok(Response::new(proto::OpenCaseResponse { case: Some(case) }))
+        Ok(Response::new(proto::OpenCaseResponse {
+            case: Some(masked(case, &access)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetCase"))]
@@ -278,10 +334,8 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<Case>, Status> {
         let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
         let case_id = request.into_inner().case_id;
-        let case = self
-            .readable(&caller.requester, "GetCase", &case_id, until)
-            .await?;
-        Ok(Response::new(case))
+        let (case, access) = self.readable(&caller, "GetCase", &case_id, until).await?;
+        Ok(Response::new(masked(case, &access)))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "CancelCase"))]
@@ -299,8 +353,8 @@ impl proto::cases_server::Cases for CasesService {
                 caller.requester.agency,
             ));
         }
-        let case = self
-            .readable(&caller.requester, "CancelCase", &r.case_id, until)
+        let (case, access) = self
+            .readable(&caller, "CancelCase", &r.case_id, until)
             .await?;
         match case.state() {
             CaseState::Completed => {
@@ -320,28 +374,28 @@ impl proto::cases_server::Cases for CasesService {
         self.commands
             .send_for_call(&case.case_id, case_command::Body::Cancel(cancel), until)
             .await?;
-        Ok(Response::new(
-            self.wait(&case.case_id, until, is_closed).await?,
-        ))
+        let cancelled = self.wait(&case.case_id, until, is_closed).await?;
+        Ok(Response::new(masked(cancelled, &access)))
     }
 }
 
 impl CasesService {
-    /// The case, if it exists and the policy grants `requester` its purpose; `method` is
-    /// recorded in the audit trail either way.
+    /// The case, if it exists and the policy lets `caller` act on it (see
+    /// [`CasesService::decide`]), with what the grant shows; `method` is recorded in the
+    /// audit trail either way.
     async fn readable(
         &self,
-        requester: &Requester,
+        caller: &Caller,
         method: &'static str,
         case_id: &str,
         until: Instant,
-    ) -> Result<Case, Status> {
+    ) -> Result<(Case, Access), Status> {
         let violations = validate_case_id(case_id);
         if !violations.is_empty() {
             return Err(refuse_fields(
                 &violations,
                 &self.telemetry,
-                requester.agency,
+                caller.requester.agency,
             ));
         }
         let case = self
@@ -349,14 +403,65 @@ impl CasesService {
             .await?
             .ok_or_else(|| Status::not_found("no such case"))?;
         let action = Action {
-            requester,
+            requester: &caller.requester,
             method,
             case_id: &case.case_id,
             purpose: &case.purpose,
             params: case.params.as_ref(),
         };
-        self.check(&action, until).await?;
-        Ok(case)
+        let access = self.check(caller, &action, until).await?;
+        Ok((case, access))
+    }
+}
+
+/// The resident IDs a case names (its parties).
+fn parties(params: Option<&CaseParams>) -> Vec<&String> {
+    match params.and_then(|p| p.kind.as_ref()) {
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            p.seller_ids.iter().chain(&p.buyer_ids).collect()
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => vec![&p.person_id],
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => vec![&p.person_id],
+        Some(case_params::Kind::HouseholdMove(p)) => vec![&p.person_id],
+        None => Vec::new(),
+    }
+}
+
+/// The profile sections a case's plan reads the records of.
+fn sections_read(params: Option<&CaseParams>) -> &'static [Section] {
+    match params.and_then(|p| p.kind.as_ref()) {
+        Some(case_params::Kind::PropertyTransfer(_)) => &[
+            Section::Household,
+            Section::ProvidentFund,
+            Section::Property,
+        ],
+        Some(case_params::Kind::SocialSecurityTransfer(_)) => &[Section::SocialSecurity],
+        Some(case_params::Kind::ProvidentFundTransfer(_)) => &[Section::ProvidentFund],
+        Some(case_params::Kind::HouseholdMove(_)) => &[Section::Household],
+        None => &[],
+    }
+}
+
+/// `case` as the grant shows it: the resident IDs it names masked unless unmasked.
+fn masked(mut case: Case, access: &Access) -> Case {
+    if let Some(params) = &mut case.params {
+        mask_params(params, access);
+    }
+    case
+}
+
+/// Masks the resident IDs of `params` as `access` shows them.
+fn mask_params(params: &mut CaseParams, access: &Access) {
+    let show = |id: &mut String| *id = access.show(MaskKind::ResidentId, id).into_owned();
+    match &mut params.kind {
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            p.seller_ids.iter_mut().for_each(show);
+            p.buyer_ids.iter_mut().for_each(show);
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => show(&mut p.person_id),
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
+        Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
+        None => {}
     }
 }
 
@@ -385,16 +490,9 @@ fn matches_filter(case: &Case, r: &proto::ListCasesRequest) -> bool {
 
 /// Whether the case's parameters name `person`.
 fn names_person(case: &Case, person: &str) -> bool {
-    let same = |id: &String| id.eq_ignore_ascii_case(person);
-    match case.params.as_ref().and_then(|p| p.kind.as_ref()) {
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            p.seller_ids.iter().any(same) || p.buyer_ids.iter().any(same)
-        }
-        Some(case_params::Kind::SocialSecurityTransfer(p)) => same(&p.person_id),
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => same(&p.person_id),
-        Some(case_params::Kind::HouseholdMove(p)) => same(&p.person_id),
-        None => false,
-    }
+    parties(case.params.as_ref())
+        .iter()
+        .any(|id| id.eq_ignore_ascii_case(person))
 }
 
 /// A case's id: derived from who opened it and their request id, so opening again with

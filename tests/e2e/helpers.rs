@@ -820,3 +820,28 @@ pub async fn read_all<M: prost::Message + Default>(topic: &str, partitions: i32)
     }
     all
 }
+
+/// The first access of the audit trail of `app` that `wanted` picks, waiting for it.
+pub async fn audited(
+    app: &TestApp,
+    wanted: impl Fn(&proto::DataAccess) -> bool,
+) -> proto::DataAccess {
+    let consumer = from_beginning(&app.topics.audit(), app.settings.partitions);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .expect("the access is in the audit trail within 30 s")
+            .unwrap();
+        let entry = <proto::AuditEntry as prost::Message>::decode(
+            rdkafka::Message::payload(&message).unwrap_or_default(),
+        )
+        .unwrap();
+        let body = <proto::AuditBody as prost::Message>::decode(entry.body.as_slice()).unwrap();
+        if let Some(proto::audit_body::Kind::Access(access)) = body.kind
+            && wanted(&access)
+        {
+            return access;
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod admin;
 mod audit;
 mod bad_input;
 mod bench;
+mod case_access;
 mod case_bridge;
 mod case_correctness;
 mod case_store_contract;

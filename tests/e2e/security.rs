@@ -6,14 +6,12 @@ use std::time::Duration;
 
 use govlink::app::Role;
 use govlink::proto::{
-    self, AccessDecision, Agency, AuditBody, AuditEntry, DataAccess, GetPersonProfileRequest,
-    audit_body::Kind, housing_adapter_client::HousingAdapterClient,
+    self, AccessDecision, Agency, GetPersonProfileRequest,
+    housing_adapter_client::HousingAdapterClient,
     public_security_adapter_client::PublicSecurityAdapterClient,
 };
 use govlink::resolver::policy::Requester;
 use govlink::tls::certs::CertsDir;
-use prost::Message as _;
-use rdkafka::Message as _;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
 
@@ -278,25 +276,6 @@ async fn another_agencys_certificate_cannot_publish_and_the_attempt_is_audited()
         .await
         .expect("public security publishes through its adapter");
     app.stop().await;
-}
-
-/// The first access of the audit trail of `app` that `wanted` picks, waiting for it.
-async fn audited(app: &TestApp, wanted: impl Fn(&DataAccess) -> bool) -> DataAccess {
-    let consumer = from_beginning(&app.topics.audit(), app.settings.partitions);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let message = tokio::time::timeout_at(deadline, consumer.recv())
-            .await
-            .expect("the access is in the audit trail within 30 s")
-            .unwrap();
-        let entry = AuditEntry::decode(message.payload().unwrap_or_default()).unwrap();
-        let body = AuditBody::decode(entry.body.as_slice()).unwrap();
-        if let Some(Kind::Access(access)) = body.kind
-            && wanted(&access)
-        {
-            return access;
-        }
-    }
 }
 
 /// Lookups take the requester from the certificate, whatever the header claims: a

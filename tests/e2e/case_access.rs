@@ -1,0 +1,156 @@
+//! Cases go through the same policy decision as lookups, over mutual TLS: a self-only
+//! grant acts only on cases its citizen is a party to, the grant must include the
+//! sections the case's plan reads, and the parameters come back masked as the grant
+//! shows them.
+
+use govlink::app::Role;
+use govlink::domain::ResidentId;
+use govlink::proto::{self, AccessDecision};
+use govlink::resolver::policy::Requester;
+use govlink::resolver::query::AsRequester;
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::helpers::*;
+
+type Cases = proto::cases_client::CasesClient<InterceptedService<Channel, AsRequester>>;
+
+/// A `Cases` client over `channel` (a certificate's), for `citizen` if given.
+fn cases(channel: Channel, requester: &str, citizen: Option<&str>) -> Cases {
+    let citizen = citizen.map(|c| ResidentId::parse(c).unwrap());
+    proto::cases_client::CasesClient::with_interceptor(
+        channel,
+        AsRequester::new(&Requester::parse(requester).unwrap(), citizen.as_ref()),
+    )
+}
+
+#[tokio::test]
+async fn a_self_only_grant_acts_only_on_its_citizens_cases_and_parameters_are_masked() {
+    let certs = fresh_certs();
+    let app = spawn_app_with(secured_settings(&certs), Role::Dev).await;
+    let (citizen, stranger, buyer) = (alice(), chen(), bea());
+    let portal_channel = app.channel_as("public-security/citizen-portal").await;
+    let mut portal = cases(
+        portal_channel.clone(),
+        "public-security/citizen-portal",
+        Some(&citizen),
+    );
+
+    // About strangers: refused, and the refusal is in the trail.
+    let mut about_others = sale_between(
+        "portal-1",
+        UNIT,
+        vec![stranger.clone()],
+        vec![buyer.clone()],
+    );
+    about_others.purpose = "self-view".into();
+    let refused = portal.open_case(about_others).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("self-only"), "{refused:?}");
+    audited(&app, |a| {
+        a.method == "OpenCase"
+            && a.decision == AccessDecision::Denied as i32
+            && a.requester_service == "citizen-portal"
+    })
+    .await;
+    // Without naming a citizen at all: refused too.
+    let mut anonymous = sale_between("portal-2", UNIT, vec![citizen.clone()], vec![buyer.clone()]);
+    anonymous.purpose = "self-view".into();
+    let refused = cases(
+        portal_channel.clone(),
+        "public-security/citizen-portal",
+        None,
+    )
+    .open_case(anonymous)
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // A window's case about the stranger: the portal cannot read or list it.
+    let window_channel = app.channel_as("housing/transfer-window").await;
+    let mut window = cases(window_channel, "housing/transfer-window", None);
+    let strangers = window
+        .open_case(sale_between(
+            "window-1",
+            UNIT,
+            vec![stranger.clone()],
+            vec![buyer.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    // The window's grant masks resident IDs: the parameters come back masked.
+    let Some(proto::case_params::Kind::PropertyTransfer(shown)) =
+        strangers.params.as_ref().and_then(|p| p.kind.as_ref())
+    else {
+        panic!("{strangers:?}")
+    };
+    assert_ne!(shown.seller_ids[0], stranger);
+    assert!(shown.seller_ids[0].contains('*'), "{shown:?}");
+    let refused = portal
+        .get_case(proto::GetCaseRequest {
+            case_id: strangers.case_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let listed = portal
+        .list_cases(proto::ListCasesRequest {
+            person_id: stranger.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.cases.is_empty(), "{listed:?}");
+
+    // The citizen's own sale: opened, and shown unmasked (the portal's grant unmasks).
+    let mut own = sale_between("portal-3", UNIT, vec![citizen.clone()], vec![buyer.clone()]);
+    own.purpose = "self-view".into();
+    let opened = portal
+        .open_case(own)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let Some(proto::case_params::Kind::PropertyTransfer(shown)) =
+        opened.params.as_ref().and_then(|p| p.kind.as_ref())
+    else {
+        panic!("{opened:?}")
+    };
+    assert_eq!(shown.seller_ids, [citizen.clone()]);
+    let listed = portal
+        .list_cases(proto::ListCasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed.cases.iter().map(|c| c.case_id.as_str()).collect();
+    assert_eq!(ids, [opened.case_id.as_str()], "only the citizen's own");
+    app.stop().await;
+}
+
+/// A grant without a section the case's plan reads does not open the case: the fund's
+/// loan desk (loan-approval: no household section) cannot open a sale, whose plan reads
+/// the household registrations.
+#[tokio::test]
+async fn a_grant_without_the_sections_a_plan_reads_cannot_open_the_case() {
+    let certs = fresh_certs();
+    let app = spawn_app_with(secured_settings(&certs), Role::Dev).await;
+    let desk = app.channel_as("provident-fund/loan-desk").await;
+    let mut sale = sale_between("desk-1", UNIT, vec![alice()], vec![bea()]);
+    sale.purpose = "loan-approval".into();
+    let refused = cases(desk, "provident-fund/loan-desk", None)
+        .open_case(sale)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("section household"),
+        "{refused:?}"
+    );
+    app.stop().await;
+}
