@@ -55,7 +55,7 @@ struct Letters {
 
 impl Letters {
     async fn open(settings: &Settings, kinds: &[DeadLetterKind]) -> anyhow::Result<Letters> {
-        let brokers = brokers(settings)?;
+        let brokers = brokers(settings).await?;
         let topic = Topics::new(settings.topic_prefix.clone()).dlq();
         let marks = topic_marks(&brokers, &topic).await?;
         let mut positions = ReplayPositions::new();
