@@ -94,7 +94,7 @@ impl ReachError {
     pub fn redis(address: &str, error: &RedisError, tls: bool) -> ReachError {
         let (problem, fix) = if refused_login(error) {
             (
-                format!("refused the login ({error})"),
+                format!("refused the login ({})", cause(error)),
                 "check redis_username and redis_password (GOVLINK_REDIS_USERNAME, \
                  GOVLINK_REDIS_PASSWORD)"
                     .to_owned(),
@@ -105,7 +105,7 @@ impl ReachError {
             (format!("cannot be reached ({error})"), redis_fix(tls))
         } else {
             (
-                format!("failed while connecting ({error})"),
+                format!("failed while connecting ({})", cause(error)),
                 "check the Redis settings (redis, redis_ca, redis_username, redis_password)"
                     .to_owned(),
             )
@@ -119,10 +119,23 @@ impl ReachError {
     }
 }
 
-/// Whether Redis refused the credentials (or has no user for them).
+/// Whether Redis refused the credentials, wants some, or does not let the user do what
+/// govlink needs (also when a pipeline of the first commands was refused whole).
 fn refused_login(error: &RedisError) -> bool {
+    let login = |code: &str| matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM");
     error.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || error.code().is_some_and(login)
+        || first_server_error(error).is_some_and(|e| login(e.code()))
+}
+
+/// The first error of a refused pipeline (its commands usually fail alike).
+fn first_server_error(error: &RedisError) -> Option<redis::ServerError> {
+    Some(error.clone().into_server_errors()?.first()?.1.clone())
+}
+
+/// What went wrong, short: a refused pipeline by its first error, not every command's.
+fn cause(error: &RedisError) -> String {
+    first_server_error(error).map_or_else(|| error.to_string(), |e| e.to_string())
 }
 
 /// A duration as an operator writes it: `5s`, `1.5s`, `800ms`.
