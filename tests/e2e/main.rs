@@ -31,3 +31,4 @@ mod security;
 mod store_contract;
 mod store_reads;
 mod topics;
+mod unreachable;
