@@ -106,6 +106,10 @@ pub struct Settings {
     pub materializer_linger_ms: u64,
     /// How long start-up waits for topics to be created and visible.
     pub startup_timeout_ms: u64,
+    /// How long a command waits for the broker or Redis to answer when it first connects;
+    /// past it, it stops with one line naming what it could not reach, where, and what to
+    /// check.
+    pub connect_timeout_ms: u64,
     /// How long shutdown waits for in-flight calls and the producer to finish.
     pub shutdown_grace_ms: u64,
     /// How far an agency's clock may run ahead of ours: `occurred_at` and dates of past
@@ -191,6 +195,7 @@ impl Default for Settings {
             materializer_batch: 500,
             materializer_linger_ms: 5,
             startup_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
             shutdown_grace_ms: 10_000,
             max_clock_skew_ms: 3_600_000,
             log_json: false,
@@ -458,6 +463,11 @@ impl Settings {
     /// `startup_timeout_ms` as a duration.
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_millis(self.startup_timeout_ms)
+    }
+
+    /// `connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 
     /// `max_clock_skew_ms` as a duration.

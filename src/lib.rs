@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod kafka;
 pub mod limits;
 pub mod ops;
+pub mod reach;
 pub mod rebuild;
 pub mod records;
 pub mod redis_link;

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use govlink::app::{App, Role};
 use govlink::config::Settings;
 use govlink::proto::Agency;
+use govlink::reach::ReachError;
 use tracing_subscriber::EnvFilter;
 
 /// govlink: a data-sharing gateway between government agencies.
@@ -348,8 +350,31 @@ impl From<AgencyArg> for Agency {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints why the command failed. A broker or Redis that cannot be reached is the
+/// operator's to fix, not a defect: its one line says what and where, and a cause chain
+/// or a backtrace (with `RUST_BACKTRACE` set) would only bury it. Anything else is
+/// printed as before: the message, its causes and, when asked for, the backtrace.
+fn report(e: &anyhow::Error) {
+    match e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ReachError>())
+    {
+        Some(operational) => eprintln!("Error: {operational}"),
+        None => eprintln!("Error: {e:?}"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // Tools that need no configuration (a broken config file must not stop them).
     match &cli.command {
         Command::Policy {

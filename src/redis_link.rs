@@ -3,11 +3,28 @@
 //! (record store, case store, access index, admin checks, tools, bench) is opened here.
 
 use std::fmt;
+use std::time::Duration;
 
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
 
 use crate::config::{Settings, readable, redact_url};
+use crate::reach::ReachError;
 use crate::secret::Secret;
+
+/// The longest one command may wait for its answer on a connection of
+/// [`RedisLink::manager`]: a Redis that stopped answering fails the command, which its
+/// caller retries or reports. Lookups wait no longer than their own deadline besides.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection attempts after the first when a connection of [`RedisLink::manager`] is
+/// lost. Every command waits for them, so a few: a command fails soon while Redis is
+/// down (its caller retries with its own backoff, a lookup answers `UNAVAILABLE`), and
+/// the next command tries again.
+const RECONNECT_RETRIES: usize = 1;
+
+/// The longest pause between those attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// Where Redis is and how to log in. Its `Debug` and `Display` show the URL without its
 /// password and never the password.
@@ -18,6 +35,8 @@ pub struct RedisLink {
     ca: Option<String>,
     username: Option<String>,
     password: Option<Secret>,
+    /// How long [`RedisLink::manager`] waits for Redis to answer (`connect_timeout_ms`).
+    connect_timeout: Duration,
 }
 
 impl RedisLink {
@@ -29,6 +48,7 @@ impl RedisLink {
             ca: None,
             username: None,
             password: None,
+            connect_timeout: Settings::default().connect_timeout(),
         }
     }
 
@@ -41,6 +61,7 @@ impl RedisLink {
             ca: settings.redis_ca.clone(),
             username: settings.redis_username.clone(),
             password: settings.redis_password.clone(),
+            connect_timeout: settings.connect_timeout(),
         })
     }
 
@@ -73,6 +94,39 @@ impl RedisLink {
     ) -> RedisLink {
         (self.ca, self.username, self.password) = (ca, username, password);
         self
+    }
+
+    /// A connection to this Redis that reconnects on its own, connected and logged in
+    /// within `connect_timeout_ms`. Every long-lived Redis client of govlink (the record
+    /// store, the case store, the access index) is made here, so a Redis that cannot be
+    /// reached stops each command the same way: one line naming it, at once.
+    pub async fn manager(&self) -> Result<ConnectionManager, ReachError> {
+        let client = self.client().map_err(|e| self.failed(&e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let connecting = ConnectionManager::new_with_config(client, config);
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(self.failed(&e)),
+            Err(_) => Err(ReachError::redis_silent(
+                &self.to_string(),
+                self.connect_timeout,
+                self.tls(),
+            )),
+        }
+    }
+
+    /// `error`, met while connecting to this Redis, as the operator reads it.
+    pub fn failed(&self, error: &RedisError) -> ReachError {
+        ReachError::redis(&self.to_string(), error, self.tls())
+    }
+
+    /// Whether the link is TLS (`rediss://`).
+    fn tls(&self) -> bool {
+        self.url.starts_with("rediss://")
     }
 
     /// A client for this link (nothing is connected yet). Its errors never carry the
@@ -131,6 +185,7 @@ impl fmt::Debug for RedisLink {
             .field("ca", &self.ca)
             .field("username", &self.username)
             .field("password", &self.password)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }

@@ -23,9 +23,7 @@ pub(super) struct CaseInputs {
 
 /// The case store under the deployment's Redis prefix.
 pub(super) async fn connect(link: &RedisLink, settings: &Settings) -> Result<CaseStore, AppError> {
-    CaseStore::connect(link, &settings.redis_prefix)
-        .await
-        .map_err(|e| AppError::Config(format!("case store: {e}")))
+    Ok(CaseStore::connect(link, &settings.redis_prefix).await?)
 }
 
 /// `govlink cases`: the engine and the services, reading the records the resolvers keep.

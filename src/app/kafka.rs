@@ -73,6 +73,11 @@ impl Kafka {
             embedded = embedded.is_some(),
             "using kafka"
         );
+        // A configured broker that does not answer stops start-up here, within
+        // `connect_timeout_ms`, rather than when creating topics gives up.
+        if embedded.is_none() {
+            brokers.reachable(settings.connect_timeout()).await?;
+        }
         let report = ensure_topics(&brokers, &specs, settings.startup_timeout()).await?;
         // Topics that existed keep their own settings: say so if they break a guarantee.
         // (The embedded broker's topics are created with ours and cannot be described.)

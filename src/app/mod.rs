@@ -65,6 +65,10 @@ pub enum AppError {
     /// A setting is missing for this role.
     #[error("{0}")]
     Config(String),
+    /// The broker or Redis cannot be reached, or refused govlink: the operator's to fix,
+    /// said in one line (its own `Display`, kept as the source so `main` finds it).
+    #[error("{0}")]
+    Unreachable(#[from] crate::reach::ReachError),
     /// The Kafka client could not be created.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),

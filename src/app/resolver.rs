@@ -106,9 +106,7 @@ async fn queries(
         .audit_log(settings, kafka, publisher, "resolver")
         .await?;
     let index = match RedisLink::from_settings(settings) {
-        Some(link) => AccessIndex::redis(&link, &settings.redis_prefix)
-            .await
-            .map_err(|e| AppError::Config(format!("access index: {e}")))?,
+        Some(link) => AccessIndex::redis(&link, &settings.redis_prefix).await?,
         None => AccessIndex::memory(),
     };
     let indexer = AccessIndexer::new(

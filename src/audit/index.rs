@@ -79,12 +79,8 @@ impl AccessIndex {
     pub async fn redis(
         link: &crate::redis_link::RedisLink,
         prefix: &str,
-    ) -> Result<AccessIndex, IndexError> {
-        let client = link.client()?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+    ) -> Result<AccessIndex, crate::reach::ReachError> {
+        let conn = link.manager().await?;
         Ok(AccessIndex::Redis(RedisIndex {
             conn,
             prefix: prefix.to_owned(),

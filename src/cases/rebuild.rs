@@ -64,9 +64,7 @@ pub async fn rebuild(
         AppError::Config("the case store is in Redis: set --redis or GOVLINK_REDIS".into())
     })?;
     let kafka = Kafka::connect(settings, Role::Cases).await?;
-    let store = CaseStore::connect(&link, &settings.redis_prefix)
-        .await
-        .map_err(|e| AppError::Config(format!("case store: {e}")))?;
+    let store = CaseStore::connect(&link, &settings.redis_prefix).await?;
     let mut report = CaseRebuildReport::default();
     let histories = read_histories(&kafka, &mut report, &mut progress).await?;
     report.cases = histories.len();

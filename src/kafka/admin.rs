@@ -312,7 +312,7 @@ async fn topic_partitions(
 
 /// Whether `error` says the link itself failed (a TLS handshake, SASL credentials),
 /// which no retry fixes.
-fn refused(error: &KafkaError) -> bool {
+pub(super) fn refused(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(

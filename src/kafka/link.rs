@@ -4,11 +4,15 @@
 //! the same way.
 
 use std::fmt;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Settings, readable};
+use crate::reach::ReachError;
 use crate::secret::Secret;
 
 /// `kafka_security_protocol`: whether the link is encrypted (TLS) and authenticated (SASL).
@@ -293,6 +297,38 @@ impl Brokers {
     /// The link's security.
     pub fn security(&self) -> &LinkSecurity {
         &self.security
+    }
+
+    /// Waits until a broker answers a metadata request, at most `timeout`. Every command
+    /// asks this before anything else of the brokers, so one that cannot reach them
+    /// stops within `connect_timeout_ms` with one line naming them and what to check,
+    /// not after librdkafka's retries with its own words.
+    pub async fn reachable(&self, timeout: Duration) -> Result<(), ReachError> {
+        let config = super::client_config(self, "govlink-connect");
+        // The request blocks until a broker answers or the time is up: keep it off the
+        // async workers, and let it end on its own timeout (it is awaited, never dropped).
+        let answered = tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = config.create()?;
+            client.fetch_metadata(None, timeout).map(drop)
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if super::admin::refused(&e) => {
+                let why = e
+                    .rdkafka_error_code()
+                    .map_or_else(|| e.to_string(), |code| code.to_string());
+                Err(ReachError::kafka_refused(&self.bootstrap, &why))
+            }
+            Ok(Err(KafkaError::ClientCreation(why))) => {
+                Err(ReachError::kafka_unusable(&self.bootstrap, &why))
+            }
+            Ok(Err(_)) | Err(_) => Err(ReachError::kafka_silent(
+                &self.bootstrap,
+                timeout,
+                self.security.protocol != SecurityProtocol::Plaintext,
+            )),
+        }
     }
 
     /// Sets the bootstrap servers and the link's security on `config`.

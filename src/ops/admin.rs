@@ -89,7 +89,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    let checks = state.sources.checks(None).await;
+    let checks = state.sources.checks().await;
     let mut text = String::new();
     for (name, result) in &checks {
         match result {

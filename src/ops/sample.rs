@@ -18,14 +18,17 @@ use crate::kafka::{Brokers, Publisher, client_config};
 use crate::ops::events::kind_name;
 use crate::proto::{CaseKind, CaseState, StepState};
 use crate::records::agency_slug;
-use crate::resolver::store::{Store, StoreState};
+use crate::resolver::store::{Meta, Store, StoreState};
 
 /// How often a sample is taken.
 pub const EVERY: Duration = Duration::from_secs(5);
 /// Case gauges read every case view: only every this many samples.
 const CASES_EVERY: u64 = 6;
-/// How long one readiness check may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long each readiness check may take: the broker and its topics, Redis, the record
+/// store's positions. They run side by side, so `/readyz` answers within about this
+/// long whatever is down — well within the probes' `timeoutSeconds` (deploy/k8s; the
+/// deployment tests hold them above it).
+pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A broker client for the admin server's samples and checks.
 pub fn broker_client(brokers: &Brokers) -> Result<BaseConsumer, rdkafka::error::KafkaError> {
@@ -150,6 +153,16 @@ pub type Watermarks = Result<BTreeMap<(String, i32), i64>, String>;
 /// Events not yet materialized per record topic; or why that cannot be told.
 pub type Lag = Result<BTreeMap<String, i64>, String>;
 
+/// What one round of readiness checks read, side by side, each within
+/// [`READY_CHECK_TIMEOUT`].
+struct Reading {
+    watermarks: Watermarks,
+    /// The record store's marker and positions (roles with a record store).
+    meta: Option<Result<Option<Meta>, String>>,
+    /// Whether Redis answered `PING` (roles that use Redis).
+    redis: Option<Result<(), String>>,
+}
+
 /// The shared latest samples.
 pub type Shared = Arc<RwLock<Samples>>;
 
@@ -176,16 +189,16 @@ impl Sources {
         let t = &self.telemetry;
         t.producer_in_flight.set(self.publisher.in_flight() as i64);
         t.producer_queue_depth.set(self.publisher.queued() as i64);
-        let watermarks = self.watermarks().await;
+        let reading = self.read().await;
         let mut ends = BTreeMap::<String, i64>::new();
-        for ((topic, _), end) in watermarks.iter().flatten() {
+        for ((topic, _), end) in reading.watermarks.iter().flatten() {
             *ends.entry(topic.clone()).or_default() += end;
         }
-        let lag = self.lag(&watermarks).await;
+        let lag = self.lag(&reading);
         if cases {
             self.count_cases().await;
         }
-        let checks = self.checks(Some((&watermarks, &lag))).await;
+        let checks = self.judge(&reading, &lag);
         Sample {
             at: Instant::now(),
             series: Series::parse(&t.encode()),
@@ -195,13 +208,45 @@ impl Sources {
         }
     }
 
+    /// The broker's end offsets, the record store's positions and Redis's `PING`, side
+    /// by side, each given up after [`READY_CHECK_TIMEOUT`].
+    async fn read(&self) -> Reading {
+        let meta = async {
+            let store = self.store.as_ref()?;
+            Some(
+                match tokio::time::timeout(READY_CHECK_TIMEOUT, store.meta()).await {
+                    Ok(meta) => meta.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {READY_CHECK_TIMEOUT:?}")),
+                },
+            )
+        };
+        let redis = async { Some(ping(self.redis.as_ref()?).await) };
+        let (watermarks, meta, redis) = tokio::join!(self.watermarks(), meta, redis);
+        Reading {
+            watermarks,
+            meta,
+            redis,
+        }
+    }
+
     /// Every partition's end offset of every topic; `Err` when the broker cannot be
-    /// reached or a topic is missing.
+    /// reached, a topic is missing, or the answers took longer than
+    /// [`READY_CHECK_TIMEOUT`] in all.
     async fn watermarks(&self) -> Watermarks {
         let (consumer, topics) = (Arc::clone(&self.broker), self.topics.clone());
+        // One deadline for every request, so the blocking thread itself ends in time.
+        let deadline = std::time::Instant::now() + READY_CHECK_TIMEOUT;
+        let left = move || {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                Err(format!("no answer within {READY_CHECK_TIMEOUT:?}"))
+            } else {
+                Ok(left)
+            }
+        };
         let read = tokio::task::spawn_blocking(move || {
             let metadata = consumer
-                .fetch_metadata(None, CHECK_TIMEOUT)
+                .fetch_metadata(None, left()?)
                 .map_err(|e| format!("broker unreachable: {e}"))?;
             let mut ends = BTreeMap::new();
             for name in &topics {
@@ -212,7 +257,7 @@ impl Sources {
                     .ok_or_else(|| format!("topic {name} is missing"))?;
                 for p in topic.partitions() {
                     let (_, high) = consumer
-                        .fetch_watermarks(name, p.id(), CHECK_TIMEOUT)
+                        .fetch_watermarks(name, p.id(), left()?)
                         .map_err(|e| format!("{name}/{}: {e}", p.id()))?;
                     ends.insert((name.clone(), p.id()), high);
                 }
@@ -223,11 +268,11 @@ impl Sources {
     }
 
     /// Events not yet materialized per record topic (and as gauges per partition).
-    async fn lag(&self, watermarks: &Watermarks) -> Lag {
-        let (Some(store), Ok(watermarks)) = (&self.store, watermarks) else {
+    fn lag(&self, reading: &Reading) -> Lag {
+        let (Some(meta), Ok(watermarks)) = (&reading.meta, &reading.watermarks) else {
             return Ok(BTreeMap::new());
         };
-        let meta = match store.meta().await {
+        let meta = match meta {
             Ok(Some(meta)) => meta,
             Ok(None) => return Err("the store has no generation marker".into()),
             Err(e) => return Err(format!("the store's positions cannot be read: {e}")),
@@ -309,30 +354,28 @@ impl Sources {
         }
     }
 
-    /// The readiness checks: the broker and the topics, Redis, and the record store
-    /// caught up (not being rebuilt, at most `ready_max_lag_events` behind the topics).
-    /// `read` is a sample's watermarks and lag, when it has them; else they are read now.
-    pub async fn checks(
-        &self,
-        read: Option<(&Watermarks, &Lag)>,
-    ) -> Vec<(&'static str, Result<(), String>)> {
-        let fresh;
-        let (watermarks, lag) = match read {
-            Some(read) => read,
-            None => {
-                let watermarks = self.watermarks().await;
-                let lag = self.lag(&watermarks).await;
-                fresh = (watermarks, lag);
-                (&fresh.0, &fresh.1)
-            }
-        };
+    /// The readiness checks, read now: the broker and the topics, Redis, and the record
+    /// store caught up (not being rebuilt, at most `ready_max_lag_events` behind the
+    /// topics). Within about [`READY_CHECK_TIMEOUT`], whatever is down.
+    pub async fn checks(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let reading = self.read().await;
+        let lag = self.lag(&reading);
+        self.judge(&reading, &lag)
+    }
+
+    /// The readiness checks of what `reading` found.
+    fn judge(&self, reading: &Reading, lag: &Lag) -> Vec<(&'static str, Result<(), String>)> {
         let mut checks = Vec::new();
         checks.push((
             "broker and topics",
-            watermarks.as_ref().map(|_| ()).map_err(Clone::clone),
+            reading
+                .watermarks
+                .as_ref()
+                .map(|_| ())
+                .map_err(Clone::clone),
         ));
-        if let Some(link) = &self.redis {
-            checks.push(("redis", ping(link).await));
+        if let Some(redis) = &reading.redis {
+            checks.push(("redis", redis.clone()));
         }
         if let Some(ready) = &self.materialized {
             let caught_up = if *ready.borrow() {
@@ -346,15 +389,12 @@ impl Sources {
                     Err(why) => Err(format!("cannot tell how far it is: {why}")),
                 }
             } else {
-                let state = match &self.store {
-                    Some(store) => match store.meta().await {
-                        Ok(Some(meta)) if meta.state != StoreState::Ready => {
-                            let (total, done) = meta.progress();
-                            format!("rebuilding: {done} of {total} events materialized")
-                        }
-                        _ => "not caught up with the topics yet".to_owned(),
-                    },
-                    None => "not caught up with the topics yet".to_owned(),
+                let state = match &reading.meta {
+                    Some(Ok(Some(meta))) if meta.state != StoreState::Ready => {
+                        let (total, done) = meta.progress();
+                        format!("rebuilding: {done} of {total} events materialized")
+                    }
+                    _ => "not caught up with the topics yet".to_owned(),
                 };
                 Err(state)
             };
@@ -364,7 +404,7 @@ impl Sources {
     }
 }
 
-/// Whether Redis at `link` answers a PING within [`CHECK_TIMEOUT`].
+/// Whether Redis at `link` answers a PING within [`READY_CHECK_TIMEOUT`].
 async fn ping(link: &crate::redis_link::RedisLink) -> Result<(), String> {
     let attempt = async {
         let client = link.client().map_err(|e| e.to_string())?;
@@ -378,9 +418,9 @@ async fn ping(link: &crate::redis_link::RedisLink) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        Err(_) => Err(format!("no answer within {READY_CHECK_TIMEOUT:?}")),
     }
 }
 

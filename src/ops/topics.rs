@@ -28,11 +28,14 @@ pub const SHOWN_CONFIGS: [&str; 3] = ["cleanup.policy", "retention.ms", "min.ins
 /// How long describing topic configs may take.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The brokers a tool talks to and how, or a precise error.
-pub(super) fn brokers(settings: &Settings) -> anyhow::Result<Brokers> {
-    Brokers::from_settings(settings)
+/// The brokers a tool talks to and how, once one of them answered (within
+/// `connect_timeout_ms`), or a precise error.
+pub(super) async fn brokers(settings: &Settings) -> anyhow::Result<Brokers> {
+    let brokers = Brokers::from_settings(settings)
         .map_err(anyhow::Error::msg)?
-        .context("no Kafka broker configured: set --kafka or GOVLINK_KAFKA")
+        .context("no Kafka broker configured: set --kafka or GOVLINK_KAFKA")?;
+    brokers.reachable(settings.connect_timeout()).await?;
+    Ok(brokers)
 }
 
 /// One topic as `topics list` shows it.
@@ -57,7 +60,7 @@ pub async fn list(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<TopicInfo>> {
-    let brokers = brokers(settings)?;
+    let brokers = brokers(settings).await?;
     let catalog = decode::catalog(&Topics::new(settings.topic_prefix.clone()));
     let names: Vec<String> = catalog.iter().map(|(name, _)| name.clone()).collect();
     let marks = read::watermarks(&brokers, names.clone()).await?;
@@ -209,7 +212,7 @@ pub async fn tail(
     options: &TailOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    let brokers = brokers(settings)?;
+    let brokers = brokers(settings).await?;
     let topics = Topics::new(settings.topic_prefix.clone());
     let (topic, kind) = decode::resolve(&topics, &settings.topic_prefix, &options.topic)?;
     let marks = topic_marks(&brokers, &topic).await?;
@@ -335,7 +338,7 @@ pub async fn lag(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<GroupLag>> {
-    let brokers = brokers(settings)?;
+    let brokers = brokers(settings).await?;
     let topics = Topics::new(settings.topic_prefix.clone());
     let all_topics = topics.all();
     let marks: BTreeMap<String, Watermarks> = read::watermarks(&brokers, all_topics.clone())

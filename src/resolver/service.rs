@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::policy::Requester;
 use super::positions::Positions;
 use super::query::{Caller, Queries, QueryError, caller_of, parse_subject};
-use super::store::{Store, StoreError, StoredRecord};
+use super::store::{Store, StoreError, StoredRecord, by_deadline};
 use crate::grpc::{deadline, invalid_argument, invalid_field};
 use crate::limits::{Rate, RateLimiter, exhausted};
 use crate::ops::events::{Limit, Limited, LookupAnswered, RedisFailed};
@@ -182,9 +182,7 @@ impl Resolver for ResolverService {
             )));
         }
         self.wait_for(&r.min_positions, deadline).await?;
-        let stored = self
-            .store
-            .get(&key)
+        let stored = by_deadline(deadline, self.store.get(&key))
             .await
             .map_err(|e| self.store_unavailable(e))?;
         let Some(stored) = stored else {
@@ -208,9 +206,7 @@ impl Resolver for ResolverService {
         let r = request.into_inner();
         let key = parse_subject(r.subject.as_ref()).map_err(|v| invalid_argument(&v))?;
         self.wait_for(&r.min_positions, deadline).await?;
-        let stored = self
-            .store
-            .subject_records(&key)
+        let stored = by_deadline(deadline, self.store.subject_records(&key))
             .await
             .map_err(|e| self.store_unavailable(e))?;
         // Raw records are their agency's own: the caller's agency's only.

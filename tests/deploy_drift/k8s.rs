@@ -240,6 +240,7 @@ fn every_role_runs_as_a_deployment_that_starts_listens_and_is_probed_as_the_code
                 Some(admin_port()),
                 "{whose}: {probe} must ask the admin port"
             );
+            assert_probe_waits_for_the_answer(container, probe, &whose);
         }
         let annotations = string_map(&template["metadata"]["annotations"]);
         for (key, value) in [
@@ -272,6 +273,23 @@ fn every_role_runs_as_a_deployment_that_starts_listens_and_is_probed_as_the_code
         );
     }
     assert_eq!(roles, Role::all(), "{DIR}: every role, once");
+}
+
+/// Asserts that `probe` of `container` sets its `timeoutSeconds` and, for readiness, sets
+/// it above the bound of each readiness check (they run side by side): a probe that
+/// times out before `/readyz` answers fails without the body that names what is down.
+fn assert_probe_waits_for_the_answer(container: &Value, probe: &str, whose: &str) {
+    let timeout_s = container[probe]["timeoutSeconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{whose}: {probe} must set timeoutSeconds"));
+    if probe == "readinessProbe" {
+        let bound = govlink::ops::sample::READY_CHECK_TIMEOUT;
+        assert!(
+            u128::from(timeout_s) * 1000 > bound.as_millis(),
+            "{whose}: {probe} timeoutSeconds ({timeout_s} s) must exceed the readiness \
+             checks' bound ({bound:?}), or the probe gives up before /readyz says why"
+        );
+    }
 }
 
 /// The Secret govlink-tls as the kustomization's comment makes it from a `govlink certs

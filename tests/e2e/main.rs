@@ -35,3 +35,4 @@ mod security;
 mod store_contract;
 mod store_reads;
 mod topics;
+mod unreachable;

@@ -44,6 +44,9 @@ pub enum VerifyError {
     /// The settings of the link to the brokers contradict each other.
     #[error("{0}")]
     Link(String),
+    /// The brokers cannot be reached, or refused the link: one line for the operator.
+    #[error("{0}")]
+    Unreachable(#[from] crate::reach::ReachError),
     /// The broker failed or could not be reached.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
@@ -80,6 +83,7 @@ pub async fn run(
     let brokers = Brokers::from_settings(settings)
         .map_err(VerifyError::Link)?
         .ok_or(VerifyError::NoBroker)?;
+    brokers.reachable(settings.connect_timeout()).await?;
     let topics = Topics::new(settings.topic_prefix.clone());
     let mut verifier = Verifier::new(from);
     let bar = ProgressBar::new(0).with_style(

@@ -107,7 +107,7 @@ impl CaseStore {
     pub async fn connect(
         link: &crate::redis_link::RedisLink,
         prefix: &str,
-    ) -> Result<CaseStore, CaseStoreError> {
+    ) -> Result<CaseStore, crate::reach::ReachError> {
         Ok(CaseStore::Redis(
             RedisCaseStore::connect(link, prefix).await?,
         ))

@@ -60,17 +60,14 @@ pub struct RedisCaseStore {
 }
 
 impl RedisCaseStore {
-    /// Connects to the Redis of `link`; every key starts with `prefix`.
+    /// Connects to the Redis of `link` (see `RedisLink::manager`); every key starts with
+    /// `prefix`.
     pub async fn connect(
         link: &crate::redis_link::RedisLink,
         prefix: &str,
-    ) -> Result<RedisCaseStore, CaseStoreError> {
-        let client = link.client()?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+    ) -> Result<RedisCaseStore, crate::reach::ReachError> {
         Ok(RedisCaseStore {
-            conn: ConnectionManager::new_with_config(client, config).await?,
+            conn: link.manager().await?,
             prefix: prefix.to_owned(),
             commit: redis::Script::new(COMMIT),
             restore: redis::Script::new(RESTORE),

@@ -73,7 +73,7 @@ struct Letters {
 impl Letters {
     /// The letters of `settings`, with the `--again` positions of `again_kinds`.
     async fn open(settings: &Settings, again_kinds: &[DeadLetterKind]) -> anyhow::Result<Letters> {
-        let brokers = brokers(settings)?;
+        let brokers = brokers(settings).await?;
         let topics = Topics::new(settings.topic_prefix.clone());
         let topic = topics.dlq();
         let marks = topic_marks(&brokers, &topic).await?;

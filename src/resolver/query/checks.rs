@@ -13,7 +13,7 @@ use crate::resolver::checks::{
 };
 use crate::resolver::policy::{Access, Purpose, Section};
 use crate::resolver::positions::Positions;
-use crate::resolver::store::{SubjectData, SubjectRead};
+use crate::resolver::store::{SubjectData, SubjectRead, by_deadline};
 
 /// The most sellers or buyers one check may name.
 const MAX_PARTIES: usize = 16;
@@ -31,7 +31,7 @@ impl Queries {
         deadline: Instant,
     ) -> Result<(Vec<RecordEvent>, Contributions), QueryError> {
         let (data, audited) = tokio::join!(
-            self.store.read_subjects(reads),
+            by_deadline(deadline, self.store.read_subjects(reads)),
             self.audit_allowed(lookup, access, needs, &[], deadline),
         );
         audited?;

@@ -25,7 +25,7 @@ use tonic::Status;
 use super::checks::{CheckError, PurchaseRule};
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::Positions;
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreError, by_deadline};
 use crate::audit::{AccessIndex, AuditError, AuditLog, IndexError};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::invalid_argument;
@@ -192,7 +192,10 @@ impl Queries {
         let sections: Vec<Section> = access.sections().collect();
         let withheld: Vec<Section> = access.withheld().collect();
         let (data, audited) = tokio::join!(
-            self.store.read_subjects(std::slice::from_ref(&read)),
+            by_deadline(
+                deadline,
+                self.store.read_subjects(std::slice::from_ref(&read))
+            ),
             self.audit_allowed(&lookup, &access, &sections, &withheld, deadline),
         );
         audited?;

@@ -184,6 +184,21 @@ pub enum StoreError {
     /// another resolver started a rebuild. Nothing of this write is recorded as done.
     #[error("the store's generation changed (it was flushed or a rebuild started)")]
     GenerationChanged,
+    /// Redis gave no answer before the call's deadline (down, paused, failing over).
+    #[error("redis gave no answer before the deadline")]
+    NoAnswer,
+}
+
+/// `read`, given up at `deadline` with [`StoreError::NoAnswer`]: a lookup answers
+/// `UNAVAILABLE` within its deadline however long Redis takes to fail (reconnecting,
+/// or a server that stopped answering until the connection's response timeout).
+pub async fn by_deadline<T>(
+    deadline: tokio::time::Instant,
+    read: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or(Err(StoreError::NoAnswer))
 }
 
 /// Why lookups cannot be answered yet.
@@ -234,7 +249,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Redis(e) => redis_is_transient(e),
-            StoreError::NotReady(_) | StoreError::GenerationChanged => true,
+            StoreError::NotReady(_) | StoreError::GenerationChanged | StoreError::NoAnswer => true,
             StoreError::Corrupt(_) => false,
         }
     }

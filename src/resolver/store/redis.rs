@@ -35,6 +35,7 @@ use super::{
     step_two, subject_updates, version,
 };
 use crate::proto::Position;
+use crate::reach::ReachError;
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::redis_link::RedisLink;
 use crate::resolver::checks::ContributionSummary;
@@ -53,19 +54,16 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to the Redis of `link`; every key starts with `prefix`.
-    pub async fn connect(link: &RedisLink, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = link.client()?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+    /// Connects to the Redis of `link` (see [`RedisLink::manager`]); every key starts
+    /// with `prefix`.
+    pub async fn connect(link: &RedisLink, prefix: &str) -> Result<RedisStore, ReachError> {
         let store = RedisStore {
-            conn,
+            conn: link.manager().await?,
             prefix: prefix.to_owned(),
             scripts: std::sync::Arc::new(SOURCES.map(Script::new)),
         };
-        store.load_scripts().await?;
+        // The first command: a user whose ACL does not allow scripts is named here.
+        store.load_scripts().await.map_err(|e| link.failed(&e))?;
         Ok(store)
     }
 
