@@ -14,6 +14,7 @@ mod bench;
 mod case_bridge;
 mod case_store_contract;
 mod cases;
+mod configuration;
 mod demo;
 mod faults;
 mod helpers;
