@@ -107,8 +107,9 @@ async fn the_secured_demo_runs_on_the_real_broker_and_redis() {
 /// keeping what every earlier run left: each run, of either story, still completes.
 #[test]
 fn the_demo_can_be_run_again_on_the_same_broker_and_redis() {
-    // One deployment's prefixes for every run, as a user's broker and Redis would be.
-    let settings = test_settings();
+    // One deployment's prefixes for every run, as a user's broker and Redis would be, and
+    // its servers' TLS files, which the demo (without --tls) does not serve with.
+    let settings = test_settings().with_certs_dir(test_certs());
     let run = |kind: &str| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_govlink"))
             .args(["demo", "--kind", kind])
@@ -118,6 +119,13 @@ fn the_demo_can_be_run_again_on_the_same_broker_and_redis() {
             .env("GOVLINK_REDIS_PREFIX", &settings.redis_prefix)
             .env("GOVLINK_CONSUMER_GROUP", &settings.consumer_group)
             .env("GOVLINK_PARTITIONS", settings.partitions.to_string())
+            .env("GOVLINK_TLS_CERT", settings.tls_cert.as_deref().unwrap())
+            .env("GOVLINK_TLS_KEY", settings.tls_key.as_deref().unwrap())
+            .env(
+                "GOVLINK_TLS_CLIENT_CA",
+                settings.tls_client_ca.as_deref().unwrap(),
+            )
+            .env("GOVLINK_TLS_CRL", settings.tls_crl.as_deref().unwrap())
             .env("RUST_BACKTRACE", "0")
             .output()
             .expect("running govlink demo");
