@@ -16,6 +16,10 @@ use crate::resolver::checks::PurchaseRule;
 use crate::secret::Secret;
 use crate::tls::{IdentityMapping, TlsFiles};
 
+mod sources;
+
+pub use sources::OTHER_VARIABLES;
+
 /// Every setting of govlink. Defaults work for `dev` and `demo`.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -217,45 +221,6 @@ impl Default for Settings {
     }
 }
 
-/// A table of whole numbers from an environment variable `name` of the form
-/// `key=number,key=number` (spaces around either allowed; empty: an empty table).
-fn pairs(name: &str, value: &str) -> Result<toml::Table, ConfigError> {
-    let mut table = toml::Table::new();
-    for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let invalid = || {
-            ConfigError::Invalid(format!(
-                "{name}: {pair:?} is not key=number (the form is key=number,key=number)"
-            ))
-        };
-        let (key, number) = pair.split_once('=').ok_or_else(invalid)?;
-        let number: i64 = number.trim().parse().map_err(|_| invalid())?;
-        table.insert(key.trim().to_owned(), toml::Value::Integer(number));
-    }
-    Ok(table)
-}
-
-/// The settings that are unset by default and text when set (absent from the defaults'
-/// table, so their environment variables are typed here).
-const OPTIONAL_TEXT: [&str; 17] = [
-    "kafka",
-    "redis",
-    "policy",
-    "calendar",
-    "kafka_ssl_ca",
-    "kafka_ssl_cert",
-    "kafka_ssl_key",
-    "kafka_sasl_mechanism",
-    "kafka_sasl_username",
-    "kafka_sasl_password",
-    "redis_ca",
-    "redis_username",
-    "redis_password",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "tls_crl",
-];
-
 /// Where the admin HTTP server listens unless configured otherwise.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9464";
 
@@ -265,51 +230,54 @@ const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
 /// Why settings could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file or an environment variable does not fit the settings.
+    /// An environment variable, or the settings taken together, do not fit.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The configuration file does not fit the settings, at a line.
+    #[error("{file}: line {line}: {message}")]
+    File {
+        /// The file, as the operator named it.
+        file: String,
+        /// 1-based.
+        line: usize,
+        /// What is wrong there, naming the key.
+        message: String,
+    },
 }
 
 impl Settings {
     /// Settings from an optional TOML file's text, overridden by `GOVLINK_<FIELD>`
-    /// variables of `env` (e.g. `GOVLINK_KAFKA`, `GOVLINK_REQUEST_TIMEOUT_MS`).
+    /// variables of `env` (e.g. `GOVLINK_KAFKA`, `GOVLINK_REQUEST_TIMEOUT_MS`). A problem
+    /// in the file is reported as in "config file"; see [`Settings::load_file`].
     pub fn load(
         file: Option<&str>,
         env: &HashMap<String, String>,
     ) -> Result<Settings, ConfigError> {
-        let mut table: toml::Table = match file {
-            Some(text) => text
-                .parse()
-                .map_err(|e| ConfigError::Invalid(format!("config file: {e}")))?,
-            None => toml::Table::new(),
-        };
-        let defaults = toml::Table::try_from(Settings::default())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        for (name, value) in env {
-            let Some(field) = name.strip_prefix("GOVLINK_") else {
-                continue;
-            };
-            let field = field.to_ascii_lowercase();
-            // Only settings fields; other GOVLINK_ variables (e.g. GOVLINK_CONFIG, the
-            // test suite's GOVLINK_TEST_*) are not ours to reject.
-            let typed = match defaults.get(&field) {
-                Some(toml::Value::Integer(_)) => value
-                    .parse::<i64>()
-                    .map(toml::Value::Integer)
-                    .map_err(|_| ConfigError::Invalid(format!("{name} must be a whole number")))?,
-                Some(toml::Value::Boolean(_)) => value
-                    .parse::<bool>()
-                    .map(toml::Value::Boolean)
-                    .map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
-                Some(toml::Value::Table(_)) => toml::Value::Table(pairs(name, value)?),
-                Some(_) => toml::Value::String(value.clone()),
-                None if OPTIONAL_TEXT.contains(&field.as_str()) => {
-                    toml::Value::String(value.clone())
-                }
-                None => continue,
-            };
-            table.insert(field, typed);
+        match file {
+            Some(text) => Settings::load_file("config file", text, env),
+            None => Settings::from_table(toml::Table::new(), env),
         }
+    }
+
+    /// Settings from the TOML file `name` (its path as the operator gave it, for errors:
+    /// `config.toml: line 3: partitions: expected an integer, found a string "six"`) whose
+    /// text is `text`, overridden by the `GOVLINK_<FIELD>` variables of `env`.
+    pub fn load_file(
+        name: &str,
+        text: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        Settings::from_table(sources::file(name, text)?, env)
+    }
+
+    /// The settings of `file`'s table with the environment's over it, checked.
+    fn from_table(
+        mut table: toml::Table,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        table.extend(sources::environment(env)?);
+        // Each source fitted the settings alone; together they still may not (the
+        // checks below say why), but not by type.
         let settings: Settings = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;

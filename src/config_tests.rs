@@ -96,7 +96,11 @@ fn step_working_days_come_from_the_file_or_the_environment_and_name_known_steps(
         &HashMap::new(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("invalid"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "config file: line 2: step_working_days.loan_settled: expected an integer from 0 \
+         to 4294967295, found -1"
+    );
 }
 
 #[test]
@@ -266,4 +270,188 @@ fn tls_needs_certificate_key_and_ca_together_and_a_known_identity_mapping() {
     )
     .unwrap();
     assert_eq!(s.tls().unwrap().unwrap().1, IdentityMapping::Subject);
+}
+
+/// The error `text` as `config.toml` gives, as printed.
+fn file_error(text: &str) -> String {
+    Settings::load_file("config.toml", text, &HashMap::new())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_the_file_its_line_and_its_key() {
+    for (text, says) in [
+        (
+            "kafka = \"k:9092\"\n\npartitions = \"six\"\n",
+            "config.toml: line 3: partitions: expected an integer, found a string \"six\"",
+        ),
+        (
+            "log_json = 1\n",
+            "config.toml: line 1: log_json: expected true or false, found an integer 1",
+        ),
+        (
+            "# the broker\nkafka = 9092\n",
+            "config.toml: line 2: kafka: expected a string, found an integer 9092",
+        ),
+        (
+            "max_batch = -1\n",
+            "config.toml: line 1: max_batch: expected an integer from 0 to \
+             18446744073709551615, found -1",
+        ),
+        (
+            "partitions = 3000000000\n",
+            "config.toml: line 1: partitions: expected an integer from -2147483648 to \
+             2147483647, found 3000000000",
+        ),
+        (
+            "grpc_addr = \"localhost\"\n",
+            "config.toml: line 1: grpc_addr: expected an IP address and port such as \
+             127.0.0.1:50051, found \"localhost\"",
+        ),
+        (
+            "step_working_days = 3\n",
+            "config.toml: line 1: step_working_days: expected a table, found an integer 3",
+        ),
+        (
+            "\n[[purchase_rules]]\nregion_prefix = \"1101\"\nmonths_required = \"24\"\n",
+            "config.toml: line 4: purchase_rules[0].months_required: expected an integer, \
+             found a string \"24\"",
+        ),
+        (
+            "[[purchase_rules]]\nregion_prefix = \"1101\"\n",
+            "config.toml: line 1: purchase_rules[0]: missing key `months_required`",
+        ),
+        (
+            "kafka_security_protocol = \"tls\"\n",
+            "config.toml: line 1: kafka_security_protocol must be plaintext, ssl, \
+             sasl_plaintext or sasl_ssl, not \"tls\"",
+        ),
+        (
+            "partitions = 3\npartitions = 4\n",
+            "config.toml: line 2: duplicate key `partitions`",
+        ),
+        (
+            "partitions =\n",
+            "config.toml: line 1: string values must be quoted, expected literal string",
+        ),
+    ] {
+        assert_eq!(file_error(text), says, "{text:?}");
+    }
+    // Without a name, the file is "config file".
+    let err = Settings::load(Some("partitions = \"six\""), &HashMap::new()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config file: line 1: partitions: ")
+    );
+}
+
+#[test]
+fn an_unknown_key_names_its_line_and_the_nearest_valid_key() {
+    for (text, says) in [
+        (
+            "kafka = \"k:9092\"\npartitons = 3\n",
+            "config.toml: line 2: unknown key `partitons`; did you mean `partitions`?",
+        ),
+        (
+            "\n\nmaterialiser_batch = 100\n",
+            "config.toml: line 3: unknown key `materialiser_batch`; did you mean \
+             `materializer_batch`?",
+        ),
+        (
+            "[[purchase_rules]]\nregion_prefix = \"1101\"\nmonths_requird = 24\n",
+            "config.toml: line 3: purchase_rules[0]: unknown key `months_requird`; did you \
+             mean `months_required`?",
+        ),
+        // Nothing close: no guess.
+        (
+            "redis_url = \"redis://r/\"\n",
+            "config.toml: line 1: unknown key `redis_url`; did you mean `redis`?",
+        ),
+        (
+            "colour = \"blue\"\n",
+            "config.toml: line 1: unknown key `colour`",
+        ),
+    ] {
+        assert_eq!(file_error(text), says, "{text:?}");
+    }
+}
+
+#[test]
+fn a_govlink_variable_that_names_no_setting_stops_start_up_naming_the_nearest() {
+    let err = Settings::load(None, &env(&[("GOVLINK_PARTITONS", "3")])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: the environment variable GOVLINK_PARTITONS names no \
+         setting; did you mean GOVLINK_PARTITIONS?"
+    );
+    let err = Settings::load(None, &env(&[("GOVLINK_TEST_KAFAK", "k:9092")])).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("did you mean GOVLINK_TEST_KAFKA?"),
+        "{err}"
+    );
+    let err = Settings::load(None, &env(&[("GOVLINK_COLOUR", "blue")])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: the environment variable GOVLINK_COLOUR names no setting; \
+         the settings and their variables are listed in the README, \"Configuration\""
+    );
+    // The first in name order, whatever order the environment has.
+    let err = Settings::load(
+        None,
+        &env(&[
+            ("GOVLINK_ZZZ", "1"),
+            ("GOVLINK_AAA", "1"),
+            ("GOVLINK_MMM", "1"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("GOVLINK_AAA"), "{err}");
+
+    // The variables that are ours but not settings pass; so does anything not GOVLINK_.
+    let others: Vec<(&str, &str)> = OTHER_VARIABLES.iter().map(|name| (*name, "x")).collect();
+    let mut others = env(&others);
+    others.insert("PATH".into(), "/bin".into());
+    others.insert("GOVLINKX".into(), "x".into());
+    Settings::load(None, &others).unwrap();
+}
+
+#[test]
+fn a_variable_that_does_not_fit_its_setting_is_named() {
+    for (pairs, says) in [
+        (
+            &[("GOVLINK_PARTITIONS", "six")][..],
+            "invalid configuration: GOVLINK_PARTITIONS: expected an integer, found \"six\"",
+        ),
+        (
+            &[("GOVLINK_PARTITIONS", "3000000000")][..],
+            "invalid configuration: GOVLINK_PARTITIONS: expected an integer from \
+             -2147483648 to 2147483647, found 3000000000",
+        ),
+        (
+            &[("GOVLINK_LOG_JSON", "yes")][..],
+            "invalid configuration: GOVLINK_LOG_JSON: expected true or false, found \"yes\"",
+        ),
+        (
+            &[("GOVLINK_GRPC_ADDR", "localhost")][..],
+            "invalid configuration: GOVLINK_GRPC_ADDR: expected an IP address and port such \
+             as 127.0.0.1:50051, found localhost",
+        ),
+        (
+            &[("GOVLINK_PURCHASE_RULES", "1101:24:36")][..],
+            "invalid configuration: GOVLINK_PURCHASE_RULES: purchase_rules is a list of \
+             tables; set it in the configuration file",
+        ),
+    ] {
+        let err = Settings::load(None, &env(pairs)).unwrap_err();
+        assert_eq!(err.to_string(), says, "{pairs:?}");
+    }
+    // Settings unset by default are typed as text.
+    let s = Settings::load(
+        None,
+        &env(&[("GOVLINK_POLICY", "/etc/govlink/policy.toml")]),
+    )
+    .unwrap();
+    assert_eq!(s.policy.as_deref(), Some("/etc/govlink/policy.toml"));
 }

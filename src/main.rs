@@ -469,16 +469,15 @@ fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
 
 /// The settings: the config file, then `GOVLINK_*` variables, then flags.
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
-    let file = cli
-        .config
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))
-        })
-        .transpose()?;
     let env: HashMap<String, String> = std::env::vars().collect();
-    let mut settings = Settings::load(file.as_deref(), &env)?;
+    let mut settings = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            Settings::load_file(&path.display().to_string(), &text, &env)?
+        }
+        None => Settings::load(None, &env)?,
+    };
     if let Some(kafka) = &cli.kafka {
         settings.kafka = Some(kafka.clone());
     }

@@ -40,6 +40,7 @@ use crate::proto::{
 use crate::resolver::policy::Requester;
 use crate::resolver::query::AsRequester;
 use crate::tls::client::ClientTls;
+use records::Run;
 
 /// A resolver client calling as one requester.
 type Resolver = ResolverClient<InterceptedService<Channel, AsRequester>>;
@@ -108,6 +109,12 @@ pub async fn run(
             Some(ClientTls::new(dir))
         }
         None => {
+            // The TLS files an operator's configuration names are for its servers; this
+            // one is the demo's own, and its callers (the demo) speak plaintext.
+            settings.tls_cert = None;
+            settings.tls_key = None;
+            settings.tls_client_ca = None;
+            settings.tls_crl = None;
             settings.insecure_requester_header = true;
             None
         }
@@ -119,9 +126,15 @@ pub async fn run(
     let server = tokio::spawn(app.run_until_stopped(async move { stopped.cancelled().await }));
 
     let link = Link { addr, tls };
+    // A broker or Redis of the operator's keeps what earlier runs left there.
+    let run = if settings.kafka.is_some() || settings.redis.is_some() {
+        Run::fresh()
+    } else {
+        Run::own()
+    };
     let result = match story {
-        Story::PropertyTransfer => sale::tell(&link, out).await,
-        Story::SocialSecurityTransfer => transfer::tell(&link, out).await,
+        Story::PropertyTransfer => sale::tell(&link, run, out).await,
+        Story::SocialSecurityTransfer => transfer::tell(&link, run, out).await,
     };
     stop.cancel();
     server.await??;
@@ -165,13 +178,19 @@ struct Demo<'o> {
     positions: Vec<Position>,
     /// The number of the next step of the story.
     next_step: u32,
+    /// Whose flat, people and record ids this run uses.
+    run: Run,
     /// Where the narration goes.
     out: &'o mut (dyn Write + Send),
 }
 
 impl<'o> Demo<'o> {
-    /// Connects the agencies' clients over `link`.
-    async fn connect(link: &'o Link, out: &'o mut (dyn Write + Send)) -> anyhow::Result<Self> {
+    /// Connects the agencies' clients over `link`, for `run`.
+    async fn connect(
+        link: &'o Link,
+        run: Run,
+        out: &'o mut (dyn Write + Send),
+    ) -> anyhow::Result<Self> {
         let system = |agency| link.channel(&Requester::new(agency, "records"));
         Ok(Self {
             police: PublicSecurityAdapterClient::new(system(Agency::PublicSecurity)?),
@@ -181,6 +200,7 @@ impl<'o> Demo<'o> {
             link,
             positions: Vec::new(),
             next_step: 1,
+            run,
             out,
         })
     }
@@ -288,6 +308,18 @@ impl<'o> Demo<'o> {
             .await?
             .into_inner()
             .records)
+    }
+
+    /// Says which tag this run's record and request ids carry, when they carry one.
+    fn tagged(&mut self) -> anyhow::Result<()> {
+        if let Some(tag) = self.run.tag() {
+            writeln!(
+                self.out,
+                "  everything this run publishes and opens is its own (ids ending in \
+                 -{tag}), so it can be told again on the same broker and Redis"
+            )?;
+        }
+        Ok(())
     }
 
     /// Starts the next numbered step of the story after a blank line.

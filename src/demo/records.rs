@@ -1,5 +1,7 @@
-//! The records the demo's agencies publish: one flat, its seller and its buyer. Fixed data
-//! so the narration reads the same on every run; only the publish times are real.
+//! The records the demo's agencies publish: one flat, its seller and its buyer (or one
+//! worker). The story's own numbers, so the narration reads the same on every run; on a
+//! broker and Redis of the operator's, numbers of the run's own ([`Run`]). Only the
+//! publish times are real.
 
 use std::time::SystemTime;
 
@@ -7,14 +9,104 @@ use crate::domain::resident_id::check_character;
 use crate::proto::{self, Date, EncumbranceKind, HouseholdStatus, LoanStatus, PublishMeta};
 
 /// The flat being sold (a 28-character real-estate unit number in Beijing's Chaoyang).
-pub(super) const UNIT: &str = "110105001002GB00017F00030201";
+const UNIT: &str = "110105001002GB00017F00030201";
 
 /// The flat's address, as both the police and the housing bureau record it.
 const ADDRESS: &str = "Building 3, Unit 2, Room 201, Chaoyang, Beijing";
 
-/// A valid (fictional) resident ID number from its first 17 digits.
-pub(super) fn person(first17: &str) -> String {
-    format!("{first17}{}", check_character(first17))
+/// The sale contract's number.
+const CONTRACT: &str = "WQ-2026-000981";
+
+/// Whose flat, people and record ids one run of the demo uses.
+///
+/// The store keeps the highest version of each record, and a case is found again by the
+/// request that opened it. A second run reusing the first one's records, people, flat
+/// and requests on the same broker and Redis therefore met the first one's ending: its
+/// version-1 publishes were stale (the store kept the first run's version 2), the title
+/// already named the buyer, and `OpenCase` answered with the completed case. Where the
+/// world outlives a run, each run draws a flat, people and ids no run used before.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Run {
+    /// Random bits the run's numbers are taken from; `None`: the story's own numbers.
+    drawn: Option<u128>,
+}
+
+impl Run {
+    /// The story's own numbers: for a world that is new every run (the embedded broker
+    /// and in-memory stores).
+    pub(super) fn own() -> Run {
+        Run { drawn: None }
+    }
+
+    /// Numbers of this run's own: for a broker and Redis that keep earlier runs'.
+    pub(super) fn fresh() -> Run {
+        Run {
+            drawn: Some(uuid::Uuid::new_v4().as_u128()),
+        }
+    }
+
+    /// The drawn number's digits `from` (counting from the last, 0-based) on, below
+    /// `10^count`: each number of the run is taken from digits of its own.
+    fn digits(drawn: u128, from: u32, count: u32) -> u64 {
+        let digits = drawn / 10u128.pow(from) % 10u128.pow(count);
+        u64::try_from(digits).expect("fewer than 20 digits")
+    }
+
+    /// The run's tag (the first 48 bits of its random number, in hex), if it has one.
+    pub(super) fn tag(&self) -> Option<String> {
+        // A version-4 UUID's first 48 bits are all random.
+        self.drawn.map(|d| format!("{d:032x}")[..12].to_owned())
+    }
+
+    /// `base` (a record or request id of the story), ending in this run's tag if any.
+    pub(super) fn id(&self, base: &str) -> String {
+        match self.tag() {
+            Some(tag) => format!("{base}-{tag}"),
+            None => base.to_owned(),
+        }
+    }
+
+    /// The flat: the story's unit, or another in the same district and zone.
+    pub(super) fn unit(&self) -> String {
+        match self.drawn {
+            // 5 digits of parcel, 8 of building, floor and room.
+            Some(d) => format!(
+                "110105001002GB{:05}F{:08}",
+                Run::digits(d, 8, 5),
+                Run::digits(d, 0, 8)
+            ),
+            None => UNIT.to_owned(),
+        }
+    }
+
+    /// The sale contract's number.
+    pub(super) fn contract(&self) -> String {
+        match self.drawn {
+            Some(d) => format!("WQ-2026-{:06}", Run::digits(d, 13, 6)),
+            None => CONTRACT.to_owned(),
+        }
+    }
+
+    /// A valid (fictional) resident ID number from the story's first 17 digits; in a
+    /// fresh run, with the rest of the region code and the sequence number drawn (the
+    /// province, birth date and sex stay the story's, so the records still agree).
+    pub(super) fn person(&self, first17: &str) -> String {
+        let first17 = match self.drawn {
+            Some(d) => {
+                let odd = u64::from(first17.as_bytes()[16] - b'0') % 2;
+                // The sequence's last digit is the sex: odd for men, even for women.
+                let sequence = Run::digits(d, 23, 3) / 2 * 2 + odd;
+                format!(
+                    "{}{:04}{}{sequence:03}",
+                    &first17[..2],
+                    Run::digits(d, 19, 4),
+                    &first17[6..14]
+                )
+            }
+            None => first17.to_owned(),
+        };
+        format!("{first17}{}", check_character(&first17))
+    }
 }
 
 /// `id` with its check character changed, so the number no longer validates.
@@ -25,9 +117,13 @@ pub(super) fn mistyped(id: &str) -> String {
 }
 
 /// The seller's identity record (name, sex, birth date) under `person_id`, as `record_id`.
-pub(super) fn identity(person_id: &str, record_id: &str) -> proto::PublishIdentityRequest {
+pub(super) fn identity(
+    run: &Run,
+    person_id: &str,
+    record_id: &str,
+) -> proto::PublishIdentityRequest {
     proto::PublishIdentityRequest {
-        meta: meta(record_id, 1),
+        meta: meta(&run.id(record_id), 1),
         record: Some(proto::Identity {
             person_id: person_id.into(),
             name: "Li Ming".into(),
@@ -39,19 +135,20 @@ pub(super) fn identity(person_id: &str, record_id: &str) -> proto::PublishIdenti
 
 /// The seller's household registration at the flat, at `version` with `status`.
 pub(super) fn household(
+    run: &Run,
     seller: &str,
     version: u64,
     status: HouseholdStatus,
 ) -> proto::PublishHouseholdRegistrationRequest {
     proto::PublishHouseholdRegistrationRequest {
-        meta: meta("hukou-1", version),
+        meta: meta(&run.id("hukou-1"), version),
         record: Some(proto::HouseholdRegistration {
             person_id: seller.into(),
             household_number: "110105-0042".into(),
             region_code: "110105".into(),
             address: ADDRESS.into(),
             status: status as i32,
-            property_unit_number: UNIT.into(),
+            property_unit_number: run.unit(),
             registered_on: date(2008, 6, 1),
             destination_region_code: if status == HouseholdStatus::MovedOut {
                 "310104".into()
@@ -63,12 +160,9 @@ pub(super) fn household(
     }
 }
 
-/// The sale contract's number.
-pub(super) const CONTRACT: &str = "WQ-2026-000981";
-
 /// The flat's title at `version`: `owner` owns all of it; at version 1 (the seller's)
 /// with a provident-fund mortgage on it, after the sale without.
-pub(super) fn title(owner: &str, version: u64) -> proto::PublishPropertyTitleRequest {
+pub(super) fn title(run: &Run, owner: &str, version: u64) -> proto::PublishPropertyTitleRequest {
     let mortgage = proto::Encumbrance {
         kind: EncumbranceKind::Mortgage as i32,
         holder_credit_code: "91350100M000100Y43".into(),
@@ -76,9 +170,9 @@ pub(super) fn title(owner: &str, version: u64) -> proto::PublishPropertyTitleReq
         registered_on: date(2008, 6, 1),
     };
     proto::PublishPropertyTitleRequest {
-        meta: meta("title-1", version),
+        meta: meta(&run.id("title-1"), version),
         record: Some(proto::PropertyTitle {
-            unit_number: UNIT.into(),
+            unit_number: run.unit(),
             certificate_number: "JING-2008-0123456".into(),
             address: ADDRESS.into(),
             owners: vec![proto::Owner {
@@ -102,17 +196,18 @@ pub(super) fn title(owner: &str, version: u64) -> proto::PublishPropertyTitleReq
 
 /// The seller's provident-fund loan on the flat, at `version` with `status`.
 pub(super) fn loan(
+    run: &Run,
     seller: &str,
     version: u64,
     status: LoanStatus,
     outstanding_fen: i64,
 ) -> proto::PublishLoanRequest {
     proto::PublishLoanRequest {
-        meta: meta("loan-1", version),
+        meta: meta(&run.id("loan-1"), version),
         record: Some(proto::ProvidentFundLoan {
             borrower_id: seller.into(),
             loan_contract_number: "GJJ-2008-7788".into(),
-            unit_number: UNIT.into(),
+            unit_number: run.unit(),
             principal_fen: 60_000_000,
             outstanding_principal_fen: outstanding_fen,
             status: status as i32,
@@ -126,16 +221,16 @@ pub(super) const BEIJING: &str = "110105";
 pub(super) const SHANGHAI: &str = "310104";
 
 /// The buyer's active pension enrollment in Beijing.
-pub(super) fn pension(buyer: &str) -> proto::PublishEnrollmentRequest {
-    pension_in(buyer, BEIJING)
+pub(super) fn pension(run: &Run, buyer: &str) -> proto::PublishEnrollmentRequest {
+    pension_in(run, buyer, BEIJING)
 }
 
 /// `person`'s active pension enrollment in `region`: since 2015 in Beijing, from this
 /// month in Shanghai (a new employer there).
-pub(super) fn pension_in(person: &str, region: &str) -> proto::PublishEnrollmentRequest {
+pub(super) fn pension_in(run: &Run, person: &str, region: &str) -> proto::PublishEnrollmentRequest {
     let beijing = region == BEIJING;
     proto::PublishEnrollmentRequest {
-        meta: meta(&format!("pension-{region}"), 1),
+        meta: meta(&run.id(&format!("pension-{region}")), 1),
         record: Some(proto::Enrollment {
             person_id: person.into(),
             insurance_type: proto::InsuranceType::Pension as i32,
@@ -157,9 +252,9 @@ pub(super) fn pension_in(person: &str, region: &str) -> proto::PublishEnrollment
 }
 
 /// Beijing's certificate that `person`'s pension account leaves for Shanghai.
-pub(super) fn transfer_out(person: &str) -> proto::PublishTransferOutCertificateRequest {
+pub(super) fn transfer_out(run: &Run, person: &str) -> proto::PublishTransferOutCertificateRequest {
     proto::PublishTransferOutCertificateRequest {
-        meta: meta("transfer-out-1", 1),
+        meta: meta(&run.id("transfer-out-1"), 1),
         record: Some(proto::TransferOutCertificate {
             person_id: person.into(),
             insurance_type: proto::InsuranceType::Pension as i32,
@@ -175,16 +270,17 @@ pub(super) fn transfer_out(person: &str) -> proto::PublishTransferOutCertificate
 
 /// The signed contract selling the flat from the seller to the buyer.
 pub(super) fn sale_contract(
+    run: &Run,
     seller: &str,
     buyer: &str,
     version: u64,
     status: proto::SaleContractStatus,
 ) -> proto::PublishSaleContractRequest {
     proto::PublishSaleContractRequest {
-        meta: meta("contract-1", version),
+        meta: meta(&run.id("contract-1"), version),
         record: Some(proto::SaleContract {
-            contract_number: CONTRACT.into(),
-            unit_number: UNIT.into(),
+            contract_number: run.contract(),
+            unit_number: run.unit(),
             seller_ids: vec![seller.into()],
             buyer_ids: vec![buyer.into()],
             price_fen: 520_000_000,
@@ -208,4 +304,35 @@ fn meta(record_id: &str, version: u64) -> Option<PublishMeta> {
 /// A civil date.
 fn date(year: i32, month: i32, day: i32) -> Option<Date> {
     Some(Date { year, month, day })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ResidentId, UnitNumber};
+
+    #[test]
+    fn a_fresh_run_draws_valid_numbers_of_its_own_and_keeps_what_the_records_say() {
+        let own = Run::own();
+        assert_eq!(own.unit(), UNIT);
+        assert_eq!(own.id("hukou-1"), "hukou-1");
+        let seller = "11010519800312001";
+        let story = ResidentId::parse(&own.person(seller)).unwrap();
+
+        let (a, b) = (Run::fresh(), Run::fresh());
+        for run in [a, b] {
+            let drawn = ResidentId::parse(&run.person(seller)).unwrap();
+            // The identity record's birth date and sex still agree with the number.
+            assert_eq!(drawn.birth_date(), story.birth_date());
+            assert_eq!(drawn.sex(), story.sex());
+            assert_eq!(&drawn.as_str()[..2], "11");
+            UnitNumber::parse(&run.unit()).unwrap();
+            assert!(run.id("hukou-1").starts_with("hukou-1-"));
+            assert!(crate::records::is_valid_record_id(
+                &run.id("transfer-out-1")
+            ));
+        }
+        assert_ne!(a.id("title-1"), b.id("title-1"));
+        assert_ne!(a.unit(), b.unit());
+    }
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use tokio::time::Instant;
 use tonic::{Code, Request};
 
-use super::records::{self, UNIT};
+use super::records::{self, Run};
 use super::timeline::Timeline;
 use super::{Cases, Demo, Link, Resolver, expect};
 use crate::domain::ResidentId;
@@ -27,15 +27,20 @@ const FUND_SYSTEM: &str = "provident-fund/loan-desk";
 const HOUSING_SYSTEM: &str = "housing/registration-desk";
 
 /// Tells the story to `out`, against the app over `link`.
-pub(super) async fn tell(link: &Link, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let demo = Demo::connect(link, out).await?;
-    let seller = records::person("11010519800312001");
+pub(super) async fn tell(
+    link: &Link,
+    run: Run,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let demo = Demo::connect(link, run, out).await?;
+    let seller = run.person("11010519800312001");
     let mut sale = Sale {
         window: demo.resolver(WINDOW, None)?,
         portal: demo.resolver(PORTAL, Some(&seller))?,
         demo,
         seller,
-        buyer: records::person("31010419900521002"),
+        buyer: run.person("31010419900521002"),
+        unit: run.unit(),
         case_id: String::new(),
     };
     sale.introduce()?;
@@ -72,6 +77,8 @@ struct Sale<'o> {
     /// Full resident ID numbers: they go into records, never into the narration.
     seller: String,
     buyer: String,
+    /// The flat's unit number.
+    unit: String,
     /// The case, once opened.
     case_id: String,
 }
@@ -85,9 +92,10 @@ impl Sale<'_> {
         writeln!(out, "govlink demo: a second-hand flat changes hands")?;
         writeln!(
             out,
-            "  flat {UNIT}; seller {seller_masked}; buyer {buyer_masked}"
+            "  flat {}; seller {seller_masked}; buyer {buyer_masked}",
+            self.unit
         )?;
-        Ok(())
+        self.demo.tagged()
     }
 
     /// Each agency publishes its records through its own adapter.
@@ -95,11 +103,12 @@ impl Sale<'_> {
         let demo = &mut self.demo;
         demo.step("Each agency publishes what it knows, through its own adapter:")?;
 
-        let request = records::identity(&self.seller, "person-1");
+        let run = demo.run;
+        let request = records::identity(&run, &self.seller, "person-1");
         let ack = demo.police.publish_identity(request).await?.into_inner();
         demo.say("public security", "the seller's identity", &ack)?;
 
-        let request = records::household(&self.seller, 1, HouseholdStatus::Registered);
+        let request = records::household(&run, &self.seller, 1, HouseholdStatus::Registered);
         let ack = demo
             .police
             .publish_household_registration(request)
@@ -108,7 +117,7 @@ impl Sale<'_> {
         let what = "the seller's household registration, at the flat";
         demo.say("public security", what, &ack)?;
 
-        let request = records::title(&self.seller, 1);
+        let request = records::title(&run, &self.seller, 1);
         let ack = demo
             .housing
             .publish_property_title(request)
@@ -116,12 +125,12 @@ impl Sale<'_> {
             .into_inner();
         demo.say("housing", "the flat's title, one owner, mortgaged", &ack)?;
 
-        let request = records::loan(&self.seller, 1, LoanStatus::Repaying, 12_345_600);
+        let request = records::loan(&run, &self.seller, 1, LoanStatus::Repaying, 12_345_600);
         let ack = demo.fund.publish_loan(request).await?.into_inner();
         let what = "the seller's loan on the flat, still repaying";
         demo.say("provident fund", what, &ack)?;
 
-        let request = records::pension(&self.buyer);
+        let request = records::pension(&run, &self.buyer);
         let ack = demo.social.publish_enrollment(request).await?.into_inner();
         let what = "the buyer's pension enrollment in Beijing";
         demo.say("social security", what, &ack)?;
@@ -141,7 +150,8 @@ impl Sale<'_> {
         status: proto::SaleContractStatus,
         what: &str,
     ) -> anyhow::Result<()> {
-        let request = records::sale_contract(&self.seller, &self.buyer, version, status);
+        let run = &self.demo.run;
+        let request = records::sale_contract(run, &self.seller, &self.buyer, version, status);
         let ack = self
             .demo
             .housing
@@ -163,7 +173,7 @@ impl Sale<'_> {
                 .step("The transfer window asks: may this flat change owner?")?;
         }
         let request = proto::CheckPropertyTransferRequest {
-            unit_number: UNIT.into(),
+            unit_number: self.unit.clone(),
             seller_ids: vec![self.seller.clone()],
             buyer_ids: vec![self.buyer.clone()],
             purpose: "property-transfer".into(),
@@ -204,13 +214,13 @@ impl Sale<'_> {
             "Instead of sending the seller to three offices, the window opens a transfer case:",
         )?;
         let request = proto::OpenCaseRequest {
-            request_id: "demo-sale-1".into(),
+            request_id: self.demo.run.id("demo-sale-1"),
             purpose: "property-transfer".into(),
             params: Some(CaseParams {
                 kind: Some(case_params::Kind::PropertyTransfer(
                     PropertyTransferParams {
-                        unit_number: UNIT.into(),
-                        contract_number: records::CONTRACT.into(),
+                        unit_number: self.unit.clone(),
+                        contract_number: self.demo.run.contract(),
                         seller_ids: vec![self.seller.clone()],
                         buyer_ids: vec![self.buyer.clone()],
                     },
@@ -239,7 +249,8 @@ impl Sale<'_> {
         self.demo
             .step("Public security moves the seller's household out of the flat:")?;
         let acted = Instant::now();
-        let request = records::household(&self.seller, 2, HouseholdStatus::MovedOut);
+        let run = &self.demo.run;
+        let request = records::household(run, &self.seller, 2, HouseholdStatus::MovedOut);
         let ack = self
             .demo
             .police
@@ -281,7 +292,7 @@ impl Sale<'_> {
             "   the completion reached the case in {:.2}s",
             took.as_secs_f64()
         )?;
-        let request = records::loan(&self.seller, 2, LoanStatus::Settled, 0);
+        let request = records::loan(&self.demo.run, &self.seller, 2, LoanStatus::Settled, 0);
         let ack = self.demo.fund.publish_loan(request).await?.into_inner();
         self.demo
             .say("provident fund", "the loan, now settled", &ack)
@@ -318,7 +329,7 @@ impl Sale<'_> {
             .receive_task(HOUSING_SYSTEM, "title_registered")
             .await?;
         let acted = Instant::now();
-        let request = records::title(&self.buyer, 2);
+        let request = records::title(&self.demo.run, &self.buyer, 2);
         let ack = self
             .demo
             .housing
@@ -360,7 +371,8 @@ impl Sale<'_> {
     async fn late_duplicate_changes_nothing(&mut self) -> anyhow::Result<()> {
         self.demo
             .step("A late, duplicated delivery of the old household record (version 1) arrives:")?;
-        let request = records::household(&self.seller, 1, HouseholdStatus::Registered);
+        let run = &self.demo.run;
+        let request = records::household(run, &self.seller, 1, HouseholdStatus::Registered);
         let ack = self
             .demo
             .police
@@ -375,7 +387,7 @@ impl Sale<'_> {
         let mut registry = self.demo.resolver("public-security/records", None)?;
         let records = self
             .demo
-            .records_of(&mut registry, SubjectKind::PropertyUnit, UNIT)
+            .records_of(&mut registry, SubjectKind::PropertyUnit, &self.unit)
             .await?;
         self.demo.describe(&records)?;
         let household_now = records.iter().find_map(|r| match &r.payload {
@@ -397,7 +409,8 @@ impl Sale<'_> {
     async fn mistyped_id_is_refused(&mut self) -> anyhow::Result<()> {
         self.demo
             .step("An agency system sends a record with a mistyped ID number:")?;
-        let request = records::identity(&records::mistyped(&self.seller), "person-2");
+        let mistyped = records::mistyped(&self.seller);
+        let request = records::identity(&self.demo.run, &mistyped, "person-2");
         match self
             .demo
             .police
@@ -427,7 +440,8 @@ impl Sale<'_> {
         let mut police = proto::public_security_adapter_client::PublicSecurityAdapterClient::new(
             self.demo.link.channel(&housing)?,
         );
-        let request = records::household(&self.seller, 3, HouseholdStatus::MovedOut);
+        let request =
+            records::household(&self.demo.run, &self.seller, 3, HouseholdStatus::MovedOut);
         match police
             .publish_household_registration(Request::new(request))
             .await

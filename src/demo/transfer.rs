@@ -9,7 +9,7 @@ use std::io::Write;
 
 use tokio::time::Instant;
 
-use super::records::{self, BEIJING, SHANGHAI};
+use super::records::{self, BEIJING, Run, SHANGHAI};
 use super::timeline::Timeline;
 use super::{Cases, Demo, Link, expect};
 use crate::domain::ResidentId;
@@ -26,9 +26,13 @@ const SHANGHAI_SYSTEM: &str = "social-security/shanghai-transfer-desk";
 const PAPER_WORKING_DAYS: u32 = 15;
 
 /// Tells the story to `out`, against the app over `link`.
-pub(super) async fn tell(link: &Link, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let mut demo = Demo::connect(link, out).await?;
-    let worker = records::person("11010519850704003");
+pub(super) async fn tell(
+    link: &Link,
+    run: Run,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let mut demo = Demo::connect(link, run, out).await?;
+    let worker = run.person("11010519850704003");
     introduce(&mut demo, &worker).await?;
     let (case, asked, mut cases, mut timeline) = open(&mut demo, &worker).await?;
     desks_act(&mut demo, &worker, &mut timeline).await?;
@@ -64,11 +68,12 @@ async fn introduce(demo: &mut Demo<'_>, worker: &str) -> anyhow::Result<()> {
          on paper, {PAPER_WORKING_DAYS} working days",
         ResidentId::parse(worker)?.masked()
     )?;
+    demo.tagged()?;
 
     demo.step("Beijing's social-security system has published the worker's enrollment:")?;
     let ack = demo
         .social
-        .publish_enrollment(records::pension_in(worker, BEIJING))
+        .publish_enrollment(records::pension_in(&demo.run, worker, BEIJING))
         .await?
         .into_inner();
     demo.say(
@@ -87,7 +92,7 @@ async fn open(
 ) -> anyhow::Result<(proto::Case, Instant, Cases, Timeline)> {
     demo.step("The worker asks Shanghai's social-security window to bring the account over:")?;
     let request = proto::OpenCaseRequest {
-        request_id: "demo-pension-1".into(),
+        request_id: demo.run.id("demo-pension-1"),
         purpose: "social-security-transfer".into(),
         params: Some(CaseParams {
             kind: Some(case_params::Kind::SocialSecurityTransfer(
@@ -120,7 +125,7 @@ async fn desks_act(
     let acted = Instant::now();
     let ack = demo
         .social
-        .publish_transfer_out_certificate(records::transfer_out(worker))
+        .publish_transfer_out_certificate(records::transfer_out(&demo.run, worker))
         .await?
         .into_inner();
     demo.say("social security", "the transfer-out certificate", &ack)?;
@@ -139,7 +144,7 @@ async fn desks_act(
     let acted = Instant::now();
     let ack = demo
         .social
-        .publish_enrollment(records::pension_in(worker, SHANGHAI))
+        .publish_enrollment(records::pension_in(&demo.run, worker, SHANGHAI))
         .await?
         .into_inner();
     demo.say(

@@ -70,6 +70,39 @@ pub(crate) fn yaml_documents(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Every text file of the repository's sources, tests, scripts, deployment files and
+/// documentation, by its path from the root, sorted.
+pub(crate) fn text_files() -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    for dir in [
+        "src", "tests", "benches", "scripts", "deploy", "docs", ".github",
+    ] {
+        walk(&repo().join(dir), &mut paths);
+    }
+    paths.extend(["README.md", "Cargo.toml"].map(|file| repo().join(file)));
+    let mut files: Vec<String> = paths
+        .into_iter()
+        // Text only (a PNG of the docs is not read).
+        .filter(|path| std::fs::read_to_string(path).is_ok())
+        .map(|path| {
+            let relative = path.strip_prefix(repo()).expect("under the repository");
+            relative.to_string_lossy().into_owned()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// The YAML files of deploy/k8s/, by name, sorted.
 pub(crate) fn k8s_files() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo().join("deploy/k8s"))

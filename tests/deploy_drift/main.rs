@@ -58,6 +58,51 @@ fn every_variable_named_in_the_deploy_files_and_docs_is_a_setting_or_a_test_vari
     }
 }
 
+/// govlink refuses to start with a `GOVLINK_` variable that is neither a setting nor one
+/// of `OTHER_VARIABLES`; so every variable the repository sets or reads must be one, and
+/// that list must name only variables something here uses.
+#[test]
+fn every_govlink_variable_the_repository_names_is_a_setting_or_one_govlink_lets_pass() {
+    use std::collections::BTreeSet;
+    let settings = setting_variables();
+    let others: BTreeSet<String> = govlink::config::OTHER_VARIABLES
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+    let mut used_others = BTreeSet::new();
+    for file in files::text_files() {
+        // The list itself, and the tests of the names it refuses.
+        let exempt = [
+            "src/config/sources.rs",
+            "src/config_tests.rs",
+            "tests/e2e/configuration.rs",
+        ];
+        if exempt.contains(&file.as_str()) {
+            continue;
+        }
+        // `GOVLINK_TEST_*` and the like are prose about several names.
+        for name in variables_in(&read(&file))
+            .into_iter()
+            .filter(|n| !n.ends_with('_'))
+        {
+            if others.contains(&name) {
+                used_others.insert(name);
+                continue;
+            }
+            assert!(
+                settings.contains(&name),
+                "{file}: {name} is neither a setting nor in govlink::config::OTHER_VARIABLES, \
+                 so govlink refuses to start while it is set"
+            );
+        }
+    }
+    assert_eq!(
+        used_others, others,
+        "OTHER_VARIABLES lets pass exactly the variables the repository uses that are not \
+         settings"
+    );
+}
+
 #[test]
 fn every_topic_named_in_the_deploy_files_and_docs_is_one_govlink_uses() {
     let known = govlink::kafka::Topics::default().all();

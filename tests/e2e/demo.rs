@@ -102,3 +102,48 @@ async fn the_secured_demo_runs_on_the_real_broker_and_redis() {
     );
     assert!(text.contains(": OpenCase [allowed]"), "{text}");
 }
+
+/// `govlink demo --kafka … --redis …`, as an operator runs it, with the broker and Redis
+/// keeping what every earlier run left: each run, of either story, still completes.
+#[test]
+fn the_demo_can_be_run_again_on_the_same_broker_and_redis() {
+    // One deployment's prefixes for every run, as a user's broker and Redis would be, and
+    // its servers' TLS files, which the demo (without --tls) does not serve with.
+    let settings = test_settings().with_certs_dir(test_certs());
+    let run = |kind: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_govlink"))
+            .args(["demo", "--kind", kind])
+            .args(["--kafka", settings.kafka.as_deref().unwrap()])
+            .args(["--redis", settings.redis.as_deref().unwrap()])
+            .env("GOVLINK_TOPIC_PREFIX", &settings.topic_prefix)
+            .env("GOVLINK_REDIS_PREFIX", &settings.redis_prefix)
+            .env("GOVLINK_CONSUMER_GROUP", &settings.consumer_group)
+            .env("GOVLINK_PARTITIONS", settings.partitions.to_string())
+            .env("GOVLINK_TLS_CERT", settings.tls_cert.as_deref().unwrap())
+            .env("GOVLINK_TLS_KEY", settings.tls_key.as_deref().unwrap())
+            .env(
+                "GOVLINK_TLS_CLIENT_CA",
+                settings.tls_client_ca.as_deref().unwrap(),
+            )
+            .env("GOVLINK_TLS_CRL", settings.tls_crl.as_deref().unwrap())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("running govlink demo");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{kind}, {}: {stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    for kind in ["property-transfer", "social-security-transfer"] {
+        let first = run(kind);
+        let second = run(kind);
+        for text in [&first, &second] {
+            assert!(text.contains("Done:"), "{text}");
+            assert!(text.contains("so it can be told again"), "{text}");
+        }
+    }
+}

@@ -17,6 +17,7 @@ mod case_correctness;
 mod case_store_contract;
 mod cases;
 mod certificates;
+mod configuration;
 mod demo;
 mod dlq;
 mod faults;

@@ -19,6 +19,8 @@ use crate::proto::{
 /// months (e.g. 24 of the last 36). Read from configuration; checked by
 /// [`PurchaseRule::validate`] before use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// A misspelt key is an error naming it, not a rule silently missing that key.
+#[serde(deny_unknown_fields)]
 pub struct PurchaseRule {
     /// Division-code prefix the rule covers: "1101" is all of Beijing, "110105" one
     /// district. The rule applies to units in it, and counts contributions paid in it.
