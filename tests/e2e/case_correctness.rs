@@ -98,6 +98,26 @@ async fn publish_household(
         .into_inner()
 }
 
+/// Sale `i` opened (as `request_id`) once everything but the title is in place: the
+/// seller's records and their household moved out, all materialized first. Its title's
+/// step is housing's task.
+async fn open_sale_ready_for_the_title(app: &TestApp, i: usize, request_id: &str) -> proto::Case {
+    let (unit, seller) = (unit_of(i), seller_of(i));
+    let mut positions = publish_sale_records(app, i, &unit, &seller).await;
+    let moved =
+        publish_household(app, i, 1, &seller, &unit, proto::HouseholdStatus::MovedOut).await;
+    positions.push(position(&moved));
+    let mut request = sale_between(request_id, &unit, vec![seller], vec![bea()]);
+    request.min_positions = positions;
+    cases_as(app, "housing/transfer-window")
+        .open_case(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap()
+}
+
 fn step(case: &proto::Case, kind: StepKind) -> &proto::Step {
     case.steps
         .iter()
@@ -216,20 +236,7 @@ async fn sales_opened_while_the_household_record_arrives_never_hand_out_the_titl
 async fn a_household_registered_again_pulls_the_title_back_and_withdraws_its_task() {
     let app = spawn_app().await;
     let (unit, seller) = (unit_of(0), seller_of(0));
-    let mut positions = publish_sale_records(&app, 0, &unit, &seller).await;
-    let moved =
-        publish_household(&app, 0, 1, &seller, &unit, proto::HouseholdStatus::MovedOut).await;
-    positions.push(position(&moved));
-    let mut window = cases_as(&app, "housing/transfer-window");
-    let mut request = sale_between("pull-back", &unit, vec![seller.clone()], vec![bea()]);
-    request.min_positions = positions;
-    let case = window
-        .open_case(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let case = open_sale_ready_for_the_title(&app, 0, "pull-back").await;
     let first = step(&case, StepKind::TitleRegistered).task_id.clone();
     assert_eq!(
         first,
@@ -583,20 +590,8 @@ async fn task_and_case_calls_answer_with_precise_codes() {
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 
     // A completed case cannot be cancelled either.
-    let (unit, seller) = (unit_of(5), seller_of(5));
-    let mut positions = publish_sale_records(&app, 5, &unit, &seller).await;
-    let moved =
-        publish_household(&app, 5, 1, &seller, &unit, proto::HouseholdStatus::MovedOut).await;
-    positions.push(position(&moved));
-    let mut request = sale_between("completed", &unit, vec![seller.clone()], vec![bea()]);
-    request.min_positions = positions;
-    let case = window
-        .open_case(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let unit = unit_of(5);
+    let case = open_sale_ready_for_the_title(&app, 5, "completed").await;
     let title = app
         .housing()
         .publish_property_title(proto::PublishPropertyTitleRequest {
