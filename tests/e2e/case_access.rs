@@ -122,7 +122,7 @@ async fn a_self_only_grant_acts_only_on_its_citizens_cases_and_parameters_are_ma
     else {
         panic!("{opened:?}")
     };
-    assert_eq!(shown.seller_ids, [citizen.clone()]);
+    assert_eq!(shown.seller_ids, std::slice::from_ref(&citizen));
     let listed = portal
         .list_cases(proto::ListCasesRequest::default())
         .await
