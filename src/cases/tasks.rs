@@ -140,7 +140,8 @@ struct Pending {
     cases: CaseStore,
     trail: AuditLog,
     requester: Requester,
-    /// The tasks this stream sent already, and whether as a withdrawal.
+    /// The tasks this stream sent already (and whether as a withdrawal), of those the
+    /// store still keeps for the agency.
     sent: BTreeSet<(String, bool)>,
 }
 
@@ -153,6 +154,15 @@ impl Source for Pending {
             .tasks(self.requester.agency)
             .await
             .map_err(unavailable)?;
+        // What this stream sent and the agency has since acknowledged (or the engine
+        // dropped) is gone from the kept tasks: forgotten here too, so a long-lived
+        // stream remembers no more than the agency's tasks outstanding.
+        let kept: BTreeSet<(&str, bool)> = tasks
+            .iter()
+            .map(|t| (t.task_id.as_str(), t.withdrawn))
+            .collect();
+        self.sent
+            .retain(|(id, withdrawn)| kept.contains(&(id.as_str(), *withdrawn)));
         let mut new = Vec::new();
         for task in tasks {
             let sent = (task.task_id.clone(), task.withdrawn);
