@@ -1,17 +1,18 @@
 //! One chain under verification: its entries checked as they come, then its checkpoints
 //! and its writer's declaration at the end.
 
+use std::collections::BTreeMap;
+
 use super::Declaration;
 use super::report::{ChainReport, ChainStatus, Location, Problem};
 use crate::audit::chain::{GENESIS, Hash};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
 
-/// A slot whose entry has not been seen (a hash is never all zeros in practice).
-const MISSING: Hash = [0; 32];
-/// The longest run of missing sequences held open for a late (reordered) entry. A longer
-/// jump is reported as missing at once, so forged sequence numbers cannot make the
-/// verifier allocate without bound.
+/// The longest run of missing sequences held open for a late (reordered) entry; a longer
+/// jump is reported as missing at once. Holding a gap open costs the same whatever its
+/// length (its bounds, not a slot per sequence), so this bounds how far apart a late entry
+/// may be told reordered rather than missing, not memory.
 pub(super) const MAX_GAP: u64 = 1 << 20;
 
 /// An entry as first verified in a partition: enough to compare it with the chain's.
@@ -21,6 +22,41 @@ pub(super) struct Seen {
     pub(super) at: Location,
     /// Its hash, if it matches its content.
     pub(super) hash: Option<Hash>,
+}
+
+/// Sequences a chain jumped over, held as bounds rather than slots, so what a gap costs
+/// does not grow with its length: a forged entry far ahead costs what its message does.
+#[derive(Debug)]
+struct Gap {
+    /// The first sequence jumped over.
+    start: u64,
+    /// The sequence the chain went on from.
+    end: u64,
+    /// The hash of every sequence from `end` on.
+    after: Vec<Hash>,
+    /// Entries that came late, into the gap (each already a problem), with their hash
+    /// when it has the right length. One per message read, at most.
+    late: BTreeMap<u64, Option<Hash>>,
+}
+
+impl Gap {
+    fn contains(&self, seq: u64) -> bool {
+        (self.start..self.end).contains(&seq)
+    }
+
+    /// Bytes held: the gap, the hashes after it, and the late entries' B-tree nodes
+    /// (at most one node of 11 slots per 5 entries, plus the root).
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        const NODE: usize = 11 * (size_of::<u64>() + size_of::<Option<Hash>>()) + 128;
+        let nodes = if self.late.is_empty() {
+            0
+        } else {
+            1 + self.late.len() / 5
+        };
+        size_of::<Gap>() + self.after.capacity() * size_of::<Hash>() + nodes * NODE
+    }
 }
 
 /// One chain's entries in one partition (see [`super::streams`]).
@@ -45,10 +81,10 @@ pub(super) struct ChainState {
     first_verified: Option<Seen>,
     /// The first sequence verified; `None` until one was.
     base: Option<u64>,
-    /// The hash of every sequence from `base` on; [`MISSING`] where none was seen.
+    /// The hash of every sequence from `base` up to the gap, or up to `next` without one.
     hashes: Vec<Hash>,
-    /// Whether `hashes` has a [`MISSING`] slot (a gap not yet filled).
-    gap_open: bool,
+    /// The chain's one gap, if it jumped over sequences (a second jump ends checking).
+    gap: Option<Box<Gap>>,
     /// What the next entry must be: its sequence and its previous hash.
     next: u64,
     prev: Hash,
@@ -72,7 +108,7 @@ impl ChainState {
             first_verified: None,
             base: None,
             hashes: Vec::new(),
-            gap_open: false,
+            gap: None,
             next: 0,
             prev: GENESIS,
             problems: Vec::new(),
@@ -88,6 +124,23 @@ impl ChainState {
     /// Messages read.
     pub(super) fn messages(&self) -> u64 {
         self.messages
+    }
+
+    /// Bytes this state holds by its own accounting: itself, its strings, and every
+    /// slot its vectors reserved (capacity, not length).
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let declares = self.declares.as_ref().map_or(0, |(id, d)| {
+            id.capacity() + d.by.capacity() + d.hash.capacity()
+        });
+        size_of::<ChainState>()
+            + self.id.capacity()
+            + self.writer.as_ref().map_or(0, String::capacity)
+            + declares
+            + self.hashes.capacity() * size_of::<Hash>()
+            + self.gap.as_deref().map_or(0, Gap::held_bytes)
+            + self.problems.capacity() * size_of::<Problem>()
     }
 
     /// The sequence of the first message read (`None`: none was).
@@ -151,22 +204,30 @@ impl ChainState {
                 self.stopped = true;
                 return;
             }
-            // A second gap while one is open ends forward checking (so memory stays
-            // bounded): the first gap is what gets reported, unless a late entry fills it.
-            if self.gap_open {
+            // A second gap while one is open ends forward checking (one gap to hold):
+            // the first gap is what gets reported, unless a late entry fills it.
+            if self.gap.is_some() {
                 self.stopped = true;
                 return;
             }
-            self.gap_open = true;
-            self.hashes.resize(slot(seq - base), MISSING);
+            self.gap = Some(Box::new(Gap {
+                start: self.next,
+                end: seq,
+                after: Vec::new(),
+                late: BTreeMap::new(),
+            }));
         }
         if let Some(problem) = check(entry, body, hash_ok, linked.then_some(&self.prev)) {
             self.problems.push(problem);
             self.stopped = true;
             return;
         }
-        let hash = Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
-        self.hashes.push(hash);
+        // `check` passed, so the hash matches the entry and has its 32 bytes.
+        let hash = Hash::try_from(entry.hash.as_slice()).unwrap_or(GENESIS);
+        match self.gap.as_mut() {
+            Some(gap) => gap.after.push(hash),
+            None => self.hashes.push(hash),
+        }
         self.entries += 1;
         self.next = seq + 1;
         self.prev = hash;
@@ -176,20 +237,24 @@ impl ChainState {
     /// an exact duplicate, or a different entry under a used sequence.
     fn backwards(&mut self, entry: &AuditEntry, hash_ok: bool) {
         let seq = entry.sequence;
-        let base = self.base.unwrap_or(0);
-        let Some(stored) = self.hashes.get(slot(seq - base)).copied() else {
-            return;
-        };
-        if stored == MISSING {
+        if let Some(gap) = self.gap.as_mut()
+            && gap.contains(seq)
+            && !gap.late.contains_key(&seq)
+        {
             self.problems.push(Problem::Reordered {
                 seq,
                 after: self.next - 1,
             });
             // Seen after all: the gap it leaves is not "missing".
-            self.hashes[slot(seq - base)] =
-                Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
+            gap.late
+                .insert(seq, Hash::try_from(entry.hash.as_slice()).ok());
             self.stopped = true;
-        } else if hash_ok && entry.hash.as_slice() == stored {
+            return;
+        }
+        let Some(stored) = self.hash_at(seq) else {
+            return;
+        };
+        if hash_ok && entry.hash.as_slice() == stored {
             // The hash covers every field: this is the same entry again.
             self.duplicates += 1;
         } else if !self.stopped {
@@ -257,22 +322,32 @@ impl ChainState {
     }
 
     /// The highest sequence seen in order (verified, or skipped before the anchor): the
-    /// one `next` follows. (`hashes` always spans `base..next`.)
+    /// one `next` follows.
     fn last_seq(&self) -> Option<u64> {
         self.next.checked_sub(1)
     }
 
     /// The hash of the verified entry `seq`; `None` if skipped, missing or not reached.
     pub(super) fn hash_at(&self, seq: u64) -> Option<Hash> {
-        let base = self.base?;
-        let hash = *self.hashes.get(slot(seq.checked_sub(base)?))?;
-        (hash != MISSING).then_some(hash)
+        let offset = seq.checked_sub(self.base?)?;
+        match self.gap.as_deref() {
+            Some(gap) if gap.contains(seq) => gap.late.get(&seq).copied().flatten(),
+            Some(gap) if seq >= gap.end => gap.after.get(slot(seq - gap.end)).copied(),
+            _ => self.hashes.get(slot(offset)).copied(),
+        }
     }
 
+    /// The first sequence of the gap no late entry filled.
     fn first_missing(&self) -> Option<u64> {
-        let base = self.base?;
-        let index = self.hashes.iter().position(|h| *h == MISSING)?;
-        Some(base + index as u64)
+        let gap = self.gap.as_deref()?;
+        let mut seq = gap.start;
+        for late in gap.late.keys() {
+            if *late != seq {
+                break;
+            }
+            seq += 1;
+        }
+        (seq < gap.end).then_some(seq)
     }
 
     /// A checkpoint beyond the last entry, or one that does not match its entry, means

@@ -6,8 +6,10 @@
 //! reads the topics into it and prints the [`Report`]. A chain is verified in the
 //! partition it lives in; its entries found in others are reported where they sit
 //! ([`streams`]). Memory: 32 bytes per verified entry, wherever it sits (each entry's
-//! hash is kept to match checkpoints, duplicates and copies against); `--from` limits it
-//! for long trails.
+//! hash is kept to match checkpoints, duplicates and copies against), and a few hundred
+//! bytes per chain; `--from` limits it for long trails. Sequences a chain jumps over cost
+//! nothing (a gap is held as its bounds), so no message, forged or not, holds more
+//! memory than a chain of its own.
 
 mod chain_state;
 mod read;
@@ -168,6 +170,33 @@ impl Verifier {
                 self.foreign_checkpoints.first,
             ),
         }
+    }
+
+    /// Bytes the verifier holds by its own accounting: every chain's state (see
+    /// [`Streams::held_bytes`]), its index by id and the checkpoints read. Hash maps are
+    /// counted at their capacity, each slot with its key and value and one control byte.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let chains: usize = self.chains.iter().map(Streams::held_bytes).sum::<usize>()
+            + (self.chains.capacity() - self.chains.len()) * size_of::<Streams>();
+        let by_id = self.by_id.capacity() * (size_of::<(String, usize)>() + 1)
+            + self.by_id.keys().map(String::capacity).sum::<usize>();
+        let checkpoints = self.checkpoints.capacity()
+            * (size_of::<(String, Vec<AuditCheckpoint>)>() + 1)
+            + self
+                .checkpoints
+                .iter()
+                .map(|(id, list)| {
+                    id.capacity()
+                        + list.capacity() * size_of::<AuditCheckpoint>()
+                        + list
+                            .iter()
+                            .map(|c| c.chain_id.capacity() + c.hash.capacity())
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+        size_of::<Verifier>() + chains + by_id + checkpoints
     }
 
     fn chain(&mut self, id: &str) -> &mut Streams {

@@ -23,7 +23,8 @@ impl Streams {
     pub(super) fn new(id: String) -> Streams {
         Streams {
             id,
-            by_partition: Vec::new(),
+            // Almost always the only one; a vector's first growth would reserve four.
+            by_partition: Vec::with_capacity(1),
         }
     }
 
@@ -38,6 +39,21 @@ impl Streams {
             }
         };
         &mut self.by_partition[index].1
+    }
+
+    /// Bytes this chain holds by its own accounting (see [`ChainState::held_bytes`]).
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let states: usize = self
+            .by_partition
+            .iter()
+            .map(|(_, state)| state.held_bytes() - size_of::<ChainState>())
+            .sum();
+        size_of::<Streams>()
+            + self.id.capacity()
+            + self.by_partition.capacity() * size_of::<(i32, ChainState)>()
+            + states
     }
 
     /// The abandoned chain its start, in its own partition, declares, and what it says.

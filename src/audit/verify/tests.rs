@@ -11,6 +11,7 @@ use crate::audit::chain::{Hash, Tip, entry_hash};
 use crate::proto::{ChainStart, DataAccess};
 
 mod abandonment;
+mod bounds;
 mod partitions;
 
 /// Seconds since the epoch of the entries' `at`: entry `i` of a chain is written at
