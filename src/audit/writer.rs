@@ -10,7 +10,8 @@
 //! were acknowledged, so an answer never leaves behind an entry that sits after a gap.
 //! When a delivery fails, the chain can no longer be proven gap-free: the chain is
 //! marked failed, the entries after it fail their lookups, and the next append starts a
-//! new chain whose `ChainStart` names the abandoned chain and its acknowledged head.
+//! new chain whose `ChainStart` names the abandoned chain and its acknowledged head (and,
+//! if not even that chain's start was acknowledged, every chain that start named).
 //!
 //! The acker owns every enqueued record until librdkafka resolves it (within the
 //! producer's message timeout), whether or not the lookup is still waiting, so the head
@@ -31,13 +32,16 @@ use super::AuditError;
 use super::chain::{Hash, Tip, new_chain_id};
 use crate::kafka::{Enqueued, Publisher, Topics};
 use crate::proto::audit_body::Kind;
-use crate::proto::{AuditBody, ChainStart, DataAccess};
+use crate::proto::{AbandonedChain, AuditBody, ChainStart, DataAccess};
 
 /// The longest the acker waits for one record. librdkafka resolves every record within
 /// the producer's message timeout; this only guards against a producer that never does.
 const ACK_BOUND: Duration = Duration::from_secs(600);
 /// How long starting a chain may wait for room in the producer's window.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most chains one `ChainStart` declares (about 80 bytes each): an outage of days
+/// with a message timeout of seconds. Keeps the start well within a broker's message size.
+const MAX_DECLARED: usize = 1000;
 
 /// A process's audit writer. Clones share the chain.
 #[derive(Clone)]
@@ -127,16 +131,33 @@ impl Acked {
     }
 
     /// What the start of the chain replacing this failed one declares: this chain at its
-    /// acknowledged head.
+    /// acknowledged head, and, when not even its start was acknowledged, everything that
+    /// start declared too.
     ///
-    /// A failed chain of which nothing was acknowledged, not even its start, may never
-    /// have reached the topic, and with it its own declaration: the new chain repeats
-    /// that declaration instead, so the chain abandoned before stays declared.
+    /// A start that failed may or may not have landed, and with it its declarations,
+    /// while later entries of its chain may have: so the chain is declared (at no
+    /// acknowledged head), and so is every chain its start declared. A start that was
+    /// acknowledged put its declarations on the topic: they are not repeated. The list
+    /// grows only while starts keep failing (one per producer message timeout) and is
+    /// capped at [`MAX_DECLARED`].
     fn to_declare(&self) -> Vec<Declared> {
-        match (self.head, self.declares.first()) {
-            (None, Some(earlier)) => vec![earlier.clone()],
-            (head, _) => vec![(Arc::clone(&self.chain), head)],
+        let mut declared = if self.head.is_none() {
+            self.declares.clone()
+        } else {
+            Vec::new()
+        };
+        declared.push((Arc::clone(&self.chain), self.head));
+        if declared.len() > MAX_DECLARED {
+            // Only the first can have an acknowledged head (the chain before the starts
+            // began failing); the ones after it are chains of which nothing was
+            // acknowledged, and the oldest of those is dropped.
+            let dropped = declared.remove(1);
+            tracing::warn!(
+                chain = %dropped.0,
+                "audit chain no longer declared: too many chain starts failed in a row"
+            );
         }
+        declared
     }
 }
 
@@ -410,17 +431,19 @@ async fn acknowledge(
 
 /// The first entry of a chain of `writer` on `host`, declaring `abandoned` chains.
 fn chain_start(writer: &str, host: &str, abandoned: &[Declared]) -> Kind {
-    let (id, head) = abandoned
-        .first()
-        .map(|(id, head)| (id.as_ref(), *head))
-        .unwrap_or_default();
     Kind::Start(ChainStart {
         writer: writer.to_owned(),
         host: host.to_owned(),
         pid: std::process::id(),
-        abandoned_chain_id: id.to_owned(),
-        abandoned_sequence: head.map(|(s, _)| s),
-        abandoned_hash: head.map(|(_, h)| h.to_vec()).unwrap_or_default(),
+        abandoned: abandoned
+            .iter()
+            .map(|(id, head)| AbandonedChain {
+                chain_id: id.to_string(),
+                sequence: head.map(|(s, _)| s),
+                hash: head.map(|(_, h)| h.to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        ..ChainStart::default()
     })
 }
 
@@ -431,3 +454,6 @@ fn host_name() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

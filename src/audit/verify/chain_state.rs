@@ -65,8 +65,9 @@ pub(super) struct ChainState {
     pub(super) id: String,
     /// From the chain's `ChainStart`.
     pub(super) writer: Option<String>,
-    /// From the chain's `ChainStart`: the chain it replaced and what it says of it.
-    pub(super) declares: Option<(String, Declaration)>,
+    /// From the chain's `ChainStart`: the chains it declares abandoned and what it says
+    /// of each.
+    pub(super) declares: Vec<(String, Declaration)>,
     /// Entries verified (exact duplicates and skipped entries not counted).
     entries: u64,
     /// Entries before `--from`, not verified.
@@ -99,7 +100,7 @@ impl ChainState {
         ChainState {
             id,
             writer: None,
-            declares: None,
+            declares: Vec::new(),
             entries: 0,
             skipped: 0,
             duplicates: 0,
@@ -131,9 +132,12 @@ impl ChainState {
     #[cfg(test)]
     pub(super) fn held_bytes(&self) -> usize {
         use std::mem::size_of;
-        let declares = self.declares.as_ref().map_or(0, |(id, d)| {
-            id.capacity() + d.by.capacity() + d.hash.capacity()
-        });
+        let declares = self.declares.capacity() * size_of::<(String, Declaration)>()
+            + self
+                .declares
+                .iter()
+                .map(|(id, d)| id.capacity() + d.by.capacity() + d.hash.capacity())
+                .sum::<usize>();
         size_of::<ChainState>()
             + self.id.capacity()
             + self.writer.as_ref().map_or(0, String::capacity)
@@ -263,12 +267,12 @@ impl ChainState {
         }
     }
 
-    /// The chain's report, given its checkpoints, the declaration of its abandonment,
+    /// The chain's report, given its checkpoints, the declarations of its abandonment,
     /// the problems its entries in other partitions are, and its partition.
     pub(super) fn finish(
         self,
         checkpoints: &[AuditCheckpoint],
-        declared: Option<&Declaration>,
+        declared: &[Declaration],
         elsewhere: Vec<Problem>,
         partition: Option<i32>,
     ) -> ChainReport {
@@ -281,11 +285,14 @@ impl ChainState {
         }
         problems.extend(self.checkpoint_problems(checkpoints));
         let latest = checkpoints.iter().max_by_key(|c| c.sequence);
-        if let Some(declared) = declared {
-            problems.extend(self.declaration_problem(declared));
+        // Declared more than once, the chain is held to every declaration, and only what
+        // follows the highest head is excused.
+        let acknowledged = declared.iter().filter_map(|d| d.sequence).max();
+        if !declared.is_empty() {
+            problems.extend(declared.iter().filter_map(|d| self.declaration_problem(d)));
             // An abandoned chain may lack what followed its acknowledged head, but not
             // what a checkpoint vouched for.
-            let vouched = declared.sequence.max(latest.map(|c| c.sequence));
+            let vouched = acknowledged.max(latest.map(|c| c.sequence));
             problems.retain(|p| !excused(p, vouched));
         }
         let verified_up_to = match first_missing {
@@ -295,9 +302,9 @@ impl ChainState {
         };
         let status = match problems.into_iter().min_by_key(Problem::seq) {
             Some(problem) => ChainStatus::Failed(problem),
-            None => match declared {
+            None => match declared.first() {
                 Some(d) => ChainStatus::Abandoned {
-                    acknowledged_up_to: d.sequence,
+                    acknowledged_up_to: acknowledged,
                     continued_in: d.by.clone(),
                     verified_up_to,
                 },

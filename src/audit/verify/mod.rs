@@ -28,7 +28,7 @@ use prost::Message as _;
 
 use super::chain::hash_matches;
 use crate::proto::audit_body::Kind;
-use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
+use crate::proto::{AbandonedChain, AuditBody, AuditCheckpoint, AuditEntry, ChainStart};
 use streams::Streams;
 
 /// A chain's declaration, in the `ChainStart` of the chain that replaced it, that its
@@ -91,16 +91,7 @@ impl Verifier {
             Some(Kind::Start(start)) if entry.sequence == 0 && own_hash_ok => Some(start),
             _ => None,
         };
-        let declares = start
-            .filter(|start| !start.abandoned_chain_id.is_empty())
-            .map(|start| {
-                let declaration = Declaration {
-                    by: entry.chain_id.clone(),
-                    sequence: start.abandoned_sequence,
-                    hash: start.abandoned_hash.clone(),
-                };
-                (start.abandoned_chain_id.clone(), declaration)
-            });
+        let declares = start.map_or_else(Vec::new, |start| declarations(start, &entry.chain_id));
         let writer = start.map(|s| s.writer.clone());
         let written_at = body
             .as_ref()
@@ -111,8 +102,8 @@ impl Verifier {
         if let Some(writer) = writer {
             chain.writer.get_or_insert(writer);
         }
-        if let Some(declares) = declares {
-            chain.declares.get_or_insert(declares);
+        if chain.declares.is_empty() {
+            chain.declares = declares;
         }
         // Only a chain's beginning is skipped: once verifying, every later entry counts.
         let before_from = matches!((from, written_at), (Some(from), Some(at)) if at < from);
@@ -137,11 +128,16 @@ impl Verifier {
 
     /// The report: every chain met in entries, checkpoints or declarations.
     pub fn finish(mut self) -> Report {
-        // Declared in the start of the declaring chain in its own partition only.
-        let mut declarations: HashMap<String, Declaration> = HashMap::new();
+        // Declared in the start of the declaring chain in its own partition only; a
+        // chain may be declared by several (a start that failed may have landed after
+        // all, and the chain after it declares again what it declared).
+        let mut declarations: HashMap<String, Vec<Declaration>> = HashMap::new();
         for chain in &self.chains {
-            if let Some((abandoned, declaration)) = chain.declares() {
-                declarations.insert(abandoned.to_owned(), declaration.clone());
+            for (abandoned, declaration) in chain.declares() {
+                declarations
+                    .entry(abandoned.clone())
+                    .or_default()
+                    .push(declaration.clone());
             }
         }
         let mentioned: Vec<String> = self
@@ -158,7 +154,7 @@ impl Verifier {
             .into_iter()
             .map(|chain| {
                 let checkpoints = self.checkpoints.remove(&chain.id).unwrap_or_default();
-                let declared = declarations.get(&chain.id);
+                let declared = declarations.get(&chain.id).map_or(&[][..], Vec::as_slice);
                 chain.finish(&checkpoints, declared)
             })
             .collect();
@@ -210,6 +206,28 @@ impl Verifier {
         };
         &mut self.chains[index]
     }
+}
+
+/// The chains a `ChainStart` of chain `by` declares abandoned: its `abandoned` list, and
+/// the single declaration of writers before it. A chain cannot declare itself.
+fn declarations(start: &ChainStart, by: &str) -> Vec<(String, Declaration)> {
+    let legacy = AbandonedChain {
+        chain_id: start.abandoned_chain_id.clone(),
+        sequence: start.abandoned_sequence,
+        hash: start.abandoned_hash.clone(),
+    };
+    std::iter::once(&legacy)
+        .chain(&start.abandoned)
+        .filter(|a| !a.chain_id.is_empty() && a.chain_id != by)
+        .map(|a| {
+            let declaration = Declaration {
+                by: by.to_owned(),
+                sequence: a.sequence,
+                hash: a.hash.clone(),
+            };
+            (a.chain_id.clone(), declaration)
+        })
+        .collect()
 }
 
 /// Parses an RFC 3339 instant (`--from`), e.g. `2026-11-20T08:00:00Z`.

@@ -56,19 +56,20 @@ impl Streams {
             + states
     }
 
-    /// The abandoned chain its start, in its own partition, declares, and what it says.
-    pub(super) fn declares(&self) -> Option<(&str, &Declaration)> {
-        let (_, home) = &self.by_partition[self.home()?];
-        home.declares.as_ref().map(|(id, d)| (id.as_str(), d))
+    /// The abandoned chains its start, in its own partition, declares, and what it says
+    /// of each.
+    pub(super) fn declares(&self) -> &[(String, Declaration)] {
+        self.home()
+            .map_or(&[][..], |home| &self.by_partition[home].1.declares)
     }
 
     /// The chain's report: its own partition verified, given its checkpoints and the
-    /// declaration of its abandonment, and the first entry of every other partition
+    /// declarations of its abandonment, and the first entry of every other partition
     /// compared with the chain's entry of that sequence.
     pub(super) fn finish(
         mut self,
         checkpoints: &[AuditCheckpoint],
-        declared: Option<&Declaration>,
+        declared: &[Declaration],
     ) -> ChainReport {
         let Some(index) = self.home() else {
             // Met only in checkpoints or a declaration: no entry at all.
