@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Declaration;
-use super::report::{ChainReport, ChainStatus, Location, Problem};
+use super::report::{ChainReport, ChainStatus, Location, Problem, Truncated};
 use crate::audit::chain::{GENESIS, Hash};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
@@ -268,13 +268,15 @@ impl ChainState {
     }
 
     /// The chain's report, given its checkpoints, the declarations of its abandonment,
-    /// the problems its entries in other partitions are, and its partition.
+    /// the problems its entries in other partitions are, its partition, and whether that
+    /// partition lost its beginning (`lost_in`).
     pub(super) fn finish(
         self,
         checkpoints: &[AuditCheckpoint],
         declared: &[Declaration],
         elsewhere: Vec<Problem>,
         partition: Option<i32>,
+        lost_in: Option<&Truncated>,
     ) -> ChainReport {
         let last = self.last_seq();
         let mut problems = self.problems.clone();
@@ -294,6 +296,13 @@ impl ChainState {
             // what a checkpoint vouched for.
             let vouched = acknowledged.max(latest.map(|c| c.sequence));
             problems.retain(|p| !excused(p, vouched));
+        }
+        if let Some(truncated) = lost_in {
+            for problem in &mut problems {
+                if let Some(deleted) = self.deleted(problem, truncated) {
+                    *problem = deleted;
+                }
+            }
         }
         let verified_up_to = match first_missing {
             Some(0) => None,
@@ -385,6 +394,30 @@ impl ChainState {
             }
         }
         problems
+    }
+
+    /// A problem at the chain's beginning (its first entries missing, or none left at
+    /// all) in a partition that lost its beginning, as the deletion it is.
+    fn deleted(&self, problem: &Problem, truncated: &Truncated) -> Option<Problem> {
+        let (seq, left, vouched) = match *problem {
+            // Nothing of the chain read before the gap (not even before `--from`).
+            Problem::Missing { seq } if seq == self.base? && self.skipped == 0 => {
+                (seq, Some(self.first_verified?.seq), None)
+            }
+            Problem::CutOff {
+                last: None,
+                expected,
+                by,
+            } => (0, None, Some((expected, by))),
+            _ => return None,
+        };
+        Some(Problem::Deleted {
+            seq,
+            left,
+            vouched,
+            partition: truncated.partition,
+            low_watermark: truncated.low_watermark,
+        })
     }
 
     /// The chain must reach the head its writer declared acknowledged, with that hash.

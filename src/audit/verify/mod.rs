@@ -19,7 +19,9 @@ mod streams;
 mod tests;
 
 pub use read::{VerifyError, run};
-pub use report::{ChainReport, ChainStatus, Likeness, Location, Problem, Report};
+pub use report::{
+    ChainReport, ChainStatus, Likeness, Location, Problem, Report, TrailTopic, Truncated,
+};
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -68,6 +70,8 @@ pub struct Verifier {
     checkpoints: HashMap<String, Vec<AuditCheckpoint>>,
     foreign_entries: Foreign,
     foreign_checkpoints: Foreign,
+    /// Partitions whose beginning was deleted (one per partition at most).
+    truncated: Vec<Truncated>,
 }
 
 impl Verifier {
@@ -114,6 +118,21 @@ impl Verifier {
         }
     }
 
+    /// Where a partition of the trail starts: its low watermark. Above 0, the records
+    /// before it were deleted (by retention, or with `DeleteRecords`) and the trail is no
+    /// longer whole, whatever its chains say.
+    pub fn partition_starts_at(&mut self, topic: TrailTopic, partition: i32, low_watermark: i64) {
+        self.truncated
+            .retain(|t| (t.topic, t.partition) != (topic, partition));
+        if low_watermark > 0 {
+            self.truncated.push(Truncated {
+                topic,
+                partition,
+                low_watermark,
+            });
+        }
+    }
+
     /// One message of the checkpoint topic.
     pub fn add_checkpoint(&mut self, at: Location, payload: &[u8]) {
         match AuditCheckpoint::decode(payload) {
@@ -149,13 +168,21 @@ impl Verifier {
         for id in mentioned {
             self.chain(&id);
         }
+        self.truncated
+            .sort_by_key(|t| (t.topic != TrailTopic::Entries, t.partition));
+        let deleted: Vec<Truncated> = self
+            .truncated
+            .iter()
+            .filter(|t| t.topic == TrailTopic::Entries)
+            .copied()
+            .collect();
         let chains = self
             .chains
             .into_iter()
             .map(|chain| {
                 let checkpoints = self.checkpoints.remove(&chain.id).unwrap_or_default();
                 let declared = declarations.get(&chain.id).map_or(&[][..], Vec::as_slice);
-                chain.finish(&checkpoints, declared)
+                chain.finish(&checkpoints, declared, &deleted)
             })
             .collect();
         Report {
@@ -165,6 +192,7 @@ impl Verifier {
                 self.foreign_checkpoints.count,
                 self.foreign_checkpoints.first,
             ),
+            truncated: self.truncated,
         }
     }
 

@@ -7,7 +7,7 @@
 
 use super::Declaration;
 use super::chain_state::ChainState;
-use super::report::{ChainReport, Likeness, Problem};
+use super::report::{ChainReport, Likeness, Problem, Truncated};
 use crate::proto::AuditCheckpoint;
 
 /// One chain as met in the audit topic: its entries per partition.
@@ -63,17 +63,30 @@ impl Streams {
             .map_or(&[][..], |home| &self.by_partition[home].1.declares)
     }
 
-    /// The chain's report: its own partition verified, given its checkpoints and the
-    /// declarations of its abandonment, and the first entry of every other partition
-    /// compared with the chain's entry of that sequence.
+    /// The chain's report: its own partition verified, given its checkpoints, the
+    /// declarations of its abandonment and the audit partitions whose beginning was
+    /// `deleted`, and the first entry of every other partition compared with the chain's
+    /// entry of that sequence.
     pub(super) fn finish(
         mut self,
         checkpoints: &[AuditCheckpoint],
         declared: &[Declaration],
+        deleted: &[Truncated],
     ) -> ChainReport {
         let Some(index) = self.home() else {
-            // Met only in checkpoints or a declaration: no entry at all.
-            return ChainState::new(self.id).finish(checkpoints, declared, Vec::new(), None);
+            // Met only in checkpoints or a declaration: no entry at all. Its partition is
+            // not known; if only one partition lost its beginning, that is where it was.
+            let lost_in = match deleted {
+                [only] => Some(only),
+                _ => None,
+            };
+            return ChainState::new(self.id).finish(
+                checkpoints,
+                declared,
+                Vec::new(),
+                None,
+                lost_in,
+            );
         };
         let (partition, home) = self.by_partition.swap_remove(index);
         let elsewhere = self
@@ -81,7 +94,8 @@ impl Streams {
             .iter()
             .filter_map(|(_, other)| copy_problem(&home, partition, other))
             .collect();
-        home.finish(checkpoints, declared, elsewhere, Some(partition))
+        let lost_in = deleted.iter().find(|t| t.partition == partition);
+        home.finish(checkpoints, declared, elsewhere, Some(partition), lost_in)
     }
 
     /// The partition the chain lives in: the one holding most of its entries, then the

@@ -12,6 +12,7 @@ use crate::proto::{AbandonedChain, ChainStart, DataAccess};
 
 mod abandonment;
 mod bounds;
+mod deleted;
 mod partitions;
 
 /// Seconds since the epoch of the entries' `at`: entry `i` of a chain is written at
