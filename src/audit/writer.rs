@@ -10,7 +10,8 @@
 //! were acknowledged, so an answer never leaves behind an entry that sits after a gap.
 //! When a delivery fails, the chain can no longer be proven gap-free: the chain is
 //! marked failed, the entries after it fail their lookups, and the next append starts a
-//! new chain whose `ChainStart` names the abandoned chain and its acknowledged head.
+//! new chain whose `ChainStart` names the abandoned chain and its acknowledged head (and,
+//! if not even that chain's start was acknowledged, every chain that start named).
 //!
 //! The acker owns every enqueued record until librdkafka resolves it (within the
 //! producer's message timeout), whether or not the lookup is still waiting, so the head
@@ -31,13 +32,16 @@ use super::AuditError;
 use super::chain::{Hash, Tip, new_chain_id};
 use crate::kafka::{Enqueued, Publisher, Topics};
 use crate::proto::audit_body::Kind;
-use crate::proto::{AuditBody, ChainStart, DataAccess};
+use crate::proto::{AbandonedChain, AuditBody, ChainStart, DataAccess};
 
 /// The longest the acker waits for one record. librdkafka resolves every record within
 /// the producer's message timeout; this only guards against a producer that never does.
 const ACK_BOUND: Duration = Duration::from_secs(600);
 /// How long starting a chain may wait for room in the producer's window.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most chains one `ChainStart` declares (about 80 bytes each): an outage of days
+/// with a message timeout of seconds. Keeps the start well within a broker's message size.
+const MAX_DECLARED: usize = 1000;
 
 /// A process's audit writer. Clones share the chain.
 #[derive(Clone)]
@@ -83,12 +87,79 @@ pub(super) struct Acked {
     /// An entry was not delivered: nothing after it counts, and the next append starts a
     /// new chain.
     pub(super) failed: bool,
-    /// The abandoned chain (and its acknowledged head) this chain's start declares.
-    declares: Option<Declared>,
+    /// The abandoned chains (and their acknowledged heads) this chain's start declares.
+    declares: Vec<Declared>,
 }
 
 /// An abandoned chain and its acknowledged head, as a `ChainStart` declares it.
 type Declared = (Arc<str>, Option<(u64, Hash)>);
+
+/// What one entry's outcome did to the acknowledged head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Delivered behind an unbroken chain: the head moved to it.
+    Counted,
+    /// Not delivered: the chain failed.
+    Failed,
+    /// Of a chain already replaced, or after a failed entry: it never counts.
+    Ignored,
+}
+
+impl Acked {
+    /// A new chain, nothing of it acknowledged yet, whose start declares `declares`.
+    fn new(chain: Arc<str>, declares: Vec<Declared>) -> Acked {
+        Acked {
+            chain,
+            head: None,
+            failed: false,
+            declares,
+        }
+    }
+
+    /// Takes the outcome of entry `sequence` (hashing to `hash`) of `chain`.
+    fn settle(&mut self, chain: &str, sequence: u64, hash: Hash, delivered: bool) -> Settled {
+        if *self.chain != *chain || self.failed {
+            return Settled::Ignored;
+        }
+        if delivered {
+            self.head = Some((sequence, hash));
+            Settled::Counted
+        } else {
+            self.failed = true;
+            Settled::Failed
+        }
+    }
+
+    /// What the start of the chain replacing this failed one declares: this chain at its
+    /// acknowledged head, and, when not even its start was acknowledged, everything that
+    /// start declared too.
+    ///
+    /// A start that failed may or may not have landed, and with it its declarations,
+    /// while later entries of its chain may have: so the chain is declared (at no
+    /// acknowledged head), and so is every chain its start declared. A start that was
+    /// acknowledged put its declarations on the topic: they are not repeated. The list
+    /// grows only while starts keep failing (one per producer message timeout) and is
+    /// capped at [`MAX_DECLARED`].
+    fn to_declare(&self) -> Vec<Declared> {
+        let mut declared = if self.head.is_none() {
+            self.declares.clone()
+        } else {
+            Vec::new()
+        };
+        declared.push((Arc::clone(&self.chain), self.head));
+        if declared.len() > MAX_DECLARED {
+            // Only the first can have an acknowledged head (the chain before the starts
+            // began failing); the ones after it are chains of which nothing was
+            // acknowledged, and the oldest of those is dropped.
+            let dropped = declared.remove(1);
+            tracing::warn!(
+                chain = %dropped.0,
+                "audit chain no longer declared: too many chain starts failed in a row"
+            );
+        }
+        declared
+    }
+}
 
 /// An entry handed to the producer, awaiting its ack.
 struct Pending {
@@ -109,12 +180,10 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         let tip = Tip::new(new_chain_id());
         let chain: Arc<str> = tip.id.as_str().into();
-        let acked = Arc::new(watch::Sender::new(Acked {
-            chain: Arc::clone(&chain),
-            head: None,
-            failed: false,
-            declares: None,
-        }));
+        let acked = Arc::new(watch::Sender::new(Acked::new(
+            Arc::clone(&chain),
+            Vec::new(),
+        )));
         let (to_acker, pending) = mpsc::unbounded_channel();
         // Ends when the last clone of this log is dropped and every record is resolved.
         tokio::spawn(acknowledge(pending, Arc::clone(&acked)));
@@ -137,7 +206,7 @@ impl AuditLog {
         };
         {
             let mut writing = log.inner.writing.lock().await;
-            let start = log.chain_start(None);
+            let start = log.chain_start(&[]);
             let deadline = Instant::now() + START_TIMEOUT;
             let (sequence, hash, enqueued) = log.enqueue(&mut writing.tip, start, deadline).await?;
             log.track(&writing.chain, sequence, hash, enqueued, None);
@@ -236,12 +305,8 @@ impl AuditLog {
     }
 
     /// If the current chain failed, starts a new one whose `ChainStart` declares it
-    /// abandoned at its acknowledged head. The old chain stays current if the new start
-    /// cannot be handed to the producer.
-    ///
-    /// A failed chain of which nothing was acknowledged, not even its start, may never
-    /// have reached the topic, and with it its own declaration: the new chain repeats
-    /// that declaration instead, so the chain abandoned before stays declared.
+    /// abandoned at its acknowledged head (see [`Acked::to_declare`]). The old chain
+    /// stays current if the new start cannot be handed to the producer.
     async fn restart_if_broken(
         &self,
         writing: &mut Writing,
@@ -251,27 +316,22 @@ impl AuditLog {
         if !acked.failed || acked.chain != writing.chain {
             return Ok(());
         }
-        let declared: Declared = match (acked.head, acked.declares) {
-            (None, Some(earlier)) => earlier,
-            (head, _) => (Arc::clone(&acked.chain), head),
-        };
+        let declared = acked.to_declare();
         let mut tip = Tip::new(new_chain_id());
-        let start = self.chain_start(Some((&declared.0, declared.1)));
+        let start = self.chain_start(&declared);
         let (sequence, hash, enqueued) = self.enqueue(&mut tip, start, deadline).await?;
         let chain: Arc<str> = tip.id.as_str().into();
         tracing::warn!(
-            abandoned = %declared.0,
-            acknowledged_up_to = declared.1.map(|(s, _)| s),
+            abandoned = %acked.chain,
+            acknowledged_up_to = acked.head.map(|(s, _)| s),
+            declared = declared.len(),
             chain = %chain,
             "audit chain abandoned after a failed delivery; continuing in a new chain"
         );
         // The acker must see the new chain before its first entry.
-        self.inner.acked.send_replace(Acked {
-            chain: Arc::clone(&chain),
-            head: None,
-            failed: false,
-            declares: Some(declared),
-        });
+        self.inner
+            .acked
+            .send_replace(Acked::new(Arc::clone(&chain), declared));
         self.track(&chain, sequence, hash, enqueued, None);
         *writing = Writing {
             tip,
@@ -281,18 +341,9 @@ impl AuditLog {
         Ok(())
     }
 
-    /// The first entry of a chain, declaring `abandoned` (a chain id and its acknowledged
-    /// head) when it replaces one.
-    fn chain_start(&self, abandoned: Option<(&str, Option<(u64, Hash)>)>) -> Kind {
-        let (id, head) = abandoned.unwrap_or_default();
-        Kind::Start(ChainStart {
-            writer: self.inner.writer.to_owned(),
-            host: self.inner.host.clone(),
-            pid: std::process::id(),
-            abandoned_chain_id: id.to_owned(),
-            abandoned_sequence: head.map(|(s, _)| s),
-            abandoned_hash: head.map(|(_, h)| h.to_vec()).unwrap_or_default(),
-        })
+    /// The first entry of a chain of this writer, declaring `abandoned` chains.
+    fn chain_start(&self, abandoned: &[Declared]) -> Kind {
+        chain_start(self.inner.writer, &self.inner.host, abandoned)
     }
 
     /// Numbers and hashes an entry carrying `kind` (at now) on `tip` and hands it to the
@@ -358,22 +409,13 @@ async fn acknowledge(
 ) {
     while let Some(p) = pending.recv().await {
         let delivered = p.enqueued.ack(Instant::now() + ACK_BOUND).await;
-        let mut counts = false;
+        let mut settled = Settled::Ignored;
         acked.send_if_modified(|a| {
-            // An entry of a chain already abandoned, or after a failed one, never counts.
-            if a.chain != p.chain || a.failed {
-                return false;
-            }
-            if delivered.is_ok() {
-                a.head = Some((p.sequence, p.hash));
-                counts = true;
-            } else {
-                a.failed = true;
-            }
-            true
+            settled = a.settle(&p.chain, p.sequence, p.hash, delivered.is_ok());
+            settled != Settled::Ignored
         });
         let verdict = match delivered {
-            Ok(_) if counts => Ok(()),
+            Ok(_) if settled == Settled::Counted => Ok(()),
             Ok(_) => Err(AuditError::ChainBroken),
             Err(e) => {
                 tracing::warn!(chain = %p.chain, sequence = p.sequence, error = %e, "audit entry not delivered");
@@ -387,6 +429,24 @@ async fn acknowledge(
     }
 }
 
+/// The first entry of a chain of `writer` on `host`, declaring `abandoned` chains.
+fn chain_start(writer: &str, host: &str, abandoned: &[Declared]) -> Kind {
+    Kind::Start(ChainStart {
+        writer: writer.to_owned(),
+        host: host.to_owned(),
+        pid: std::process::id(),
+        abandoned: abandoned
+            .iter()
+            .map(|(id, head)| AbandonedChain {
+                chain_id: id.to_string(),
+                sequence: head.map(|(s, _)| s),
+                hash: head.map(|(_, h)| h.to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        ..ChainStart::default()
+    })
+}
+
 /// This machine's name, to find a chain's writer in logs; empty if unknown.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -394,3 +454,6 @@ fn host_name() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
+mod deleted;
 mod index;
 
 /// Partitions of the audit topics in these tests.

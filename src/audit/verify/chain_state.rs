@@ -1,17 +1,18 @@
 //! One chain under verification: its entries checked as they come, then its checkpoints
 //! and its writer's declaration at the end.
 
+use std::collections::BTreeMap;
+
 use super::Declaration;
-use super::report::{ChainReport, ChainStatus, Location, Problem};
+use super::report::{ChainReport, ChainStatus, Location, Problem, Truncated};
 use crate::audit::chain::{GENESIS, Hash};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
 
-/// A slot whose entry has not been seen (a hash is never all zeros in practice).
-const MISSING: Hash = [0; 32];
-/// The longest run of missing sequences held open for a late (reordered) entry. A longer
-/// jump is reported as missing at once, so forged sequence numbers cannot make the
-/// verifier allocate without bound.
+/// The longest run of missing sequences held open for a late (reordered) entry; a longer
+/// jump is reported as missing at once. Holding a gap open costs the same whatever its
+/// length (its bounds, not a slot per sequence), so this bounds how far apart a late entry
+/// may be told reordered rather than missing, not memory.
 pub(super) const MAX_GAP: u64 = 1 << 20;
 
 /// An entry as first verified in a partition: enough to compare it with the chain's.
@@ -23,14 +24,50 @@ pub(super) struct Seen {
     pub(super) hash: Option<Hash>,
 }
 
+/// Sequences a chain jumped over, held as bounds rather than slots, so what a gap costs
+/// does not grow with its length: a forged entry far ahead costs what its message does.
+#[derive(Debug)]
+struct Gap {
+    /// The first sequence jumped over.
+    start: u64,
+    /// The sequence the chain went on from.
+    end: u64,
+    /// The hash of every sequence from `end` on.
+    after: Vec<Hash>,
+    /// Entries that came late, into the gap (each already a problem), with their hash
+    /// when it has the right length. One per message read, at most.
+    late: BTreeMap<u64, Option<Hash>>,
+}
+
+impl Gap {
+    fn contains(&self, seq: u64) -> bool {
+        (self.start..self.end).contains(&seq)
+    }
+
+    /// Bytes held: the gap, the hashes after it, and the late entries' B-tree nodes
+    /// (at most one node of 11 slots per 5 entries, plus the root).
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        const NODE: usize = 11 * (size_of::<u64>() + size_of::<Option<Hash>>()) + 128;
+        let nodes = if self.late.is_empty() {
+            0
+        } else {
+            1 + self.late.len() / 5
+        };
+        size_of::<Gap>() + self.after.capacity() * size_of::<Hash>() + nodes * NODE
+    }
+}
+
 /// One chain's entries in one partition (see [`super::streams`]).
 #[derive(Debug)]
 pub(super) struct ChainState {
     pub(super) id: String,
     /// From the chain's `ChainStart`.
     pub(super) writer: Option<String>,
-    /// From the chain's `ChainStart`: the chain it replaced and what it says of it.
-    pub(super) declares: Option<(String, Declaration)>,
+    /// From the chain's `ChainStart`: the chains it declares abandoned and what it says
+    /// of each.
+    pub(super) declares: Vec<(String, Declaration)>,
     /// Entries verified (exact duplicates and skipped entries not counted).
     entries: u64,
     /// Entries before `--from`, not verified.
@@ -45,10 +82,10 @@ pub(super) struct ChainState {
     first_verified: Option<Seen>,
     /// The first sequence verified; `None` until one was.
     base: Option<u64>,
-    /// The hash of every sequence from `base` on; [`MISSING`] where none was seen.
+    /// The hash of every sequence from `base` up to the gap, or up to `next` without one.
     hashes: Vec<Hash>,
-    /// Whether `hashes` has a [`MISSING`] slot (a gap not yet filled).
-    gap_open: bool,
+    /// The chain's one gap, if it jumped over sequences (a second jump ends checking).
+    gap: Option<Box<Gap>>,
     /// What the next entry must be: its sequence and its previous hash.
     next: u64,
     prev: Hash,
@@ -63,7 +100,7 @@ impl ChainState {
         ChainState {
             id,
             writer: None,
-            declares: None,
+            declares: Vec::new(),
             entries: 0,
             skipped: 0,
             duplicates: 0,
@@ -72,7 +109,7 @@ impl ChainState {
             first_verified: None,
             base: None,
             hashes: Vec::new(),
-            gap_open: false,
+            gap: None,
             next: 0,
             prev: GENESIS,
             problems: Vec::new(),
@@ -88,6 +125,26 @@ impl ChainState {
     /// Messages read.
     pub(super) fn messages(&self) -> u64 {
         self.messages
+    }
+
+    /// Bytes this state holds by its own accounting: itself, its strings, and every
+    /// slot its vectors reserved (capacity, not length).
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let declares = self.declares.capacity() * size_of::<(String, Declaration)>()
+            + self
+                .declares
+                .iter()
+                .map(|(id, d)| id.capacity() + d.by.capacity() + d.hash.capacity())
+                .sum::<usize>();
+        size_of::<ChainState>()
+            + self.id.capacity()
+            + self.writer.as_ref().map_or(0, String::capacity)
+            + declares
+            + self.hashes.capacity() * size_of::<Hash>()
+            + self.gap.as_deref().map_or(0, Gap::held_bytes)
+            + self.problems.capacity() * size_of::<Problem>()
     }
 
     /// The sequence of the first message read (`None`: none was).
@@ -151,22 +208,30 @@ impl ChainState {
                 self.stopped = true;
                 return;
             }
-            // A second gap while one is open ends forward checking (so memory stays
-            // bounded): the first gap is what gets reported, unless a late entry fills it.
-            if self.gap_open {
+            // A second gap while one is open ends forward checking (one gap to hold):
+            // the first gap is what gets reported, unless a late entry fills it.
+            if self.gap.is_some() {
                 self.stopped = true;
                 return;
             }
-            self.gap_open = true;
-            self.hashes.resize(slot(seq - base), MISSING);
+            self.gap = Some(Box::new(Gap {
+                start: self.next,
+                end: seq,
+                after: Vec::new(),
+                late: BTreeMap::new(),
+            }));
         }
         if let Some(problem) = check(entry, body, hash_ok, linked.then_some(&self.prev)) {
             self.problems.push(problem);
             self.stopped = true;
             return;
         }
-        let hash = Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
-        self.hashes.push(hash);
+        // `check` passed, so the hash matches the entry and has its 32 bytes.
+        let hash = Hash::try_from(entry.hash.as_slice()).unwrap_or(GENESIS);
+        match self.gap.as_mut() {
+            Some(gap) => gap.after.push(hash),
+            None => self.hashes.push(hash),
+        }
         self.entries += 1;
         self.next = seq + 1;
         self.prev = hash;
@@ -176,20 +241,24 @@ impl ChainState {
     /// an exact duplicate, or a different entry under a used sequence.
     fn backwards(&mut self, entry: &AuditEntry, hash_ok: bool) {
         let seq = entry.sequence;
-        let base = self.base.unwrap_or(0);
-        let Some(stored) = self.hashes.get(slot(seq - base)).copied() else {
-            return;
-        };
-        if stored == MISSING {
+        if let Some(gap) = self.gap.as_mut()
+            && gap.contains(seq)
+            && !gap.late.contains_key(&seq)
+        {
             self.problems.push(Problem::Reordered {
                 seq,
                 after: self.next - 1,
             });
             // Seen after all: the gap it leaves is not "missing".
-            self.hashes[slot(seq - base)] =
-                Hash::try_from(entry.hash.as_slice()).unwrap_or(MISSING);
+            gap.late
+                .insert(seq, Hash::try_from(entry.hash.as_slice()).ok());
             self.stopped = true;
-        } else if hash_ok && entry.hash.as_slice() == stored {
+            return;
+        }
+        let Some(stored) = self.hash_at(seq) else {
+            return;
+        };
+        if hash_ok && entry.hash.as_slice() == stored {
             // The hash covers every field: this is the same entry again.
             self.duplicates += 1;
         } else if !self.stopped {
@@ -198,14 +267,16 @@ impl ChainState {
         }
     }
 
-    /// The chain's report, given its checkpoints, the declaration of its abandonment,
-    /// the problems its entries in other partitions are, and its partition.
+    /// The chain's report, given its checkpoints, the declarations of its abandonment,
+    /// the problems its entries in other partitions are, its partition, and whether that
+    /// partition lost its beginning (`lost_in`).
     pub(super) fn finish(
         self,
         checkpoints: &[AuditCheckpoint],
-        declared: Option<&Declaration>,
+        declared: &[Declaration],
         elsewhere: Vec<Problem>,
         partition: Option<i32>,
+        lost_in: Option<&Truncated>,
     ) -> ChainReport {
         let last = self.last_seq();
         let mut problems = self.problems.clone();
@@ -216,12 +287,22 @@ impl ChainState {
         }
         problems.extend(self.checkpoint_problems(checkpoints));
         let latest = checkpoints.iter().max_by_key(|c| c.sequence);
-        if let Some(declared) = declared {
-            problems.extend(self.declaration_problem(declared));
+        // Declared more than once, the chain is held to every declaration, and only what
+        // follows the highest head is excused.
+        let acknowledged = declared.iter().filter_map(|d| d.sequence).max();
+        if !declared.is_empty() {
+            problems.extend(declared.iter().filter_map(|d| self.declaration_problem(d)));
             // An abandoned chain may lack what followed its acknowledged head, but not
             // what a checkpoint vouched for.
-            let vouched = declared.sequence.max(latest.map(|c| c.sequence));
+            let vouched = acknowledged.max(latest.map(|c| c.sequence));
             problems.retain(|p| !excused(p, vouched));
+        }
+        if let Some(truncated) = lost_in {
+            for problem in &mut problems {
+                if let Some(deleted) = self.deleted(problem, truncated) {
+                    *problem = deleted;
+                }
+            }
         }
         let verified_up_to = match first_missing {
             Some(0) => None,
@@ -230,9 +311,9 @@ impl ChainState {
         };
         let status = match problems.into_iter().min_by_key(Problem::seq) {
             Some(problem) => ChainStatus::Failed(problem),
-            None => match declared {
+            None => match declared.first() {
                 Some(d) => ChainStatus::Abandoned {
-                    acknowledged_up_to: d.sequence,
+                    acknowledged_up_to: acknowledged,
                     continued_in: d.by.clone(),
                     verified_up_to,
                 },
@@ -257,22 +338,32 @@ impl ChainState {
     }
 
     /// The highest sequence seen in order (verified, or skipped before the anchor): the
-    /// one `next` follows. (`hashes` always spans `base..next`.)
+    /// one `next` follows.
     fn last_seq(&self) -> Option<u64> {
         self.next.checked_sub(1)
     }
 
     /// The hash of the verified entry `seq`; `None` if skipped, missing or not reached.
     pub(super) fn hash_at(&self, seq: u64) -> Option<Hash> {
-        let base = self.base?;
-        let hash = *self.hashes.get(slot(seq.checked_sub(base)?))?;
-        (hash != MISSING).then_some(hash)
+        let offset = seq.checked_sub(self.base?)?;
+        match self.gap.as_deref() {
+            Some(gap) if gap.contains(seq) => gap.late.get(&seq).copied().flatten(),
+            Some(gap) if seq >= gap.end => gap.after.get(slot(seq - gap.end)).copied(),
+            _ => self.hashes.get(slot(offset)).copied(),
+        }
     }
 
+    /// The first sequence of the gap no late entry filled.
     fn first_missing(&self) -> Option<u64> {
-        let base = self.base?;
-        let index = self.hashes.iter().position(|h| *h == MISSING)?;
-        Some(base + index as u64)
+        let gap = self.gap.as_deref()?;
+        let mut seq = gap.start;
+        for late in gap.late.keys() {
+            if *late != seq {
+                break;
+            }
+            seq += 1;
+        }
+        (seq < gap.end).then_some(seq)
     }
 
     /// A checkpoint beyond the last entry, or one that does not match its entry, means
@@ -303,6 +394,30 @@ impl ChainState {
             }
         }
         problems
+    }
+
+    /// A problem at the chain's beginning (its first entries missing, or none left at
+    /// all) in a partition that lost its beginning, as the deletion it is.
+    fn deleted(&self, problem: &Problem, truncated: &Truncated) -> Option<Problem> {
+        let (seq, left, vouched) = match *problem {
+            // Nothing of the chain read before the gap (not even before `--from`).
+            Problem::Missing { seq } if seq == self.base? && self.skipped == 0 => {
+                (seq, Some(self.first_verified?.seq), None)
+            }
+            Problem::CutOff {
+                last: None,
+                expected,
+                by,
+            } => (0, None, Some((expected, by))),
+            _ => return None,
+        };
+        Some(Problem::Deleted {
+            seq,
+            left,
+            vouched,
+            partition: truncated.partition,
+            low_watermark: truncated.low_watermark,
+        })
     }
 
     /// The chain must reach the head its writer declared acknowledged, with that hash.

@@ -6,8 +6,10 @@
 //! reads the topics into it and prints the [`Report`]. A chain is verified in the
 //! partition it lives in; its entries found in others are reported where they sit
 //! ([`streams`]). Memory: 32 bytes per verified entry, wherever it sits (each entry's
-//! hash is kept to match checkpoints, duplicates and copies against); `--from` limits it
-//! for long trails.
+//! hash is kept to match checkpoints, duplicates and copies against), and a few hundred
+//! bytes per chain; `--from` limits it for long trails. Sequences a chain jumps over cost
+//! nothing (a gap is held as its bounds), so no message, forged or not, holds more
+//! memory than a chain of its own.
 
 mod chain_state;
 mod read;
@@ -17,7 +19,9 @@ mod streams;
 mod tests;
 
 pub use read::{VerifyError, run};
-pub use report::{ChainReport, ChainStatus, Likeness, Location, Problem, Report};
+pub use report::{
+    ChainReport, ChainStatus, Likeness, Location, Problem, Report, TrailTopic, Truncated,
+};
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -26,7 +30,7 @@ use prost::Message as _;
 
 use super::chain::hash_matches;
 use crate::proto::audit_body::Kind;
-use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
+use crate::proto::{AbandonedChain, AuditBody, AuditCheckpoint, AuditEntry, ChainStart};
 use streams::Streams;
 
 /// A chain's declaration, in the `ChainStart` of the chain that replaced it, that its
@@ -66,6 +70,8 @@ pub struct Verifier {
     checkpoints: HashMap<String, Vec<AuditCheckpoint>>,
     foreign_entries: Foreign,
     foreign_checkpoints: Foreign,
+    /// Partitions whose beginning was deleted (one per partition at most).
+    truncated: Vec<Truncated>,
 }
 
 impl Verifier {
@@ -89,16 +95,7 @@ impl Verifier {
             Some(Kind::Start(start)) if entry.sequence == 0 && own_hash_ok => Some(start),
             _ => None,
         };
-        let declares = start
-            .filter(|start| !start.abandoned_chain_id.is_empty())
-            .map(|start| {
-                let declaration = Declaration {
-                    by: entry.chain_id.clone(),
-                    sequence: start.abandoned_sequence,
-                    hash: start.abandoned_hash.clone(),
-                };
-                (start.abandoned_chain_id.clone(), declaration)
-            });
+        let declares = start.map_or_else(Vec::new, |start| declarations(start, &entry.chain_id));
         let writer = start.map(|s| s.writer.clone());
         let written_at = body
             .as_ref()
@@ -109,8 +106,8 @@ impl Verifier {
         if let Some(writer) = writer {
             chain.writer.get_or_insert(writer);
         }
-        if let Some(declares) = declares {
-            chain.declares.get_or_insert(declares);
+        if chain.declares.is_empty() {
+            chain.declares = declares;
         }
         // Only a chain's beginning is skipped: once verifying, every later entry counts.
         let before_from = matches!((from, written_at), (Some(from), Some(at)) if at < from);
@@ -118,6 +115,21 @@ impl Verifier {
             chain.skip(&entry);
         } else {
             chain.accept(at, &entry, body.as_ref(), own_hash_ok);
+        }
+    }
+
+    /// Where a partition of the trail starts: its low watermark. Above 0, the records
+    /// before it were deleted (by retention, or with `DeleteRecords`) and the trail is no
+    /// longer whole, whatever its chains say.
+    pub fn partition_starts_at(&mut self, topic: TrailTopic, partition: i32, low_watermark: i64) {
+        self.truncated
+            .retain(|t| (t.topic, t.partition) != (topic, partition));
+        if low_watermark > 0 {
+            self.truncated.push(Truncated {
+                topic,
+                partition,
+                low_watermark,
+            });
         }
     }
 
@@ -135,11 +147,16 @@ impl Verifier {
 
     /// The report: every chain met in entries, checkpoints or declarations.
     pub fn finish(mut self) -> Report {
-        // Declared in the start of the declaring chain in its own partition only.
-        let mut declarations: HashMap<String, Declaration> = HashMap::new();
+        // Declared in the start of the declaring chain in its own partition only; a
+        // chain may be declared by several (a start that failed may have landed after
+        // all, and the chain after it declares again what it declared).
+        let mut declarations: HashMap<String, Vec<Declaration>> = HashMap::new();
         for chain in &self.chains {
-            if let Some((abandoned, declaration)) = chain.declares() {
-                declarations.insert(abandoned.to_owned(), declaration.clone());
+            for (abandoned, declaration) in chain.declares() {
+                declarations
+                    .entry(abandoned.clone())
+                    .or_default()
+                    .push(declaration.clone());
             }
         }
         let mentioned: Vec<String> = self
@@ -151,13 +168,21 @@ impl Verifier {
         for id in mentioned {
             self.chain(&id);
         }
+        self.truncated
+            .sort_by_key(|t| (t.topic != TrailTopic::Entries, t.partition));
+        let deleted: Vec<Truncated> = self
+            .truncated
+            .iter()
+            .filter(|t| t.topic == TrailTopic::Entries)
+            .copied()
+            .collect();
         let chains = self
             .chains
             .into_iter()
             .map(|chain| {
                 let checkpoints = self.checkpoints.remove(&chain.id).unwrap_or_default();
-                let declared = declarations.get(&chain.id);
-                chain.finish(&checkpoints, declared)
+                let declared = declarations.get(&chain.id).map_or(&[][..], Vec::as_slice);
+                chain.finish(&checkpoints, declared, &deleted)
             })
             .collect();
         Report {
@@ -167,7 +192,35 @@ impl Verifier {
                 self.foreign_checkpoints.count,
                 self.foreign_checkpoints.first,
             ),
+            truncated: self.truncated,
         }
+    }
+
+    /// Bytes the verifier holds by its own accounting: every chain's state (see
+    /// [`Streams::held_bytes`]), its index by id and the checkpoints read. Hash maps are
+    /// counted at their capacity, each slot with its key and value and one control byte.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let chains: usize = self.chains.iter().map(Streams::held_bytes).sum::<usize>()
+            + (self.chains.capacity() - self.chains.len()) * size_of::<Streams>();
+        let by_id = self.by_id.capacity() * (size_of::<(String, usize)>() + 1)
+            + self.by_id.keys().map(String::capacity).sum::<usize>();
+        let checkpoints = self.checkpoints.capacity()
+            * (size_of::<(String, Vec<AuditCheckpoint>)>() + 1)
+            + self
+                .checkpoints
+                .iter()
+                .map(|(id, list)| {
+                    id.capacity()
+                        + list.capacity() * size_of::<AuditCheckpoint>()
+                        + list
+                            .iter()
+                            .map(|c| c.chain_id.capacity() + c.hash.capacity())
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+        size_of::<Verifier>() + chains + by_id + checkpoints
     }
 
     fn chain(&mut self, id: &str) -> &mut Streams {
@@ -181,6 +234,28 @@ impl Verifier {
         };
         &mut self.chains[index]
     }
+}
+
+/// The chains a `ChainStart` of chain `by` declares abandoned: its `abandoned` list, and
+/// the single declaration of writers before it. A chain cannot declare itself.
+fn declarations(start: &ChainStart, by: &str) -> Vec<(String, Declaration)> {
+    let legacy = AbandonedChain {
+        chain_id: start.abandoned_chain_id.clone(),
+        sequence: start.abandoned_sequence,
+        hash: start.abandoned_hash.clone(),
+    };
+    std::iter::once(&legacy)
+        .chain(&start.abandoned)
+        .filter(|a| !a.chain_id.is_empty() && a.chain_id != by)
+        .map(|a| {
+            let declaration = Declaration {
+                by: by.to_owned(),
+                sequence: a.sequence,
+                hash: a.hash.clone(),
+            };
+            (a.chain_id.clone(), declaration)
+        })
+        .collect()
 }
 
 /// Parses an RFC 3339 instant (`--from`), e.g. `2026-11-20T08:00:00Z`.

@@ -1,5 +1,6 @@
 //! Reading the audit topics into a [`Verifier`]: the checkpoints first, then the entries,
-//! each from the beginning to the end offsets at the time it is read.
+//! each from the beginning to the end offsets at the time it is read, and where each
+//! partition begins (its low watermark: above 0, records were deleted).
 //!
 //! Checkpoints go first: a checkpoint is written only after its entry was acknowledged,
 //! so every checkpoint read refers to an entry already in the audit topic when that is
@@ -20,7 +21,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::{Instant, timeout};
 
-use super::{Location, Report, Verifier};
+use super::{Location, Report, TrailTopic, Verifier};
 use crate::config::Settings;
 use crate::kafka::{Brokers, Topics};
 
@@ -95,16 +96,22 @@ pub async fn run(
     );
     bar.set_message("checkpoints");
     let checkpoints = topics.audit_checkpoints();
-    read_topic(&brokers, &checkpoints, &bar, |at, payload| {
+    let starts = read_topic(&brokers, &checkpoints, &bar, |at, payload| {
         verifier.add_checkpoint(at, payload);
     })
     .await?;
+    for (partition, low) in starts {
+        verifier.partition_starts_at(TrailTopic::Checkpoints, partition, low);
+    }
     bar.set_message("entries");
     let entries = topics.audit();
-    read_topic(&brokers, &entries, &bar, |at, payload| {
+    let starts = read_topic(&brokers, &entries, &bar, |at, payload| {
         verifier.add_entry(at, payload);
     })
     .await?;
+    for (partition, low) in starts {
+        verifier.partition_starts_at(TrailTopic::Entries, partition, low);
+    }
     bar.finish_and_clear();
     let report = verifier.finish();
     if json {
@@ -116,14 +123,14 @@ pub async fn run(
     Ok(report)
 }
 
-/// Reads every partition of `topic` from the beginning into `sink`; returns how many
-/// messages it read.
+/// Reads every partition of `topic` from the beginning into `sink`; returns where each
+/// partition began (its low watermark before reading).
 async fn read_topic(
     brokers: &Brokers,
     topic: &str,
     bar: &ProgressBar,
     mut sink: impl FnMut(Location, &[u8]),
-) -> Result<u64, VerifyError> {
+) -> Result<BTreeMap<i32, i64>, VerifyError> {
     let ends = end_offsets(brokers, topic).await?;
     let expected: u64 = ends
         .values()
@@ -192,7 +199,7 @@ async fn read_topic(
             });
         }
     }
-    Ok(read)
+    Ok(ends.into_iter().map(|(p, (low, _))| (p, low)).collect())
 }
 
 /// Partition → (low, high) watermarks of `topic`.

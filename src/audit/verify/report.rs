@@ -15,6 +15,50 @@ pub struct Location {
     pub offset: i64,
 }
 
+/// One of the two topics of the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailTopic {
+    /// `govlink.audit.v1`: the entries.
+    Entries,
+    /// `govlink.audit-checkpoints.v1`: the checkpoints.
+    Checkpoints,
+}
+
+impl TrailTopic {
+    /// How the report names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrailTopic::Entries => "audit",
+            TrailTopic::Checkpoints => "checkpoint",
+        }
+    }
+}
+
+/// A partition of the trail that no longer starts at offset 0: the records before its
+/// low watermark were deleted (by retention, or with `DeleteRecords`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    /// The topic.
+    pub topic: TrailTopic,
+    /// The partition.
+    pub partition: i32,
+    /// The offset it starts at now.
+    pub low_watermark: i64,
+}
+
+impl fmt::Display for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "partition {} of the {} topic starts at offset {} (its low watermark): the {} records before it were deleted",
+            self.partition,
+            self.topic.name(),
+            self.low_watermark,
+            self.low_watermark
+        )
+    }
+}
+
 /// The first problem of a chain. Every variant names the sequence it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -75,6 +119,21 @@ pub enum Problem {
         /// What is wrong with it.
         what: &'static str,
     },
+    /// The chain's first entries are gone, and its partition lost its beginning: they
+    /// were deleted with it.
+    Deleted {
+        /// The first sequence gone (0, or where `--from` anchored the chain).
+        seq: u64,
+        /// The first sequence still there (`None`: no entry is).
+        left: Option<u64>,
+        /// With no entry left: the sequence a checkpoint or declaration says the chain
+        /// reached, and which of them says so.
+        vouched: Option<(u64, &'static str)>,
+        /// The partition that lost its beginning.
+        partition: i32,
+        /// The offset it starts at now.
+        low_watermark: i64,
+    },
     /// An entry of the chain in a partition other than the chain's: a writer puts every
     /// entry of its chain in one partition (they are keyed by the chain id), so something
     /// else wrote it there. The first such entry of that partition.
@@ -114,6 +173,7 @@ impl Problem {
             | Problem::DuplicateDiffers { seq }
             | Problem::AfterClose { seq }
             | Problem::Malformed { seq, .. }
+            | Problem::Deleted { seq, .. }
             | Problem::OtherPartition { seq, .. } => *seq,
         }
     }
@@ -136,6 +196,7 @@ impl Problem {
             Problem::DuplicateDiffers { .. } => "duplicate with different content",
             Problem::AfterClose { .. } => "appended after close",
             Problem::Malformed { .. } => "malformed",
+            Problem::Deleted { .. } => "deleted",
             Problem::OtherPartition { likeness, .. } => match likeness {
                 Likeness::Duplicate => "duplicate in another partition",
                 Likeness::Changed => "changed copy in another partition",
@@ -192,6 +253,30 @@ impl fmt::Display for Problem {
                 "entry appended after close at seq {seq}: the chain's writer closed it before"
             ),
             Problem::Malformed { seq, what } => write!(f, "malformed entry at seq {seq}: {what}"),
+            Problem::Deleted {
+                seq,
+                left,
+                vouched,
+                partition,
+                low_watermark,
+            } => {
+                match (left, vouched) {
+                    (Some(left), _) => write!(
+                        f,
+                        "deleted entries from seq {seq} to seq {}",
+                        left.saturating_sub(1)
+                    )?,
+                    (None, Some((reached, by))) => write!(
+                        f,
+                        "deleted: no entry left, but {by} says the chain reached seq {reached}"
+                    )?,
+                    (None, None) => write!(f, "deleted: no entry left")?,
+                }
+                write!(
+                    f,
+                    "; partition {partition} starts at offset {low_watermark} (its low watermark), the records before it were deleted"
+                )
+            }
             Problem::OtherPartition {
                 seq,
                 at,
@@ -310,6 +395,8 @@ pub struct Report {
     pub foreign_entries: (u64, Option<Location>),
     /// Messages on the checkpoint topic that are not checkpoints: how many, the first.
     pub foreign_checkpoints: (u64, Option<Location>),
+    /// Partitions of either topic whose beginning was deleted.
+    pub truncated: Vec<Truncated>,
 }
 
 impl Report {
@@ -321,9 +408,12 @@ impl Report {
             .count()
     }
 
-    /// Nothing failed and nothing foreign was found.
+    /// Nothing failed, nothing foreign was found, and nothing was deleted.
     pub fn is_clean(&self) -> bool {
-        self.failed() == 0 && self.foreign_entries.0 == 0 && self.foreign_checkpoints.0 == 0
+        self.failed() == 0
+            && self.foreign_entries.0 == 0
+            && self.foreign_checkpoints.0 == 0
+            && self.truncated.is_empty()
     }
 
     /// One line per chain, then the summary.
@@ -354,6 +444,9 @@ impl Report {
                     at.partition, at.offset
                 )?;
             }
+        }
+        for truncated in &self.truncated {
+            writeln!(out, "FAILED: {truncated}")?;
         }
         let count =
             |f: fn(&ChainStatus) -> bool| self.chains.iter().filter(|c| f(&c.status)).count();
@@ -410,12 +503,25 @@ impl Report {
                 "first": first.map(location_json),
             })
         };
+        let truncated: Vec<serde_json::Value> = self
+            .truncated
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "topic": t.topic.name(),
+                    "partition": t.partition,
+                    "low_watermark": t.low_watermark,
+                    "message": t.to_string(),
+                })
+            })
+            .collect();
         serde_json::json!({
             "clean": self.is_clean(),
             "failed": self.failed(),
             "chains": chains,
             "foreign_entries": foreign(self.foreign_entries),
             "foreign_checkpoints": foreign(self.foreign_checkpoints),
+            "truncated": truncated,
         })
     }
 }

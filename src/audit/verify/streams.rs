@@ -7,7 +7,7 @@
 
 use super::Declaration;
 use super::chain_state::ChainState;
-use super::report::{ChainReport, Likeness, Problem};
+use super::report::{ChainReport, Likeness, Problem, Truncated};
 use crate::proto::AuditCheckpoint;
 
 /// One chain as met in the audit topic: its entries per partition.
@@ -23,7 +23,8 @@ impl Streams {
     pub(super) fn new(id: String) -> Streams {
         Streams {
             id,
-            by_partition: Vec::new(),
+            // Almost always the only one; a vector's first growth would reserve four.
+            by_partition: Vec::with_capacity(1),
         }
     }
 
@@ -40,23 +41,52 @@ impl Streams {
         &mut self.by_partition[index].1
     }
 
-    /// The abandoned chain its start, in its own partition, declares, and what it says.
-    pub(super) fn declares(&self) -> Option<(&str, &Declaration)> {
-        let (_, home) = &self.by_partition[self.home()?];
-        home.declares.as_ref().map(|(id, d)| (id.as_str(), d))
+    /// Bytes this chain holds by its own accounting (see [`ChainState::held_bytes`]).
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let states: usize = self
+            .by_partition
+            .iter()
+            .map(|(_, state)| state.held_bytes() - size_of::<ChainState>())
+            .sum();
+        size_of::<Streams>()
+            + self.id.capacity()
+            + self.by_partition.capacity() * size_of::<(i32, ChainState)>()
+            + states
     }
 
-    /// The chain's report: its own partition verified, given its checkpoints and the
-    /// declaration of its abandonment, and the first entry of every other partition
-    /// compared with the chain's entry of that sequence.
+    /// The abandoned chains its start, in its own partition, declares, and what it says
+    /// of each.
+    pub(super) fn declares(&self) -> &[(String, Declaration)] {
+        self.home()
+            .map_or(&[][..], |home| &self.by_partition[home].1.declares)
+    }
+
+    /// The chain's report: its own partition verified, given its checkpoints, the
+    /// declarations of its abandonment and the audit partitions whose beginning was
+    /// `deleted`, and the first entry of every other partition compared with the chain's
+    /// entry of that sequence.
     pub(super) fn finish(
         mut self,
         checkpoints: &[AuditCheckpoint],
-        declared: Option<&Declaration>,
+        declared: &[Declaration],
+        deleted: &[Truncated],
     ) -> ChainReport {
         let Some(index) = self.home() else {
-            // Met only in checkpoints or a declaration: no entry at all.
-            return ChainState::new(self.id).finish(checkpoints, declared, Vec::new(), None);
+            // Met only in checkpoints or a declaration: no entry at all. Its partition is
+            // not known; if only one partition lost its beginning, that is where it was.
+            let lost_in = match deleted {
+                [only] => Some(only),
+                _ => None,
+            };
+            return ChainState::new(self.id).finish(
+                checkpoints,
+                declared,
+                Vec::new(),
+                None,
+                lost_in,
+            );
         };
         let (partition, home) = self.by_partition.swap_remove(index);
         let elsewhere = self
@@ -64,7 +94,8 @@ impl Streams {
             .iter()
             .filter_map(|(_, other)| copy_problem(&home, partition, other))
             .collect();
-        home.finish(checkpoints, declared, elsewhere, Some(partition))
+        let lost_in = deleted.iter().find(|t| t.partition == partition);
+        home.finish(checkpoints, declared, elsewhere, Some(partition), lost_in)
     }
 
     /// The partition the chain lives in: the one holding most of its entries, then the

@@ -8,9 +8,11 @@ use prost::Message as _;
 use super::chain_state::MAX_GAP;
 use super::*;
 use crate::audit::chain::{Hash, Tip, entry_hash};
-use crate::proto::{ChainStart, DataAccess};
+use crate::proto::{AbandonedChain, ChainStart, DataAccess};
 
 mod abandonment;
+mod bounds;
+mod deleted;
 mod partitions;
 
 /// Seconds since the epoch of the entries' `at`: entry `i` of a chain is written at
@@ -21,15 +23,24 @@ fn at(seconds: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds, nanos: 0 })
 }
 
-fn start(abandoned: Option<(&str, Option<u64>, Option<Hash>)>) -> Kind {
-    let (id, sequence, hash) = abandoned.unwrap_or_default();
+/// A chain id, its declared acknowledged sequence and that entry's hash.
+type Abandoned<'a> = (&'a str, Option<u64>, Option<Hash>);
+
+/// A chain start declaring `abandoned` chains, as the writer makes it.
+fn start(abandoned: &[Abandoned]) -> Kind {
     Kind::Start(ChainStart {
         writer: "resolver".into(),
         host: "h".into(),
         pid: 1,
-        abandoned_chain_id: id.into(),
-        abandoned_sequence: sequence,
-        abandoned_hash: hash.map(|h| h.to_vec()).unwrap_or_default(),
+        abandoned: abandoned
+            .iter()
+            .map(|(id, sequence, hash)| AbandonedChain {
+                chain_id: (*id).into(),
+                sequence: *sequence,
+                hash: hash.map(|h| h.to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        ..ChainStart::default()
     })
 }
 
@@ -41,16 +52,17 @@ fn access(purpose: &str) -> Kind {
 }
 
 /// A chain `id` of a start (declaring `abandoned`) and `accesses` accesses.
-fn chain_declaring(
-    id: &str,
-    accesses: u64,
-    abandoned: Option<(&str, Option<u64>, Option<Hash>)>,
-) -> Vec<AuditEntry> {
+fn chain_declaring(id: &str, accesses: u64, abandoned: &[Abandoned]) -> Vec<AuditEntry> {
+    chain_starting(id, accesses, start(abandoned))
+}
+
+/// A chain `id` of the start `first` and `accesses` accesses.
+fn chain_starting(id: &str, accesses: u64, first: Kind) -> Vec<AuditEntry> {
     let mut tip = Tip::new(id.into());
     let mut entries = Vec::new();
     for i in 0..=accesses {
         let kind = if i == 0 {
-            start(abandoned)
+            first.clone()
         } else {
             access(&format!("p{i}"))
         };
@@ -65,7 +77,7 @@ fn chain_declaring(
 }
 
 fn chain(id: &str, accesses: u64) -> Vec<AuditEntry> {
-    chain_declaring(id, accesses, None)
+    chain_declaring(id, accesses, &[])
 }
 
 fn checkpoint(entries: &[AuditEntry], seq: u64, closed: bool) -> AuditCheckpoint {
@@ -470,7 +482,7 @@ fn a_clock_stepping_back_after_from_skips_nothing_more() {
     let mut tip = Tip::new("c1".into());
     let mut entries = Vec::new();
     for (i, seconds) in [0, 1, 5, 6, 2, 7].into_iter().enumerate() {
-        let kind = if i == 0 { start(None) } else { access("x") };
+        let kind = if i == 0 { start(&[]) } else { access("x") };
         let entry = tip.next_entry(&AuditBody {
             at: at(T0 + seconds),
             kind: Some(kind),

@@ -190,7 +190,7 @@ fn only_a_start_in_the_chains_own_partition_declares_an_abandonment() {
     let new = chain("new", 2);
     // A start of `new` rewritten to declare `old` abandoned at its entry 3, with a valid
     // hash, on another partition.
-    let forged = chain_declaring("new", 0, Some(("old", Some(3), Some(head))));
+    let forged = chain_declaring("new", 0, &[("old", Some(3), Some(head))]);
     let mut verifier = Verifier::new(None);
     verifier.add_entry(FOREIGN, &forged[0].encode_to_vec());
     for (i, entry) in old.iter().chain(&new).enumerate() {
