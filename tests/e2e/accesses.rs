@@ -216,3 +216,73 @@ async fn the_citizen_sees_every_lookup_of_their_data_allowed_or_denied() {
     );
     app.stop().await;
 }
+
+/// The unauthorised desk of the flood tests: it has no grant at all.
+const ARCHIVE: &str = "housing/archive";
+/// How many refused lookups the flood makes.
+const FLOOD: usize = 1010;
+
+/// `n` lookups of `person` by `requester` under a purpose it has no grant for, 16 at a
+/// time: the answers' status codes.
+async fn refused_lookups(app: &TestApp, requester: &str, person: &str, n: usize) -> Vec<Code> {
+    use futures::StreamExt as _;
+    let client = app.resolver_as(requester, None);
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let mut client = client.clone();
+            async move {
+                match profile(&mut client, person, "property-transfer", &[]).await {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// A flood of refused lookups by a desk without a grant does not push the window's real
+/// check and case opening out of the citizen's view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_does_not_hide_the_real_accesses() {
+    let mut settings = test_settings();
+    // High enough for the flood: this test is about the list, not the rate.
+    settings.lookup_rate_per_requester = 50_000;
+    settings.lookup_burst = 50_000;
+    let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
+    let after = everything_about_alice(&app).await;
+    let person = alice();
+    check_flat(&app, &after).await.unwrap();
+    let opened = cases_as(&app, WINDOW)
+        .open_case(sale_between("sale-1", UNIT, vec![alice()], vec![bea()]))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+
+    let codes = refused_lookups(&app, ARCHIVE, &person, FLOOD).await;
+    assert!(
+        codes.iter().all(|c| *c == Code::PermissionDenied),
+        "{codes:?}"
+    );
+
+    // One writer's chain, indexed in order: once a listing made after the flood is in the
+    // list, so is every refusal before it.
+    let seen = accesses_until(&app, &person, |seen| {
+        seen.iter().any(|a| a.method == LISTING)
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .any(|a| a.method == "CheckPropertyTransfer" && a.case_id == "CASE-1"),
+        "the window's check is listed"
+    );
+    assert!(
+        seen.iter()
+            .any(|a| a.method == "OpenCase" && a.case_id == opened.case_id),
+        "the case opening is listed"
+    );
+    app.stop().await;
+}
