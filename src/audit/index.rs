@@ -1,30 +1,51 @@
 //! The per-person access index behind `ListDataAccesses`: who looked at a person's data,
 //! when and why, materialized from the audit topic.
 //!
-//! Redis layout (under the store's key prefix): `acc:{p:<resident id>}`, a sorted set
-//! scored by milliseconds since the epoch whose members are encoded `PersonAccess`es.
-//! A member is derived only from its entry (and carries the chain id and sequence), so
-//! replaying the trail writes the same members again: indexing is idempotent. Entries
-//! older than the retention are not indexed, trimmed when a person's set is written, set
-//! to expire with its newest entry, and filtered out when listing.
+//! A person's list holds two kinds of entries, in one order (see [`order`]): accesses kept
+//! on their own (allowed ones), and refusals collapsed by requester, method, purpose, case
+//! and reason into one entry with a count and its first and last time (see [`groups`]).
+//! So a flood of refusals takes one entry, and cannot push anything out of the list.
+//! The list is read in pages that resume after the last key returned.
+//!
+//! Each person's part is bounded ([`IndexBounds`]): beyond it the oldest accesses, and
+//! the refusal groups refused longest ago, are dropped, and the index notes the newest
+//! access it dropped so the listing says from when it is complete. Entries older than
+//! the retention are not indexed, trimmed when a person's part is written, filtered out
+//! when listing, and a person's keys expire with their newest entry.
+//!
+//! Indexing is idempotent: an access's key is derived from its place in the trail, and a
+//! group counts each chain's refusals only past the highest sequence it counted.
+//!
+//! Redis layout (under the store's key prefix), all under the person's hash tag:
+//! `acc:{p:<id>}` the accesses (sorted set of equal scores: key + encoded `PersonAccess`),
+//! `acg:{p:<id>}` the groups' keys (sorted set of equal scores), `acl:{p:<id>}` the same
+//! keys scored by their latest refusal, `acd:{p:<id>}` the groups (hash: group id →
+//! encoded state), `acx:{p:<id>}` the newest access the bounds dropped (ms).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+mod groups;
+mod memory;
+mod order;
+mod redis;
+mod scripts;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
-use redis::aio::ConnectionManager;
 
 use crate::domain::ResidentId;
 use crate::proto::audit_body::Kind;
-use crate::proto::{AuditBody, AuditEntry, PersonAccess};
+use crate::proto::{AccessDecision, AuditBody, AuditEntry, PersonAccess};
+use groups::GroupId;
+pub use memory::MemoryIndex;
+pub use order::Cursor;
+pub use redis::RedisIndex;
 
 /// Why the index could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// Redis failed or could not be reached.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] ::redis::RedisError),
     /// Redis holds something the index did not write.
     #[error("unexpected entry in the access index: {0}")]
     Corrupt(String),
@@ -40,12 +61,74 @@ impl IndexError {
     }
 }
 
-/// One person's access to add: whose, when (ms since the epoch), and the encoded access.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct IndexWrite {
-    pub(super) person: String,
-    pub(super) at_ms: i64,
-    pub(super) member: Vec<u8>,
+/// How much the index keeps of one person, within the retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexBounds {
+    /// Accesses kept on their own (allowed ones); beyond, the oldest are dropped.
+    pub accesses: usize,
+    /// Groups of collapsed refusals; beyond, those refused longest ago are dropped.
+    pub refusal_groups: usize,
+}
+
+impl Default for IndexBounds {
+    /// 10,000 accesses and 1,000 kinds of refusal per person: years of a busy citizen's
+    /// lookups, in a few MB of Redis at most.
+    fn default() -> IndexBounds {
+        IndexBounds {
+            accesses: 10_000,
+            refusal_groups: 1_000,
+        }
+    }
+}
+
+/// One page of a person's list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessPage {
+    /// Newest first; a single access has `count` 1 and `last_at` = `at`.
+    pub accesses: Vec<PersonAccess>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+    /// The list is complete for accesses after this instant: the retention's start, or
+    /// the newest access the bounds dropped if that is later.
+    pub complete_since: SystemTime,
+    /// Whether the bounds dropped accesses within the retention.
+    pub dropped: bool,
+}
+
+/// What a backend read for a page: up to the asked number of entries of each kind after
+/// the cursor, newest first, with their keys.
+#[derive(Debug, Default)]
+struct Fetched {
+    singles: Vec<(Vec<u8>, PersonAccess)>,
+    groups: Vec<(Vec<u8>, PersonAccess)>,
+    /// The newest access the bounds dropped, ms since the epoch (0: none).
+    cut_ms: i64,
+}
+
+/// One person's access to add.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum IndexWrite {
+    /// An access kept on its own, with its key.
+    Single {
+        person: String,
+        key: Vec<u8>,
+        access: PersonAccess,
+    },
+    /// A refusal, counted into its group.
+    Refusal {
+        person: String,
+        group: GroupId,
+        refusal: PersonAccess,
+    },
+}
+
+impl IndexWrite {
+    /// Whose access it is.
+    fn person(&self) -> &String {
+        match self {
+            IndexWrite::Single { person, .. } | IndexWrite::Refusal { person, .. } => person,
+        }
+    }
 }
 
 /// The access index.
@@ -54,24 +137,8 @@ pub enum AccessIndex {
     /// Redis (production, tests), next to the record store.
     Redis(RedisIndex),
     /// In-process memory (`dev`, `demo`).
-    Memory(MemoryIndex),
+    Memory(MemoryIndex, IndexBounds),
 }
-
-/// The index in Redis.
-#[derive(Clone)]
-pub struct RedisIndex {
-    conn: ConnectionManager,
-    prefix: String,
-}
-
-/// The index in memory.
-#[derive(Clone, Default)]
-pub struct MemoryIndex {
-    people: Arc<Mutex<People>>,
-}
-
-/// Person → their accesses as (ms since the epoch, encoded access).
-type People = HashMap<String, BTreeSet<(i64, Vec<u8>)>>;
 
 impl AccessIndex {
     /// The index in the Redis of `link`, under `prefix` (the record store's prefix, so a
@@ -80,53 +147,66 @@ impl AccessIndex {
         link: &crate::redis_link::RedisLink,
         prefix: &str,
     ) -> Result<AccessIndex, crate::reach::ReachError> {
-        let conn = link.manager().await?;
-        Ok(AccessIndex::Redis(RedisIndex {
-            conn,
-            prefix: prefix.to_owned(),
-        }))
+        Ok(AccessIndex::Redis(
+            RedisIndex::connect(link, prefix, IndexBounds::default()).await?,
+        ))
     }
 
     /// An empty index in memory.
     pub fn memory() -> AccessIndex {
-        AccessIndex::Memory(MemoryIndex::default())
+        AccessIndex::Memory(MemoryIndex::default(), IndexBounds::default())
     }
 
-    /// Newest first, at most `limit`, only entries newer than now - retention.
-    pub async fn list(
+    /// The same index, keeping `bounds` of each person from its next write on.
+    pub fn with_bounds(self, bounds: IndexBounds) -> AccessIndex {
+        match self {
+            AccessIndex::Redis(index) => AccessIndex::Redis(index.with_bounds(bounds)),
+            AccessIndex::Memory(index, _) => AccessIndex::Memory(index, bounds),
+        }
+    }
+
+    /// The page of at most `limit` (at least one) entries after `after` (from the newest
+    /// without one), newest first, only entries within `retention`.
+    pub async fn page(
         &self,
         person: &ResidentId,
+        after: Option<&Cursor>,
         limit: usize,
         retention: Duration,
-    ) -> Result<Vec<PersonAccess>, IndexError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+    ) -> Result<AccessPage, IndexError> {
+        let limit = limit.max(1);
         let cutoff = cutoff_ms(retention);
-        let members: Vec<Vec<u8>> = match self {
+        // One more than asked of each kind tells whether another page follows.
+        let fetched = match self {
             AccessIndex::Redis(index) => {
-                redis::cmd("ZREVRANGEBYSCORE")
-                    .arg(index.key(person.as_str()))
-                    .arg("+inf")
-                    .arg(format!("({cutoff}"))
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit)
-                    .query_async(&mut index.conn.clone())
+                index
+                    .fetch(person.as_str(), after, limit + 1, cutoff)
                     .await?
             }
-            AccessIndex::Memory(index) => index.list(person.as_str(), limit, cutoff),
+            AccessIndex::Memory(index, _) => {
+                index.fetch(person.as_str(), after, limit + 1, cutoff)?
+            }
         };
-        members
-            .iter()
-            .map(|m| {
-                PersonAccess::decode(m.as_slice())
-                    .map_err(|e| IndexError::Corrupt(format!("not a PersonAccess: {e}")))
-            })
-            .collect()
+        Ok(assemble(fetched, limit, cutoff))
     }
 
-    /// Adds accesses; trims each written person's set to `retention`.
+    /// Indexes audit entries, as the indexer does with each batch it reads: an access
+    /// fans out to the persons it names, a refusal is counted into its group, and each
+    /// written person's part is trimmed to `retention` and the bounds. Idempotent: a
+    /// replay of entries already indexed changes nothing.
+    pub async fn index_entries(
+        &self,
+        entries: &[(AuditEntry, AuditBody)],
+        retention: Duration,
+    ) -> Result<(), IndexError> {
+        let writes: Vec<IndexWrite> = entries
+            .iter()
+            .flat_map(|(entry, body)| index_writes(person_accesses(entry, body, retention)))
+            .collect();
+        self.add(&writes, retention).await
+    }
+
+    /// Adds accesses; trims each written person's part to `retention` and the bounds.
     pub(super) async fn add(
         &self,
         writes: &[IndexWrite],
@@ -138,99 +218,48 @@ impl AccessIndex {
         let cutoff = cutoff_ms(retention);
         match self {
             AccessIndex::Redis(index) => index.add(writes, cutoff, retention).await,
-            AccessIndex::Memory(index) => {
-                index.add(writes, cutoff);
+            AccessIndex::Memory(index, bounds) => {
+                index.add(writes, cutoff, *bounds);
                 Ok(())
             }
         }
     }
 }
 
-impl RedisIndex {
-    fn key(&self, person: &str) -> String {
-        format!("{}acc:{{p:{person}}}", self.prefix)
-    }
-
-    /// One pipeline: the members of each person, then per person the trim and the expiry
-    /// (when its newest entry leaves the retention window).
-    async fn add(
-        &self,
-        writes: &[IndexWrite],
-        cutoff: i64,
-        retention: Duration,
-    ) -> Result<(), IndexError> {
-        let mut newest: HashMap<&str, i64> = HashMap::new();
-        let mut pipe = redis::pipe();
-        for w in writes {
-            pipe.cmd("ZADD")
-                .arg(self.key(&w.person))
-                .arg(w.at_ms)
-                .arg(&w.member)
-                .ignore();
-            let at = newest.entry(&w.person).or_insert(w.at_ms);
-            *at = (*at).max(w.at_ms);
-        }
-        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        for (person, at) in newest {
-            let key = self.key(person);
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(&key)
-                .arg("-inf")
-                .arg(format!("({cutoff}"))
-                .ignore();
-            // The set's newest entry may be older than this batch's: the expiry only
-            // moves later than the batch's newest entry plus the retention, never earlier
-            // than now plus the retention, so nothing within retention expires early.
-            let expire_at = at.max(now_ms()).saturating_add(retention_ms);
-            if expire_at < i64::MAX / 2 {
-                pipe.cmd("PEXPIREAT")
-                    .arg(&key)
-                    .arg(expire_at)
-                    .arg("GT")
-                    .ignore();
-                pipe.cmd("PEXPIREAT")
-                    .arg(&key)
-                    .arg(expire_at)
-                    .arg("NX")
-                    .ignore();
-            }
-        }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        Ok(())
+/// The page of the `limit` newest of `fetched`'s entries.
+fn assemble(fetched: Fetched, limit: usize, cutoff: i64) -> AccessPage {
+    let Fetched {
+        singles,
+        groups,
+        cut_ms,
+    } = fetched;
+    let singles = singles.into_iter().map(|(key, mut access)| {
+        access.count = 1;
+        access.last_at = access.at;
+        (key, access)
+    });
+    let mut merged: Vec<(Vec<u8>, PersonAccess)> = singles.chain(groups).collect();
+    // Keys are unique across both kinds (the kind is part of the key): newest first.
+    merged.sort_by(|a, b| b.0.cmp(&a.0));
+    let next = if merged.len() > limit {
+        merged.truncate(limit);
+        merged.last().and_then(|(key, _)| Cursor::of_member(key))
+    } else {
+        None
+    };
+    let dropped = cut_ms > cutoff;
+    AccessPage {
+        accesses: merged.into_iter().map(|(_, access)| access).collect(),
+        next,
+        complete_since: UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(cutoff.max(cut_ms)).unwrap_or(0)),
+        dropped,
     }
 }
 
-impl MemoryIndex {
-    fn list(&self, person: &str, limit: usize, cutoff: i64) -> Vec<Vec<u8>> {
-        let people = self.people.lock().unwrap_or_else(|e| e.into_inner());
-        people
-            .get(person)
-            .map(|set| {
-                set.iter()
-                    .rev()
-                    .take_while(|(at, _)| *at > cutoff)
-                    .take(limit)
-                    .map(|(_, member)| member.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn add(&self, writes: &[IndexWrite], cutoff: i64) {
-        let mut people = self.people.lock().unwrap_or_else(|e| e.into_inner());
-        let mut written = BTreeSet::new();
-        for w in writes {
-            let set = people.entry(w.person.clone()).or_default();
-            set.insert((w.at_ms, w.member.clone()));
-            written.insert(&w.person);
-        }
-        for person in written {
-            if let Some(set) = people.get_mut(person) {
-                // Ordered by time: everything before the first one in retention goes.
-                *set = set.split_off(&(cutoff.saturating_add(1), Vec::new()));
-            }
-        }
-    }
+/// An encoded access, or what is wrong with it.
+fn decode_access(bytes: &[u8]) -> Result<PersonAccess, IndexError> {
+    PersonAccess::decode(bytes).map_err(|e| IndexError::Corrupt(format!("not a PersonAccess: {e}")))
 }
 
 /// What an audit entry adds to the index: one `PersonAccess` per person it is about
@@ -272,20 +301,35 @@ pub fn person_accesses(
                 decision: access.decision,
                 chain_id: entry.chain_id.clone(),
                 sequence: entry.sequence,
+                reason: access.reason.clone(),
+                ..Default::default()
             };
             (person, seen)
         })
         .collect()
 }
 
-/// The index writes of `accesses`.
+/// The index writes of `accesses`: a refusal is counted into its group, anything else is
+/// kept on its own.
 pub(super) fn index_writes(accesses: Vec<(ResidentId, PersonAccess)>) -> Vec<IndexWrite> {
     accesses
         .into_iter()
-        .map(|(person, access)| IndexWrite {
-            person: person.as_str().to_owned(),
-            at_ms: access.at.as_ref().map_or(0, timestamp_ms),
-            member: access.encode_to_vec(),
+        .map(|(person, access)| {
+            let person = person.as_str().to_owned();
+            if access.decision == AccessDecision::Denied as i32 {
+                IndexWrite::Refusal {
+                    person,
+                    group: GroupId::of(&access),
+                    refusal: access,
+                }
+            } else {
+                let at_ms = access.at.as_ref().map_or(0, timestamp_ms);
+                IndexWrite::Single {
+                    person,
+                    key: order::single_key(at_ms, &access.chain_id, access.sequence),
+                    access,
+                }
+            }
         })
         .collect()
 }

@@ -23,7 +23,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::chain::hash_matches;
-use super::index::{AccessIndex, IndexWrite, index_writes, person_accesses};
+use super::index::AccessIndex;
 use crate::kafka::Topics;
 use crate::proto::{AuditBody, AuditEntry};
 use crate::resolver::store::{Store, StoreState};
@@ -166,12 +166,10 @@ impl AccessIndexer {
 
     /// Indexes one batch, retrying while Redis is unreachable. False on shutdown.
     async fn index_batch(&mut self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
-        let mut writes: Vec<IndexWrite> = Vec::new();
+        let mut entries = Vec::with_capacity(batch.len());
         for message in batch {
             match decode(message) {
-                Ok((entry, body)) => {
-                    writes.extend(index_writes(person_accesses(&entry, &body, self.retention)));
-                }
+                Ok(decoded) => entries.push(decoded),
                 Err(reason) => {
                     self.skipped += 1;
                     tracing::warn!(
@@ -186,7 +184,7 @@ impl AccessIndexer {
         }
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.index.add(&writes, self.retention).await {
+            match self.index.index_entries(&entries, self.retention).await {
                 Ok(()) => return true,
                 Err(e) if e.is_transient() => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "access index write failed");

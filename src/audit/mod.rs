@@ -19,7 +19,10 @@ pub mod verify;
 mod writer;
 
 pub use chain::{GENESIS, Hash, entry_hash, hash_matches, new_chain_id};
-pub use index::{AccessIndex, IndexError, MemoryIndex, RedisIndex, person_accesses};
+pub use index::{
+    AccessIndex, AccessPage, Cursor, IndexBounds, IndexError, MemoryIndex, RedisIndex,
+    person_accesses,
+};
 pub use indexer::AccessIndexer;
 pub use writer::AuditLog;
 

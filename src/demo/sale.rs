@@ -504,6 +504,7 @@ impl Sale<'_> {
                 person_id: self.seller.clone(),
                 purpose: "self-view".into(),
                 limit: 0,
+                page_token: String::new(),
             };
             accesses = self
                 .portal

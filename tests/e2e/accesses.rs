@@ -79,7 +79,7 @@ pub(crate) async fn accesses_until(
             .list_data_accesses(proto::ListDataAccessesRequest {
                 person_id: person.into(),
                 purpose: "self-view".into(),
-                limit: 0,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -204,7 +204,7 @@ async fn the_citizen_sees_every_lookup_of_their_data_allowed_or_denied() {
         .list_data_accesses(proto::ListDataAccessesRequest {
             person_id: person,
             purpose: "property-transfer".into(),
-            limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -213,6 +213,270 @@ async fn the_citizen_sees_every_lookup_of_their_data_allowed_or_denied() {
         refused.message().contains("citizen's own view"),
         "{}",
         refused.message()
+    );
+    app.stop().await;
+}
+
+/// The unauthorised desk of the flood tests: it has no grant at all.
+const ARCHIVE: &str = "housing/archive";
+/// How many refused lookups the flood makes.
+const FLOOD: usize = 1010;
+
+/// `n` lookups of `person` by `requester` under a purpose it has no grant for, 16 at a
+/// time: the answers' status codes.
+async fn refused_lookups(app: &TestApp, requester: &str, person: &str, n: usize) -> Vec<Code> {
+    use futures::StreamExt as _;
+    let client = app.resolver_as(requester, None);
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let mut client = client.clone();
+            async move {
+                match profile(&mut client, person, "property-transfer", &[]).await {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// One page of `person`'s list through the citizen portal.
+async fn list_page(
+    portal: &mut Resolver,
+    person: &str,
+    limit: u32,
+    page_token: &str,
+) -> Result<proto::ListDataAccessesResponse, tonic::Status> {
+    portal
+        .list_data_accesses(proto::ListDataAccessesRequest {
+            person_id: person.into(),
+            purpose: "self-view".into(),
+            limit,
+            page_token: page_token.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Every page of `person`'s list, `limit` at a time: the entries, in order. Every page
+/// but the last says more follow; the last says the list is whole.
+async fn walk(app: &TestApp, person: &str, limit: u32) -> Vec<proto::PersonAccess> {
+    let mut portal = app.resolver_as(PORTAL, Some(person));
+    let (mut all, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = list_page(&mut portal, person, limit, &token).await.unwrap();
+        assert!(page.accesses.len() <= limit as usize);
+        all.extend(page.accesses);
+        if page.next_page_token.is_empty() {
+            assert!(!page.truncated, "the last page holds the rest");
+            return all;
+        }
+        assert!(page.truncated, "a page with more after it says so");
+        token = page.next_page_token;
+    }
+}
+
+/// Where an entry is in the trail: unique to it.
+fn place(a: &proto::PersonAccess) -> (String, u64) {
+    (a.chain_id.clone(), a.sequence)
+}
+
+/// A flood of refused lookups by a desk without a grant does not push the window's real
+/// check and case opening out of the citizen's view: the refusals are one entry, counted;
+/// the pages walk the whole list once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_does_not_hide_the_real_accesses() {
+    let mut settings = test_settings();
+    // High enough for the flood: this test is about the list, not the rate.
+    settings.lookup_rate_per_requester = 50_000;
+    settings.lookup_burst = 50_000;
+    let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
+    let after = everything_about_alice(&app).await;
+    let person = alice();
+    check_flat(&app, &after).await.unwrap();
+    let opened = cases_as(&app, WINDOW)
+        .open_case(sale_between("sale-1", UNIT, vec![alice()], vec![bea()]))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+
+    let codes = refused_lookups(&app, ARCHIVE, &person, FLOOD).await;
+    assert!(
+        codes.iter().all(|c| *c == Code::PermissionDenied),
+        "{codes:?}"
+    );
+
+    // One writer's chain, indexed in order: once a listing made after the flood is in the
+    // list, so is every refusal before it.
+    let seen = accesses_until(&app, &person, |seen| {
+        seen.iter().any(|a| a.method == LISTING)
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .any(|a| a.method == "CheckPropertyTransfer" && a.case_id == "CASE-1"),
+        "the window's check is listed"
+    );
+    assert!(
+        seen.iter()
+            .any(|a| a.method == "OpenCase" && a.case_id == opened.case_id),
+        "the case opening is listed"
+    );
+    let archive: Vec<&proto::PersonAccess> = seen
+        .iter()
+        .filter(|a| a.requester_service == "archive")
+        .collect();
+    assert_eq!(archive.len(), 1, "the refusals are one entry: {archive:?}");
+    let flood = archive[0];
+    assert_eq!(
+        (
+            flood.method.as_str(),
+            flood.decision,
+            flood.count,
+            flood.requester_agency
+        ),
+        (
+            "GetPersonProfile",
+            proto::AccessDecision::Denied as i32,
+            FLOOD as u64,
+            Agency::Housing as i32
+        )
+    );
+    assert!(flood.reason.contains("no grant"), "{}", flood.reason);
+    let (first, last) = (flood.at.unwrap(), flood.last_at.unwrap());
+    assert!((first.seconds, first.nanos) < (last.seconds, last.nanos));
+    assert!(
+        seen.iter().all(|a| a.count >= 1),
+        "a single access counts one"
+    );
+
+    // Walked three at a time, the pages hold every entry once, in the list's order: the
+    // entries already there when the walk started (listings made meanwhile are newer).
+    let whole = list_page(&mut app.resolver_as(PORTAL, Some(&person)), &person, 0, "")
+        .await
+        .unwrap();
+    assert!(whole.next_page_token.is_empty() && !whole.truncated);
+    assert!(whole.kept_since.is_some());
+    let walked = walk(&app, &person, 3).await;
+    let mut places: Vec<(String, u64)> = walked.iter().map(place).collect();
+    places.sort();
+    places.dedup();
+    assert_eq!(places.len(), walked.len(), "no entry twice");
+    let not_listings = |list: &[proto::PersonAccess]| -> Vec<proto::PersonAccess> {
+        list.iter()
+            .filter(|a| a.method != LISTING)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(not_listings(&walked), not_listings(&whole.accesses));
+    let listed_before = whole.accesses.iter().filter(|a| a.method == LISTING);
+    for listing in listed_before {
+        assert!(walked.contains(listing), "{listing:?}");
+    }
+    app.stop().await;
+}
+
+/// A page token is the service's own: anything else, or one of another person's list, is
+/// refused naming `page_token`.
+#[tokio::test]
+async fn a_page_token_that_is_not_one_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let (person, other) = (alice(), bea());
+    for i in 0..3 {
+        profile(
+            &mut app.resolver_as(ARCHIVE, None),
+            &person,
+            &format!("purpose-{i}"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    }
+    accesses_until(&app, &person, |seen| seen.len() >= 3).await;
+    let mut portal = app.resolver_as(PORTAL, Some(&person));
+    let first = list_page(&mut portal, &person, 1, "").await.unwrap();
+    assert!(first.truncated);
+    let token = first.next_page_token;
+    assert!(!token.is_empty());
+    list_page(&mut portal, &person, 1, &token).await.unwrap();
+
+    let mut others = app.resolver_as(PORTAL, Some(&other));
+    let not_hers = list_page(&mut others, &other, 1, &token).await.unwrap_err();
+    let garbage = list_page(&mut portal, &person, 1, "page-2")
+        .await
+        .unwrap_err();
+    let mut cut = token.clone();
+    cut.truncate(token.len() - 2);
+    let cut = list_page(&mut portal, &person, 1, &cut).await.unwrap_err();
+    for refused in [not_hers, garbage, cut] {
+        let fields: Vec<String> = violations(&refused).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["page_token"], "{refused:?}");
+    }
+    app.stop().await;
+}
+
+/// A refused lookup takes from its requester's lookup rate like an answered one: a
+/// flood of refusals is cut off with `RESOURCE_EXHAUSTED`, and only what was refused for
+/// the policy is in the citizen's list (a call over the rate read nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_lookups_use_up_the_requesters_rate() {
+    const BURST: u32 = 5;
+    let mut settings = test_settings();
+    settings.lookup_rate_per_requester = 1;
+    settings.lookup_burst = BURST;
+    let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
+    let person = alice();
+    let started = std::time::Instant::now();
+    let codes = refused_lookups(&app, ARCHIVE, &person, 60).await;
+    let elapsed = started.elapsed();
+    let denied = codes
+        .iter()
+        .filter(|c| **c == Code::PermissionDenied)
+        .count();
+    let limited = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    assert_eq!(denied + limited, codes.len(), "{codes:?}");
+    // At most the burst, and one more per second the flood lasted, were let through.
+    let refills = elapsed.as_secs() as usize + 1;
+    assert!(
+        (BURST as usize..=BURST as usize + refills).contains(&denied),
+        "{denied} refused for the policy in {elapsed:?}"
+    );
+    assert!(limited > 0);
+
+    // Each refusal was written to the trail before its answer left, so all are indexed
+    // in time; the portal's own listings are held to the rate too (its own bucket).
+    let mut portal = app.resolver_as(PORTAL, Some(&person));
+    let mut archive = Vec::new();
+    for _ in 0..100 {
+        match list_page(&mut portal, &person, 0, "").await {
+            Ok(page) => {
+                archive = page
+                    .accesses
+                    .into_iter()
+                    .filter(|a| a.requester_service == "archive")
+                    .collect();
+                if archive.first().is_some_and(|a| a.count == denied as u64) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    assert_eq!(archive.len(), 1, "{archive:?}");
+    assert_eq!(
+        archive[0].count, denied as u64,
+        "only the refusals for the policy"
     );
     app.stop().await;
 }

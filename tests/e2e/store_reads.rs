@@ -280,7 +280,7 @@ async fn a_redis_store_of_another_layout_is_lost_until_a_new_generation() {
         types: vec![RecordType::PropertyTitle],
         contributions: true,
     };
-    for layout in [None, Some("1"), Some("2"), Some("4")] {
+    for layout in [None, Some("1"), Some("2"), Some("3"), Some("5")] {
         let _: () = conn.del(&meta_key).await.unwrap();
         let _: () = conn
             .hset_multiple(

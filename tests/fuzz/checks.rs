@@ -202,7 +202,7 @@ impl Checks {
             }
             R::DataAccesses(r) => {
                 if let Err(v) = parse_data_accesses(&r) {
-                    refused(&v, &["person_id", "purpose", "limit"]);
+                    refused(&v, &["person_id", "purpose", "limit", "page_token"]);
                 }
             }
         }

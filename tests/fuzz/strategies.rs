@@ -403,13 +403,15 @@ pub fn resolver_request() -> BoxedStrategy<ResolverRequest> {
         (
             person_id(),
             purpose(),
-            prop_oneof![0u32..2000, any::<u32>()]
+            prop_oneof![0u32..2000, any::<u32>()],
+            prop_oneof![Just(String::new()), text(), "[0-9a-f]{0,700}"],
         )
-            .prop_map(|(person_id, purpose, limit)| {
+            .prop_map(|(person_id, purpose, limit, page_token)| {
                 R::DataAccesses(proto::ListDataAccessesRequest {
                     person_id,
                     purpose,
                     limit,
+                    page_token,
                 })
             }),
     ]

@@ -8,10 +8,12 @@
 //! before its answer leaves, and fails `UNAVAILABLE` if the audit cannot be written. Every
 //! failure is a [`QueryError`], mapped to a `tonic::Status` in one place.
 
+mod accesses;
 mod caller;
 mod checks;
 mod profile;
 
+pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
 pub(crate) use caller::caller_of;
 pub use caller::{AsRequester, Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, RequesterSource};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
@@ -31,9 +33,6 @@ use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::invalid_argument;
 use crate::proto::{self, AccessDecision, Position};
 use crate::records::{SubjectKey, Violations, is_valid_record_id};
-
-/// The most entries `ListDataAccesses` returns.
-pub const MAX_ACCESSES: usize = 1000;
 
 /// Why a lookup was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -204,49 +203,6 @@ impl Queries {
         Ok(response)
     }
 
-    /// `ListDataAccesses`: the citizen's own view of who looked at their data. Only a
-    /// self-only grant, used by the citizen it acts for, may read it.
-    pub async fn data_accesses(
-        &self,
-        caller: &Caller,
-        r: proto::ListDataAccessesRequest,
-        deadline: Instant,
-    ) -> Result<proto::ListDataAccessesResponse, QueryError> {
-        let (person, purpose, limit) = parse_data_accesses(&r)?;
-        let lookup = Lookup {
-            caller,
-            method: "ListDataAccesses",
-            purpose,
-            case_id: String::new(),
-            persons: vec![person.clone()],
-            units: Vec::new(),
-        };
-        let access = self.decide(&lookup, &[], deadline).await?;
-        if !access.self_only() {
-            let reason = format!(
-                "ListDataAccesses is the citizen's own view: the grant for {} with purpose {} \
-                 (policy line {}) is not self-only",
-                caller.requester,
-                lookup.purpose,
-                access.grant_line()
-            );
-            return Err(self.deny(&lookup, reason, deadline).await);
-        }
-        let (accesses, audited) = tokio::join!(
-            self.accesses.list(&person, limit, self.access_retention),
-            self.audit_allowed(&lookup, &access, &[], &[], deadline),
-        );
-        audited?;
-        let accesses = accesses?;
-        let kept_since = std::time::SystemTime::now()
-            .checked_sub(self.access_retention)
-            .map(prost_types::Timestamp::from);
-        Ok(proto::ListDataAccessesResponse {
-            accesses,
-            kept_since,
-        })
-    }
-
     /// The policy's decision on `lookup`; a denial (no grant, a self-only grant used for
     /// someone else, or a grant without a section in `needs`) is audited and returned as
     /// [`QueryError::Denied`].
@@ -349,31 +305,6 @@ pub fn parse_person_profile(
     positions.check(&r.min_positions, "min_positions", &mut v);
     match (person, purpose) {
         (Some(person), Some(purpose)) if v.is_empty() => Ok((person, purpose)),
-        _ => Err(v),
-    }
-}
-
-/// Checks a `ListDataAccesses` request field by field: the person, the purpose and how
-/// many entries to return, or every broken rule by field.
-pub fn parse_data_accesses(
-    r: &proto::ListDataAccessesRequest,
-) -> Result<(ResidentId, Purpose, usize), Violations> {
-    let mut v = Violations::default();
-    let person = parse_person(&r.person_id, "person_id", &mut v);
-    let purpose = parse_purpose(&r.purpose, &mut v);
-    let limit = match usize::try_from(r.limit) {
-        Ok(0) => MAX_ACCESSES,
-        Ok(n) if n <= MAX_ACCESSES => n,
-        _ => {
-            v.add(
-                "limit",
-                format!("must be at most {MAX_ACCESSES} (0 means {MAX_ACCESSES})"),
-            );
-            0
-        }
-    };
-    match (person, purpose) {
-        (Some(person), Some(purpose)) if v.is_empty() => Ok((person, purpose, limit)),
         _ => Err(v),
     }
 }

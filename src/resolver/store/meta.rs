@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 /// The key layout this code reads and writes, recorded in the marker when a generation
 /// starts. Layout 1 (no `layout` field) kept all of a subject's copies in one hash; layout
 /// 2 splits them by record type and keeps each person's contribution index; layout 3
-/// keeps events only in the copies, in stored form, listed by record id.
-pub const LAYOUT: &str = "3";
+/// keeps events only in the copies, in stored form, listed by record id; layout 4 keeps
+/// the access index in list order, with refusals collapsed (`crate::audit`'s index).
+pub const LAYOUT: &str = "4";
 
 /// Where a generation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

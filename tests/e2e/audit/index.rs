@@ -42,9 +42,10 @@ async fn list_when(index: &AccessIndex, person: &str, count: usize) -> Vec<Perso
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let list = index
-            .list(&person, 100, Duration::from_secs(7 * 86_400))
+            .page(&person, None, 100, Duration::from_secs(7 * 86_400))
             .await
-            .unwrap();
+            .unwrap()
+            .accesses;
         if list.len() >= count {
             return list;
         }
@@ -55,6 +56,17 @@ async fn list_when(index: &AccessIndex, person: &str, count: usize) -> Vec<Perso
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An access member of the index's sorted set, at `at_ms`: the key (time, kind 0, chain
+/// id by length, sequence) then the access.
+fn stale_member(at_ms: u64) -> Vec<u8> {
+    let mut member = at_ms.to_be_bytes().to_vec();
+    member.extend_from_slice(&[0, 5]);
+    member.extend_from_slice(b"stale");
+    member.extend_from_slice(&1u64.to_be_bytes());
+    member.extend_from_slice(&PersonAccess::default().encode_to_vec());
+    member
 }
 
 fn purposes(list: &[PersonAccess]) -> Vec<&str> {
@@ -115,8 +127,11 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
     let stale_ms = (SystemTime::now() - Duration::from_secs(8 * 86_400))
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as f64;
-    let _: () = redis.zadd(&alice_key, "stale", stale_ms).await.unwrap();
+        .as_millis() as u64;
+    let _: () = redis
+        .zadd(&alice_key, stale_member(stale_ms), 0)
+        .await
+        .unwrap();
 
     let publisher = publisher(Duration::from_secs(30));
     let writer = Writer::start(publisher.clone(), &topics).await;
@@ -163,11 +178,17 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
     assert_eq!(purposes(&list_when(&index, &bea(), 2).await), ["p3", "p2"]);
     let alice_id = ResidentId::parse(&alice()).unwrap();
     let week = Duration::from_secs(7 * 86_400);
-    assert_eq!(
-        purposes(&index.list(&alice_id, 2, week).await.unwrap()),
-        ["p4", "p2"]
-    );
-    let stale: Option<f64> = redis.zscore(&alice_key, "stale").await.unwrap();
+    let first = index.page(&alice_id, None, 2, week).await.unwrap();
+    assert_eq!(purposes(&first.accesses), ["p4", "p2"]);
+    let rest = index
+        .page(&alice_id, first.next.as_ref(), 2, week)
+        .await
+        .unwrap();
+    assert_eq!((purposes(&rest.accesses), rest.next), (vec!["p1"], None));
+    let stale: Option<f64> = redis
+        .zscore(&alice_key, stale_member(stale_ms))
+        .await
+        .unwrap();
     assert_eq!(stale, None, "trimmed when the set was written");
     let ttl: i64 = redis.pttl(&alice_key).await.unwrap();
     assert!(ttl > 6 * 86_400_000, "expires with its newest entry: {ttl}");
@@ -177,17 +198,19 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
     assert_eq!(list_when(&index, &eve, 1).await.len(), 1);
     assert!(
         index
-            .list(&eve_id, 10, Duration::from_secs(3600))
+            .page(&eve_id, None, 10, Duration::from_secs(3600))
             .await
             .unwrap()
+            .accesses
             .is_empty()
     );
     let dan_id = ResidentId::parse(&dan).unwrap();
     assert!(
         index
-            .list(&dan_id, 10, Duration::MAX)
+            .page(&dan_id, None, 10, Duration::MAX)
             .await
             .unwrap()
+            .accesses
             .is_empty(),
         "never indexed"
     );
@@ -221,4 +244,316 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
     stop.cancel();
     indexing.await.unwrap().expect("the indexer stops cleanly");
     writer.close().await;
+}
+
+/// A refusal of Alice's profile to housing/archive, for `reason`.
+fn refused(reason: &str) -> govlink::proto::DataAccess {
+    govlink::proto::DataAccess {
+        requester_service: "archive".into(),
+        sections: Vec::new(),
+        reason: reason.into(),
+        ..access("property-transfer", &[alice()], AccessDecision::Denied)
+    }
+}
+
+/// What a list shows of each entry: the purpose of an access, the reason of a refusal,
+/// and the count.
+fn shown(list: &[PersonAccess]) -> Vec<(&str, u64)> {
+    list.iter()
+        .map(|a| {
+            let what = if a.reason.is_empty() {
+                &a.purpose
+            } else {
+                &a.reason
+            };
+            (what.as_str(), a.count)
+        })
+        .collect()
+}
+
+/// Two indexers (two consumer groups) index the same trail into the same Redis at once,
+/// as replicas replaying after a rebalance would: refusals are collapsed and counted
+/// exactly once, the person's part keeps to its bounds and says so, and the pages walk
+/// it all once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_collapsed_counted_once_and_bounded_in_redis() {
+    let settings = test_settings();
+    let prefix = settings.redis_prefix.clone();
+    let topics = audit_topics(&settings).await;
+    let store = Store::Redis(
+        RedisStore::connect(&RedisLink::new(redis_url()), &prefix)
+            .await
+            .unwrap(),
+    );
+    ready_store(&store, None, "g1").await;
+    let bounds = govlink::audit::IndexBounds {
+        accesses: 5,
+        refusal_groups: 2,
+    };
+    let index = AccessIndex::redis(&RedisLink::new(redis_url()), &prefix)
+        .await
+        .unwrap()
+        .with_bounds(bounds);
+
+    let writer = Writer::start(publisher(Duration::from_secs(30)), &topics).await;
+    for i in 0..6 {
+        let allowed = access(&format!("p{i}"), &[alice()], AccessDecision::Allowed);
+        writer.log.record(allowed, soon()).await.unwrap();
+    }
+    writer.log.record(refused("r-old"), soon()).await.unwrap();
+    const FLOOD: u64 = 300;
+    for _ in 0..FLOOD {
+        writer.log.record(refused("flood"), soon()).await.unwrap();
+    }
+    writer.log.record(refused("r-new"), soon()).await.unwrap();
+
+    let indexer = |group: &str| {
+        AccessIndexer::new(
+            &Brokers::plaintext(kafka()),
+            &format!("{}-{group}", settings.consumer_group),
+            &topics,
+            index.clone(),
+            store.clone(),
+            Duration::from_secs(7 * 86_400),
+        )
+    };
+    let stop = CancellationToken::new();
+    let both = [indexer("one"), indexer("two")].map(|i| tokio::spawn(i.run(stop.clone())));
+    let alice_id = ResidentId::parse(&alice()).unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    let listed_as = |expected: Vec<(&'static str, u64)>| {
+        let (index, alice_id) = (index.clone(), alice_id.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let page = index.page(&alice_id, None, 100, week).await.unwrap();
+                if shown(&page.accesses) == expected {
+                    return page;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "after 60 s: {:?}",
+                    shown(&page.accesses)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let page = listed_as(vec![
+        ("r-new", 1),
+        ("flood", FLOOD),
+        ("p5", 1),
+        ("p4", 1),
+        ("p3", 1),
+        ("p2", 1),
+        ("p1", 1),
+    ])
+    .await;
+    stop.cancel();
+    for task in both {
+        task.await.unwrap().expect("the indexer stops cleanly");
+    }
+
+    // However far the second got, once it alone has indexed an access written after
+    // everything, it went through the whole trail: still nothing counted twice.
+    writer
+        .log
+        .record(access("p6", &[alice()], AccessDecision::Allowed), soon())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let second = tokio::spawn(indexer("two").run(stop.clone()));
+    listed_as(vec![
+        ("p6", 1),
+        ("r-new", 1),
+        ("flood", FLOOD),
+        ("p5", 1),
+        ("p4", 1),
+        ("p3", 1),
+        ("p2", 1),
+    ])
+    .await;
+    stop.cancel();
+    second.await.unwrap().expect("the indexer stops cleanly");
+
+    // p0 and the oldest kind of refusal were dropped by the bounds (then p1): the list
+    // said so, and from when it was complete (the newest dropped: r-old, after p0).
+    assert_eq!(page.next, None);
+    assert!(page.dropped);
+    let flood = &page.accesses[1];
+    assert!(flood.at.unwrap().seconds <= flood.last_at.unwrap().seconds);
+    let complete = prost_types::Timestamp::from(page.complete_since);
+    assert!(complete.seconds <= flood.at.unwrap().seconds);
+    assert!(complete.seconds >= page.accesses[2].at.unwrap().seconds);
+
+    let now = index.page(&alice_id, None, 100, week).await.unwrap();
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = index
+            .page(&alice_id, after.as_ref(), 2, week)
+            .await
+            .unwrap();
+        walked.extend(page.accesses);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked, now.accesses,
+        "the pages hold the list once, in order"
+    );
+
+    let mut redis = redis().await;
+    let groups_key = format!("{prefix}acd:{{p:{}}}", alice());
+    let groups: usize = redis
+        .zcard(format!("{prefix}acg:{{p:{}}}", alice()))
+        .await
+        .unwrap();
+    assert_eq!(groups, 2, "a flood costs one group");
+    let fields: usize = redis.hlen(&groups_key).await.unwrap();
+    assert_eq!(fields, 2 * 7, "a group is 7 fields, whatever its count");
+    let ttl: i64 = redis.pttl(&groups_key).await.unwrap();
+    assert!(ttl > 6 * 86_400_000, "expires with its newest entry: {ttl}");
+    writer.close().await;
+}
+
+/// Replicas of the resolver index into the same Redis at once, each chain in order but
+/// overlapping (two indexers per chain, as after a rebalance): every refusal of the same
+/// kind lands in one group, and each is counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexers_counting_into_one_group_at_once_count_each_refusal_once() {
+    const CHAINS: u64 = 8;
+    const PER_CHAIN: u64 = 100;
+    let prefix = format!("govlink-test:{}:", unique("groups"));
+    let index = AccessIndex::redis(&RedisLink::new(redis_url()), &prefix)
+        .await
+        .unwrap();
+    let now = SystemTime::now();
+    let chain = |c: u64| -> Vec<(AuditEntry, AuditBody)> {
+        (1..=PER_CHAIN)
+            .map(|sequence| {
+                let body = AuditBody {
+                    at: Some((now - Duration::from_millis(c * PER_CHAIN + sequence)).into()),
+                    kind: Some(Kind::Access(refused("flood"))),
+                };
+                let entry = AuditEntry {
+                    chain_id: format!("chain-{c}"),
+                    sequence,
+                    body: body.encode_to_vec(),
+                    ..AuditEntry::default()
+                };
+                (entry, body)
+            })
+            .collect()
+    };
+    let week = Duration::from_secs(7 * 86_400);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..CHAINS {
+        for _ in 0..2 {
+            let (index, entries) = (index.clone(), chain(c));
+            tasks.spawn(async move {
+                for batch in entries.chunks(4) {
+                    index.index_entries(batch, week).await.unwrap();
+                }
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let alice_id = ResidentId::parse(&alice()).unwrap();
+    let page = index.page(&alice_id, None, 100, week).await.unwrap();
+    assert_eq!(shown(&page.accesses), [("flood", CHAINS * PER_CHAIN)]);
+    let flood = &page.accesses[0];
+    assert_eq!(
+        (flood.chain_id.as_str(), flood.sequence),
+        ("chain-7", PER_CHAIN),
+        "the first refusal"
+    );
+}
+
+/// An audit entry of `chain` at `sequence`, `age` ago (its hash is not checked here).
+fn entry_of(
+    chain: &str,
+    sequence: u64,
+    age: Duration,
+    access: govlink::proto::DataAccess,
+) -> (AuditEntry, AuditBody) {
+    let body = AuditBody {
+        at: Some((SystemTime::now() - age).into()),
+        kind: Some(Kind::Access(access)),
+    };
+    let entry = AuditEntry {
+        chain_id: chain.into(),
+        sequence,
+        body: body.encode_to_vec(),
+        ..AuditEntry::default()
+    };
+    (entry, body)
+}
+
+/// The same list in memory and in Redis: accesses of one millisecond and groups between
+/// them walk in pages once each, whatever the page size; a group stays while its latest
+/// refusal is within the retention, at its first refusal's place.
+#[tokio::test]
+async fn both_indexes_page_and_keep_groups_alike() {
+    let prefix = format!("govlink-test:{}:", unique("pages"));
+    let redis_index = AccessIndex::redis(&RedisLink::new(redis_url()), &prefix)
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let day = 24 * hour;
+    let mut entries = Vec::new();
+    let same = Duration::from_secs(600);
+    for sequence in 1..=5 {
+        let allowed = access(
+            &format!("same-{sequence}"),
+            &[alice()],
+            AccessDecision::Allowed,
+        );
+        entries.push(entry_of("c1", sequence, same, allowed));
+    }
+    for (sequence, reason) in (6..).zip(["a", "b", "c", "a", "b", "c"]) {
+        let age = Duration::from_secs(100 * sequence);
+        entries.push(entry_of("c1", sequence, age, refused(reason)));
+    }
+    entries.push(entry_of("c2", 1, 10 * day, refused("old and recent")));
+    entries.push(entry_of("c2", 2, hour, refused("old and recent")));
+    entries.push(entry_of("c2", 3, 8 * day, refused("old only")));
+    let alice_id = ResidentId::parse(&alice()).unwrap();
+    let week = 7 * day;
+    let mut lists = Vec::new();
+    for index in [AccessIndex::memory(), redis_index] {
+        index.index_entries(&entries, 30 * day).await.unwrap();
+        let whole = index.page(&alice_id, None, 100, week).await.unwrap();
+        assert_eq!(whole.next, None);
+        for limit in 1..=4 {
+            let (mut walked, mut after) = (Vec::new(), None);
+            loop {
+                let page = index
+                    .page(&alice_id, after.as_ref(), limit, week)
+                    .await
+                    .unwrap();
+                walked.extend(page.accesses);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(walked, whole.accesses, "limit {limit}");
+        }
+        lists.push(whole.accesses);
+    }
+    assert_eq!(lists[0], lists[1], "memory and Redis agree");
+    let shown = shown(&lists[1]);
+    assert_eq!(shown.len(), 5 + 3 + 1, "{shown:?}");
+    assert_eq!(
+        shown.last(),
+        Some(&("old and recent", 2)),
+        "at its first refusal"
+    );
+    assert!(!shown.iter().any(|(what, _)| *what == "old only"));
+    assert_eq!(shown.iter().filter(|(what, _)| *what == "a").count(), 1);
 }

@@ -1,0 +1,263 @@
+//! `ListDataAccesses`: the citizen's own view of who looked at their data, in pages.
+//!
+//! A page token is the place the previous page ended (the index's cursor), with a check
+//! digest over the person and the cursor, in hex. It is opaque to callers; one that does
+//! not check out (mangled, made up, or another person's) is `INVALID_ARGUMENT` on
+//! `page_token`, never read as a place in someone's list.
+
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::{Lookup, Queries, QueryError, parse_person, parse_purpose};
+use crate::audit::Cursor;
+use crate::domain::ResidentId;
+use crate::proto;
+use crate::records::Violations;
+use crate::resolver::policy::Purpose;
+use crate::resolver::query::Caller;
+
+/// The most entries one `ListDataAccesses` page returns.
+pub const MAX_ACCESSES: usize = 1000;
+/// The longest page token this service hands out, in characters.
+pub const MAX_PAGE_TOKEN_CHARS: usize = 600;
+/// The first byte of a token: its format.
+const TOKEN_VERSION: u8 = 1;
+/// The bytes of a token's check digest.
+const CHECK_LEN: usize = 8;
+
+/// A checked `ListDataAccesses` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataAccessesRequest {
+    /// Whose list.
+    pub person: ResidentId,
+    /// Why it is looked at.
+    pub purpose: Purpose,
+    /// The most entries of the page.
+    pub limit: usize,
+    /// Where the page starts; `None` for the first page.
+    pub after: Option<Cursor>,
+}
+
+impl Queries {
+    /// `ListDataAccesses`: the citizen's own view of who looked at their data. Only a
+    /// self-only grant, used by the citizen it acts for, may read it.
+    pub async fn data_accesses(
+        &self,
+        caller: &Caller,
+        r: proto::ListDataAccessesRequest,
+        deadline: Instant,
+    ) -> Result<proto::ListDataAccessesResponse, QueryError> {
+        let request = parse_data_accesses(&r)?;
+        let lookup = Lookup {
+            caller,
+            method: "ListDataAccesses",
+            purpose: request.purpose,
+            case_id: String::new(),
+            persons: vec![request.person.clone()],
+            units: Vec::new(),
+        };
+        let access = self.decide(&lookup, &[], deadline).await?;
+        if !access.self_only() {
+            let reason = format!(
+                "ListDataAccesses is the citizen's own view: the grant for {} with purpose {} \
+                 (policy line {}) is not self-only",
+                caller.requester,
+                lookup.purpose,
+                access.grant_line()
+            );
+            return Err(self.deny(&lookup, reason, deadline).await);
+        }
+        let person = &request.person;
+        let (page, audited) = tokio::join!(
+            self.accesses.page(
+                person,
+                request.after.as_ref(),
+                request.limit,
+                self.access_retention
+            ),
+            self.audit_allowed(&lookup, &access, &[], &[], deadline),
+        );
+        audited?;
+        let page = page?;
+        Ok(proto::ListDataAccessesResponse {
+            accesses: page.accesses,
+            kept_since: Some(page.complete_since.into()),
+            next_page_token: page
+                .next
+                .as_ref()
+                .map(|cursor| page_token(person, cursor))
+                .unwrap_or_default(),
+            truncated: page.next.is_some() || page.dropped,
+        })
+    }
+}
+
+/// Checks a `ListDataAccesses` request field by field: the person, the purpose, how many
+/// entries to return and where to start, or every broken rule by field.
+pub fn parse_data_accesses(
+    r: &proto::ListDataAccessesRequest,
+) -> Result<DataAccessesRequest, Violations> {
+    let mut v = Violations::default();
+    let person = parse_person(&r.person_id, "person_id", &mut v);
+    let purpose = parse_purpose(&r.purpose, &mut v);
+    let limit = match usize::try_from(r.limit) {
+        Ok(0) => MAX_ACCESSES,
+        Ok(n) if n <= MAX_ACCESSES => n,
+        _ => {
+            v.add(
+                "limit",
+                format!("must be at most {MAX_ACCESSES} (0 means {MAX_ACCESSES})"),
+            );
+            0
+        }
+    };
+    let after = parse_page_token(&r.page_token, person.as_ref(), &mut v);
+    match (person, purpose) {
+        (Some(person), Some(purpose)) if v.is_empty() => Ok(DataAccessesRequest {
+            person,
+            purpose,
+            limit,
+            after,
+        }),
+        _ => Err(v),
+    }
+}
+
+/// The token of the page after `cursor` in `person`'s list.
+pub fn page_token(person: &ResidentId, cursor: &Cursor) -> String {
+    let mut bytes = vec![TOKEN_VERSION];
+    bytes.extend_from_slice(cursor.as_bytes());
+    bytes.extend_from_slice(&check(person, cursor.as_bytes()));
+    hex::encode(bytes)
+}
+
+/// The cursor a page token carries; `None` for an empty token. Without a valid person
+/// only the token's shape is checked (the person's own violation says the rest).
+fn parse_page_token(
+    token: &str,
+    person: Option<&ResidentId>,
+    v: &mut Violations,
+) -> Option<Cursor> {
+    if token.is_empty() {
+        return None;
+    }
+    if token.len() > MAX_PAGE_TOKEN_CHARS {
+        v.add_too_long(
+            "page_token",
+            format!(
+                "must be at most {MAX_PAGE_TOKEN_CHARS} characters: pass next_page_token as \
+                 it was returned"
+            ),
+        );
+        return None;
+    }
+    let cursor = hex::decode(token).ok().and_then(|bytes| {
+        let (&version, rest) = bytes.split_first()?;
+        let split = rest.len().checked_sub(CHECK_LEN)?;
+        let (cursor, digest) = rest.split_at(split);
+        let checks = person.is_none_or(|p| check(p, cursor) == digest);
+        (version == TOKEN_VERSION && checks)
+            .then(|| Cursor::from_bytes(cursor))
+            .flatten()
+    });
+    if cursor.is_none() {
+        v.add(
+            "page_token",
+            "not a page token of this person's list: pass next_page_token as it was \
+             returned, with the same person_id (or none for the first page)",
+        );
+    }
+    cursor
+}
+
+/// The check digest of a token: the cursor belongs to this person's list.
+fn check(person: &ResidentId, cursor: &[u8]) -> [u8; CHECK_LEN] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"govlink ListDataAccesses page\0");
+    hasher.update(person.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(cursor);
+    let digest = hasher.finalize();
+    let mut out = [0; CHECK_LEN];
+    out.copy_from_slice(&digest[..CHECK_LEN]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(first17: &str) -> ResidentId {
+        let id = format!(
+            "{first17}{}",
+            crate::domain::resident_id::check_character(first17)
+        );
+        ResidentId::parse(&id).unwrap()
+    }
+
+    fn request(person: &ResidentId, page_token: &str) -> proto::ListDataAccessesRequest {
+        proto::ListDataAccessesRequest {
+            person_id: person.as_str().into(),
+            purpose: "self-view".into(),
+            limit: 0,
+            page_token: page_token.into(),
+        }
+    }
+
+    fn refused_fields(r: &proto::ListDataAccessesRequest) -> Vec<String> {
+        parse_data_accesses(r)
+            .unwrap_err()
+            .iter()
+            .map(|v| v.field.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_token_brings_back_its_cursor_for_the_same_person_only() {
+        let (alice, bea) = (person("11010519800312001"), person("31010419900521002"));
+        let cursor = Cursor::from_bytes(&[
+            0, 0, 1, 2, 3, 4, 5, 6, 0, 2, b'c', b'1', 0, 0, 0, 0, 0, 0, 0, 9,
+        ])
+        .unwrap();
+        let token = page_token(&alice, &cursor);
+        let parsed = parse_data_accesses(&request(&alice, &token)).unwrap();
+        assert_eq!(parsed.after, Some(cursor));
+        assert_eq!(parsed.limit, MAX_ACCESSES);
+        assert_eq!(
+            parse_data_accesses(&request(&alice, "")).unwrap().after,
+            None
+        );
+        assert_eq!(refused_fields(&request(&bea, &token)), ["page_token"]);
+    }
+
+    #[test]
+    fn a_token_that_is_not_one_is_refused_naming_page_token() {
+        let alice = person("11010519800312001");
+        // A group's key: a time, kind 1, a 16-byte id.
+        let cursor = Cursor::from_bytes(&[[0; 8].as_slice(), &[1; 17]].concat()).unwrap();
+        let token = page_token(&alice, &cursor);
+        let mut flipped = token.clone().into_bytes();
+        flipped[4] = if flipped[4] == b'0' { b'1' } else { b'0' };
+        for bad in [
+            "not hex".to_owned(),
+            "abc".to_owned(),
+            token[..token.len() - 2].to_owned(),
+            String::from_utf8(flipped).unwrap(),
+            format!("02{}", &token[2..]),
+            "00".repeat(40),
+        ] {
+            assert_eq!(
+                refused_fields(&request(&alice, &bad)),
+                ["page_token"],
+                "{bad}"
+            );
+        }
+        let long = request(&alice, &"0".repeat(MAX_PAGE_TOKEN_CHARS + 1));
+        let v = parse_data_accesses(&long).unwrap_err();
+        assert!(v.too_long());
+        // With a malformed person the token's shape is still checked.
+        let mut both = request(&alice, "zz");
+        both.person_id = "123".into();
+        assert_eq!(refused_fields(&both), ["person_id", "page_token"]);
+    }
+}
