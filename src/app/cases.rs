@@ -9,6 +9,9 @@ use crate::cases::{
     tasks::TasksService,
 };
 
+/// The most requesters whose case and task call rate is tracked at once (as for lookups).
+const MAX_REQUESTERS: usize = 10_000;
+
 /// What the case engine reads besides its own store.
 pub(super) struct CaseInputs {
     /// The records its plans read.
@@ -129,6 +132,12 @@ pub(super) fn engine_and_services(
     parts.supervise("case deadlines", move |stop| {
         crate::cases::deadlines::run(clock, sender, topics, every, stop)
     });
+    // Case and task calls are charged to the requester at the lookup rate; one bucket per
+    // requester for both services of this process.
+    let rate = std::sync::Arc::new(crate::limits::RateLimiter::new(
+        crate::limits::Rate::new(settings.lookup_rate_per_requester, settings.lookup_burst),
+        MAX_REQUESTERS,
+    ));
     let tasks = TasksService::new(
         case_store.clone(),
         publisher.clone(),
@@ -136,6 +145,7 @@ pub(super) fn engine_and_services(
         settings.request_timeout(),
         parts.streams.clone(),
         audit.clone(),
+        rate.clone(),
     )
     .with_telemetry(parts.telemetry.clone());
     let service = CasesService::new(
@@ -147,6 +157,7 @@ pub(super) fn engine_and_services(
         settings.request_timeout(),
         parts.streams.clone(),
         audit,
+        rate,
     )
     .with_telemetry(parts.telemetry.clone());
     let source = requester_source(settings);

@@ -16,8 +16,9 @@ use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::domain::{DivisionCode, ResidentId, UnitNumber};
-use crate::grpc::{deadline, refuse_fields};
+use crate::grpc::{admit_requester, deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
+use crate::limits::RateLimiter;
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::records::{MAX_REPEATED, Violations};
@@ -43,6 +44,8 @@ pub struct CasesService {
     audit: AuditLog,
     /// Where refusals are counted.
     telemetry: Telemetry,
+    /// Each requester's calls per second, shared with the `Tasks` service.
+    rate: Arc<RateLimiter<Requester>>,
 }
 
 impl CasesService {
@@ -59,6 +62,7 @@ impl CasesService {
         max_wait: Duration,
         stop: CancellationToken,
         audit: AuditLog,
+        rate: Arc<RateLimiter<Requester>>,
     ) -> CasesService {
         CasesService {
             cases,
@@ -69,7 +73,15 @@ impl CasesService {
             stop,
             audit,
             telemetry: crate::ops::metrics::Metrics::new(),
+            rate,
         }
+    }
+
+    /// The caller, once its call is admitted by its rate (see [`admit_requester`]).
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = caller_of(request)?;
+        admit_requester(&self.rate, &caller.requester, &self.telemetry, "case call")?;
+        Ok(caller)
     }
 
     /// The same service, counting its refusals in `telemetry`.
@@ -214,7 +226,7 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::WatchCaseRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let (case, access) = self
             .readable(&caller, "WatchCase", &r.case_id, until)
@@ -233,7 +245,7 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::ListCasesRequest>,
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let violations = validate_list_cases(&r);
         if !violations.is_empty() {
@@ -282,7 +294,7 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::OpenCaseRequest>,
     ) -> Result<Response<proto::OpenCaseResponse>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let mut violations = validate_open_case(&r);
         self.positions
@@ -332,7 +344,7 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::GetCaseRequest>,
     ) -> Result<Response<Case>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let case_id = request.into_inner().case_id;
         let (case, access) = self.readable(&caller, "GetCase", &case_id, until).await?;
         Ok(Response::new(masked(case, &access)))
@@ -343,7 +355,7 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::CancelCaseRequest>,
     ) -> Result<Response<Case>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let violations = validate_cancel_case(&r);
         if !violations.is_empty() {

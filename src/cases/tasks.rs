@@ -4,6 +4,7 @@
 //! reconnects misses none, then each new one as it opens.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,13 +16,14 @@ use super::commands::{self, Commands};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
-use crate::grpc::{deadline, refuse_fields};
+use crate::grpc::{admit_requester, deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
+use crate::limits::RateLimiter;
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Requester;
-use crate::resolver::query::caller_of;
+use crate::resolver::query::{Caller, caller_of};
 
 /// How long a stream waits for the audit trail to take a task's entry.
 const AUDIT_WAIT: Duration = Duration::from_secs(10);
@@ -37,6 +39,8 @@ pub struct TasksService {
     audit: AuditLog,
     /// Where refusals are counted.
     telemetry: Telemetry,
+    /// Each requester's calls per second, shared with the `Cases` service.
+    rate: Arc<RateLimiter<Requester>>,
 }
 
 impl TasksService {
@@ -49,6 +53,7 @@ impl TasksService {
         max_wait: Duration,
         stop: CancellationToken,
         audit: AuditLog,
+        rate: Arc<RateLimiter<Requester>>,
     ) -> TasksService {
         TasksService {
             cases,
@@ -57,7 +62,15 @@ impl TasksService {
             stop,
             audit,
             telemetry: crate::ops::metrics::Metrics::new(),
+            rate,
         }
+    }
+
+    /// The caller, once its call is admitted by its rate (see [`admit_requester`]).
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = caller_of(request)?;
+        admit_requester(&self.rate, &caller.requester, &self.telemetry, "task call")?;
+        Ok(caller)
     }
 
     /// The same service, counting its refusals in `telemetry`.
@@ -193,7 +206,7 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::StreamTasksRequest>,
     ) -> Result<Response<TaskStream>, Status> {
-        let requester = caller_of(&request)?.requester;
+        let requester = self.caller(&request)?.requester;
         let pending = Pending {
             cases: self.cases.clone(),
             trail: self.audit.clone(),
@@ -208,7 +221,7 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::AckTaskRequest>,
     ) -> Result<Response<proto::AckTaskResponse>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let task_id = request.into_inner().task_id;
         self.owned(&caller.requester, "Tasks.Ack", &task_id, until)
             .await?;
@@ -224,7 +237,7 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::CompleteTaskRequest>,
     ) -> Result<Response<Step>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let violations = validate_complete_task(&r);
         if !violations.is_empty() {
@@ -266,7 +279,7 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::RejectTaskRequest>,
     ) -> Result<Response<Step>, Status> {
-        let (caller, until) = (caller_of(&request)?, deadline(&request, self.max_wait));
+        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
         let violations = validate_reject_task(&r);
         if !violations.is_empty() {

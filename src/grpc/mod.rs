@@ -17,9 +17,12 @@ use tonic::transport::Server;
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::limits::{RateLimiter, exhausted};
+use crate::ops::events::{Limit, Limited};
 use crate::ops::metrics::Telemetry;
 use crate::proto::Agency;
 use crate::records::Violations;
+use crate::resolver::policy::Requester;
 use crate::tls::{PeerInfo, ServerTls};
 
 mod layers;
@@ -198,6 +201,34 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
         _ => return None,
+    })
+}
+
+/// Takes one call from `requester`'s bucket in `rate` (the `lookup_rate_per_requester`
+/// setting: lookups, checks, case and task calls): `RESOURCE_EXHAUSTED` with a
+/// `RetryInfo`, counted, while it is used up. Checked once the caller is known and
+/// before any other work, so a refused call reads, writes and audits nothing.
+pub fn admit_requester(
+    rate: &RateLimiter<Requester>,
+    requester: &Requester,
+    telemetry: &Telemetry,
+    calls: &str,
+) -> Result<(), Status> {
+    rate.check(requester, 1).map_err(|wait| {
+        telemetry.emit(Limited {
+            limit: Limit::LookupRate,
+            agency: requester.agency,
+        });
+        let limit = rate.rate();
+        exhausted(
+            format!(
+                "{calls} rate limit of requester {requester} exceeded ({} calls per second, \
+                 bursts of {}): not answered",
+                limit.per_second(),
+                limit.burst()
+            ),
+            wait,
+        )
     })
 }
 

@@ -10,8 +10,8 @@ use super::policy::Requester;
 use super::positions::Positions;
 use super::query::{Caller, Queries, QueryError, caller_of, parse_subject};
 use super::store::{Store, StoreError, StoredRecord, by_deadline};
-use crate::grpc::{deadline, invalid_argument, invalid_field};
-use crate::limits::{Rate, RateLimiter, exhausted};
+use crate::grpc::{admit_requester, deadline, invalid_argument, invalid_field};
+use crate::limits::{Rate, RateLimiter};
 use crate::ops::events::{Limit, Limited, LookupAnswered, RedisFailed};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
@@ -66,23 +66,7 @@ impl ResolverService {
     /// counted) while it is used up. Checked once the caller is known and before any
     /// other work, so a refused call is neither validated nor audited: it read nothing.
     fn admit(&self, caller: &Caller) -> Result<(), Status> {
-        self.rate.check(&caller.requester, 1).map_err(|wait| {
-            self.telemetry.emit(Limited {
-                limit: Limit::LookupRate,
-                agency: caller.requester.agency,
-            });
-            let rate = self.rate.rate();
-            exhausted(
-                format!(
-                    "lookup rate limit of requester {} exceeded ({} calls per second, bursts \
-                     of {}): not answered",
-                    caller.requester,
-                    rate.per_second(),
-                    rate.burst()
-                ),
-                wait,
-            )
-        })
+        admit_requester(&self.rate, &caller.requester, &self.telemetry, "lookup")
     }
 
     /// A refusal for its fields, counted as a field-length refusal when a field was over

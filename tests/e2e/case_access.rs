@@ -154,3 +154,42 @@ async fn a_grant_without_the_sections_a_plan_reads_cannot_open_the_case() {
     );
     app.stop().await;
 }
+
+/// Case and task calls are charged to the requester's rate, as lookups are: a burst over
+/// it is `RESOURCE_EXHAUSTED` with a `RetryInfo`, before anything is read or audited, and
+/// counted.
+#[tokio::test]
+async fn case_and_task_calls_over_the_requester_rate_are_refused_with_retry_info() {
+    let mut settings = secured_settings(&fresh_certs());
+    settings.lookup_rate_per_requester = 1;
+    settings.lookup_burst = 2;
+    let app = spawn_app_with(settings, Role::Dev).await;
+    let window = app.channel_as("housing/transfer-window").await;
+    let calls = (0..5).map(|_| {
+        let mut client = cases(window.clone(), "housing/transfer-window", None);
+        async move { client.list_cases(proto::ListCasesRequest::default()).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    let refused: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|s| {
+            crate::limits::retry_delay(
+                s,
+                "case call rate limit of requester housing/transfer-window",
+            )
+        })
+        .collect();
+    assert!(answered >= 2 && !refused.is_empty(), "{results:?}");
+    assert_eq!(answered + refused.len(), 5);
+    let (_, text) = http_get(app.admin.expect("admin http"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"govlink_limited_requests_total{limit="lookup_rate",agency="housing"}"#
+        ),
+        refused.len() as f64
+    );
+    app.stop().await;
+}

@@ -19,7 +19,7 @@ use tonic_types::StatusExt;
 use crate::helpers::*;
 
 /// The delay a rate-limit refusal says to wait, checked to be one.
-fn retry_delay(status: &Status, limit: &str) -> Duration {
+pub fn retry_delay(status: &Status, limit: &str) -> Duration {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains(limit), "{}", status.message());
     let retry = status
