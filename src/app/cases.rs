@@ -9,9 +9,6 @@ use crate::cases::{
     tasks::TasksService,
 };
 
-/// The most requesters whose case and task call rate is tracked at once (as for lookups).
-const MAX_REQUESTERS: usize = 10_000;
-
 /// What the case engine reads besides its own store.
 pub(super) struct CaseInputs {
     /// The records its plans read.
@@ -132,11 +129,11 @@ pub(super) fn engine_and_services(
     parts.supervise("case deadlines", move |stop| {
         crate::cases::deadlines::run(clock, sender, topics, every, stop)
     });
-    // Case and task calls are charged to the requester at the lookup rate; one bucket per
-    // requester for both services of this process.
-    let rate = std::sync::Arc::new(crate::limits::RateLimiter::new(
-        crate::limits::Rate::new(settings.lookup_rate_per_requester, settings.lookup_burst),
-        MAX_REQUESTERS,
+    // Case and task calls are charged to the requester at the lookup rate, in one bucket
+    // per requester for both services of this process, which also bound its streams.
+    let admission = crate::cases::admission::Admission::new(crate::limits::Rate::new(
+        settings.lookup_rate_per_requester,
+        settings.lookup_burst,
     ));
     let tasks = TasksService::new(
         case_store.clone(),
@@ -145,7 +142,7 @@ pub(super) fn engine_and_services(
         settings.request_timeout(),
         parts.streams.clone(),
         audit.clone(),
-        rate.clone(),
+        admission.clone(),
     )
     .with_telemetry(parts.telemetry.clone());
     let service = CasesService::new(
@@ -157,7 +154,7 @@ pub(super) fn engine_and_services(
         settings.request_timeout(),
         parts.streams.clone(),
         audit,
-        rate,
+        admission,
     )
     .with_telemetry(parts.telemetry.clone());
     let source = requester_source(settings);

@@ -1,6 +1,7 @@
 //! The case engine: transfers and handovers carried to completion (plans, steps,
 //! deadlines).
 
+pub mod admission;
 mod audit;
 pub mod bridge;
 pub mod calendar;

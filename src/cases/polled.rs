@@ -11,6 +11,8 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::admission::StreamSlot;
+
 /// How often a source is asked.
 const EVERY: Duration = Duration::from_millis(200);
 /// Items a stream may have queued for a slow reader.
@@ -27,10 +29,16 @@ pub(super) trait Source: Send + 'static {
     fn next(&mut self) -> impl Future<Output = Result<(Vec<Self::Item>, bool), Status>> + Send;
 }
 
-/// Streams what `source` yields until it is done, fails, the client goes or `stop`.
-pub(super) fn stream<S: Source>(mut source: S, stop: CancellationToken) -> Polled<S::Item> {
+/// Streams what `source` yields until it is done, fails, the client goes or `stop`;
+/// `slot` is held as long as the stream is open.
+pub(super) fn stream<S: Source>(
+    mut source: S,
+    slot: StreamSlot,
+    stop: CancellationToken,
+) -> Polled<S::Item> {
     let (tx, rx) = tokio::sync::mpsc::channel(BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         loop {
             let (items, done) = match source.next().await {
                 Ok(next) => next,

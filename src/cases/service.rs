@@ -10,15 +10,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::admission::Admission;
 use super::audit::{self, Action};
 use super::commands::{Commands, applied};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::domain::{DivisionCode, ResidentId, UnitNumber};
-use crate::grpc::{admit_requester, deadline, refuse_fields};
+use crate::grpc::{deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
-use crate::limits::RateLimiter;
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::records::{MAX_REPEATED, Violations};
@@ -44,8 +44,8 @@ pub struct CasesService {
     audit: AuditLog,
     /// Where refusals are counted.
     telemetry: Telemetry,
-    /// Each requester's calls per second, shared with the `Tasks` service.
-    rate: Arc<RateLimiter<Requester>>,
+    /// Each requester's calls per second and open streams, shared with `Tasks`.
+    admission: Arc<Admission>,
 }
 
 impl CasesService {
@@ -62,7 +62,7 @@ impl CasesService {
         max_wait: Duration,
         stop: CancellationToken,
         audit: AuditLog,
-        rate: Arc<RateLimiter<Requester>>,
+        admission: Arc<Admission>,
     ) -> CasesService {
         CasesService {
             cases,
@@ -73,14 +73,15 @@ impl CasesService {
             stop,
             audit,
             telemetry: crate::ops::metrics::Metrics::new(),
-            rate,
+            admission,
         }
     }
 
     /// The caller, once its call is admitted by its rate (see [`admit_requester`]).
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let caller = caller_of(request)?;
-        admit_requester(&self.rate, &caller.requester, &self.telemetry, "case call")?;
+        self.admission
+            .call(&caller.requester, &self.telemetry, "case call")?;
         Ok(caller)
     }
 
@@ -228,6 +229,7 @@ impl proto::cases_server::Cases for CasesService {
     ) -> Result<Response<EventStream>, Status> {
         let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
         let r = request.into_inner();
+        let slot = self.admission.stream(&caller.requester)?;
         let (case, access) = self
             .readable(&caller, "WatchCase", &r.case_id, until)
             .await?;
@@ -237,7 +239,11 @@ impl proto::cases_server::Cases for CasesService {
             after: r.after_sequence,
             access,
         };
-        Ok(Response::new(polled::stream(history, self.stop.clone())))
+        Ok(Response::new(polled::stream(
+            history,
+            slot,
+            self.stop.clone(),
+        )))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListCases"))]

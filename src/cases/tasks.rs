@@ -11,14 +11,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::admission::Admission;
 use super::audit::{self, Action};
 use super::commands::{self, Commands};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
-use crate::grpc::{admit_requester, deadline, refuse_fields};
+use crate::grpc::{deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
-use crate::limits::RateLimiter;
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
@@ -39,8 +39,8 @@ pub struct TasksService {
     audit: AuditLog,
     /// Where refusals are counted.
     telemetry: Telemetry,
-    /// Each requester's calls per second, shared with the `Cases` service.
-    rate: Arc<RateLimiter<Requester>>,
+    /// Each requester's calls per second and open streams, shared with `Cases`.
+    admission: Arc<Admission>,
 }
 
 impl TasksService {
@@ -53,7 +53,7 @@ impl TasksService {
         max_wait: Duration,
         stop: CancellationToken,
         audit: AuditLog,
-        rate: Arc<RateLimiter<Requester>>,
+        admission: Arc<Admission>,
     ) -> TasksService {
         TasksService {
             cases,
@@ -62,14 +62,15 @@ impl TasksService {
             stop,
             audit,
             telemetry: crate::ops::metrics::Metrics::new(),
-            rate,
+            admission,
         }
     }
 
     /// The caller, once its call is admitted by its rate (see [`admit_requester`]).
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let caller = caller_of(request)?;
-        admit_requester(&self.rate, &caller.requester, &self.telemetry, "task call")?;
+        self.admission
+            .call(&caller.requester, &self.telemetry, "task call")?;
         Ok(caller)
     }
 
@@ -207,13 +208,18 @@ impl proto::tasks_server::Tasks for TasksService {
         request: Request<proto::StreamTasksRequest>,
     ) -> Result<Response<TaskStream>, Status> {
         let requester = self.caller(&request)?.requester;
+        let slot = self.admission.stream(&requester)?;
         let pending = Pending {
             cases: self.cases.clone(),
             trail: self.audit.clone(),
             requester,
             sent: BTreeSet::new(),
         };
-        Ok(Response::new(polled::stream(pending, self.stop.clone())))
+        Ok(Response::new(polled::stream(
+            pending,
+            slot,
+            self.stop.clone(),
+        )))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Tasks.Ack"))]

@@ -193,3 +193,61 @@ async fn case_and_task_calls_over_the_requester_rate_are_refused_with_retry_info
     );
     app.stop().await;
 }
+
+/// One requester may keep at most 16 streams open on a case engine; a stream it closes
+/// frees its slot. Another requester is not affected.
+#[tokio::test]
+async fn a_requester_keeps_at_most_sixteen_streams_open() {
+    use govlink::cases::admission::MAX_STREAMS_PER_REQUESTER;
+    let app = spawn_app_with(secured_settings(&fresh_certs()), Role::Dev).await;
+    let tasks = |channel: Channel, requester: &str| {
+        proto::tasks_client::TasksClient::with_interceptor(
+            channel,
+            AsRequester::new(&Requester::parse(requester).unwrap(), None),
+        )
+    };
+    let system = app.channel_as("provident-fund/loan-desk").await;
+    let mut open = Vec::new();
+    for _ in 0..MAX_STREAMS_PER_REQUESTER {
+        let stream = tasks(system.clone(), "provident-fund/loan-desk")
+            .stream(proto::StreamTasksRequest {})
+            .await
+            .expect("within the bound");
+        open.push(stream.into_inner());
+    }
+    let refused = tasks(system.clone(), "provident-fund/loan-desk")
+        .stream(proto::StreamTasksRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("streams open"), "{refused:?}");
+    let other = app.channel_as("housing/registration-desk").await;
+    tasks(other, "housing/registration-desk")
+        .stream(proto::StreamTasksRequest {})
+        .await
+        .expect("another requester has slots of its own");
+
+    // Closed by its client: the slot is free once the server notices (within its poll).
+    drop(open.pop());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tasks(system.clone(), "provident-fund/loan-desk")
+            .stream(proto::StreamTasksRequest {})
+            .await
+        {
+            Ok(stream) => {
+                open.push(stream.into_inner());
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the slot was never freed"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    app.stop().await;
+}
