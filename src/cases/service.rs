@@ -445,19 +445,19 @@ fn parties(params: Option<&CaseParams>) -> Vec<&String> {
     }
 }
 
-/// The profile sections a case's plan reads the records of.
-fn sections_read(params: Option<&CaseParams>) -> &'static [Section] {
-    match params.and_then(|p| p.kind.as_ref()) {
-        Some(case_params::Kind::PropertyTransfer(_)) => &[
-            Section::Household,
-            Section::ProvidentFund,
-            Section::Property,
-        ],
-        Some(case_params::Kind::SocialSecurityTransfer(_)) => &[Section::SocialSecurity],
-        Some(case_params::Kind::ProvidentFundTransfer(_)) => &[Section::ProvidentFund],
-        Some(case_params::Kind::HouseholdMove(_)) => &[Section::Household],
-        None => &[],
-    }
+/// The profile sections a case's plan reads the records of: derived from what the plan
+/// reads, so a grant keeps up with the plan.
+fn sections_read(params: Option<&CaseParams>) -> Vec<Section> {
+    let mut sections: Vec<Section> = params
+        .map(super::plan::reads)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|(_, types)| types)
+        .map(Section::of_record)
+        .collect();
+    sections.sort_by_key(|s| s.name());
+    sections.dedup();
+    sections
 }
 
 /// `case` as the grant shows it: the resident IDs it names masked unless unmasked.

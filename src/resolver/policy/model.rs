@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::proto::Agency;
+use crate::records::RecordType;
 
 /// Who is asking: an agency and one of its services (e.g. housing / transfer-window).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -203,6 +204,22 @@ impl Section {
             Section::SocialSecurity => Agency::SocialSecurity,
             Section::ProvidentFund => Agency::ProvidentFund,
             Section::Property => Agency::Housing,
+        }
+    }
+
+    /// The section a record type's data belongs to: what a grant must include for a
+    /// reader of such records (a sale contract is the property's, as its title is).
+    pub fn of_record(record_type: RecordType) -> Section {
+        match record_type {
+            RecordType::Identity => Section::Identity,
+            RecordType::HouseholdRegistration => Section::Household,
+            RecordType::Enrollment
+            | RecordType::ContributionPeriod
+            | RecordType::TransferOutCertificate => Section::SocialSecurity,
+            RecordType::ProvidentFundAccount | RecordType::ProvidentFundLoan => {
+                Section::ProvidentFund
+            }
+            RecordType::PropertyTitle | RecordType::SaleContract => Section::Property,
         }
     }
 
