@@ -93,9 +93,9 @@ impl Batch {
         let horizon = Horizon::now(Duration::from_secs(3600));
         let records = payloads
             .into_iter()
-            .map(|(id, payload)| {
+            .map(|(id, mut payload)| {
                 let mut v = Violations::default();
-                validate_payload(&payload, &id, &horizon, &mut v);
+                validate_payload(&mut payload, &id, &horizon, &mut v);
                 assert!(v.is_empty(), "batch fixture {id} is invalid: {v}");
                 let subjects = subjects_of(&payload);
                 let (key, event) = records::envelope(records::meta(&id, 1), payload);

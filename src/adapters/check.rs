@@ -140,8 +140,8 @@ fn prepare(
             violations.add(item.body_path, "is required");
             return None;
         }
-        Body::Upsert(Some(payload)) => {
-            validate_payload(&payload, &item.body_path, horizon, violations);
+        Body::Upsert(Some(mut payload)) => {
+            validate_payload(&mut payload, &item.body_path, horizon, violations);
             (RecordType::of_payload(&payload), Op::Upsert, Some(payload))
         }
         Body::Delete(name) => match RecordType::parse(agency, &name) {

@@ -580,3 +580,51 @@ async fn records_of_one_key_enqueued_in_order_land_in_order_through_a_small_wind
         assert_eq!(versions, expected, "{key} is on its partition in order");
     }
 }
+
+/// Identifiers sent in lowercase (a resident ID's check character `x`, a unit number's
+/// letters) are published, stored and answered in their one spelling, uppercase, so
+/// every comparison downstream (the checks, the case plans, the access index) sees one
+/// form of each.
+#[tokio::test]
+async fn identifiers_are_published_in_their_one_spelling() {
+    let app = spawn_app().await;
+    // A seller whose check character is X, among people born 1980-03-12 in Chaoyang.
+    let seller = (0..1000)
+        .map(|n| person(&format!("11010519800312{n:03}")))
+        .find(|id| id.ends_with('X'))
+        .expect("one in eleven ends in X");
+    let lower = |s: &str| s.to_ascii_lowercase();
+    let mut record = title(&[(&lower(&seller), 10_000)]);
+    record.unit_number = lower(UNIT);
+    let ack = app
+        .housing()
+        .publish_property_title(proto::PublishPropertyTitleRequest {
+            meta: meta(&unique("title"), 1),
+            record: Some(record),
+        })
+        .await
+        .expect("lowercase identifiers are valid")
+        .into_inner();
+    let event = RecordEvent::decode(read_at(&position(&ack)).await.payload().unwrap()).unwrap();
+    let Some(proto::record_event::Payload::PropertyTitle(published)) = event.payload else {
+        panic!("a title: {event:?}");
+    };
+    assert_eq!(published.unit_number, UNIT);
+    assert_eq!(published.owners[0].person_id, seller);
+    let stored = app
+        .records_reader(&ack.record_key)
+        .get_record(proto::GetRecordRequest {
+            record_key: ack.record_key.clone(),
+            min_positions: vec![position(&ack)],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+    assert_eq!(
+        stored.payload,
+        Some(proto::record_event::Payload::PropertyTitle(published))
+    );
+    app.stop().await;
+}

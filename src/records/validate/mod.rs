@@ -217,10 +217,19 @@ pub fn validate_meta(
     );
 }
 
-/// Checks a record payload field by field, including rules across fields. Dates of things
-/// that have already happened (signed, registered, issued, born, ...) must not lie beyond
-/// `horizon`.
-pub fn validate_payload(payload: &Payload, path: &str, horizon: &Horizon, v: &mut Violations) {
+/// `value` in the one spelling of the identifier it holds: identifiers are normalised once,
+/// where they enter, so nothing downstream compares two spellings of one.
+fn respell(value: &mut String, canonical: &str) {
+    if value != canonical {
+        canonical.clone_into(value);
+    }
+}
+
+/// Checks a record payload field by field, including rules across fields, and writes each
+/// valid identifier back in its one spelling (resident IDs, unit numbers and credit codes
+/// uppercase). Dates of things that have already happened (signed, registered, issued,
+/// born, ...) must not lie beyond `horizon`.
+pub fn validate_payload(payload: &mut Payload, path: &str, horizon: &Horizon, v: &mut Violations) {
     let mut c = Check { path, horizon, v };
     match payload {
         Payload::Enrollment(r) => c.enrollment(r),
@@ -262,7 +271,8 @@ pub fn validate_event(event: &RecordEvent, topic_agency: Agency) -> Result<Recor
             if record_type.is_some_and(|t| t != RecordType::of_payload(payload)) {
                 v.add("payload", "does not match record_type");
             }
-            validate_payload(payload, "payload", &Horizon::UNBOUNDED, &mut v);
+            // Validated on a copy: a stored event keeps the bytes it was published with.
+            validate_payload(&mut payload.clone(), "payload", &Horizon::UNBOUNDED, &mut v);
         }
         (Ok(Op::Upsert), None) => v.add("payload", "is required for OP_UPSERT"),
         (Ok(Op::Delete), None) => {}
@@ -286,15 +296,18 @@ impl Check<'_> {
         self.v.add(join(self.path, field), description);
     }
 
-    /// A resident ID whose birth date is not beyond the horizon.
-    fn person(&mut self, field: &str, value: &str) -> Option<ResidentId> {
-        ResidentId::parse_as_of(value, self.horizon.latest_day())
+    /// A resident ID whose birth date is not beyond the horizon, written back in its one
+    /// spelling (check character uppercase).
+    fn person(&mut self, field: &str, value: &mut String) -> Option<ResidentId> {
+        let id = ResidentId::parse_as_of(value, self.horizon.latest_day())
             .map_err(|e| self.fail(field, format!("not a resident ID number: {e}")))
-            .ok()
+            .ok()?;
+        respell(value, id.as_str());
+        Some(id)
     }
 
     /// A list of distinct people; empty (entries unchecked) when it is longer than allowed.
-    fn people(&mut self, field: &str, values: &[String]) -> HashSet<ResidentId> {
+    fn people(&mut self, field: &str, values: &mut [String]) -> HashSet<ResidentId> {
         if values.is_empty() {
             self.fail(field, "must name at least one person");
         }
@@ -302,7 +315,7 @@ impl Check<'_> {
         if !self.at_most(field, values.len()) {
             return people;
         }
-        for (i, value) in values.iter().enumerate() {
+        for (i, value) in values.iter_mut().enumerate() {
             let item = format!("{field}[{i}]");
             if let Some(id) = self.person(&item, value)
                 && !people.insert(id)
@@ -315,12 +328,12 @@ impl Check<'_> {
 
     /// The owners of a title (at most `MAX_REPEATED`): distinct people whose shares add
     /// up to the whole.
-    fn owners(&mut self, owners: &[proto::Owner]) {
+    fn owners(&mut self, owners: &mut [proto::Owner]) {
         let mut seen = HashSet::new();
         let mut shares: u64 = 0;
-        for (i, owner) in owners.iter().enumerate() {
+        for (i, owner) in owners.iter_mut().enumerate() {
             let field = format!("owners[{i}].person_id");
-            if let Some(id) = self.person(&field, &owner.person_id)
+            if let Some(id) = self.person(&field, &mut owner.person_id)
                 && !seen.insert(id)
             {
                 self.fail(&field, "names an owner twice");
@@ -341,27 +354,31 @@ impl Check<'_> {
         }
     }
 
-    fn division(&mut self, field: &str, value: &str) -> Option<DivisionCode> {
-        DivisionCode::parse(value)
+    fn division(&mut self, field: &str, value: &mut String) -> Option<DivisionCode> {
+        let code = DivisionCode::parse(value)
             .map_err(|e| self.fail(field, format!("not an administrative division code: {e}")))
-            .ok()
+            .ok()?;
+        respell(value, code.as_str());
+        Some(code)
     }
 
-    fn credit_code(&mut self, field: &str, value: &str) {
-        if let Err(e) = CreditCode::parse(value) {
-            self.fail(field, format!("not a unified social credit code: {e}"));
+    fn credit_code(&mut self, field: &str, value: &mut String) {
+        match CreditCode::parse(value) {
+            Ok(code) => respell(value, code.as_str()),
+            Err(e) => self.fail(field, format!("not a unified social credit code: {e}")),
         }
     }
 
-    fn optional_credit_code(&mut self, field: &str, value: &str) {
+    fn optional_credit_code(&mut self, field: &str, value: &mut String) {
         if !value.is_empty() {
             self.credit_code(field, value);
         }
     }
 
-    fn unit(&mut self, field: &str, value: &str) {
-        if let Err(e) = UnitNumber::parse(value) {
-            self.fail(field, format!("not a real-estate unit number: {e}"));
+    fn unit(&mut self, field: &str, value: &mut String) {
+        match UnitNumber::parse(value) {
+            Ok(unit) => respell(value, unit.as_str()),
+            Err(e) => self.fail(field, format!("not a real-estate unit number: {e}")),
         }
     }
 

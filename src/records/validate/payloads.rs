@@ -5,11 +5,11 @@ use crate::domain::{Sex, YearMonth};
 use crate::proto;
 
 impl Check<'_> {
-    pub(super) fn enrollment(&mut self, r: &proto::Enrollment) {
-        self.person("person_id", &r.person_id);
+    pub(super) fn enrollment(&mut self, r: &mut proto::Enrollment) {
+        self.person("person_id", &mut r.person_id);
         self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
-        self.division("region_code", &r.region_code);
-        self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
+        self.division("region_code", &mut r.region_code);
+        self.optional_credit_code("employer_credit_code", &mut r.employer_credit_code);
         self.enumeration::<proto::EnrollmentStatus>("status", r.status);
         let start = self.past_date("start_date", r.start_date.as_ref(), true);
         // An end date may lie ahead: an employer reports a leaver before the last day
@@ -23,11 +23,11 @@ impl Check<'_> {
         }
     }
 
-    pub(super) fn contribution_period(&mut self, r: &proto::ContributionPeriod) {
-        self.person("person_id", &r.person_id);
+    pub(super) fn contribution_period(&mut self, r: &mut proto::ContributionPeriod) {
+        self.person("person_id", &mut r.person_id);
         self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
-        self.division("region_code", &r.region_code);
-        self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
+        self.division("region_code", &mut r.region_code);
+        self.optional_credit_code("employer_credit_code", &mut r.employer_credit_code);
         match r.period.as_ref() {
             None => self.fail("period", "is required"),
             Some(p) => {
@@ -52,16 +52,16 @@ impl Check<'_> {
         self.non_negative("employer_fen", r.employer_fen);
     }
 
-    pub(super) fn transfer_out_certificate(&mut self, r: &proto::TransferOutCertificate) {
-        self.person("person_id", &r.person_id);
+    pub(super) fn transfer_out_certificate(&mut self, r: &mut proto::TransferOutCertificate) {
+        self.person("person_id", &mut r.person_id);
         self.enumeration::<proto::InsuranceType>("insurance_type", r.insurance_type);
         self.text(
             "certificate_number",
             &r.certificate_number,
             max_chars::DOCUMENT_NUMBER,
         );
-        let from = self.division("from_region_code", &r.from_region_code);
-        let to = self.division("to_region_code", &r.to_region_code);
+        let from = self.division("from_region_code", &mut r.from_region_code);
+        let to = self.division("to_region_code", &mut r.to_region_code);
         if let (Some(from), Some(to)) = (from, to)
             && from == to
         {
@@ -75,8 +75,8 @@ impl Check<'_> {
         );
     }
 
-    pub(super) fn identity(&mut self, r: &proto::Identity) {
-        let id = self.person("person_id", &r.person_id);
+    pub(super) fn identity(&mut self, r: &mut proto::Identity) {
+        let id = self.person("person_id", &mut r.person_id);
         self.text("name", &r.name, max_chars::NAME);
         let sex = self.enumeration::<proto::Sex>("sex", r.sex);
         let birth = self.past_date("birth_date", r.birth_date.as_ref(), true);
@@ -97,22 +97,22 @@ impl Check<'_> {
         }
     }
 
-    pub(super) fn household_registration(&mut self, r: &proto::HouseholdRegistration) {
-        self.person("person_id", &r.person_id);
+    pub(super) fn household_registration(&mut self, r: &mut proto::HouseholdRegistration) {
+        self.person("person_id", &mut r.person_id);
         self.text(
             "household_number",
             &r.household_number,
             max_chars::ACCOUNT_NUMBER,
         );
-        self.division("region_code", &r.region_code);
+        self.division("region_code", &mut r.region_code);
         self.text("address", &r.address, max_chars::ADDRESS);
         let status = self.enumeration::<proto::HouseholdStatus>("status", r.status);
         if !r.property_unit_number.is_empty() {
-            self.unit("property_unit_number", &r.property_unit_number);
+            self.unit("property_unit_number", &mut r.property_unit_number);
         }
         self.past_date("registered_on", r.registered_on.as_ref(), true);
         if status == Some(proto::HouseholdStatus::MovedOut) {
-            self.division("destination_region_code", &r.destination_region_code);
+            self.division("destination_region_code", &mut r.destination_region_code);
         } else if !r.destination_region_code.is_empty() {
             self.fail(
                 "destination_region_code",
@@ -126,8 +126,8 @@ impl Check<'_> {
         );
     }
 
-    pub(super) fn property_title(&mut self, r: &proto::PropertyTitle) {
-        self.unit("unit_number", &r.unit_number);
+    pub(super) fn property_title(&mut self, r: &mut proto::PropertyTitle) {
+        self.unit("unit_number", &mut r.unit_number);
         self.text(
             "certificate_number",
             &r.certificate_number,
@@ -138,22 +138,22 @@ impl Check<'_> {
             self.fail("owners", "must name at least one owner");
         }
         if self.at_most("owners", r.owners.len()) {
-            self.owners(&r.owners);
+            self.owners(&mut r.owners);
         }
         if r.floor_area_dm2 == 0 {
             self.fail("floor_area_dm2", "must be more than zero");
         }
         let encumbrances = if self.at_most("encumbrances", r.encumbrances.len()) {
-            r.encumbrances.as_slice()
+            r.encumbrances.as_mut_slice()
         } else {
-            &[]
+            &mut []
         };
-        for (i, e) in encumbrances.iter().enumerate() {
+        for (i, e) in encumbrances.iter_mut().enumerate() {
             let field = format!("encumbrances[{i}]");
             self.enumeration::<proto::EncumbranceKind>(&format!("{field}.kind"), e.kind);
             self.credit_code(
                 &format!("{field}.holder_credit_code"),
-                &e.holder_credit_code,
+                &mut e.holder_credit_code,
             );
             self.non_negative(&format!("{field}.amount_fen"), e.amount_fen);
             self.past_date(
@@ -165,15 +165,15 @@ impl Check<'_> {
         self.past_date("registered_on", r.registered_on.as_ref(), true);
     }
 
-    pub(super) fn sale_contract(&mut self, r: &proto::SaleContract) {
+    pub(super) fn sale_contract(&mut self, r: &mut proto::SaleContract) {
         self.text(
             "contract_number",
             &r.contract_number,
             max_chars::DOCUMENT_NUMBER,
         );
-        self.unit("unit_number", &r.unit_number);
-        let sellers = self.people("seller_ids", &r.seller_ids);
-        let buyers = self.people("buyer_ids", &r.buyer_ids);
+        self.unit("unit_number", &mut r.unit_number);
+        let sellers = self.people("seller_ids", &mut r.seller_ids);
+        let buyers = self.people("buyer_ids", &mut r.buyer_ids);
         if !sellers.is_disjoint(&buyers) {
             self.fail("buyer_ids", "must not name a seller");
         }
@@ -182,29 +182,29 @@ impl Check<'_> {
         self.past_date("signed_on", r.signed_on.as_ref(), true);
     }
 
-    pub(super) fn provident_fund_account(&mut self, r: &proto::ProvidentFundAccount) {
-        self.person("person_id", &r.person_id);
+    pub(super) fn provident_fund_account(&mut self, r: &mut proto::ProvidentFundAccount) {
+        self.person("person_id", &mut r.person_id);
         self.text(
             "account_number",
             &r.account_number,
             max_chars::ACCOUNT_NUMBER,
         );
-        self.division("region_code", &r.region_code);
-        self.optional_credit_code("employer_credit_code", &r.employer_credit_code);
+        self.division("region_code", &mut r.region_code);
+        self.optional_credit_code("employer_credit_code", &mut r.employer_credit_code);
         self.enumeration::<proto::AccountStatus>("status", r.status);
         self.non_negative("balance_fen", r.balance_fen);
         self.non_negative("monthly_deposit_fen", r.monthly_deposit_fen);
         self.past_date("opened_on", r.opened_on.as_ref(), true);
     }
 
-    pub(super) fn provident_fund_loan(&mut self, r: &proto::ProvidentFundLoan) {
-        self.person("borrower_id", &r.borrower_id);
+    pub(super) fn provident_fund_loan(&mut self, r: &mut proto::ProvidentFundLoan) {
+        self.person("borrower_id", &mut r.borrower_id);
         self.text(
             "loan_contract_number",
             &r.loan_contract_number,
             max_chars::DOCUMENT_NUMBER,
         );
-        self.unit("unit_number", &r.unit_number);
+        self.unit("unit_number", &mut r.unit_number);
         self.positive("principal_fen", r.principal_fen);
         if r.outstanding_principal_fen < 0 || r.outstanding_principal_fen > r.principal_fen {
             self.fail(

@@ -44,7 +44,7 @@ fn contract(sellers: Vec<String>, buyers: Vec<String>) -> proto::SaleContract {
 
 fn check(payload: &Payload, horizon: &Horizon) -> Vec<(String, String)> {
     let mut v = Violations::default();
-    validate_payload(payload, "record", horizon, &mut v);
+    validate_payload(&mut payload.clone(), "record", horizon, &mut v);
     v.iter()
         .map(|v| (v.field.clone(), v.description.clone()))
         .collect()
@@ -435,4 +435,39 @@ fn occurred_at_may_lie_ahead_by_the_skew_only() {
     assert!(fields(&meta(now_secs + 600)).is_empty());
     assert_eq!(fields(&meta(now_secs + 601)), ["meta.occurred_at"]);
     assert_eq!(fields(&meta(-2_208_988_801)), ["meta.occurred_at"]);
+}
+
+#[test]
+fn valid_identifiers_are_written_back_in_their_one_spelling() {
+    let seller = (0..1000)
+        .map(|n| person(&format!("11010519800312{n:03}")))
+        .find(|id| id.ends_with('X'))
+        .unwrap();
+    let buyer = person("31010419900521002");
+    let mut payload = Payload::SaleContract(contract(
+        vec![seller.to_ascii_lowercase()],
+        vec![buyer.clone()],
+    ));
+    if let Payload::SaleContract(c) = &mut payload {
+        c.unit_number = UNIT.to_ascii_lowercase();
+    }
+    let mut v = Violations::default();
+    validate_payload(&mut payload, "record", &Horizon::UNBOUNDED, &mut v);
+    assert!(v.is_empty(), "{v:?}");
+    let Payload::SaleContract(c) = payload else {
+        unreachable!()
+    };
+    assert_eq!((c.unit_number.as_str(), c.seller_ids), (UNIT, vec![seller]));
+    assert_eq!(c.buyer_ids, vec![buyer]);
+
+    // An invalid identifier is left as sent: the violation quotes what was wrong.
+    let mut payload = Payload::SaleContract(contract(vec!["x".into()], vec!["y".into()]));
+    validate_payload(&mut payload, "record", &Horizon::UNBOUNDED, &mut v);
+    let Payload::SaleContract(c) = payload else {
+        unreachable!()
+    };
+    assert_eq!(
+        (c.seller_ids, c.buyer_ids),
+        (vec!["x".into()], vec!["y".into()])
+    );
 }
