@@ -121,7 +121,8 @@ pub struct Settings {
     pub max_clock_skew_ms: u64,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
-    /// The access policy file (TOML, see `deploy/policy.toml`). The resolver refuses to
+    /// The access policy file (TOML, see `deploy/policy.toml`): its grants and its
+    /// integrations. The adapters (with TLS), the resolver and the case engine refuse to
     /// start without one; `dev` and `demo` use that example when it is unset.
     pub policy: Option<String>,
     /// The working-day calendar file (TOML, see `deploy/calendar.toml`: public holidays

@@ -33,6 +33,7 @@ use crate::proto::{
     PublishMeta, RecordEvent, record_event::Payload,
 };
 use crate::records::{AGENCIES, Horizon, RecordKey, Violations, agency_slug};
+use crate::resolver::policy::Policy;
 use crate::tls::Peer;
 
 /// The items of a batch request, each taken apart by `split` into its meta and oneof.
@@ -63,10 +64,16 @@ pub struct PublishLimits {
 pub enum Publishers {
     /// Anyone who reaches the port: no TLS (`dev`, `demo` and tests).
     Anyone,
-    /// Only callers whose verified client certificate is of the adapter's agency. Any
-    /// other caller is refused `PERMISSION_DENIED`, and the attempt is an entry of this
-    /// audit trail.
-    OwnAgency(AuditLog),
+    /// Only the adapter's agency's record systems: callers whose verified client
+    /// certificate names an integration of the policy of the adapter's agency. Any other
+    /// caller — another agency's, or another service of the same agency — is refused
+    /// `PERMISSION_DENIED`, and the attempt is an entry of the audit trail.
+    Integrations {
+        /// Lists the integrations.
+        policy: Arc<Policy>,
+        /// Where refused attempts are recorded.
+        audit: AuditLog,
+    },
 }
 
 /// The publish path shared by every agency's adapter.
@@ -141,23 +148,27 @@ impl PublishPath {
         });
     }
 
-    /// Lets the call through if its caller may publish `agency`'s records; otherwise
-    /// audits the attempt and refuses it.
+    /// Lets the call through if its caller is one of `agency`'s record systems (an
+    /// integration of the policy); otherwise audits the attempt and refuses it.
     async fn admit<T>(&self, agency: Agency, request: &Request<T>) -> Result<(), Status> {
-        let Publishers::OwnAgency(audit) = &self.publishers else {
+        let Publishers::Integrations { policy, audit } = &self.publishers else {
             return Ok(());
         };
         let peer = request.extensions().get::<Peer>().ok_or_else(|| {
             Status::unauthenticated("no verified client certificate on this call")
         })?;
-        if peer.requester.agency == agency {
-            return Ok(());
-        }
         let slug = agency_slug(agency);
-        let reason = format!(
-            "only {slug}'s systems may publish through the {slug} adapter; the client certificate is {}'s",
-            peer.requester
-        );
+        let reason = if peer.requester.agency != agency {
+            format!(
+                "only {slug}'s systems may publish through the {slug} adapter; the client certificate is {}'s",
+                peer.requester
+            )
+        } else {
+            match policy.integration(&peer.requester) {
+                Ok(()) => return Ok(()),
+                Err(not) => not.to_string(),
+            }
+        };
         // As the trail names other methods: `PublicSecurityAdapter.PublishBatch`.
         let crate::grpc::CallMethod(path) = request.into();
         let method = path.trim_start_matches("govlink.v1.").replace('/', ".");

@@ -143,6 +143,7 @@ pub(super) fn engine_and_services(
         parts.streams.clone(),
         audit.clone(),
         admission.clone(),
+        policy.clone(),
     )
     .with_telemetry(parts.telemetry.clone());
     let service = CasesService::new(

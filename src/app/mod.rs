@@ -301,11 +301,12 @@ impl App {
         };
         if !agencies.is_empty() {
             let publishers = match parts.tls {
-                Some(_) => Publishers::OwnAgency(
-                    parts
+                Some(_) => Publishers::Integrations {
+                    policy: std::sync::Arc::new(load_policy(settings, role)?),
+                    audit: parts
                         .audit_log(settings, &kafka, &publisher, "adapters")
                         .await?,
-                ),
+                },
                 None => Publishers::Anyone,
             };
             let path = PublishPath::new(

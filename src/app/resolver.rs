@@ -69,8 +69,6 @@ pub(super) async fn resolver(
     }
     let service = ResolverService::new(
         queries,
-        store.clone(),
-        positions,
         settings.request_timeout(),
         crate::limits::Rate::new(settings.lookup_rate_per_requester, settings.lookup_burst),
         parts.telemetry.clone(),

@@ -28,6 +28,22 @@ pub(super) fn requester(name: &str) -> anyhow::Result<Requester> {
 pub(super) const REQUESTER: &str = "housing/bench";
 pub(super) const PURPOSE: &str = "bench";
 const POLICY: &str = r#"
+[[integration]]
+agency = "social-security"
+service = "records"
+
+[[integration]]
+agency = "public-security"
+service = "records"
+
+[[integration]]
+agency = "housing"
+service = "records"
+
+[[integration]]
+agency = "provident-fund"
+service = "records"
+
 [[grant]]
 agency = "housing"
 service = "bench"

@@ -1,6 +1,7 @@
 //! The `Tasks` gRPC service: how agency systems receive their steps and carry them out.
-//! The caller's agency is the requester's (from the transport); a task of another agency
-//! is refused. A stream first sends every task not yet acknowledged, so a system that
+//! Only the agencies' record systems (the policy's integrations) call it; the caller's
+//! agency is the requester's (from the transport), and a task of another agency is
+//! refused. A stream first sends every task not yet acknowledged, so a system that
 //! reconnects misses none, then each new one as it opens.
 
 use std::collections::BTreeSet;
@@ -22,7 +23,7 @@ use crate::kafka::{Publisher, Topics};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
-use crate::resolver::policy::Requester;
+use crate::resolver::policy::{Policy, Requester};
 use crate::resolver::query::{Caller, caller_of};
 
 /// How long a stream waits for the audit trail to take a task's entry.
@@ -41,11 +42,14 @@ pub struct TasksService {
     telemetry: Telemetry,
     /// Each requester's calls per second and open streams, shared with `Cases`.
     admission: Arc<Admission>,
+    /// Lists the integrations: the agencies' record systems, the only callers of `Tasks`.
+    policy: Arc<Policy>,
 }
 
 impl TasksService {
-    /// A service over the case store, sending commands with `publisher`; streams end
-    /// when `stop` is cancelled.
+    /// A service over the case store, sending commands with `publisher`, for the
+    /// integrations `policy` lists; streams end when `stop` is cancelled.
+    #[allow(clippy::too_many_arguments)] // each is a dependency the app wires in; none has a default
     pub fn new(
         cases: CaseStore,
         publisher: Publisher,
@@ -54,6 +58,7 @@ impl TasksService {
         stop: CancellationToken,
         audit: AuditLog,
         admission: Arc<Admission>,
+        policy: Arc<Policy>,
     ) -> TasksService {
         TasksService {
             cases,
@@ -63,6 +68,7 @@ impl TasksService {
             audit,
             telemetry: crate::ops::metrics::Metrics::new(),
             admission,
+            policy,
         }
     }
 
@@ -112,13 +118,37 @@ impl TasksService {
             purpose: &case.purpose,
             params: case.params.as_ref(),
         };
-        if step.agency() != requester.agency {
-            let denied = format!("the task belongs to {}", agency_slug(step.agency()));
-            audit::record(&self.audit, &action, Some(&denied), until).await?;
-            return Err(Status::permission_denied(denied));
+        let denied = match self.policy.integration(requester) {
+            Err(not) => Some(not.to_string()),
+            Ok(()) if step.agency() != requester.agency => Some(format!(
+                "the task belongs to {}",
+                agency_slug(step.agency())
+            )),
+            Ok(()) => None,
+        };
+        audit::record(&self.audit, &action, denied.as_deref(), until).await?;
+        match denied {
+            Some(denied) => Err(Status::permission_denied(denied)),
+            None => Ok((case, step)),
         }
-        audit::record(&self.audit, &action, None, until).await?;
-        Ok((case, step))
+    }
+
+    /// Lets `requester` open a task stream if it is an integration (an agency's record
+    /// system); otherwise audits the attempt and refuses it.
+    async fn integration(&self, requester: &Requester, until: Instant) -> Result<(), Status> {
+        let Err(not) = self.policy.integration(requester) else {
+            return Ok(());
+        };
+        let denied = not.to_string();
+        let action = Action {
+            requester,
+            method: "Tasks.Stream",
+            case_id: "",
+            purpose: "tasks",
+            params: None,
+        };
+        audit::record(&self.audit, &action, Some(&denied), until).await?;
+        Err(Status::permission_denied(denied))
     }
 
     /// Sends `body` for the case of `step`, then answers with the step once `applied`.
@@ -208,6 +238,8 @@ impl proto::tasks_server::Tasks for TasksService {
         request: Request<proto::StreamTasksRequest>,
     ) -> Result<Response<TaskStream>, Status> {
         let requester = self.caller(&request)?.requester;
+        self.integration(&requester, deadline(&request, self.max_wait))
+            .await?;
         let slot = self.admission.stream(&requester)?;
         let pending = Pending {
             cases: self.cases.clone(),

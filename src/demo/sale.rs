@@ -23,8 +23,8 @@ use crate::resolver::policy::agency_name;
 /// Who acts in the story (`agency/service`).
 const WINDOW: &str = "housing/transfer-window";
 const PORTAL: &str = "public-security/citizen-portal";
-const FUND_SYSTEM: &str = "provident-fund/loan-desk";
-const HOUSING_SYSTEM: &str = "housing/registration-desk";
+const FUND_SYSTEM: &str = "provident-fund/records";
+const HOUSING_SYSTEM: &str = "housing/records";
 
 /// Tells the story to `out`, against the app over `link`.
 pub(super) async fn tell(

@@ -20,8 +20,10 @@ use crate::proto::{
 
 /// Who acts in the story (`agency/service`).
 const WINDOW: &str = "social-security/transfer-window";
-const BEIJING_SYSTEM: &str = "social-security/beijing-transfer-desk";
-const SHANGHAI_SYSTEM: &str = "social-security/shanghai-transfer-desk";
+// Both bureaus work through social security's record system, the agency's integration:
+// the steps' tasks are the agency's, and each bureau takes its own from the stream.
+const BEIJING_SYSTEM: &str = "social-security/records";
+const SHANGHAI_SYSTEM: &str = "social-security/records";
 /// What the transfer was allowed on paper.
 const PAPER_WORKING_DAYS: u32 = 15;
 

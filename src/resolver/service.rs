@@ -7,19 +7,17 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::policy::Requester;
-use super::positions::Positions;
-use super::query::{Caller, Queries, QueryError, caller_of, parse_subject};
-use super::store::{Store, StoreError, StoredRecord, by_deadline};
-use crate::grpc::{admit_requester, deadline, invalid_argument, invalid_field};
+use super::query::{Caller, Queries, QueryError, RAW_READ_PURPOSE, caller_of};
+use super::store::StoreError;
+use crate::grpc::{admit_requester, deadline};
 use crate::limits::{Rate, RateLimiter};
 use crate::ops::events::{Limit, Limited, LookupAnswered, RedisFailed};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
     Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,
-    ListSubjectRecordsResponse, Position, RecordEvent,
+    ListSubjectRecordsResponse,
 };
-use crate::records::{RecordKey, agency_slug};
 
 /// The most requesters whose lookup rate is tracked at once. Requesters come from a
 /// fixed identity space, but the insecure header lets a caller name any: beyond this,
@@ -28,8 +26,6 @@ const MAX_REQUESTERS: usize = 10_000;
 
 /// Serves `govlink.v1.Resolver`.
 pub struct ResolverService {
-    store: Store,
-    positions: Positions,
     /// The cross-agency lookups (policy, masking, audit).
     queries: Queries,
     /// The longest a lookup waits when the caller sets no deadline.
@@ -41,20 +37,15 @@ pub struct ResolverService {
 }
 
 impl ResolverService {
-    /// A resolver over `store`; `positions` knows how far it is materialized; each
-    /// requester makes at most `lookup_rate` lookups and checks; lookups are counted in
-    /// `telemetry`.
+    /// A resolver answering with `queries`; each requester makes at most `lookup_rate`
+    /// lookups, checks and raw reads; they are counted in `telemetry`.
     pub fn new(
         queries: Queries,
-        store: Store,
-        positions: Positions,
         max_wait: Duration,
         lookup_rate: Rate,
         telemetry: Telemetry,
     ) -> ResolverService {
         ResolverService {
-            store,
-            positions,
             queries,
             max_wait,
             telemetry,
@@ -69,32 +60,23 @@ impl ResolverService {
         admit_requester(&self.rate, &caller.requester, &self.telemetry, "lookup")
     }
 
-    /// A refusal for its fields, counted as a field-length refusal when a field was over
-    /// its length.
+    /// The answer to a call that failed: a field over its length and a Redis failure are
+    /// counted.
     fn refused(&self, agency: Agency, e: QueryError) -> Status {
-        if let QueryError::Invalid(v) = &e
-            && v.too_long()
-        {
-            self.telemetry.emit(Limited {
+        match &e {
+            QueryError::Invalid(v) if v.too_long() => self.telemetry.emit(Limited {
                 limit: Limit::FieldLength,
                 agency,
-            });
-        }
-        Status::from(e)
-    }
-
-    /// The answer to a read the store failed; a Redis failure is counted.
-    fn store_unavailable(&self, e: StoreError) -> Status {
-        match e {
-            StoreError::NotReady(why) => Status::unavailable(format!("{why}; retry later")),
-            e => {
+            }),
+            QueryError::Store(store) if !matches!(store, StoreError::NotReady(_)) => {
                 self.telemetry.emit(RedisFailed {
                     component: "resolver",
-                    error: &e,
+                    error: store,
                 });
-                Status::unavailable("the record store is unavailable; retry later")
             }
+            _ => {}
         }
+        Status::from(e)
     }
 
     /// Runs the lookup `method` of `request` (whose purpose `purpose_of` gives) with the
@@ -136,11 +118,6 @@ impl ResolverService {
         });
         answer.map(Response::new)
     }
-
-    /// Waits until every position is materialized, or the deadline passes.
-    async fn wait_for(&self, positions: &[Position], deadline: Instant) -> Result<(), Status> {
-        self.positions.wait_for_call(positions, deadline).await
-    }
 }
 
 #[tonic::async_trait]
@@ -150,33 +127,13 @@ impl Resolver for ResolverService {
         &self,
         request: Request<GetRecordRequest>,
     ) -> Result<Response<GetRecordResponse>, Status> {
-        let caller = caller_of(&request)?;
-        self.admit(&caller)?;
-        let deadline = deadline(&request, self.max_wait);
-        let r = request.into_inner();
-        let key = RecordKey::parse(&r.record_key).map_err(|e| invalid_field("record_key", e))?;
-        let owner = key.record_type().agency();
-        if owner != caller.requester.agency {
-            return Err(Status::permission_denied(format!(
-                "raw records are their agency's own: {} reads {}'s records; {}'s are read \
-                 through the policy (GetPersonProfile and the checks)",
-                caller.requester,
-                agency_slug(caller.requester.agency),
-                agency_slug(owner)
-            )));
-        }
-        self.wait_for(&r.min_positions, deadline).await?;
-        let stored = by_deadline(deadline, self.store.get(&key))
-            .await
-            .map_err(|e| self.store_unavailable(e))?;
-        let Some(stored) = stored else {
-            return Err(Status::not_found(
-                "no such record (never published, or deleted)",
-            ));
-        };
-        Ok(Response::new(GetRecordResponse {
-            record: Some(decode(&stored)?),
-        }))
+        self.lookup(
+            "GetRecord",
+            request,
+            |_| RAW_READ_PURPOSE,
+            |caller, r, deadline| async move { self.queries.record(&caller, r, deadline).await },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListSubjectRecords"))]
@@ -184,22 +141,15 @@ impl Resolver for ResolverService {
         &self,
         request: Request<ListSubjectRecordsRequest>,
     ) -> Result<Response<ListSubjectRecordsResponse>, Status> {
-        let caller = caller_of(&request)?;
-        self.admit(&caller)?;
-        let deadline = deadline(&request, self.max_wait);
-        let r = request.into_inner();
-        let key = parse_subject(r.subject.as_ref()).map_err(|v| invalid_argument(&v))?;
-        self.wait_for(&r.min_positions, deadline).await?;
-        let stored = by_deadline(deadline, self.store.subject_records(&key))
-            .await
-            .map_err(|e| self.store_unavailable(e))?;
-        // Raw records are their agency's own: the caller's agency's only.
-        let records = stored
-            .iter()
-            .filter(|s| s.key.record_type().agency() == caller.requester.agency)
-            .map(decode)
-            .collect::<Result<_, _>>()?;
-        Ok(Response::new(ListSubjectRecordsResponse { records }))
+        self.lookup(
+            "ListSubjectRecords",
+            request,
+            |_| RAW_READ_PURPOSE,
+            |caller, r, deadline| async move {
+                self.queries.subject_records(&caller, r, deadline).await
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetPersonProfile"))]
@@ -257,11 +207,4 @@ impl Resolver for ResolverService {
         })
         .await
     }
-}
-
-fn decode(stored: &StoredRecord) -> Result<RecordEvent, Status> {
-    stored.decode().map_err(|e| {
-        tracing::error!(error = %e, key = %stored.key, "stored record does not decode");
-        Status::internal("internal error")
-    })
 }

@@ -142,8 +142,8 @@ impl Role {
             .collect()
     }
 
-    /// Whether the role keeps state in Redis and decides by the access policy (see
-    /// src/app: the resolver and the case engine refuse to start without both).
+    /// Whether the role keeps state in Redis (see src/app: the resolver and the case
+    /// engine refuse to start without it; every role needs the access policy).
     pub(crate) fn is_stateful(&self) -> bool {
         !matches!(self, Role::Adapter(_))
     }

@@ -253,7 +253,7 @@ fn every_role_runs_once_with_what_it_needs_on_the_ports_the_code_listens_on() {
             paths::HEALTHZ
         );
 
-        // What the role needs to start (src/app): a broker; Redis and a policy for the
+        // What the role needs to start (src/app): a broker and the policy; Redis for the
         // resolver and the case engine.
         let depends = service.depends_on();
         let kafka = settings.kafka.as_deref().expect("every role needs kafka");
@@ -278,15 +278,15 @@ fn every_role_runs_once_with_what_it_needs_on_the_ports_the_code_listens_on() {
                 "{whose}: GOVLINK_REDIS must reach the redis service"
             );
             assert!(depends.contains("redis"), "{whose}: must wait for redis");
-            let policy = settings
-                .policy
-                .as_deref()
-                .unwrap_or_else(|| panic!("{whose}: {role:?} needs GOVLINK_POLICY"));
-            let file = service.mounted_file(policy).unwrap_or_else(|| {
-                panic!("{whose}: GOVLINK_POLICY={policy} but no file is mounted there")
-            });
-            Policy::load(&repo().join(&file)).unwrap_or_else(|e| panic!("{whose}: {file}: {e}"));
         }
+        let policy = settings
+            .policy
+            .as_deref()
+            .unwrap_or_else(|| panic!("{whose}: {role:?} needs GOVLINK_POLICY"));
+        let file = service.mounted_file(policy).unwrap_or_else(|| {
+            panic!("{whose}: GOVLINK_POLICY={policy} but no file is mounted there")
+        });
+        Policy::load(&repo().join(&file)).unwrap_or_else(|e| panic!("{whose}: {file}: {e}"));
         if let Some(calendar) = settings.calendar.as_deref() {
             let file = service.mounted_file(calendar).unwrap_or_else(|| {
                 panic!("{whose}: GOVLINK_CALENDAR={calendar} but no file is mounted there")

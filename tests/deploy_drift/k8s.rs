@@ -201,15 +201,20 @@ fn every_role_runs_as_a_deployment_that_starts_listens_and_is_probed_as_the_code
                 settings.redis.is_some() || from_secrets.contains("GOVLINK_REDIS"),
                 "{whose}: {role:?} needs redis"
             );
-            let policy = settings
-                .policy
-                .as_deref()
-                .unwrap_or_else(|| panic!("{whose}: {role:?} needs a policy"));
-            let text = files
-                .get(policy)
-                .unwrap_or_else(|| panic!("{whose}: policy {policy} is no mounted file"));
-            Policy::parse(text).unwrap_or_else(|e| panic!("{whose}: {policy}: {e}"));
         }
+        let policy = settings
+            .policy
+            .as_deref()
+            .unwrap_or_else(|| panic!("{whose}: {role:?} needs a policy"));
+        let text = files
+            .get(policy)
+            .unwrap_or_else(|| panic!("{whose}: policy {policy} is no mounted file"));
+        Policy::parse(text).unwrap_or_else(|e| panic!("{whose}: {policy}: {e}"));
+        assert_eq!(
+            text.trim_end(),
+            read("deploy/policy.toml").trim_end(),
+            "{whose}: the policy the ConfigMap mounts must be deploy/policy.toml's text"
+        );
         if let Some(calendar) = settings.calendar.as_deref() {
             let text = files
                 .get(calendar)

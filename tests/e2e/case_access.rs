@@ -206,23 +206,23 @@ async fn a_requester_keeps_at_most_sixteen_streams_open() {
             AsRequester::new(&Requester::parse(requester).unwrap(), None),
         )
     };
-    let system = app.channel_as("provident-fund/loan-desk").await;
+    let system = app.channel_as("provident-fund/records").await;
     let mut open = Vec::new();
     for _ in 0..MAX_STREAMS_PER_REQUESTER {
-        let stream = tasks(system.clone(), "provident-fund/loan-desk")
+        let stream = tasks(system.clone(), "provident-fund/records")
             .stream(proto::StreamTasksRequest {})
             .await
             .expect("within the bound");
         open.push(stream.into_inner());
     }
-    let refused = tasks(system.clone(), "provident-fund/loan-desk")
+    let refused = tasks(system.clone(), "provident-fund/records")
         .stream(proto::StreamTasksRequest {})
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("streams open"), "{refused:?}");
-    let other = app.channel_as("housing/registration-desk").await;
-    tasks(other, "housing/registration-desk")
+    let other = app.channel_as("housing/records").await;
+    tasks(other, "housing/records")
         .stream(proto::StreamTasksRequest {})
         .await
         .expect("another requester has slots of its own");
@@ -231,7 +231,7 @@ async fn a_requester_keeps_at_most_sixteen_streams_open() {
     drop(open.pop());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match tasks(system.clone(), "provident-fund/loan-desk")
+        match tasks(system.clone(), "provident-fund/records")
             .stream(proto::StreamTasksRequest {})
             .await
         {

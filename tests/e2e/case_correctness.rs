@@ -243,7 +243,7 @@ async fn a_household_registered_again_pulls_the_title_back_and_withdraws_its_tas
         format!("{}/title_registered.1", case.case_id),
         "{case:?}"
     );
-    let mut registry = tasks_as(&app, "housing/registry");
+    let mut registry = tasks_as(&app, "housing/records");
     let sent = next_task(&mut registry)
         .await
         .expect("housing receives the title's task");
@@ -504,7 +504,7 @@ async fn task_and_case_calls_answer_with_precise_codes() {
         .case
         .unwrap();
     let loan_task = step(&case, StepKind::LoanSettled).task_id.clone();
-    let mut fund = tasks_as(&app, "provident-fund/loan-system");
+    let mut fund = tasks_as(&app, "provident-fund/records");
     let complete = |outcome: &str| proto::CompleteTaskRequest {
         task_id: loan_task.clone(),
         outcome: outcome.into(),
@@ -579,7 +579,7 @@ async fn task_and_case_calls_answer_with_precise_codes() {
     let household_task = step(&case, StepKind::SellerHouseholdMovedOut)
         .task_id
         .clone();
-    let refused = tasks_as(&app, "public-security/household-system")
+    let refused = tasks_as(&app, "public-security/records")
         .complete(proto::CompleteTaskRequest {
             task_id: household_task,
             outcome: "moved out".into(),

@@ -193,7 +193,7 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
 
     // The fund's system gets its task from its stream; a reconnect before the ack gets
     // it again, one after the ack does not.
-    let mut fund = tasks_as(&app, "provident-fund/loan-system");
+    let mut fund = tasks_as(&app, "provident-fund/records");
     let first = next_task(&mut fund).await;
     assert_eq!(
         first.as_ref().map(|t| t.task_id.as_str()),
@@ -219,7 +219,7 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
         outcome: "settled".into(),
         note: "repaid in full".into(),
     };
-    let refused = tasks_as(&app, "housing/registry")
+    let refused = tasks_as(&app, "housing/records")
         .complete(complete(&loan_task))
         .await
         .unwrap_err();
@@ -401,7 +401,7 @@ async fn open_case_answers_with_the_planned_case_once_and_only_to_its_purpose() 
         StepState::Dropped
     );
     // The tasks that were out are withdrawn from their agencies.
-    let withdrawn = next_task(&mut tasks_as(&app, "provident-fund/loan-system"))
+    let withdrawn = next_task(&mut tasks_as(&app, "provident-fund/records"))
         .await
         .expect("the fund's stream sends the withdrawal");
     assert_eq!(
@@ -632,7 +632,7 @@ async fn a_social_security_transfer_and_a_household_move_finish_online() {
     let task = step(&open, StepKind::ContributionsCarriedOver)
         .task_id
         .clone();
-    let done = tasks_as(&app, "social-security/shanghai-transfers")
+    let done = tasks_as(&app, "social-security/records")
         .complete(proto::CompleteTaskRequest {
             task_id: task,
             outcome: "carried-over".into(),
@@ -790,7 +790,7 @@ async fn a_fund_transfer_is_rejected_replanned_by_a_record_change_and_completed(
     assert_eq!(release.state(), StepState::Open);
 
     // The fund's system cannot release the account yet: it says why.
-    let mut fund_system = tasks_as(&app, "provident-fund/transfer-system");
+    let mut fund_system = tasks_as(&app, "provident-fund/records");
     let rejected = fund_system
         .reject(proto::RejectTaskRequest {
             task_id: release.task_id.clone(),
@@ -1000,7 +1000,7 @@ async fn the_case_store_is_rebuilt_from_the_case_topic() {
         engine.cases.history(&ids[0], 0).await.unwrap(),
         engine.cases.history(&ids[1], 0).await.unwrap(),
     ];
-    tasks_as(&app, "public-security/move-system")
+    tasks_as(&app, "public-security/records")
         .ack(proto::AckTaskRequest {
             task_id: open_task.clone(),
         })

@@ -34,7 +34,7 @@ async fn the_demo_runs_on_embedded_defaults() {
     for line in [
         "seller_household_moved_out       public-security  open     due ",
         "title_registered                 housing          pending  5 working days once it opens",
-        "provident-fund/loan-desk received task ",
+        "provident-fund/records received task ",
         "seller_household_moved_out done by the record public-security/household_registration/hukou-1 version 2",
         "loan_settled done by its task, outcome \"settled\"",
         "title_registered done by the record housing/property_title/title-1 version 2",
@@ -60,7 +60,7 @@ async fn the_pension_transfer_demo_runs_on_embedded_defaults() {
     .expect("demo succeeds");
     let text = String::from_utf8(out).unwrap();
     for line in [
-        "social-security/beijing-transfer-desk received task ",
+        "social-security/records received task ",
         "transfer_out_certificate_issued done by the record social-security/transfer_out_certificate/transfer-out-1 version 1",
         "transfer_accepted done by the record social-security/enrollment/pension-310104 version 1",
         "contributions_carried_over done by its task, outcome \"carried-over\"",

@@ -22,6 +22,7 @@ mod demo;
 mod dlq;
 mod faults;
 mod helpers;
+mod integrations;
 mod lifecycle;
 mod limits;
 mod lookups;

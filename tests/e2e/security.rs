@@ -238,11 +238,14 @@ async fn a_certificate_revoked_while_the_adapter_runs_is_refused_from_then_on() 
     )
     .await;
     assert_eq!(unauthenticated(&app, "revoked").await, 2.0);
-    // Other certificates of the CA still work.
-    PublicSecurityAdapterClient::new(app.channel_as("public-security/move-window").await)
-        .publish_household_registration(Request::new(household_request(1)))
-        .await
-        .expect("an unrevoked certificate of public security publishes");
+    // Other certificates of the CA still authenticate: the window's is not revoked, only
+    // not an integration, so the policy refuses it.
+    let window =
+        PublicSecurityAdapterClient::new(app.channel_as("public-security/move-window").await)
+            .publish_household_registration(Request::new(household_request(1)))
+            .await
+            .expect_err("the window is no record system");
+    assert_eq!(window.code(), Code::PermissionDenied, "{window:?}");
     app.stop().await;
 }
 
@@ -338,14 +341,14 @@ async fn the_requester_is_the_certificates_and_the_policy_decides() {
     .await;
     assert_eq!(allowed.requester_agency, Agency::Housing as i32);
 
-    // Raw records are their agency's own: public security's window may not read
-    // housing's title, housing's systems may.
+    // Raw records are their agency's own: public security's record system may not read
+    // housing's title, housing's may.
     let get = || proto::GetRecordRequest {
         record_key: ack.record_key.clone(),
         min_positions: vec![position(&ack)],
     };
     let status = resolver_as(
-        app.channel_as("public-security/move-window").await,
+        app.channel_as("public-security/records").await,
         "housing/records",
         None,
     )
@@ -360,8 +363,8 @@ async fn the_requester_is_the_certificates_and_the_policy_decides() {
         "{status:?}"
     );
     let title = resolver_as(
-        app.channel_as("housing/registration-desk").await,
-        "public-security/move-window",
+        app.channel_as("housing/records").await,
+        "public-security/records",
         None,
     )
     .get_record(get())
@@ -462,7 +465,7 @@ fn servers_refuse_to_start_without_tls_or_with_the_insecure_header() {
 }
 
 /// Task completions are bound to the agency of the certificate: the provident fund's
-/// system cannot complete housing's task; housing's can.
+/// record system cannot complete housing's task; housing's can.
 #[tokio::test]
 async fn another_agencys_certificate_cannot_complete_a_task() {
     use govlink::proto::{CompleteTaskRequest, StepKind, StepState};
@@ -504,9 +507,9 @@ async fn another_agencys_certificate_cannot_complete_a_task() {
         outcome: "filed".into(),
         note: String::new(),
     };
-    // The header claims housing's desk; the certificate is the provident fund's.
-    let fund = app.channel_as("provident-fund/loan-desk").await;
-    let status = tasks_as(fund, "housing/registration-desk")
+    // The header claims housing's system; the certificate is the provident fund's.
+    let fund = app.channel_as("provident-fund/records").await;
+    let status = tasks_as(fund, "housing/records")
         .complete(complete())
         .await
         .expect_err("another agency's task");
@@ -521,8 +524,8 @@ async fn another_agencys_certificate_cannot_complete_a_task() {
     .await;
     assert_eq!(refused.requester_agency, Agency::ProvidentFund as i32);
 
-    let desk = app.channel_as("housing/registration-desk").await;
-    let done = tasks_as(desk, "housing/registration-desk")
+    let desk = app.channel_as("housing/records").await;
+    let done = tasks_as(desk, "housing/records")
         .complete(complete())
         .await
         .expect("housing completes its own task")

@@ -129,6 +129,26 @@ pub enum PolicyError {
         /// The purpose both grants name.
         purpose: String,
     },
+    /// Two `[[integration]]` tables name the same requester.
+    #[error(
+        "line {line}: {requester} is listed as an integration twice (the first is on line {first_line})"
+    )]
+    DuplicateIntegration {
+        /// 1-based line of the second table.
+        line: usize,
+        /// 1-based line of the first table.
+        first_line: usize,
+        /// `agency/service`.
+        requester: String,
+    },
+    /// An integration names `*` instead of one service.
+    #[error(
+        "line {line}: an integration is one service of its agency (e.g. \"records\"), not \"*\""
+    )]
+    IntegrationOfEveryService {
+        /// 1-based line of the problem.
+        line: usize,
+    },
     /// `fields` narrows a section that `sections` does not grant.
     #[error(
         "line {line}: fields are listed for section {section}, which this grant's sections do not include"
@@ -182,6 +202,8 @@ impl PolicyError {
             | Self::UnknownMaskKind { line, .. }
             | Self::Repeated { line, .. }
             | Self::DuplicateGrant { line, .. }
+            | Self::DuplicateIntegration { line, .. }
+            | Self::IntegrationOfEveryService { line }
             | Self::FieldsOfUngrantedSection { line, .. }
             | Self::NoSections { line }
             | Self::NoFields { line, .. }
@@ -230,11 +252,54 @@ impl Grant {
     }
 }
 
-/// A loaded, validated policy: the grants, indexed for lookups.
+/// An agency's record system (`[[integration]]`): the one kind of caller that publishes
+/// its agency's records through the agency's adapter, reads them raw (`GetRecord`,
+/// `ListSubjectRecords`) and receives and carries out the agency's tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    /// The system's identity: its agency and service.
+    pub requester: Requester,
+    /// The line of its `[[integration]]` header.
+    pub line: usize,
+}
+
+/// A caller refused an integration's powers: names the integrations of its agency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotIntegration {
+    /// Who asked.
+    pub requester: Requester,
+    /// The integrations the policy lists for the requester's agency.
+    pub listed: Vec<Requester>,
+}
+
+impl fmt::Display for NotIntegration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let agency = agency_name(self.requester.agency);
+        write!(
+            f,
+            "{} is not an integration of the access policy: only {agency}'s record systems (",
+            self.requester
+        )?;
+        if self.listed.is_empty() {
+            f.write_str("the policy lists none")?;
+        } else {
+            let listed: Vec<String> = self.listed.iter().map(Requester::to_string).collect();
+            f.write_str(&listed.join(", "))?;
+        }
+        write!(
+            f,
+            ") publish {agency}'s records, read them raw and carry out its tasks"
+        )
+    }
+}
+
+/// A loaded, validated policy: the grants, indexed for lookups, and the integrations.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// In file order, for the `policy check` table.
     grants: Vec<Grant>,
+    /// The agencies' record systems, in file order; a handful, so a scan is enough.
+    integrations: Vec<Integration>,
     /// Grant indexes per purpose; a purpose has few grants, so a scan of them is
     /// cheaper than building a composite key (and allocating) on every lookup.
     by_purpose: HashMap<Purpose, Vec<usize>>,
@@ -243,12 +308,16 @@ pub struct Policy {
 impl Policy {
     /// Parses and validates a policy from TOML text.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let grants = parse::parse(text)?;
+        let (grants, integrations) = parse::parse(text)?;
         let mut by_purpose: HashMap<Purpose, Vec<usize>> = HashMap::new();
         for (i, grant) in grants.iter().enumerate() {
             by_purpose.entry(grant.purpose.clone()).or_default().push(i);
         }
-        Ok(Self { grants, by_purpose })
+        Ok(Self {
+            grants,
+            integrations,
+            by_purpose,
+        })
     }
 
     /// Reads, parses and validates a policy file.
@@ -263,6 +332,29 @@ impl Policy {
     /// The grants, in file order.
     pub fn grants(&self) -> &[Grant] {
         &self.grants
+    }
+
+    /// The integrations, in file order.
+    pub fn integrations(&self) -> &[Integration] {
+        &self.integrations
+    }
+
+    /// Whether `requester` may act as its agency's record system: publish the agency's
+    /// records, read them raw and carry out its tasks. Only the integrations the policy
+    /// lists may; any other service of the agency (a window, a portal) may not.
+    pub fn integration(&self, requester: &Requester) -> Result<(), NotIntegration> {
+        if self.integrations.iter().any(|i| i.requester == *requester) {
+            return Ok(());
+        }
+        Err(NotIntegration {
+            requester: requester.clone(),
+            listed: self
+                .integrations
+                .iter()
+                .filter(|i| i.requester.agency == requester.agency)
+                .map(|i| i.requester.clone())
+                .collect(),
+        })
     }
 
     /// `purpose` as a metric label: itself when a grant names it, else `other` (a label
@@ -307,7 +399,7 @@ impl Policy {
 
     /// Who may see what, as a plain-text table (one row per grant) for `policy check`.
     pub fn table(&self) -> String {
-        table::render(&self.grants)
+        table::render(&self.grants, &self.integrations)
     }
 }
 

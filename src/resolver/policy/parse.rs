@@ -7,10 +7,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::model::{
-    Field, FieldSet, MaskKind, MaskKindSet, Purpose, Section, agency_names, check_slug,
+    Field, FieldSet, MaskKind, MaskKindSet, Purpose, Requester, Section, agency_names, check_slug,
     parse_agency,
 };
-use super::{Grant, PolicyError};
+use super::{Grant, Integration, PolicyError};
 use crate::proto::Agency;
 use crate::toml_lines::Lines;
 
@@ -21,6 +21,17 @@ struct RawPolicy {
     /// `[[grant]]` tables; none at all is a valid policy that denies everything.
     #[serde(default)]
     grant: Vec<Spanned<RawGrant>>,
+    /// `[[integration]]` tables: the agencies' record systems.
+    #[serde(default)]
+    integration: Vec<Spanned<RawIntegration>>,
+}
+
+/// One `[[integration]]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntegration {
+    agency: Spanned<String>,
+    service: Spanned<String>,
 }
 
 /// One `[[grant]]` table as written.
@@ -39,8 +50,9 @@ struct RawGrant {
     self_only: bool,
 }
 
-/// Parses and validates a policy file's text into grants, in file order.
-pub(super) fn parse(text: &str) -> Result<Vec<Grant>, PolicyError> {
+/// Parses and validates a policy file's text into its grants and integrations, each in
+/// file order.
+pub(super) fn parse(text: &str) -> Result<(Vec<Grant>, Vec<Integration>), PolicyError> {
     let lines = Lines(text);
     let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
         line: e.span().map_or(1, |s| lines.at(s.start)),
@@ -63,7 +75,47 @@ pub(super) fn parse(text: &str) -> Result<Vec<Grant>, PolicyError> {
         }
         grants.push(grant);
     }
-    Ok(grants)
+    let mut integrations: Vec<Integration> = Vec::with_capacity(raw.integration.len());
+    for raw_integration in &raw.integration {
+        let next = integration(&lines, lines.of(raw_integration), raw_integration.get_ref())?;
+        if let Some(first) = integrations.iter().find(|i| i.requester == next.requester) {
+            return Err(PolicyError::DuplicateIntegration {
+                line: next.line,
+                first_line: first.line,
+                requester: next.requester.to_string(),
+            });
+        }
+        integrations.push(next);
+    }
+    Ok((grants, integrations))
+}
+
+/// Validates one integration; `line` is where its table starts. It names one service:
+/// an agency's record system is a system, not every service of the agency.
+fn integration(
+    lines: &Lines<'_>,
+    line: usize,
+    raw: &RawIntegration,
+) -> Result<Integration, PolicyError> {
+    let agency = parse_agency(raw.agency.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
+        line: lines.of(&raw.agency),
+        found: raw.agency.get_ref().clone(),
+        expected: agency_names(),
+    })?;
+    let service = raw.service.get_ref();
+    if service == "*" {
+        return Err(PolicyError::IntegrationOfEveryService {
+            line: lines.of(&raw.service),
+        });
+    }
+    check_slug(service).map_err(|source| PolicyError::InvalidService {
+        line: lines.of(&raw.service),
+        source,
+    })?;
+    Ok(Integration {
+        requester: Requester::new(agency, service.as_str()),
+        line,
+    })
 }
 
 /// Validates one grant; `line` is where its table starts.

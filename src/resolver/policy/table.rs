@@ -1,14 +1,15 @@
-//! The `govlink policy check` table: one row per grant, who may see what.
+//! The `govlink policy check` table: one row per grant, who may see what, then the
+//! integrations (the agencies' record systems).
 
 use std::fmt::Write;
 
-use super::Grant;
 use super::model::{Field, Section};
+use super::{Grant, Integration};
 
 const HEADER: [&str; 5] = ["requester", "purpose", "subject", "sections", "unmasked"];
 
-/// Renders grants as an aligned plain-text table.
-pub(super) fn render(grants: &[Grant]) -> String {
+/// Renders grants as an aligned plain-text table, and the integrations under it.
+pub(super) fn render(grants: &[Grant], integrations: &[Integration]) -> String {
     let rows: Vec<[String; 5]> = grants.iter().map(row).collect();
     let mut widths = HEADER.map(str::len);
     for row in &rows {
@@ -24,6 +25,13 @@ pub(super) fn render(grants: &[Grant]) -> String {
     }
     if rows.is_empty() {
         out.push_str("(no grants: every lookup is denied)\n");
+    }
+    out.push_str("\nintegrations (publish, raw reads, tasks of their agency):\n");
+    for integration in integrations {
+        let _ = writeln!(out, "  {}", integration.requester);
+    }
+    if integrations.is_empty() {
+        out.push_str("  (none: no adapter accepts a publish, no task is carried out)\n");
     }
     out
 }

@@ -84,7 +84,7 @@ fn a_section_without_fields_is_granted_whole_and_fields_narrow_one() {
     assert!(!access.allows(Field::BirthDate));
     assert!(access.allows_section(Section::ProvidentFund));
     assert!(!access.self_only());
-    assert_eq!(access.grant_line(), 30);
+    assert_eq!(access.grant_line(), 55);
 }
 
 #[test]
@@ -206,7 +206,78 @@ fn an_empty_policy_denies_everything() {
         policy.table(),
         "requester  purpose  subject  sections  unmasked\n\
          ---------  -------  -------  --------  --------\n\
-         (no grants: every lookup is denied)\n"
+         (no grants: every lookup is denied)\n\n\
+         integrations (publish, raw reads, tasks of their agency):\n  \
+         (none: no adapter accepts a publish, no task is carried out)\n"
+    );
+    let refused = policy
+        .integration(&Requester::new(Agency::Housing, "records"))
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "housing/records is not an integration of the access policy: only housing's record \
+         systems (the policy lists none) publish housing's records, read them raw and carry \
+         out its tasks"
+    );
+}
+
+#[test]
+fn only_listed_integrations_act_as_their_agencys_record_system() {
+    let text = "\
+[[integration]]
+agency = \"public-security\"
+service = \"records\"
+
+[[integration]]
+agency = \"public-security\"
+service = \"household-system\"
+";
+    let policy = Policy::parse(text).unwrap();
+    let of = |agency, service| policy.integration(&Requester::new(agency, service));
+    assert!(of(Agency::PublicSecurity, "records").is_ok());
+    assert!(of(Agency::PublicSecurity, "household-system").is_ok());
+    // Another service of the agency, and the same service name of another agency.
+    let portal = of(Agency::PublicSecurity, "citizen-portal").unwrap_err();
+    assert_eq!(
+        portal.to_string(),
+        "public-security/citizen-portal is not an integration of the access policy: only \
+         public-security's record systems (public-security/records, \
+         public-security/household-system) publish public-security's records, read them raw \
+         and carry out its tasks"
+    );
+    assert!(of(Agency::Housing, "records").is_err());
+    assert_eq!(policy.integrations()[1].line, 5);
+    assert!(policy.table().ends_with(
+        "integrations (publish, raw reads, tasks of their agency):\n  \
+         public-security/records\n  public-security/household-system\n"
+    ));
+}
+
+#[test]
+fn an_integration_names_one_known_service_once() {
+    let error = |text: &str| Policy::parse(text).unwrap_err().to_string();
+    assert_eq!(
+        error("[[integration]]\nagency = \"housing\"\nservice = \"*\"\n"),
+        "line 3: an integration is one service of its agency (e.g. \"records\"), not \"*\""
+    );
+    assert!(
+        error("[[integration]]\nagency = \"police\"\nservice = \"records\"\n")
+            .starts_with("line 2: unknown agency \"police\"")
+    );
+    assert!(
+        error("[[integration]]\nagency = \"housing\"\nservice = \"Records\"\n")
+            .starts_with("line 3: service must be")
+    );
+    assert_eq!(
+        error(
+            "[[integration]]\nagency = \"housing\"\nservice = \"records\"\n\
+             [[integration]]\nagency = \"housing\"\nservice = \"records\"\n"
+        ),
+        "line 4: housing/records is listed as an integration twice (the first is on line 1)"
+    );
+    assert!(
+        error("[[integration]]\nagency = \"housing\"\nservice = \"records\"\npurpose = \"x\"\n")
+            .contains("unknown field `purpose`")
     );
 }
 
@@ -262,6 +333,12 @@ public-security/move-window      household-move            any      identity, ho
 provident-fund/transfer-window   provident-fund-transfer   any      identity, provident-fund(account balance)                                                 none
 provident-fund/*                 loan-approval             any      identity, social-security(contributions), property(unit-number owners area encumbrances)  none
 public-security/citizen-portal   self-view                 self     identity, household, social-security, provident-fund, property                            resident-id, name, address
+
+integrations (publish, raw reads, tasks of their agency):
+  social-security/records
+  public-security/records
+  housing/records
+  provident-fund/records
 "
     );
 }

@@ -12,11 +12,13 @@ mod accesses;
 mod caller;
 mod checks;
 mod profile;
+mod raw;
 
 pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
 pub(crate) use caller::caller_of;
 pub use caller::{AsRequester, Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, RequesterSource};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
+pub use raw::RAW_READ_PURPOSE;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,9 @@ pub enum QueryError {
     /// The policy does not allow it (the reason names the missing grant or section).
     #[error("permission denied: {0}")]
     Denied(String),
+    /// What was asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
     /// A position the caller waits for was not materialized before the deadline.
     #[error("{}/{} not materialized up to offset {} before the deadline", .0.topic, .0.partition, .0.offset)]
     NotMaterialized(Position),
@@ -65,6 +70,7 @@ impl From<QueryError> for Status {
         match e {
             QueryError::Invalid(v) => invalid_argument(&v),
             QueryError::Denied(reason) => Status::permission_denied(reason),
+            QueryError::NotFound(what) => Status::not_found(what),
             e @ QueryError::NotMaterialized(_) => Status::deadline_exceeded(e.to_string()),
             QueryError::Store(StoreError::NotReady(why)) => {
                 Status::unavailable(format!("{why}; retry later"))
