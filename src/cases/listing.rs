@@ -247,6 +247,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_entry_left_behind_by_a_case_that_moved_on_is_filtered_out() {
+        let store = store_of(3).await;
+        // c1's step is done, committed but not indexed yet (a crash in between): still on
+        // the agency's work list, but not listed as waiting there.
+        let mut moved = store.load("c1").await.unwrap().case.unwrap();
+        moved.sequence = 2;
+        moved.steps[0].state = StepState::Done as i32;
+        assert!(store.commit(1, &moved, &[]).await.unwrap());
+        let work = ListCasesRequest {
+            open_steps_of: Agency::PublicSecurity as i32,
+            ..Default::default()
+        };
+        let found = list(&store, &work, 10, true, |_| Some(())).await.unwrap();
+        assert_eq!(ids(&found), ["c2", "c0"]);
+    }
+
+    #[tokio::test]
     async fn a_store_whose_lists_are_not_current_is_read_by_every_case() {
         let store = store_of(6).await;
         let work = ListCasesRequest {

@@ -9,11 +9,14 @@ use std::time::Duration;
 use govlink::app::Role;
 use govlink::cases::store::CaseStore;
 use govlink::config::Settings;
+use govlink::domain::ResidentId;
 use govlink::proto::{
     self, Agency, Case, CaseKind, CaseParams, CaseState, HouseholdMoveParams, Step, StepState,
     Task, case_params,
 };
 use govlink::redis_link::RedisLink;
+use govlink::resolver::policy::Requester;
+use govlink::resolver::query::AsRequester;
 
 use crate::faults::RedisServer;
 use crate::helpers::*;
@@ -153,6 +156,27 @@ async fn listing_one_persons_cases_reads_their_cases_not_the_whole_store() {
     let ids: Vec<&str> = first_two.cases.iter().map(|c| c.case_id.as_str()).collect();
     assert_eq!(ids, hers[..2]);
     assert!(first_two.truncated);
+    assert!(commands.values().sum::<u64>() <= 12, "{commands:?}");
+
+    // The citizen portal, self-only, asks for no person: it can only see cases naming
+    // the citizen it acts for, so only hers are read (and none is of its purpose).
+    let citizen = ResidentId::parse(&alice()).unwrap();
+    let mut portal = proto::cases_client::CasesClient::with_interceptor(
+        app.channel.clone(),
+        AsRequester::new(
+            &Requester::parse("public-security/citizen-portal").unwrap(),
+            Some(&citizen),
+        ),
+    );
+    let before = command_calls(&mut conn).await;
+    let theirs = portal
+        .list_cases(proto::ListCasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let commands = ran(&before, command_calls(&mut conn).await);
+    assert!(theirs.cases.is_empty(), "{theirs:?}");
+    println!("the portal's ListCases ran {commands:?}");
     assert!(commands.values().sum::<u64>() <= 12, "{commands:?}");
     app.stop().await;
 }
