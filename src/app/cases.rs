@@ -124,6 +124,10 @@ pub(super) fn engine_and_services(
     parts.supervise("case engine", move |stop| async move {
         engine.run(stop).await.map_err(|e| e.to_string())
     });
+    let relisted = case_store.clone();
+    parts.supervise("case lists", move |stop| {
+        crate::cases::relist::run(relisted, stop)
+    });
     let (clock, every) = (case_store.clone(), settings.case_deadline_check());
     let (sender, topics) = (publisher.clone(), kafka.topics.clone());
     parts.supervise("case deadlines", move |stop| {

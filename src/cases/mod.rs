@@ -9,12 +9,15 @@ pub mod case;
 mod commands;
 pub mod deadlines;
 pub mod engine;
+mod listing;
 pub mod plan;
 mod polled;
 pub mod rebuild;
+pub mod relist;
 pub mod service;
 pub mod store;
 pub mod tasks;
+mod validate;
 
 use crate::kafka::{TopicSpec, Topics};
 use crate::records::AGENCIES;

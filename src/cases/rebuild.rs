@@ -94,6 +94,12 @@ pub async fn rebuild(
         }
         store.index(&case).await.map_err(failed)?;
     }
+    // Every case on the topic is listed in this code's layout now; a store an older
+    // govlink wrote is marked so (after listing any case it had that the topic lacks).
+    store
+        .relist()
+        .await
+        .map_err(|e| AppError::Config(format!("case store: {e}")))?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -3,6 +3,7 @@
 //! and answers once the engine applied it (the caller sees its own writes).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -13,21 +14,21 @@ use tonic::{Request, Response, Status};
 use super::admission::Admission;
 use super::audit::{self, Action};
 use super::commands::{Commands, applied};
+use super::listing::{self, parties};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
+use super::validate::normalised;
+pub use super::validate::{
+    validate_cancel_case, validate_case_id, validate_list_cases, validate_open_case,
+};
 use crate::audit::AuditLog;
-use crate::domain::{DivisionCode, ResidentId, UnitNumber};
 use crate::grpc::{deadline, refuse_fields};
 use crate::kafka::{Publisher, Topics};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
-use crate::records::{MAX_REPEATED, Violations};
 use crate::resolver::Positions;
 use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Requester, Section};
 use crate::resolver::query::{Caller, caller_of};
-
-/// The most cases `ListCases` looks at, newest first.
-const LIST_SCAN: usize = 10_000;
 
 /// The `Cases` service.
 pub struct CasesService {
@@ -46,6 +47,9 @@ pub struct CasesService {
     telemetry: Telemetry,
     /// Each requester's calls per second and open streams, shared with `Tasks`.
     admission: Arc<Admission>,
+    /// Seen once that the store lists every case by person, work list, kind and state
+    /// (see [`CaseStore::lists_current`]); it stays so.
+    lists_current: AtomicBool,
 }
 
 impl CasesService {
@@ -74,6 +78,7 @@ impl CasesService {
             audit,
             telemetry: crate::ops::metrics::Metrics::new(),
             admission,
+            lists_current: AtomicBool::new(false),
         }
     }
 
@@ -158,10 +163,52 @@ impl CasesService {
     }
 
     async fn load(&self, case_id: &str) -> Result<Option<Case>, Status> {
-        self.cases.load(case_id).await.map(|s| s.case).map_err(|e| {
-            tracing::warn!(error = %e, "case store unavailable");
-            Status::unavailable("the case store is unavailable; retry later")
-        })
+        self.cases
+            .load(case_id)
+            .await
+            .map(|s| s.case)
+            .map_err(store_unavailable)
+    }
+
+    /// Whether the store lists every case by person, work list, kind and state; read
+    /// until it does, then remembered.
+    async fn lists_current(&self) -> Result<bool, Status> {
+        if self.lists_current.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let current = self
+            .cases
+            .lists_current()
+            .await
+            .map_err(store_unavailable)?;
+        self.lists_current.store(current, Ordering::Relaxed);
+        Ok(current)
+    }
+
+    /// `r` narrowed to the only person whose cases `caller` may see, when every grant
+    /// of its requester is self-only (a citizen portal): those are the cases naming the
+    /// citizen it acts for. `None` when it may see none (no grant, no citizen, or
+    /// another person asked for).
+    fn scoped(
+        &self,
+        caller: &Caller,
+        mut r: proto::ListCasesRequest,
+    ) -> Option<proto::ListCasesRequest> {
+        let mut granted = self.policy.grants().iter().filter_map(|g| {
+            match self.policy.decide(&caller.requester, &g.purpose) {
+                Decision::Allowed(access) => Some(access.self_only()),
+                Decision::Denied(_) => None,
+            }
+        });
+        let first = granted.next()?;
+        if !(first && granted.all(|self_only| self_only)) {
+            return Some(r);
+        }
+        let citizen = caller.on_behalf_of.as_ref()?.as_str();
+        if r.person_id.is_empty() {
+            r.person_id = citizen.to_owned();
+        }
+        r.person_id.eq_ignore_ascii_case(citizen).then_some(r)
     }
 
     /// The case once `done` holds.
@@ -262,26 +309,17 @@ impl proto::cases_server::Cases for CasesService {
             ));
         }
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
-        let ids = self.cases.newest(LIST_SCAN).await.map_err(|e| {
-            tracing::warn!(error = %e, "case store unavailable");
-            Status::unavailable("the case store is unavailable; retry later")
-        })?;
-        let mut truncated = ids.len() == LIST_SCAN;
-        let mut cases = Vec::new();
-        for id in ids {
-            let Some(case) = self.load(&id).await? else {
-                continue;
-            };
-            if !matches_filter(&case, &r) {
-                continue;
-            }
-            let Ok(access) = self.decide(&caller, &case.purpose, case.params.as_ref()) else {
-                continue;
-            };
-            if cases.len() == limit {
-                truncated = true;
-                break;
-            }
+        let Some(r) = self.scoped(&caller, r) else {
+            return Ok(Response::new(proto::ListCasesResponse::default()));
+        };
+        let found = listing::list(&self.cases, &r, limit, self.lists_current().await?, |c| {
+            self.decide(&caller, &c.purpose, c.params.as_ref()).ok()
+        })
+        .await
+        .map_err(store_unavailable)?;
+        // Every case returned is in the trail before the answer leaves; the entries are
+        // written together (the audit writer batches them), not one round trip each.
+        let entries = found.cases.iter().map(|(case, _)| {
             let action = Action {
                 requester: &caller.requester,
                 method: "ListCases",
@@ -289,9 +327,15 @@ impl proto::cases_server::Cases for CasesService {
                 purpose: &case.purpose,
                 params: case.params.as_ref(),
             };
-            audit::record(&self.audit, &action, None, until).await?;
-            cases.push(masked(case, &access));
-        }
+            async move { audit::record(&self.audit, &action, None, until).await }
+        });
+        futures::future::try_join_all(entries).await?;
+        let cases = found
+            .cases
+            .into_iter()
+            .map(|(case, access)| masked(case, &access))
+            .collect();
+        let truncated = found.truncated;
         Ok(Response::new(proto::ListCasesResponse { cases, truncated }))
     }
 
@@ -432,19 +476,6 @@ impl CasesService {
     }
 }
 
-/// The resident IDs a case names (its parties).
-fn parties(params: Option<&CaseParams>) -> Vec<&String> {
-    match params.and_then(|p| p.kind.as_ref()) {
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            p.seller_ids.iter().chain(&p.buyer_ids).collect()
-        }
-        Some(case_params::Kind::SocialSecurityTransfer(p)) => vec![&p.person_id],
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => vec![&p.person_id],
-        Some(case_params::Kind::HouseholdMove(p)) => vec![&p.person_id],
-        None => Vec::new(),
-    }
-}
-
 /// The profile sections a case's plan reads the records of: derived from what the plan
 /// reads, so a grant keeps up with the plan.
 fn sections_read(params: Option<&CaseParams>) -> Vec<Section> {
@@ -483,34 +514,13 @@ fn mask_params(params: &mut CaseParams, access: &Access) {
     }
 }
 
+fn store_unavailable(e: super::store::CaseStoreError) -> Status {
+    tracing::warn!(error = %e, "case store unavailable");
+    Status::unavailable("the case store is unavailable; retry later")
+}
+
 fn is_closed(case: &Case) -> bool {
     matches!(case.state(), CaseState::Completed | CaseState::Cancelled)
-}
-
-/// Whether `case` passes every filter set in `r`.
-fn matches_filter(case: &Case, r: &proto::ListCasesRequest) -> bool {
-    let waiting = |s: &proto::Step| {
-        matches!(
-            s.state(),
-            proto::StepState::Open | proto::StepState::Rejected
-        )
-    };
-    (r.kind == 0 || case.kind == r.kind)
-        && (r.state == 0 || case.state == r.state)
-        && (r.open_steps_of == 0
-            || case
-                .steps
-                .iter()
-                .any(|s| waiting(s) && s.agency == r.open_steps_of))
-        && (!r.overdue_only || case.steps.iter().any(|s| waiting(s) && s.overdue))
-        && (r.person_id.is_empty() || names_person(case, &r.person_id))
-}
-
-/// Whether the case's parameters name `person`.
-fn names_person(case: &Case, person: &str) -> bool {
-    parties(case.params.as_ref())
-        .iter()
-        .any(|id| id.eq_ignore_ascii_case(person))
 }
 
 /// A case's id: derived from who opened it and their request id, so opening again with
@@ -519,173 +529,4 @@ fn case_id_of(requester: &Requester, request_id: &str) -> String {
     let digest = Sha256::digest(format!("{requester}\n{request_id}"));
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("case-{hex}")
-}
-
-fn valid_token(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-/// Checks an `OpenCase` request field by field: every broken rule, by field.
-pub fn validate_open_case(r: &proto::OpenCaseRequest) -> Violations {
-    let mut violations = Violations::default();
-    if !valid_token(&r.request_id) {
-        violations.add(
-            "request_id",
-            "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
-        );
-    }
-    if Purpose::parse(&r.purpose).is_err() {
-        violations.add(
-            "purpose",
-            "must be a lowercase slug such as property-transfer",
-        );
-    }
-    let none = CaseParams::default();
-    validate_params(r.params.as_ref().unwrap_or(&none), &mut violations);
-    violations
-}
-
-/// Checks a `ListCases` request's filters: every broken rule, by field.
-pub fn validate_list_cases(r: &proto::ListCasesRequest) -> Violations {
-    let mut violations = Violations::default();
-    if r.limit > 500 {
-        violations.add("limit", "must be at most 500");
-    }
-    if !r.person_id.is_empty() && ResidentId::parse(&r.person_id).is_err() {
-        violations.add("person_id", "not a resident ID number");
-    }
-    violations
-}
-
-/// Checks a `CancelCase` request's reason (its case id is checked as any case id is).
-pub fn validate_cancel_case(r: &proto::CancelCaseRequest) -> Violations {
-    let mut violations = Violations::default();
-    if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
-        violations.add("reason", "must be 1 to 500 characters");
-    }
-    violations
-}
-
-/// Checks the case id a `GetCase`, `WatchCase` or `CancelCase` request names.
-pub fn validate_case_id(case_id: &str) -> Violations {
-    let mut violations = Violations::default();
-    if !valid_token(case_id) {
-        violations.add("case_id", "must be a case id returned by OpenCase");
-    }
-    violations
-}
-
-/// Valid parameters with every identifier in its one spelling (uppercase unit numbers and
-/// check characters), so the case, its tasks and its subjects never depend on how the
-/// caller typed them. Run after [`validate_open_case`] accepted them.
-fn normalised(mut params: CaseParams) -> CaseParams {
-    let person = |id: &mut String| {
-        if let Ok(p) = ResidentId::parse(id) {
-            *id = p.as_str().to_owned();
-        }
-    };
-    match &mut params.kind {
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            if let Ok(unit) = UnitNumber::parse(&p.unit_number) {
-                p.unit_number = unit.as_str().to_owned();
-            }
-            p.seller_ids.iter_mut().for_each(person);
-            p.buyer_ids.iter_mut().for_each(person);
-        }
-        Some(case_params::Kind::SocialSecurityTransfer(p)) => person(&mut p.person_id),
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => person(&mut p.person_id),
-        Some(case_params::Kind::HouseholdMove(p)) => person(&mut p.person_id),
-        None => {}
-    }
-    params
-}
-
-/// Every field of the parameters, checked as records are: all violations, by field.
-fn validate_params(params: &CaseParams, v: &mut Violations) {
-    let person = |v: &mut Violations, field: &str, id: &str| {
-        if let Err(e) = ResidentId::parse(id) {
-            v.add(field, format!("not a resident ID number: {e}"));
-        }
-    };
-    let region = |v: &mut Violations, field: &str, code: &str| {
-        if let Err(e) = DivisionCode::parse(code) {
-            v.add(field, format!("not an administrative division code: {e}"));
-        }
-    };
-    match &params.kind {
-        None => v.add("params", "must name the case kind and its parameters"),
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            let field = |name: &str| format!("params.property_transfer.{name}");
-            if let Err(e) = UnitNumber::parse(&p.unit_number) {
-                v.add(
-                    field("unit_number"),
-                    format!("not a real-estate unit number: {e}"),
-                );
-            }
-            if !valid_token(&p.contract_number) {
-                v.add(
-                    field("contract_number"),
-                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
-                );
-            }
-            let mut bounded = true;
-            for (name, ids) in [("seller_ids", &p.seller_ids), ("buyer_ids", &p.buyer_ids)] {
-                if ids.is_empty() {
-                    v.add(field(name), "must name at least one person");
-                }
-                // As many parties as a sale contract may name; more are not checked one
-                // by one (nor against each other: that work grows with the product).
-                if ids.len() > MAX_REPEATED {
-                    v.add_too_long(
-                        field(name),
-                        format!(
-                            "must have at most {MAX_REPEATED} entries, not {}",
-                            ids.len()
-                        ),
-                    );
-                    bounded = false;
-                    continue;
-                }
-                for (i, id) in ids.iter().enumerate() {
-                    person(v, &format!("{}[{i}]", field(name)), id);
-                }
-            }
-            if bounded
-                && p.seller_ids
-                    .iter()
-                    .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
-            {
-                v.add(field("buyer_ids"), "nobody may both sell and buy");
-            }
-        }
-        Some(case_params::Kind::SocialSecurityTransfer(p)) => {
-            let field = |name: &str| format!("params.social_security_transfer.{name}");
-            person(v, &field("person_id"), &p.person_id);
-            if p.insurance_type() == proto::InsuranceType::Unspecified {
-                v.add(field("insurance_type"), "must be set");
-            }
-            region(v, &field("from_region_code"), &p.from_region_code);
-            region(v, &field("to_region_code"), &p.to_region_code);
-            if p.from_region_code == p.to_region_code {
-                v.add(field("to_region_code"), "must differ from from_region_code");
-            }
-        }
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => {
-            let field = |name: &str| format!("params.provident_fund_transfer.{name}");
-            person(v, &field("person_id"), &p.person_id);
-            region(v, &field("from_region_code"), &p.from_region_code);
-            region(v, &field("to_region_code"), &p.to_region_code);
-            if p.from_region_code == p.to_region_code {
-                v.add(field("to_region_code"), "must differ from from_region_code");
-            }
-        }
-        Some(case_params::Kind::HouseholdMove(p)) => {
-            let field = |name: &str| format!("params.household_move.{name}");
-            person(v, &field("person_id"), &p.person_id);
-            region(v, &field("to_region_code"), &p.to_region_code);
-        }
-    }
 }

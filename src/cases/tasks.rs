@@ -187,17 +187,28 @@ struct Pending {
     /// The tasks this stream sent already (and whether as a withdrawal), of those the
     /// store still keeps for the agency.
     sent: BTreeSet<(String, bool)>,
+    /// The count of changes of the agency's tasks as last read (none yet: a new stream
+    /// reads them all): a poll that finds it unchanged reads nothing more.
+    seen: Option<u64>,
 }
 
 impl Source for Pending {
     type Item = Task;
 
     async fn next(&mut self) -> Result<(Vec<Task>, bool), Status> {
-        let tasks = self
+        let agency = self.requester.agency;
+        if let Some(seen) = self.seen {
+            let changes = self.cases.task_changes(agency).await.map_err(unavailable)?;
+            if changes == seen {
+                return Ok((Vec::new(), false));
+            }
+        }
+        let snapshot = self
             .cases
-            .tasks(self.requester.agency)
+            .task_snapshot(agency)
             .await
             .map_err(unavailable)?;
+        let tasks = snapshot.tasks;
         // What this stream sent and the agency has since acknowledged (or the engine
         // dropped) is gone from the kept tasks: forgotten here too, so a long-lived
         // stream remembers no more than the agency's tasks outstanding.
@@ -224,6 +235,7 @@ impl Source for Pending {
             self.sent.insert(sent);
             new.push(task);
         }
+        self.seen = Some(snapshot.changes);
         Ok((new, false))
     }
 }
@@ -246,6 +258,7 @@ impl proto::tasks_server::Tasks for TasksService {
             trail: self.audit.clone(),
             requester,
             sent: BTreeSet::new(),
+            seen: None,
         };
         Ok(Response::new(polled::stream(
             pending,

@@ -1,10 +1,10 @@
 //! The case store contract, run against Redis and against the in-memory store of `dev`
 //! and `demo`: both must behave the same.
 
-use govlink::cases::store::{CaseStore, MemoryCaseStore};
+use govlink::cases::store::{CaseList, CaseStore, MemoryCaseStore};
 use govlink::proto::{
-    Agency, Case, CaseEvent, CaseParams, CaseState, HouseholdMoveParams, Step, StepState, Task,
-    case_params,
+    Agency, Case, CaseEvent, CaseKind, CaseParams, CaseState, HouseholdMoveParams, Step, StepState,
+    Task, case_params,
 };
 use govlink::redis_link::RedisLink;
 
@@ -219,6 +219,123 @@ async fn a_restore_puts_back_older_or_missing_views_only(new: impl AsyncFn() -> 
     assert_eq!(sequences(&store.history("c6", 0).await.unwrap()), [1, 2, 3]);
 }
 
+async fn cases_are_listed_by_person_work_list_kind_and_state(new: impl AsyncFn() -> CaseStore) {
+    let store = new().await;
+    let other = "31010419900521002X";
+    let mut cases = Vec::new();
+    for (id, person, opened) in [("m1", PERSON, 100), ("m2", other, 200), ("m3", PERSON, 300)] {
+        let mut c = case(id, 1, opened, StepState::Open);
+        c.kind = CaseKind::HouseholdMove as i32;
+        if let Some(case_params::Kind::HouseholdMove(p)) =
+            c.params.as_mut().and_then(|p| p.kind.as_mut())
+        {
+            p.person_id = person.into();
+        }
+        assert!(store.commit(0, &c, &[]).await.unwrap());
+        store.index(&c).await.unwrap();
+        cases.push(c);
+    }
+    let page =
+        async |list: CaseList, start, count| store.list_page(&list, start, count).await.unwrap();
+    let person = CaseList::Person(PERSON.into());
+    let work = CaseList::OpenStepsOf(Agency::PublicSecurity);
+    let open = CaseList::State(CaseState::Open);
+    assert_eq!(
+        page(person.clone(), 0, 10).await,
+        (vec!["m3".into(), "m1".into()], false)
+    );
+    assert_eq!(page(person.clone(), 0, 1).await, (vec!["m3".into()], true));
+    assert_eq!(page(person.clone(), 1, 1).await, (vec!["m1".into()], false));
+    assert_eq!(page(work.clone(), 0, 10).await.0, ["m3", "m2", "m1"]);
+    assert_eq!(
+        page(CaseList::Kind(CaseKind::HouseholdMove), 0, 10).await.0,
+        ["m3", "m2", "m1"]
+    );
+    assert!(
+        page(CaseList::OpenStepsOf(Agency::Housing), 0, 10)
+            .await
+            .0
+            .is_empty()
+    );
+
+    // m3's step is done and the case completed: off the work list and the open cases,
+    // on the completed ones, still the person's.
+    let mut done = case("m3", 2, 300, StepState::Done);
+    done.state = CaseState::Completed as i32;
+    done.kind = CaseKind::HouseholdMove as i32;
+    assert!(store.commit(1, &done, &[]).await.unwrap());
+    store.index(&done).await.unwrap();
+    assert_eq!(page(work, 0, 10).await.0, ["m2", "m1"]);
+    assert_eq!(page(open.clone(), 0, 10).await.0, ["m2", "m1"]);
+    assert_eq!(
+        page(CaseList::State(CaseState::Completed), 0, 10).await.0,
+        ["m3"]
+    );
+    assert_eq!(page(person.clone(), 0, 10).await.0, ["m3", "m1"]);
+    assert_eq!(
+        store
+            .list_sizes(&[person, open, CaseList::All])
+            .await
+            .unwrap(),
+        [2, 2, 3]
+    );
+
+    // The views of a page in one call, in its order; a case never stored is None.
+    let ids = ["m3".to_owned(), "nobody".to_owned(), "m1".to_owned()];
+    let views = store.views(&ids).await.unwrap();
+    assert_eq!(views, [Some(done), None, Some(cases[0].clone())]);
+
+    // Relisting every case (as an engine does at start) marks the lists current; once
+    // current, it is a no-op.
+    store.relist().await.unwrap();
+    assert!(store.lists_current().await.unwrap());
+    assert_eq!(store.relist().await.unwrap(), 0);
+    assert_eq!(store.list_sizes(&[CaseList::All]).await.unwrap(), [3]);
+}
+
+async fn every_change_of_an_agencys_tasks_is_counted(new: impl AsyncFn() -> CaseStore) {
+    let store = new().await;
+    let agency = Agency::PublicSecurity;
+    assert_eq!(store.task_changes(agency).await.unwrap(), 0);
+    store.add_task(&task("c7/move-out", agency)).await.unwrap();
+    let after_add = store.task_changes(agency).await.unwrap();
+    assert!(after_add > 0);
+    let snapshot = store.task_snapshot(agency).await.unwrap();
+    assert_eq!(snapshot.changes, after_add);
+    assert_eq!(snapshot.tasks, [task("c7/move-out", agency)]);
+    assert_eq!(store.task_changes(Agency::Housing).await.unwrap(), 0);
+
+    // A withdrawal replaces the task: a change.
+    let mut withdrawn = task("c7/move-out", agency);
+    withdrawn.withdrawn = true;
+    store.add_task(&withdrawn).await.unwrap();
+    let after_withdrawal = store.task_changes(agency).await.unwrap();
+    assert!(after_withdrawal > after_add);
+    // Acknowledging one not kept changes nothing; one kept is a change.
+    store.ack_task(agency, "c7/unknown").await.unwrap();
+    assert_eq!(store.task_changes(agency).await.unwrap(), after_withdrawal);
+    store.ack_task(agency, "c7/move-out").await.unwrap();
+    let after_ack = store.task_changes(agency).await.unwrap();
+    assert!(after_ack > after_withdrawal);
+    // So is a task the engine drops when its step closes, but only once.
+    store.add_task(&task("c8/move-out", agency)).await.unwrap();
+    let before_drop = store.task_changes(agency).await.unwrap();
+    store
+        .index(&case("c8", 2, 100, StepState::Done))
+        .await
+        .unwrap();
+    let after_drop = store.task_changes(agency).await.unwrap();
+    assert!(after_drop > before_drop);
+    store
+        .index(&case("c8", 2, 100, StepState::Done))
+        .await
+        .unwrap();
+    assert_eq!(store.task_changes(agency).await.unwrap(), after_drop);
+    let snapshot = store.task_snapshot(agency).await.unwrap();
+    assert!(snapshot.tasks.is_empty());
+    assert_eq!(snapshot.changes, after_drop);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod redis {
@@ -247,4 +364,6 @@ contract!(
     cases_are_listed_newest_first_by_their_first_opening,
     tasks_wait_for_their_ack_or_their_step_to_close,
     a_restore_puts_back_older_or_missing_views_only,
+    cases_are_listed_by_person_work_list_kind_and_state,
+    every_change_of_an_agencys_tasks_is_counted,
 );

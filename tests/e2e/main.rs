@@ -14,6 +14,7 @@ mod bench;
 mod case_access;
 mod case_bridge;
 mod case_correctness;
+mod case_costs;
 mod case_store_contract;
 mod cases;
 mod certificates;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Index, StoredCase};
+use super::{CaseList, Index, StoredCase, TaskSnapshot};
 use crate::proto::{Agency, Case, CaseEvent, Task};
 
 #[derive(Default)]
@@ -14,11 +14,13 @@ struct Cases {
     /// Per case: every event by sequence.
     histories: HashMap<String, BTreeMap<u64, CaseEvent>>,
     open: BTreeSet<String>,
-    /// Every case, by (opening time, id), and each case's opening time.
-    all: BTreeSet<(i64, String)>,
+    /// The lists of cases, each by (opening time, id); and each case's opening time.
+    lists: HashMap<CaseList, BTreeSet<(i64, String)>>,
     opened: HashMap<String, i64>,
     watch: HashMap<String, BTreeSet<String>>,
     tasks: HashMap<Agency, BTreeMap<String, Task>>,
+    /// Changes of each agency's tasks.
+    task_changes: HashMap<Agency, u64>,
 }
 
 /// Cases in memory, shared by clones.
@@ -96,9 +98,7 @@ impl MemoryCaseStore {
     pub(super) fn index(&self, index: &Index) {
         let mut cases = self.lock();
         for (agency, task_id) in &index.undeliverable {
-            if let Some(tasks) = cases.tasks.get_mut(agency) {
-                tasks.remove(task_id);
-            }
+            cases.remove_task(*agency, task_id);
         }
         for subject in &index.subjects {
             let watchers = cases.watch.entry(subject.clone()).or_default();
@@ -114,20 +114,60 @@ impl MemoryCaseStore {
             cases.open.remove(&index.case_id);
         }
         // Like ZADD NX: a case keeps its first place.
-        if !cases.opened.contains_key(&index.case_id) {
-            cases.opened.insert(index.case_id.clone(), index.opened_ms);
-            cases.all.insert((index.opened_ms, index.case_id.clone()));
+        let opened = *cases
+            .opened
+            .entry(index.case_id.clone())
+            .or_insert(index.opened_ms);
+        let entry = (opened, index.case_id.clone());
+        for list in &index.listed {
+            cases
+                .lists
+                .entry(list.clone())
+                .or_default()
+                .insert(entry.clone());
+        }
+        for list in &index.unlisted {
+            if let Some(members) = cases.lists.get_mut(list) {
+                members.remove(&entry);
+            }
         }
     }
 
-    pub(super) fn newest(&self, limit: usize) -> Vec<String> {
+    pub(super) fn list_sizes(&self, lists: &[CaseList]) -> Vec<u64> {
         let cases = self.lock();
-        cases
-            .all
+        lists
+            .iter()
+            .map(|l| cases.lists.get(l).map_or(0, |m| m.len() as u64))
+            .collect()
+    }
+
+    pub(super) fn list_page(
+        &self,
+        list: &CaseList,
+        start: usize,
+        count: usize,
+    ) -> (Vec<String>, bool) {
+        let cases = self.lock();
+        let Some(members) = cases.lists.get(list) else {
+            return (Vec::new(), false);
+        };
+        let mut page: Vec<String> = members
             .iter()
             .rev()
-            .take(limit)
+            .skip(start)
+            .take(count.saturating_add(1))
             .map(|(_, id)| id.clone())
+            .collect();
+        let more = page.len() > count;
+        page.truncate(count);
+        (page, more)
+    }
+
+    pub(super) fn views(&self, case_ids: &[String]) -> Vec<Option<Case>> {
+        let cases = self.lock();
+        case_ids
+            .iter()
+            .map(|id| cases.views.get(id).map(|(case, _)| case.clone()))
             .collect()
     }
 
@@ -148,20 +188,39 @@ impl MemoryCaseStore {
         let mut cases = self.lock();
         let tasks = cases.tasks.entry(task.agency()).or_default();
         tasks.insert(task.task_id.clone(), task.clone());
+        *cases.task_changes.entry(task.agency()).or_default() += 1;
     }
 
-    pub(super) fn tasks(&self, agency: Agency) -> Vec<Task> {
+    pub(super) fn task_changes(&self, agency: Agency) -> u64 {
+        self.lock().task_changes.get(&agency).copied().unwrap_or(0)
+    }
+
+    pub(super) fn task_snapshot(&self, agency: Agency) -> TaskSnapshot {
         let cases = self.lock();
-        cases
-            .tasks
-            .get(&agency)
-            .map(|t| t.values().cloned().collect())
-            .unwrap_or_default()
+        TaskSnapshot {
+            tasks: cases
+                .tasks
+                .get(&agency)
+                .map(|t| t.values().cloned().collect())
+                .unwrap_or_default(),
+            changes: cases.task_changes.get(&agency).copied().unwrap_or(0),
+        }
     }
 
     pub(super) fn ack_task(&self, agency: Agency, task_id: &str) {
-        if let Some(tasks) = self.lock().tasks.get_mut(&agency) {
-            tasks.remove(task_id);
+        self.lock().remove_task(agency, task_id);
+    }
+}
+
+impl Cases {
+    /// Drops a kept task; a change of the agency's tasks if it was kept.
+    fn remove_task(&mut self, agency: Agency, task_id: &str) {
+        let removed = self
+            .tasks
+            .get_mut(&agency)
+            .is_some_and(|tasks| tasks.remove(task_id).is_some());
+        if removed {
+            *self.task_changes.entry(agency).or_default() += 1;
         }
     }
 }

@@ -14,15 +14,36 @@
 //!   crash between the two leaves the events in the outbox; the next command of the case
 //!   publishes them first. The topic may so receive an event twice, always with the same
 //!   sequence and bytes;
-//! - indexing is idempotent: the engine indexes a case after every command it applies.
+//! - indexing is idempotent: the engine indexes a case after every command it applies;
+//!   the lists `ListCases` reads (see `index.rs`) are hints it filters again;
+//! - every change of an agency's kept tasks counts one change of them, in the same
+//!   atomic step, so a task stream polls a counter and reads the tasks only when it
+//!   moved.
 
+mod index;
 mod memory;
 mod redis;
 
+pub use index::{CaseList, Index};
 pub use memory::MemoryCaseStore;
 pub use redis::RedisCaseStore;
 
-use crate::proto::{Agency, Case, CaseEvent, CaseState, StepState, Task};
+use crate::proto::{Agency, Case, CaseEvent, Task};
+
+/// The layout of the case lists this code keeps (see [`CaseStore::lists_current`]).
+/// Layout 1 (no marker) kept only the list of every case; layout 2 adds the lists by
+/// person, work list, kind and state.
+pub const LISTS_LAYOUT: &str = "2";
+
+/// An agency's tasks not yet acknowledged, as of one change of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskSnapshot {
+    /// The tasks, by task id.
+    pub tasks: Vec<Task>,
+    /// How many changes the agency's tasks had seen when they were read (see
+    /// [`CaseStore::task_changes`]).
+    pub changes: u64,
+}
 
 /// Why the case store failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,50 +68,6 @@ pub struct StoredCase {
     pub case: Option<Case>,
     /// Events committed but not yet acknowledged, in sequence order.
     pub outbox: Vec<CaseEvent>,
-}
-
-/// What indexing a case changes, the same for every store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Index {
-    case_id: String,
-    /// Whether the case is still open (listed), or closed (taken off every list).
-    open: bool,
-    /// The subjects whose records its plan reads.
-    subjects: Vec<String>,
-    /// Tasks no longer to deliver: their step is no longer open, or the case closed.
-    undeliverable: Vec<(Agency, String)>,
-    /// When it was opened, ms since the epoch: its place among every case.
-    opened_ms: i64,
-}
-
-impl Index {
-    /// How `case` is to be indexed as it stands.
-    pub fn of(case: &Case) -> Index {
-        let open = !matches!(case.state(), CaseState::Completed | CaseState::Cancelled);
-        let subjects = super::plan::reads(&case.params.clone().unwrap_or_default())
-            .into_iter()
-            .map(|(subject, _)| subject.as_str().to_owned())
-            .collect();
-        let undeliverable = case
-            .steps
-            .iter()
-            .filter(|s| {
-                let deliverable =
-                    open && matches!(s.state(), StepState::Open | StepState::Rejected);
-                !s.task_id.is_empty() && !deliverable
-            })
-            .map(|s| (s.agency(), s.task_id.clone()))
-            .collect();
-        Index {
-            case_id: case.case_id.clone(),
-            open,
-            subjects,
-            undeliverable,
-            opened_ms: case
-                .opened_at
-                .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
-        }
-    }
 }
 
 /// The case store of a deployment.
@@ -179,7 +156,8 @@ impl CaseStore {
     }
 
     /// Lists an open case under the subjects its plan reads, or takes a closed one off
-    /// them; drops the tasks it no longer needs delivered.
+    /// them; puts it in the lists `ListCases` reads that it belongs to and takes it off
+    /// the others (see [`Index`]); drops the tasks it no longer needs delivered.
     pub async fn index(&self, case: &Case) -> Result<(), CaseStoreError> {
         let index = Index::of(case);
         match self {
@@ -193,10 +171,72 @@ impl CaseStore {
 
     /// The newest `limit` cases, newest first.
     pub async fn newest(&self, limit: usize) -> Result<Vec<String>, CaseStoreError> {
+        Ok(self.list_page(&CaseList::All, 0, limit).await?.0)
+    }
+
+    /// How many cases each of `lists` holds, in one round trip.
+    pub async fn list_sizes(&self, lists: &[CaseList]) -> Result<Vec<u64>, CaseStoreError> {
         match self {
-            CaseStore::Redis(s) => s.newest(limit).await,
-            CaseStore::Memory(s) => Ok(s.newest(limit)),
+            CaseStore::Redis(s) => s.list_sizes(lists).await,
+            CaseStore::Memory(s) => Ok(s.list_sizes(lists)),
         }
+    }
+
+    /// At most `count` cases of `list` from position `start`, newest first, and whether
+    /// more follow.
+    pub async fn list_page(
+        &self,
+        list: &CaseList,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<String>, bool), CaseStoreError> {
+        match self {
+            CaseStore::Redis(s) => s.list_page(list, start, count).await,
+            CaseStore::Memory(s) => Ok(s.list_page(list, start, count)),
+        }
+    }
+
+    /// The views of `case_ids`, in their order (`None` for a case not stored), in one
+    /// round trip.
+    pub async fn views(&self, case_ids: &[String]) -> Result<Vec<Option<Case>>, CaseStoreError> {
+        match self {
+            CaseStore::Redis(s) => s.views(case_ids).await,
+            CaseStore::Memory(s) => Ok(s.views(case_ids)),
+        }
+    }
+
+    /// Whether the lists are kept in this code's layout ([`LISTS_LAYOUT`]) for every case
+    /// stored: false for a store an older govlink wrote, until [`CaseStore::relist`].
+    pub async fn lists_current(&self) -> Result<bool, CaseStoreError> {
+        match self {
+            CaseStore::Redis(s) => s.lists_current().await,
+            CaseStore::Memory(_) => Ok(true),
+        }
+    }
+
+    /// Indexes every case again, from the list of every case, and marks the lists
+    /// current; the cases indexed. Harmless to repeat or to run in several engines.
+    pub async fn relist(&self) -> Result<usize, CaseStoreError> {
+        const PAGE: usize = 500;
+        if self.lists_current().await? {
+            return Ok(0);
+        }
+        let (mut start, mut indexed) = (0, 0);
+        loop {
+            let (ids, more) = self.list_page(&CaseList::All, start, PAGE).await?;
+            for case in self.views(&ids).await?.into_iter().flatten() {
+                self.index(&case).await?;
+                indexed += 1;
+            }
+            start += ids.len();
+            if !more {
+                break;
+            }
+        }
+        if let CaseStore::Redis(s) = self {
+            s.mark_lists_current().await?;
+        }
+        Ok(indexed)
     }
 
     /// The open cases whose plan reads the records of `subject`.
@@ -228,9 +268,24 @@ impl CaseStore {
 
     /// The tasks of `agency` not yet acknowledged, by task id.
     pub async fn tasks(&self, agency: Agency) -> Result<Vec<Task>, CaseStoreError> {
+        Ok(self.task_snapshot(agency).await?.tasks)
+    }
+
+    /// How many changes the tasks of `agency` have seen: a task kept, acknowledged or
+    /// dropped counts one. One small read, for a stream to poll.
+    pub async fn task_changes(&self, agency: Agency) -> Result<u64, CaseStoreError> {
         match self {
-            CaseStore::Redis(s) => s.tasks(agency).await,
-            CaseStore::Memory(s) => Ok(s.tasks(agency)),
+            CaseStore::Redis(s) => s.task_changes(agency).await,
+            CaseStore::Memory(s) => Ok(s.task_changes(agency)),
+        }
+    }
+
+    /// The tasks of `agency` not yet acknowledged, with the count of changes they are
+    /// as of (read together).
+    pub async fn task_snapshot(&self, agency: Agency) -> Result<TaskSnapshot, CaseStoreError> {
+        match self {
+            CaseStore::Redis(s) => s.task_snapshot(agency).await,
+            CaseStore::Memory(s) => Ok(s.task_snapshot(agency)),
         }
     }
 

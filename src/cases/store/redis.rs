@@ -8,16 +8,22 @@
 //! for `WatchCase` apart from the hash a command reads, so a command's read does not
 //! grow with the case's history.
 //!
-//! and what finds cases and tasks: `cases:open` (every open case), `cases:all` (every
-//! case by opening time), `case-watch:{<subject>}` (the open cases whose plan reads that
-//! subject's records) and `tasks:<agency>` (task id → encoded `Task`).
+//! and what finds cases and tasks: `cases:open` (every open case), `case-watch:{<subject>}`
+//! (the open cases whose plan reads that subject's records), `tasks:<agency>` (task id →
+//! encoded `Task`, and `#changes`: how many changes the hash has seen), and the lists
+//! `ListCases` reads, sorted sets of case ids scored by opening time (ms): `cases:all`,
+//! `cases:person:{p:<resident id>}`, `cases:open-steps:<agency>`, `cases:kind:<kind>`,
+//! `cases:state:<state>`; `cases:layout` names the lists' layout.
 //!
-//! The compare-and-set on `seq` is a script, so view and outbox land together.
+//! The compare-and-set on `seq` is a script, so view and outbox land together. Every
+//! change of `tasks:<agency>` is a script that counts it in the same hash, so a stream
+//! that polls `#changes` misses none. The lists are in other slots than the views: see
+//! `index.rs` for why an entry may lag or linger, and how that is safe.
 
 use prost::Message as _;
 use redis::aio::ConnectionManager;
 
-use super::{CaseStoreError, Index, StoredCase};
+use super::{CaseList, CaseStoreError, Index, LISTS_LAYOUT, StoredCase, TaskSnapshot};
 use crate::proto::{Agency, Case, CaseEvent, Task};
 use crate::records::agency_slug;
 
@@ -50,13 +56,39 @@ redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'view', ARGV[2])
 return 1
 ";
 
+/// The field of `tasks:<agency>` counting its changes; no task id starts with `#`.
+const CHANGES: &str = "#changes";
+
+/// Keeps a task: KEYS[1] the agency's tasks; ARGV[1] the task id, ARGV[2] the task.
+const ADD_TASK: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HINCRBY', KEYS[1], '#changes', 1)
+";
+
+/// Drops tasks: KEYS[1] the agency's tasks; ARGV the task ids. A change only if one was
+/// kept, so indexing a case whose tasks are long gone wakes no stream.
+const DROP_TASKS: &str = r"
+local dropped = redis.call('HDEL', KEYS[1], unpack(ARGV))
+if dropped > 0 then
+  redis.call('HINCRBY', KEYS[1], '#changes', 1)
+end
+return dropped
+";
+
 /// Cases in Redis, under a key prefix.
 #[derive(Clone)]
 pub struct RedisCaseStore {
     conn: ConnectionManager,
     prefix: String,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+/// The store's scripts, shared by clones.
+struct Scripts {
     commit: redis::Script,
     restore: redis::Script,
+    add_task: redis::Script,
+    drop_tasks: redis::Script,
 }
 
 impl RedisCaseStore {
@@ -69,8 +101,12 @@ impl RedisCaseStore {
         Ok(RedisCaseStore {
             conn: link.manager().await?,
             prefix: prefix.to_owned(),
-            commit: redis::Script::new(COMMIT),
-            restore: redis::Script::new(RESTORE),
+            scripts: std::sync::Arc::new(Scripts {
+                commit: redis::Script::new(COMMIT),
+                restore: redis::Script::new(RESTORE),
+                add_task: redis::Script::new(ADD_TASK),
+                drop_tasks: redis::Script::new(DROP_TASKS),
+            }),
         })
     }
 
@@ -114,7 +150,7 @@ impl RedisCaseStore {
         case: &Case,
         events: &[CaseEvent],
     ) -> Result<bool, CaseStoreError> {
-        let mut invocation = self.commit.key(self.key(&case.case_id));
+        let mut invocation = self.scripts.commit.key(self.key(&case.case_id));
         invocation.key(self.history_key(&case.case_id));
         invocation
             .arg(expected.to_string())
@@ -135,7 +171,7 @@ impl RedisCaseStore {
         case: &Case,
         history: &[CaseEvent],
     ) -> Result<bool, CaseStoreError> {
-        let mut invocation = self.restore.key(self.key(&case.case_id));
+        let mut invocation = self.scripts.restore.key(self.key(&case.case_id));
         invocation.key(self.history_key(&case.case_id));
         invocation
             .arg(case.sequence.to_string())
@@ -153,18 +189,87 @@ impl RedisCaseStore {
         format!("{}case-watch:{{{subject}}}", self.prefix)
     }
 
-    fn all_key(&self) -> String {
-        format!("{}cases:all", self.prefix)
+    fn list_key(&self, list: &CaseList) -> String {
+        format!("{}{}", self.prefix, list.key())
     }
 
-    /// The newest `limit` cases, newest first.
-    pub async fn newest(&self, limit: usize) -> Result<Vec<String>, CaseStoreError> {
-        Ok(redis::cmd("ZREVRANGE")
-            .arg(self.all_key())
-            .arg(0)
-            .arg(limit.saturating_sub(1))
+    fn layout_key(&self) -> String {
+        format!("{}cases:layout", self.prefix)
+    }
+
+    /// How many cases each of `lists` holds, in one round trip.
+    pub async fn list_sizes(&self, lists: &[CaseList]) -> Result<Vec<u64>, CaseStoreError> {
+        let mut pipe = redis::pipe();
+        for list in lists {
+            pipe.cmd("ZCARD").arg(self.list_key(list));
+        }
+        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+    }
+
+    /// At most `count` cases of `list` from `start`, newest first, and whether more follow.
+    pub async fn list_page(
+        &self,
+        list: &CaseList,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<String>, bool), CaseStoreError> {
+        if count == 0 {
+            return Ok((Vec::new(), false));
+        }
+        // One past the page: whether more follow, in the same read.
+        let mut page: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.list_key(list))
+            .arg(start)
+            .arg(start.saturating_add(count))
             .query_async(&mut self.conn.clone())
-            .await?)
+            .await?;
+        let more = page.len() > count;
+        page.truncate(count);
+        Ok((page, more))
+    }
+
+    /// The views of `case_ids`, in their order, in one pipelined round trip.
+    pub async fn views(&self, case_ids: &[String]) -> Result<Vec<Option<Case>>, CaseStoreError> {
+        if case_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in case_ids {
+            pipe.cmd("HGET").arg(self.key(id)).arg("view");
+        }
+        let views: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        case_ids
+            .iter()
+            .zip(views)
+            .map(|(id, view)| {
+                view.map(|bytes| {
+                    Case::decode(bytes.as_slice()).map_err(|_| CaseStoreError::Corrupt {
+                        case_id: id.clone(),
+                        what: "view".into(),
+                    })
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// Whether the lists are in this code's layout.
+    pub async fn lists_current(&self) -> Result<bool, CaseStoreError> {
+        let layout: Option<String> = redis::cmd("GET")
+            .arg(self.layout_key())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(layout.as_deref() == Some(LISTS_LAYOUT))
+    }
+
+    /// Records that every case is listed in this code's layout.
+    pub async fn mark_lists_current(&self) -> Result<(), CaseStoreError> {
+        let () = redis::cmd("SET")
+            .arg(self.layout_key())
+            .arg(LISTS_LAYOUT)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// The events of `case_id` after sequence `after`, in order.
@@ -203,11 +308,23 @@ impl RedisCaseStore {
     /// Applies `index` (see [`Index::of`]).
     pub async fn index(&self, index: &Index) -> Result<(), CaseStoreError> {
         let mut pipe = redis::pipe();
-        for (agency, task_id) in &index.undeliverable {
-            pipe.cmd("HDEL")
-                .arg(self.tasks_key(*agency))
-                .arg(task_id)
-                .ignore();
+        for agency in crate::records::AGENCIES {
+            let ids: Vec<&String> = index
+                .undeliverable
+                .iter()
+                .filter(|(a, _)| *a == agency)
+                .map(|(_, id)| id)
+                .collect();
+            if !ids.is_empty() {
+                // EVAL, not EVALSHA: in a pipeline a script not yet loaded cannot be
+                // retried on its own; the script is a few dozen bytes.
+                pipe.cmd("EVAL")
+                    .arg(DROP_TASKS)
+                    .arg(1)
+                    .arg(self.tasks_key(agency))
+                    .arg(ids)
+                    .ignore();
+            }
         }
         let command = if index.open { "SADD" } else { "SREM" };
         for subject in &index.subjects {
@@ -220,12 +337,22 @@ impl RedisCaseStore {
             .arg(self.open_key())
             .arg(&index.case_id)
             .ignore();
-        pipe.cmd("ZADD")
-            .arg(self.all_key())
-            .arg("NX")
-            .arg(index.opened_ms)
-            .arg(&index.case_id)
-            .ignore();
+        // NX: a case keeps its first place (a re-index after a crash may carry a later
+        // time).
+        for list in &index.listed {
+            pipe.cmd("ZADD")
+                .arg(self.list_key(list))
+                .arg("NX")
+                .arg(index.opened_ms)
+                .arg(&index.case_id)
+                .ignore();
+        }
+        for list in &index.unlisted {
+            pipe.cmd("ZREM")
+                .arg(self.list_key(list))
+                .arg(&index.case_id)
+                .ignore();
+        }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
     }
@@ -236,40 +363,66 @@ impl RedisCaseStore {
 
     /// Keeps `task` for its agency until acknowledged.
     pub async fn add_task(&self, task: &Task) -> Result<(), CaseStoreError> {
-        let _: i64 = redis::cmd("HSET")
-            .arg(self.tasks_key(task.agency()))
+        let _: i64 = self
+            .scripts
+            .add_task
+            .key(self.tasks_key(task.agency()))
             .arg(&task.task_id)
             .arg(task.encode_to_vec())
-            .query_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }
 
-    /// The tasks of `agency` not yet acknowledged, by task id.
-    pub async fn tasks(&self, agency: Agency) -> Result<Vec<Task>, CaseStoreError> {
+    /// How many changes the tasks of `agency` have seen.
+    pub async fn task_changes(&self, agency: Agency) -> Result<u64, CaseStoreError> {
+        let changes: Option<u64> = redis::cmd("HGET")
+            .arg(self.tasks_key(agency))
+            .arg(CHANGES)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(changes.unwrap_or(0))
+    }
+
+    /// The tasks of `agency` not yet acknowledged, by task id, and their changes.
+    pub async fn task_snapshot(&self, agency: Agency) -> Result<TaskSnapshot, CaseStoreError> {
         let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(self.tasks_key(agency))
             .query_async(&mut self.conn.clone())
             .await?;
-        let mut tasks = Vec::with_capacity(fields.len());
+        let mut snapshot = TaskSnapshot::default();
         for (id, bytes) in fields {
-            tasks.push(
-                Task::decode(bytes.as_slice()).map_err(|_| CaseStoreError::Corrupt {
-                    case_id: id,
-                    what: "a pending task".into(),
-                })?,
-            );
+            if id == CHANGES {
+                snapshot.changes = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| CaseStoreError::Corrupt {
+                        case_id: String::new(),
+                        what: format!("the change count of {}", agency_slug(agency)),
+                    })?;
+                continue;
+            }
+            snapshot
+                .tasks
+                .push(
+                    Task::decode(bytes.as_slice()).map_err(|_| CaseStoreError::Corrupt {
+                        case_id: id,
+                        what: "a pending task".into(),
+                    })?,
+                );
         }
-        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-        Ok(tasks)
+        snapshot.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        Ok(snapshot)
     }
 
     /// `task_id` was received by its agency: not sent again.
     pub async fn ack_task(&self, agency: Agency, task_id: &str) -> Result<(), CaseStoreError> {
-        let _: i64 = redis::cmd("HDEL")
-            .arg(self.tasks_key(agency))
+        let _: i64 = self
+            .scripts
+            .drop_tasks
+            .key(self.tasks_key(agency))
             .arg(task_id)
-            .query_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! What a `Cases` request must be, field by field: every broken rule, by field; and a
+//! case's parameters in their one spelling.
+
+use crate::domain::{DivisionCode, ResidentId, UnitNumber};
+use crate::proto::{self, CaseParams, case_params};
+use crate::records::{MAX_REPEATED, Violations};
+use crate::resolver::policy::Purpose;
+
+fn valid_token(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Checks an `OpenCase` request field by field: every broken rule, by field.
+pub fn validate_open_case(r: &proto::OpenCaseRequest) -> Violations {
+    let mut violations = Violations::default();
+    if !valid_token(&r.request_id) {
+        violations.add(
+            "request_id",
+            "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+        );
+    }
+    if Purpose::parse(&r.purpose).is_err() {
+        violations.add(
+            "purpose",
+            "must be a lowercase slug such as property-transfer",
+        );
+    }
+    let none = CaseParams::default();
+    validate_params(r.params.as_ref().unwrap_or(&none), &mut violations);
+    violations
+}
+
+/// Checks a `ListCases` request's filters: every broken rule, by field.
+pub fn validate_list_cases(r: &proto::ListCasesRequest) -> Violations {
+    let mut violations = Violations::default();
+    if r.limit > 500 {
+        violations.add("limit", "must be at most 500");
+    }
+    if !r.person_id.is_empty() && ResidentId::parse(&r.person_id).is_err() {
+        violations.add("person_id", "not a resident ID number");
+    }
+    violations
+}
+
+/// Checks a `CancelCase` request's reason (its case id is checked as any case id is).
+pub fn validate_cancel_case(r: &proto::CancelCaseRequest) -> Violations {
+    let mut violations = Violations::default();
+    if r.reason.trim().is_empty() || r.reason.chars().count() > 500 {
+        violations.add("reason", "must be 1 to 500 characters");
+    }
+    violations
+}
+
+/// Checks the case id a `GetCase`, `WatchCase` or `CancelCase` request names.
+pub fn validate_case_id(case_id: &str) -> Violations {
+    let mut violations = Violations::default();
+    if !valid_token(case_id) {
+        violations.add("case_id", "must be a case id returned by OpenCase");
+    }
+    violations
+}
+
+/// Valid parameters with every identifier in its one spelling (uppercase unit numbers and
+/// check characters), so the case, its tasks and its subjects never depend on how the
+/// caller typed them. Run after [`validate_open_case`] accepted them.
+pub(crate) fn normalised(mut params: CaseParams) -> CaseParams {
+    let person = |id: &mut String| {
+        if let Ok(p) = ResidentId::parse(id) {
+            *id = p.as_str().to_owned();
+        }
+    };
+    match &mut params.kind {
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            if let Ok(unit) = UnitNumber::parse(&p.unit_number) {
+                p.unit_number = unit.as_str().to_owned();
+            }
+            p.seller_ids.iter_mut().for_each(person);
+            p.buyer_ids.iter_mut().for_each(person);
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => person(&mut p.person_id),
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => person(&mut p.person_id),
+        Some(case_params::Kind::HouseholdMove(p)) => person(&mut p.person_id),
+        None => {}
+    }
+    params
+}
+
+/// Every field of the parameters, checked as records are: all violations, by field.
+fn validate_params(params: &CaseParams, v: &mut Violations) {
+    let person = |v: &mut Violations, field: &str, id: &str| {
+        if let Err(e) = ResidentId::parse(id) {
+            v.add(field, format!("not a resident ID number: {e}"));
+        }
+    };
+    let region = |v: &mut Violations, field: &str, code: &str| {
+        if let Err(e) = DivisionCode::parse(code) {
+            v.add(field, format!("not an administrative division code: {e}"));
+        }
+    };
+    match &params.kind {
+        None => v.add("params", "must name the case kind and its parameters"),
+        Some(case_params::Kind::PropertyTransfer(p)) => {
+            let field = |name: &str| format!("params.property_transfer.{name}");
+            if let Err(e) = UnitNumber::parse(&p.unit_number) {
+                v.add(
+                    field("unit_number"),
+                    format!("not a real-estate unit number: {e}"),
+                );
+            }
+            if !valid_token(&p.contract_number) {
+                v.add(
+                    field("contract_number"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+                );
+            }
+            let mut bounded = true;
+            for (name, ids) in [("seller_ids", &p.seller_ids), ("buyer_ids", &p.buyer_ids)] {
+                if ids.is_empty() {
+                    v.add(field(name), "must name at least one person");
+                }
+                // As many parties as a sale contract may name; more are not checked one
+                // by one (nor against each other: that work grows with the product).
+                if ids.len() > MAX_REPEATED {
+                    v.add_too_long(
+                        field(name),
+                        format!(
+                            "must have at most {MAX_REPEATED} entries, not {}",
+                            ids.len()
+                        ),
+                    );
+                    bounded = false;
+                    continue;
+                }
+                for (i, id) in ids.iter().enumerate() {
+                    person(v, &format!("{}[{i}]", field(name)), id);
+                }
+            }
+            if bounded
+                && p.seller_ids
+                    .iter()
+                    .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
+            {
+                v.add(field("buyer_ids"), "nobody may both sell and buy");
+            }
+        }
+        Some(case_params::Kind::SocialSecurityTransfer(p)) => {
+            let field = |name: &str| format!("params.social_security_transfer.{name}");
+            person(v, &field("person_id"), &p.person_id);
+            if p.insurance_type() == proto::InsuranceType::Unspecified {
+                v.add(field("insurance_type"), "must be set");
+            }
+            region(v, &field("from_region_code"), &p.from_region_code);
+            region(v, &field("to_region_code"), &p.to_region_code);
+            if p.from_region_code == p.to_region_code {
+                v.add(field("to_region_code"), "must differ from from_region_code");
+            }
+        }
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => {
+            let field = |name: &str| format!("params.provident_fund_transfer.{name}");
+            person(v, &field("person_id"), &p.person_id);
+            region(v, &field("from_region_code"), &p.from_region_code);
+            region(v, &field("to_region_code"), &p.to_region_code);
+            if p.from_region_code == p.to_region_code {
+                v.add(field("to_region_code"), "must differ from from_region_code");
+            }
+        }
+        Some(case_params::Kind::HouseholdMove(p)) => {
+            let field = |name: &str| format!("params.household_move.{name}");
+            person(v, &field("person_id"), &p.person_id);
+            region(v, &field("to_region_code"), &p.to_region_code);
+        }
+    }
+}
