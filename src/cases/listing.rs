@@ -40,12 +40,15 @@ pub(crate) async fn list<A>(
         truncated: false,
     };
     let mut start = 0;
+    // A case re-listed while the call pages (it moved up the list) is met again on a
+    // later page: listed once.
+    let mut seen = std::collections::HashSet::new();
     loop {
         let count = PAGE.min(SCAN - start);
         let (ids, more) = store.list_page(&list, start, count).await?;
         start += ids.len();
         for case in store.views(&ids).await?.into_iter().flatten() {
-            if !matches_filter(&case, r) {
+            if !matches_filter(&case, r) || seen.contains(&case.case_id) {
                 continue;
             }
             let Some(admitted) = admit(&case) else {
@@ -55,6 +58,7 @@ pub(crate) async fn list<A>(
                 found.truncated = true;
                 return Ok(found);
             }
+            seen.insert(case.case_id.clone());
             found.cases.push((case, admitted));
         }
         if !more {
@@ -261,6 +265,33 @@ mod tests {
         };
         let found = list(&store, &work, 10, true, |_| Some(())).await.unwrap();
         assert_eq!(ids(&found), ["c2", "c0"]);
+    }
+
+    #[tokio::test]
+    async fn a_case_met_again_on_a_later_page_is_listed_once() {
+        let store = store_of(PAGE + 5).await;
+        let mut newest = store.load("c0").await.unwrap().case.unwrap();
+        newest.case_id = "opened-while-listing".into();
+        newest.opened_at = Some(prost_types::Timestamp {
+            seconds: 10_000,
+            nanos: 0,
+        });
+        // A case opened while the first page is looked at moves every entry one place
+        // down: the first page's last case is the second page's first.
+        let opened = std::sync::atomic::AtomicBool::new(false);
+        let every = ListCasesRequest::default();
+        let found = list(&store, &every, 1_000, true, |_| {
+            if !opened.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                futures::executor::block_on(store.index(&newest)).unwrap();
+            }
+            Some(())
+        })
+        .await
+        .unwrap();
+        let listed = ids(&found);
+        let unique: std::collections::HashSet<_> = listed.iter().collect();
+        assert_eq!(unique.len(), listed.len(), "{listed:?}");
+        assert_eq!(listed.len(), PAGE + 5);
     }
 
     #[tokio::test]
