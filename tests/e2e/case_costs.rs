@@ -202,7 +202,7 @@ async fn an_idle_task_stream_does_not_read_the_agencys_tasks_again() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let mut client = tasks_as(&app, "public-security/move-window");
+    let mut client = tasks_as(&app, "public-security/records");
     let mut stream = client
         .stream(proto::StreamTasksRequest {})
         .await
