@@ -21,22 +21,6 @@ use govlink::resolver::query::AsRequester;
 use crate::faults::RedisServer;
 use crate::helpers::*;
 
-/// Calls per command since the server started, as `INFO commandstats` reports them.
-async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().unwrap()))
-        })
-        .collect()
-}
-
 /// The commands run between two readings, by name; left out: the `INFO` that measures and
 /// the `PING`s that keep connections alive (not the store's work).
 fn ran(before: &BTreeMap<String, u64>, after: BTreeMap<String, u64>) -> BTreeMap<String, u64> {

@@ -91,22 +91,6 @@ async fn load_person(store: &Store, person: &str, contributions: &[RecordEvent])
     }
 }
 
-/// Calls per command since the server started, as `INFO commandstats` reports them.
-async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().unwrap()))
-        })
-        .collect()
-}
-
 /// The commands one `read_subjects` call ran, by name (the `INFO` that measures is left
 /// out). Nothing else talks to this Redis meanwhile.
 async fn commands_of(
