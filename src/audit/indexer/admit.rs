@@ -12,12 +12,13 @@
 //! below a head is skipped: they were indexed already.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
 
 use crate::audit::chain::Hash;
 use crate::audit::index::ChainHead;
-use crate::audit::signing::{SigningError, TrustedCas};
+use crate::audit::signing::{Signer, SigningError, TrustedCas};
 use crate::proto::audit_body::Kind;
-use crate::proto::{AuditBody, AuditEntry};
+use crate::proto::{AuditBody, AuditEntry, ChainStart};
 
 /// Every reason an entry is left out of the index (metric labels).
 pub const UNINDEXED_REASONS: [&str; 3] = ["unverified_start", "unknown_chain", "unlinked"];
@@ -33,14 +34,30 @@ pub enum ChainTrust {
 }
 
 impl ChainTrust {
-    /// The trust of a process with `settings`: its `tls_client_ca` bundle with TLS,
-    /// unsigned chains without.
+    /// The trust of a process with `settings`: its `tls_client_ca` bundle with TLS (which
+    /// must verify the process's own certificate), unsigned chains without.
     pub fn of_settings(settings: &crate::config::Settings) -> Result<ChainTrust, SigningError> {
         match settings
             .tls()
             .map_err(|e| SigningError::Key(e.to_string()))?
         {
-            Some((files, _)) => Ok(ChainTrust::Signed(TrustedCas::load(&files.client_ca)?)),
+            Some((files, _)) => {
+                let cas = TrustedCas::load(&files.client_ca)?;
+                // A process whose own chains its indexer refuses would hide every access
+                // it audits: refuse to start instead (the servers' certificates must be
+                // issued by a CA of tls_client_ca, as `govlink certs init` does).
+                let own = Signer::load(&files.cert, &files.key)?;
+                let (chain, at) = ("own-certificate-check", SystemTime::now().into());
+                let mut start = ChainStart::default();
+                own.sign_start(chain, Some(&at), &mut start)?;
+                cas.check_start(chain, Some(&at), &start).map_err(|why| {
+                    SigningError::Ca(format!(
+                        "this process's own audit chains would not be indexed: {why}; \
+                         tls_client_ca must hold the CA that issued tls_cert"
+                    ))
+                })?;
+                Ok(ChainTrust::Signed(cas))
+            }
             None => Ok(ChainTrust::Unsigned),
         }
     }

@@ -144,3 +144,27 @@ fn entries_that_do_not_link_to_the_verified_head_are_left_out() {
         .collect();
     assert_eq!(seen, ["index", "unlinked"]);
 }
+
+#[test]
+fn a_process_whose_own_chains_its_ca_bundle_refuses_does_not_start() {
+    let (ours, other) = (certs(), certs());
+    let settings = |ca: &CertsDir| crate::config::Settings {
+        tls_client_ca: Some(ca.ca().display().to_string()),
+        ..crate::config::Settings::default().with_certs_dir(ours.path())
+    };
+    assert!(matches!(
+        ChainTrust::of_settings(&settings(&ours)),
+        Ok(ChainTrust::Signed(_))
+    ));
+    let error = ChainTrust::of_settings(&settings(&other)).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("own audit chains would not be indexed"),
+        "{error}"
+    );
+    assert!(matches!(
+        ChainTrust::of_settings(&crate::config::Settings::default()),
+        Ok(ChainTrust::Unsigned)
+    ));
+}
