@@ -23,6 +23,7 @@ use crate::helpers::*;
 
 mod deleted;
 mod forged;
+mod heads;
 mod index;
 
 /// Partitions of the audit topics in these tests.

@@ -21,7 +21,7 @@ use super::{Writer, access, audit_topics, publisher, republish, soon};
 use crate::helpers::*;
 
 /// A store under `prefix` in generation `generation`, ready (nothing to rebuild).
-async fn ready_store(store: &Store, seen: Option<&str>, generation: &str) {
+pub(super) async fn ready_store(store: &Store, seen: Option<&str>, generation: &str) {
     assert!(
         store
             .replace_generation(seen, generation, "audit-test")
@@ -37,7 +37,11 @@ async fn ready_store(store: &Store, seen: Option<&str>, generation: &str) {
 }
 
 /// Lists `person`'s accesses until there are `count` (the indexer runs on its own).
-async fn list_when(index: &AccessIndex, person: &str, count: usize) -> Vec<PersonAccess> {
+pub(super) async fn list_when(
+    index: &AccessIndex,
+    person: &str,
+    count: usize,
+) -> Vec<PersonAccess> {
     let person = ResidentId::parse(person).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -69,7 +73,7 @@ fn stale_member(at_ms: u64) -> Vec<u8> {
     member
 }
 
-fn purposes(list: &[PersonAccess]) -> Vec<&str> {
+pub(super) fn purposes(list: &[PersonAccess]) -> Vec<&str> {
     list.iter().map(|a| a.purpose.as_str()).collect()
 }
 
