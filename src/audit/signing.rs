@@ -181,7 +181,7 @@ pub enum StartRefusal {
     /// It carries no certificate or no signature.
     Unsigned,
     /// Its certificate does not chain to a trusted CA, or was not valid at the start's
-    /// time (webpki's reason).
+    /// time (why).
     Untrusted(String),
     /// The signature scheme is not one govlink signs with.
     UnknownScheme(u32),
@@ -193,10 +193,9 @@ impl std::fmt::Display for StartRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartRefusal::Unsigned => f.write_str("its start is not signed"),
-            StartRefusal::Untrusted(why) => write!(
-                f,
-                "its start's certificate is not trusted at the start's time: {why}"
-            ),
+            StartRefusal::Untrusted(why) => {
+                write!(f, "its start's certificate is not trusted: {why}")
+            }
             StartRefusal::UnknownScheme(s) => {
                 write!(f, "its start is signed with unknown scheme {s:#06x}")
             }
@@ -279,8 +278,7 @@ impl TrustedCas {
             .iter()
             .map(|c| CertificateDer::from(c.as_slice()))
             .collect();
-        let cert = EndEntityCert::try_from(&leaf_der)
-            .map_err(|e| StartRefusal::Untrusted(format!("{e:?}")))?;
+        let cert = EndEntityCert::try_from(&leaf_der).map_err(untrusted)?;
         // Before the epoch or without a time there is nothing to check validity against.
         let seconds = at
             .and_then(|t| u64::try_from(t.seconds).ok())
@@ -294,7 +292,7 @@ impl TrustedCas {
             None,
             None,
         )
-        .map_err(|e| StartRefusal::Untrusted(format!("{e:?}")))?;
+        .map_err(untrusted)?;
         if !signature_valid(
             &leaf_der,
             scheme,
@@ -308,6 +306,21 @@ impl TrustedCas {
             scheme,
         })
     }
+}
+
+/// Why webpki refused a start's certificate, as the report says it.
+fn untrusted(error: webpki::Error) -> StartRefusal {
+    use webpki::Error;
+    StartRefusal::Untrusted(match error {
+        // Another CA's certificate; with a CA of the same name, its signature does not match.
+        Error::UnknownIssuer | Error::InvalidSignatureForPublicKey => {
+            "not issued by a trusted CA".into()
+        }
+        Error::CertExpired { .. } => "expired before the chain started".into(),
+        Error::CertNotValidYet { .. } => "not valid yet when the chain started".into(),
+        Error::RequiredEkuNotFoundContext(_) => "not issued for a server".into(),
+        other => format!("{other:?}"),
+    })
 }
 
 /// The verification algorithm of TLS signature scheme `scheme`, if govlink signs with it.

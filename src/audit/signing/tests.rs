@@ -231,10 +231,10 @@ fn a_start_signed_under_another_ca_or_outside_its_validity_is_untrusted() {
     // A complete, self-consistent start, signed with a key of a CA nobody configured.
     let forged = signed_start(&signer(&theirs), "chain-1", &at);
     let cas = TrustedCas::load(&ours.ca()).unwrap();
-    assert!(matches!(
+    assert_eq!(
         cas.check_start("chain-1", Some(&at), &forged),
-        Err(StartRefusal::Untrusted(_))
-    ));
+        Err(StartRefusal::Untrusted("not issued by a trusted CA".into()))
+    );
     // Its own CA trusts it.
     let theirs_cas = TrustedCas::load(&theirs.ca()).unwrap();
     assert!(
@@ -249,10 +249,12 @@ fn a_start_signed_under_another_ca_or_outside_its_validity_is_untrusted() {
         nanos: 0,
     };
     let backdated = signed_start(&signer(&ours), "chain-1", &long_ago);
-    assert!(matches!(
+    assert_eq!(
         cas.check_start("chain-1", Some(&long_ago), &backdated),
-        Err(StartRefusal::Untrusted(_))
-    ));
+        Err(StartRefusal::Untrusted(
+            "not valid yet when the chain started".into()
+        ))
+    );
     let mut timeless = start();
     signer(&ours)
         .sign_start("chain-1", None, &mut timeless)
@@ -270,4 +272,20 @@ fn a_key_of_another_certificate_is_refused_at_start() {
     let key = crate::tls::read_key(&b.server().key).unwrap();
     let error = Signer::new(&certs, &key).unwrap_err();
     assert!(error.to_string().contains("does not belong"), "{error}");
+}
+
+#[test]
+fn an_agency_systems_client_certificate_of_the_same_ca_cannot_sign_a_chain() {
+    let dir = dir();
+    let window =
+        crate::resolver::policy::Requester::new(crate::proto::Agency::Housing, "transfer-window");
+    let client = dir.client(&window);
+    let at = now();
+    let start = signed_start(&Signer::load(&client.cert, &client.key).unwrap(), "c", &at);
+    assert_eq!(
+        TrustedCas::load(&dir.ca())
+            .unwrap()
+            .check_start("c", Some(&at), &start),
+        Err(StartRefusal::Untrusted("not issued for a server".into()))
+    );
 }

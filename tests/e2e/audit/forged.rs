@@ -152,10 +152,14 @@ async fn a_forged_chain_fails_verify_and_never_reaches_the_citizens_list() {
     app.stop().await;
 
     let (ok, out) = verify(&settings, &[]);
+    println!("{out}");
     assert!(!ok, "a forged chain passed verification:\n{out}");
     for (id, why) in [
         (&unsigned_id, "its start is not signed"),
-        (&foreign_id, "its start's certificate is not trusted"),
+        (
+            &foreign_id,
+            "its start's certificate is not trusted: not issued by a trusted CA",
+        ),
     ] {
         let line = out
             .lines()
