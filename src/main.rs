@@ -293,6 +293,14 @@ enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The CA bundle (PEM) the writers' certificates must chain to; default: the
+        /// configured tls_client_ca. Without either, who wrote a chain is not checked.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<std::path::PathBuf>,
+        /// Let unsigned chains pass (a trail written without TLS: dev, demo, or before
+        /// chains were signed); they are still marked signature=unsigned.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
 }
 
@@ -430,10 +438,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Audit {
-            command: AuditCommand::Verify { from, json },
+            command:
+                AuditCommand::Verify {
+                    from,
+                    json,
+                    ca,
+                    allow_unsigned,
+                },
         } => {
             let mut stdout = std::io::stdout();
-            let report = govlink::audit::verify::run(&settings, from, json, &mut stdout).await?;
+            let signatures = govlink::audit::verify::SignatureCheck { ca, allow_unsigned };
+            let report =
+                govlink::audit::verify::run(&settings, from, &signatures, json, &mut stdout)
+                    .await?;
             if !report.is_clean() {
                 anyhow::bail!("the audit trail failed verification");
             }

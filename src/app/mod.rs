@@ -23,7 +23,7 @@ use tonic_health::server::HealthReporter;
 use crate::adapters::{
     Housing, ProvidentFund, PublicSecurity, PublishPath, Publishers, SocialSecurity,
 };
-use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog};
+use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog, ChainTrust, Signer};
 use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::Settings;
 use crate::kafka::{
@@ -162,10 +162,17 @@ impl Parts {
         publisher: &Publisher,
         writer: &'static str,
     ) -> Result<AuditLog, AppError> {
-        let audit = AuditLog::start(publisher.clone(), &kafka.topics, writer)
-            .await
-            .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
-            .with_telemetry(self.telemetry.clone());
+        let audit = AuditLog::start_signed(
+            publisher.clone(),
+            &kafka.topics,
+            writer,
+            Signer::of_settings(settings)
+                .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+                .map(Arc::new),
+        )
+        .await
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+        .with_telemetry(self.telemetry.clone());
         let (checkpoints, interval) = (audit.clone(), settings.audit_checkpoint_interval());
         self.supervise("audit checkpoints", move |stop| {
             checkpoints.run_checkpoints(interval, stop)

@@ -114,7 +114,10 @@ async fn queries(
         index.clone(),
         store.clone(),
         settings.access_retention(),
-    );
+        ChainTrust::of_settings(settings)
+            .map_err(|e| AppError::Config(format!("access index: {e}")))?,
+    )
+    .with_telemetry(parts.telemetry.clone());
     parts.supervise("access indexer", move |stop| indexer.run(stop));
     let policy = std::sync::Arc::new(policy);
     let queries = Queries::new(

@@ -92,21 +92,28 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Publishes one checkpoint and waits for its ack.
+    /// Publishes one checkpoint (signed, if the log signs) and waits for its ack.
     async fn checkpoint(
         &self,
         chain: &str,
         sequence: u64,
         hash: Hash,
         closed: bool,
-    ) -> Result<(), crate::kafka::PublishError> {
-        let checkpoint = AuditCheckpoint {
+    ) -> Result<(), super::AuditError> {
+        let mut checkpoint = AuditCheckpoint {
             chain_id: chain.to_owned(),
             sequence,
             hash: hash.to_vec(),
             at: Some(SystemTime::now().into()),
             closed,
+            signature: Vec::new(),
         };
+        if let Some(signer) = self.signer() {
+            // Unsigned, a signed chain's checkpoint would be ignored by every reader.
+            signer
+                .sign_checkpoint(&mut checkpoint)
+                .map_err(|e| super::AuditError::Signing(e.to_string()))?;
+        }
         self.publisher()
             .publish(
                 self.checkpoint_topic(),

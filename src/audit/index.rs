@@ -20,7 +20,8 @@
 //! `acc:{p:<id>}` the accesses (sorted set of equal scores: key + encoded `PersonAccess`),
 //! `acg:{p:<id>}` the groups' keys (sorted set of equal scores), `acl:{p:<id>}` the same
 //! keys scored by their latest refusal, `acd:{p:<id>}` the groups (hash: group id →
-//! encoded state), `acx:{p:<id>}` the newest access the bounds dropped (ms).
+//! encoded state), `acx:{p:<id>}` the newest access the bounds dropped (ms); and `ach`,
+//! the indexer's verified head of every chain (hash: chain id → `<sequence>:<hash hex>`).
 
 mod groups;
 mod memory;
@@ -131,6 +132,10 @@ impl IndexWrite {
     }
 }
 
+/// A chain's verified head as the indexer saves it: the last entry indexed (or its start)
+/// and its hash; the chain's next entry must link to it.
+pub(crate) type ChainHead = (u64, crate::audit::Hash);
+
 /// The access index.
 #[derive(Clone)]
 pub enum AccessIndex {
@@ -204,6 +209,32 @@ impl AccessIndex {
             .flat_map(|(entry, body)| index_writes(person_accesses(entry, body, retention)))
             .collect();
         self.add(&writes, retention).await
+    }
+
+    /// The saved verified heads of `chains`, in their order (`None`: none saved).
+    pub(crate) async fn chain_heads(
+        &self,
+        chains: &[&str],
+    ) -> Result<Vec<Option<ChainHead>>, IndexError> {
+        match self {
+            AccessIndex::Redis(index) => index.heads(chains).await,
+            AccessIndex::Memory(index, _) => Ok(index.heads(chains)),
+        }
+    }
+
+    /// Saves verified heads after the entries up to them were indexed; a head never moves
+    /// back.
+    pub(crate) async fn save_chain_heads(
+        &self,
+        heads: &[(String, ChainHead)],
+    ) -> Result<(), IndexError> {
+        match self {
+            AccessIndex::Redis(index) => index.save_heads(heads).await,
+            AccessIndex::Memory(index, _) => {
+                index.save_heads(heads);
+                Ok(())
+            }
+        }
     }
 
     /// Adds accesses; trims each written person's part to `retention` and the bounds.

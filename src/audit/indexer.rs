@@ -9,8 +9,18 @@
 //! no marker or is being cleared (what it wrote then would be deleted); once the clearing
 //! is over it indexes alongside the records' rebuild. Offsets are stored for commit only
 //! after Redis acknowledged the batch; a replay writes the same members again.
+//!
+//! Only entries of chains whose start verified, linking to their chain's verified head,
+//! are indexed ([`admit`]); the others are counted by reason and logged once per chain.
+//! Per batch: the heads of its chains are read, its entries admitted in order, the
+//! accesses written, then the moved heads saved, then the offsets stored.
 
-use std::collections::BTreeMap;
+mod admit;
+
+pub use admit::{ChainTrust, UNINDEXED_REASONS};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +33,13 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::chain::hash_matches;
-use super::index::AccessIndex;
+use super::index::{AccessIndex, ChainHead, IndexError};
 use crate::kafka::Topics;
+use crate::ops::events::AuditUnindexed;
+use crate::ops::metrics::{Metrics, Telemetry};
 use crate::proto::{AuditBody, AuditEntry};
 use crate::resolver::store::{Store, StoreState};
+use admit::{Heads, Verdict};
 
 /// How often the store's generation is checked.
 const GENERATION_CHECK: Duration = Duration::from_secs(1);
@@ -36,6 +49,9 @@ const BATCH: usize = 500;
 const LINGER: Duration = Duration::from_millis(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The most chains remembered as logged; beyond, the memory starts over (a chain may then
+/// be logged once more).
+const MAX_LOGGED: usize = 10_000;
 
 /// A consumer of the audit topic that maintains the access index.
 pub struct AccessIndexer {
@@ -45,9 +61,18 @@ pub struct AccessIndexer {
     index: AccessIndex,
     store: Store,
     retention: Duration,
+    /// Which chains' entries are indexed.
+    trust: ChainTrust,
     /// Messages that could not be indexed (undecodable, or not matching their hash).
     skipped: u64,
+    /// Chains whose left-out entries were logged already.
+    logged: HashSet<String>,
+    /// Where left-out entries are counted.
+    telemetry: Telemetry,
 }
+
+/// An audit message decoded: the entry and its body.
+type Decoded = (AuditEntry, AuditBody);
 
 /// How consuming one generation ended.
 enum Ended {
@@ -57,7 +82,7 @@ enum Ended {
 
 impl AccessIndexer {
     /// An indexer of `topics`' audit trail into `index`, following `store`'s generation,
-    /// keeping accesses for `retention`.
+    /// keeping accesses for `retention`, of the chains `trust` accepts.
     pub fn new(
         brokers: &crate::kafka::Brokers,
         group_prefix: &str,
@@ -65,6 +90,7 @@ impl AccessIndexer {
         index: AccessIndex,
         store: Store,
         retention: Duration,
+        trust: ChainTrust,
     ) -> AccessIndexer {
         AccessIndexer {
             brokers: brokers.clone(),
@@ -73,8 +99,16 @@ impl AccessIndexer {
             index,
             store,
             retention,
+            trust,
             skipped: 0,
+            logged: HashSet::new(),
+            telemetry: Metrics::new(),
         }
+    }
+
+    /// The same indexer, counting left-out entries in `telemetry`.
+    pub fn with_telemetry(self, telemetry: Telemetry) -> AccessIndexer {
+        AccessIndexer { telemetry, ..self }
     }
 
     /// Indexes until `shutdown`, then commits what was indexed.
@@ -166,10 +200,10 @@ impl AccessIndexer {
 
     /// Indexes one batch, retrying while Redis is unreachable. False on shutdown.
     async fn index_batch(&mut self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
-        let mut entries = Vec::with_capacity(batch.len());
+        let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
             match decode(message) {
-                Ok(decoded) => entries.push(decoded),
+                Ok(entry) => decoded.push(entry),
                 Err(reason) => {
                     self.skipped += 1;
                     tracing::warn!(
@@ -182,27 +216,103 @@ impl AccessIndexer {
                 }
             }
         }
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match self.index.index_entries(&entries, self.retention).await {
-                Ok(()) => return true,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "access index write failed");
-                }
-                Err(e) => {
-                    // Redis refuses it for good (say, a key of another type): one batch
-                    // goes unindexed rather than the index stopping for every person.
-                    self.skipped += batch.len() as u64;
-                    tracing::error!(error = %e, skipped_total = self.skipped, "access index refused a batch; skipped");
-                    return true;
-                }
+        let index = self.index.clone();
+        let mut chains: Vec<&str> = decoded.iter().map(|(e, _)| e.chain_id.as_str()).collect();
+        chains.sort_unstable();
+        chains.dedup();
+        let Some(saved) = retrying(shutdown, || index.chain_heads(&chains)).await else {
+            return false;
+        };
+        let saved = saved.unwrap_or_else(|e| {
+            // Without its head no entry of these chains links: they wait for a replay.
+            tracing::error!(error = %e, "chain heads unreadable; the batch's entries are left out");
+            vec![None; chains.len()]
+        });
+        let saved: HashMap<String, _> = chains.iter().map(|c| (*c).to_owned()).zip(saved).collect();
+        let (entries, heads) = self.admit(decoded, Heads::new(saved));
+        let retention = self.retention;
+        match retrying(shutdown, || index.index_entries(&entries, retention)).await {
+            None => return false,
+            Some(Ok(())) => {}
+            // Redis refuses it for good (say, a key of another type): one batch goes
+            // unindexed rather than the index stopping for every person.
+            Some(Err(e)) => {
+                self.skipped += batch.len() as u64;
+                tracing::error!(error = %e, skipped_total = self.skipped, "access index refused a batch; skipped");
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return false,
-                () = sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+        match retrying(shutdown, || index.save_chain_heads(&heads)).await {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                // The heads stay where they were: the next entries of these chains do not
+                // link until a replay moves them; logged, as each such chain is.
+                tracing::error!(error = %e, "chain heads not saved");
+                true
+            }
+        }
+    }
+
+    /// The entries of a batch the index takes, in order, and the chain heads they moved;
+    /// the others counted and logged once per chain.
+    fn admit(
+        &mut self,
+        decoded: Vec<Decoded>,
+        mut heads: Heads,
+    ) -> (Vec<Decoded>, Vec<(String, ChainHead)>) {
+        let mut admitted = Vec::with_capacity(decoded.len());
+        let mut left: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (entry, body) in decoded {
+            match heads.admit(&entry, &body, &self.trust) {
+                Verdict::Index => admitted.push((entry, body)),
+                Verdict::Replayed => {}
+                Verdict::Left { reason, why } => {
+                    *left.entry(reason).or_default() += 1;
+                    if self.logged.len() >= MAX_LOGGED {
+                        self.logged.clear();
+                    }
+                    if self.logged.insert(entry.chain_id.clone()) {
+                        tracing::warn!(
+                            chain = %entry.chain_id,
+                            sequence = entry.sequence,
+                            reason,
+                            why,
+                            "audit chain's entries not indexed"
+                        );
+                    }
+                }
+            }
+        }
+        for (reason, entries) in left {
+            self.telemetry.emit(AuditUnindexed { reason, entries });
+        }
+        (admitted, heads.moved())
+    }
+}
+
+/// Runs `op` until it succeeds or fails for good, backing off while Redis is unreachable;
+/// `None` on shutdown.
+async fn retrying<T, F, Fut>(
+    shutdown: &CancellationToken,
+    mut op: F,
+) -> Option<Result<T, IndexError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, IndexError>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "access index call failed");
+            }
+            done => return Some(done),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

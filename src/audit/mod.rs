@@ -7,7 +7,10 @@
 //! - [`verify`] is `govlink audit verify`: it reads both topics and reports, per chain,
 //!   the first changed, missing, reordered, cut-off or conflicting entry.
 //! - [`AccessIndex`] and [`AccessIndexer`] keep a per-person index of the trail for
-//!   `ListDataAccesses`, following the record store's generation.
+//!   `ListDataAccesses`, following the record store's generation: only entries that link
+//!   to a chain start that verified ([`ChainTrust`]).
+//! - [`Signer`] signs each chain's start and checkpoints with the process's TLS key;
+//!   [`TrustedCas`] checks them (see `signing`).
 //!
 //! See docs/decisions.md ("The audit trail") for why it is built this way.
 
@@ -15,6 +18,7 @@ mod chain;
 mod checkpoints;
 mod index;
 mod indexer;
+mod signing;
 pub mod verify;
 mod writer;
 
@@ -23,7 +27,8 @@ pub use index::{
     AccessIndex, AccessPage, Cursor, IndexBounds, IndexError, MemoryIndex, RedisIndex,
     person_accesses,
 };
-pub use indexer::AccessIndexer;
+pub use indexer::{AccessIndexer, ChainTrust, UNINDEXED_REASONS};
+pub use signing::{Signer, SigningError, StartRefusal, TrustedCas, WriterKey};
 pub use writer::AuditLog;
 
 use crate::kafka::{PublishError, TopicSpec, Topics};
@@ -54,6 +59,9 @@ pub enum AuditError {
     /// The writer was closed (shutdown): no entry may follow its closed checkpoint.
     #[error("the audit log is closed")]
     Closed,
+    /// A chain start or checkpoint could not be signed (the key refused to sign).
+    #[error("audit record not signed: {0}")]
+    Signing(String),
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::AuditError;
 use super::chain::{Hash, Tip, new_chain_id};
+use super::signing::Signer;
 use crate::kafka::{Enqueued, Publisher, Topics};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AbandonedChain, AuditBody, ChainStart, DataAccess};
@@ -60,6 +61,8 @@ struct Inner {
     /// Who writes: the first entry of every chain says so.
     writer: &'static str,
     host: String,
+    /// Signs each chain's start and checkpoints; `None` without TLS (`dev`, `demo`).
+    signer: Option<Arc<Signer>>,
     /// Held while an entry is numbered, hashed and handed to the producer.
     writing: Mutex<Writing>,
     /// The acknowledged head of the current chain, moved by the acker.
@@ -172,11 +175,23 @@ struct Pending {
 }
 
 impl AuditLog {
-    /// Starts this process's chain (enqueues its ChainStart; does not wait for the ack).
+    /// Starts this process's chain, unsigned (enqueues its ChainStart; does not wait for
+    /// the ack). Only for processes without TLS: see [`AuditLog::start_signed`].
     pub async fn start(
         publisher: Publisher,
         topics: &Topics,
         writer: &'static str,
+    ) -> Result<AuditLog, AuditError> {
+        AuditLog::start_signed(publisher, topics, writer, None).await
+    }
+
+    /// Starts this process's chain, its starts and checkpoints signed by `signer` when
+    /// given (enqueues its ChainStart; does not wait for the ack).
+    pub async fn start_signed(
+        publisher: Publisher,
+        topics: &Topics,
+        writer: &'static str,
+        signer: Option<Arc<Signer>>,
     ) -> Result<AuditLog, AuditError> {
         let tip = Tip::new(new_chain_id());
         let chain: Arc<str> = tip.id.as_str().into();
@@ -194,6 +209,7 @@ impl AuditLog {
                 checkpoint_topic: topics.audit_checkpoints(),
                 writer,
                 host: host_name(),
+                signer,
                 writing: Mutex::new(Writing {
                     tip,
                     chain,
@@ -276,6 +292,11 @@ impl AuditLog {
         &self.inner.checkpoint_topic
     }
 
+    /// The signer of this log's starts and checkpoints, if it signs.
+    pub(super) fn signer(&self) -> Option<&Signer> {
+        self.inner.signer.as_deref()
+    }
+
     /// Starts a new chain now if the current one failed, so the abandonment is declared
     /// without waiting for the next lookup.
     pub(super) async fn restart_failed_chain(&self, deadline: Instant) {
@@ -346,19 +367,24 @@ impl AuditLog {
         chain_start(self.inner.writer, &self.inner.host, abandoned)
     }
 
-    /// Numbers and hashes an entry carrying `kind` (at now) on `tip` and hands it to the
-    /// producer. The tip moves only if the producer took it, so a refused entry leaves no
-    /// gap.
+    /// Numbers and hashes an entry carrying `kind` (at now; a start signed) on `tip` and
+    /// hands it to the producer. The tip moves only if the producer took it, so a refused
+    /// entry leaves no gap.
     async fn enqueue(
         &self,
         tip: &mut Tip,
         kind: Kind,
         deadline: Instant,
     ) -> Result<(u64, Hash, Enqueued), AuditError> {
-        let body = AuditBody {
+        let mut body = AuditBody {
             at: Some(SystemTime::now().into()),
             kind: Some(kind),
         };
+        if let (Some(signer), Some(Kind::Start(start))) = (&self.inner.signer, &mut body.kind) {
+            signer
+                .sign_start(&tip.id, body.at.as_ref(), start)
+                .map_err(|e| AuditError::Signing(e.to_string()))?;
+        }
         let entry = tip.next_entry(&body);
         let enqueued = self
             .inner

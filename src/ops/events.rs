@@ -197,6 +197,23 @@ impl Event for AuditWritten<'_> {
     }
 }
 
+/// Audit entries the access indexer left out, for `reason` (one of
+/// [`crate::audit::UNINDEXED_REASONS`]). The indexer logs each chain once itself.
+pub struct AuditUnindexed {
+    pub reason: &'static str,
+    pub entries: u64,
+}
+
+impl Event for AuditUnindexed {
+    fn emit(self, m: &Metrics) {
+        m.audit_unindexed
+            .get_or_create(&ReasonLabel {
+                reason: self.reason,
+            })
+            .inc_by(self.entries);
+    }
+}
+
 /// A Redis call that failed.
 pub struct RedisFailed<'a> {
     pub component: &'static str,

@@ -30,6 +30,7 @@ pub const NAMES: &[&str] = &[
     "govlink_lookups_total",
     "govlink_lookup_duration_seconds",
     "govlink_audit_writes_total",
+    "govlink_audit_unindexed_entries_total",
     "govlink_redis_errors_total",
     "govlink_limited_requests_total",
     "govlink_unauthenticated_calls_total",
@@ -197,6 +198,7 @@ pub struct Metrics {
     pub(crate) lookups: Family<LookupLabels, Counter>,
     pub(crate) lookup_duration: Family<MethodLabel, Histogram, Buckets>,
     pub(crate) audit_writes: Family<OutcomeLabel, Counter>,
+    pub(crate) audit_unindexed: Family<ReasonLabel, Counter>,
     pub(crate) redis_errors: Family<ComponentLabel, Counter>,
     pub(crate) limited: Family<LimitLabels, Counter>,
     pub(crate) unauthenticated: Family<ReasonLabel, Counter>,
@@ -240,6 +242,7 @@ impl Default for Metrics {
             lookups: Family::default(),
             lookup_duration: Family::new_with_constructor(latency_buckets),
             audit_writes: Family::default(),
+            audit_unindexed: Family::default(),
             redis_errors: Family::default(),
             limited: Family::default(),
             unauthenticated: Family::default(),
@@ -304,6 +307,12 @@ impl Default for Metrics {
             "audit_writes",
             "Audit trail entries: written, or failed",
             m.audit_writes.clone(),
+        );
+        r.register(
+            "audit_unindexed_entries",
+            "Audit entries the access index left out: of chains whose start did not verify, \
+             or not linking to their chain's verified head, by reason",
+            m.audit_unindexed.clone(),
         );
         r.register(
             "redis_errors",
@@ -382,6 +391,9 @@ impl Metrics {
         }
         for outcome in ["written", "failed"] {
             let _ = self.audit_writes.get_or_create(&OutcomeLabel { outcome });
+        }
+        for reason in crate::audit::UNINDEXED_REASONS {
+            let _ = self.audit_unindexed.get_or_create(&ReasonLabel { reason });
         }
         for kind in [
             CaseKind::PropertyTransfer,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use govlink::audit::{AuditLog, topic_specs};
+use govlink::audit::{AuditLog, Signer, topic_specs};
 use govlink::config::Settings;
 use govlink::kafka::Brokers;
 use govlink::kafka::{Publisher, Topics, ensure_topics};
@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::*;
 
 mod deleted;
+mod forged;
+mod heads;
 mod index;
 
 /// Partitions of the audit topics in these tests.
@@ -65,7 +67,10 @@ struct Writer {
 
 impl Writer {
     async fn start(publisher: Publisher, topics: &Topics) -> Writer {
-        let log = AuditLog::start(publisher, topics, "resolver")
+        // Signed as a resolver with TLS signs: `verify` checks against the test CA.
+        let certs = govlink::tls::certs::CertsDir::new(test_certs());
+        let signer = Signer::load(&certs.server().cert, &certs.server().key).expect("a signer");
+        let log = AuditLog::start_signed(publisher, topics, "resolver", Some(signer.into()))
             .await
             .expect("the chain starts");
         let stop = CancellationToken::new();
@@ -281,10 +286,18 @@ async fn offset_of(topic: &str, partition: i32, payload: &[u8]) -> i64 {
 /// may be another checkout's): whether the trail is clean, and the report.
 async fn verify_here(settings: &Settings, json: bool) -> (bool, String) {
     let mut out = Vec::new();
-    let report = govlink::audit::verify::run(settings, None, json, &mut out)
+    let report = govlink::audit::verify::run(settings, None, &test_ca(), json, &mut out)
         .await
         .expect("the trail is read");
     (report.is_clean(), String::from_utf8(out).unwrap())
+}
+
+/// Chains checked against the CA of the test certificates, which sign the writers' chains.
+fn test_ca() -> govlink::audit::verify::SignatureCheck {
+    govlink::audit::verify::SignatureCheck {
+        ca: Some(govlink::tls::certs::CertsDir::new(test_certs()).ca()),
+        allow_unsigned: false,
+    }
 }
 
 /// The line of `chain` in verify's output.
@@ -487,7 +500,7 @@ async fn a_chain_abandoned_mid_way_is_declared_at_its_acknowledged_head() {
     writer.close().await;
 
     let mut out = Vec::new();
-    let report = govlink::audit::verify::run(&settings, None, false, &mut out)
+    let report = govlink::audit::verify::run(&settings, None, &test_ca(), false, &mut out)
         .await
         .expect("the trail is read");
     let out = String::from_utf8(out).unwrap();

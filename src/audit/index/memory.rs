@@ -9,13 +9,15 @@ use prost::Message as _;
 
 use super::groups::{GroupId, GroupState, absorb};
 use super::order::{Cursor, group_key, time_bytes, time_of};
-use super::{Fetched, IndexBounds, IndexError, IndexWrite, decode_access};
+use super::{ChainHead, Fetched, IndexBounds, IndexError, IndexWrite, decode_access};
 use crate::proto::PersonAccess;
 
 /// The index in memory.
 #[derive(Clone, Default)]
 pub struct MemoryIndex {
     people: Arc<Mutex<HashMap<String, PersonIndex>>>,
+    /// Every chain's verified head (see `AccessIndex::chain_heads`).
+    heads: Arc<Mutex<HashMap<String, ChainHead>>>,
 }
 
 /// One person's part of the index.
@@ -32,6 +34,23 @@ struct PersonIndex {
 }
 
 impl MemoryIndex {
+    /// The verified heads of `chains` that were saved.
+    pub(super) fn heads(&self, chains: &[&str]) -> Vec<Option<ChainHead>> {
+        let heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        chains.iter().map(|c| heads.get(*c).copied()).collect()
+    }
+
+    /// Saves `heads`, each only if it is past the one saved.
+    pub(super) fn save_heads(&self, new: &[(String, ChainHead)]) {
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        for (chain, head) in new {
+            let saved = heads.entry(chain.clone()).or_insert(*head);
+            if saved.0 < head.0 {
+                *saved = *head;
+            }
+        }
+    }
+
     /// Up to `n` entries of each kind after `after`, newest first, within the retention.
     pub(super) fn fetch(
         &self,

@@ -17,7 +17,9 @@ use redis::{Pipeline, Script, ServerErrorKind};
 use super::groups::{GroupId, MAX_CHAIN_MARKS};
 use super::order::{Cursor, group_key, split_single, time_bytes};
 use super::scripts::{ABSORB, PAGE, TIDY};
-use super::{Fetched, IndexBounds, IndexError, IndexWrite, decode_access, now_ms, timestamp_ms};
+use super::{
+    ChainHead, Fetched, IndexBounds, IndexError, IndexWrite, decode_access, now_ms, timestamp_ms,
+};
 use crate::proto::PersonAccess;
 
 const SOURCES: [&str; 3] = [ABSORB, TIDY, PAGE];
@@ -273,6 +275,76 @@ impl RedisIndex {
             .ignore();
         }
     }
+}
+
+/// Moves chains' verified heads forward, never back (indexer replicas overlapping on a
+/// rebalanced partition may write an older head after a newer one). KEYS[1]: the heads
+/// hash; ARGV: pairs of chain id and head as text, `<sequence>:<hash in hex>`.
+const SAVE_HEADS: &str = r"
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  local new = tonumber(string.match(ARGV[i + 1], '^(%d+):'))
+  if not current or tonumber(string.match(current, '^(%d+):')) < new then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+";
+
+impl RedisIndex {
+    /// The hash of every chain's verified head, next to the index (a store's flush
+    /// deletes it with the index, and the indexer replays the trail).
+    fn heads_key(&self) -> String {
+        format!("{}ach", self.prefix)
+    }
+
+    /// The verified heads of `chains` that were saved.
+    pub(super) async fn heads(
+        &self,
+        chains: &[&str],
+    ) -> Result<Vec<Option<ChainHead>>, IndexError> {
+        if chains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let saved: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.heads_key())
+            .arg(chains)
+            .query_async(&mut conn)
+            .await?;
+        saved
+            .into_iter()
+            .map(|head| head.map(|h| parse_head(&h)).transpose())
+            .collect()
+    }
+
+    /// Saves `heads`, each only if it is past the one saved.
+    pub(super) async fn save_heads(&self, heads: &[(String, ChainHead)]) -> Result<(), IndexError> {
+        if heads.is_empty() {
+            return Ok(());
+        }
+        let script = Script::new(SAVE_HEADS);
+        let mut invocation = script.key(self.heads_key());
+        for (chain, (sequence, hash)) in heads {
+            invocation
+                .arg(chain.as_str())
+                .arg(format!("{sequence}:{}", hex::encode(hash)));
+        }
+        let mut conn = self.conn.clone();
+        invocation.invoke_async::<i64>(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// A head as [`SAVE_HEADS`] holds it.
+fn parse_head(text: &str) -> Result<ChainHead, IndexError> {
+    let corrupt = || IndexError::Corrupt(format!("not a chain head: {text:?}"));
+    let (sequence, hash) = text.split_once(':').ok_or_else(corrupt)?;
+    let hash = hex::decode(hash).map_err(|_| corrupt())?;
+    Ok((
+        sequence.parse().map_err(|_| corrupt())?,
+        hash.try_into().map_err(|_| corrupt())?,
+    ))
 }
 
 /// A number Redis holds as text.

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::Declaration;
-use super::report::{ChainReport, ChainStatus, Location, Problem, Truncated};
+use super::report::{ChainReport, ChainStatus, Location, Problem, Signature, Truncated};
 use crate::audit::chain::{GENESIS, Hash};
+use crate::audit::signing::{StartRefusal, WriterKey};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditCheckpoint, AuditEntry};
 
@@ -68,6 +69,8 @@ pub(super) struct ChainState {
     /// From the chain's `ChainStart`: the chains it declares abandoned and what it says
     /// of each.
     pub(super) declares: Vec<(String, Declaration)>,
+    /// Its `ChainStart` checked against the CAs (`None`: not seen, or no CA given).
+    pub(super) signer: Option<Result<WriterKey, StartRefusal>>,
     /// Entries verified (exact duplicates and skipped entries not counted).
     entries: u64,
     /// Entries before `--from`, not verified.
@@ -101,6 +104,7 @@ impl ChainState {
             id,
             writer: None,
             declares: Vec::new(),
+            signer: None,
             entries: 0,
             skipped: 0,
             duplicates: 0,
@@ -141,6 +145,10 @@ impl ChainState {
         size_of::<ChainState>()
             + self.id.capacity()
             + self.writer.as_ref().map_or(0, String::capacity)
+            + self
+                .signer
+                .as_ref()
+                .map_or(0, |s| s.as_ref().map_or(0, WriterKey::held_bytes))
             + declares
             + self.hashes.capacity() * size_of::<Hash>()
             + self.gap.as_deref().map_or(0, Gap::held_bytes)
@@ -323,7 +331,14 @@ impl ChainState {
                 None => ChainStatus::Open { verified_up_to },
             },
         };
+        let signature = match &self.signer {
+            None => Signature::Unchecked,
+            Some(Ok(_)) => Signature::Verified,
+            Some(Err(StartRefusal::Unsigned)) => Signature::Unsigned,
+            Some(Err(_)) => Signature::Refused,
+        };
         ChainReport {
+            signature,
             head: last.and_then(|l| self.hash_at(l)),
             chain_id: self.id,
             partition,

@@ -18,9 +18,9 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
-pub use read::{VerifyError, run};
+pub use read::{SignatureCheck, VerifyError, run};
 pub use report::{
-    ChainReport, ChainStatus, Likeness, Location, Problem, Report, TrailTopic, Truncated,
+    ChainReport, ChainStatus, Likeness, Location, Problem, Report, Signature, TrailTopic, Truncated,
 };
 
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ use std::time::SystemTime;
 use prost::Message as _;
 
 use super::chain::hash_matches;
+use super::signing::{StartRefusal, TrustedCas, WriterKey};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AbandonedChain, AuditBody, AuditCheckpoint, AuditEntry, ChainStart};
 use streams::Streams;
@@ -64,6 +65,10 @@ impl Foreign {
 pub struct Verifier {
     /// Entries before this instant are skipped (`--from`).
     from: Option<SystemTime>,
+    /// The CAs chain starts must be signed under; `None`: signatures are not checked.
+    cas: Option<TrustedCas>,
+    /// Whether an unsigned chain passes (a trail written without TLS) when `cas` is set.
+    allow_unsigned: bool,
     /// Every chain met, in the order first met.
     chains: Vec<Streams>,
     by_id: HashMap<String, usize>,
@@ -83,6 +88,17 @@ impl Verifier {
         }
     }
 
+    /// The same verifier, holding every chain with a verified entry to a start signed
+    /// by a certificate of `cas` (and each signed chain's checkpoints to its key);
+    /// unsigned chains pass only if `allow_unsigned`.
+    pub fn with_signatures(self, cas: TrustedCas, allow_unsigned: bool) -> Verifier {
+        Verifier {
+            cas: Some(cas),
+            allow_unsigned,
+            ..self
+        }
+    }
+
     /// One message of the audit topic.
     pub fn add_entry(&mut self, at: Location, payload: &[u8]) {
         let entry = match AuditEntry::decode(payload) {
@@ -97,6 +113,13 @@ impl Verifier {
         };
         let declares = start.map_or_else(Vec::new, |start| declarations(start, &entry.chain_id));
         let writer = start.map(|s| s.writer.clone());
+        let signer = match (&self.cas, start) {
+            (Some(cas), Some(start)) => {
+                let at = body.as_ref().and_then(|b| b.at.as_ref());
+                Some(cas.check_start(&entry.chain_id, at, start))
+            }
+            _ => None,
+        };
         let written_at = body
             .as_ref()
             .and_then(|b| b.at)
@@ -105,6 +128,9 @@ impl Verifier {
         let chain = self.chain(&entry.chain_id).partition(at.partition);
         if let Some(writer) = writer {
             chain.writer.get_or_insert(writer);
+        }
+        if let Some(signer) = signer {
+            chain.signer.get_or_insert(signer);
         }
         if chain.declares.is_empty() {
             chain.declares = declares;
@@ -149,16 +175,27 @@ impl Verifier {
     pub fn finish(mut self) -> Report {
         // Declared in the start of the declaring chain in its own partition only; a
         // chain may be declared by several (a start that failed may have landed after
-        // all, and the chain after it declares again what it declared).
+        // all, and the chain after it declares again what it declared). With CAs, only
+        // a start that verified declares, and only chains of the same writer.
+        let signers: HashMap<&str, Option<&Result<WriterKey, StartRefusal>>> = self
+            .chains
+            .iter()
+            .map(|c| (c.id.as_str(), c.signer()))
+            .collect();
         let mut declarations: HashMap<String, Vec<Declaration>> = HashMap::new();
         for chain in &self.chains {
             for (abandoned, declaration) in chain.declares() {
-                declarations
-                    .entry(abandoned.clone())
-                    .or_default()
-                    .push(declaration.clone());
+                let of = signers.get(abandoned.as_str()).copied().flatten();
+                if self.cas.is_none() || self.may_declare(chain.signer(), of) {
+                    declarations
+                        .entry(abandoned.clone())
+                        .or_default()
+                        .push(declaration.clone());
+                }
             }
         }
+        drop(signers);
+        let forged_checkpoints = self.drop_forged_checkpoints();
         let mentioned: Vec<String> = self
             .checkpoints
             .keys()
@@ -176,13 +213,21 @@ impl Verifier {
             .filter(|t| t.topic == TrailTopic::Entries)
             .copied()
             .collect();
+        let (cas, allow_unsigned) = (self.cas.is_some(), self.allow_unsigned);
         let chains = self
             .chains
             .into_iter()
             .map(|chain| {
                 let checkpoints = self.checkpoints.remove(&chain.id).unwrap_or_default();
                 let declared = declarations.get(&chain.id).map_or(&[][..], Vec::as_slice);
-                chain.finish(&checkpoints, declared, &deleted)
+                let unverified = match chain.signer() {
+                    _ if !cas || !chain.verified_any() => None,
+                    Some(Err(StartRefusal::Unsigned)) if allow_unsigned => None,
+                    Some(Err(why)) => Some(Problem::Unverified { why: why.clone() }),
+                    // Not read (its start is missing: that is the chain's problem) or fine.
+                    None | Some(Ok(_)) => None,
+                };
+                chain.finish(&checkpoints, declared, &deleted, unverified)
             })
             .collect();
         Report {
@@ -193,7 +238,47 @@ impl Verifier {
                 self.foreign_checkpoints.first,
             ),
             truncated: self.truncated,
+            forged_checkpoints,
         }
+    }
+
+    /// Whether a start checked as `by` may declare a chain whose start checked as `of`
+    /// abandoned: a start that verified, for a chain of the same certificate (or one whose
+    /// start was not read); an unsigned start, where allowed, for an unsigned chain.
+    fn may_declare(
+        &self,
+        by: Option<&Result<WriterKey, StartRefusal>>,
+        of: Option<&Result<WriterKey, StartRefusal>>,
+    ) -> bool {
+        match (by, of) {
+            (Some(Ok(_)), None) => true,
+            (Some(Ok(by)), Some(Ok(of))) => by.fingerprint() == of.fingerprint(),
+            (Some(Err(StartRefusal::Unsigned)), None | Some(Err(StartRefusal::Unsigned))) => {
+                self.allow_unsigned
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the checkpoints of chains whose start verified that their writer's key did
+    /// not sign: how many, and the chain of the first.
+    fn drop_forged_checkpoints(&mut self) -> (u64, Option<String>) {
+        let mut forged = (0, None);
+        for chain in &self.chains {
+            let (Some(Ok(key)), Some(checkpoints)) =
+                (chain.signer(), self.checkpoints.get_mut(&chain.id))
+            else {
+                continue;
+            };
+            let before = checkpoints.len();
+            checkpoints.retain(|c| key.signed(c));
+            let dropped = (before - checkpoints.len()) as u64;
+            if dropped > 0 {
+                forged.0 += dropped;
+                forged.1.get_or_insert_with(|| chain.id.clone());
+            }
+        }
+        forged
     }
 
     /// Bytes the verifier holds by its own accounting: every chain's state (see

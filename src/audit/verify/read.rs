@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,23 +71,52 @@ pub enum VerifyError {
     /// The report could not be written.
     #[error("cannot write the report: {0}")]
     Io(#[from] std::io::Error),
+    /// The CA bundle to check chain signatures against could not be read.
+    #[error("{0}")]
+    Ca(#[from] crate::audit::SigningError),
+}
+
+/// How `verify` checks who wrote each chain.
+#[derive(Debug, Clone, Default)]
+pub struct SignatureCheck {
+    /// The CA bundle (PEM) writers' certificates must chain to (`--ca`); without it,
+    /// the settings' `tls_client_ca`; without either, signatures are not checked.
+    pub ca: Option<PathBuf>,
+    /// Unsigned chains pass (`--allow-unsigned`): a trail written by processes without
+    /// TLS (`dev`, `demo`) or by versions before signed chains.
+    pub allow_unsigned: bool,
 }
 
 /// `govlink audit verify`: reads the trail of `settings`' broker and topic prefix, from
-/// `from` on if given, and writes the report to `out` (text or JSON). Progress goes to
-/// stderr when it is a terminal.
+/// `from` on if given, checks who wrote each chain as `signatures` says, and writes the
+/// report to `out` (text or JSON). Progress goes to stderr when it is a terminal.
 pub async fn run(
     settings: &Settings,
     from: Option<SystemTime>,
+    signatures: &SignatureCheck,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Report, VerifyError> {
+    let ca = signatures
+        .ca
+        .clone()
+        .or_else(|| settings.tls_client_ca.as_ref().map(PathBuf::from));
+    let mut verifier = Verifier::new(from);
+    match ca {
+        Some(ca) => {
+            let cas = crate::audit::TrustedCas::load(&ca)?;
+            verifier = verifier.with_signatures(cas, signatures.allow_unsigned);
+        }
+        None => tracing::warn!(
+            "no CA given (--ca or tls_client_ca): who wrote each chain is not checked, and a \
+             forged chain cannot be told from a genuine one"
+        ),
+    }
     let brokers = Brokers::from_settings(settings)
         .map_err(VerifyError::Link)?
         .ok_or(VerifyError::NoBroker)?;
     brokers.reachable(settings.connect_timeout()).await?;
     let topics = Topics::new(settings.topic_prefix.clone());
-    let mut verifier = Verifier::new(from);
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} reading {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",

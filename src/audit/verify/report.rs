@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Write;
 
 use crate::audit::chain::Hash;
+use crate::audit::signing::StartRefusal;
 
 /// Where a message was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,12 @@ impl fmt::Display for Truncated {
 /// The first problem of a chain. Every variant names the sequence it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
+    /// The chain's start is unsigned, or its signature or certificate does not verify
+    /// against the CAs: anyone with write access to the topic may have written it.
+    Unverified {
+        /// Why.
+        why: StartRefusal,
+    },
     /// The entry's hash does not match its content: it was changed.
     Changed {
         /// The changed entry.
@@ -165,6 +172,7 @@ impl Problem {
     pub fn seq(&self) -> u64 {
         match self {
             Problem::CutOff { last, .. } => last.map_or(0, |l| l + 1),
+            Problem::Unverified { .. } => 0,
             Problem::Changed { seq }
             | Problem::Missing { seq }
             | Problem::BrokenLink { seq }
@@ -189,6 +197,10 @@ impl Problem {
     /// A short name of the kind of problem.
     pub fn kind(&self) -> &'static str {
         match self {
+            Problem::Unverified { why } => match why {
+                StartRefusal::Unsigned => "unsigned",
+                _ => "not signed by a trusted writer",
+            },
             Problem::Changed { .. } => "changed",
             Problem::Missing { .. } | Problem::BrokenLink { .. } => "missing",
             Problem::Reordered { .. } => "reordered",
@@ -209,6 +221,10 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Problem::Unverified { why } => write!(
+                f,
+                "not written by a trusted writer: {why} (its entries may be forged)"
+            ),
             Problem::Changed { seq } => write!(
                 f,
                 "changed entry at seq {seq}: its hash does not match its content"
@@ -361,6 +377,31 @@ impl fmt::Display for ChainStatus {
     }
 }
 
+/// What a chain's start proves of its writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Not checked: no CA given, or the start was not read.
+    Unchecked,
+    /// Signed by a certificate of a trusted CA, valid at the start's time.
+    Verified,
+    /// Not signed (a writer without TLS).
+    Unsigned,
+    /// Signed, but not by a trusted certificate, or the signature does not match.
+    Refused,
+}
+
+impl Signature {
+    /// How the report names it; `None` when unchecked.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Signature::Unchecked => None,
+            Signature::Verified => Some("verified"),
+            Signature::Unsigned => Some("unsigned"),
+            Signature::Refused => Some("refused"),
+        }
+    }
+}
+
 /// One chain's result.
 #[derive(Debug, Clone)]
 pub struct ChainReport {
@@ -382,6 +423,8 @@ pub struct ChainReport {
     pub head: Option<Hash>,
     /// The latest checkpoint: its sequence and whether it closed the chain.
     pub checkpoint: Option<(u64, bool)>,
+    /// What its start proves of its writer.
+    pub signature: Signature,
     /// The verdict.
     pub status: ChainStatus,
 }
@@ -397,6 +440,9 @@ pub struct Report {
     pub foreign_checkpoints: (u64, Option<Location>),
     /// Partitions of either topic whose beginning was deleted.
     pub truncated: Vec<Truncated>,
+    /// Checkpoints of signed chains not signed by their chain's writer (ignored): how
+    /// many, and the chain of the first.
+    pub forged_checkpoints: (u64, Option<String>),
 }
 
 impl Report {
@@ -413,6 +459,7 @@ impl Report {
         self.failed() == 0
             && self.foreign_entries.0 == 0
             && self.foreign_checkpoints.0 == 0
+            && self.forged_checkpoints.0 == 0
             && self.truncated.is_empty()
     }
 
@@ -428,6 +475,9 @@ impl Report {
                 c.last_sequence.map_or("-".into(), |s| s.to_string()),
                 c.head.map_or("-".into(), hex::encode),
             )?;
+            if let Some(signature) = c.signature.name() {
+                write!(out, " signature={signature}")?;
+            }
             if c.skipped > 0 {
                 write!(out, " skipped={}", c.skipped)?;
             }
@@ -444,6 +494,12 @@ impl Report {
                     at.partition, at.offset
                 )?;
             }
+        }
+        if let (n @ 1.., Some(chain)) = (self.forged_checkpoints.0, &self.forged_checkpoints.1) {
+            writeln!(
+                out,
+                "FAILED: {n} checkpoints are not signed by their chain's writer (first of chain {chain}); they were ignored"
+            )?;
         }
         for truncated in &self.truncated {
             writeln!(out, "FAILED: {truncated}")?;
@@ -486,6 +542,7 @@ impl Report {
                     "last_sequence": c.last_sequence,
                     "head": c.head.map(hex::encode),
                     "checkpoint": c.checkpoint.map(|(seq, closed)| serde_json::json!({"sequence": seq, "closed": closed})),
+                    "signature": c.signature.name(),
                     "status": state,
                     "detail": c.status.to_string(),
                     "problem": problem.map(|p| serde_json::json!({
@@ -522,6 +579,10 @@ impl Report {
             "foreign_entries": foreign(self.foreign_entries),
             "foreign_checkpoints": foreign(self.foreign_checkpoints),
             "truncated": truncated,
+            "forged_checkpoints": {
+                "count": self.forged_checkpoints.0,
+                "first_chain": self.forged_checkpoints.1,
+            },
         })
     }
 }

@@ -8,6 +8,7 @@
 use super::Declaration;
 use super::chain_state::ChainState;
 use super::report::{ChainReport, Likeness, Problem, Truncated};
+use crate::audit::signing::{StartRefusal, WriterKey};
 use crate::proto::AuditCheckpoint;
 
 /// One chain as met in the audit topic: its entries per partition.
@@ -56,6 +57,20 @@ impl Streams {
             + states
     }
 
+    /// Its start, in its own partition, checked against the CAs (`None`: not read, or no
+    /// CA given).
+    pub(super) fn signer(&self) -> Option<&Result<WriterKey, StartRefusal>> {
+        self.home()
+            .and_then(|home| self.by_partition[home].1.signer.as_ref())
+    }
+
+    /// Whether an entry of it was verified in its own partition (not all skipped by
+    /// `--from`).
+    pub(super) fn verified_any(&self) -> bool {
+        self.home()
+            .is_some_and(|home| self.by_partition[home].1.first_verified().is_some())
+    }
+
     /// The abandoned chains its start, in its own partition, declares, and what it says
     /// of each.
     pub(super) fn declares(&self) -> &[(String, Declaration)] {
@@ -66,12 +81,13 @@ impl Streams {
     /// The chain's report: its own partition verified, given its checkpoints, the
     /// declarations of its abandonment and the audit partitions whose beginning was
     /// `deleted`, and the first entry of every other partition compared with the chain's
-    /// entry of that sequence.
+    /// entry of that sequence; `unverified` if its start did not prove its writer.
     pub(super) fn finish(
         mut self,
         checkpoints: &[AuditCheckpoint],
         declared: &[Declaration],
         deleted: &[Truncated],
+        unverified: Option<Problem>,
     ) -> ChainReport {
         let Some(index) = self.home() else {
             // Met only in checkpoints or a declaration: no entry at all. Its partition is
@@ -93,6 +109,7 @@ impl Streams {
             .by_partition
             .iter()
             .filter_map(|(_, other)| copy_problem(&home, partition, other))
+            .chain(unverified)
             .collect();
         let lost_in = deleted.iter().find(|t| t.partition == partition);
         home.finish(checkpoints, declared, elsewhere, Some(partition), lost_in)

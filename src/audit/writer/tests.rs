@@ -72,6 +72,7 @@ impl Run {
             hash: hash.to_vec(),
             at: None,
             closed: true,
+            signature: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ const LARGE: usize = 300_000;
 
 async fn verify_on(settings: &Settings) -> (verify::Report, String) {
     let mut out = Vec::new();
-    let report = verify::run(settings, None, false, &mut out)
+    let report = verify::run(settings, None, &super::test_ca(), false, &mut out)
         .await
         .expect("the trail is read");
     (report, String::from_utf8(out).unwrap())

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use govlink::audit::{AccessIndex, AccessIndexer, Hash, entry_hash};
+use govlink::audit::{AccessIndex, AccessIndexer, ChainTrust, Hash, entry_hash};
 use govlink::domain::ResidentId;
 use govlink::kafka::Brokers;
 use govlink::kafka::Topics;
 use govlink::proto::audit_body::Kind;
-use govlink::proto::{AccessDecision, AuditBody, AuditEntry, PersonAccess};
+use govlink::proto::{AccessDecision, AuditBody, AuditEntry, ChainStart, PersonAccess};
 use govlink::redis_link::RedisLink;
 use govlink::resolver::store::{RedisStore, Store, StoreState};
 use prost::Message as _;
@@ -21,7 +21,7 @@ use super::{Writer, access, audit_topics, publisher, republish, soon};
 use crate::helpers::*;
 
 /// A store under `prefix` in generation `generation`, ready (nothing to rebuild).
-async fn ready_store(store: &Store, seen: Option<&str>, generation: &str) {
+pub(super) async fn ready_store(store: &Store, seen: Option<&str>, generation: &str) {
     assert!(
         store
             .replace_generation(seen, generation, "audit-test")
@@ -37,7 +37,11 @@ async fn ready_store(store: &Store, seen: Option<&str>, generation: &str) {
 }
 
 /// Lists `person`'s accesses until there are `count` (the indexer runs on its own).
-async fn list_when(index: &AccessIndex, person: &str, count: usize) -> Vec<PersonAccess> {
+pub(super) async fn list_when(
+    index: &AccessIndex,
+    person: &str,
+    count: usize,
+) -> Vec<PersonAccess> {
     let person = ResidentId::parse(person).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -69,28 +73,32 @@ fn stale_member(at_ms: u64) -> Vec<u8> {
     member
 }
 
-fn purposes(list: &[PersonAccess]) -> Vec<&str> {
+pub(super) fn purposes(list: &[PersonAccess]) -> Vec<&str> {
     list.iter().map(|a| a.purpose.as_str()).collect()
 }
 
-/// A two-entry chain written by hand: an access to `old` 10 days ago, then one to `recent`
-/// 2 hours ago (same key: the second is read after the first).
+/// A chain written by hand: its (unsigned) start, an access to `old` 10 days ago, then one
+/// to `recent` 2 hours ago (same key: each is read after the one before).
 async fn hand_written_chain(topics: &Topics, old: &str, recent: &str) {
     let mut previous: Hash = [0; 32];
     let mut messages = Vec::new();
-    for (sequence, (person, age)) in [(old, 10 * 86_400), (recent, 2 * 3600)]
+    let accesses = [(old, 10 * 86_400), (recent, 2 * 3600)]
         .into_iter()
         .enumerate()
-    {
-        let body = AuditBody {
+        .map(|(i, (person, age))| AuditBody {
             at: Some((SystemTime::now() - Duration::from_secs(age)).into()),
             kind: Some(Kind::Access(access(
-                &format!("by-hand-{sequence}"),
+                &format!("by-hand-{i}"),
                 &[person.to_owned()],
                 AccessDecision::Allowed,
             ))),
-        }
-        .encode_to_vec();
+        });
+    let start = AuditBody {
+        at: Some((SystemTime::now() - Duration::from_secs(11 * 86_400)).into()),
+        kind: Some(Kind::Start(ChainStart::default())),
+    };
+    for (sequence, body) in std::iter::once(start).chain(accesses).enumerate() {
+        let body = body.encode_to_vec();
         let hash = entry_hash("by-hand", sequence as u64, &previous, &body);
         let entry = AuditEntry {
             chain_id: "by-hand".into(),
@@ -166,6 +174,7 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
         index.clone(),
         store.clone(),
         Duration::from_secs(7 * 86_400),
+        ChainTrust::Unsigned,
     );
     let indexing = tokio::spawn(indexer.run(stop.clone()));
 
@@ -315,6 +324,7 @@ async fn refusals_are_collapsed_counted_once_and_bounded_in_redis() {
             index.clone(),
             store.clone(),
             Duration::from_secs(7 * 86_400),
+            ChainTrust::Unsigned,
         )
     };
     let stop = CancellationToken::new();
