@@ -72,7 +72,16 @@ pub(crate) async fn accesses_until(
     person: &str,
     enough: impl Fn(&[proto::PersonAccess]) -> bool,
 ) -> Vec<proto::PersonAccess> {
-    let mut portal = app.resolver_as(PORTAL, Some(person));
+    listed_until(&mut app.resolver_as(PORTAL, Some(person)), person, enough).await
+}
+
+/// Lists `person`'s accesses with `portal` (the citizen portal's client, for that
+/// person) until `enough` says the list has what the test waits for.
+pub(crate) async fn listed_until(
+    portal: &mut Resolver,
+    person: &str,
+    enough: impl Fn(&[proto::PersonAccess]) -> bool,
+) -> Vec<proto::PersonAccess> {
     let mut seen = Vec::new();
     for _ in 0..100 {
         seen = portal

@@ -94,23 +94,10 @@ async fn only_an_agencys_record_system_publishes_reads_raw_records_and_carries_o
     assert_eq!(read.person_ids, vec![seller.clone()]);
     assert_eq!(read.requester_service, "records");
     let mut citizen = resolver_as(portal.clone(), PORTAL, Some(&seller));
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = citizen
-            .list_data_accesses(proto::ListDataAccessesRequest {
-                person_id: seller.clone(),
-                purpose: "self-view".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("the citizen reads their access list")
-            .into_inner()
-            .accesses;
-        if seen.iter().any(|a| a.method == "ListSubjectRecords") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let seen = crate::accesses::listed_until(&mut citizen, &seller, |seen| {
+        seen.iter().any(|a| a.method == "ListSubjectRecords")
+    })
+    .await;
     assert!(
         seen.iter().any(|a| a.method == "ListSubjectRecords"
             && a.requester_service == "records"

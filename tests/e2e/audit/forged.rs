@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use govlink::app::Role;
 use govlink::audit::{GENESIS, Hash, Signer, entry_hash};
-use govlink::proto::{ChainStart, ListDataAccessesRequest, PersonAccess};
+use govlink::proto::{ChainStart, PersonAccess};
 use govlink::tls::certs::CertsDir;
 use rdkafka::Message as _;
 
@@ -186,22 +186,8 @@ async fn a_forged_chain_fails_verify_and_never_reaches_the_citizens_list() {
 /// `person`'s accesses as the citizen portal lists them, once one for `purpose` is there.
 async fn listed_until(app: &TestApp, person: &str, purpose: &str) -> Vec<PersonAccess> {
     let mut portal = resolver_as(app.channel_as(PORTAL).await, PORTAL, Some(person));
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = portal
-            .list_data_accesses(ListDataAccessesRequest {
-                person_id: person.into(),
-                purpose: "self-view".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .accesses;
-        if seen.iter().any(|a| a.purpose == purpose) {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the access for {purpose} was never listed: {seen:?}");
+    crate::accesses::listed_until(&mut portal, person, |seen| {
+        seen.iter().any(|a| a.purpose == purpose)
+    })
+    .await
 }
