@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod grpc;
+pub mod identity;
 pub mod kafka;
 pub mod limits;
 pub mod ops;

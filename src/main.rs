@@ -263,7 +263,7 @@ fn certs(command: &CertsCommand) -> anyhow::Result<()> {
             requester,
             days,
         } => {
-            let requester = govlink::resolver::policy::Requester::parse(requester)
+            let requester = govlink::identity::Requester::parse(requester)
                 .map_err(|e| anyhow::anyhow!("requester {requester:?}: {e}"))?;
             let valid = std::time::Duration::from_secs(days.saturating_mul(86_400));
             let issued = CertsDir::new(dir).issue(&requester, valid)?;

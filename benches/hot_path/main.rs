@@ -16,9 +16,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use govlink::identity::Requester;
 use govlink::proto::RecordEvent;
 use govlink::records::{Horizon, RecordType, Violations, validate_meta, validate_payload};
-use govlink::resolver::policy::{Decision, MaskKind, Policy, Purpose, Requester, mask};
+use govlink::resolver::policy::{Decision, MaskKind, Policy, Purpose, mask};
 use prost::Message as _;
 
 /// The default `max_clock_skew_ms`: how far ahead of now a record's dates may lie.

@@ -26,6 +26,8 @@ use crate::adapters::{
 use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog, ChainTrust, Signer};
 use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::Settings;
+use crate::grpc::RequesterSource;
+use crate::identity::REQUESTER_HEADER;
 use crate::kafka::{
     AdminError, Brokers, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs,
     ensure_topics,
@@ -40,7 +42,7 @@ use crate::proto::{
 use crate::records::AGENCIES;
 use crate::redis_link::RedisLink;
 use crate::resolver::policy::Policy;
-use crate::resolver::query::{Queries, REQUESTER_HEADER, RequesterSource};
+use crate::resolver::query::Queries;
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
 use crate::resolver::{Materializer, MaterializerConfig, Positions, ResolverService};
 use crate::tls::ServerTls;

@@ -24,13 +24,12 @@ const RECORDS_READER: &str = "public-security/records";
 use super::measure::{Parts, interleave};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
+use crate::identity::AsRequester;
+use crate::identity::Requester;
 use crate::kafka::{TopicSpec, client_config, ensure_topics};
 use crate::proto::GetRecordRequest;
 use crate::proto::public_security_adapter_client::PublicSecurityAdapterClient;
 use crate::proto::resolver_client::ResolverClient;
-use crate::resolver::policy::Requester;
-use crate::resolver::query::AsRequester;
-
 /// Operations per side per round: `records` divided by this. Each operation waits for a
 /// consumer's fetch, which a broker that does not wake long polls on new data (Tansu)
 /// answers only after `fetch.wait.max.ms` (`kafka::FETCH_WAIT_MS` on both sides).

@@ -12,11 +12,11 @@ use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, people, progress};
 use crate::audit::AuditLog;
 use crate::domain::ResidentId;
+use crate::identity::AsRequester;
+use crate::identity::Requester;
 use crate::proto;
 use crate::proto::resolver_client::ResolverClient;
 use crate::records::{RecordType, SubjectKey};
-use crate::resolver::policy::Requester;
-use crate::resolver::query::AsRequester;
 use crate::resolver::store::SubjectRead;
 
 /// The record types a profile with every section reads (besides the contribution index).

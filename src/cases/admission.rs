@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tonic::Status;
 
 use crate::grpc::admit_requester;
+use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
 use crate::ops::metrics::Telemetry;
-use crate::resolver::policy::Requester;
-
 /// The most requesters whose call rate is tracked at once (as for lookups).
 const MAX_REQUESTERS: usize = 10_000;
 

@@ -7,9 +7,8 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::audit::AuditLog;
+use crate::identity::Requester;
 use crate::proto::{AccessDecision, CaseParams, DataAccess, case_params};
-use crate::resolver::policy::Requester;
-
 /// What an entry says of one action.
 pub(crate) struct Action<'a> {
     /// Who acts.

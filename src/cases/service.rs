@@ -22,14 +22,15 @@ pub use super::validate::{
     validate_cancel_case, validate_case_id, validate_list_cases, validate_open_case,
 };
 use crate::audit::AuditLog;
+use crate::grpc::caller_of;
 use crate::grpc::{deadline, refuse_fields};
+use crate::identity::Caller;
+use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::resolver::Positions;
-use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Requester, Section};
-use crate::resolver::query::{Caller, caller_of};
-
+use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Section};
 /// The `Cases` service.
 pub struct CasesService {
     cases: CaseStore,

@@ -18,14 +18,15 @@ use super::commands::{self, Commands};
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
+use crate::grpc::caller_of;
 use crate::grpc::{deadline, refuse_fields};
+use crate::identity::Caller;
+use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
 use crate::ops::metrics::Telemetry;
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
-use crate::resolver::policy::{Policy, Requester};
-use crate::resolver::query::{Caller, caller_of};
-
+use crate::resolver::policy::Policy;
 /// How long a stream waits for the audit trail to take a task's entry.
 const AUDIT_WAIT: Duration = Duration::from_secs(10);
 

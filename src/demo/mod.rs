@@ -25,6 +25,8 @@ use tonic::transport::Channel;
 use crate::app::{App, Role};
 use crate::config::Settings;
 use crate::domain::ResidentId;
+use crate::identity::AsRequester;
+use crate::identity::Requester;
 use crate::proto::Agency;
 use crate::proto::cases_client::CasesClient;
 use crate::proto::housing_adapter_client::HousingAdapterClient;
@@ -37,8 +39,6 @@ use crate::proto::{
     self, HouseholdStatus, ListSubjectRecordsRequest, LoanStatus, Position, PublishAck,
     RecordEvent, SubjectKind, record_event::Payload,
 };
-use crate::resolver::policy::Requester;
-use crate::resolver::query::AsRequester;
 use crate::tls::client::ClientTls;
 use records::Run;
 

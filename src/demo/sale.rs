@@ -14,12 +14,11 @@ use super::records::{self, Run};
 use super::timeline::Timeline;
 use super::{Cases, Demo, Link, Resolver, expect};
 use crate::domain::ResidentId;
+use crate::identity::agency_name;
 use crate::proto::{
     self, Agency, CaseParams, HouseholdStatus, LoanStatus, PropertyTransferParams, StepKind,
     SubjectKind, case_event::Body, case_params, record_event::Payload,
 };
-use crate::resolver::policy::agency_name;
-
 /// Who acts in the story (`agency/service`).
 const WINDOW: &str = "housing/transfer-window";
 const PORTAL: &str = "public-security/citizen-portal";
@@ -436,7 +435,7 @@ impl Sale<'_> {
             "Housing's record system, with its own valid certificate, tries to publish a \
              household record through public security's adapter:",
         )?;
-        let housing = crate::resolver::policy::Requester::new(Agency::Housing, "records");
+        let housing = crate::identity::Requester::new(Agency::Housing, "records");
         let mut police = proto::public_security_adapter_client::PublicSecurityAdapterClient::new(
             self.demo.link.channel(&housing)?,
         );

@@ -12,11 +12,10 @@ use tokio::time::{Instant, timeout_at};
 
 use super::Cases;
 use crate::cases::plan::step_name;
+use crate::identity::agency_name;
 use crate::proto::{
     self, Agency, Case, CaseEvent, Date, StepKind, case_event::Body, step_completed::By,
 };
-use crate::resolver::policy::agency_name;
-
 /// The longest the demo waits for a case to move on after an agency acted.
 const PATIENCE: Duration = Duration::from_secs(30);
 

@@ -112,7 +112,7 @@ fn caller_agency(request: &HttpRequest<Body>, path: &str) -> Agency {
     }
     request
         .headers()
-        .get(crate::resolver::query::REQUESTER_HEADER)
+        .get(crate::identity::REQUESTER_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|r| crate::records::agency_from_slug(r.split('/').next().unwrap_or("")))
         .unwrap_or(Agency::Unspecified)

@@ -17,15 +17,18 @@ use tonic::transport::Server;
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::identity::Requester;
 use crate::limits::{RateLimiter, exhausted};
 use crate::ops::events::{Limit, Limited};
 use crate::ops::metrics::Telemetry;
 use crate::proto::Agency;
 use crate::records::Violations;
-use crate::resolver::policy::Requester;
 use crate::tls::{PeerInfo, ServerTls};
 
+pub mod identify;
 mod layers;
+
+pub use identify::{RequesterSource, caller_of};
 
 use layers::{Authenticate, LimitMessages};
 
@@ -121,7 +124,7 @@ pub async fn serve(
 fn rpc_span(request: &HttpRequest<()>) -> tracing::Span {
     let requester = request
         .headers()
-        .get(crate::resolver::query::REQUESTER_HEADER)
+        .get(crate::identity::REQUESTER_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     span(request, requester)

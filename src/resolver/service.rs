@@ -6,10 +6,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::policy::Requester;
-use super::query::{Caller, Queries, QueryError, RAW_READ_PURPOSE, caller_of};
+use super::query::{Queries, QueryError, RAW_READ_PURPOSE};
 use super::store::StoreError;
+use crate::grpc::caller_of;
 use crate::grpc::{admit_requester, deadline};
+use crate::identity::Caller;
+use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
 use crate::ops::events::{Limit, Limited, LookupAnswered, RedisFailed};
 use crate::ops::metrics::Telemetry;

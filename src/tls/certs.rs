@@ -27,8 +27,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::IdentityMapping;
-use crate::resolver::policy::Requester;
-
+use crate::identity::Requester;
 /// The trust domain of the development certificates (the `tls_trust_domain` default).
 pub const DEV_TRUST_DOMAIN: &str = "gov.example";
 

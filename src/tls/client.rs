@@ -7,8 +7,7 @@ use std::path::Path;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::certs::CertsDir;
-use crate::resolver::policy::Requester;
-
+use crate::identity::Requester;
 /// Calls as the requesters of a certificates directory (`govlink certs init`).
 #[derive(Debug, Clone)]
 pub struct ClientTls {

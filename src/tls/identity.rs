@@ -15,8 +15,7 @@ use std::fmt;
 
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::resolver::policy::Requester;
-
+use crate::identity::Requester;
 /// How certificates name requesters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityMapping {

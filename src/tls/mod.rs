@@ -38,10 +38,9 @@ pub use accept::{PeerInfo, TlsConn, incoming};
 pub use identity::{IdentityError, IdentityMapping};
 pub use verify::{Peer, Refusal};
 
+use crate::identity::Requester;
 use crate::ops::events::CertificateRead;
 use crate::ops::metrics::Telemetry;
-use crate::resolver::policy::Requester;
-
 /// The files a TLS server reads (all PEM, the CRL PEM or DER).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

@@ -11,8 +11,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::IdentityMapping;
-use crate::resolver::policy::Requester;
-
+use crate::identity::Requester;
 /// The verified caller of a call over mutual TLS, in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {

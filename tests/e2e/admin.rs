@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use govlink::proto::{self, Agency};
-use govlink::resolver::policy::Requester;
-use govlink::resolver::query::AsRequester;
-
 use crate::faults::RedisServer;
 use crate::helpers::*;
+use govlink::identity::AsRequester;
+use govlink::identity::Requester;
+use govlink::proto::{self, Agency};
 
 /// The app's metrics once `done` says they show what the test waits for.
 async fn metrics_when(app: &TestApp, what: &str, done: impl Fn(&str) -> bool) -> String {

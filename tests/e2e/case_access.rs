@@ -5,9 +5,9 @@
 
 use govlink::app::Role;
 use govlink::domain::ResidentId;
+use govlink::identity::AsRequester;
+use govlink::identity::Requester;
 use govlink::proto::{self, AccessDecision};
-use govlink::resolver::policy::Requester;
-use govlink::resolver::query::AsRequester;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;

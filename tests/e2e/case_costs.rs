@@ -6,20 +6,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::faults::RedisServer;
+use crate::helpers::*;
 use govlink::app::Role;
 use govlink::cases::store::CaseStore;
 use govlink::config::Settings;
 use govlink::domain::ResidentId;
+use govlink::identity::AsRequester;
+use govlink::identity::Requester;
 use govlink::proto::{
     self, Agency, Case, CaseKind, CaseParams, CaseState, HouseholdMoveParams, Step, StepState,
     Task, case_params,
 };
 use govlink::redis_link::RedisLink;
-use govlink::resolver::policy::Requester;
-use govlink::resolver::query::AsRequester;
-
-use crate::faults::RedisServer;
-use crate::helpers::*;
 
 /// The commands run between two readings, by name; left out: the `INFO` that measures and
 /// the `PING`s that keep connections alive (not the store's work).

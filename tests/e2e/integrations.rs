@@ -5,10 +5,10 @@
 //! lookups.
 
 use govlink::app::Role;
+use govlink::identity::AsRequester;
+use govlink::identity::Requester;
 use govlink::proto::public_security_adapter_client::PublicSecurityAdapterClient;
 use govlink::proto::{self, AccessDecision, HouseholdStatus, StepKind, SubjectKind};
-use govlink::resolver::policy::Requester;
-use govlink::resolver::query::AsRequester;
 use tonic::Code;
 use tonic::transport::Channel;
 

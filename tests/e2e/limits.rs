@@ -186,10 +186,10 @@ async fn publishes_over_the_agency_rate_or_batch_size_are_refused_whole_and_coun
 
     // A case naming more parties than a contract may: refused naming the field, counted
     // for the requester's agency.
-    let window = govlink::resolver::policy::Requester::parse("housing/transfer-window").unwrap();
+    let window = govlink::identity::Requester::parse("housing/transfer-window").unwrap();
     let mut cases = govlink::proto::cases_client::CasesClient::with_interceptor(
         app.channel.clone(),
-        govlink::resolver::query::AsRequester::new(&window, None),
+        govlink::identity::AsRequester::new(&window, None),
     );
     let sellers: Vec<String> = (0..65)
         .map(|i| person(&format!("110105198001{i:05}")))

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use govlink::app::Role;
+use govlink::identity::Requester;
 use govlink::proto::{
     self, AccessDecision, Agency, GetPersonProfileRequest,
     housing_adapter_client::HousingAdapterClient,
     public_security_adapter_client::PublicSecurityAdapterClient,
 };
-use govlink::resolver::policy::Requester;
 use govlink::tls::certs::CertsDir;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
@@ -474,13 +474,13 @@ async fn another_agencys_certificate_cannot_complete_a_task() {
     let cases_as = |channel: Channel, requester: &str| {
         govlink::proto::cases_client::CasesClient::with_interceptor(
             channel,
-            govlink::resolver::query::AsRequester::new(&Requester::parse(requester).unwrap(), None),
+            govlink::identity::AsRequester::new(&Requester::parse(requester).unwrap(), None),
         )
     };
     let tasks_as = |channel: Channel, requester: &str| {
         govlink::proto::tasks_client::TasksClient::with_interceptor(
             channel,
-            govlink::resolver::query::AsRequester::new(&Requester::parse(requester).unwrap(), None),
+            govlink::identity::AsRequester::new(&Requester::parse(requester).unwrap(), None),
         )
     };
     let window = app.channel_as("housing/transfer-window").await;

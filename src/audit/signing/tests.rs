@@ -277,8 +277,7 @@ fn a_key_of_another_certificate_is_refused_at_start() {
 #[test]
 fn an_agency_systems_client_certificate_of_the_same_ca_cannot_sign_a_chain() {
     let dir = dir();
-    let window =
-        crate::resolver::policy::Requester::new(crate::proto::Agency::Housing, "transfer-window");
+    let window = crate::identity::Requester::new(crate::proto::Agency::Housing, "transfer-window");
     let client = dir.client(&window);
     let at = now();
     let start = signed_start(&Signer::load(&client.cert, &client.key).unwrap(), "c", &at);

@@ -19,11 +19,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use model::{
-    Field, FieldSet, MaskKind, MaskKindSet, Purpose, Requester, RequesterError, Section, SlugError,
-    agency_name,
-};
+pub use model::{Field, FieldSet, MaskKind, MaskKindSet, Purpose, Section};
 
+use crate::identity::{Requester, SlugError, agency_name};
 use crate::proto::Agency;
 
 /// Why a policy could not be loaded. Every problem in the file names its line.

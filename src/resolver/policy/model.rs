@@ -1,5 +1,4 @@
-//! The vocabulary a policy speaks: requesters, purposes, the sections of a person
-//! profile, the fields of each section a grant may list, and the kinds of value that
+//! The vocabulary a policy speaks: purposes, the sections of a person profile, the fields of each section a grant may list, and the kinds of value that
 //! are masked unless a grant says otherwise.
 //!
 //! Every name here is the kebab-case word used in the policy file, so the file, the
@@ -7,101 +6,9 @@
 
 use std::fmt;
 
+use crate::identity::{SlugError, check_slug};
 use crate::proto::Agency;
 use crate::records::RecordType;
-
-/// Who is asking: an agency and one of its services (e.g. housing / transfer-window).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Requester {
-    /// The agency the requester belongs to (from the client certificate, later).
-    pub agency: Agency,
-    /// The agency's service making the call, e.g. `transfer-window`.
-    pub service: String,
-}
-
-impl Requester {
-    /// A requester of `agency` calling through `service`.
-    pub fn new(agency: Agency, service: impl Into<String>) -> Self {
-        Self {
-            agency,
-            service: service.into(),
-        }
-    }
-}
-
-/// Why `agency/service` does not name a requester.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequesterError {
-    /// Not of the form `agency/service`.
-    #[error("must be <agency>/<service>, e.g. housing/transfer-window")]
-    Shape,
-    /// The agency is not one of the four.
-    #[error("unknown agency {0:?} (expected one of: {agencies})", agencies = agency_names())]
-    UnknownAgency(String),
-    /// The service is not a lowercase slug.
-    #[error("service {0}")]
-    Service(SlugError),
-}
-
-impl Requester {
-    /// Parses `agency/service`, e.g. `housing/transfer-window`.
-    pub fn parse(text: &str) -> Result<Self, RequesterError> {
-        let (agency, service) = text.split_once('/').ok_or(RequesterError::Shape)?;
-        let agency = parse_agency(agency)
-            .ok_or_else(|| RequesterError::UnknownAgency(agency.chars().take(32).collect()))?;
-        check_slug(service).map_err(RequesterError::Service)?;
-        Ok(Self::new(agency, service))
-    }
-}
-
-impl fmt::Display for Requester {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", agency_name(self.agency), self.service)
-    }
-}
-
-/// The longest purpose or service name accepted; longer ones are typos or abuse.
-const MAX_SLUG_LEN: usize = 64;
-
-/// Why a purpose or service name is not a lowercase slug.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{found:?} is not a lowercase slug: {rule}")]
-pub struct SlugError {
-    /// The rejected text, cut to the first 64 characters (it comes from the wire).
-    pub found: String,
-    /// The rule it breaks, in words.
-    pub rule: &'static str,
-}
-
-/// Checks the slug shape shared by purposes and services: `[a-z][a-z0-9]*(-[a-z0-9]+)*`,
-/// at most 64 characters.
-pub(super) fn check_slug(s: &str) -> Result<(), SlugError> {
-    let fail = |rule| {
-        Err(SlugError {
-            found: s.chars().take(MAX_SLUG_LEN).collect(),
-            rule,
-        })
-    };
-    if s.is_empty() {
-        return fail("must not be empty");
-    }
-    if s.len() > MAX_SLUG_LEN {
-        return fail("must be at most 64 characters");
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return fail("only a-z, 0-9 and '-' are allowed");
-    }
-    if !s.as_bytes()[0].is_ascii_lowercase() {
-        return fail("must start with a letter");
-    }
-    if s.ends_with('-') || s.contains("--") {
-        return fail("'-' must separate words (no trailing or doubled '-')");
-    }
-    Ok(())
-}
 
 /// Why data is looked at, e.g. `property-transfer`: a validated lowercase slug.
 ///
@@ -127,32 +34,6 @@ impl fmt::Display for Purpose {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// The agencies by the names the policy file uses (same as `govlink adapter --agency`).
-const AGENCIES: [(Agency, &str); 4] = [
-    (Agency::SocialSecurity, "social-security"),
-    (Agency::PublicSecurity, "public-security"),
-    (Agency::Housing, "housing"),
-    (Agency::ProvidentFund, "provident-fund"),
-];
-
-/// The policy-file name of an agency (`unspecified` for the wire default).
-pub fn agency_name(agency: Agency) -> &'static str {
-    AGENCIES
-        .iter()
-        .find(|(a, _)| *a == agency)
-        .map_or("unspecified", |(_, name)| name)
-}
-
-/// The agency a policy-file name denotes.
-pub(super) fn parse_agency(name: &str) -> Option<Agency> {
-    AGENCIES.iter().find(|(_, n)| *n == name).map(|(a, _)| *a)
-}
-
-/// The agency names a policy file may use, for error messages.
-pub(super) fn agency_names() -> String {
-    AGENCIES.map(|(_, n)| n).join(", ")
 }
 
 /// A section of a person profile (`GetPersonProfile`): the unit a lookup returns,
@@ -596,10 +477,6 @@ mod tests {
         }
         for k in MaskKind::ALL {
             assert_eq!(MaskKind::parse(k.name()), Some(k));
-        }
-        for (a, n) in AGENCIES {
-            assert_eq!(parse_agency(n), Some(a));
-            assert_eq!(agency_name(a), n);
         }
         assert_eq!(Section::parse("Identity"), None);
         assert_eq!(Field::parse(Section::Identity, "address"), None);

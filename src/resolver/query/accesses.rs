@@ -11,11 +11,10 @@ use tokio::time::Instant;
 use super::{Lookup, Queries, QueryError, parse_person, parse_purpose};
 use crate::audit::Cursor;
 use crate::domain::ResidentId;
+use crate::identity::Caller;
 use crate::proto;
 use crate::records::Violations;
 use crate::resolver::policy::Purpose;
-use crate::resolver::query::Caller;
-
 /// The most entries one `ListDataAccesses` page returns.
 pub const MAX_ACCESSES: usize = 1000;
 /// The longest page token this service hands out, in characters.

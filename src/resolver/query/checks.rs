@@ -3,8 +3,9 @@
 
 use tokio::time::Instant;
 
-use super::{Caller, Lookup, Queries, QueryError, check_case_id, parse_person, parse_purpose};
+use super::{Lookup, Queries, QueryError, check_case_id, parse_person, parse_purpose};
 use crate::domain::{CivilDate, DivisionCode, ResidentId, UnitNumber};
+use crate::identity::Caller;
 use crate::proto::{self, RecordEvent};
 use crate::records::{RecordType, SubjectKey, Violations};
 use crate::resolver::checks::{

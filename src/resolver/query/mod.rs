@@ -9,14 +9,11 @@
 //! failure is a [`QueryError`], mapped to a `tonic::Status` in one place.
 
 mod accesses;
-mod caller;
 mod checks;
 mod profile;
 mod raw;
 
 pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
-pub(crate) use caller::caller_of;
-pub use caller::{AsRequester, Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, RequesterSource};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
 pub use raw::RAW_READ_PURPOSE;
 
@@ -33,6 +30,7 @@ use super::store::{Store, StoreError, by_deadline};
 use crate::audit::{AccessIndex, AuditError, AuditLog, IndexError};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::invalid_argument;
+use crate::identity::{Caller, ON_BEHALF_OF_HEADER};
 use crate::proto::{self, AccessDecision, Position};
 use crate::records::{SubjectKey, Violations, is_valid_record_id};
 

@@ -1,10 +1,10 @@
 //! Profiles assembled under grants of every shape, field by field.
 
 use super::*;
+use crate::identity::Requester;
 use crate::proto::Agency;
 use crate::records::RecordKey;
-use crate::resolver::policy::{Decision, Policy, Purpose, Requester};
-
+use crate::resolver::policy::{Decision, Policy, Purpose};
 const PERSON: &str = "11010519491231002X";
 const OTHER: &str = "110105198003120014";
 

@@ -9,8 +9,9 @@
 
 use tokio::time::Instant;
 
-use super::{Caller, Lookup, Queries, QueryError, entry, parse_subject};
+use super::{Lookup, Queries, QueryError, entry, parse_subject};
 use crate::domain::{ResidentId, UnitNumber};
+use crate::identity::Caller;
 use crate::proto::{self, AccessDecision, RecordEvent, SubjectKind};
 use crate::records::{RecordKey, Violations, agency_slug};
 use crate::resolver::policy::Purpose;

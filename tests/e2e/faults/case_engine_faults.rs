@@ -6,10 +6,10 @@
 use govlink::app::Role;
 use govlink::cases::case;
 use govlink::cases::store::CaseStore;
+use govlink::identity::AsRequester;
+use govlink::identity::Requester;
 use govlink::proto::{self, Agency, CaseEvent, CaseState, case_event, cases_client::CasesClient};
 use govlink::redis_link::RedisLink;
-use govlink::resolver::policy::Requester;
-use govlink::resolver::query::AsRequester;
 use prost::Message as _;
 use tonic::service::interceptor::InterceptedService;
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use govlink::config::Settings;
+use govlink::identity::Requester;
 use govlink::proto::{self, GetRecordRequest, Position};
-use govlink::resolver::policy::Requester;
 use govlink::tls::client::ClientTls;
 use tonic::Code;
 use tonic::transport::Channel;

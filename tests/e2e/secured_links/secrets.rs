@@ -21,8 +21,8 @@ use super::kafka_sasl::sasl_ssl;
 use super::round_trip;
 use crate::faults::free_port;
 use crate::helpers::*;
+use govlink::identity::Requester;
 use govlink::proto::Agency;
-use govlink::resolver::policy::Requester;
 use govlink::tls::certs::CertsDir;
 use govlink::tls::client::ClientTls;
 

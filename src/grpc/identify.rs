@@ -7,27 +7,12 @@
 //! is refused: identity is never guessed. The citizen a requester acts for is always a
 //! header: the requester, once identified, vouches for it.
 
-use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
-use tonic::service::Interceptor;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 use crate::domain::ResidentId;
-use crate::resolver::policy::Requester;
+use crate::identity::{Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, Requester};
 use crate::tls::Peer;
-
-/// Metadata naming the requester: `<agency>/<service>`, e.g. `housing/transfer-window`.
-pub const REQUESTER_HEADER: &str = "x-govlink-requester";
-/// Metadata naming the citizen a self-service requester (the citizen portal) acts for.
-pub const ON_BEHALF_OF_HEADER: &str = "x-govlink-on-behalf-of";
-
-/// The caller of one request, put into its extensions by [`RequesterSource::identify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The agency and service asking.
-    pub requester: Requester,
-    /// The citizen the requester acts for, when it said so (self-only grants need it).
-    pub on_behalf_of: Option<ResidentId>,
-}
 
 /// Where requester identities come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,40 +93,8 @@ fn from_headers(metadata: &MetadataMap) -> Result<Caller, Status> {
     })
 }
 
-/// The client side of the insecure header: a `tonic` interceptor that calls as one
-/// requester (and citizen), for `dev`, `demo` and tests.
-#[derive(Debug, Clone)]
-pub struct AsRequester {
-    requester: MetadataValue<Ascii>,
-    on_behalf_of: Option<MetadataValue<Ascii>>,
-}
-
-impl AsRequester {
-    /// Calls as `requester` (`agency/service`), for the citizen `on_behalf_of` if given.
-    pub fn new(requester: &Requester, on_behalf_of: Option<&ResidentId>) -> AsRequester {
-        let value = |text: &str| {
-            MetadataValue::try_from(text).expect("requesters and resident IDs are ASCII")
-        };
-        AsRequester {
-            requester: value(&requester.to_string()),
-            on_behalf_of: on_behalf_of.map(|id| value(id.as_str())),
-        }
-    }
-}
-
-impl Interceptor for AsRequester {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let metadata = request.metadata_mut();
-        metadata.insert(REQUESTER_HEADER, self.requester.clone());
-        if let Some(citizen) = &self.on_behalf_of {
-            metadata.insert(ON_BEHALF_OF_HEADER, citizen.clone());
-        }
-        Ok(request)
-    }
-}
-
 /// The caller the interceptor identified.
-pub(crate) fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
+pub fn caller_of<T>(request: &Request<T>) -> Result<Caller, Status> {
     request
         .extensions()
         .get::<Caller>()
