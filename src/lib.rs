@@ -16,13 +16,13 @@ pub mod kafka;
 pub mod limits;
 pub mod ops;
 pub mod reach;
-pub mod rebuild;
 pub mod records;
 pub mod redis_link;
 pub mod resolver;
 pub mod secret;
 pub mod tls;
 mod toml_lines;
+pub mod tools;
 
 /// The generated wire contract (`proto/govlink/v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -141,7 +141,7 @@ enum TopicsCommand {
         json: bool,
     },
     /// Print a topic's messages decoded to JSON (identifiers masked), then stop at its end.
-    Tail(govlink::ops::topics::TailOptions),
+    Tail(govlink::tools::topics::TailOptions),
     /// Committed offset, end offset and lag per topic-partition of govlink's consumer
     /// groups (materializer and access indexer of the store's generation, case engine,
     /// dead-letter replays), or of the groups given.
@@ -171,12 +171,12 @@ enum DlqCommand {
     /// Send the letters no earlier replay sent back to their record topic (original key
     /// and bytes) and remember how far it got; prints the count by reason. A letter
     /// whose event was replayed before and failed again is held (see `--again`).
-    Replay(govlink::ops::dlq::ReplayOptions),
+    Replay(govlink::tools::dlq::ReplayOptions),
 }
 
-/// `govlink topics ...`: the logic is in `govlink::ops::topics`.
+/// `govlink topics ...`: the logic is in `govlink::tools::topics`.
 async fn topics(settings: &Settings, command: TopicsCommand) -> anyhow::Result<()> {
-    use govlink::ops::topics;
+    use govlink::tools::topics;
     let mut stdout = std::io::stdout().lock();
     match command {
         TopicsCommand::List { json } => {
@@ -192,9 +192,9 @@ async fn topics(settings: &Settings, command: TopicsCommand) -> anyhow::Result<(
     Ok(())
 }
 
-/// `govlink dlq ...`: the logic is in `govlink::ops::dlq`.
+/// `govlink dlq ...`: the logic is in `govlink::tools::dlq`.
 async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
-    use govlink::ops::dlq;
+    use govlink::tools::dlq;
     let mut stdout = std::io::stdout().lock();
     match command {
         DlqCommand::List { reason, json } => {
@@ -543,7 +543,7 @@ async fn rebuild(settings: &Settings) -> anyhow::Result<()> {
         )?
         .progress_chars("=> "),
     );
-    let report = govlink::rebuild::rebuild(settings, |done, total| {
+    let report = govlink::tools::rebuild::rebuild(settings, |done, total| {
         if total == 0 {
             bar.set_message("clearing the store");
         } else {
@@ -573,7 +573,7 @@ async fn rebuild_cases(settings: &Settings) -> anyhow::Result<()> {
             "{spinner} reading the case topic: {pos} events ({per_sec})",
         )?);
     let report =
-        govlink::cases::rebuild::rebuild(settings, |events| bar.set_position(events)).await;
+        govlink::tools::rebuild_cases::rebuild(settings, |events| bar.set_position(events)).await;
     bar.finish_and_clear();
     let report = report?;
     println!(

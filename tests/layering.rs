@@ -39,18 +39,14 @@ const LAYERS: &[&[&str]] = &[
 const DEBTS: &[&str] = &[
     "unplaced config_tests",
     "unplaced ops",
-    "unplaced rebuild",
     "missing admin",
     "missing telemetry",
-    "missing tools",
     "upward audit -> config",
     "upward audit -> resolver",
-    "upward cases -> app",
-    "upward cases -> config",
     "upward kafka -> config",
     "upward redis_link -> config",
     "upward tls -> config",
-    "knot adapters, app, audit, cases, config, grpc, kafka, ops, redis_link, resolver, tls",
+    "knot audit, cases, config, grpc, kafka, ops, redis_link, resolver, tls",
 ];
 
 /// One file of the crate: its module path from the crate root and its text.

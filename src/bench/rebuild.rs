@@ -64,7 +64,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         move |_| {
             let (settings, timed) = (settings.clone(), Arc::clone(&timed));
             async move {
-                match crate::rebuild::rebuild(&settings, |_, _| {}).await {
+                match crate::tools::rebuild::rebuild(&settings, |_, _| {}).await {
                     Ok(report) => {
                         let mut timed = timed.lock().expect("timings lock");
                         timed.push((report.preparing, report.timings));

@@ -362,7 +362,7 @@ fn tasks_of(case: &Case, event: &CaseEvent) -> Vec<proto::Task> {
 }
 
 /// The task of `step` of `case` as it stands (its current task id and due date).
-pub(super) fn task_for(case: &Case, step: &proto::Step) -> proto::Task {
+pub(crate) fn task_for(case: &Case, step: &proto::Step) -> proto::Task {
     proto::Task {
         task_id: step.task_id.clone(),
         case_id: case.case_id.clone(),

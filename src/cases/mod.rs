@@ -12,7 +12,6 @@ pub mod engine;
 mod listing;
 pub mod plan;
 mod polled;
-pub mod rebuild;
 pub mod relist;
 pub mod service;
 pub mod store;

@@ -1,16 +1,11 @@
-//! Operating govlink: the admin HTTP server (metrics, health, the status page), the
-//! telemetry every component reports through, and the operator tools for topics and the
-//! dead-letter queue.
+//! Operating govlink: the admin HTTP server (metrics, health, the status page) and the
+//! telemetry every component reports through. The operator tools are in `crate::tools`.
 
 pub mod admin;
-pub mod decode;
-pub mod dlq;
 pub mod events;
 pub mod metrics;
-pub mod read;
 pub mod sample;
 pub mod status;
-pub mod topics;
 
 /// The admin HTTP server's paths.
 pub mod paths {

@@ -1023,7 +1023,7 @@ async fn the_case_store_is_rebuilt_from_the_case_topic() {
         .unwrap();
     assert!(engine.cases.load(&ids[1]).await.unwrap().case.is_none());
 
-    let report = govlink::cases::rebuild::rebuild(&app.settings, |_| {})
+    let report = govlink::tools::rebuild_cases::rebuild(&app.settings, |_| {})
         .await
         .expect("the rebuild runs");
     assert_eq!(
@@ -1073,7 +1073,7 @@ async fn the_case_store_is_rebuilt_from_the_case_topic() {
     }
     wait_case(&engine, &ids[1], |c| c.state() == CaseState::Completed).await;
 
-    let again = govlink::cases::rebuild::rebuild(&app.settings, |_| {})
+    let again = govlink::tools::rebuild_cases::rebuild(&app.settings, |_| {})
         .await
         .unwrap();
     assert_eq!((again.restored, again.current), (0, 2), "{again:?}");

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::NotReplayable;
-use crate::ops::decode::DeadLetter;
+use crate::tools::decode::DeadLetter;
 
 /// Where a letter stands with replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

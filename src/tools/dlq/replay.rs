@@ -15,8 +15,8 @@ use super::{
 };
 use crate::config::Settings;
 use crate::kafka::{Enqueued, Publisher};
-use crate::ops::read::{self, Reader, Until};
 use crate::resolver::dead_letter::{DeadLetterKind, REPLAY_COUNT_HEADER, REPLAY_ORIGINAL_HEADER};
+use crate::tools::read::{self, Reader, Until};
 
 /// What `dlq replay` sends (the command's arguments).
 #[derive(Debug, Clone, Default, clap::Args)]

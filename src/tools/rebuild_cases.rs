@@ -18,10 +18,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::time::{Instant, timeout};
 
-use super::case;
-use super::engine::task_for;
-use super::store::CaseStore;
 use crate::app::{AppError, Kafka, Role};
+use crate::cases::case;
+use crate::cases::engine::task_for;
+use crate::cases::store::CaseStore;
 use crate::config::Settings;
 use crate::kafka::Brokers;
 use crate::proto::{Case, CaseEvent, StepState};
