@@ -289,7 +289,7 @@ pub fn refused(v: &Violations, roots: &[&str]) {
 
 /// An event an adapter would publish: the materializer must not dead-letter it.
 fn accepted(agency: Agency, event: &proto::RecordEvent) {
-    if let Err(v) = validate_event(event, agency) {
+    if let Err(v) = validate_event(&mut event.clone(), agency) {
         panic!("the adapter accepts what the materializer refuses: {v}");
     }
 }

@@ -247,8 +247,12 @@ pub fn validate_payload(payload: &mut Payload, path: &str, horizon: &Horizon, v:
 /// Checks an event read from a record topic of `topic_agency`, as the adapter checked it
 /// before publishing, except that no date is refused for lying in the future: the adapter
 /// checked that against its own clock, ours may lag it, and refusing would dead-letter an
-/// acknowledged record. Returns its record type.
-pub fn validate_event(event: &RecordEvent, topic_agency: Agency) -> Result<RecordType, Violations> {
+/// acknowledged record. Returns its record type. Identifiers in `event` are respelled as
+/// they are checked; callers that store the event keep the bytes they decoded it from.
+pub fn validate_event(
+    event: &mut RecordEvent,
+    topic_agency: Agency,
+) -> Result<RecordType, Violations> {
     let mut v = Violations::default();
     if event.agency != topic_agency as i32 {
         v.add("agency", "does not match the topic's agency");
@@ -266,13 +270,12 @@ pub fn validate_event(event: &RecordEvent, topic_agency: Agency) -> Result<Recor
     if event.version == 0 {
         v.add("version", "must be at least 1");
     }
-    match (Op::try_from(event.op), &event.payload) {
+    match (Op::try_from(event.op), &mut event.payload) {
         (Ok(Op::Upsert), Some(payload)) => {
             if record_type.is_some_and(|t| t != RecordType::of_payload(payload)) {
                 v.add("payload", "does not match record_type");
             }
-            // Validated on a copy: a stored event keeps the bytes it was published with.
-            validate_payload(&mut payload.clone(), "payload", &Horizon::UNBOUNDED, &mut v);
+            validate_payload(payload, "payload", &Horizon::UNBOUNDED, &mut v);
         }
         (Ok(Op::Upsert), None) => v.add("payload", "is required for OP_UPSERT"),
         (Ok(Op::Delete), None) => {}

@@ -448,10 +448,11 @@ impl Materializer {
             .agency_of(message.topic())
             .ok_or(NOT_A_RECORD_TOPIC)?;
         let payload = message.payload().ok_or(EMPTY_MESSAGE)?;
-        let event =
+        let mut event =
             RecordEvent::decode(payload).map_err(|e| format!("{NOT_A_RECORD_EVENT}: {e}"))?;
+        // The store keeps the bytes as published (`payload`), not the respelled event.
         let record_type: RecordType =
-            validate_event(&event, agency).map_err(|v| format!("{INVALID_EVENT}: {v}"))?;
+            validate_event(&mut event, agency).map_err(|v| format!("{INVALID_EVENT}: {v}"))?;
         let key = RecordKey::new(record_type, &event.record_id);
         if message.key() != Some(key.as_str().as_bytes()) {
             return Err(WRONG_KEY.into());

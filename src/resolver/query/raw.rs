@@ -66,15 +66,14 @@ impl Queries {
         r: proto::ListSubjectRecordsRequest,
         deadline: Instant,
     ) -> Result<proto::ListSubjectRecordsResponse, QueryError> {
-        let mut v = match parse_subject(r.subject.as_ref()) {
-            Ok(_) => Violations::default(),
-            Err(v) => v,
+        let (key, mut v) = match parse_subject(r.subject.as_ref()) {
+            Ok(key) => (Some(key), Violations::default()),
+            Err(v) => (None, v),
         };
         self.positions
             .check(&r.min_positions, "min_positions", &mut v);
-        let key = match parse_subject(r.subject.as_ref()) {
-            Ok(key) if v.is_empty() => key,
-            _ => return Err(QueryError::Invalid(v)),
+        let Some(key) = key.filter(|_| v.is_empty()) else {
+            return Err(QueryError::Invalid(v));
         };
         let mut lookup = raw_lookup(caller, "ListSubjectRecords");
         named_subject(&mut lookup, r.subject.as_ref());
