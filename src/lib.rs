@@ -20,6 +20,7 @@ pub mod records;
 pub mod redis_link;
 pub mod resolver;
 pub mod secret;
+pub mod telemetry;
 pub mod tls;
 mod toml_lines;
 pub mod tools;

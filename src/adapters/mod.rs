@@ -26,8 +26,8 @@ use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
 use crate::limits::{Rate, RateLimiter, exhausted};
-use crate::ops::events::{Limit, Limited, Published, outcome_of};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::events::{Limit, Limited, Published, outcome_of};
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::{
     AccessDecision, Agency, DataAccess, DeleteRecordRequest, PublishAck, PublishBatchResponse,
     PublishMeta, RecordEvent, record_event::Payload,

@@ -32,7 +32,7 @@ use crate::kafka::{
     AdminError, Brokers, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs,
     ensure_topics,
 };
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::{
     self, Agency, housing_adapter_server::HousingAdapterServer,
     provident_fund_adapter_server::ProvidentFundAdapterServer,
@@ -273,7 +273,7 @@ impl App {
     /// binds the gRPC listener (port 0 picks a free port).
     pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
         // Before anything is touched: a server that may not start says so at once.
-        let telemetry = crate::ops::metrics::Metrics::new();
+        let telemetry = crate::telemetry::metrics::Metrics::new();
         let tls = tls(settings, role, &telemetry)?;
         crate::tls::expiry::report_links(settings, &telemetry, std::time::SystemTime::now());
         let kafka = Kafka::connect(settings, role).await?;

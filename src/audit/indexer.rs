@@ -17,7 +17,7 @@
 
 mod admit;
 
-pub use admit::{ChainTrust, UNINDEXED_REASONS};
+pub use admit::ChainTrust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use super::chain::hash_matches;
 use super::index::{AccessIndex, ChainHead, IndexError};
 use crate::kafka::Topics;
-use crate::ops::events::AuditUnindexed;
-use crate::ops::metrics::{Metrics, Telemetry};
+use crate::telemetry::events::AuditUnindexed;
+use crate::telemetry::metrics::{Metrics, Telemetry};
 use crate::proto::{AuditBody, AuditEntry};
 use crate::resolver::store::{Store, StoreState};
 use admit::{Heads, Verdict};

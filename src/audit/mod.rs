@@ -27,7 +27,7 @@ pub use index::{
     AccessIndex, AccessPage, Cursor, IndexBounds, IndexError, MemoryIndex, RedisIndex,
     person_accesses,
 };
-pub use indexer::{AccessIndexer, ChainTrust, UNINDEXED_REASONS};
+pub use indexer::{AccessIndexer, ChainTrust};
 pub use signing::{Signer, SigningError, StartRefusal, TrustedCas, WriterKey};
 pub use writer::AuditLog;
 

@@ -19,8 +19,8 @@
 //! it holds is bounded by the producer's in-flight window, since every record in it was
 //! taken by the window and is resolved promptly once delivered.
 
-use crate::ops::events::AuditWritten;
-use crate::ops::metrics::{Metrics, Telemetry};
+use crate::telemetry::events::AuditWritten;
+use crate::telemetry::metrics::{Metrics, Telemetry};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -10,7 +10,7 @@ use tonic::Status;
 use crate::grpc::admit_requester;
 use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::metrics::Telemetry;
 /// The most requesters whose call rate is tracked at once (as for lookups).
 const MAX_REQUESTERS: usize = 10_000;
 

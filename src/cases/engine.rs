@@ -22,8 +22,8 @@ use super::plan::WorkingDays;
 use super::store::{CaseStore, CaseStoreError, StoredCase};
 use crate::domain::CivilDate;
 use crate::kafka::{PublishError, Publisher, Topics, at_least_once_consumer};
-use crate::ops::events::{CaseChange, CaseChanged, RedisFailed};
-use crate::ops::metrics::{Metrics, Telemetry};
+use crate::telemetry::events::{CaseChange, CaseChanged, RedisFailed};
+use crate::telemetry::metrics::{Metrics, Telemetry};
 use crate::proto::{self, Case, CaseCommand, CaseEvent, RecordEvent, case_event};
 use crate::resolver::store::{Store, StoreError, SubjectRead};
 

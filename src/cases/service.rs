@@ -27,7 +27,7 @@ use crate::grpc::{deadline, refuse_fields};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::resolver::Positions;
 use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Section};
@@ -77,7 +77,7 @@ impl CasesService {
             max_wait,
             stop,
             audit,
-            telemetry: crate::ops::metrics::Metrics::new(),
+            telemetry: crate::telemetry::metrics::Metrics::new(),
             admission,
             lists_current: AtomicBool::new(false),
         }

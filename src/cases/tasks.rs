@@ -23,7 +23,7 @@ use crate::grpc::{deadline, refuse_fields};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Policy;
@@ -67,7 +67,7 @@ impl TasksService {
             max_wait,
             stop,
             audit,
-            telemetry: crate::ops::metrics::Metrics::new(),
+            telemetry: crate::telemetry::metrics::Metrics::new(),
             admission,
             policy,
         }

@@ -14,8 +14,8 @@ use tonic::codegen::Service;
 use tonic::codegen::http::{Request as HttpRequest, Response as HttpResponse};
 
 use super::{CallMethod, adapter_agency};
-use crate::ops::events::{Limit, Limited, Unauthenticated};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::events::{Limit, Limited, Unauthenticated};
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::Agency;
 use crate::tls::{PeerInfo, Refusal, ServerTls};
 
@@ -93,7 +93,9 @@ where
                 Either::Right(self.inner.call(request))
             }
             Err(refusal) => {
-                self.telemetry.emit(Unauthenticated { refusal: &refusal });
+                self.telemetry.emit(Unauthenticated {
+                    reason: refusal.kind(),
+                });
                 Either::Left(std::future::ready(Ok(refusal.to_status().into_http())))
             }
         }

@@ -19,8 +19,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::identity::Requester;
 use crate::limits::{RateLimiter, exhausted};
-use crate::ops::events::{Limit, Limited};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::events::{Limit, Limited};
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::Agency;
 use crate::records::Violations;
 use crate::tls::{PeerInfo, ServerTls};
@@ -239,8 +239,8 @@ pub fn admit_requester(
 /// when a field was over the length the contract allows.
 pub fn refuse_fields(violations: &Violations, telemetry: &Telemetry, agency: Agency) -> Status {
     if violations.too_long() {
-        telemetry.emit(crate::ops::events::Limited {
-            limit: crate::ops::events::Limit::FieldLength,
+        telemetry.emit(crate::telemetry::events::Limited {
+            limit: crate::telemetry::events::Limit::FieldLength,
             agency,
         });
     }

@@ -1,9 +1,7 @@
-//! Operating govlink: the admin HTTP server (metrics, health, the status page) and the
-//! telemetry every component reports through. The operator tools are in `crate::tools`.
+//! Operating govlink: the admin HTTP server (metrics, health, the status page). What it
+//! exposes is counted in `crate::telemetry`; the operator tools are in `crate::tools`.
 
 pub mod admin;
-pub mod events;
-pub mod metrics;
 pub mod sample;
 pub mod status;
 

@@ -12,10 +12,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{AgencyLabel, KindLabel, Telemetry, TopicPartition};
+use crate::telemetry::metrics::{AgencyLabel, KindLabel, Telemetry, TopicPartition};
 use crate::cases::store::CaseStore;
 use crate::kafka::{Brokers, Publisher, client_config};
-use crate::ops::events::kind_name;
+use crate::telemetry::events::kind_name;
 use crate::proto::{CaseKind, CaseState, StepState};
 use crate::records::agency_slug;
 use crate::resolver::store::{Meta, Store, StoreState};

@@ -13,8 +13,8 @@ use crate::grpc::{admit_requester, deadline};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
-use crate::ops::events::{Limit, Limited, LookupAnswered, RedisFailed};
-use crate::ops::metrics::Telemetry;
+use crate::telemetry::events::{Limit, Limited, LookupAnswered, RedisFailed};
+use crate::telemetry::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
     Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,

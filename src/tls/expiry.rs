@@ -13,8 +13,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{TlsError, content, read_certs};
 use crate::config::Settings;
-use crate::ops::events::CertificateRead;
-use crate::ops::metrics::Metrics;
+use crate::telemetry::events::Event;
+use crate::telemetry::metrics::Metrics;
 
 /// A certificate expiring sooner than this is warned about at start-up and reload.
 pub const WARN_WITHIN: Duration = Duration::from_secs(30 * 86_400);
@@ -179,6 +179,53 @@ pub fn report_links(settings: &Settings, metrics: &Metrics, now: SystemTime) {
                 "tls: cannot read the certificate's dates"
             ),
         }
+    }
+}
+
+/// A configured certificate file read (at start-up or a reload): warns when it expires
+/// within [`WARN_WITHIN`] or has expired, and sets its expiry gauge.
+pub struct CertificateRead<'a> {
+    pub role: CertificateRole,
+    pub validity: &'a Validity,
+    pub now: std::time::SystemTime,
+}
+
+impl Event for CertificateRead<'_> {
+    fn emit(self, m: &Metrics) {
+        let (certificate, setting) = (self.role.as_str(), self.role.setting());
+        let path = self.validity.path.display().to_string();
+        let not_after = rfc3339(self.validity.not_after);
+        let left = self.validity.seconds_left(self.now);
+        let days_left = left.div_euclid(86_400);
+        if left < 0 {
+            tracing::warn!(
+                certificate,
+                setting,
+                path,
+                not_after,
+                "tls: certificate expired"
+            );
+        } else if self.validity.expires_within(self.now, WARN_WITHIN) {
+            tracing::warn!(
+                certificate,
+                setting,
+                path,
+                not_after,
+                days_left,
+                "tls: certificate expires soon"
+            );
+        } else {
+            tracing::debug!(
+                certificate,
+                setting,
+                path,
+                not_after,
+                days_left,
+                "tls: certificate read"
+            );
+        }
+        m.certificate_expiry
+            .set(certificate, self.validity.not_after);
     }
 }
 

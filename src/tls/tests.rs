@@ -23,7 +23,7 @@ fn server(dir: &CertsDir) -> Arc<ServerTls> {
     let mapping = IdentityMapping::Uri {
         trust_domain: certs::DEV_TRUST_DOMAIN.into(),
     };
-    ServerTls::load(files, mapping, crate::ops::metrics::Metrics::new()).unwrap()
+    ServerTls::load(files, mapping, crate::telemetry::metrics::Metrics::new()).unwrap()
 }
 
 fn chain(path: &Path) -> Vec<CertificateDer<'static>> {
@@ -106,7 +106,7 @@ fn material_that_does_not_load_is_refused_and_the_old_stays() {
             crl: None,
         },
         IdentityMapping::Subject,
-        crate::ops::metrics::Metrics::new(),
+        crate::telemetry::metrics::Metrics::new(),
     )
     .err()
     .expect("a key that is not the certificate's is refused");
@@ -117,7 +117,7 @@ fn material_that_does_not_load_is_refused_and_the_old_stays() {
 }
 
 /// The seconds left of `certificate` in the exposition of `metrics`.
-fn expiry_seconds(metrics: &crate::ops::metrics::Metrics, certificate: &str) -> i64 {
+fn expiry_seconds(metrics: &crate::telemetry::metrics::Metrics, certificate: &str) -> i64 {
     let series = format!("govlink_certificate_expiry_seconds{{certificate=\"{certificate}\"}} ");
     let text = metrics.encode();
     text.lines()
@@ -129,7 +129,7 @@ fn expiry_seconds(metrics: &crate::ops::metrics::Metrics, certificate: &str) -> 
 fn an_expired_server_certificate_is_not_taken_up_and_a_renewal_moves_the_gauge() {
     const DAY: u64 = 86_400;
     let dir = dir();
-    let metrics = crate::ops::metrics::Metrics::new();
+    let metrics = crate::telemetry::metrics::Metrics::new();
     let files = TlsFiles {
         cert: dir.server().cert,
         key: dir.server().key,
@@ -185,7 +185,7 @@ fn a_der_crl_is_read_as_well_as_a_pem_one() {
     let tls = ServerTls::load(
         files,
         IdentityMapping::Subject,
-        crate::ops::metrics::Metrics::new(),
+        crate::telemetry::metrics::Metrics::new(),
     )
     .unwrap();
     let certs = chain(&dir.client(&window).cert);
@@ -221,4 +221,23 @@ async fn sighup_reloads_at_once() {
     }
     stop.cancel();
     watching.await.unwrap().unwrap();
+}
+
+/// Every refusal counts under a reason the metrics declare (and zero at start).
+#[test]
+fn refusal_kinds_are_declared_reasons() {
+    use crate::telemetry::metrics::UNAUTHENTICATED_REASONS;
+    let all = [
+        Refusal::NoCertificate,
+        Refusal::UntrustedIssuer,
+        Refusal::Expired(None),
+        Refusal::NotYetValid,
+        Refusal::Revoked,
+        Refusal::UnknownRevocationStatus,
+        Refusal::WrongPurpose,
+        Refusal::NoIdentity(String::new()),
+        Refusal::Other(String::new()),
+    ];
+    let kinds: Vec<_> = all.iter().map(Refusal::kind).collect();
+    assert_eq!(kinds, UNAUTHENTICATED_REASONS);
 }

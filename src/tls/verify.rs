@@ -68,20 +68,8 @@ impl fmt::Display for Refusal {
 }
 
 impl Refusal {
-    /// Every [`Refusal::kind`].
-    pub const KINDS: [&'static str; 9] = [
-        "no_certificate",
-        "untrusted_issuer",
-        "expired",
-        "not_yet_valid",
-        "revoked",
-        "unknown_revocation_status",
-        "wrong_purpose",
-        "no_identity",
-        "other",
-    ];
-
-    /// The refusal as a metric label.
+    /// The refusal as a metric label: one of
+    /// [`crate::telemetry::metrics::UNAUTHENTICATED_REASONS`].
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::NoCertificate => "no_certificate",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use govlink::config::{DEFAULT_ADMIN_ADDR, Settings};
-use govlink::ops::metrics::NAMES;
+use govlink::telemetry::metrics::NAMES;
 use govlink::records::{AGENCIES, agency_slug};
 
 /// The gRPC port every server listens on unless configured otherwise.

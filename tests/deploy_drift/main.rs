@@ -122,7 +122,7 @@ fn every_metric_named_in_the_deploy_files_and_docs_is_one_govlink_exposes() {
         for series in code::metrics_in(&read(&file)) {
             assert!(
                 metric_family(&series).is_some(),
-                "{file}: {series} is not a metric govlink exposes (govlink::ops::metrics::NAMES, \
+                "{file}: {series} is not a metric govlink exposes (govlink::telemetry::metrics::NAMES, \
                  histograms also as _bucket, _sum and _count)"
             );
         }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use govlink::ops::metrics::NAMES;
+use govlink::telemetry::metrics::NAMES;
 use govlink::ops::paths;
 
 use crate::code::{admin_port, is_histogram, metric_family, metrics_in};

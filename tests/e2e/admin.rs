@@ -49,7 +49,7 @@ async fn metrics_move_with_publishes_lookups_dead_letters_and_cases() {
         "govlink_case_steps_overdue",
     ];
     for name in known {
-        assert!(govlink::ops::metrics::NAMES.contains(&name), "{name}");
+        assert!(govlink::telemetry::metrics::NAMES.contains(&name), "{name}");
         let family = name.trim_end_matches("_total");
         assert!(
             before.contains(&format!("# TYPE {family} ")),

@@ -317,7 +317,7 @@ async fn an_unreachable_broker_fails_the_publish_with_unavailable_within_its_dea
         },
         Duration::from_secs(30),
         Duration::from_secs(3600),
-        govlink::ops::metrics::Metrics::new(),
+        govlink::telemetry::metrics::Metrics::new(),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

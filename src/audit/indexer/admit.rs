@@ -20,9 +20,6 @@ use crate::audit::signing::{Signer, SigningError, TrustedCas};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditEntry, ChainStart};
 
-/// Every reason an entry is left out of the index (metric labels).
-pub const UNINDEXED_REASONS: [&str; 3] = ["unverified_start", "unknown_chain", "unlinked"];
-
 /// Which chains the access indexer trusts.
 #[derive(Debug, Clone)]
 pub enum ChainTrust {
@@ -70,7 +67,8 @@ pub(super) enum Verdict {
     Index,
     /// At or below its chain's head: indexed before (or a copy); nothing to do.
     Replayed,
-    /// Left out, for a reason of [`UNINDEXED_REASONS`], with what to log (no personal
+    /// Left out, for a reason of
+    /// [`crate::telemetry::metrics::UNINDEXED_REASONS`], with what to log (no personal
     /// data: chain ids, sequences and the start's refusal).
     Left { reason: &'static str, why: String },
 }
@@ -152,6 +150,10 @@ impl Heads {
 }
 
 fn left(reason: &'static str, why: String) -> Verdict {
+    debug_assert!(
+        crate::telemetry::metrics::UNINDEXED_REASONS.contains(&reason),
+        "{reason} is not a declared reason"
+    );
     Verdict::Left { reason, why }
 }
 

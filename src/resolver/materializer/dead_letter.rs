@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{FIRST_BACKOFF, MAX_BACKOFF, Materializer, pause};
 use crate::kafka::PublishError;
-use crate::ops::events::DeadLettered;
+use crate::telemetry::events::DeadLettered;
 
 /// How long one dead-letter publish may wait for the broker before it is retried.
 const DLQ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -42,8 +42,8 @@ use dead_letter::{
 };
 use timings::Stage;
 
-use crate::ops::events::{BatchMaterialized, RedisFailed};
-use crate::ops::metrics::{Metrics, Telemetry};
+use crate::telemetry::events::{BatchMaterialized, RedisFailed};
+use crate::telemetry::metrics::{Metrics, Telemetry};
 
 /// The first wait before retrying a failed store or dead-letter write; doubles up to
 /// [`MAX_BACKOFF`].

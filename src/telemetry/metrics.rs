@@ -42,6 +42,24 @@ pub const NAMES: &[&str] = &[
     "govlink_certificate_expiry_seconds",
 ];
 
+/// Why a gRPC call was refused `UNAUTHENTICATED` for its client certificate: the values
+/// of `govlink_unauthenticated_calls_total{reason}`, each a `tls::Refusal` kind.
+pub const UNAUTHENTICATED_REASONS: [&str; 9] = [
+    "no_certificate",
+    "untrusted_issuer",
+    "expired",
+    "not_yet_valid",
+    "revoked",
+    "unknown_revocation_status",
+    "wrong_purpose",
+    "no_identity",
+    "other",
+];
+
+/// Why the access index left an audit entry out: the values of
+/// `govlink_audit_unindexed_entries_total{reason}`.
+pub const UNINDEXED_REASONS: [&str; 3] = ["unverified_start", "unknown_chain", "unlinked"];
+
 /// Labels: an agency and an outcome (`acked`, or the gRPC code of a refusal).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgencyOutcome {
@@ -367,7 +385,7 @@ impl Metrics {
     /// Creates, at zero, the series whose labels are known in advance, so dashboards and
     /// alerts see them before anything happened (a family without series is not exposed).
     fn zero_known_series(&self) {
-        use crate::ops::events::{Limit, kind_name};
+        use crate::telemetry::events::{Limit, kind_name};
         use crate::proto::CaseKind;
         for agency in crate::records::AGENCIES.map(crate::records::agency_slug) {
             let _ = self.publishes.get_or_create(&AgencyOutcome {
@@ -381,7 +399,7 @@ impl Metrics {
                 let _ = self.limited.get_or_create(&LimitLabels { limit, agency });
             }
         }
-        for reason in crate::tls::Refusal::KINDS {
+        for reason in UNAUTHENTICATED_REASONS {
             let _ = self.unauthenticated.get_or_create(&ReasonLabel { reason });
         }
         for outcome in ["applied", "stale"] {
@@ -392,7 +410,7 @@ impl Metrics {
         for outcome in ["written", "failed"] {
             let _ = self.audit_writes.get_or_create(&OutcomeLabel { outcome });
         }
-        for reason in crate::audit::UNINDEXED_REASONS {
+        for reason in UNINDEXED_REASONS {
             let _ = self.audit_unindexed.get_or_create(&ReasonLabel { reason });
         }
         for kind in [

@@ -293,65 +293,18 @@ impl Event for Limited {
 /// A call refused `UNAUTHENTICATED` for its client certificate. The reason is logged
 /// once per connection where the certificate is checked (`tls: call refused`); this
 /// counts every refused call.
-pub struct Unauthenticated<'a> {
-    pub refusal: &'a crate::tls::Refusal,
+pub struct Unauthenticated {
+    /// One of [`super::metrics::UNAUTHENTICATED_REASONS`].
+    pub reason: &'static str,
 }
 
-impl Event for Unauthenticated<'_> {
+impl Event for Unauthenticated {
     fn emit(self, m: &Metrics) {
-        let reason = self.refusal.kind();
+        let reason = self.reason;
         tracing::debug!(reason, "call refused: client certificate");
         m.unauthenticated
-            .get_or_create(&crate::ops::metrics::ReasonLabel { reason })
+            .get_or_create(&ReasonLabel { reason })
             .inc();
-    }
-}
-
-/// A configured certificate file read (at start-up or a reload): warns when it expires
-/// within [`crate::tls::expiry::WARN_WITHIN`] or has expired, and sets its expiry gauge.
-pub struct CertificateRead<'a> {
-    pub role: crate::tls::expiry::CertificateRole,
-    pub validity: &'a crate::tls::expiry::Validity,
-    pub now: std::time::SystemTime,
-}
-
-impl Event for CertificateRead<'_> {
-    fn emit(self, m: &Metrics) {
-        use crate::tls::expiry::{WARN_WITHIN, rfc3339};
-        let (certificate, setting) = (self.role.as_str(), self.role.setting());
-        let path = self.validity.path.display().to_string();
-        let not_after = rfc3339(self.validity.not_after);
-        let left = self.validity.seconds_left(self.now);
-        let days_left = left.div_euclid(86_400);
-        if left < 0 {
-            tracing::warn!(
-                certificate,
-                setting,
-                path,
-                not_after,
-                "tls: certificate expired"
-            );
-        } else if self.validity.expires_within(self.now, WARN_WITHIN) {
-            tracing::warn!(
-                certificate,
-                setting,
-                path,
-                not_after,
-                days_left,
-                "tls: certificate expires soon"
-            );
-        } else {
-            tracing::debug!(
-                certificate,
-                setting,
-                path,
-                not_after,
-                days_left,
-                "tls: certificate read"
-            );
-        }
-        m.certificate_expiry
-            .set(certificate, self.validity.not_after);
     }
 }
 
