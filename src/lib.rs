@@ -3,6 +3,7 @@
 //! answers cross-agency lookups.
 
 pub mod adapters;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod bench;
@@ -14,7 +15,6 @@ pub mod grpc;
 pub mod identity;
 pub mod kafka;
 pub mod limits;
-pub mod ops;
 pub mod reach;
 pub mod records;
 pub mod redis_link;

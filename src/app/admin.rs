@@ -2,8 +2,8 @@
 //! fed by what the roles put in `Parts`.
 
 use super::*;
-use crate::ops::admin::AdminServer;
-use crate::ops::sample::Sources;
+use crate::admin::AdminServer;
+use crate::admin::sample::Sources;
 
 /// What a process is, as the status page names it.
 fn role_name(role: Role) -> String {
@@ -42,7 +42,7 @@ pub(super) async fn bind(
     };
     let sources = Sources {
         telemetry: parts.telemetry.clone(),
-        broker: std::sync::Arc::new(crate::ops::sample::broker_client(&kafka.brokers)?),
+        broker: std::sync::Arc::new(crate::admin::sample::broker_client(&kafka.brokers)?),
         topics: kafka.topics.all(),
         record_topics: kafka.topics.all_records(),
         publisher: publisher.clone(),

@@ -265,7 +265,7 @@ pub struct App {
     /// Concurrent calls per HTTP/2 connection (`max_concurrent_streams`).
     max_concurrent_streams: u32,
     /// The admin HTTP server, unless `admin_addr` turns it off.
-    admin: Option<crate::ops::admin::AdminServer>,
+    admin: Option<crate::admin::AdminServer>,
 }
 
 impl App {
@@ -377,7 +377,7 @@ impl App {
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
             .as_ref()
-            .map(crate::ops::admin::AdminServer::local_addr)
+            .map(crate::admin::AdminServer::local_addr)
     }
 
     /// The address the gRPC server listens on.

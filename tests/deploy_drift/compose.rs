@@ -8,7 +8,7 @@ use std::path::Path;
 
 use govlink::cases::calendar::WorkCalendar;
 use govlink::config::Settings;
-use govlink::ops::paths;
+use govlink::admin::paths;
 use govlink::resolver::policy::Policy;
 use govlink::tls::certs::CertsDir;
 use serde_yaml_ng::Value;

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
-use govlink::ops::paths;
+use govlink::admin::paths;
 
 use crate::code::{
     admin_port, assert_container_listeners, assert_settings_variables, grpc_port, load_settings,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use govlink::cases::calendar::WorkCalendar;
 use govlink::config::Settings;
-use govlink::ops::paths;
+use govlink::admin::paths;
 use govlink::resolver::policy::Policy;
 use serde_yaml_ng::Value;
 
@@ -288,7 +288,7 @@ fn assert_probe_waits_for_the_answer(container: &Value, probe: &str, whose: &str
         .as_u64()
         .unwrap_or_else(|| panic!("{whose}: {probe} must set timeoutSeconds"));
     if probe == "readinessProbe" {
-        let bound = govlink::ops::sample::READY_CHECK_TIMEOUT;
+        let bound = govlink::admin::sample::READY_CHECK_TIMEOUT;
         assert!(
             u128::from(timeout_s) * 1000 > bound.as_millis(),
             "{whose}: {probe} timeoutSeconds ({timeout_s} s) must exceed the readiness \

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use govlink::telemetry::metrics::NAMES;
-use govlink::ops::paths;
+use govlink::admin::paths;
 
 use crate::code::{admin_port, is_histogram, metric_family, metrics_in};
 use crate::compose::{self, FILE, service, services};

@@ -1,9 +1,13 @@
-//! Operating govlink: the admin HTTP server (metrics, health, the status page). What it
-//! exposes is counted in `crate::telemetry`; the operator tools are in `crate::tools`.
+//! The admin HTTP server every process runs beside its gRPC port: metrics, health,
+//! readiness and the status page, sampled from the process's telemetry, broker, store
+//! and case store. What it exposes is counted in `crate::telemetry`; the operator tools
+//! are in `crate::tools`.
 
-pub mod admin;
 pub mod sample;
+mod server;
 pub mod status;
+
+pub use server::AdminServer;
 
 /// The admin HTTP server's paths.
 pub mod paths {
