@@ -511,5 +511,4 @@ pub(crate) fn readable(setting: &str, path: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
