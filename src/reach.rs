@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use redis::RedisError;
 
+/// How long a link waits for the broker or Redis to answer a connection unless
+/// `connect_timeout_ms` says otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The broker or Redis could not be reached, or refused govlink, while connecting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{component} at {address} {problem}: {fix}")]

@@ -8,9 +8,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
 
-use crate::config::{Settings, readable, redact_url};
-use crate::reach::ReachError;
-use crate::secret::Secret;
+use crate::reach::{DEFAULT_CONNECT_TIMEOUT, ReachError};
+use crate::secret::{Secret, redact_url};
 
 /// The longest one command may wait for its answer on a connection of
 /// [`RedisLink::manager`]: a Redis that stopped answering fails the command, which its
@@ -48,41 +47,8 @@ impl RedisLink {
             ca: None,
             username: None,
             password: None,
-            connect_timeout: Settings::default().connect_timeout(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
-    }
-
-    /// The configured Redis (`redis`, `redis_ca`, `redis_username`, `redis_password`);
-    /// `None` without `redis`.
-    pub fn from_settings(settings: &Settings) -> Option<RedisLink> {
-        let url = settings.redis.as_ref()?;
-        Some(RedisLink {
-            url: url.clone(),
-            ca: settings.redis_ca.clone(),
-            username: settings.redis_username.clone(),
-            password: settings.redis_password.clone(),
-            connect_timeout: settings.connect_timeout(),
-        })
-    }
-
-    /// Checks the Redis settings for what would only fail later: a CA bundle that cannot be
-    /// read or is given for a URL without TLS, a user without a password.
-    pub fn check(settings: &Settings) -> Result<(), String> {
-        if let Some(ca) = &settings.redis_ca {
-            readable("redis_ca", ca)?;
-            if let Some(url) = &settings.redis
-                && !url.starts_with("rediss://")
-            {
-                return Err(format!(
-                    "redis_ca is set but redis ({}) is not a rediss:// URL",
-                    redact_url(url)
-                ));
-            }
-        }
-        if settings.redis_username.is_some() && settings.redis_password.is_none() {
-            return Err("redis_username needs redis_password".into());
-        }
-        Ok(())
     }
 
     /// The same link with `redis_ca`, `redis_username` and `redis_password` as given.
@@ -93,6 +59,13 @@ impl RedisLink {
         password: Option<Secret>,
     ) -> RedisLink {
         (self.ca, self.username, self.password) = (ca, username, password);
+        self
+    }
+
+    /// The same link waiting `timeout` for Redis to answer a connection
+    /// (`connect_timeout_ms`).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> RedisLink {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -237,34 +210,5 @@ mod tests {
         );
         let err = plain.client().unwrap_err().to_string();
         assert!(err.contains("not rediss://"), "{err}");
-    }
-
-    #[test]
-    fn inconsistent_settings_name_the_setting() {
-        let settings = Settings {
-            redis: Some("redis://:pw@127.0.0.1:6379/".into()),
-            redis_ca: Some("/nonexistent/ca.pem".into()),
-            ..Settings::default()
-        };
-        let err = RedisLink::check(&settings).unwrap_err();
-        assert!(
-            err.starts_with("redis_ca /nonexistent/ca.pem cannot be read"),
-            "{err}"
-        );
-        let readable = Settings {
-            redis_ca: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into()),
-            ..settings
-        };
-        let err = RedisLink::check(&readable).unwrap_err();
-        assert_eq!(
-            err,
-            "redis_ca is set but redis (redis://:***@127.0.0.1:6379/) is not a rediss:// URL"
-        );
-        let settings = Settings {
-            redis_username: Some("govlink".into()),
-            ..Settings::default()
-        };
-        let err = RedisLink::check(&settings).unwrap_err();
-        assert_eq!(err, "redis_username needs redis_password");
     }
 }

@@ -26,14 +26,14 @@ use crate::audit::AuditLog;
 use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
 use crate::limits::{Rate, RateLimiter, exhausted};
-use crate::telemetry::events::{Limit, Limited, Published, outcome_of};
-use crate::telemetry::metrics::Telemetry;
 use crate::proto::{
     AccessDecision, Agency, DataAccess, DeleteRecordRequest, PublishAck, PublishBatchResponse,
     PublishMeta, RecordEvent, record_event::Payload,
 };
 use crate::records::{AGENCIES, Horizon, RecordKey, Violations, agency_slug};
 use crate::resolver::policy::Policy;
+use crate::telemetry::events::{Limit, Limited, Published, outcome_of};
+use crate::telemetry::metrics::Telemetry;
 use crate::tls::Peer;
 
 /// The items of a batch request, each taken apart by `split` into its meta and oneof.

@@ -12,13 +12,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry::metrics::{AgencyLabel, KindLabel, Telemetry, TopicPartition};
 use crate::cases::store::CaseStore;
 use crate::kafka::{Brokers, Publisher, client_config};
-use crate::telemetry::events::kind_name;
 use crate::proto::{CaseKind, CaseState, StepState};
 use crate::records::agency_slug;
 use crate::resolver::store::{Meta, Store, StoreState};
+use crate::telemetry::events::kind_name;
+use crate::telemetry::metrics::{AgencyLabel, KindLabel, Telemetry, TopicPartition};
 
 /// How often a sample is taken.
 pub const EVERY: Duration = Duration::from_secs(5);

@@ -34,7 +34,7 @@ pub(super) async fn bind(
     let uses_redis = !matches!(role, Role::Adapter(_));
     // A connection of its own: the admin reads must not queue behind the materializer's
     // writes (a Redis that answers reads but blocks writes is a lag, not an outage).
-    let store = match (store, RedisLink::from_settings(settings)) {
+    let store = match (store, settings.redis_link()) {
         (Some(Store::Redis(_)), Some(link)) => Some(Store::Redis(
             RedisStore::connect(&link, &settings.redis_prefix).await?,
         )),
@@ -48,7 +48,7 @@ pub(super) async fn bind(
         publisher: publisher.clone(),
         store,
         materialized: parts.readiness.as_ref().map(|(_, ready)| ready.clone()),
-        redis: RedisLink::from_settings(settings).filter(|_| uses_redis),
+        redis: settings.redis_link().filter(|_| uses_redis),
         cases: parts.case_store.clone(),
         max_lag: i64::try_from(settings.ready_max_lag_events).unwrap_or(i64::MAX),
     };

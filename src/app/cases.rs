@@ -33,7 +33,7 @@ pub(super) async fn standalone(
     kafka: &Kafka,
     publisher: &Publisher,
 ) -> Result<(), AppError> {
-    let link = RedisLink::from_settings(settings).ok_or_else(|| {
+    let link = settings.redis_link().ok_or_else(|| {
         AppError::Config(
             "the case engine keeps cases in Redis: set --redis or GOVLINK_REDIS".into(),
         )

@@ -63,7 +63,8 @@ impl Kafka {
         };
         let brokers = match &embedded {
             Some(broker) => Brokers::plaintext(broker.bootstrap()),
-            None => Brokers::from_settings(settings)
+            None => settings
+                .brokers()
                 .map_err(AppError::Config)?
                 .unwrap_or_else(|| Brokers::plaintext("")),
         };

@@ -32,7 +32,6 @@ use crate::kafka::{
     AdminError, Brokers, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs,
     ensure_topics,
 };
-use crate::telemetry::metrics::Telemetry;
 use crate::proto::{
     self, Agency, housing_adapter_server::HousingAdapterServer,
     provident_fund_adapter_server::ProvidentFundAdapterServer,
@@ -45,6 +44,7 @@ use crate::resolver::policy::Policy;
 use crate::resolver::query::Queries;
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
 use crate::resolver::{Materializer, MaterializerConfig, Positions, ResolverService};
+use crate::telemetry::metrics::Telemetry;
 use crate::tls::ServerTls;
 
 /// What a process runs.
@@ -168,9 +168,14 @@ impl Parts {
             publisher.clone(),
             &kafka.topics,
             writer,
-            Signer::of_settings(settings)
-                .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
-                .map(Arc::new),
+            Signer::of_tls(
+                settings
+                    .tls_files()
+                    .map_err(|e| AppError::Config(e.to_string()))?
+                    .as_ref(),
+            )
+            .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
+            .map(Arc::new),
         )
         .await
         .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
@@ -275,7 +280,11 @@ impl App {
         // Before anything is touched: a server that may not start says so at once.
         let telemetry = crate::telemetry::metrics::Metrics::new();
         let tls = tls(settings, role, &telemetry)?;
-        crate::tls::expiry::report_links(settings, &telemetry, std::time::SystemTime::now());
+        crate::tls::expiry::report_files(
+            &settings.link_certificates(),
+            &telemetry,
+            std::time::SystemTime::now(),
+        );
         let kafka = Kafka::connect(settings, role).await?;
         let publisher = Publisher::new(
             &kafka.brokers,

@@ -12,7 +12,7 @@ pub(super) async fn resolver(
     kafka: &Kafka,
     publisher: &Publisher,
 ) -> Result<Store, AppError> {
-    let store = match (RedisLink::from_settings(settings), role) {
+    let store = match (settings.redis_link(), role) {
         (Some(link), _) => {
             tracing::info!(redis = %link, "using redis");
             Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?)
@@ -48,7 +48,7 @@ pub(super) async fn resolver(
     });
     let (queries, policy, audit) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
-    let case_store = match RedisLink::from_settings(settings) {
+    let case_store = match settings.redis_link() {
         Some(link) => Some(cases::connect(&link, settings).await?),
         // Without Redis, `dev` (and `demo`) keep their cases in memory, like their records.
         None if role == Role::Dev => Some(CaseStore::Memory(MemoryCaseStore::new())),
@@ -103,7 +103,7 @@ async fn queries(
     let audit = parts
         .audit_log(settings, kafka, publisher, "resolver")
         .await?;
-    let index = match RedisLink::from_settings(settings) {
+    let index = match settings.redis_link() {
         Some(link) => AccessIndex::redis(&link, &settings.redis_prefix).await?,
         None => AccessIndex::memory(),
     };
@@ -114,8 +114,13 @@ async fn queries(
         index.clone(),
         store.clone(),
         settings.access_retention(),
-        ChainTrust::of_settings(settings)
-            .map_err(|e| AppError::Config(format!("access index: {e}")))?,
+        ChainTrust::of_tls(
+            settings
+                .tls_files()
+                .map_err(|e| AppError::Config(e.to_string()))?
+                .as_ref(),
+        )
+        .map_err(|e| AppError::Config(format!("access index: {e}")))?,
     )
     .with_telemetry(parts.telemetry.clone());
     parts.supervise("access indexer", move |stop| indexer.run(stop));

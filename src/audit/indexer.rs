@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use super::chain::hash_matches;
 use super::index::{AccessIndex, ChainHead, IndexError};
 use crate::kafka::Topics;
-use crate::telemetry::events::AuditUnindexed;
-use crate::telemetry::metrics::{Metrics, Telemetry};
 use crate::proto::{AuditBody, AuditEntry};
 use crate::resolver::store::{Store, StoreState};
+use crate::telemetry::events::AuditUnindexed;
+use crate::telemetry::metrics::{Metrics, Telemetry};
 use admit::{Heads, Verdict};
 
 /// How often the store's generation is checked.

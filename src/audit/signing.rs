@@ -89,17 +89,13 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// The signer of a process with `settings`: its TLS certificate and key; `None`
+    /// The signer of a process serving TLS with `files`: its certificate and key; `None`
     /// without TLS (`dev`, `demo`, tests), whose chains are unsigned. The files are read
     /// once: a rotated certificate signs the chains of the next start.
-    pub fn of_settings(settings: &crate::config::Settings) -> Result<Option<Signer>, SigningError> {
-        match settings
-            .tls()
-            .map_err(|e| SigningError::Key(e.to_string()))?
-        {
-            Some((files, _)) => Signer::load(&files.cert, &files.key).map(Some),
-            None => Ok(None),
-        }
+    pub fn of_tls(files: Option<&crate::tls::TlsFiles>) -> Result<Option<Signer>, SigningError> {
+        files
+            .map(|files| Signer::load(&files.cert, &files.key))
+            .transpose()
     }
 
     /// The signer of the certificate chain in `cert` (PEM, leaf first) with the key in

@@ -123,7 +123,7 @@ impl Env {
             Some(k) => format!("kafka {k}"),
             None => "the embedded broker".to_owned(),
         };
-        let store = match RedisLink::from_settings(&self.settings) {
+        let store = match self.settings.redis_link() {
             Some(link) => format!("redis {link}"),
             None => "the in-memory store".to_owned(),
         };
@@ -147,7 +147,7 @@ impl Env {
         tokio::time::timeout(Duration::from_secs(60), self.server).await???;
         let _ = std::fs::remove_file(&self.policy_file);
         let _ = std::fs::remove_dir_all(self.certs.dir());
-        if let Some(link) = RedisLink::from_settings(&self.settings) {
+        if let Some(link) = self.settings.redis_link() {
             delete_prefix(&link, &self.settings.redis_prefix).await?;
         }
         Ok(())

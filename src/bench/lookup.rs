@@ -162,15 +162,13 @@ enum RawReader {
 
 impl RawReader {
     async fn new(env: &Env) -> anyhow::Result<RawReader> {
-        Ok(
-            match crate::redis_link::RedisLink::from_settings(&env.settings) {
-                Some(link) => RawReader::Redis {
-                    conn: link.client()?.get_multiplexed_async_connection().await?,
-                    prefix: env.settings.redis_prefix.as_str().into(),
-                },
-                None => RawReader::Store(env.store.clone()),
+        Ok(match env.settings.redis_link() {
+            Some(link) => RawReader::Redis {
+                conn: link.client()?.get_multiplexed_async_connection().await?,
+                prefix: env.settings.redis_prefix.as_str().into(),
             },
-        )
+            None => RawReader::Store(env.store.clone()),
+        })
     }
 
     fn name(&self) -> &'static str {

@@ -72,7 +72,9 @@ impl Drop for Resolver {
 
 /// Runs a resolver on the bench's topics into a fresh Redis prefix and measures it.
 pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Memory> {
-    let link = RedisLink::from_settings(&env.settings)
+    let link = env
+        .settings
+        .redis_link()
         .ok_or_else(|| anyhow::anyhow!("the memory report needs Redis"))?;
     // Not under the bench's prefix (clearing the bench's store for a rebuild must not
     // touch it), and as long as the default "govlink:": key names count in the bytes.

@@ -22,10 +22,10 @@ use super::plan::WorkingDays;
 use super::store::{CaseStore, CaseStoreError, StoredCase};
 use crate::domain::CivilDate;
 use crate::kafka::{PublishError, Publisher, Topics, at_least_once_consumer};
-use crate::telemetry::events::{CaseChange, CaseChanged, RedisFailed};
-use crate::telemetry::metrics::{Metrics, Telemetry};
 use crate::proto::{self, Case, CaseCommand, CaseEvent, RecordEvent, case_event};
 use crate::resolver::store::{Store, StoreError, SubjectRead};
+use crate::telemetry::events::{CaseChange, CaseChanged, RedisFailed};
+use crate::telemetry::metrics::{Metrics, Telemetry};
 
 /// How long a publish of the engine's events may take before the command is retried.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);

@@ -27,10 +27,10 @@ use crate::grpc::{deadline, refuse_fields};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
-use crate::telemetry::metrics::Telemetry;
 use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
 use crate::resolver::Positions;
 use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Section};
+use crate::telemetry::metrics::Telemetry;
 /// The `Cases` service.
 pub struct CasesService {
     cases: CaseStore,

@@ -23,10 +23,10 @@ use crate::grpc::{deadline, refuse_fields};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
-use crate::telemetry::metrics::Telemetry;
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Policy;
+use crate::telemetry::metrics::Telemetry;
 /// How long a stream waits for the audit trail to take a task's entry.
 const AUDIT_WAIT: Duration = Duration::from_secs(10);
 

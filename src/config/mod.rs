@@ -10,12 +10,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cases::plan::WorkingDays;
-use crate::kafka::{LinkSecurity, SaslMechanism, SecurityProtocol};
-use crate::redis_link::RedisLink;
+use crate::kafka::{SaslMechanism, SecurityProtocol};
+use crate::reach::DEFAULT_CONNECT_TIMEOUT;
 use crate::resolver::checks::PurchaseRule;
-use crate::secret::Secret;
+use crate::secret::{Secret, redact_url};
 use crate::tls::{IdentityMapping, TlsFiles};
 
+mod links;
 mod sources;
 
 pub use sources::OTHER_VARIABLES;
@@ -200,7 +201,7 @@ impl Default for Settings {
             materializer_batch: 500,
             materializer_linger_ms: 5,
             startup_timeout_ms: 30_000,
-            connect_timeout_ms: 5_000,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
             shutdown_grace_ms: 10_000,
             max_clock_skew_ms: 3_600_000,
             log_json: false,
@@ -329,8 +330,8 @@ impl Settings {
         self.working_days()?;
         self.admin_addr()?;
         self.tls()?;
-        LinkSecurity::from_settings(self).map_err(ConfigError::Invalid)?;
-        RedisLink::check(self).map_err(ConfigError::Invalid)?;
+        self.kafka_link().map_err(ConfigError::Invalid)?;
+        self.check_redis().map_err(ConfigError::Invalid)?;
         for (i, rule) in self.purchase_rules.iter().enumerate() {
             rule.validate()
                 .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
@@ -488,26 +489,6 @@ impl fmt::Debug for Settings {
             .field("tls_identity", &self.tls_identity)
             .finish_non_exhaustive()
     }
-}
-
-/// A URL with its password replaced, fit for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Checks that the file a setting names can be read now, not when a client first needs
-/// it; the error names the setting and the path.
-pub(crate) fn readable(setting: &str, path: &str) -> Result<(), String> {
-    std::fs::File::open(path)
-        .map(drop)
-        .map_err(|e| format!("{setting} {path} cannot be read: {e}"))
 }
 
 #[cfg(test)]

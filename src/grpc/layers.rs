@@ -14,9 +14,9 @@ use tonic::codegen::Service;
 use tonic::codegen::http::{Request as HttpRequest, Response as HttpResponse};
 
 use super::{CallMethod, adapter_agency};
+use crate::proto::Agency;
 use crate::telemetry::events::{Limit, Limited, Unauthenticated};
 use crate::telemetry::metrics::Telemetry;
-use crate::proto::Agency;
 use crate::tls::{PeerInfo, Refusal, ServerTls};
 
 /// Wraps every request body in a [`LimitedBody`] (and names the call's method in its

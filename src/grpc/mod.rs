@@ -19,10 +19,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::identity::Requester;
 use crate::limits::{RateLimiter, exhausted};
-use crate::telemetry::events::{Limit, Limited};
-use crate::telemetry::metrics::Telemetry;
 use crate::proto::Agency;
 use crate::records::Violations;
+use crate::telemetry::events::{Limit, Limited};
+use crate::telemetry::metrics::Telemetry;
 use crate::tls::{PeerInfo, ServerTls};
 
 pub mod identify;

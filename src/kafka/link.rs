@@ -1,5 +1,5 @@
 //! How govlink reaches the brokers: their bootstrap address and the link's security (TLS,
-//! a client certificate, SASL), built once from the settings and given to every Kafka
+//! a client certificate, SASL), built once (by `config`, from the settings) and given to every Kafka
 //! client, so the producer, the consumers, the admin clients and the tools all connect
 //! the same way.
 
@@ -11,7 +11,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Settings, readable};
 use crate::reach::ReachError;
 use crate::secret::Secret;
 
@@ -138,10 +137,10 @@ impl From<SaslMechanism> for String {
 
 /// SASL credentials.
 #[derive(Clone, Debug)]
-struct Sasl {
-    mechanism: SaslMechanism,
-    username: String,
-    password: Secret,
+pub struct Sasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: Secret,
 }
 
 /// The security of the link to the brokers: what `client_config` adds to every client.
@@ -156,37 +155,24 @@ pub struct LinkSecurity {
 }
 
 impl LinkSecurity {
-    /// The link the `kafka_security_protocol`, `kafka_ssl_*` and `kafka_sasl_*` settings
-    /// describe; an error names the setting that is missing, contradicts another one, or
-    /// names a file that cannot be read.
-    pub fn from_settings(s: &Settings) -> Result<LinkSecurity, String> {
-        let protocol = s.kafka_security_protocol;
-        let files = [
-            ("kafka_ssl_ca", &s.kafka_ssl_ca),
-            ("kafka_ssl_cert", &s.kafka_ssl_cert),
-            ("kafka_ssl_key", &s.kafka_ssl_key),
-        ];
-        for (name, path) in files {
-            let Some(path) = path else { continue };
-            if !protocol.tls() {
-                return Err(format!(
-                    "{name} is set but kafka_security_protocol is {}: TLS files need ssl or \
-                     sasl_ssl",
-                    protocol.as_str()
-                ));
-            }
-            readable(name, path)?;
-        }
-        if s.kafka_ssl_cert.is_some() != s.kafka_ssl_key.is_some() {
-            return Err("kafka_ssl_cert and kafka_ssl_key go together: set both or neither".into());
-        }
-        Ok(LinkSecurity {
+    /// A link over `protocol`: with TLS, the CAs that verify the brokers in `ca` (PEM;
+    /// the system's without) and govlink's certificate and key (PEM files) in
+    /// `client_cert`; SASL credentials in `sasl`. The settings are checked where they are
+    /// read (`config`): this takes them as they are.
+    pub fn new(
+        protocol: SecurityProtocol,
+        ca: Option<String>,
+        client_cert: Option<(String, String)>,
+        sasl: Option<Sasl>,
+    ) -> LinkSecurity {
+        let (cert, key) = client_cert.unzip();
+        LinkSecurity {
             protocol,
-            ca: s.kafka_ssl_ca.clone(),
-            cert: s.kafka_ssl_cert.clone(),
-            key: s.kafka_ssl_key.clone(),
-            sasl: sasl(s)?,
-        })
+            ca,
+            cert,
+            key,
+            sasl,
+        }
     }
 
     /// The protocol of the link.
@@ -216,46 +202,6 @@ impl LinkSecurity {
     }
 }
 
-/// The SASL credentials of the settings: all three with a SASL protocol, none without.
-fn sasl(s: &Settings) -> Result<Option<Sasl>, String> {
-    let protocol = s.kafka_security_protocol;
-    if !protocol.sasl() {
-        let set = [
-            ("kafka_sasl_mechanism", s.kafka_sasl_mechanism.is_some()),
-            ("kafka_sasl_username", s.kafka_sasl_username.is_some()),
-            ("kafka_sasl_password", s.kafka_sasl_password.is_some()),
-        ];
-        return match set.into_iter().find(|(_, set)| *set) {
-            Some((name, _)) => Err(format!(
-                "{name} is set but kafka_security_protocol is {}: SASL needs sasl_plaintext \
-                 or sasl_ssl",
-                protocol.as_str()
-            )),
-            None => Ok(None),
-        };
-    }
-    let missing = |name: &str| {
-        format!(
-            "kafka_security_protocol {} needs {name} to be set",
-            protocol.as_str()
-        )
-    };
-    Ok(Some(Sasl {
-        mechanism: s
-            .kafka_sasl_mechanism
-            .ok_or_else(|| missing("kafka_sasl_mechanism"))?,
-        username: s
-            .kafka_sasl_username
-            .clone()
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| missing("kafka_sasl_username"))?,
-        password: s
-            .kafka_sasl_password
-            .clone()
-            .ok_or_else(|| missing("kafka_sasl_password"))?,
-    }))
-}
-
 /// The brokers a process talks to and how: every Kafka client of govlink is configured
 /// from one of these (see [`client_config`](super::client_config)).
 #[derive(Clone, Debug)]
@@ -276,17 +222,6 @@ impl Brokers {
     /// Brokers at `bootstrap` over a plaintext link (the embedded broker, tests).
     pub fn plaintext(bootstrap: impl Into<String>) -> Brokers {
         Brokers::new(bootstrap, LinkSecurity::default())
-    }
-
-    /// The configured brokers (`kafka` and its link settings); `None` without `kafka`.
-    pub fn from_settings(settings: &Settings) -> Result<Option<Brokers>, String> {
-        let Some(bootstrap) = &settings.kafka else {
-            return Ok(None);
-        };
-        Ok(Some(Brokers::new(
-            bootstrap.clone(),
-            LinkSecurity::from_settings(settings)?,
-        )))
     }
 
     /// The bootstrap servers.
@@ -353,108 +288,6 @@ impl fmt::Display for Brokers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::client_config;
-
-    fn settings(protocol: SecurityProtocol) -> Settings {
-        Settings {
-            kafka: Some("k:9093".into()),
-            kafka_security_protocol: protocol,
-            ..Settings::default()
-        }
-    }
-
-    #[test]
-    fn sasl_credentials_reach_every_client_and_never_print() {
-        let mut s = settings(SecurityProtocol::SaslPlaintext);
-        s.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
-        s.kafka_sasl_username = Some("govlink".into());
-        s.kafka_sasl_password = Some(Secret::new("s3cret-sasl"));
-        let brokers = Brokers::from_settings(&s).unwrap().unwrap();
-        let config = client_config(&brokers, "test");
-        assert_eq!(config.get("bootstrap.servers"), Some("k:9093"));
-        assert_eq!(config.get("security.protocol"), Some("sasl_plaintext"));
-        assert_eq!(config.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
-        assert_eq!(config.get("sasl.username"), Some("govlink"));
-        assert_eq!(config.get("sasl.password"), Some("s3cret-sasl"));
-        let printed = format!("{brokers:?} {brokers}");
-        assert!(!printed.contains("s3cret-sasl"), "{printed}");
-        assert_eq!(brokers.to_string(), "k:9093 (sasl_plaintext)");
-    }
-
-    #[test]
-    fn librdkafka_accepts_tls_and_scram() {
-        use rdkafka::consumer::BaseConsumer;
-        let mut s = settings(SecurityProtocol::SaslSsl);
-        s.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
-        s.kafka_sasl_username = Some("govlink".into());
-        s.kafka_sasl_password = Some(Secret::new("p"));
-        let brokers = Brokers::from_settings(&s).unwrap().unwrap();
-        // Without OpenSSL built in, librdkafka refuses both at client creation.
-        let created = client_config(&brokers, "t").create::<BaseConsumer>();
-        assert!(created.is_ok(), "{:?}", created.err());
-        let ssl = client_config(&Brokers::new("k:9093", brokers.security.clone()), "t")
-            .set("security.protocol", "ssl")
-            .create::<BaseConsumer>();
-        assert!(ssl.is_ok(), "{:?}", ssl.err());
-    }
-
-    #[test]
-    fn tls_files_are_set_only_when_configured() {
-        let ca = std::env::temp_dir().join(format!("govlink-ca-{}.pem", std::process::id()));
-        std::fs::write(&ca, "not checked here").unwrap();
-        let mut s = settings(SecurityProtocol::Ssl);
-        s.kafka_ssl_ca = Some(ca.display().to_string());
-        let config = client_config(&Brokers::from_settings(&s).unwrap().unwrap(), "t");
-        assert_eq!(config.get("security.protocol"), Some("ssl"));
-        assert_eq!(config.get("ssl.ca.location"), s.kafka_ssl_ca.as_deref());
-        assert_eq!(config.get("ssl.certificate.location"), None);
-        assert_eq!(config.get("sasl.mechanisms"), None);
-
-        s.kafka_ssl_cert = Some(ca.display().to_string());
-        let err = LinkSecurity::from_settings(&s).unwrap_err();
-        assert!(err.contains("kafka_ssl_cert and kafka_ssl_key"), "{err}");
-        std::fs::remove_file(&ca).unwrap();
-
-        let plaintext = client_config(&Brokers::plaintext("m:1"), "t");
-        assert_eq!(plaintext.get("security.protocol"), Some("plaintext"));
-        assert_eq!(plaintext.get("ssl.ca.location"), None);
-    }
-
-    #[test]
-    fn inconsistent_settings_name_the_setting() {
-        let mut s = settings(SecurityProtocol::SaslSsl);
-        s.kafka_sasl_mechanism = Some(SaslMechanism::Plain);
-        s.kafka_sasl_username = Some("u".into());
-        let err = LinkSecurity::from_settings(&s).unwrap_err();
-        assert_eq!(
-            err,
-            "kafka_security_protocol sasl_ssl needs kafka_sasl_password to be set"
-        );
-        s.kafka_sasl_username = None;
-        let err = LinkSecurity::from_settings(&s).unwrap_err();
-        assert!(err.contains("needs kafka_sasl_username"), "{err}");
-
-        let mut s = settings(SecurityProtocol::Ssl);
-        s.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha256);
-        let err = LinkSecurity::from_settings(&s).unwrap_err();
-        assert!(
-            err.starts_with("kafka_sasl_mechanism is set but kafka_security_protocol is ssl"),
-            "{err}"
-        );
-
-        let mut s = settings(SecurityProtocol::Plaintext);
-        s.kafka_ssl_ca = Some("/etc/ssl/certs/ca-certificates.crt".into());
-        let err = LinkSecurity::from_settings(&s).unwrap_err();
-        assert!(err.starts_with("kafka_ssl_ca is set but"), "{err}");
-
-        let mut s = settings(SecurityProtocol::SaslSsl);
-        s.kafka_ssl_ca = Some("/nonexistent/govlink/ca.pem".into());
-        let err = LinkSecurity::from_settings(&s).unwrap_err();
-        assert!(
-            err.starts_with("kafka_ssl_ca /nonexistent/govlink/ca.pem cannot be read"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn protocols_and_mechanisms_parse_in_either_case_and_name_the_setting() {

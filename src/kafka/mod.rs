@@ -11,7 +11,7 @@ pub use admin::{
     AdminError, ConfigMismatch, TopicSpec, TopicsReport, check_topic_configs, ensure_topics,
 };
 pub use embedded::EmbeddedBroker;
-pub use link::{Brokers, LinkSecurity, SaslMechanism, SecurityProtocol};
+pub use link::{Brokers, LinkSecurity, Sasl, SaslMechanism, SecurityProtocol};
 pub use producer::{Enqueued, Header, PublishError, Publisher};
 
 use rdkafka::ClientConfig;

@@ -13,13 +13,13 @@ use crate::grpc::{admit_requester, deadline};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
-use crate::telemetry::events::{Limit, Limited, LookupAnswered, RedisFailed};
-use crate::telemetry::metrics::Telemetry;
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
     Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,
     ListSubjectRecordsResponse,
 };
+use crate::telemetry::events::{Limit, Limited, LookupAnswered, RedisFailed};
+use crate::telemetry::metrics::Telemetry;
 
 /// The most requesters whose lookup rate is tracked at once. Requesters come from a
 /// fixed identity space, but the insecure header lets a caller name any: beyond this,

@@ -385,8 +385,8 @@ impl Metrics {
     /// Creates, at zero, the series whose labels are known in advance, so dashboards and
     /// alerts see them before anything happened (a family without series is not exposed).
     fn zero_known_series(&self) {
-        use crate::telemetry::events::{Limit, kind_name};
         use crate::proto::CaseKind;
+        use crate::telemetry::events::{Limit, kind_name};
         for agency in crate::records::AGENCIES.map(crate::records::agency_slug) {
             let _ = self.publishes.get_or_create(&AgencyOutcome {
                 agency,

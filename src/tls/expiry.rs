@@ -12,7 +12,6 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{TlsError, content, read_certs};
-use crate::config::Settings;
 use crate::telemetry::events::Event;
 use crate::telemetry::metrics::Metrics;
 
@@ -147,26 +146,11 @@ pub fn rfc3339(seconds: i64) -> String {
     prost_types::Timestamp { seconds, nanos: 0 }.to_string()
 }
 
-/// Reads the validity of the Kafka and Redis links' certificate files the settings name
-/// (those of a link the process uses: `kafka` or `redis` set) and reports each to
-/// `metrics`. A file whose dates cannot be read is logged and skipped: connecting with it
-/// reports what is wrong with it.
-pub fn report_links(settings: &Settings, metrics: &Metrics, now: SystemTime) {
-    let kafka = settings.kafka.is_some();
-    let redis = settings.redis.is_some();
-    let files = [
-        (CertificateRole::KafkaCa, &settings.kafka_ssl_ca, kafka),
-        (
-            CertificateRole::KafkaClient,
-            &settings.kafka_ssl_cert,
-            kafka,
-        ),
-        (CertificateRole::RedisCa, &settings.redis_ca, redis),
-    ];
-    for (role, path, used) in files {
-        let Some(path) = path.as_deref().filter(|_| used) else {
-            continue;
-        };
+/// Reads the validity of the certificate files of the links a process uses (the
+/// settings give them) and reports each to `metrics`. A file whose dates cannot be read
+/// is logged and skipped: connecting with it reports what is wrong with it.
+pub fn report_files(files: &[(CertificateRole, &str)], metrics: &Metrics, now: SystemTime) {
+    for &(role, path) in files {
         match Validity::of_file(Path::new(path)) {
             Ok(validity) => metrics.emit(CertificateRead {
                 role,

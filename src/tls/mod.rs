@@ -39,8 +39,8 @@ pub use identity::{IdentityError, IdentityMapping};
 pub use verify::{Peer, Refusal};
 
 use crate::identity::Requester;
-use expiry::CertificateRead;
 use crate::telemetry::metrics::Telemetry;
+use expiry::CertificateRead;
 /// The files a TLS server reads (all PEM, the CRL PEM or DER).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{AppError, Kafka, Role, materializer_config};
 use crate::config::Settings;
 use crate::kafka::Publisher;
-use crate::redis_link::RedisLink;
 use crate::resolver::store::{RedisStore, Store, StoreState};
 use crate::resolver::{Materializer, Positions, TimingsSnapshot, new_generation};
 
@@ -43,7 +42,7 @@ pub async fn rebuild(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RebuildReport, AppError> {
     let started = Instant::now();
-    let Some(link) = RedisLink::from_settings(settings) else {
+    let Some(link) = settings.redis_link() else {
         return Err(AppError::Config(
             "no Redis configured: set --redis or GOVLINK_REDIS".into(),
         ));

@@ -25,7 +25,6 @@ use crate::cases::store::CaseStore;
 use crate::config::Settings;
 use crate::kafka::Brokers;
 use crate::proto::{Case, CaseEvent, StepState};
-use crate::redis_link::RedisLink;
 
 /// Once every partition has been read to the end its broker reports, reading goes on
 /// until nothing more arrives for this long (a broker may report ends short of the last
@@ -60,7 +59,7 @@ pub async fn rebuild(
     mut progress: impl FnMut(u64),
 ) -> Result<CaseRebuildReport, AppError> {
     let started = Instant::now();
-    let link = RedisLink::from_settings(settings).ok_or_else(|| {
+    let link = settings.redis_link().ok_or_else(|| {
         AppError::Config("the case store is in Redis: set --redis or GOVLINK_REDIS".into())
     })?;
     let kafka = Kafka::connect(settings, Role::Cases).await?;

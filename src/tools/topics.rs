@@ -18,7 +18,6 @@ use super::dlq::{replay_again_group, replay_group};
 use super::read::{self, Reader, Until, Watermarks};
 use crate::config::Settings;
 use crate::kafka::{Brokers, Topics};
-use crate::redis_link::RedisLink;
 use crate::resolver::dead_letter::DeadLetterKind;
 use crate::resolver::store::{RedisStore, Store};
 
@@ -31,7 +30,8 @@ const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The brokers a tool talks to and how, once one of them answered (within
 /// `connect_timeout_ms`), or a precise error.
 pub(super) async fn brokers(settings: &Settings) -> anyhow::Result<Brokers> {
-    let brokers = Brokers::from_settings(settings)
+    let brokers = settings
+        .brokers()
         .map_err(anyhow::Error::msg)?
         .context("no Kafka broker configured: set --kafka or GOVLINK_KAFKA")?;
     brokers.reachable(settings.connect_timeout()).await?;
@@ -438,7 +438,7 @@ pub async fn lag(
 
 /// The store's current generation, when Redis is configured and the store has one.
 async fn generation(settings: &Settings) -> anyhow::Result<Option<String>> {
-    let Some(link) = RedisLink::from_settings(settings) else {
+    let Some(link) = settings.redis_link() else {
         return Ok(None);
     };
     let store = Store::Redis(

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use govlink::config::{DEFAULT_ADMIN_ADDR, Settings};
-use govlink::telemetry::metrics::NAMES;
 use govlink::records::{AGENCIES, agency_slug};
+use govlink::telemetry::metrics::NAMES;
 
 /// The gRPC port every server listens on unless configured otherwise.
 pub(crate) fn grpc_port() -> u16 {

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use govlink::admin::paths;
 use govlink::cases::calendar::WorkCalendar;
 use govlink::config::Settings;
-use govlink::admin::paths;
 use govlink::resolver::policy::Policy;
 use serde_yaml_ng::Value;
 

@@ -51,7 +51,7 @@ fn every_variable_named_in_the_deploy_files_and_docs_is_a_setting_or_a_test_vari
         for name in variables_in(&read(&file)) {
             assert!(
                 known.contains(&name),
-                "{file}: {name} is neither a setting (src/config.rs Settings, read as \
+                "{file}: {name} is neither a setting (src/config/mod.rs Settings, read as \
                  GOVLINK_<FIELD>) nor GOVLINK_CONFIG nor a variable of scripts/test.sh"
             );
         }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use govlink::telemetry::metrics::NAMES;
 use govlink::admin::paths;
+use govlink::telemetry::metrics::NAMES;
 
 use crate::code::{admin_port, is_histogram, metric_family, metrics_in};
 use crate::compose::{self, FILE, service, services};

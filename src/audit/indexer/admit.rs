@@ -31,14 +31,11 @@ pub enum ChainTrust {
 }
 
 impl ChainTrust {
-    /// The trust of a process with `settings`: its `tls_client_ca` bundle with TLS (which
-    /// must verify the process's own certificate), unsigned chains without.
-    pub fn of_settings(settings: &crate::config::Settings) -> Result<ChainTrust, SigningError> {
-        match settings
-            .tls()
-            .map_err(|e| SigningError::Key(e.to_string()))?
-        {
-            Some((files, _)) => {
+    /// The trust of a process serving TLS with `files`: its `tls_client_ca` bundle (which
+    /// must verify the process's own certificate); unsigned chains without TLS.
+    pub fn of_tls(files: Option<&crate::tls::TlsFiles>) -> Result<ChainTrust, SigningError> {
+        match files {
+            Some(files) => {
                 let cas = TrustedCas::load(&files.client_ca)?;
                 // A process whose own chains its indexer refuses would hide every access
                 // it audits: refuse to start instead (the servers' certificates must be

@@ -112,7 +112,8 @@ pub async fn run(
              forged chain cannot be told from a genuine one"
         ),
     }
-    let brokers = Brokers::from_settings(settings)
+    let brokers = settings
+        .brokers()
         .map_err(VerifyError::Link)?
         .ok_or(VerifyError::NoBroker)?;
     brokers.reachable(settings.connect_timeout()).await?;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use govlink::config::Settings;
-use govlink::kafka::{Brokers, LinkSecurity, SaslMechanism, client_config};
+use govlink::kafka::{Brokers, SaslMechanism, client_config};
 use govlink::secret::Secret;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -214,7 +214,7 @@ async fn no_secret_shows_in_output_metrics_status_page_errors_or_debug_logs() {
 
     let brokers = Brokers::new(
         settings.kafka.clone().unwrap(),
-        LinkSecurity::from_settings(&settings).unwrap(),
+        settings.kafka_link().unwrap(),
     );
     let debug_log = librdkafka_debug_log(brokers).await;
     assert!(debug_log.contains("SASL"), "{debug_log}");

@@ -148,23 +148,22 @@ fn entries_that_do_not_link_to_the_verified_head_are_left_out() {
 #[test]
 fn a_process_whose_own_chains_its_ca_bundle_refuses_does_not_start() {
     let (ours, other) = (certs(), certs());
-    let settings = |ca: &CertsDir| crate::config::Settings {
-        tls_client_ca: Some(ca.ca().display().to_string()),
-        ..crate::config::Settings::default().with_certs_dir(ours.path())
+    let files = |ca: &CertsDir| crate::tls::TlsFiles {
+        cert: ours.server().cert,
+        key: ours.server().key,
+        client_ca: ca.ca(),
+        crl: None,
     };
     assert!(matches!(
-        ChainTrust::of_settings(&settings(&ours)),
+        ChainTrust::of_tls(Some(&files(&ours))),
         Ok(ChainTrust::Signed(_))
     ));
-    let error = ChainTrust::of_settings(&settings(&other)).unwrap_err();
+    let error = ChainTrust::of_tls(Some(&files(&other))).unwrap_err();
     assert!(
         error
             .to_string()
             .contains("own audit chains would not be indexed"),
         "{error}"
     );
-    assert!(matches!(
-        ChainTrust::of_settings(&crate::config::Settings::default()),
-        Ok(ChainTrust::Unsigned)
-    ));
+    assert!(matches!(ChainTrust::of_tls(None), Ok(ChainTrust::Unsigned)));
 }
