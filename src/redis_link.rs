@@ -144,6 +144,26 @@ impl RedisLink {
     }
 }
 
+/// Whether a Redis error may go away if the same call is tried again later (Redis
+/// unreachable, busy, loading, failing over) as opposed to a refusal that will repeat.
+/// Shared by everything that writes to Redis and retries.
+pub fn is_transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                redis::ServerErrorKind::BusyLoading
+                    | redis::ServerErrorKind::TryAgain
+                    | redis::ServerErrorKind::ClusterDown
+                    | redis::ServerErrorKind::MasterDown
+                    | redis::ServerErrorKind::ReadOnly
+            )
+        )
+}
+
 /// The URL without its password, for logs.
 impl fmt::Display for RedisLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -23,7 +23,7 @@ use tonic_health::server::HealthReporter;
 use crate::adapters::{
     Housing, ProvidentFund, PublicSecurity, PublishPath, Publishers, SocialSecurity,
 };
-use crate::audit::{self, AccessIndex, AccessIndexer, AuditLog, ChainTrust, Signer};
+use crate::audit::{self, AuditLog, Signer};
 use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::Settings;
 use crate::grpc::RequesterSource;
@@ -40,6 +40,7 @@ use crate::proto::{
 };
 use crate::records::AGENCIES;
 use crate::redis_link::RedisLink;
+use crate::resolver::access::{AccessIndex, AccessIndexer, ChainTrust};
 use crate::resolver::policy::Policy;
 use crate::resolver::query::Queries;
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};

@@ -6,9 +6,8 @@
 //!   acknowledged head on `govlink.audit-checkpoints.v1`.
 //! - [`verify`] is `govlink audit verify`: it reads both topics and reports, per chain,
 //!   the first changed, missing, reordered, cut-off or conflicting entry.
-//! - [`AccessIndex`] and [`AccessIndexer`] keep a per-person index of the trail for
-//!   `ListDataAccesses`, following the record store's generation: only entries that link
-//!   to a chain start that verified ([`ChainTrust`]).
+//! - The per-person index of the trail behind `ListDataAccesses` is the resolver's
+//!   (`resolver::access`): it follows the record store.
 //! - [`Signer`] signs each chain's start and checkpoints with the process's TLS key;
 //!   [`TrustedCas`] checks them (see `signing`).
 //!
@@ -16,18 +15,13 @@
 
 mod chain;
 mod checkpoints;
-mod index;
-mod indexer;
 mod signing;
 pub mod verify;
 mod writer;
 
+#[cfg(test)]
+pub(crate) use chain::Tip;
 pub use chain::{GENESIS, Hash, entry_hash, hash_matches, new_chain_id};
-pub use index::{
-    AccessIndex, AccessPage, Cursor, IndexBounds, IndexError, MemoryIndex, RedisIndex,
-    person_accesses,
-};
-pub use indexer::{AccessIndexer, ChainTrust};
 pub use signing::{Signer, SigningError, StartRefusal, TrustedCas, WriterKey};
 pub use writer::AuditLog;
 

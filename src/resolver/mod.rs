@@ -1,6 +1,7 @@
 //! The resolver: materializes the record topics into the store and answers lookups
-//! from it.
+//! from it; indexes the audit trail per person (`access`) for `ListDataAccesses`.
 
+pub mod access;
 pub mod checks;
 mod materializer;
 pub mod policy;

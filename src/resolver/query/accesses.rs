@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{Lookup, Queries, QueryError, parse_person, parse_purpose};
-use crate::audit::Cursor;
 use crate::domain::ResidentId;
 use crate::identity::Caller;
 use crate::proto;
 use crate::records::Violations;
+use crate::resolver::access::Cursor;
 use crate::resolver::policy::Purpose;
 /// The most entries one `ListDataAccesses` page returns.
 pub const MAX_ACCESSES: usize = 1000;

@@ -27,12 +27,13 @@ use super::checks::{CheckError, PurchaseRule};
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::Positions;
 use super::store::{Store, StoreError, by_deadline};
-use crate::audit::{AccessIndex, AuditError, AuditLog, IndexError};
+use crate::audit::{AuditError, AuditLog};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::invalid_argument;
 use crate::identity::{Caller, ON_BEHALF_OF_HEADER};
 use crate::proto::{self, AccessDecision, Position};
 use crate::records::{SubjectKey, Violations, is_valid_record_id};
+use crate::resolver::access::{AccessIndex, IndexError};
 
 /// Why a lookup was not answered.
 #[derive(Debug, thiserror::Error)]

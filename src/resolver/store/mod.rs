@@ -223,32 +223,12 @@ impl std::fmt::Display for NotReady {
     }
 }
 
-/// Whether a Redis error may go away if the same call is tried again later (Redis
-/// unreachable, busy, loading, failing over) as opposed to a refusal that will repeat.
-/// Shared by everything that writes to Redis and retries.
-pub fn redis_is_transient(e: &::redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ::redis::ErrorKind::Server(
-                ::redis::ServerErrorKind::BusyLoading
-                    | ::redis::ServerErrorKind::TryAgain
-                    | ::redis::ServerErrorKind::ClusterDown
-                    | ::redis::ServerErrorKind::MasterDown
-                    | ::redis::ServerErrorKind::ReadOnly
-            )
-        )
-}
-
 impl StoreError {
     /// Whether trying the same call again later may succeed (Redis unreachable, busy,
     /// loading) as opposed to a refusal that will repeat (a script error, foreign data).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Redis(e) => redis_is_transient(e),
+            StoreError::Redis(e) => crate::redis_link::is_transient(e),
             StoreError::NotReady(_) | StoreError::GenerationChanged | StoreError::NoAnswer => true,
             StoreError::Corrupt(_) => false,
         }

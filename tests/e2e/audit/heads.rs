@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use govlink::audit::{AccessIndex, AccessIndexer, ChainTrust, TrustedCas};
+use govlink::audit::TrustedCas;
 use govlink::kafka::Brokers;
 use govlink::proto::AccessDecision;
 use govlink::redis_link::RedisLink;
+use govlink::resolver::access::{AccessIndex, AccessIndexer, ChainTrust};
 use govlink::resolver::store::{RedisStore, Store};
 use govlink::tls::certs::CertsDir;
 use redis::AsyncCommands;

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use govlink::audit::{AccessIndex, AccessIndexer, ChainTrust, Hash, entry_hash};
+use govlink::audit::{Hash, entry_hash};
 use govlink::domain::ResidentId;
 use govlink::kafka::Brokers;
 use govlink::kafka::Topics;
 use govlink::proto::audit_body::Kind;
 use govlink::proto::{AccessDecision, AuditBody, AuditEntry, ChainStart, PersonAccess};
 use govlink::redis_link::RedisLink;
+use govlink::resolver::access::{AccessIndex, AccessIndexer, ChainTrust};
 use govlink::resolver::store::{RedisStore, Store, StoreState};
 use prost::Message as _;
 use redis::AsyncCommands;
@@ -295,7 +296,7 @@ async fn refusals_are_collapsed_counted_once_and_bounded_in_redis() {
             .unwrap(),
     );
     ready_store(&store, None, "g1").await;
-    let bounds = govlink::audit::IndexBounds {
+    let bounds = govlink::resolver::access::IndexBounds {
         accesses: 5,
         refusal_groups: 2,
     };

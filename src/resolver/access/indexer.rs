@@ -32,8 +32,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, sleep, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::chain::hash_matches;
 use super::index::{AccessIndex, ChainHead, IndexError};
+use crate::audit::hash_matches;
 use crate::kafka::Topics;
 use crate::proto::{AuditBody, AuditEntry};
 use crate::resolver::store::{Store, StoreState};

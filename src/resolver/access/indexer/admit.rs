@@ -14,9 +14,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
-use crate::audit::chain::Hash;
-use crate::audit::index::ChainHead;
-use crate::audit::signing::{Signer, SigningError, TrustedCas};
+use super::super::index::ChainHead;
+use crate::audit::{Hash, Signer, SigningError, TrustedCas};
 use crate::proto::audit_body::Kind;
 use crate::proto::{AuditBody, AuditEntry, ChainStart};
 

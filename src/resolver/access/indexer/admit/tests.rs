@@ -1,8 +1,7 @@
 //! Admission against chains signed with certificates `govlink certs` issues.
 
 use super::*;
-use crate::audit::chain::Tip;
-use crate::audit::signing::Signer;
+use crate::audit::{Signer, Tip};
 use crate::proto::{ChainStart, DataAccess};
 use crate::tls::certs::CertsDir;
 

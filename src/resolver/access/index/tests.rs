@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::audit::chain::Tip;
+use crate::audit::Tip;
 use crate::proto::{AccessDecision, Agency, ChainStart, DataAccess};
 
 /// Valid, fictional resident ID numbers.

@@ -56,7 +56,7 @@ impl IndexError {
     /// Whether trying again later may succeed (Redis unreachable, busy, loading).
     pub fn is_transient(&self) -> bool {
         match self {
-            IndexError::Redis(e) => crate::resolver::store::redis_is_transient(e),
+            IndexError::Redis(e) => crate::redis_link::is_transient(e),
             IndexError::Corrupt(_) => false,
         }
     }
