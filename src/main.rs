@@ -447,9 +447,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let mut stdout = std::io::stdout();
-            let signatures = govlink::audit::verify::SignatureCheck { ca, allow_unsigned };
+            let signatures = govlink::tools::audit_verify::SignatureCheck { ca, allow_unsigned };
             let report =
-                govlink::audit::verify::run(&settings, from, &signatures, json, &mut stdout)
+                govlink::tools::audit_verify::run(&settings, from, &signatures, json, &mut stdout)
                     .await?;
             if !report.is_clean() {
                 anyhow::bail!("the audit trail failed verification");

@@ -286,15 +286,15 @@ async fn offset_of(topic: &str, partition: i32, payload: &[u8]) -> i64 {
 /// may be another checkout's): whether the trail is clean, and the report.
 async fn verify_here(settings: &Settings, json: bool) -> (bool, String) {
     let mut out = Vec::new();
-    let report = govlink::audit::verify::run(settings, None, &test_ca(), json, &mut out)
+    let report = govlink::tools::audit_verify::run(settings, None, &test_ca(), json, &mut out)
         .await
         .expect("the trail is read");
     (report.is_clean(), String::from_utf8(out).unwrap())
 }
 
 /// Chains checked against the CA of the test certificates, which sign the writers' chains.
-fn test_ca() -> govlink::audit::verify::SignatureCheck {
-    govlink::audit::verify::SignatureCheck {
+fn test_ca() -> govlink::tools::audit_verify::SignatureCheck {
+    govlink::tools::audit_verify::SignatureCheck {
         ca: Some(govlink::tls::certs::CertsDir::new(test_certs()).ca()),
         allow_unsigned: false,
     }
@@ -500,7 +500,7 @@ async fn a_chain_abandoned_mid_way_is_declared_at_its_acknowledged_head() {
     writer.close().await;
 
     let mut out = Vec::new();
-    let report = govlink::audit::verify::run(&settings, None, &test_ca(), false, &mut out)
+    let report = govlink::tools::audit_verify::run(&settings, None, &test_ca(), false, &mut out)
         .await
         .expect("the trail is read");
     let out = String::from_utf8(out).unwrap();

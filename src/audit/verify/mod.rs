@@ -3,7 +3,7 @@
 //!
 //! [`Verifier`] is the logic, a pure function of the messages it is given (fed in topic
 //! order, one partition's order preserved, partitions interleaved in any way); [`run`]
-//! reads the topics into it and prints the [`Report`]. A chain is verified in the
+//! and `tools::audit_verify` reads the topics into it and prints the [`Report`]. A chain is verified in the
 //! partition it lives in; its entries found in others are reported where they sit
 //! ([`streams`]). Memory: 32 bytes per verified entry, wherever it sits (each entry's
 //! hash is kept to match checkpoints, duplicates and copies against), and a few hundred
@@ -12,13 +12,11 @@
 //! memory than a chain of its own.
 
 mod chain_state;
-mod read;
 mod report;
 mod streams;
 #[cfg(test)]
 mod tests;
 
-pub use read::{SignatureCheck, VerifyError, run};
 pub use report::{
     ChainReport, ChainStatus, Likeness, Location, Problem, Report, Signature, TrailTopic, Truncated,
 };

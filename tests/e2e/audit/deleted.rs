@@ -27,9 +27,10 @@ const LARGE: usize = 300_000;
 
 async fn verify_on(settings: &Settings) -> (verify::Report, String) {
     let mut out = Vec::new();
-    let report = verify::run(settings, None, &super::test_ca(), false, &mut out)
-        .await
-        .expect("the trail is read");
+    let report =
+        govlink::tools::audit_verify::run(settings, None, &super::test_ca(), false, &mut out)
+            .await
+            .expect("the trail is read");
     (report, String::from_utf8(out).unwrap())
 }
 

@@ -1,5 +1,5 @@
-//! Reading the audit topics into a [`Verifier`]: the checkpoints first, then the entries,
-//! each from the beginning to the end offsets at the time it is read, and where each
+//! `govlink audit verify`, the driver: reads the audit topics into a [`Verifier`] and
+//! prints its report. The checkpoints are read first, then the entries, each from the beginning to the end offsets at the time it is read, and where each
 //! partition begins (its low watermark: above 0, records were deleted).
 //!
 //! Checkpoints go first: a checkpoint is written only after its entry was acknowledged,
@@ -22,7 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::{Instant, timeout};
 
-use super::{Location, Report, TrailTopic, Verifier};
+use crate::audit::verify::{Location, Report, TrailTopic, Verifier};
 use crate::config::Settings;
 use crate::kafka::{Brokers, Topics};
 
