@@ -3,10 +3,6 @@
 //! only modules of its own layer or lower ones, and no chain of imports between modules
 //! comes back to where it started.
 //!
-//! While the crate is being rearranged into these layers, [`DEBTS`] names each broken
-//! rule that is still there: a new one fails the test, and so does a debt paid but still
-//! listed, so the list only shrinks, to empty.
-//!
 //! `cargo test --test layering -- --nocapture` also prints the module graph's figures:
 //! modules, cycles, imports that run upwards, the largest modules and the longest
 //! functions.
@@ -34,9 +30,6 @@ const LAYERS: &[&[&str]] = &[
     // What runs the app or beside it.
     &["tools", "bench", "demo"],
 ];
-
-/// The broken rules the crate still has, each as [`Violation::debt`] names it.
-const DEBTS: &[&str] = &[];
 
 /// One file of the crate: its module path from the crate root and its text.
 struct Source {
@@ -88,34 +81,6 @@ impl fmt::Display for Violation {
             ),
         }
     }
-}
-
-impl Violation {
-    /// The violation as a debt of [`DEBTS`]: what it is about, without where.
-    fn debt(&self) -> String {
-        match self {
-            Violation::Unplaced { module } => format!("unplaced {module}"),
-            Violation::Missing { module } => format!("missing {module}"),
-            Violation::Upward { from, to, .. } => format!("upward {from} -> {to}"),
-            Violation::Cycle { knot, .. } => format!("knot {}", knot.join(", ")),
-        }
-    }
-}
-
-/// The violations `DEBTS` does not list, and the debts no violation is left of.
-fn against_debts<'d>(violations: &[Violation], debts: &[&'d str]) -> (Vec<String>, Vec<&'d str>) {
-    let owed: BTreeSet<String> = violations.iter().map(Violation::debt).collect();
-    let new = violations
-        .iter()
-        .filter(|v| !debts.contains(&v.debt().as_str()))
-        .map(ToString::to_string)
-        .collect();
-    let paid = debts
-        .iter()
-        .copied()
-        .filter(|d| !owed.contains(*d))
-        .collect();
-    (new, paid)
 }
 
 /// The module a file belongs to: its first path segment (`resolver/query/mod.rs` →
@@ -439,39 +404,16 @@ fn the_crate_keeps_its_layers_and_has_no_cycles() {
     for violation in &violations {
         println!("{violation}");
     }
-    let (new, paid) = against_debts(&violations, DEBTS);
     assert!(
-        new.is_empty(),
-        "{} new broken house rules:\n{}",
-        new.len(),
-        new.join("\n")
+        violations.is_empty(),
+        "{} broken house rules:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(
-        paid.is_empty(),
-        "paid debts still listed in DEBTS (remove them): {paid:?}"
-    );
-}
-
-#[test]
-fn a_new_violation_fails_and_a_paid_debt_must_leave_the_list() {
-    let sources = tree(&[
-        ("domain/mod.rs", ""),
-        ("kafka.rs", "use crate::app::Settings;"),
-        ("tls/mod.rs", "use crate::app::Settings;"),
-        ("app/mod.rs", ""),
-    ]);
-    let violations = check(&sources, SMALL);
-    let (new, paid) = against_debts(
-        &violations,
-        &["upward kafka -> app", "upward domain -> app"],
-    );
-    assert_eq!(
-        new,
-        ["src/tls/mod.rs:1: tls imports app, a higher layer (move the item down, or pass it in)"]
-    );
-    assert_eq!(paid, ["upward domain -> app"]);
-    let (new, paid) = against_debts(&violations, &["upward kafka -> app", "upward tls -> app"]);
-    assert!(new.is_empty() && paid.is_empty());
 }
 
 fn tree(files: &[(&str, &str)]) -> Vec<Source> {
