@@ -359,6 +359,7 @@ impl From<AgencyArg> for Agency {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    govlink::tls::install_process_provider();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -115,10 +115,12 @@ impl RedisLink {
         }
         let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         let info = info.set_redis_settings(login);
-        if tls {
-            // rustls needs a process-wide crypto provider; ring is the one built in. Another
-            // part of the process may have installed it already, which is as good.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        if tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "rediss:// needs the process's TLS crypto provider",
+                "tls::install_process_provider() was not called at start".to_owned(),
+            )));
         }
         match (&self.ca, tls) {
             (None, _) => redis::Client::open(info),
@@ -207,6 +209,7 @@ mod tests {
 
     #[test]
     fn tls_urls_are_accepted_and_a_ca_needs_one() {
+        crate::tls::install_process_provider();
         let link = RedisLink::new("rediss://127.0.0.1:6390/");
         let client = link.client().unwrap();
         assert!(matches!(

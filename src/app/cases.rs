@@ -5,7 +5,7 @@
 use super::*;
 use crate::cases::store::CaseStore;
 use crate::cases::{
-    bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService,
+    bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService, service::Shared,
     tasks::TasksService,
 };
 
@@ -119,8 +119,8 @@ pub(super) fn engine_and_services(
         records,
         publisher.clone(),
         calendar,
-    )
-    .with_telemetry(parts.telemetry.clone());
+        parts.telemetry.clone(),
+    );
     parts.supervise("case engine", move |stop| async move {
         engine.run(stop).await.map_err(|e| e.to_string())
     });
@@ -139,29 +139,19 @@ pub(super) fn engine_and_services(
         settings.lookup_rate_per_requester,
         settings.lookup_burst,
     ));
-    let tasks = TasksService::new(
-        case_store.clone(),
-        publisher.clone(),
-        kafka.topics.clone(),
-        settings.request_timeout(),
-        parts.streams.clone(),
-        audit.clone(),
-        admission.clone(),
-        policy.clone(),
-    )
-    .with_telemetry(parts.telemetry.clone());
-    let service = CasesService::new(
-        case_store,
-        publisher.clone(),
-        kafka.topics.clone(),
+    let shared = Shared {
+        cases: case_store,
+        publisher: publisher.clone(),
+        topics: kafka.topics.clone(),
         policy,
-        positions,
-        settings.request_timeout(),
-        parts.streams.clone(),
         audit,
+        telemetry: parts.telemetry.clone(),
         admission,
-    )
-    .with_telemetry(parts.telemetry.clone());
+        max_wait: settings.request_timeout(),
+        stop: parts.streams.clone(),
+    };
+    let tasks = TasksService::new(shared.clone());
+    let service = CasesService::new(shared, positions);
     let source = requester_source(settings);
     serve!(
         parts,

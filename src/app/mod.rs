@@ -40,7 +40,7 @@ use crate::proto::{
 };
 use crate::records::AGENCIES;
 use crate::redis_link::RedisLink;
-use crate::resolver::access::{AccessIndex, AccessIndexer, ChainTrust};
+use crate::resolver::access::{AccessIndex, AccessIndexer, ChainTrust, IndexerConfig};
 use crate::resolver::policy::Policy;
 use crate::resolver::query::Queries;
 use crate::resolver::store::{MemoryStore, RedisStore, Store, StoreError};
@@ -165,22 +165,26 @@ impl Parts {
         publisher: &Publisher,
         writer: &'static str,
     ) -> Result<AuditLog, AppError> {
-        let audit = AuditLog::start_signed(
+        let signer = Signer::of_tls(
+            settings
+                .tls_files()
+                .map_err(|e| AppError::Config(e.to_string()))?
+                .as_ref(),
+        )
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
+        let writer = audit::Writer {
+            role: writer,
+            host: settings.host.clone(),
+            signer: signer.map(Arc::new),
+        };
+        let audit = AuditLog::start(
             publisher.clone(),
             &kafka.topics,
             writer,
-            Signer::of_tls(
-                settings
-                    .tls_files()
-                    .map_err(|e| AppError::Config(e.to_string()))?
-                    .as_ref(),
-            )
-            .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
-            .map(Arc::new),
+            self.telemetry.clone(),
         )
         .await
-        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?
-        .with_telemetry(self.telemetry.clone());
+        .map_err(|e| AppError::Config(format!("audit trail: {e}")))?;
         let (checkpoints, interval) = (audit.clone(), settings.audit_checkpoint_interval());
         self.supervise("audit checkpoints", move |stop| {
             checkpoints.run_checkpoints(interval, stop)
@@ -278,6 +282,7 @@ impl App {
     /// Connects to the broker and the store the role needs, creates missing topics and
     /// binds the gRPC listener (port 0 picks a free port).
     pub async fn build(settings: &Settings, role: Role) -> Result<App, AppError> {
+        crate::tls::install_process_provider();
         // Before anything is touched: a server that may not start says so at once.
         let telemetry = crate::telemetry::metrics::Metrics::new();
         let tls = tls(settings, role, &telemetry)?;

@@ -31,8 +31,8 @@ pub(super) async fn resolver(
         kafka.topics.clone(),
         publisher.clone(),
         positions.clone(),
-    )
-    .with_telemetry(parts.telemetry.clone());
+        parts.telemetry.clone(),
+    );
     parts.readiness = Some((
         <ResolverServer<ResolverService> as NamedService>::NAME,
         materializer.readiness(),
@@ -107,22 +107,26 @@ async fn queries(
         Some(link) => AccessIndex::redis(&link, &settings.redis_prefix).await?,
         None => AccessIndex::memory(),
     };
+    let trust = ChainTrust::of_tls(
+        settings
+            .tls_files()
+            .map_err(|e| AppError::Config(e.to_string()))?
+            .as_ref(),
+    )
+    .map_err(|e| AppError::Config(format!("access index: {e}")))?;
+    let config = IndexerConfig {
+        brokers: kafka.brokers.clone(),
+        group_prefix: settings.consumer_group.clone(),
+        retention: settings.access_retention(),
+        trust,
+    };
     let indexer = AccessIndexer::new(
-        &kafka.brokers,
-        &settings.consumer_group,
+        config,
         &kafka.topics,
         index.clone(),
         store.clone(),
-        settings.access_retention(),
-        ChainTrust::of_tls(
-            settings
-                .tls_files()
-                .map_err(|e| AppError::Config(e.to_string()))?
-                .as_ref(),
-        )
-        .map_err(|e| AppError::Config(format!("access index: {e}")))?,
-    )
-    .with_telemetry(parts.telemetry.clone());
+        parts.telemetry.clone(),
+    );
     parts.supervise("access indexer", move |stop| indexer.run(stop));
     let policy = std::sync::Arc::new(policy);
     let queries = Queries::new(

@@ -23,7 +23,7 @@ mod writer;
 pub(crate) use chain::Tip;
 pub use chain::{GENESIS, Hash, entry_hash, hash_matches, new_chain_id};
 pub use signing::{Signer, SigningError, StartRefusal, TrustedCas, WriterKey};
-pub use writer::AuditLog;
+pub use writer::{AuditLog, Writer};
 
 use crate::kafka::{PublishError, TopicSpec, Topics};
 

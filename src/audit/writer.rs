@@ -20,7 +20,7 @@
 //! taken by the window and is resolved promptly once delivered.
 
 use crate::telemetry::events::AuditWritten;
-use crate::telemetry::metrics::{Metrics, Telemetry};
+use crate::telemetry::metrics::Telemetry;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -174,25 +174,31 @@ struct Pending {
     reply: Option<oneshot::Sender<Result<(), AuditError>>>,
 }
 
+/// Who writes a process's chains, as each chain's start says.
+pub struct Writer {
+    /// What the process is (`resolver`, `cases`, `bench`).
+    pub role: &'static str,
+    /// The host it runs on (`Settings::host`).
+    pub host: String,
+    /// Signs each chain's start and checkpoints: a process with TLS. Without (`dev`,
+    /// `demo`, tests) the chains are unsigned.
+    pub signer: Option<Arc<Signer>>,
+}
+
 impl AuditLog {
-    /// Starts this process's chain, unsigned (enqueues its ChainStart; does not wait for
-    /// the ack). Only for processes without TLS: see [`AuditLog::start_signed`].
+    /// Starts this process's chain for `writer` (enqueues its ChainStart; does not wait
+    /// for the ack), counting its entries in `telemetry`.
     pub async fn start(
         publisher: Publisher,
         topics: &Topics,
-        writer: &'static str,
+        writer: Writer,
+        telemetry: Telemetry,
     ) -> Result<AuditLog, AuditError> {
-        AuditLog::start_signed(publisher, topics, writer, None).await
-    }
-
-    /// Starts this process's chain, its starts and checkpoints signed by `signer` when
-    /// given (enqueues its ChainStart; does not wait for the ack).
-    pub async fn start_signed(
-        publisher: Publisher,
-        topics: &Topics,
-        writer: &'static str,
-        signer: Option<Arc<Signer>>,
-    ) -> Result<AuditLog, AuditError> {
+        let Writer {
+            role: writer,
+            host,
+            signer,
+        } = writer;
         let tip = Tip::new(new_chain_id());
         let chain: Arc<str> = tip.id.as_str().into();
         let acked = Arc::new(watch::Sender::new(Acked::new(
@@ -208,7 +214,7 @@ impl AuditLog {
                 topic: topics.audit(),
                 checkpoint_topic: topics.audit_checkpoints(),
                 writer,
-                host: host_name(),
+                host,
                 signer,
                 writing: Mutex::new(Writing {
                     tip,
@@ -218,7 +224,7 @@ impl AuditLog {
                 acked,
                 to_acker,
             }),
-            telemetry: Metrics::new(),
+            telemetry,
         };
         {
             let mut writing = log.inner.writing.lock().await;
@@ -229,11 +235,6 @@ impl AuditLog {
         }
         tracing::info!(chain = log.chain_id(), writer, "audit chain started");
         Ok(log)
-    }
-
-    /// The same log, counting its entries in `telemetry`.
-    pub fn with_telemetry(self, telemetry: Telemetry) -> AuditLog {
-        AuditLog { telemetry, ..self }
     }
 
     /// Appends one access to the chain and waits (until `deadline`) for the broker's ack.
@@ -474,12 +475,5 @@ fn chain_start(writer: &str, host: &str, abandoned: &[Declared]) -> Kind {
 }
 
 /// This machine's name, to find a chain's writer in logs; empty if unknown.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests;

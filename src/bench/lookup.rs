@@ -18,6 +18,7 @@ use crate::proto;
 use crate::proto::resolver_client::ResolverClient;
 use crate::records::{RecordType, SubjectKey};
 use crate::resolver::store::SubjectRead;
+use crate::telemetry::Metrics;
 
 /// The record types a profile with every section reads (besides the contribution index).
 const PROFILE_TYPES: [RecordType; 7] = [
@@ -105,7 +106,12 @@ async fn breakdown(
         AsRequester::new(&requester, None),
     );
     let publisher = crate::kafka::Publisher::new(&env.brokers, Duration::from_secs(30), 10_000)?;
-    let audit = AuditLog::start(publisher, &env.topics, "bench").await?;
+    let writer = crate::audit::Writer {
+        role: "bench",
+        host: env.settings.host.clone(),
+        signer: None,
+    };
+    let audit = AuditLog::start(publisher, &env.topics, writer, Metrics::new()).await?;
     let quiet = progress(Scenario::Lookup, 0);
     let (grpc, audited) = interleave(
         options,

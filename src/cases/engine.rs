@@ -25,7 +25,7 @@ use crate::kafka::{PublishError, Publisher, Topics, at_least_once_consumer};
 use crate::proto::{self, Case, CaseCommand, CaseEvent, RecordEvent, case_event};
 use crate::resolver::store::{Store, StoreError, SubjectRead};
 use crate::telemetry::events::{CaseChange, CaseChanged, RedisFailed};
-use crate::telemetry::metrics::{Metrics, Telemetry};
+use crate::telemetry::metrics::Telemetry;
 
 /// How long a publish of the engine's events may take before the command is retried.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,13 +75,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over these stores, publishing with `publisher`.
+    /// An engine over these stores, publishing with `publisher`, counting in `telemetry`.
     pub fn new(
         config: EngineConfig,
         cases: CaseStore,
         records: Store,
         publisher: Publisher,
         calendar: WorkCalendar,
+        telemetry: Telemetry,
     ) -> Engine {
         Engine {
             config,
@@ -89,13 +90,8 @@ impl Engine {
             records,
             publisher,
             calendar,
-            telemetry: Metrics::new(),
+            telemetry,
         }
-    }
-
-    /// The same engine, counting in `telemetry`.
-    pub fn with_telemetry(self, telemetry: Telemetry) -> Engine {
-        Engine { telemetry, ..self }
     }
 
     /// Counts the cases `events` opened, completed or cancelled (`case` as they left it).

@@ -31,6 +31,28 @@ use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params}
 use crate::resolver::Positions;
 use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Section};
 use crate::telemetry::metrics::Telemetry;
+/// What the `Cases` and `Tasks` services of a process share: the case store they read,
+/// where they publish commands, who may call and for what, and where every action is
+/// recorded and counted.
+#[derive(Clone)]
+pub struct Shared {
+    pub cases: CaseStore,
+    pub publisher: Publisher,
+    pub topics: Topics,
+    /// Grants the case purposes, and lists the integrations (the only callers of `Tasks`).
+    pub policy: Arc<Policy>,
+    /// Where every action is recorded before it is taken.
+    pub audit: AuditLog,
+    /// Where refusals are counted.
+    pub telemetry: Telemetry,
+    /// Each requester's calls per second and open streams, one bucket for both services.
+    pub admission: Arc<Admission>,
+    /// The longest a call waits for its command to be applied (`request_timeout_ms`).
+    pub max_wait: Duration,
+    /// Ends the streams and watches at shutdown.
+    pub stop: CancellationToken,
+}
+
 /// The `Cases` service.
 pub struct CasesService {
     cases: CaseStore,
@@ -57,18 +79,20 @@ impl CasesService {
     /// A service over the case store, sending commands with `publisher`; an opening
     /// waits for its `min_positions` in `positions`, a call waits at most `max_wait` for
     /// the engine, and watches end when `stop` is cancelled.
-    #[allow(clippy::too_many_arguments)] // each is a dependency the app wires in; none has a default
-    pub fn new(
-        cases: CaseStore,
-        publisher: Publisher,
-        topics: Topics,
-        policy: Arc<Policy>,
-        positions: Positions,
-        max_wait: Duration,
-        stop: CancellationToken,
-        audit: AuditLog,
-        admission: Arc<Admission>,
-    ) -> CasesService {
+    /// The service over what it shares with `Tasks`, waiting for the caller's publishes
+    /// to be materialized (`positions`) before an opening is planned.
+    pub fn new(shared: Shared, positions: Positions) -> CasesService {
+        let Shared {
+            cases,
+            publisher,
+            topics,
+            policy,
+            audit,
+            telemetry,
+            admission,
+            max_wait,
+            stop,
+        } = shared;
         CasesService {
             cases,
             commands: Commands { publisher, topics },
@@ -77,7 +101,7 @@ impl CasesService {
             max_wait,
             stop,
             audit,
-            telemetry: crate::telemetry::metrics::Metrics::new(),
+            telemetry,
             admission,
             lists_current: AtomicBool::new(false),
         }
@@ -89,11 +113,6 @@ impl CasesService {
         self.admission
             .call(&caller.requester, &self.telemetry, "case call")?;
         Ok(caller)
-    }
-
-    /// The same service, counting its refusals in `telemetry`.
-    pub fn with_telemetry(self, telemetry: Telemetry) -> CasesService {
-        CasesService { telemetry, ..self }
     }
 
     /// Decides `action` by the policy for `caller` and records it, allowed or denied,

@@ -16,13 +16,14 @@ use super::admission::Admission;
 use super::audit::{self, Action};
 use super::commands::{self, Commands};
 use super::polled::{self, Polled, Source};
+use super::service::Shared;
 use super::store::CaseStore;
 use crate::audit::AuditLog;
 use crate::grpc::caller_of;
 use crate::grpc::{deadline, refuse_fields};
 use crate::identity::Caller;
 use crate::identity::Requester;
-use crate::kafka::{Publisher, Topics};
+
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
 use crate::resolver::policy::Policy;
@@ -48,26 +49,26 @@ pub struct TasksService {
 }
 
 impl TasksService {
-    /// A service over the case store, sending commands with `publisher`, for the
-    /// integrations `policy` lists; streams end when `stop` is cancelled.
-    #[allow(clippy::too_many_arguments)] // each is a dependency the app wires in; none has a default
-    pub fn new(
-        cases: CaseStore,
-        publisher: Publisher,
-        topics: Topics,
-        max_wait: Duration,
-        stop: CancellationToken,
-        audit: AuditLog,
-        admission: Arc<Admission>,
-        policy: Arc<Policy>,
-    ) -> TasksService {
+    /// The service over what it shares with `Cases`.
+    pub fn new(shared: Shared) -> TasksService {
+        let Shared {
+            cases,
+            publisher,
+            topics,
+            policy,
+            audit,
+            telemetry,
+            admission,
+            max_wait,
+            stop,
+        } = shared;
         TasksService {
             cases,
             commands: Commands { publisher, topics },
             max_wait,
             stop,
             audit,
-            telemetry: crate::telemetry::metrics::Metrics::new(),
+            telemetry,
             admission,
             policy,
         }
@@ -79,11 +80,6 @@ impl TasksService {
         self.admission
             .call(&caller.requester, &self.telemetry, "task call")?;
         Ok(caller)
-    }
-
-    /// The same service, counting its refusals in `telemetry`.
-    pub fn with_telemetry(self, telemetry: Telemetry) -> TasksService {
-        TasksService { telemetry, ..self }
     }
 
     /// The case and step of `task_id`, if the step is the requester's agency's; `method`

@@ -129,6 +129,11 @@ pub struct Settings {
     /// The working-day calendar file (TOML, see `deploy/calendar.toml`: public holidays
     /// and make-up working days per year); the built-in one when unset.
     pub calendar: Option<String>,
+    /// Not a setting: the host this process runs on, as its audit chains name it — the
+    /// `HOSTNAME` of the environment the settings were loaded with, else the kernel's
+    /// host name.
+    #[serde(skip)]
+    pub host: String,
     /// Take each lookup's requester from the `x-govlink-requester` metadata, unchecked.
     /// Anyone who can reach the port can then claim to be any agency: for `dev`, `demo`
     /// and tests only (they turn it on). Off: lookups need an identity from the transport.
@@ -207,6 +212,7 @@ impl Default for Settings {
             log_json: false,
             policy: None,
             calendar: None,
+            host: String::new(),
             insecure_requester_header: false,
             tls_cert: None,
             tls_key: None,
@@ -284,7 +290,10 @@ impl Settings {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
         settings.check()?;
-        Ok(settings)
+        Ok(Settings {
+            host: host_name(env),
+            ..settings
+        })
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -489,6 +498,19 @@ impl fmt::Debug for Settings {
             .field("tls_identity", &self.tls_identity)
             .finish_non_exhaustive()
     }
+}
+
+/// `HOSTNAME` of `env`, else the kernel's host name, else empty.
+fn host_name(env: &HashMap<String, String>) -> String {
+    env.get("HOSTNAME")
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

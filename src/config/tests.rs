@@ -455,3 +455,17 @@ fn a_variable_that_does_not_fit_its_setting_is_named() {
     .unwrap();
     assert_eq!(s.policy.as_deref(), Some("/etc/govlink/policy.toml"));
 }
+
+/// The host the audit chains name comes from the environment the settings were loaded
+/// with, not the process's; it is not a setting.
+#[test]
+fn the_host_comes_from_the_environment_passed_in() {
+    let s = Settings::load(None, &env(&[("HOSTNAME", "resolver-7f9c")])).unwrap();
+    assert_eq!(s.host, "resolver-7f9c");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default();
+    assert_eq!(Settings::load(None, &env(&[])).unwrap().host, kernel);
+    let err = Settings::load(None, &env(&[("GOVLINK_HOST", "x")])).unwrap_err();
+    assert!(err.to_string().contains("GOVLINK_HOST"), "{err}");
+}

@@ -92,6 +92,14 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes [`provider`] the process's default, for the clients that build their TLS
+/// configs from the default (the Redis client). A process calls it once as it starts
+/// (`main`, and the app for processes built in-process); a provider installed already is
+/// as good.
+pub fn install_process_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// What one load of the files produced.
 struct Loaded {
     /// For new handshakes.

@@ -72,6 +72,8 @@ pub async fn rebuild(
         kafka.topics.clone(),
         publisher.clone(),
         Positions::new(store.clone(), kafka.partitions.clone()),
+        // The tool exposes no metrics: its progress is what it prints.
+        crate::telemetry::Metrics::new(),
     );
     let timings = materializer.timings();
     let preparing = started.elapsed();

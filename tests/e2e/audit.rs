@@ -70,9 +70,19 @@ impl Writer {
         // Signed as a resolver with TLS signs: `verify` checks against the test CA.
         let certs = govlink::tls::certs::CertsDir::new(test_certs());
         let signer = Signer::load(&certs.server().cert, &certs.server().key).expect("a signer");
-        let log = AuditLog::start_signed(publisher, topics, "resolver", Some(signer.into()))
-            .await
-            .expect("the chain starts");
+        let writer = govlink::audit::Writer {
+            role: "resolver",
+            host: "test-host".into(),
+            signer: Some(signer.into()),
+        };
+        let log = AuditLog::start(
+            publisher,
+            topics,
+            writer,
+            govlink::telemetry::Metrics::new(),
+        )
+        .await
+        .expect("the chain starts");
         let stop = CancellationToken::new();
         let checkpoints = tokio::spawn(
             log.clone()

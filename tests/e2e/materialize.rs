@@ -549,6 +549,7 @@ async fn the_materializer_announces_the_changes_it_applied_and_not_the_stale_one
         adapter.topics.clone(),
         Publisher::new(&Brokers::plaintext(kafka()), Duration::from_secs(10), 100).unwrap(),
         Positions::new(store, Default::default()),
+        govlink::telemetry::Metrics::new(),
     );
     let mut changes = materializer.subscribe();
     let stop = tokio_util::sync::CancellationToken::new();

@@ -38,7 +38,7 @@ use crate::kafka::Topics;
 use crate::proto::{AuditBody, AuditEntry};
 use crate::resolver::store::{Store, StoreState};
 use crate::telemetry::events::AuditUnindexed;
-use crate::telemetry::metrics::{Metrics, Telemetry};
+use crate::telemetry::metrics::Telemetry;
 use admit::{Heads, Verdict};
 
 /// How often the store's generation is checked.
@@ -80,21 +80,39 @@ enum Ended {
     GenerationChanged,
 }
 
+/// How an [`AccessIndexer`] reads the trail and what it keeps.
+#[derive(Debug, Clone)]
+pub struct IndexerConfig {
+    /// The brokers and how to reach them.
+    pub brokers: crate::kafka::Brokers,
+    /// Consumer group prefix; each generation's group is
+    /// `<group_prefix>.access.<generation>`.
+    pub group_prefix: String,
+    /// How long accesses are kept.
+    pub retention: Duration,
+    /// The chains whose entries are indexed.
+    pub trust: ChainTrust,
+}
+
 impl AccessIndexer {
     /// An indexer of `topics`' audit trail into `index`, following `store`'s generation,
-    /// keeping accesses for `retention`, of the chains `trust` accepts.
+    /// counting left-out entries in `telemetry`.
     pub fn new(
-        brokers: &crate::kafka::Brokers,
-        group_prefix: &str,
+        config: IndexerConfig,
         topics: &Topics,
         index: AccessIndex,
         store: Store,
-        retention: Duration,
-        trust: ChainTrust,
+        telemetry: Telemetry,
     ) -> AccessIndexer {
+        let IndexerConfig {
+            brokers,
+            group_prefix,
+            retention,
+            trust,
+        } = config;
         AccessIndexer {
-            brokers: brokers.clone(),
-            group_prefix: group_prefix.to_owned(),
+            brokers,
+            group_prefix,
             topic: topics.audit(),
             index,
             store,
@@ -102,13 +120,8 @@ impl AccessIndexer {
             trust,
             skipped: 0,
             logged: HashSet::new(),
-            telemetry: Metrics::new(),
+            telemetry,
         }
-    }
-
-    /// The same indexer, counting left-out entries in `telemetry`.
-    pub fn with_telemetry(self, telemetry: Telemetry) -> AccessIndexer {
-        AccessIndexer { telemetry, ..self }
     }
 
     /// Indexes until `shutdown`, then commits what was indexed.

@@ -11,4 +11,4 @@ pub use index::{
     AccessIndex, AccessPage, Cursor, IndexBounds, IndexError, MemoryIndex, RedisIndex,
     person_accesses,
 };
-pub use indexer::{AccessIndexer, ChainTrust};
+pub use indexer::{AccessIndexer, ChainTrust, IndexerConfig};

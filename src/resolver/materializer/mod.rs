@@ -124,13 +124,15 @@ enum Ended {
 }
 
 impl Materializer {
-    /// A materializer writing into `store`, reporting its progress to `positions`.
+    /// A materializer writing into `store`, reporting its progress to `positions`,
+    /// counting in `telemetry`.
     pub fn new(
         config: MaterializerConfig,
         store: Store,
         topics: Topics,
         dlq: Publisher,
         positions: Positions,
+        telemetry: Telemetry,
     ) -> Materializer {
         Materializer {
             store,
@@ -141,13 +143,8 @@ impl Materializer {
             changes: broadcast::channel(CHANGES_BUFFER).0,
             ready: watch::Sender::new(false),
             timings: Arc::default(),
-            telemetry: Metrics::new(),
+            telemetry,
         }
-    }
-
-    /// The same materializer, counting in `telemetry`.
-    pub fn with_telemetry(self, telemetry: Telemetry) -> Materializer {
-        Materializer { telemetry, ..self }
     }
 
     /// Where this materializer's time goes, stage by stage, from now until it stops.

@@ -9,7 +9,7 @@ use govlink::audit::TrustedCas;
 use govlink::kafka::Brokers;
 use govlink::proto::AccessDecision;
 use govlink::redis_link::RedisLink;
-use govlink::resolver::access::{AccessIndex, AccessIndexer, ChainTrust};
+use govlink::resolver::access::{AccessIndex, AccessIndexer, ChainTrust, IndexerConfig};
 use govlink::resolver::store::{RedisStore, Store};
 use govlink::tls::certs::CertsDir;
 use redis::AsyncCommands;
@@ -32,13 +32,16 @@ async fn an_indexer_restarted_mid_chain_goes_on_from_the_saved_head() {
     let ca = CertsDir::new(test_certs()).ca();
     let indexer = || {
         AccessIndexer::new(
-            &Brokers::plaintext(kafka()),
-            &settings.consumer_group,
+            IndexerConfig {
+                brokers: Brokers::plaintext(kafka()),
+                group_prefix: settings.consumer_group.clone(),
+                retention: Duration::from_secs(7 * 86_400),
+                trust: ChainTrust::Signed(TrustedCas::load(&ca).unwrap()),
+            },
             &topics,
             index.clone(),
             store.clone(),
-            Duration::from_secs(7 * 86_400),
-            ChainTrust::Signed(TrustedCas::load(&ca).unwrap()),
+            govlink::telemetry::Metrics::new(),
         )
     };
 

@@ -11,7 +11,7 @@ use govlink::kafka::Topics;
 use govlink::proto::audit_body::Kind;
 use govlink::proto::{AccessDecision, AuditBody, AuditEntry, ChainStart, PersonAccess};
 use govlink::redis_link::RedisLink;
-use govlink::resolver::access::{AccessIndex, AccessIndexer, ChainTrust};
+use govlink::resolver::access::{AccessIndex, AccessIndexer, ChainTrust, IndexerConfig};
 use govlink::resolver::store::{RedisStore, Store, StoreState};
 use prost::Message as _;
 use redis::AsyncCommands;
@@ -169,13 +169,16 @@ async fn the_access_index_follows_the_trail_and_the_store_generation() {
 
     let stop = CancellationToken::new();
     let indexer = AccessIndexer::new(
-        &Brokers::plaintext(kafka()),
-        &settings.consumer_group,
+        IndexerConfig {
+            brokers: Brokers::plaintext(kafka()),
+            group_prefix: settings.consumer_group.clone(),
+            retention: Duration::from_secs(7 * 86_400),
+            trust: ChainTrust::Unsigned,
+        },
         &topics,
         index.clone(),
         store.clone(),
-        Duration::from_secs(7 * 86_400),
-        ChainTrust::Unsigned,
+        govlink::telemetry::Metrics::new(),
     );
     let indexing = tokio::spawn(indexer.run(stop.clone()));
 
@@ -319,13 +322,16 @@ async fn refusals_are_collapsed_counted_once_and_bounded_in_redis() {
 
     let indexer = |group: &str| {
         AccessIndexer::new(
-            &Brokers::plaintext(kafka()),
-            &format!("{}-{group}", settings.consumer_group),
+            IndexerConfig {
+                brokers: Brokers::plaintext(kafka()),
+                group_prefix: format!("{}-{group}", settings.consumer_group),
+                retention: Duration::from_secs(7 * 86_400),
+                trust: ChainTrust::Unsigned,
+            },
             &topics,
             index.clone(),
             store.clone(),
-            Duration::from_secs(7 * 86_400),
-            ChainTrust::Unsigned,
+            govlink::telemetry::Metrics::new(),
         )
     };
     let stop = CancellationToken::new();
