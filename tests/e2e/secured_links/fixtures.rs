@@ -130,6 +130,8 @@ impl TlsRedis {
             .spawn()
             .expect("redis-server starts");
         let redis = TlsRedis { child, port, dir };
+        // This test process is a Redis client over TLS as a govlink process is.
+        govlink::tls::install_process_provider();
         let link = redis.link(pki, user, password);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
