@@ -489,6 +489,8 @@ fn household_blockers(
     }
 }
 
+/// Blockers from the unit's sale contracts: none filed between exactly these sellers and
+/// buyers, and any filed between other parties.
 fn contract_blockers(
     set: &RecordSet<'_>,
     on_unit: &dyn Fn(&str) -> bool,
@@ -514,58 +516,7 @@ fn contract_blockers(
         .iter()
         .any(|c| c.record.status() == SaleContractStatus::Filed)
     {
-        // Of the contracts between these parties, cite the one closest to being usable.
-        let rank = |c: &Live<'_, proto::SaleContract>| match c.record.status() {
-            SaleContractStatus::Signed => 3,
-            SaleContractStatus::Completed => 2,
-            SaleContractStatus::Cancelled => 1,
-            SaleContractStatus::Unspecified | SaleContractStatus::Filed => 0,
-        };
-        blockers.push(match exact.iter().max_by_key(|c| rank(c)) {
-            None => Blocker {
-                code: BlockerCode::SaleContractMissing,
-                agency: Agency::Housing,
-                record: None,
-                party: None,
-                action_zh: "没有这些买卖双方就该房屋签订的买卖合同，请双方签订合同并办理网签备案。"
-                    .into(),
-                action_en: "There is no sale contract on this unit between exactly these \
-                            sellers and buyers: sign one and file it online with the housing \
-                            bureau."
-                    .into(),
-            },
-            Some(contract) => {
-                let (zh, en) = match contract.record.status() {
-                    SaleContractStatus::Signed => (
-                        "买卖合同已签订但尚未网签备案，请到住房和城乡建设部门办理备案。",
-                        "The sale contract is signed but not filed: file it online with the \
-                         housing bureau.",
-                    ),
-                    SaleContractStatus::Cancelled => (
-                        "买卖合同已撤销，请重新签订合同并办理网签备案。",
-                        "The sale contract was cancelled: sign and file a new one.",
-                    ),
-                    SaleContractStatus::Completed => (
-                        "该买卖合同已履行完毕，不能再用于过户；如需再次交易请重新签订合同。",
-                        "The sale contract is already completed and cannot be used again: a \
-                         new sale needs a new contract.",
-                    ),
-                    SaleContractStatus::Unspecified | SaleContractStatus::Filed => (
-                        "买卖合同状态不明，请到住房和城乡建设部门核实。",
-                        "The sale contract's status is unknown: ask the housing bureau to \
-                         check it.",
-                    ),
-                };
-                Blocker {
-                    code: BlockerCode::SaleContractWrongStatus,
-                    agency: Agency::Housing,
-                    record: Some(contract.proof()),
-                    party: None,
-                    action_zh: zh.into(),
-                    action_en: en.into(),
-                }
-            }
-        });
+        blockers.push(no_filed_contract(&exact));
     }
     // A filed contract locks the unit for its buyers; a second one would sell it twice.
     for other in others
@@ -582,6 +533,67 @@ fn contract_blockers(
                         be cancelled first."
                 .into(),
         });
+    }
+}
+
+/// The blocker when none of the contracts between these parties (`exact`) is filed: the
+/// contract is missing, or the one closest to being usable is cited with what its status
+/// asks of the parties.
+fn no_filed_contract(exact: &[Live<'_, proto::SaleContract>]) -> Blocker {
+    let rank = |c: &Live<'_, proto::SaleContract>| match c.record.status() {
+        SaleContractStatus::Signed => 3,
+        SaleContractStatus::Completed => 2,
+        SaleContractStatus::Cancelled => 1,
+        SaleContractStatus::Unspecified | SaleContractStatus::Filed => 0,
+    };
+    let Some(contract) = exact.iter().max_by_key(|c| rank(c)) else {
+        return Blocker {
+            code: BlockerCode::SaleContractMissing,
+            agency: Agency::Housing,
+            record: None,
+            party: None,
+            action_zh: "没有这些买卖双方就该房屋签订的买卖合同，请双方签订合同并办理网签备案。"
+                .into(),
+            action_en: "There is no sale contract on this unit between exactly these \
+                        sellers and buyers: sign one and file it online with the housing \
+                        bureau."
+                .into(),
+        };
+    };
+    let (zh, en) = unfiled_contract_actions(contract.record.status());
+    Blocker {
+        code: BlockerCode::SaleContractWrongStatus,
+        agency: Agency::Housing,
+        record: Some(contract.proof()),
+        party: None,
+        action_zh: zh.into(),
+        action_en: en.into(),
+    }
+}
+
+/// What the parties must do about a contract between them that is not filed, by its
+/// `status`, in Chinese and English.
+fn unfiled_contract_actions(status: SaleContractStatus) -> (&'static str, &'static str) {
+    match status {
+        SaleContractStatus::Signed => (
+            "买卖合同已签订但尚未网签备案，请到住房和城乡建设部门办理备案。",
+            "The sale contract is signed but not filed: file it online with the \
+             housing bureau.",
+        ),
+        SaleContractStatus::Cancelled => (
+            "买卖合同已撤销，请重新签订合同并办理网签备案。",
+            "The sale contract was cancelled: sign and file a new one.",
+        ),
+        SaleContractStatus::Completed => (
+            "该买卖合同已履行完毕，不能再用于过户；如需再次交易请重新签订合同。",
+            "The sale contract is already completed and cannot be used again: a \
+             new sale needs a new contract.",
+        ),
+        SaleContractStatus::Unspecified | SaleContractStatus::Filed => (
+            "买卖合同状态不明，请到住房和城乡建设部门核实。",
+            "The sale contract's status is unknown: ask the housing bureau to \
+             check it.",
+        ),
     }
 }
 
