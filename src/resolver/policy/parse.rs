@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Field, FieldSet, MaskKind, MaskKindSet, Purpose, Section};
-use super::{Grant, Integration, PolicyError};
+use super::{
+    Field, FieldSet, Grant, Integration, MaskKind, MaskKindSet, PolicyError, Purpose, Section,
+};
 use crate::identity::{Requester, agency_names, check_slug, parse_agency};
 use crate::proto::Agency;
 use crate::toml_lines::Lines;
