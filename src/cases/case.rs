@@ -65,7 +65,6 @@ pub fn decide(
     cx: &Context<'_>,
 ) -> Result<Vec<case_event::Body>, Refusal> {
     use case_command::Body as C;
-    use case_event::Body as E;
     let Some(body) = &command.body else {
         return Ok(Vec::new());
     };
@@ -81,29 +80,8 @@ pub fn decide(
     let mut events = Vec::new();
     match body {
         C::Open(_) => {}
-        C::CompleteTask(done) => {
-            let step = task_step(case, &done.task_id, done.agency())?;
-            if step.state() != StepState::Done {
-                events.push(E::StepCompleted(proto::StepCompleted {
-                    step_id: step.step_id.clone(),
-                    by: Some(proto::step_completed::By::Task(proto::TaskOutcome {
-                        task_id: done.task_id.clone(),
-                        outcome: done.outcome.clone(),
-                        note: done.note.clone(),
-                    })),
-                }));
-            }
-        }
-        C::RejectTask(rejected) => {
-            let step = task_step(case, &rejected.task_id, rejected.agency())?;
-            if step.state() == StepState::Open {
-                events.push(E::StepRejected(proto::StepRejected {
-                    step_id: step.step_id.clone(),
-                    task_id: rejected.task_id.clone(),
-                    reason: rejected.reason.clone(),
-                }));
-            }
-        }
+        C::CompleteTask(done) => events.extend(task_completed(case, done)?),
+        C::RejectTask(rejected) => events.extend(task_rejected(case, rejected)?),
         C::RecordChanged(_) => events.extend(reopened(case, cx)),
         C::CheckDeadlines(_) => {
             // The periodic check also looks at the records: a record change whose
@@ -111,34 +89,81 @@ pub fn decide(
             // here at the latest. A step it reopens has a new due date, so overdue is
             // judged on the case after the reopening.
             events.extend(reopened(case, cx));
-            let mut now = case.clone();
-            for e in &events {
-                now = apply_body(Some(now), &command.case_id, e, cx.now);
-            }
-            for s in &now.steps {
-                let due = s.due_on.as_ref().and_then(civil);
-                if s.state() == StepState::Open && !s.overdue && due.is_some_and(|d| d < cx.today) {
-                    events.push(E::StepOverdue(proto::StepOverdue {
-                        step_id: s.step_id.clone(),
-                        due_on: s.due_on,
-                    }));
-                }
-            }
+            let now = folded(case, &command.case_id, &events, cx.now);
+            events.extend(overdue(&now, cx.today));
         }
         C::Cancel(cancel) => {
-            events.push(E::Cancelled(proto::CaseCancelled {
+            return Ok(vec![case_event::Body::Cancelled(proto::CaseCancelled {
                 reason: cancel.reason.clone(),
                 by: cancel.by.clone(),
-            }));
-            return Ok(events);
+            })]);
         }
     }
-    let mut next = case.clone();
-    for e in &events {
-        next = apply_body(Some(next), &command.case_id, e, cx.now);
-    }
+    let next = folded(case, &command.case_id, &events, cx.now);
     events.extend(advance(next, cx));
     Ok(events)
+}
+
+/// The completion a `CompleteTask` command causes: none when its step is done already.
+fn task_completed(
+    case: &Case,
+    done: &proto::CompleteTaskCommand,
+) -> Result<Option<case_event::Body>, Refusal> {
+    let step = task_step(case, &done.task_id, done.agency())?;
+    if step.state() == StepState::Done {
+        return Ok(None);
+    }
+    Ok(Some(case_event::Body::StepCompleted(
+        proto::StepCompleted {
+            step_id: step.step_id.clone(),
+            by: Some(proto::step_completed::By::Task(proto::TaskOutcome {
+                task_id: done.task_id.clone(),
+                outcome: done.outcome.clone(),
+                note: done.note.clone(),
+            })),
+        },
+    )))
+}
+
+/// The rejection a `RejectTask` command causes: only while its step is open.
+fn task_rejected(
+    case: &Case,
+    rejected: &proto::RejectTaskCommand,
+) -> Result<Option<case_event::Body>, Refusal> {
+    let step = task_step(case, &rejected.task_id, rejected.agency())?;
+    if step.state() != StepState::Open {
+        return Ok(None);
+    }
+    Ok(Some(case_event::Body::StepRejected(proto::StepRejected {
+        step_id: step.step_id.clone(),
+        task_id: rejected.task_id.clone(),
+        reason: rejected.reason.clone(),
+    })))
+}
+
+/// The steps of `case` that are open past their due date on `today` and not yet marked
+/// overdue.
+fn overdue(case: &Case, today: CivilDate) -> Vec<case_event::Body> {
+    case.steps
+        .iter()
+        .filter(|s| {
+            let due = s.due_on.as_ref().and_then(civil);
+            s.state() == StepState::Open && !s.overdue && due.is_some_and(|d| d < today)
+        })
+        .map(|s| {
+            case_event::Body::StepOverdue(proto::StepOverdue {
+                step_id: s.step_id.clone(),
+                due_on: s.due_on,
+            })
+        })
+        .collect()
+}
+
+/// `case` after `events`, applied at `at`.
+fn folded(case: &Case, case_id: &str, events: &[case_event::Body], at: SystemTime) -> Case {
+    events.iter().fold(case.clone(), |case, e| {
+        apply_body(Some(case), case_id, e, at)
+    })
 }
 
 /// Numbers `bodies` after the case's last event.

@@ -396,12 +396,30 @@ fn folding_the_events_again_gives_the_same_case() {
 /// seller's household arrives. No record is no proof, so the household step is public
 /// security's task and the title waits; when a proof is later taken back, the title's
 /// step goes back to pending and its task is withdrawn.
-#[test]
-fn a_sale_opened_before_the_household_record_never_hands_out_the_title() {
+///
+/// Opens that sale, then lets the seller's household record arrive and change through
+/// `statuses` (versions 1, 2, ...), one record change each. Returns the case, the records
+/// it last read and the events of the last command.
+fn household_record_after_opening(
+    statuses: &[HouseholdStatus],
+) -> (Harness, Vec<RecordEvent>, Vec<CaseEvent>) {
     let mut h = Harness::new();
     let settled = loan_event("l-1", 2, SELLER_A, LoanStatus::Settled, 0);
     let mut records = vec![at_opening()[2].clone(), at_opening()[3].clone(), settled];
-    let events = h.run(open(sale()), &records).unwrap();
+    let mut events = h.run(open(sale()), &records).unwrap();
+    for (version, status) in (1..).zip(statuses) {
+        let record = household("h-1", version, SELLER_A, UNIT_ADDRESS, UNIT, *status);
+        records.truncate(3);
+        records.push(record);
+        events = h.run(changed(), &records).unwrap();
+    }
+    (h, records, events)
+}
+
+/// See [`household_record_after_opening`]: no record is no proof.
+#[test]
+fn a_sale_opened_before_the_household_record_makes_the_household_a_task() {
+    let (h, _, events) = household_record_after_opening(&[]);
     assert_eq!(
         kinds(&events),
         ["opened", "step completed", "step completed", "step opened"]
@@ -420,48 +438,40 @@ fn a_sale_opened_before_the_household_record_never_hands_out_the_title() {
         h.step(StepKind::TitleRegistered).state(),
         StepState::Pending
     );
+}
 
-    // The police's record arrives: the seller is registered at the flat. Nothing moves.
-    let registered = household(
-        "h-1",
-        1,
-        SELLER_A,
-        UNIT_ADDRESS,
-        UNIT,
-        HouseholdStatus::Registered,
-    );
-    records.push(registered);
-    assert!(h.run(changed(), &records).unwrap().is_empty());
+/// See [`household_record_after_opening`]: the police's record arrives, the seller is
+/// registered at the flat. Nothing moves.
+#[test]
+fn a_household_record_at_the_flat_arriving_after_opening_moves_nothing() {
+    let (h, _, events) = household_record_after_opening(&[HouseholdStatus::Registered]);
+    assert!(events.is_empty());
     assert_eq!(
         h.step(StepKind::TitleRegistered).state(),
         StepState::Pending
     );
+}
 
-    // Moved out: the record proves the step, and only now does the title open.
-    records[3] = household(
-        "h-1",
-        2,
-        SELLER_A,
-        UNIT_ADDRESS,
-        UNIT,
-        HouseholdStatus::MovedOut,
-    );
-    let events = h.run(changed(), &records).unwrap();
+/// See [`household_record_after_opening`]: moved out, the record proves the step, and
+/// only now does the title open.
+#[test]
+fn the_title_opens_only_once_the_household_record_proves_the_seller_moved_out() {
+    use HouseholdStatus::{MovedOut, Registered};
+    let (h, _, events) = household_record_after_opening(&[Registered, MovedOut]);
     assert_eq!(kinds(&events), ["step completed", "step opened"]);
     let title_task = h.step(StepKind::TitleRegistered).task_id.clone();
     assert_eq!(title_task, "case-1/title_registered.1");
+}
 
-    // Registered at the flat again: the household step reopens and pulls the title
-    // back to pending, its task withdrawn; the withdrawn task completes nothing.
-    records[3] = household(
-        "h-1",
-        3,
-        SELLER_A,
-        UNIT_ADDRESS,
-        UNIT,
-        HouseholdStatus::Registered,
-    );
-    let events = h.run(changed(), &records).unwrap();
+/// See [`household_record_after_opening`]: registered at the flat again, the household
+/// step reopens and pulls the title back to pending, its task withdrawn; the withdrawn
+/// task completes nothing.
+#[test]
+fn a_household_proof_taken_back_pulls_the_title_back_and_withdraws_its_task() {
+    use HouseholdStatus::{MovedOut, Registered};
+    let (mut h, records, events) =
+        household_record_after_opening(&[Registered, MovedOut, Registered]);
+    let title_task = "case-1/title_registered.1";
     assert_eq!(kinds(&events), ["step reopened", "step pulled back"]);
     let Some(case_event::Body::StepPulledBack(back)) = &events[1].body else {
         panic!("{events:?}")
@@ -472,21 +482,19 @@ fn a_sale_opened_before_the_household_record_never_hands_out_the_title() {
     assert_eq!(title_step.state(), StepState::Pending);
     assert!(title_step.task_id.is_empty() && title_step.due_on.is_none());
     assert_eq!(
-        h.run(complete(&title_task, Agency::Housing), &records),
+        h.run(complete(title_task, Agency::Housing), &records),
         Err(Refusal::NoSuchTask)
     );
     assert_ne!(h.case().state(), CaseState::Completed);
+}
 
-    // Moved out for good: the title opens again, as a new task.
-    records[3] = household(
-        "h-1",
-        4,
-        SELLER_A,
-        UNIT_ADDRESS,
-        UNIT,
-        HouseholdStatus::MovedOut,
-    );
-    let events = h.run(changed(), &records).unwrap();
+/// See [`household_record_after_opening`]: moved out for good, the title opens again, as
+/// a new task, and the events fold to the same case.
+#[test]
+fn moved_out_for_good_the_title_opens_again_as_a_new_task() {
+    use HouseholdStatus::{MovedOut, Registered};
+    let (h, _, events) =
+        household_record_after_opening(&[Registered, MovedOut, Registered, MovedOut]);
     assert_eq!(kinds(&events), ["step completed", "step opened"]);
     assert_eq!(
         h.step(StepKind::TitleRegistered).task_id,

@@ -90,87 +90,109 @@ pub(crate) fn normalised(mut params: CaseParams) -> CaseParams {
 
 /// Every field of the parameters, checked as records are: all violations, by field.
 fn validate_params(params: &CaseParams, v: &mut Violations) {
-    let person = |v: &mut Violations, field: &str, id: &str| {
-        if let Err(e) = ResidentId::parse(id) {
-            v.add(field, format!("not a resident ID number: {e}"));
-        }
-    };
-    let region = |v: &mut Violations, field: &str, code: &str| {
-        if let Err(e) = DivisionCode::parse(code) {
-            v.add(field, format!("not an administrative division code: {e}"));
-        }
-    };
     match &params.kind {
         None => v.add("params", "must name the case kind and its parameters"),
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            let field = |name: &str| format!("params.property_transfer.{name}");
-            if let Err(e) = UnitNumber::parse(&p.unit_number) {
-                v.add(
-                    field("unit_number"),
-                    format!("not a real-estate unit number: {e}"),
-                );
-            }
-            if !valid_token(&p.contract_number) {
-                v.add(
-                    field("contract_number"),
-                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
-                );
-            }
-            let mut bounded = true;
-            for (name, ids) in [("seller_ids", &p.seller_ids), ("buyer_ids", &p.buyer_ids)] {
-                if ids.is_empty() {
-                    v.add(field(name), "must name at least one person");
-                }
-                // As many parties as a sale contract may name; more are not checked one
-                // by one (nor against each other: that work grows with the product).
-                if ids.len() > MAX_REPEATED {
-                    v.add_too_long(
-                        field(name),
-                        format!(
-                            "must have at most {MAX_REPEATED} entries, not {}",
-                            ids.len()
-                        ),
-                    );
-                    bounded = false;
-                    continue;
-                }
-                for (i, id) in ids.iter().enumerate() {
-                    person(v, &format!("{}[{i}]", field(name)), id);
-                }
-            }
-            if bounded
-                && p.seller_ids
-                    .iter()
-                    .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
-            {
-                v.add(field("buyer_ids"), "nobody may both sell and buy");
-            }
-        }
+        Some(case_params::Kind::PropertyTransfer(p)) => validate_property_transfer(p, v),
         Some(case_params::Kind::SocialSecurityTransfer(p)) => {
-            let field = |name: &str| format!("params.social_security_transfer.{name}");
-            person(v, &field("person_id"), &p.person_id);
-            if p.insurance_type() == proto::InsuranceType::Unspecified {
-                v.add(field("insurance_type"), "must be set");
-            }
-            region(v, &field("from_region_code"), &p.from_region_code);
-            region(v, &field("to_region_code"), &p.to_region_code);
-            if p.from_region_code == p.to_region_code {
-                v.add(field("to_region_code"), "must differ from from_region_code");
-            }
+            validate_social_security_transfer(p, v)
         }
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => {
-            let field = |name: &str| format!("params.provident_fund_transfer.{name}");
-            person(v, &field("person_id"), &p.person_id);
-            region(v, &field("from_region_code"), &p.from_region_code);
-            region(v, &field("to_region_code"), &p.to_region_code);
-            if p.from_region_code == p.to_region_code {
-                v.add(field("to_region_code"), "must differ from from_region_code");
-            }
+        Some(case_params::Kind::ProvidentFundTransfer(p)) => validate_provident_fund_transfer(p, v),
+        Some(case_params::Kind::HouseholdMove(p)) => validate_household_move(p, v),
+    }
+}
+
+/// A sale's parameters: the unit, the contract, and the sellers and buyers, at least one
+/// of each, a bounded number, nobody on both sides.
+fn validate_property_transfer(p: &proto::PropertyTransferParams, v: &mut Violations) {
+    let field = |name: &str| format!("params.property_transfer.{name}");
+    if let Err(e) = UnitNumber::parse(&p.unit_number) {
+        v.add(
+            field("unit_number"),
+            format!("not a real-estate unit number: {e}"),
+        );
+    }
+    if !valid_token(&p.contract_number) {
+        v.add(
+            field("contract_number"),
+            "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -",
+        );
+    }
+    let mut bounded = true;
+    for (name, ids) in [("seller_ids", &p.seller_ids), ("buyer_ids", &p.buyer_ids)] {
+        if ids.is_empty() {
+            v.add(field(name), "must name at least one person");
         }
-        Some(case_params::Kind::HouseholdMove(p)) => {
-            let field = |name: &str| format!("params.household_move.{name}");
-            person(v, &field("person_id"), &p.person_id);
-            region(v, &field("to_region_code"), &p.to_region_code);
+        // As many parties as a sale contract may name; more are not checked one
+        // by one (nor against each other: that work grows with the product).
+        if ids.len() > MAX_REPEATED {
+            v.add_too_long(
+                field(name),
+                format!(
+                    "must have at most {MAX_REPEATED} entries, not {}",
+                    ids.len()
+                ),
+            );
+            bounded = false;
+            continue;
         }
+        for (i, id) in ids.iter().enumerate() {
+            check_person(v, &format!("{}[{i}]", field(name)), id);
+        }
+    }
+    if bounded
+        && p.seller_ids
+            .iter()
+            .any(|s| p.buyer_ids.iter().any(|b| b.eq_ignore_ascii_case(s)))
+    {
+        v.add(field("buyer_ids"), "nobody may both sell and buy");
+    }
+}
+
+/// A social-security transfer's parameters: the person, the insurance, and two different
+/// regions.
+fn validate_social_security_transfer(p: &proto::SocialSecurityTransferParams, v: &mut Violations) {
+    let field = |name: &str| format!("params.social_security_transfer.{name}");
+    check_person(v, &field("person_id"), &p.person_id);
+    if p.insurance_type() == proto::InsuranceType::Unspecified {
+        v.add(field("insurance_type"), "must be set");
+    }
+    check_regions(v, field, &p.from_region_code, &p.to_region_code);
+}
+
+/// A provident-fund transfer's parameters: the person and two different regions.
+fn validate_provident_fund_transfer(p: &proto::ProvidentFundTransferParams, v: &mut Violations) {
+    let field = |name: &str| format!("params.provident_fund_transfer.{name}");
+    check_person(v, &field("person_id"), &p.person_id);
+    check_regions(v, field, &p.from_region_code, &p.to_region_code);
+}
+
+/// A household move's parameters: the person and the region moved to.
+fn validate_household_move(p: &proto::HouseholdMoveParams, v: &mut Violations) {
+    let field = |name: &str| format!("params.household_move.{name}");
+    check_person(v, &field("person_id"), &p.person_id);
+    check_region(v, &field("to_region_code"), &p.to_region_code);
+}
+
+/// The `from_region_code` and `to_region_code` named by `field`: each a division code,
+/// and not the same.
+fn check_regions(v: &mut Violations, field: impl Fn(&str) -> String, from: &str, to: &str) {
+    check_region(v, &field("from_region_code"), from);
+    check_region(v, &field("to_region_code"), to);
+    if from == to {
+        v.add(field("to_region_code"), "must differ from from_region_code");
+    }
+}
+
+/// Adds a violation of `field` unless `id` is a resident ID number.
+fn check_person(v: &mut Violations, field: &str, id: &str) {
+    if let Err(e) = ResidentId::parse(id) {
+        v.add(field, format!("not a resident ID number: {e}"));
+    }
+}
+
+/// Adds a violation of `field` unless `code` is an administrative division code.
+fn check_region(v: &mut Violations, field: &str, code: &str) {
+    if let Err(e) = DivisionCode::parse(code) {
+        v.add(field, format!("not an administrative division code: {e}"));
     }
 }

@@ -185,150 +185,177 @@ fn the_horizon_is_chinas_date_after_the_allowed_skew() {
     );
 }
 
-/// Every date of a past event, in each record type, with the latest allowed date
-/// accepted and the day after refused.
+/// A record with one date of a past event set to the given day.
+type Build = fn(CivilDate) -> Payload;
+
+/// Every date of a past event, in each record type: the field it is validated as, and
+/// a record of that type with the date set to a given day.
+fn past_event_dates() -> [(&'static str, Build); 7] {
+    [
+        ("record.start_date", enrollment_started_on),
+        ("record.issued_on", certificate_issued_on),
+        ("record.registered_on", household_registered_on),
+        (
+            "record.encumbrances[0].registered_on",
+            seizure_registered_on,
+        ),
+        ("record.signed_on", contract_signed_on),
+        ("record.opened_on", account_opened_on),
+        ("record.issued_on", loan_issued_on),
+    ]
+}
+
+/// An enrollment that started on `d`.
+fn enrollment_started_on(d: CivilDate) -> Payload {
+    Payload::Enrollment(proto::Enrollment {
+        person_id: nth_person(1),
+        insurance_type: proto::InsuranceType::Pension as i32,
+        region_code: "110105".into(),
+        employer_credit_code: String::new(),
+        status: proto::EnrollmentStatus::Active as i32,
+        start_date: date(d),
+        end_date: None,
+    })
+}
+
+/// A transfer-out certificate issued on `d`.
+fn certificate_issued_on(d: CivilDate) -> Payload {
+    Payload::TransferOutCertificate(proto::TransferOutCertificate {
+        person_id: nth_person(1),
+        insurance_type: proto::InsuranceType::Pension as i32,
+        certificate_number: "ZY-1".into(),
+        from_region_code: "110105".into(),
+        to_region_code: "310104".into(),
+        issued_on: date(d),
+        contribution_months: 1,
+        personal_account_balance_fen: 1,
+    })
+}
+
+/// A household registration made on `d`.
+fn household_registered_on(d: CivilDate) -> Payload {
+    Payload::HouseholdRegistration(proto::HouseholdRegistration {
+        person_id: nth_person(1),
+        household_number: "H-1".into(),
+        region_code: "110105".into(),
+        address: "Room 1".into(),
+        status: proto::HouseholdStatus::Registered as i32,
+        property_unit_number: String::new(),
+        registered_on: date(d),
+        destination_region_code: String::new(),
+        destination_address: String::new(),
+    })
+}
+
+/// A title with a seizure registered on `d`.
+fn seizure_registered_on(d: CivilDate) -> Payload {
+    Payload::PropertyTitle(proto::PropertyTitle {
+        unit_number: UNIT.into(),
+        certificate_number: "C-1".into(),
+        address: "Room 1".into(),
+        owners: vec![proto::Owner {
+            person_id: nth_person(1),
+            share_basis_points: 10_000,
+        }],
+        floor_area_dm2: 1,
+        encumbrances: vec![proto::Encumbrance {
+            kind: proto::EncumbranceKind::Seizure as i32,
+            holder_credit_code: "91350100M000100Y43".into(),
+            amount_fen: 0,
+            registered_on: date(d),
+        }],
+        registered_on: date(day(2008, 5, 20)),
+    })
+}
+
+/// A sale contract signed on `d`.
+fn contract_signed_on(d: CivilDate) -> Payload {
+    Payload::SaleContract(proto::SaleContract {
+        signed_on: date(d),
+        ..contract(vec![nth_person(1)], vec![nth_person(2)])
+    })
+}
+
+/// A provident-fund account opened on `d`.
+fn account_opened_on(d: CivilDate) -> Payload {
+    Payload::ProvidentFundAccount(proto::ProvidentFundAccount {
+        person_id: nth_person(1),
+        account_number: "A-1".into(),
+        region_code: "110105".into(),
+        employer_credit_code: String::new(),
+        status: proto::AccountStatus::Active as i32,
+        balance_fen: 0,
+        monthly_deposit_fen: 0,
+        opened_on: date(d),
+    })
+}
+
+/// A provident-fund loan issued on `d`.
+fn loan_issued_on(d: CivilDate) -> Payload {
+    Payload::ProvidentFundLoan(proto::ProvidentFundLoan {
+        borrower_id: nth_person(1),
+        loan_contract_number: "L-1".into(),
+        unit_number: UNIT.into(),
+        principal_fen: 1,
+        outstanding_principal_fen: 1,
+        status: proto::LoanStatus::Repaying as i32,
+        issued_on: date(d),
+    })
+}
+
+/// The latest allowed date of a past event is accepted and the day after refused.
 #[test]
 fn dates_of_past_events_must_not_lie_beyond_the_horizon() {
     let horizon = Horizon::at(now(), Duration::ZERO);
     let today = horizon.latest_day();
     let tomorrow = day(2026, 11, 28);
-    let a = nth_person(1);
-    type Build = Box<dyn Fn(CivilDate) -> Payload>;
-    let cases: Vec<(&str, Build)> = vec![
-        (
-            "record.start_date",
-            Box::new(|d| {
-                Payload::Enrollment(proto::Enrollment {
-                    person_id: nth_person(1),
-                    insurance_type: proto::InsuranceType::Pension as i32,
-                    region_code: "110105".into(),
-                    employer_credit_code: String::new(),
-                    status: proto::EnrollmentStatus::Active as i32,
-                    start_date: date(d),
-                    end_date: None,
-                })
-            }),
-        ),
-        (
-            "record.issued_on",
-            Box::new(|d| {
-                Payload::TransferOutCertificate(proto::TransferOutCertificate {
-                    person_id: nth_person(1),
-                    insurance_type: proto::InsuranceType::Pension as i32,
-                    certificate_number: "ZY-1".into(),
-                    from_region_code: "110105".into(),
-                    to_region_code: "310104".into(),
-                    issued_on: date(d),
-                    contribution_months: 1,
-                    personal_account_balance_fen: 1,
-                })
-            }),
-        ),
-        (
-            "record.registered_on",
-            Box::new(|d| {
-                Payload::HouseholdRegistration(proto::HouseholdRegistration {
-                    person_id: nth_person(1),
-                    household_number: "H-1".into(),
-                    region_code: "110105".into(),
-                    address: "Room 1".into(),
-                    status: proto::HouseholdStatus::Registered as i32,
-                    property_unit_number: String::new(),
-                    registered_on: date(d),
-                    destination_region_code: String::new(),
-                    destination_address: String::new(),
-                })
-            }),
-        ),
-        (
-            "record.encumbrances[0].registered_on",
-            Box::new(|d| {
-                Payload::PropertyTitle(proto::PropertyTitle {
-                    unit_number: UNIT.into(),
-                    certificate_number: "C-1".into(),
-                    address: "Room 1".into(),
-                    owners: vec![proto::Owner {
-                        person_id: nth_person(1),
-                        share_basis_points: 10_000,
-                    }],
-                    floor_area_dm2: 1,
-                    encumbrances: vec![proto::Encumbrance {
-                        kind: proto::EncumbranceKind::Seizure as i32,
-                        holder_credit_code: "91350100M000100Y43".into(),
-                        amount_fen: 0,
-                        registered_on: date(d),
-                    }],
-                    registered_on: date(day(2008, 5, 20)),
-                })
-            }),
-        ),
-        (
-            "record.signed_on",
-            Box::new(|d| {
-                Payload::SaleContract(proto::SaleContract {
-                    signed_on: date(d),
-                    ..contract(vec![nth_person(1)], vec![nth_person(2)])
-                })
-            }),
-        ),
-        (
-            "record.opened_on",
-            Box::new(|d| {
-                Payload::ProvidentFundAccount(proto::ProvidentFundAccount {
-                    person_id: nth_person(1),
-                    account_number: "A-1".into(),
-                    region_code: "110105".into(),
-                    employer_credit_code: String::new(),
-                    status: proto::AccountStatus::Active as i32,
-                    balance_fen: 0,
-                    monthly_deposit_fen: 0,
-                    opened_on: date(d),
-                })
-            }),
-        ),
-        (
-            "record.issued_on",
-            Box::new(|d| {
-                Payload::ProvidentFundLoan(proto::ProvidentFundLoan {
-                    borrower_id: nth_person(1),
-                    loan_contract_number: "L-1".into(),
-                    unit_number: UNIT.into(),
-                    principal_fen: 1,
-                    outstanding_principal_fen: 1,
-                    status: proto::LoanStatus::Repaying as i32,
-                    issued_on: date(d),
-                })
-            }),
-        ),
-    ];
-    for (field, build) in &cases {
+    for (field, build) in past_event_dates() {
         assert_eq!(fields(&build(today), &horizon), [] as [&str; 0], "{field}");
         let found = check(&build(tomorrow), &horizon);
         assert_eq!(
             found,
             [(
-                (*field).to_owned(),
+                field.to_owned(),
                 "must not be in the future (after 2026-11-27 in China)".to_owned()
             )],
             "{field}"
         );
-        // An event an adapter accepted is never refused for its dates.
+    }
+}
+
+/// An event an adapter accepted is never refused for its dates.
+#[test]
+fn dates_of_past_events_are_not_bounded_without_a_horizon() {
+    for (field, build) in past_event_dates() {
         let far = build(CivilDate::MAX);
         assert_eq!(
             fields(&far, &Horizon::UNBOUNDED),
             [] as [&str; 0],
             "{field}"
         );
-        // The skew allowance moves the horizon to the 28th.
-        let skewed = Horizon::at(now(), Duration::from_secs(3600));
+    }
+}
+
+/// The skew allowance moves the horizon to the 28th.
+#[test]
+fn the_skew_allowance_moves_the_horizon_of_past_events() {
+    let tomorrow = day(2026, 11, 28);
+    let skewed = Horizon::at(now(), Duration::from_secs(3600));
+    for (field, build) in past_event_dates() {
         assert_eq!(
             fields(&build(tomorrow), &skewed),
             [] as [&str; 0],
             "{field}"
         );
     }
+}
 
-    // A birth date, and the birth date in a resident ID, of tomorrow.
+/// A birth date, and the birth date in a resident ID, of tomorrow.
+#[test]
+fn birth_dates_must_not_lie_beyond_the_horizon() {
+    let horizon = Horizon::at(now(), Duration::ZERO);
+    let tomorrow = day(2026, 11, 28);
+    let a = nth_person(1);
     let born_tomorrow = person("11010520261128001");
     let identity = |id: &str, born| {
         Payload::Identity(proto::Identity {

@@ -8,6 +8,7 @@
 //! Because every input is explicit (records, parameters, `today`), each blocker is tested
 //! without a broker or a store.
 
+mod address;
 mod property;
 mod social_security;
 mod summary;
@@ -18,8 +19,9 @@ pub(crate) mod fixtures;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use address::normalise_address;
 pub use property::{
-    Placement, PurchaseRule, check_property_transfer, loan_settled, normalise_address, placement,
+    Placement, PurchaseRule, check_property_transfer, loan_settled, placement,
     validate_request as validate_property_transfer,
 };
 pub use social_security::{SocialSecurityTransferOutcome, check_social_security_transfer};

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::address::normalise_address;
 use super::{
     Blocker, BlockerCode, CheckError, CheckOutcome, Contributions, Live, Party, PartyRole,
     RecordSet, month_index, month_of_index, same_id,
@@ -54,127 +55,6 @@ impl PurchaseRule {
     /// Whether the rule governs purchases of `unit`.
     pub fn applies_to(&self, unit: &UnitNumber) -> bool {
         unit.division().starts_with(&self.region_prefix)
-    }
-}
-
-/// Reduces an address to a canonical form, so the registry's and the police's spelling of
-/// the same flat compare equal: whitespace removed, full-width digits, letters and
-/// punctuation made ASCII, letters uppercased, traditional 號/棟/樓 simplified, numbers in
-/// Chinese numerals made digits (八十八号 → 88号), building words (号楼, 幢, #楼) made 栋,
-/// 单元 made a dash (2单元501 → 2-501), dashes unified, the province and city before the
-/// district dropped (北京市朝阳区… → 朝阳区…), and a room suffix (室, 号, 房) after the
-/// room number dropped. Both sides go through the same function, so a rule that is too
-/// generous can only make two spellings of one address equal, never split one.
-pub fn normalise_address(address: &str) -> String {
-    let mut out = String::with_capacity(address.len());
-    for c in address.chars() {
-        let c = match c {
-            // Full-width ASCII variants sit at a fixed offset from ASCII.
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-            '號' => '号',
-            '棟' => '栋',
-            '樓' => '楼',
-            '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
-            c => c,
-        };
-        // Covers the ideographic space U+3000 too.
-        if c.is_whitespace() {
-            continue;
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    let out = arabic_numerals(&out)
-        .replace("号楼", "栋")
-        .replace("#楼", "栋")
-        .replace('幢', "栋")
-        .replace("单元", "-");
-    let mut out = without_province_and_city(&out).to_owned();
-    for suffix in ['室', '号', '房'] {
-        if let Some(rest) = out.strip_suffix(suffix)
-            && rest.ends_with(|c: char| c.is_ascii_alphanumeric())
-        {
-            out.truncate(rest.len());
-            break;
-        }
-    }
-    out
-}
-
-/// `text` with every run of Chinese numerals (一 to 九, 零, 十, 百, 千) written in digits:
-/// 八十八 → 88, 一百零二 → 102, 二〇二六 → 2026.
-fn arabic_numerals(text: &str) -> String {
-    let digit = |c: char| "零〇一二三四五六七八九".find(c).map(|i| i / 3);
-    let digit = |c: char| match digit(c) {
-        Some(0 | 1) => Some(0),
-        Some(i) => Some(i as u32 - 1),
-        None => None,
-    };
-    let unit = |c: char| match c {
-        '十' => Some(10),
-        '百' => Some(100),
-        '千' => Some(1000),
-        _ => None,
-    };
-    let mut out = String::with_capacity(text.len());
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let run = chars[i..]
-            .iter()
-            .take_while(|c| digit(**c).is_some() || unit(**c).is_some())
-            .count();
-        if run == 0 {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let numerals = &chars[i..i + run];
-        if numerals.iter().any(|c| unit(*c).is_some()) {
-            // Positional with units: 八十八, 一百零二, 十五.
-            let (mut total, mut pending) = (0u32, None::<u32>);
-            for &c in numerals {
-                match (digit(c), unit(c)) {
-                    (Some(d), _) => pending = Some(d),
-                    (_, Some(u)) => {
-                        total += pending.unwrap_or(1) * u;
-                        pending = None;
-                    }
-                    _ => {}
-                }
-            }
-            out.push_str(&(total + pending.unwrap_or(0)).to_string());
-        } else {
-            // Digit by digit: 二〇二六.
-            numerals
-                .iter()
-                .filter_map(|c| digit(*c))
-                .for_each(|d| out.push(char::from_digit(d, 10).unwrap_or('0')));
-        }
-        i += run;
-    }
-    out
-}
-
-/// `address` without the province and city written before the district: 北京市朝阳区… and
-/// 朝阳区… are one address. Only a leading segment ending in 省, 自治区 or 市 and naming no
-/// district, road or street is dropped, and only while a district or county follows.
-fn without_province_and_city(address: &str) -> &str {
-    let mut rest = address;
-    loop {
-        let cut = ["省", "自治区", "市"]
-            .iter()
-            .filter_map(|end| rest.find(end).map(|at| at + end.len()))
-            .min();
-        let Some(cut) = cut else { return rest };
-        let (segment, after) = rest.split_at(cut);
-        let names_a_place_inside = ["区", "县", "路", "街", "道", "号"]
-            .iter()
-            .any(|w| segment[..segment.len() - 3].contains(w));
-        let district_follows = after.contains('区') || after.contains('县');
-        if names_a_place_inside || !district_follows || segment.chars().count() > 12 {
-            return rest;
-        }
-        rest = after;
     }
 }
 
@@ -489,6 +369,8 @@ fn household_blockers(
     }
 }
 
+/// Blockers from the unit's sale contracts: none filed between exactly these sellers and
+/// buyers, and any filed between other parties.
 fn contract_blockers(
     set: &RecordSet<'_>,
     on_unit: &dyn Fn(&str) -> bool,
@@ -514,58 +396,7 @@ fn contract_blockers(
         .iter()
         .any(|c| c.record.status() == SaleContractStatus::Filed)
     {
-        // Of the contracts between these parties, cite the one closest to being usable.
-        let rank = |c: &Live<'_, proto::SaleContract>| match c.record.status() {
-            SaleContractStatus::Signed => 3,
-            SaleContractStatus::Completed => 2,
-            SaleContractStatus::Cancelled => 1,
-            SaleContractStatus::Unspecified | SaleContractStatus::Filed => 0,
-        };
-        blockers.push(match exact.iter().max_by_key(|c| rank(c)) {
-            None => Blocker {
-                code: BlockerCode::SaleContractMissing,
-                agency: Agency::Housing,
-                record: None,
-                party: None,
-                action_zh: "没有这些买卖双方就该房屋签订的买卖合同，请双方签订合同并办理网签备案。"
-                    .into(),
-                action_en: "There is no sale contract on this unit between exactly these \
-                            sellers and buyers: sign one and file it online with the housing \
-                            bureau."
-                    .into(),
-            },
-            Some(contract) => {
-                let (zh, en) = match contract.record.status() {
-                    SaleContractStatus::Signed => (
-                        "买卖合同已签订但尚未网签备案，请到住房和城乡建设部门办理备案。",
-                        "The sale contract is signed but not filed: file it online with the \
-                         housing bureau.",
-                    ),
-                    SaleContractStatus::Cancelled => (
-                        "买卖合同已撤销，请重新签订合同并办理网签备案。",
-                        "The sale contract was cancelled: sign and file a new one.",
-                    ),
-                    SaleContractStatus::Completed => (
-                        "该买卖合同已履行完毕，不能再用于过户；如需再次交易请重新签订合同。",
-                        "The sale contract is already completed and cannot be used again: a \
-                         new sale needs a new contract.",
-                    ),
-                    SaleContractStatus::Unspecified | SaleContractStatus::Filed => (
-                        "买卖合同状态不明，请到住房和城乡建设部门核实。",
-                        "The sale contract's status is unknown: ask the housing bureau to \
-                         check it.",
-                    ),
-                };
-                Blocker {
-                    code: BlockerCode::SaleContractWrongStatus,
-                    agency: Agency::Housing,
-                    record: Some(contract.proof()),
-                    party: None,
-                    action_zh: zh.into(),
-                    action_en: en.into(),
-                }
-            }
-        });
+        blockers.push(no_filed_contract(&exact));
     }
     // A filed contract locks the unit for its buyers; a second one would sell it twice.
     for other in others
@@ -582,6 +413,67 @@ fn contract_blockers(
                         be cancelled first."
                 .into(),
         });
+    }
+}
+
+/// The blocker when none of the contracts between these parties (`exact`) is filed: the
+/// contract is missing, or the one closest to being usable is cited with what its status
+/// asks of the parties.
+fn no_filed_contract(exact: &[Live<'_, proto::SaleContract>]) -> Blocker {
+    let rank = |c: &Live<'_, proto::SaleContract>| match c.record.status() {
+        SaleContractStatus::Signed => 3,
+        SaleContractStatus::Completed => 2,
+        SaleContractStatus::Cancelled => 1,
+        SaleContractStatus::Unspecified | SaleContractStatus::Filed => 0,
+    };
+    let Some(contract) = exact.iter().max_by_key(|c| rank(c)) else {
+        return Blocker {
+            code: BlockerCode::SaleContractMissing,
+            agency: Agency::Housing,
+            record: None,
+            party: None,
+            action_zh: "没有这些买卖双方就该房屋签订的买卖合同，请双方签订合同并办理网签备案。"
+                .into(),
+            action_en: "There is no sale contract on this unit between exactly these \
+                        sellers and buyers: sign one and file it online with the housing \
+                        bureau."
+                .into(),
+        };
+    };
+    let (zh, en) = unfiled_contract_actions(contract.record.status());
+    Blocker {
+        code: BlockerCode::SaleContractWrongStatus,
+        agency: Agency::Housing,
+        record: Some(contract.proof()),
+        party: None,
+        action_zh: zh.into(),
+        action_en: en.into(),
+    }
+}
+
+/// What the parties must do about a contract between them that is not filed, by its
+/// `status`, in Chinese and English.
+fn unfiled_contract_actions(status: SaleContractStatus) -> (&'static str, &'static str) {
+    match status {
+        SaleContractStatus::Signed => (
+            "买卖合同已签订但尚未网签备案，请到住房和城乡建设部门办理备案。",
+            "The sale contract is signed but not filed: file it online with the \
+             housing bureau.",
+        ),
+        SaleContractStatus::Cancelled => (
+            "买卖合同已撤销，请重新签订合同并办理网签备案。",
+            "The sale contract was cancelled: sign and file a new one.",
+        ),
+        SaleContractStatus::Completed => (
+            "该买卖合同已履行完毕，不能再用于过户；如需再次交易请重新签订合同。",
+            "The sale contract is already completed and cannot be used again: a \
+             new sale needs a new contract.",
+        ),
+        SaleContractStatus::Unspecified | SaleContractStatus::Filed => (
+            "买卖合同状态不明，请到住房和城乡建设部门核实。",
+            "The sale contract's status is unknown: ask the housing bureau to \
+             check it.",
+        ),
     }
 }
 

@@ -725,63 +725,6 @@ fn requests_that_make_no_sense_are_errors_not_blockers() {
 }
 
 #[test]
-fn normalise_address_removes_whitespace_and_full_width_forms() {
-    assert_eq!(
-        normalise_address(" 北京市\t朝阳区　建国路 88 号 "),
-        normalise_address("北京市朝阳区建国路88号")
-    );
-    assert_eq!(normalise_address("建国路８８号Ａ座"), "建国路88号A座");
-    assert_eq!(normalise_address("ａｂｃ１２３"), "ABC123");
-    assert_eq!(normalise_address("3－2—501"), "3-2-501");
-}
-
-#[test]
-fn normalise_address_unifies_building_and_room_words() {
-    let canonical = "朝阳区建国路88号3栋2-501";
-    for spelling in [
-        "北京市朝阳区建国路88号3号楼2单元501室",
-        "北京市朝阳区建国路88号3幢2单元501号",
-        "北京市朝阳区建国路88號3棟2单元501房",
-        "北京市朝阳区建国路88号3#楼2单元501",
-        "北京市朝阳区建国路８８号３号楼２单元５０１室",
-    ] {
-        assert_eq!(normalise_address(spelling), canonical, "{spelling}");
-    }
-    // Different rooms, buildings and roads stay different.
-    assert_ne!(
-        normalise_address("北京市朝阳区建国路88号3号楼2单元502室"),
-        canonical
-    );
-    assert_ne!(
-        normalise_address("北京市朝阳区建国路88号4号楼2单元501室"),
-        canonical
-    );
-    // A 号 that is not a room suffix is kept.
-    assert_eq!(normalise_address("建国路88号院"), "建国路88号院");
-    // The spellings the police and the registry both use.
-    for (a, b) in [
-        ("北京市朝阳区建国路88号", "朝阳区建国路88号"),
-        ("朝阳区建国路88号3栋2单元501", "朝阳区建国路88号3栋2-501"),
-        ("朝阳区建国路八十八号", "朝阳区建国路88号"),
-        ("朝阳区建国路一百零二号", "朝阳区建国路102号"),
-        ("广东省深圳市南山区科技园路1号", "南山区科技园路1号"),
-    ] {
-        assert_eq!(normalise_address(a), normalise_address(b), "{a} / {b}");
-    }
-    // A city or district named inside the street stays: only a leading one goes.
-    assert_ne!(
-        normalise_address("朝阳区市场街1号"),
-        normalise_address("朝阳区1号")
-    );
-    assert_ne!(
-        normalise_address("海淀区建国路88号"),
-        normalise_address("朝阳区建国路88号")
-    );
-    // A suffix goes only after a room number.
-    assert_eq!(normalise_address("会议室"), "会议室");
-}
-
-#[test]
 fn a_seller_owning_nothing_gets_one_blocker_not_a_share_blocker_too() {
     let records = replace(
         &clear_sale(),

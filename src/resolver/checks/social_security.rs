@@ -61,103 +61,18 @@ pub fn check_social_security_transfer(
         .enrollments()
         .filter(|e| same_id(&e.record.person_id, person.as_str()))
         .collect();
-    // Suspended counts as open: the account stays in the region, which is the usual state
-    // of an account whose owner changed city.
-    let open_in_source: Vec<_> = TRANSFERABLE
-        .iter()
-        .flat_map(|t| {
-            enrollments.iter().filter(move |e| {
-                e.record.insurance_type() == *t
-                    && e.record.region_code == from
-                    && matches!(
-                        e.record.status(),
-                        EnrollmentStatus::Active | EnrollmentStatus::Suspended
-                    )
-            })
-        })
-        .collect();
+    let open_in_source = open_in_source(&enrollments, from);
 
     let mut blockers = Vec::new();
     if open_in_source.is_empty() {
-        blockers.push(Blocker {
-            code: BlockerCode::NoEnrollmentInSource,
-            agency: Agency::SocialSecurity,
-            record: None,
-            party: None,
-            action_zh: format!(
-                "在转出地（区划代码 {from}）没有可转移的参保记录（养老、医疗或失业保险），请向转出地社会保险经办机构核实参保地。"
-            ),
-            action_en: format!(
-                "No pension, medical or unemployment insurance account is open in the source \
-                 region {from}: check with that region's social-security bureau where the \
-                 account is held."
-            ),
-        });
+        blockers.push(no_enrollment_in_source(from));
     }
     for source in &open_in_source {
+        blockers.extend(target_enrollment_blocker(source, &enrollments, to));
+        blockers.extend(unpaid_months(source, summary, from, today));
         let insurance = source.record.insurance_type();
-        let (zh_name, en_name) = names(insurance);
-        let active_in_target = enrollments.iter().find(|e| {
-            e.record.insurance_type() == insurance
-                && e.record.region_code == to
-                && e.record.status() == EnrollmentStatus::Active
-        });
-        match active_in_target {
-            None => blockers.push(Blocker {
-                code: BlockerCode::NoEnrollmentInTarget,
-                agency: Agency::SocialSecurity,
-                record: None,
-                party: None,
-                action_zh: format!(
-                    "请先在转入地（区划代码 {to}）参加{zh_name}（由新单位办理或以灵活就业人员身份参保），再由转入地申请转移。"
-                ),
-                action_en: format!(
-                    "Enroll in {en_name} in the target region {to} first (through the new \
-                     employer, or as self-employed); the transfer is applied for there."
-                ),
-            }),
-            Some(_) if source.record.status() == EnrollmentStatus::Active => {
-                blockers.push(Blocker {
-                    code: BlockerCode::DuplicateActiveEnrollment,
-                    agency: Agency::SocialSecurity,
-                    record: Some(source.proof()),
-                    party: None,
-                    action_zh: format!(
-                        "{zh_name}在转出地和转入地同时在缴费，请原单位先在转出地办理停保（减员），重复缴费的月份按规定清理。"
-                    ),
-                    action_en: format!(
-                        "{en_name} is being paid in both regions at once: the former employer \
-                         must stop it in the source region first; months paid twice are \
-                         cleared as the rules say."
-                    ),
-                });
-            }
-            Some(_) => {}
-        }
-        if let Some(blocker) = unpaid_months(source, summary, from, today) {
-            blockers.push(blocker);
-        }
-        let certified = set.certificates().any(|c| {
-            same_id(&c.record.person_id, person.as_str())
-                && c.record.insurance_type() == insurance
-                && c.record.from_region_code == from
-                && c.record.to_region_code == to
-        });
-        if !certified {
-            blockers.push(Blocker {
-                code: BlockerCode::TransferOutCertificateMissing,
-                agency: Agency::SocialSecurity,
-                record: None,
-                party: None,
-                action_zh: format!(
-                    "转出地（区划代码 {from}）尚未开具{zh_name}参保缴费凭证（转出证明）；在转入地提出转移申请后，由转出地社会保险经办机构开具。"
-                ),
-                action_en: format!(
-                    "The source region {from} has not issued the {en_name} transfer-out \
-                     certificate yet: once the transfer is applied for in the target region, \
-                     the source region's bureau issues it."
-                ),
-            });
+        if !certified(&set, person, insurance, from, to) {
+            blockers.push(certificate_missing(insurance, from));
         }
     }
     let months_paid_in_source = summary
@@ -169,6 +84,135 @@ pub fn check_social_security_transfer(
         outcome: CheckOutcome::from_blockers(blockers),
         months_paid_in_source,
     })
+}
+
+/// The person's transferable accounts still open in the source region `from`, in the
+/// order of [`TRANSFERABLE`].
+///
+/// Suspended counts as open: the account stays in the region, which is the usual state
+/// of an account whose owner changed city.
+fn open_in_source<'s, 'a>(
+    enrollments: &'s [Live<'a, proto::Enrollment>],
+    from: &str,
+) -> Vec<&'s Live<'a, proto::Enrollment>> {
+    TRANSFERABLE
+        .iter()
+        .flat_map(|t| {
+            enrollments.iter().filter(move |e| {
+                e.record.insurance_type() == *t
+                    && e.record.region_code == from
+                    && matches!(
+                        e.record.status(),
+                        EnrollmentStatus::Active | EnrollmentStatus::Suspended
+                    )
+            })
+        })
+        .collect()
+}
+
+/// The blocker when no transferable account is open in the source region `from`.
+fn no_enrollment_in_source(from: &str) -> Blocker {
+    Blocker {
+        code: BlockerCode::NoEnrollmentInSource,
+        agency: Agency::SocialSecurity,
+        record: None,
+        party: None,
+        action_zh: format!(
+            "在转出地（区划代码 {from}）没有可转移的参保记录（养老、医疗或失业保险），请向转出地社会保险经办机构核实参保地。"
+        ),
+        action_en: format!(
+            "No pension, medical or unemployment insurance account is open in the source \
+             region {from}: check with that region's social-security bureau where the \
+             account is held."
+        ),
+    }
+}
+
+/// What the target region's enrollment for `source`'s insurance blocks: none active in
+/// the target region `to` yet, or the source account still active beside it (paid in
+/// both regions at once). `None` when the person is enrolled in the target and the source
+/// account has stopped contributing.
+fn target_enrollment_blocker(
+    source: &Live<'_, proto::Enrollment>,
+    enrollments: &[Live<'_, proto::Enrollment>],
+    to: &str,
+) -> Option<Blocker> {
+    let insurance = source.record.insurance_type();
+    let (zh_name, en_name) = names(insurance);
+    let active_in_target = enrollments.iter().any(|e| {
+        e.record.insurance_type() == insurance
+            && e.record.region_code == to
+            && e.record.status() == EnrollmentStatus::Active
+    });
+    if !active_in_target {
+        return Some(Blocker {
+            code: BlockerCode::NoEnrollmentInTarget,
+            agency: Agency::SocialSecurity,
+            record: None,
+            party: None,
+            action_zh: format!(
+                "请先在转入地（区划代码 {to}）参加{zh_name}（由新单位办理或以灵活就业人员身份参保），再由转入地申请转移。"
+            ),
+            action_en: format!(
+                "Enroll in {en_name} in the target region {to} first (through the new \
+                 employer, or as self-employed); the transfer is applied for there."
+            ),
+        });
+    }
+    if source.record.status() != EnrollmentStatus::Active {
+        return None;
+    }
+    Some(Blocker {
+        code: BlockerCode::DuplicateActiveEnrollment,
+        agency: Agency::SocialSecurity,
+        record: Some(source.proof()),
+        party: None,
+        action_zh: format!(
+            "{zh_name}在转出地和转入地同时在缴费，请原单位先在转出地办理停保（减员），重复缴费的月份按规定清理。"
+        ),
+        action_en: format!(
+            "{en_name} is being paid in both regions at once: the former employer \
+             must stop it in the source region first; months paid twice are \
+             cleared as the rules say."
+        ),
+    })
+}
+
+/// Whether the source region `from` has issued `person`'s transfer-out certificate for
+/// `insurance` to the target region `to`.
+fn certified(
+    set: &RecordSet<'_>,
+    person: &ResidentId,
+    insurance: InsuranceType,
+    from: &str,
+    to: &str,
+) -> bool {
+    set.certificates().any(|c| {
+        same_id(&c.record.person_id, person.as_str())
+            && c.record.insurance_type() == insurance
+            && c.record.from_region_code == from
+            && c.record.to_region_code == to
+    })
+}
+
+/// The blocker when the source region `from` has not issued the transfer-out certificate
+/// for `insurance`.
+fn certificate_missing(insurance: InsuranceType, from: &str) -> Blocker {
+    let (zh_name, en_name) = names(insurance);
+    Blocker {
+        code: BlockerCode::TransferOutCertificateMissing,
+        agency: Agency::SocialSecurity,
+        record: None,
+        party: None,
+        action_zh: format!(
+            "转出地（区划代码 {from}）尚未开具{zh_name}参保缴费凭证（转出证明）；在转入地提出转移申请后，由转出地社会保险经办机构开具。"
+        ),
+        action_en: format!(
+            "The source region {from} has not issued the {en_name} transfer-out \
+             certificate yet: once the transfer is applied for in the target region, \
+             the source region's bureau issues it."
+        ),
+    }
 }
 
 /// The months of `source` that should have been paid and were not.

@@ -9,9 +9,12 @@
 //! [`Access::show`] before they leave. See `deploy/policy.toml` for an example and
 //! `docs/decisions.md` for the rules.
 
+mod field;
 pub mod mask;
-mod model;
+mod mask_kind;
 mod parse;
+mod purpose;
+mod section;
 mod table;
 
 use std::borrow::Cow;
@@ -19,7 +22,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use model::{Field, FieldSet, MaskKind, MaskKindSet, Purpose, Section};
+pub use field::{Field, FieldSet};
+pub use mask_kind::{MaskKind, MaskKindSet};
+pub use purpose::Purpose;
+pub use section::Section;
 
 use crate::identity::{Requester, SlugError, agency_name};
 use crate::proto::Agency;

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Field, FieldSet, MaskKind, MaskKindSet, Purpose, Section};
-use super::{Grant, Integration, PolicyError};
+use super::{
+    Field, FieldSet, Grant, Integration, MaskKind, MaskKindSet, PolicyError, Purpose, Section,
+};
 use crate::identity::{Requester, agency_names, check_slug, parse_agency};
 use crate::proto::Agency;
 use crate::toml_lines::Lines;
@@ -95,11 +96,7 @@ fn integration(
     line: usize,
     raw: &RawIntegration,
 ) -> Result<Integration, PolicyError> {
-    let agency = parse_agency(raw.agency.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
-        line: lines.of(&raw.agency),
-        found: raw.agency.get_ref().clone(),
-        expected: agency_names(),
-    })?;
+    let agency = agency_at(lines, &raw.agency)?;
     let service = raw.service.get_ref();
     if service == "*" {
         return Err(PolicyError::IntegrationOfEveryService {
@@ -116,13 +113,10 @@ fn integration(
     })
 }
 
-/// Validates one grant; `line` is where its table starts.
+/// Validates one grant; `line` is where its table starts. Problems are reported in the
+/// order the table's keys are read: agency, service, purpose, sections, fields, unmasked.
 fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, PolicyError> {
-    let agency = parse_agency(raw.agency.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
-        line: lines.of(&raw.agency),
-        found: raw.agency.get_ref().clone(),
-        expected: agency_names(),
-    })?;
+    let agency = agency_at(lines, &raw.agency)?;
     let service = match raw.service.get_ref().as_str() {
         "*" => None,
         s => {
@@ -138,9 +132,36 @@ fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, Policy
             line: lines.of(&raw.purpose),
             source,
         })?;
+    let sections = granted_sections(lines, &raw.sections)?;
+    let fields = granted_fields(lines, &sections, &raw.fields)?;
+    let unmasked = unmasked_kinds(lines, &raw.unmasked, &fields)?;
+    Ok(Grant {
+        agency,
+        service,
+        purpose,
+        fields,
+        unmasked,
+        self_only: raw.self_only,
+        line,
+    })
+}
 
+/// The agency a table names, or the error naming the agencies there are.
+fn agency_at(lines: &Lines<'_>, name: &Spanned<String>) -> Result<Agency, PolicyError> {
+    parse_agency(name.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
+        line: lines.of(name),
+        found: name.get_ref().clone(),
+        expected: agency_names(),
+    })
+}
+
+/// The sections a grant lists: at least one, each known and listed once.
+fn granted_sections(
+    lines: &Lines<'_>,
+    names: &Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<Section>, PolicyError> {
     let mut sections = Vec::new();
-    for name in raw.sections.get_ref() {
+    for name in names.get_ref() {
         let section = parse_section(lines, name)?;
         if sections.contains(&section) {
             return Err(PolicyError::Repeated {
@@ -153,15 +174,24 @@ fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, Policy
     }
     if sections.is_empty() {
         return Err(PolicyError::NoSections {
-            line: lines.of(&raw.sections),
+            line: lines.of(names),
         });
     }
+    Ok(sections)
+}
 
+/// The fields a grant shows: those its `fields` entries list, each for a granted section,
+/// and every field of a granted section without a `fields` entry.
+fn granted_fields(
+    lines: &Lines<'_>,
+    sections: &[Section],
+    listed: &BTreeMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+) -> Result<FieldSet, PolicyError> {
     let mut fields = FieldSet::default();
     // Sections without a `fields` entry are granted whole.
     let mut narrowed = Vec::new();
     // In file order, so the first problem reported is the first one a reader meets.
-    let mut listed: Vec<_> = raw.fields.iter().collect();
+    let mut listed: Vec<_> = listed.iter().collect();
     listed.sort_by_key(|(key, _)| key.span().start);
     for (key, names) in listed {
         let section = parse_section(lines, key)?;
@@ -178,17 +208,7 @@ fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, Policy
             });
         }
         for name in names.get_ref() {
-            let field =
-                Field::parse(section, name.get_ref()).ok_or_else(|| PolicyError::UnknownField {
-                    line: lines.of(name),
-                    section,
-                    found: name.get_ref().clone(),
-                    expected: section
-                        .fields()
-                        .map(Field::name)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
+            let field = parse_field(lines, section, name)?;
             if fields.contains(field) {
                 return Err(PolicyError::Repeated {
                     line: lines.of(name),
@@ -201,15 +221,24 @@ fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, Policy
         narrowed.push(section);
     }
     for section in sections {
-        if !narrowed.contains(&section) {
+        if !narrowed.contains(section) {
             for field in section.fields() {
                 fields.insert(field);
             }
         }
     }
+    Ok(fields)
+}
 
+/// The mask kinds a grant shows in full: each known, listed once, and carried by a field
+/// the grant shows.
+fn unmasked_kinds(
+    lines: &Lines<'_>,
+    names: &[Spanned<String>],
+    fields: &FieldSet,
+) -> Result<MaskKindSet, PolicyError> {
     let mut unmasked = MaskKindSet::default();
-    for name in &raw.unmasked {
+    for name in names {
         let kind = MaskKind::parse(name.get_ref()).ok_or_else(|| PolicyError::UnknownMaskKind {
             line: lines.of(name),
             found: name.get_ref().clone(),
@@ -231,18 +260,28 @@ fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, Policy
         }
         unmasked.insert(kind);
     }
+    Ok(unmasked)
+}
 
-    Ok(Grant {
-        agency,
-        service,
-        purpose,
-        fields,
-        unmasked,
-        self_only: raw.self_only,
-        line,
+/// A field of `section`, or the error naming the section's fields.
+fn parse_field(
+    lines: &Lines<'_>,
+    section: Section,
+    name: &Spanned<String>,
+) -> Result<Field, PolicyError> {
+    Field::parse(section, name.get_ref()).ok_or_else(|| PolicyError::UnknownField {
+        line: lines.of(name),
+        section,
+        found: name.get_ref().clone(),
+        expected: section
+            .fields()
+            .map(Field::name)
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
+/// A section by its name, or the error naming the sections there are.
 fn parse_section(lines: &Lines<'_>, name: &Spanned<String>) -> Result<Section, PolicyError> {
     Section::parse(name.get_ref()).ok_or_else(|| PolicyError::UnknownSection {
         line: lines.of(name),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Field, Section};
+use super::{Field, Section};
 use super::{Grant, Integration};
 
 const HEADER: [&str; 5] = ["requester", "purpose", "subject", "sections", "unmasked"];

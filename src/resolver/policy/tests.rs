@@ -354,11 +354,21 @@ fn loading_a_missing_file_names_it() {
     );
 }
 
-/// Every way a policy file can be wrong, with the line it must name and the exact
-/// message an operator reads.
+/// Asserts that each policy text fails to load, naming the line given, with the exact
+/// message an operator reads: every way a policy file can be wrong is in one of the
+/// tests below.
+fn assert_rejected(cases: Vec<(String, usize, &str)>) {
+    for (text, line, message) in cases {
+        let err = error(&text);
+        assert_eq!(err.line(), Some(line), "{text}\n=> {err}");
+        assert_eq!(err.to_string(), message, "{text}");
+    }
+}
+
+/// Not TOML, or a key unknown, missing or of the wrong type.
 #[test]
-fn malformed_policies_name_the_line_and_the_problem() {
-    let cases: Vec<(String, usize, &str)> = vec![
+fn a_policy_that_is_not_toml_or_has_a_wrong_key_names_the_line() {
+    assert_rejected(vec![
         (
             "[[grant]\nagency = \"housing\"\n".to_owned(),
             1,
@@ -381,6 +391,13 @@ fn malformed_policies_name_the_line_and_the_problem() {
             5,
             "line 5: invalid type: string \"property\", expected a sequence",
         ),
+    ]);
+}
+
+/// A requester or purpose that is not one.
+#[test]
+fn an_unknown_agency_service_or_purpose_names_the_line() {
+    assert_rejected(vec![
         (
             "# header\n[[grant]]\nagency = \"land\"\nservice = \"w\"\npurpose = \"p\"\nsections = [\"property\"]\n"
                 .to_owned(),
@@ -402,6 +419,13 @@ fn malformed_policies_name_the_line_and_the_problem() {
             "line 4: purpose must be a lowercase slug: \"*\" is not a lowercase slug: only a-z, \
              0-9 and '-' are allowed",
         ),
+    ]);
+}
+
+/// Sections unknown, listed twice, or none.
+#[test]
+fn an_unknown_repeated_or_missing_section_names_the_line() {
+    assert_rejected(vec![
         (
             one_grant("sections = [\n  \"property\",\n  \"houshold\",\n]\n"),
             7,
@@ -418,6 +442,13 @@ fn malformed_policies_name_the_line_and_the_problem() {
             5,
             "line 5: the grant lists no sections (access is denied by default; remove it)",
         ),
+    ]);
+}
+
+/// Fields of an unknown or ungranted section, unknown, listed twice, or none.
+#[test]
+fn a_wrong_fields_entry_names_the_line() {
+    assert_rejected(vec![
         (
             one_grant("sections = [\"property\"]\nfields = { property = [\"price\"] }\n"),
             6,
@@ -447,6 +478,13 @@ fn malformed_policies_name_the_line_and_the_problem() {
             "line 6: no fields listed for section property (to grant all of it, leave it out \
              of fields)",
         ),
+    ]);
+}
+
+/// Unmasked kinds unknown, listed twice, or shown by no granted field.
+#[test]
+fn a_wrong_unmasked_entry_names_the_line() {
+    assert_rejected(vec![
         (
             one_grant("sections = [\"property\"]\nunmasked = [\"phone\"]\n"),
             6,
@@ -473,22 +511,22 @@ fn malformed_policies_name_the_line_and_the_problem() {
             7,
             "line 7: name is unmasked but no field this grant allows shows one",
         ),
-        (
-            format!(
-                "{}\n# again, by mistake\n{}",
-                one_grant("sections = [\"property\"]\n"),
-                one_grant("sections = [\"identity\"]\n")
-            ),
-            8,
-            "line 8: a second grant for housing/transfer-window with purpose property-transfer \
-             (the first is on line 1); merge them",
+    ]);
+}
+
+/// Two grants for one requester and purpose.
+#[test]
+fn a_second_grant_for_one_requester_and_purpose_names_both_lines() {
+    assert_rejected(vec![(
+        format!(
+            "{}\n# again, by mistake\n{}",
+            one_grant("sections = [\"property\"]\n"),
+            one_grant("sections = [\"identity\"]\n")
         ),
-    ];
-    for (text, line, message) in cases {
-        let err = error(&text);
-        assert_eq!(err.line(), Some(line), "{text}\n=> {err}");
-        assert_eq!(err.to_string(), message, "{text}");
-    }
+        8,
+        "line 8: a second grant for housing/transfer-window with purpose property-transfer \
+             (the first is on line 1); merge them",
+    )]);
 }
 
 #[test]

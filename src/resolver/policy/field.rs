@@ -1,163 +1,9 @@
-//! The vocabulary a policy speaks: purposes, the sections of a person profile, the fields of each section a grant may list, and the kinds of value that
-//! are masked unless a grant says otherwise.
-//!
-//! Every name here is the kebab-case word used in the policy file, so the file, the
-//! `policy check` table and error messages all read the same.
+//! The fields of each profile section that a grant may list to narrow the section, and
+//! sets of them. Each name is the kebab-case word of the policy file, within its section.
 
 use std::fmt;
 
-use crate::identity::{SlugError, check_slug};
-use crate::proto::Agency;
-use crate::records::RecordType;
-
-/// Why data is looked at, e.g. `property-transfer`: a validated lowercase slug.
-///
-/// Every lookup names its purpose; a grant is for one purpose, never a wildcard, so
-/// data fetched for one procedure cannot silently serve another.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Purpose(String);
-
-impl Purpose {
-    /// Parses a purpose at the wire or file boundary.
-    pub fn parse(s: &str) -> Result<Self, SlugError> {
-        check_slug(s)?;
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The purpose as written, e.g. `property-transfer`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Purpose {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A section of a person profile (`GetPersonProfile`): the unit a lookup returns,
-/// withholds, or reports as empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Section {
-    /// Name, sex, birth date, resident ID (public security).
-    Identity,
-    /// Household registration (hukou): address, region, status (public security).
-    Household,
-    /// Enrollments, the contribution summary, transfer-out certificates (social security).
-    SocialSecurity,
-    /// Account and loans (housing provident fund).
-    ProvidentFund,
-    /// Property titles the person owns (housing).
-    Property,
-}
-
-impl Section {
-    /// Every section, in the order a profile lists them.
-    pub const ALL: [Section; 5] = [
-        Section::Identity,
-        Section::Household,
-        Section::SocialSecurity,
-        Section::ProvidentFund,
-        Section::Property,
-    ];
-
-    /// The policy-file name, e.g. `provident-fund`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Section::Identity => "identity",
-            Section::Household => "household",
-            Section::SocialSecurity => "social-security",
-            Section::ProvidentFund => "provident-fund",
-            Section::Property => "property",
-        }
-    }
-
-    /// The section a policy-file name denotes.
-    pub fn parse(name: &str) -> Option<Section> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// The agency whose records the section is built from (the answer names it).
-    pub fn source_agency(self) -> Agency {
-        match self {
-            Section::Identity | Section::Household => Agency::PublicSecurity,
-            Section::SocialSecurity => Agency::SocialSecurity,
-            Section::ProvidentFund => Agency::ProvidentFund,
-            Section::Property => Agency::Housing,
-        }
-    }
-
-    /// The section a record type's data belongs to: what a grant must include for a
-    /// reader of such records (a sale contract is the property's, as its title is).
-    pub fn of_record(record_type: RecordType) -> Section {
-        match record_type {
-            RecordType::Identity => Section::Identity,
-            RecordType::HouseholdRegistration => Section::Household,
-            RecordType::Enrollment
-            | RecordType::ContributionPeriod
-            | RecordType::TransferOutCertificate => Section::SocialSecurity,
-            RecordType::ProvidentFundAccount | RecordType::ProvidentFundLoan => {
-                Section::ProvidentFund
-            }
-            RecordType::PropertyTitle | RecordType::SaleContract => Section::Property,
-        }
-    }
-
-    /// The fields of this section, in declaration order.
-    pub fn fields(self) -> impl Iterator<Item = Field> {
-        Field::ALL.into_iter().filter(move |f| f.section() == self)
-    }
-}
-
-impl fmt::Display for Section {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A kind of value shown masked unless the grant lists it under `unmasked`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MaskKind {
-    /// Resident ID numbers: `110101********123X`.
-    ResidentId,
-    /// Personal names: `张*`.
-    Name,
-    /// Addresses: cut to the district.
-    Address,
-}
-
-impl MaskKind {
-    /// Every kind, in the order tables list them.
-    pub const ALL: [MaskKind; 3] = [MaskKind::ResidentId, MaskKind::Name, MaskKind::Address];
-
-    /// The policy-file name, e.g. `resident-id`.
-    pub fn name(self) -> &'static str {
-        match self {
-            MaskKind::ResidentId => "resident-id",
-            MaskKind::Name => "name",
-            MaskKind::Address => "address",
-        }
-    }
-
-    /// The kind a policy-file name denotes.
-    pub fn parse(name: &str) -> Option<MaskKind> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Masks `value` by the rule of this kind (see [`super::mask`]).
-    pub fn mask(self, value: &str) -> String {
-        match self {
-            MaskKind::ResidentId => super::mask::resident_id(value),
-            MaskKind::Name => super::mask::name(value),
-            MaskKind::Address => super::mask::address(value),
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-}
+use super::{MaskKind, Section};
 
 /// A field of a section that a grant may list to narrow the section.
 ///
@@ -418,37 +264,6 @@ impl FromIterator<Field> for FieldSet {
     }
 }
 
-/// A set of mask kinds, as a bit mask (see [`FieldSet`] for why).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MaskKindSet(u8);
-
-impl MaskKindSet {
-    /// Adds a kind.
-    pub fn insert(&mut self, kind: MaskKind) {
-        self.0 |= kind.bit();
-    }
-
-    /// Whether the set holds `kind`.
-    pub fn contains(self, kind: MaskKind) -> bool {
-        self.0 & kind.bit() != 0
-    }
-
-    /// The kinds in the set.
-    pub fn iter(self) -> impl Iterator<Item = MaskKind> {
-        MaskKind::ALL.into_iter().filter(move |k| self.contains(*k))
-    }
-}
-
-impl FromIterator<MaskKind> for MaskKindSet {
-    fn from_iter<I: IntoIterator<Item = MaskKind>>(iter: I) -> Self {
-        let mut set = MaskKindSet::default();
-        for k in iter {
-            set.insert(k);
-        }
-        set
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,60 +283,16 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
+    fn field_names_round_trip_within_their_section() {
         for s in Section::ALL {
-            assert_eq!(Section::parse(s.name()), Some(s));
             for f in s.fields() {
                 assert_eq!(Field::parse(s, f.name()), Some(f));
             }
         }
-        for k in MaskKind::ALL {
-            assert_eq!(MaskKind::parse(k.name()), Some(k));
-        }
-        assert_eq!(Section::parse("Identity"), None);
         assert_eq!(Field::parse(Section::Identity, "address"), None);
         assert_eq!(
             Field::parse(Section::Property, "address"),
             Some(Field::TitleAddress)
-        );
-    }
-
-    #[test]
-    fn purposes_are_lowercase_slugs() {
-        assert_eq!(
-            Purpose::parse("property-transfer").unwrap().as_str(),
-            "property-transfer"
-        );
-        assert_eq!(
-            Purpose::parse("self-view2").unwrap().to_string(),
-            "self-view2"
-        );
-        let rule = |s: &str| Purpose::parse(s).unwrap_err().rule;
-        assert_eq!(rule(""), "must not be empty");
-        assert_eq!(
-            rule("Property-Transfer"),
-            "only a-z, 0-9 and '-' are allowed"
-        );
-        assert_eq!(
-            rule("property transfer"),
-            "only a-z, 0-9 and '-' are allowed"
-        );
-        assert_eq!(rule("房产过户"), "only a-z, 0-9 and '-' are allowed");
-        assert_eq!(rule("2fa"), "must start with a letter");
-        assert_eq!(rule("-x"), "must start with a letter");
-        assert_eq!(
-            rule("property-"),
-            "'-' must separate words (no trailing or doubled '-')"
-        );
-        assert_eq!(
-            rule("a--b"),
-            "'-' must separate words (no trailing or doubled '-')"
-        );
-        assert_eq!(rule(&"a".repeat(65)), "must be at most 64 characters");
-        assert!(Purpose::parse(&"a".repeat(64)).is_ok());
-        assert_eq!(
-            Purpose::parse(&"A".repeat(100)).unwrap_err().found.len(),
-            64
         );
     }
 
@@ -539,9 +310,5 @@ mod tests {
         );
         assert!(FieldSet::section(Section::Property).has_whole_section(Section::Property));
         assert!(!FieldSet::section(Section::Property).has_section(Section::Identity));
-
-        let kinds: MaskKindSet = [MaskKind::Address].into_iter().collect();
-        assert!(kinds.contains(MaskKind::Address));
-        assert!(!kinds.contains(MaskKind::Name));
     }
 }
