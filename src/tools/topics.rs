@@ -61,16 +61,28 @@ pub async fn list(
     out: &mut impl Write,
 ) -> anyhow::Result<Vec<TopicInfo>> {
     let brokers = brokers(settings).await?;
-    let catalog = decode::catalog(&Topics::new(settings.topic_prefix.clone()));
+    let infos = topic_infos(&brokers, &Topics::new(settings.topic_prefix.clone())).await?;
+    if json {
+        print_topics_json(&infos, out)?;
+    } else {
+        print_topics_table(&infos, out)?;
+    }
+    Ok(infos)
+}
+
+/// Every topic of `topics`' catalog as the brokers have it: partitions, end offsets and
+/// configs (configs only of the topics that exist).
+async fn topic_infos(brokers: &Brokers, topics: &Topics) -> anyhow::Result<Vec<TopicInfo>> {
+    let catalog = decode::catalog(topics);
     let names: Vec<String> = catalog.iter().map(|(name, _)| name.clone()).collect();
-    let marks = read::watermarks(&brokers, names.clone()).await?;
+    let marks = read::watermarks(brokers, names.clone()).await?;
     let existing: Vec<String> = names
         .iter()
         .filter(|n| marks.get(*n).is_some_and(Option::is_some))
         .cloned()
         .collect();
-    let mut configs = describe(&brokers, &existing).await;
-    let infos: Vec<TopicInfo> = catalog
+    let mut configs = describe(brokers, &existing).await;
+    Ok(catalog
         .into_iter()
         .map(|(name, kind)| {
             let topic_marks = marks.get(&name).cloned().flatten();
@@ -82,62 +94,68 @@ pub async fn list(
                 kind,
             }
         })
-        .collect();
-    if json {
-        for info in &infos {
-            let line = json!({
-                "topic": info.name,
-                "message": info.kind.message(),
-                "exists": info.partitions.is_some(),
-                "partitions": info.partitions,
-                "end_offsets": info.end_offsets,
-                "configs": info.configs,
-            });
-            writeln!(out, "{line}")?;
-        }
-    } else {
-        let mut rows = vec![
-            [
-                "TOPIC",
-                "PARTITIONS",
-                "END OFFSETS",
-                "CLEANUP",
-                "RETENTION.MS",
-                "MIN.ISR",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ];
-        for info in &infos {
-            let config = |name: &str| {
-                info.configs
-                    .get(name)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_else(|| "?".into())
-            };
-            rows.push(match info.partitions {
-                Some(partitions) => vec![
-                    info.name.clone(),
-                    partitions.to_string(),
-                    info.end_offsets.to_string(),
-                    config("cleanup.policy"),
-                    config("retention.ms"),
-                    config("min.insync.replicas"),
-                ],
-                None => vec![info.name.clone(), "missing".into()],
-            });
-        }
-        write_table(out, &rows)?;
-        let missing = infos.iter().filter(|i| i.partitions.is_none()).count();
-        if missing > 0 {
-            writeln!(
-                out,
-                "{missing} topic(s) missing: a govlink server creates them when it starts"
-            )?;
-        }
+        .collect())
+}
+
+/// `topics list --json`: one JSON object per topic and line.
+fn print_topics_json(infos: &[TopicInfo], out: &mut impl Write) -> std::io::Result<()> {
+    for info in infos {
+        let line = json!({
+            "topic": info.name,
+            "message": info.kind.message(),
+            "exists": info.partitions.is_some(),
+            "partitions": info.partitions,
+            "end_offsets": info.end_offsets,
+            "configs": info.configs,
+        });
+        writeln!(out, "{line}")?;
     }
-    Ok(infos)
+    Ok(())
+}
+
+/// `topics list`: a table of the topics, then how many are missing, if any.
+fn print_topics_table(infos: &[TopicInfo], out: &mut impl Write) -> std::io::Result<()> {
+    let mut rows = vec![
+        [
+            "TOPIC",
+            "PARTITIONS",
+            "END OFFSETS",
+            "CLEANUP",
+            "RETENTION.MS",
+            "MIN.ISR",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for info in infos {
+        let config = |name: &str| {
+            info.configs
+                .get(name)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "?".into())
+        };
+        rows.push(match info.partitions {
+            Some(partitions) => vec![
+                info.name.clone(),
+                partitions.to_string(),
+                info.end_offsets.to_string(),
+                config("cleanup.policy"),
+                config("retention.ms"),
+                config("min.insync.replicas"),
+            ],
+            None => vec![info.name.clone(), "missing".into()],
+        });
+    }
+    write_table(out, &rows)?;
+    let missing = infos.iter().filter(|i| i.partitions.is_none()).count();
+    if missing > 0 {
+        writeln!(
+            out,
+            "{missing} topic(s) missing: a govlink server creates them when it starts"
+        )?;
+    }
+    Ok(())
 }
 
 /// [`SHOWN_CONFIGS`] of each of `topics`; a broker that cannot describe configs leaves
