@@ -364,81 +364,22 @@ pub async fn lag(
         .into_iter()
         .filter_map(|(topic, marks)| Some((topic, marks?)))
         .collect();
-    let mut asked: Vec<(String, GroupRole, Vec<String>)> = Vec::new();
-    let mut notes = Vec::new();
-    if groups.is_empty() {
-        let group = &settings.consumer_group;
-        match generation(settings).await? {
-            Some(generation) => {
-                asked.push((
-                    format!("{group}.{generation}"),
-                    GroupRole::Materializer,
-                    topics.all_records(),
-                ));
-                asked.push((
-                    format!("{group}.access.{generation}"),
-                    GroupRole::AccessIndexer,
-                    vec![topics.audit()],
-                ));
-            }
-            None => notes.push(
-                "the record store has no generation (no Redis configured, or no resolver \
-                 ran yet): the materializer and access indexer groups are not known",
-            ),
-        }
-        asked.push((
-            format!("{group}.cases"),
-            GroupRole::CaseEngine,
-            vec![topics.case_commands()],
-        ));
-        for kind in DeadLetterKind::ALL {
-            asked.push((
-                replay_group(group, kind),
-                GroupRole::DlqReplay(kind),
-                vec![topics.dlq()],
-            ));
-            asked.push((
-                replay_again_group(group, kind),
-                GroupRole::DlqReplayAgain(kind),
-                vec![topics.dlq()],
-            ));
-        }
+    let (asked, notes) = if groups.is_empty() {
+        own_groups(settings, &topics).await?
     } else {
-        for group in groups {
-            asked.push((group.clone(), GroupRole::Given, all_topics.clone()));
-        }
-    }
+        let given = groups
+            .iter()
+            .map(|group| AskedGroup {
+                group: group.clone(),
+                role: GroupRole::Given,
+                topics: all_topics.clone(),
+            })
+            .collect();
+        (given, Vec::new())
+    };
     let mut report = Vec::new();
-    for (group, role, group_topics) in asked {
-        let mut partitions = Vec::new();
-        for topic in group_topics {
-            let Some(topic_marks) = marks.get(&topic) else {
-                continue;
-            };
-            let committed = read::committed(
-                &brokers,
-                &group,
-                &topic,
-                topic_marks.keys().copied().collect(),
-            )
-            .await?;
-            for (&partition, &(low, end)) in topic_marks {
-                let committed = committed.get(&partition).copied().flatten();
-                let from = committed.unwrap_or(low);
-                partitions.push(PartitionLag {
-                    topic: topic.clone(),
-                    partition,
-                    committed,
-                    end,
-                    lag: (end - from).max(0),
-                });
-            }
-        }
-        let mut lag = GroupLag {
-            group,
-            role,
-            partitions,
-        };
+    for asked in asked {
+        let mut lag = group_lag(&brokers, &marks, asked).await?;
         match lag.role {
             // A given group may read any topic: show where it committed.
             GroupRole::Given => lag.partitions.retain(|p| p.committed.is_some()),
@@ -452,6 +393,111 @@ pub async fn lag(
     }
     print_lag(&report, &notes, json, out)?;
     Ok(report)
+}
+
+/// A consumer group `topics lag` looks up, and the topics it looks it up on.
+struct AskedGroup {
+    /// The group.
+    group: String,
+    /// Whose group it is.
+    role: GroupRole,
+    /// The topics it reads.
+    topics: Vec<String>,
+}
+
+/// govlink's own groups, each on the topics it reads, and notes on those that cannot be
+/// known (without a store generation, the materializer's and the access indexer's).
+async fn own_groups(
+    settings: &Settings,
+    topics: &Topics,
+) -> anyhow::Result<(Vec<AskedGroup>, Vec<&'static str>)> {
+    let asked = |group: String, role, on: Vec<String>| AskedGroup {
+        group,
+        role,
+        topics: on,
+    };
+    let mut own = Vec::new();
+    let mut notes = Vec::new();
+    let group = &settings.consumer_group;
+    match generation(settings).await? {
+        Some(generation) => {
+            own.push(asked(
+                format!("{group}.{generation}"),
+                GroupRole::Materializer,
+                topics.all_records(),
+            ));
+            own.push(asked(
+                format!("{group}.access.{generation}"),
+                GroupRole::AccessIndexer,
+                vec![topics.audit()],
+            ));
+        }
+        None => notes.push(
+            "the record store has no generation (no Redis configured, or no resolver \
+             ran yet): the materializer and access indexer groups are not known",
+        ),
+    }
+    own.push(asked(
+        format!("{group}.cases"),
+        GroupRole::CaseEngine,
+        vec![topics.case_commands()],
+    ));
+    for kind in DeadLetterKind::ALL {
+        own.push(asked(
+            replay_group(group, kind),
+            GroupRole::DlqReplay(kind),
+            vec![topics.dlq()],
+        ));
+        own.push(asked(
+            replay_again_group(group, kind),
+            GroupRole::DlqReplayAgain(kind),
+            vec![topics.dlq()],
+        ));
+    }
+    Ok((own, notes))
+}
+
+/// The lag of `asked` on every partition of its topics that exist (that have `marks`):
+/// from its committed offset, or from the beginning without one, to the end.
+async fn group_lag(
+    brokers: &Brokers,
+    marks: &BTreeMap<String, Watermarks>,
+    asked: AskedGroup,
+) -> anyhow::Result<GroupLag> {
+    let AskedGroup {
+        group,
+        role,
+        topics,
+    } = asked;
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let Some(topic_marks) = marks.get(&topic) else {
+            continue;
+        };
+        let committed = read::committed(
+            brokers,
+            &group,
+            &topic,
+            topic_marks.keys().copied().collect(),
+        )
+        .await?;
+        for (&partition, &(low, end)) in topic_marks {
+            let committed = committed.get(&partition).copied().flatten();
+            let from = committed.unwrap_or(low);
+            partitions.push(PartitionLag {
+                topic: topic.clone(),
+                partition,
+                committed,
+                end,
+                lag: (end - from).max(0),
+            });
+        }
+    }
+    Ok(GroupLag {
+        group,
+        role,
+        partitions,
+    })
 }
 
 /// The store's current generation, when Redis is configured and the store has one.
