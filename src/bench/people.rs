@@ -56,37 +56,57 @@ pub(super) async fn seed(
         .collect())
 }
 
+/// The records of `people`, one batch per agency.
+#[derive(Default)]
+struct Batches {
+    police: Vec<proto::PublicSecurityBatchItem>,
+    social: Vec<proto::SocialSecurityBatchItem>,
+    housing: Vec<proto::HousingBatchItem>,
+    fund: Vec<proto::ProvidentFundBatchItem>,
+}
+
 /// Publishes the records of `people` through the four adapters, one batch each.
 async fn publish(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::PublishAck>> {
-    use proto::{
-        housing_batch_item, provident_fund_batch_item, public_security_batch_item,
-        social_security_batch_item,
-    };
-    let date = |year, month, day| Some(proto::Date { year, month, day });
-    let (mut police, mut social, mut housing, mut fund) = (vec![], vec![], vec![], vec![]);
+    let mut batches = Batches::default();
     for &i in people {
         let id = person(i);
-        police.push(proto::PublicSecurityBatchItem {
+        let unit = format!("110105001002GB00017F{:08}", 30_000_000 + i);
+        batches.police.extend(public_security_records(i, &id));
+        batches.social.extend(social_security_records(i, &id));
+        batches.fund.extend(provident_fund_records(i, &id, &unit));
+        batches.housing.push(property_title(i, id, unit));
+    }
+    send(env, batches).await
+}
+
+/// A civil date as the protos carry it.
+fn date(year: i32, month: i32, day: i32) -> Option<proto::Date> {
+    Some(proto::Date { year, month, day })
+}
+
+/// Person `i`'s identity and household registration.
+fn public_security_records(i: u64, id: &str) -> [proto::PublicSecurityBatchItem; 2] {
+    use proto::public_security_batch_item::Record;
+    [
+        proto::PublicSecurityBatchItem {
             meta: meta(&format!("I-{i}")),
-            record: Some(public_security_batch_item::Record::Identity(
-                proto::Identity {
-                    person_id: id.clone(),
-                    name: "王小明".into(),
-                    // The 17th digit of the ID says it: odd for men.
-                    sex: if i % 2 == 1 {
-                        proto::Sex::Male
-                    } else {
-                        proto::Sex::Female
-                    } as i32,
-                    birth_date: Some(birth_date(i)),
-                },
-            )),
-        });
-        police.push(proto::PublicSecurityBatchItem {
+            record: Some(Record::Identity(proto::Identity {
+                person_id: id.to_owned(),
+                name: "王小明".into(),
+                // The 17th digit of the ID says it: odd for men.
+                sex: if i % 2 == 1 {
+                    proto::Sex::Male
+                } else {
+                    proto::Sex::Female
+                } as i32,
+                birth_date: Some(birth_date(i)),
+            })),
+        },
+        proto::PublicSecurityBatchItem {
             meta: meta(&format!("H-{i}")),
-            record: Some(public_security_batch_item::Record::HouseholdRegistration(
+            record: Some(Record::HouseholdRegistration(
                 proto::HouseholdRegistration {
-                    person_id: id.clone(),
+                    person_id: id.to_owned(),
                     household_number: format!("HH-{i}"),
                     region_code: "110105".into(),
                     address: "北京市朝阳区建国路88号3栋201".into(),
@@ -95,89 +115,106 @@ async fn publish(env: &Env, people: &[u64]) -> anyhow::Result<Vec<proto::Publish
                     ..Default::default()
                 },
             )),
-        });
-        social.push(proto::SocialSecurityBatchItem {
-            meta: meta(&format!("E-{i}")),
-            record: Some(social_security_batch_item::Record::Enrollment(
-                proto::Enrollment {
-                    person_id: id.clone(),
-                    insurance_type: proto::InsuranceType::Pension as i32,
-                    region_code: "110105".into(),
-                    employer_credit_code: "91350100M000100Y43".into(),
-                    status: proto::EnrollmentStatus::Active as i32,
-                    start_date: date(2015, 7, 1),
-                    end_date: None,
-                },
-            )),
-        });
-        for m in 0..MONTHS {
-            social.push(proto::SocialSecurityBatchItem {
-                meta: meta(&format!("P-{i}-{m}")),
-                record: Some(social_security_batch_item::Record::ContributionPeriod(
-                    proto::ContributionPeriod {
-                        person_id: id.clone(),
-                        insurance_type: proto::InsuranceType::Pension as i32,
-                        region_code: "110105".into(),
-                        employer_credit_code: "91350100M000100Y43".into(),
-                        period: Some(proto::YearMonth {
-                            year: 2023 + (m / 12) as i32,
-                            month: (m % 12) as i32 + 1,
-                        }),
-                        base_fen: 1_000_000,
-                        personal_fen: 80_000,
-                        employer_fen: 160_000,
-                    },
-                )),
-            });
-        }
-        fund.push(proto::ProvidentFundBatchItem {
+        },
+    ]
+}
+
+/// Person `i`'s pension enrollment, then its [`MONTHS`] monthly contributions.
+fn social_security_records(i: u64, id: &str) -> Vec<proto::SocialSecurityBatchItem> {
+    use proto::social_security_batch_item::Record;
+    let enrollment = proto::SocialSecurityBatchItem {
+        meta: meta(&format!("E-{i}")),
+        record: Some(Record::Enrollment(proto::Enrollment {
+            person_id: id.to_owned(),
+            insurance_type: proto::InsuranceType::Pension as i32,
+            region_code: "110105".into(),
+            employer_credit_code: "91350100M000100Y43".into(),
+            status: proto::EnrollmentStatus::Active as i32,
+            start_date: date(2015, 7, 1),
+            end_date: None,
+        })),
+    };
+    let contributions = (0..MONTHS).map(|m| proto::SocialSecurityBatchItem {
+        meta: meta(&format!("P-{i}-{m}")),
+        record: Some(Record::ContributionPeriod(proto::ContributionPeriod {
+            person_id: id.to_owned(),
+            insurance_type: proto::InsuranceType::Pension as i32,
+            region_code: "110105".into(),
+            employer_credit_code: "91350100M000100Y43".into(),
+            period: Some(proto::YearMonth {
+                year: 2023 + (m / 12) as i32,
+                month: (m % 12) as i32 + 1,
+            }),
+            base_fen: 1_000_000,
+            personal_fen: 80_000,
+            employer_fen: 160_000,
+        })),
+    });
+    std::iter::once(enrollment).chain(contributions).collect()
+}
+
+/// Person `i`'s provident-fund account, and the loan on the flat `unit`.
+fn provident_fund_records(i: u64, id: &str, unit: &str) -> [proto::ProvidentFundBatchItem; 2] {
+    use proto::provident_fund_batch_item::Record;
+    [
+        proto::ProvidentFundBatchItem {
             meta: meta(&format!("A-{i}")),
-            record: Some(provident_fund_batch_item::Record::Account(
-                proto::ProvidentFundAccount {
-                    person_id: id.clone(),
-                    account_number: format!("GJJ-{i}"),
-                    region_code: "110105".into(),
-                    employer_credit_code: "91350100M000100Y43".into(),
-                    status: proto::AccountStatus::Active as i32,
-                    balance_fen: 12_300_000,
-                    monthly_deposit_fen: 240_000,
-                    opened_on: date(2010, 1, 4),
-                },
-            )),
-        });
-        let unit = format!("110105001002GB00017F{:08}", 30_000_000 + i);
-        fund.push(proto::ProvidentFundBatchItem {
+            record: Some(Record::Account(proto::ProvidentFundAccount {
+                person_id: id.to_owned(),
+                account_number: format!("GJJ-{i}"),
+                region_code: "110105".into(),
+                employer_credit_code: "91350100M000100Y43".into(),
+                status: proto::AccountStatus::Active as i32,
+                balance_fen: 12_300_000,
+                monthly_deposit_fen: 240_000,
+                opened_on: date(2010, 1, 4),
+            })),
+        },
+        proto::ProvidentFundBatchItem {
             meta: meta(&format!("L-{i}")),
-            record: Some(provident_fund_batch_item::Record::Loan(
-                proto::ProvidentFundLoan {
-                    borrower_id: id.clone(),
-                    loan_contract_number: format!("GJJ-L-{i}"),
-                    unit_number: unit.clone(),
-                    principal_fen: 60_000_000,
-                    outstanding_principal_fen: 30_000_000,
-                    status: proto::LoanStatus::Repaying as i32,
-                    issued_on: date(2008, 6, 1),
-                },
-            )),
-        });
-        housing.push(proto::HousingBatchItem {
-            meta: meta(&format!("T-{i}")),
-            record: Some(housing_batch_item::Record::PropertyTitle(
-                proto::PropertyTitle {
-                    unit_number: unit,
-                    certificate_number: format!("JING-{i}"),
-                    address: "北京市朝阳区建国路88号3栋201".into(),
-                    owners: vec![proto::Owner {
-                        person_id: id,
-                        share_basis_points: 10_000,
-                    }],
-                    floor_area_dm2: 8_932,
-                    encumbrances: vec![],
-                    registered_on: date(2008, 5, 20),
-                },
-            )),
-        });
+            record: Some(Record::Loan(proto::ProvidentFundLoan {
+                borrower_id: id.to_owned(),
+                loan_contract_number: format!("GJJ-L-{i}"),
+                unit_number: unit.to_owned(),
+                principal_fen: 60_000_000,
+                outstanding_principal_fen: 30_000_000,
+                status: proto::LoanStatus::Repaying as i32,
+                issued_on: date(2008, 6, 1),
+            })),
+        },
+    ]
+}
+
+/// The title of the flat `unit`, owned wholly by person `i`.
+fn property_title(i: u64, id: String, unit: String) -> proto::HousingBatchItem {
+    proto::HousingBatchItem {
+        meta: meta(&format!("T-{i}")),
+        record: Some(proto::housing_batch_item::Record::PropertyTitle(
+            proto::PropertyTitle {
+                unit_number: unit,
+                certificate_number: format!("JING-{i}"),
+                address: "北京市朝阳区建国路88号3栋201".into(),
+                owners: vec![proto::Owner {
+                    person_id: id,
+                    share_basis_points: 10_000,
+                }],
+                floor_area_dm2: 8_932,
+                encumbrances: vec![],
+                registered_on: date(2008, 5, 20),
+            },
+        )),
     }
+}
+
+/// Publishes each agency's batch through its adapter, in turn; returns the acks in the
+/// order of the batches.
+async fn send(env: &Env, batches: Batches) -> anyhow::Result<Vec<proto::PublishAck>> {
+    let Batches {
+        police,
+        social,
+        housing,
+        fund,
+    } = batches;
     let mut acks = Vec::new();
     acks.extend(
         PublicSecurityAdapterClient::new(env.channel_as("public-security/records").await?)

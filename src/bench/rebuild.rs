@@ -11,8 +11,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use tokio::time::timeout;
 
 use super::env::Env;
-use super::measure::interleave;
-use super::memory::{self, BYTES_PER_RECORD_TARGET, RSS_TARGET_MIB};
+use super::measure::{Samples, interleave};
+use super::memory::{self, BYTES_PER_RECORD_TARGET, Memory, RSS_TARGET_MIB};
 use super::people::{self, RECORDS_PER_PERSON};
 use super::report::{Comparison, Side, Target};
 use super::{BenchOptions, Scenario, progress};
@@ -30,6 +30,37 @@ const SEEDED_FROM: u64 = 1_000_000;
 /// `rebuild`.
 pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Comparison> {
     let source = RawSource::of(env);
+    let records = seeded_records(env, options, &source).await?;
+    let (ours, theirs, timings) = rebuild_against_raw_read(env, options, source, records).await;
+    let mut comparison = Comparison::new(
+        Scenario::Rebuild.name(),
+        Side::of("govlink rebuild", &ours),
+        Side::of("raw consumer, new group", &theirs),
+        Target {
+            min_throughput_ratio: 0.7,
+            p99_factor: None,
+            p99_slack_ms: 0.0,
+        },
+    );
+    comparison.breakdown = breakdown(&timings);
+    comparison
+        .notes
+        .push(("records in the topics".into(), records as f64));
+    let snapshots: Vec<TimingsSnapshot> = timings.iter().map(|(_, t)| *t).collect();
+    comparison.notes.extend(read_by_rebuild(&snapshots));
+    let memory = memory::measure(env, options.govlink_exe.as_deref()).await?;
+    comparison.notes.extend(memory_notes(&memory));
+    comparison.holds &= memory.holds();
+    Ok(comparison)
+}
+
+/// The records in the bench's record topics, after seeding people of their own until
+/// there are at least `options.records`.
+async fn seeded_records(
+    env: &Env,
+    options: &BenchOptions,
+    source: &RawSource,
+) -> anyhow::Result<u64> {
     let mut records = if source.is_empty(env.settings.partitions).await? {
         0
     } else {
@@ -43,6 +74,17 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         records = source.read(None).await?;
     }
     anyhow::ensure!(records > 0, "the bench's record topics are empty");
+    Ok(records)
+}
+
+/// Rounds of `govlink rebuild` interleaved with raw reads of the `records` in `source`;
+/// returns both sides' samples and each rebuild's preparing time and materializer timings.
+async fn rebuild_against_raw_read(
+    env: &Env,
+    options: &BenchOptions,
+    source: RawSource,
+    records: u64,
+) -> (Samples, Samples, Vec<(Duration, TimingsSnapshot)>) {
     // One rebuild at a time: a second one started alongside would replace the first.
     let serial = BenchOptions {
         concurrency: 1,
@@ -91,26 +133,15 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
         },
     )
     .await;
-    let mut comparison = Comparison::new(
-        Scenario::Rebuild.name(),
-        Side::of("govlink rebuild", &ours),
-        Side::of("raw consumer, new group", &theirs),
-        Target {
-            min_throughput_ratio: 0.7,
-            p99_factor: None,
-            p99_slack_ms: 0.0,
-        },
-    );
     let timings = timings.lock().expect("timings lock").clone();
-    comparison.breakdown = breakdown(&timings);
-    comparison
-        .notes
-        .push(("records in the topics".into(), records as f64));
-    let snapshots: Vec<TimingsSnapshot> = timings.iter().map(|(_, t)| *t).collect();
-    comparison.notes.extend(read_by_rebuild(&snapshots));
-    let memory = memory::measure(env, options.govlink_exe.as_deref()).await?;
+    (ours, theirs, timings)
+}
+
+/// The memory report as notes: the records a resolver process materialized, the Redis
+/// bytes per record and by kind of key, and the resolver's resident memory.
+fn memory_notes(memory: &Memory) -> Vec<(String, f64)> {
     let per_record = |bytes: u64| bytes as f64 / memory.usage.records.max(1) as f64;
-    comparison.notes.extend([
+    vec![
         (
             "records materialized by a resolver process".into(),
             memory.usage.records as f64,
@@ -135,9 +166,7 @@ pub(super) async fn run(env: &Env, options: &BenchOptions) -> anyhow::Result<Com
             format!("resolver resident MiB (target ≤ {RSS_TARGET_MIB})"),
             memory.rss_mib,
         ),
-    ]);
-    comparison.holds &= memory.holds();
-    Ok(comparison)
+    ]
 }
 
 /// Where a rebuild's time goes: starting and joining the new generation's group (ms per

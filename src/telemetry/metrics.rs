@@ -272,112 +272,149 @@ impl Default for Metrics {
             certificate_expiry: Arc::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
+        // In this order: the exposition lists the families as they were registered.
+        m.register_publishing(&mut registry);
+        m.register_materializing(&mut registry);
+        m.register_lookups(&mut registry);
+        m.register_audit(&mut registry);
+        m.register_errors_and_refusals(&mut registry);
+        m.register_cases(&mut registry);
+        registry.register_collector(Box::new(Arc::clone(&m.certificate_expiry)));
+        m.zero_known_series();
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Registers the families of the publish path: publishes, their duration, the
+    /// producer's queue and the publish window.
+    fn register_publishing(&self, r: &mut Registry) {
         r.register(
             "publishes",
             "Records published through the adapters, by agency and outcome",
-            m.publishes.clone(),
+            self.publishes.clone(),
         );
         r.register_with_unit(
             "publish_duration",
             "Time from a publish call to its answer, by agency",
             Unit::Seconds,
-            m.publish_duration.clone(),
+            self.publish_duration.clone(),
         );
         r.register(
             "producer_queue_depth",
             "Messages in the producer's queue, not yet acknowledged by the broker",
-            m.producer_queue_depth.clone(),
+            self.producer_queue_depth.clone(),
         );
         r.register(
             "producer_in_flight",
             "Records held in the publish window, awaiting their broker ack",
-            m.producer_in_flight.clone(),
+            self.producer_in_flight.clone(),
         );
+    }
+
+    /// Registers the families of the materializer: its lag, the records it applied and
+    /// the events it dead-lettered.
+    fn register_materializing(&self, r: &mut Registry) {
         r.register_with_unit(
             "materializer_lag",
             "Events in a record topic partition not yet materialized",
             Unit::Other("events".into()),
-            m.materializer_lag.clone(),
+            self.materializer_lag.clone(),
         );
         r.register(
             "records_applied",
             "Record events materialized: applied, or skipped as older than the stored version",
-            m.records_applied.clone(),
+            self.records_applied.clone(),
         );
         r.register(
             "dead_letters",
             "Events sent to the dead-letter topic, by reason",
-            m.dead_letters.clone(),
+            self.dead_letters.clone(),
         );
+    }
+
+    /// Registers the families of lookups and checks: their count and their duration.
+    fn register_lookups(&self, r: &mut Registry) {
         r.register(
             "lookups",
             "Lookups and checks, by method, purpose and decision",
-            m.lookups.clone(),
+            self.lookups.clone(),
         );
         r.register_with_unit(
             "lookup_duration",
             "Time from a lookup call to its answer, by method",
             Unit::Seconds,
-            m.lookup_duration.clone(),
+            self.lookup_duration.clone(),
         );
+    }
+
+    /// Registers the families of the audit trail: its writes and the entries the access
+    /// index left out.
+    fn register_audit(&self, r: &mut Registry) {
         r.register(
             "audit_writes",
             "Audit trail entries: written, or failed",
-            m.audit_writes.clone(),
+            self.audit_writes.clone(),
         );
         r.register(
             "audit_unindexed_entries",
             "Audit entries the access index left out: of chains whose start did not verify, \
              or not linking to their chain's verified head, by reason",
-            m.audit_unindexed.clone(),
+            self.audit_unindexed.clone(),
         );
+    }
+
+    /// Registers the families of failed Redis calls and of requests refused by a limit or
+    /// for their client certificate.
+    fn register_errors_and_refusals(&self, r: &mut Registry) {
         r.register(
             "redis_errors",
             "Redis calls that failed, by component",
-            m.redis_errors.clone(),
+            self.redis_errors.clone(),
         );
         r.register(
             "limited_requests",
             "Requests refused by a limit (rate, batch size, field length, message size), by \
              limit and agency",
-            m.limited.clone(),
+            self.limited.clone(),
         );
         r.register(
             "unauthenticated_calls",
             "gRPC calls refused UNAUTHENTICATED for their client certificate (none, another \
              CA, expired, revoked, ...), by reason",
-            m.unauthenticated.clone(),
+            self.unauthenticated.clone(),
         );
+    }
+
+    /// Registers the families of the case engine: case changes and durations, and the
+    /// cases and steps open now.
+    fn register_cases(&self, r: &mut Registry) {
         r.register(
             "cases",
             "Cases opened, completed and cancelled, by kind",
-            m.cases.clone(),
+            self.cases.clone(),
         );
         r.register_with_unit(
             "case_duration",
             "Time from a case's opening to its completion, by kind",
             Unit::Seconds,
-            m.case_duration.clone(),
+            self.case_duration.clone(),
         );
         r.register(
             "cases_open",
             "Cases open now, by kind",
-            m.cases_open.clone(),
+            self.cases_open.clone(),
         );
         r.register(
             "case_steps_open",
             "Case steps open now, by agency",
-            m.steps_open.clone(),
+            self.steps_open.clone(),
         );
         r.register(
             "case_steps_overdue",
             "Case steps open past their due date, by agency",
-            m.steps_overdue.clone(),
+            self.steps_overdue.clone(),
         );
-        r.register_collector(Box::new(Arc::clone(&m.certificate_expiry)));
-        m.zero_known_series();
-        Metrics { registry, ..m }
     }
 }
 

@@ -275,47 +275,67 @@ impl fmt::Display for Problem {
                 vouched,
                 partition,
                 low_watermark,
-            } => {
-                match (left, vouched) {
-                    (Some(left), _) => write!(
-                        f,
-                        "deleted entries from seq {seq} to seq {}",
-                        left.saturating_sub(1)
-                    )?,
-                    (None, Some((reached, by))) => write!(
-                        f,
-                        "deleted: no entry left, but {by} says the chain reached seq {reached}"
-                    )?,
-                    (None, None) => write!(f, "deleted: no entry left")?,
-                }
-                write!(
-                    f,
-                    "; partition {partition} starts at offset {low_watermark} (its low watermark), the records before it were deleted"
-                )
-            }
+            } => write_deleted(f, *seq, *left, *vouched, *partition, *low_watermark),
             Problem::OtherPartition {
                 seq,
                 at,
                 home,
                 likeness,
-            } => {
-                let place = format!("partition {} offset {}", at.partition, at.offset);
-                match likeness {
-                    Likeness::Duplicate => write!(
-                        f,
-                        "duplicate entry at seq {seq} in {place}: the chain lives in partition {home}"
-                    ),
-                    Likeness::Changed => write!(
-                        f,
-                        "changed copy of seq {seq} in {place}: the chain lives in partition {home}, where seq {seq} differs"
-                    ),
-                    Likeness::Unmatched => write!(
-                        f,
-                        "entry at seq {seq} in {place}: the chain lives in partition {home}, which has no seq {seq}"
-                    ),
-                }
-            }
+            } => write_other_partition(f, *seq, at, *home, *likeness),
         }
+    }
+}
+
+/// How [`Problem::Deleted`] reads: what is gone, then where its partition starts now.
+fn write_deleted(
+    f: &mut fmt::Formatter<'_>,
+    seq: u64,
+    left: Option<u64>,
+    vouched: Option<(u64, &str)>,
+    partition: i32,
+    low_watermark: i64,
+) -> fmt::Result {
+    match (left, vouched) {
+        (Some(left), _) => write!(
+            f,
+            "deleted entries from seq {seq} to seq {}",
+            left.saturating_sub(1)
+        )?,
+        (None, Some((reached, by))) => write!(
+            f,
+            "deleted: no entry left, but {by} says the chain reached seq {reached}"
+        )?,
+        (None, None) => write!(f, "deleted: no entry left")?,
+    }
+    write!(
+        f,
+        "; partition {partition} starts at offset {low_watermark} (its low watermark), the records before it were deleted"
+    )
+}
+
+/// How [`Problem::OtherPartition`] reads: where the entry sits, and how it compares with
+/// the chain's own entry of its sequence.
+fn write_other_partition(
+    f: &mut fmt::Formatter<'_>,
+    seq: u64,
+    at: &Location,
+    home: i32,
+    likeness: Likeness,
+) -> fmt::Result {
+    let place = format!("partition {} offset {}", at.partition, at.offset);
+    match likeness {
+        Likeness::Duplicate => write!(
+            f,
+            "duplicate entry at seq {seq} in {place}: the chain lives in partition {home}"
+        ),
+        Likeness::Changed => write!(
+            f,
+            "changed copy of seq {seq} in {place}: the chain lives in partition {home}, where seq {seq} differs"
+        ),
+        Likeness::Unmatched => write!(
+            f,
+            "entry at seq {seq} in {place}: the chain lives in partition {home}, which has no seq {seq}"
+        ),
     }
 }
 
