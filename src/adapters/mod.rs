@@ -27,8 +27,8 @@ use crate::grpc::{deadline, invalid_argument};
 use crate::kafka::{Enqueued, PublishError, Publisher, Topics};
 use crate::limits::{Rate, RateLimiter, exhausted};
 use crate::proto::{
-    AccessDecision, Agency, DataAccess, DeleteRecordRequest, PublishAck, PublishBatchResponse,
-    PublishMeta, RecordEvent, record_event::Payload,
+    Agency, DeleteRecordRequest, PublishAck, PublishBatchResponse, PublishMeta, RecordEvent,
+    record_event::Payload,
 };
 use crate::records::{AGENCIES, Horizon, RecordKey, Violations, agency_slug};
 use crate::resolver::policy::Policy;
@@ -172,15 +172,16 @@ impl PublishPath {
         // As the trail names other methods: `PublicSecurityAdapter.PublishBatch`.
         let crate::grpc::CallMethod(path) = request.into();
         let method = path.trim_start_matches("govlink.v1.").replace('/', ".");
-        let attempt = DataAccess {
-            requester_agency: peer.requester.agency as i32,
-            requester_service: peer.requester.service.clone(),
-            purpose: "publish".into(),
-            method,
-            decision: AccessDecision::Denied as i32,
-            reason: reason.clone(),
-            ..DataAccess::default()
-        };
+        let attempt = crate::audit::Access {
+            requester: &peer.requester,
+            on_behalf_of: None,
+            method: &method,
+            purpose: "publish",
+            case_id: "",
+            persons: Vec::new(),
+            units: Vec::new(),
+        }
+        .denied(reason.as_str());
         // Refused either way; an attempt the trail could not take is at least logged.
         if let Err(e) = audit
             .record(attempt, deadline(request, self.max_wait))

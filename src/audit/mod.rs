@@ -13,12 +13,14 @@
 //!
 //! See docs/decisions.md ("The audit trail") for why it is built this way.
 
+mod access;
 mod chain;
 mod checkpoints;
 mod signing;
 pub mod verify;
 mod writer;
 
+pub use access::Access;
 #[cfg(test)]
 pub(crate) use chain::Tip;
 pub use chain::{GENESIS, Hash, entry_hash, hash_matches, new_chain_id};

@@ -6,13 +6,16 @@
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::audit::AuditLog;
+use crate::audit::{Access, AuditLog};
+use crate::domain::ResidentId;
 use crate::identity::Requester;
-use crate::proto::{AccessDecision, CaseParams, DataAccess, case_params};
+use crate::proto::{CaseParams, case_params};
 /// What an entry says of one action.
 pub(crate) struct Action<'a> {
     /// Who acts.
     pub requester: &'a Requester,
+    /// The citizen it acts for, when it said so.
+    pub on_behalf_of: Option<&'a ResidentId>,
     /// The gRPC method, e.g. "OpenCase" or "Tasks.Complete".
     pub method: &'static str,
     /// The case acted on.
@@ -32,21 +35,18 @@ pub(crate) async fn record(
     until: Instant,
 ) -> Result<(), Status> {
     let (persons, units) = subjects(action.params);
-    let entry = DataAccess {
-        requester_agency: action.requester.agency as i32,
-        requester_service: action.requester.service.clone(),
-        purpose: action.purpose.to_owned(),
-        case_id: action.case_id.to_owned(),
-        method: action.method.to_owned(),
-        person_ids: persons,
-        unit_numbers: units,
-        decision: if denied.is_some() {
-            AccessDecision::Denied
-        } else {
-            AccessDecision::Allowed
-        } as i32,
-        reason: denied.unwrap_or_default().to_owned(),
-        ..Default::default()
+    let access = Access {
+        requester: action.requester,
+        on_behalf_of: action.on_behalf_of,
+        method: action.method,
+        purpose: action.purpose,
+        case_id: action.case_id,
+        persons,
+        units,
+    };
+    let entry = match denied {
+        Some(reason) => access.denied(reason),
+        None => access.allowed(),
     };
     audit.record(entry, until).await.map_err(|e| {
         tracing::warn!(error = %e, method = action.method, "case action not audited");

@@ -342,6 +342,7 @@ impl proto::cases_server::Cases for CasesService {
         let entries = found.cases.iter().map(|(case, _)| {
             let action = Action {
                 requester: &caller.requester,
+                on_behalf_of: caller.on_behalf_of.as_ref(),
                 method: "ListCases",
                 case_id: &case.case_id,
                 purpose: &case.purpose,
@@ -380,6 +381,7 @@ impl proto::cases_server::Cases for CasesService {
         let case_id = case_id_of(&caller.requester, &r.request_id);
         let action = Action {
             requester: &caller.requester,
+            on_behalf_of: caller.on_behalf_of.as_ref(),
             method: "OpenCase",
             case_id: &case_id,
             purpose: &r.purpose,
@@ -486,6 +488,7 @@ impl CasesService {
             .ok_or_else(|| Status::not_found("no such case"))?;
         let action = Action {
             requester: &caller.requester,
+            on_behalf_of: caller.on_behalf_of.as_ref(),
             method,
             case_id: &case.case_id,
             purpose: &case.purpose,

@@ -110,6 +110,7 @@ impl TasksService {
             .ok_or_else(|| Status::not_found("no such task: its case has no such step"))?;
         let action = Action {
             requester,
+            on_behalf_of: None,
             method,
             case_id: &case.case_id,
             purpose: &case.purpose,
@@ -139,6 +140,7 @@ impl TasksService {
         let denied = not.to_string();
         let action = Action {
             requester,
+            on_behalf_of: None,
             method: "Tasks.Stream",
             case_id: "",
             purpose: "tasks",
@@ -223,6 +225,7 @@ impl Source for Pending {
             }
             let action = Action {
                 requester: &self.requester,
+                on_behalf_of: None,
                 method: "Tasks.Stream",
                 case_id: &task.case_id,
                 purpose: &task.purpose,

@@ -48,10 +48,12 @@ async fn a_self_only_grant_acts_only_on_its_citizens_cases_and_parameters_are_ma
     let refused = portal.open_case(about_others).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("self-only"), "{refused:?}");
+    // The entry names the citizen the portal acted for, as a lookup's does.
     audited(&app, |a| {
         a.method == "OpenCase"
             && a.decision == AccessDecision::Denied as i32
             && a.requester_service == "citizen-portal"
+            && a.on_behalf_of == citizen
     })
     .await;
     // Without naming a citizen at all: refused too.

@@ -31,7 +31,7 @@ use crate::audit::{AuditError, AuditLog};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::grpc::invalid_argument;
 use crate::identity::{Caller, ON_BEHALF_OF_HEADER};
-use crate::proto::{self, AccessDecision, Position};
+use crate::proto::{self, Position};
 use crate::records::{SubjectKey, Violations, is_valid_record_id};
 use crate::resolver::access::{AccessIndex, IndexError};
 
@@ -262,8 +262,7 @@ impl Queries {
     /// Audits a denial and returns the error to answer with; if the audit itself fails,
     /// that failure is the answer (a denial is never left unaudited either).
     async fn deny(&self, lookup: &Lookup<'_>, reason: String, deadline: Instant) -> QueryError {
-        let mut entry = entry(lookup, AccessDecision::Denied);
-        entry.reason.clone_from(&reason);
+        let entry = audited(lookup).denied(reason.as_str());
         match self.audit.record(entry, deadline).await {
             Ok(()) => QueryError::Denied(reason),
             Err(e) => QueryError::Audit(e),
@@ -281,7 +280,7 @@ impl Queries {
         withheld: &[Section],
         deadline: Instant,
     ) -> Result<(), QueryError> {
-        let mut entry = entry(lookup, AccessDecision::Allowed);
+        let mut entry = audited(lookup).allowed();
         entry.sections = sections.iter().map(|s| s.name().to_owned()).collect();
         entry.withheld = withheld.iter().map(|s| s.name().to_owned()).collect();
         entry.grant_line = u32::try_from(access.grant_line()).unwrap_or(u32::MAX);
@@ -345,28 +344,20 @@ pub fn parse_subject(subject: Option<&proto::Subject>) -> Result<SubjectKey, Vio
     key.filter(|_| v.is_empty()).ok_or(v)
 }
 
-/// The audit entry of `lookup`, without what the decision adds.
-fn entry(lookup: &Lookup<'_>, decision: AccessDecision) -> proto::DataAccess {
-    proto::DataAccess {
-        requester_agency: lookup.caller.requester.agency as i32,
-        requester_service: lookup.caller.requester.service.clone(),
-        purpose: lookup.purpose.as_str().to_owned(),
-        case_id: lookup.case_id.clone(),
-        method: lookup.method.to_owned(),
-        person_ids: lookup
+/// The access `lookup` is, as the audit trail records it.
+fn audited<'a>(lookup: &'a Lookup<'_>) -> crate::audit::Access<'a> {
+    crate::audit::Access {
+        requester: &lookup.caller.requester,
+        on_behalf_of: lookup.caller.on_behalf_of.as_ref(),
+        method: lookup.method,
+        purpose: lookup.purpose.as_str(),
+        case_id: &lookup.case_id,
+        persons: lookup
             .persons
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect(),
-        unit_numbers: lookup.units.clone(),
-        decision: decision as i32,
-        on_behalf_of: lookup
-            .caller
-            .on_behalf_of
-            .as_ref()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
-        ..Default::default()
+        units: lookup.units.clone(),
     }
 }
 

@@ -9,10 +9,10 @@
 
 use tokio::time::Instant;
 
-use super::{Lookup, Queries, QueryError, entry, parse_subject};
+use super::{Lookup, Queries, QueryError, audited, parse_subject};
 use crate::domain::{ResidentId, UnitNumber};
 use crate::identity::Caller;
-use crate::proto::{self, AccessDecision, RecordEvent, SubjectKind};
+use crate::proto::{self, RecordEvent, SubjectKind};
 use crate::records::{RecordKey, Violations, agency_slug};
 use crate::resolver::policy::Purpose;
 use crate::resolver::store::{StoredRecord, by_deadline};
@@ -115,7 +115,7 @@ impl Queries {
 
     /// Audits an allowed raw read; the records may leave once this returned `Ok`.
     async fn audit_raw(&self, lookup: &Lookup<'_>, deadline: Instant) -> Result<(), QueryError> {
-        let entry = entry(lookup, AccessDecision::Allowed);
+        let entry = audited(lookup).allowed();
         Ok(self.audit.record(entry, deadline).await?)
     }
 }
