@@ -56,7 +56,9 @@ impl AuditLog {
                 Err(e) => tracing::warn!(error = %e, "audit checkpoint not written"),
             }
         }
-        self.close_with_checkpoint().await
+        let closed = self.close_with_checkpoint().await;
+        self.stop_acker().await;
+        closed
     }
 
     /// Closes the log, waits until its last entry was acknowledged, and writes the

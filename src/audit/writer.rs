@@ -67,8 +67,12 @@ struct Inner {
     writing: Mutex<Writing>,
     /// The acknowledged head of the current chain, moved by the acker.
     acked: Arc<watch::Sender<Acked>>,
-    /// Enqueued entries, in sequence order, to the acker.
-    to_acker: mpsc::UnboundedSender<Pending>,
+    /// Enqueued entries, in sequence order, to the acker; `None` once the log is closed:
+    /// the acker settles what came before and ends.
+    to_acker: mpsc::UnboundedSender<Option<Pending>>,
+    /// The acker, joined when the log is closed ([`AuditLog::stop_acker`]); a log never
+    /// closed (tests, bench) ends it when its last clone is dropped.
+    acker: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The chain being appended to.
@@ -206,8 +210,7 @@ impl AuditLog {
             Vec::new(),
         )));
         let (to_acker, pending) = mpsc::unbounded_channel();
-        // Ends when the last clone of this log is dropped and every record is resolved.
-        tokio::spawn(acknowledge(pending, Arc::clone(&acked)));
+        let acker = tokio::spawn(acknowledge(pending, Arc::clone(&acked)));
         let log = AuditLog {
             inner: Arc::new(Inner {
                 publisher,
@@ -223,6 +226,7 @@ impl AuditLog {
                 }),
                 acked,
                 to_acker,
+                acker: std::sync::Mutex::new(Some(acker)),
             }),
             telemetry,
         };
@@ -326,6 +330,23 @@ impl AuditLog {
         )
     }
 
+    /// Ends the acker once it settled every entry handed to it, and joins it. Called
+    /// after [`AuditLog::close`]: nothing is enqueued after that.
+    pub(super) async fn stop_acker(&self) {
+        let _ = self.inner.to_acker.send(None);
+        let acker = self
+            .inner
+            .acker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(acker) = acker
+            && let Err(e) = acker.await
+        {
+            tracing::error!(error = %e, "the audit acker failed");
+        }
+    }
+
     /// If the current chain failed, starts a new one whose `ChainStart` declares it
     /// abandoned at its acknowledged head (see [`Acked::to_declare`]). The old chain
     /// stays current if the new start cannot be handed to the producer.
@@ -418,7 +439,8 @@ impl AuditLog {
             enqueued,
             reply,
         };
-        if let Err(mpsc::error::SendError(pending)) = self.inner.to_acker.send(pending) {
+        if let Err(mpsc::error::SendError(Some(pending))) = self.inner.to_acker.send(Some(pending))
+        {
             // Nobody will learn whether it landed: the chain cannot be trusted any more.
             self.inner.acked.send_modify(|a| a.failed = true);
             if let Some(reply) = pending.reply {
@@ -431,10 +453,10 @@ impl AuditLog {
 /// The acker: awaits each entry's ack in sequence order and moves the acknowledged head;
 /// answers each waiting lookup.
 async fn acknowledge(
-    mut pending: mpsc::UnboundedReceiver<Pending>,
+    mut pending: mpsc::UnboundedReceiver<Option<Pending>>,
     acked: Arc<watch::Sender<Acked>>,
 ) {
-    while let Some(p) = pending.recv().await {
+    while let Some(Some(p)) = pending.recv().await {
         let delivered = p.enqueued.ack(Instant::now() + ACK_BOUND).await;
         let mut settled = Settled::Ignored;
         acked.send_if_modified(|a| {

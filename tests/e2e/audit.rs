@@ -317,6 +317,40 @@ fn chain_line<'a>(out: &'a str, chain: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for chain {chain}\n{out}"))
 }
 
+/// A closed log leaves no task behind: its acker settles the last entries and is
+/// joined by the checkpoint task that closes it.
+#[tokio::test]
+async fn closing_a_log_joins_its_acker() {
+    let settings = test_settings();
+    let topics = audit_topics(&settings).await;
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let publisher = publisher(Duration::from_secs(30));
+    // A first log, so whatever the producer starts on its first delivery is running.
+    let first = Writer::start(publisher.clone(), &topics).await;
+    let people = [alice()];
+    first
+        .log
+        .record(access("p1", &people, AccessDecision::Allowed), soon())
+        .await
+        .unwrap();
+    let before = alive();
+    let second = Writer::start(publisher, &topics).await;
+    second
+        .log
+        .record(access("p2", &people, AccessDecision::Allowed), soon())
+        .await
+        .unwrap();
+    let log = second.log.clone();
+    second.close().await;
+    assert_eq!(alive(), before, "a task of the closed log is still alive");
+    drop(log);
+    first.close().await;
+}
+
 #[tokio::test]
 async fn a_copy_of_an_entry_on_another_partition_is_named_where_it_sits() {
     let settings = test_settings();
