@@ -55,11 +55,12 @@ impl AdminServer {
 
     /// Samples and serves until `stop`.
     pub async fn run(self, stop: CancellationToken) -> Result<(), String> {
+        let sampler = stop.child_token();
         let sampling = tokio::spawn(
             self.state
                 .sources
                 .clone()
-                .run(Arc::clone(&self.state.samples), stop.child_token()),
+                .run(Arc::clone(&self.state.samples), sampler.clone()),
         );
         let router = Router::new()
             .route(paths::METRICS, get(metrics))
@@ -71,7 +72,11 @@ impl AdminServer {
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
-        sampling.abort();
+        // Served until `stop`, or failed: either way the sampler ends too, and is joined.
+        sampler.cancel();
+        if let Err(e) = sampling.await {
+            tracing::error!(error = %e, "the admin sampler failed");
+        }
         served.map_err(|e| format!("admin http: {e}"))
     }
 }
