@@ -152,7 +152,7 @@ pub(super) fn engine_and_services(
     };
     let tasks = TasksService::new(shared.clone());
     let service = CasesService::new(shared, positions);
-    let source = requester_source(settings);
+    let source = parts.source;
     serve!(
         parts,
         crate::proto::tasks_server::TasksServer::with_interceptor(tasks, move |request| {

@@ -27,7 +27,6 @@ use crate::audit::{self, AuditLog, Signer};
 use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::Settings;
 use crate::grpc::RequesterSource;
-use crate::identity::REQUESTER_HEADER;
 use crate::kafka::{
     AdminError, Brokers, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs,
     ensure_topics,
@@ -117,14 +116,16 @@ fn service_name<S: NamedService>(_: &S) -> &'static str {
 }
 
 mod admin;
+mod callers;
 mod cases;
 mod kafka;
 mod resolver;
 
 pub(crate) use kafka::Kafka;
 
+use callers::Callers;
+use resolver::load_policy;
 pub(crate) use resolver::materializer_config;
-use resolver::{load_policy, requester_source};
 
 /// A task's future: runs until its token is cancelled; ending earlier is a failure.
 type TaskFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -154,6 +155,8 @@ pub struct Parts {
     case_store: Option<CaseStore>,
     /// The servers' TLS material; `None` serves plaintext (`dev`, `demo`, tests).
     tls: Option<Arc<ServerTls>>,
+    /// Where each call's requester comes from (see `callers`).
+    source: RequesterSource,
 }
 
 impl Parts {
@@ -208,32 +211,6 @@ impl Parts {
     }
 }
 
-/// How often the TLS files are checked for changes (`SIGHUP` reloads at once).
-const TLS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The servers' TLS material, loaded; `None` without TLS, which only `dev` and the
-/// insecure flag (tests, `demo`) allow: otherwise anyone reaching a port could publish
-/// as any agency.
-fn tls(
-    settings: &Settings,
-    role: Role,
-    telemetry: &Telemetry,
-) -> Result<Option<Arc<ServerTls>>, AppError> {
-    match settings
-        .tls()
-        .map_err(|e| AppError::Config(e.to_string()))?
-    {
-        Some((files, mapping)) => Ok(Some(ServerTls::load(files, mapping, telemetry.clone())?)),
-        None if role == Role::Dev || settings.insecure_requester_header => Ok(None),
-        None => Err(AppError::Config(
-            "no TLS configured: set tls_cert, tls_key and tls_client_ca (GOVLINK_TLS_CERT, \
-             GOVLINK_TLS_KEY, GOVLINK_TLS_CLIENT_CA); `govlink certs init --out DIR` writes a \
-             development set (see docs/security.md)"
-                .into(),
-        )),
-    }
-}
-
 /// The adapters of `agencies` over one publish path.
 fn adapters(parts: &mut Parts, path: &std::sync::Arc<PublishPath>, agencies: &[Agency]) {
     use std::sync::Arc;
@@ -285,7 +262,7 @@ impl App {
         crate::tls::install_process_provider();
         // Before anything is touched: a server that may not start says so at once.
         let telemetry = crate::telemetry::metrics::Metrics::new();
-        let tls = tls(settings, role, &telemetry)?;
+        let callers = Callers::of(settings, role, &telemetry)?;
         crate::tls::expiry::report_files(
             &settings.link_certificates(),
             &telemetry,
@@ -298,16 +275,11 @@ impl App {
             settings.max_in_flight,
         )?;
         let mut parts = Parts {
-            tls,
             telemetry,
             ..Parts::default()
         };
-        if let Some(tls) = &parts.tls {
-            let tls = Arc::clone(tls);
-            parts.supervise("tls reload", move |stop| {
-                tls.watch(TLS_CHECK_INTERVAL, stop)
-            });
-        }
+        callers.watch(&mut parts);
+        (parts.tls, parts.source) = (callers.tls, callers.source);
         // A fatal producer error (the idempotent producer lost its sequence) cannot be
         // recovered in this process without risking order: stop, so the supervisor
         // restarts it with a fresh producer.
@@ -428,6 +400,7 @@ impl App {
             telemetry,
             case_store: _,
             tls,
+            source: _,
         } = parts;
         if let Some(admin) = admin {
             to_spawn.push(Task {

@@ -73,14 +73,7 @@ pub(super) async fn resolver(
         crate::limits::Rate::new(settings.lookup_rate_per_requester, settings.lookup_burst),
         parts.telemetry.clone(),
     );
-    let source = requester_source(settings);
-    if source == RequesterSource::InsecureHeader {
-        tracing::warn!(
-            header = REQUESTER_HEADER,
-            "lookups take their requester from a metadata header, unchecked: anyone who can \
-             reach this port can claim any agency (dev, demo and tests only)"
-        );
-    }
+    let source = parts.source;
     serve!(
         parts,
         ResolverServer::with_interceptor(service, move |request| source.identify(request))
@@ -139,17 +132,6 @@ async fn queries(
         settings.access_retention(),
     );
     Ok((queries, policy, audit))
-}
-
-/// Where callers' identities come from (see `RequesterSource`).
-pub(super) fn requester_source(settings: &Settings) -> RequesterSource {
-    if settings.tls_cert.is_some() {
-        RequesterSource::Certificate
-    } else if settings.insecure_requester_header {
-        RequesterSource::InsecureHeader
-    } else {
-        RequesterSource::None
-    }
 }
 
 /// The access policy: the configured file, or in `dev` the example one.

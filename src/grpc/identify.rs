@@ -14,10 +14,11 @@ use crate::domain::ResidentId;
 use crate::identity::{Caller, ON_BEHALF_OF_HEADER, REQUESTER_HEADER, Requester};
 use crate::tls::Peer;
 
-/// Where requester identities come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where requester identities come from; none unless one is configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RequesterSource {
     /// No source is configured: every lookup is `UNAUTHENTICATED`.
+    #[default]
     None,
     /// The client certificate the server verified (the [`Peer`] in the request).
     Certificate,
