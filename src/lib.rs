@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cases;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;

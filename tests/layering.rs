@@ -29,6 +29,8 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
     // What runs the app or beside it.
     &["tools", "bench", "demo"],
+    // The command line, over all of the above.
+    &["cli"],
 ];
 
 /// One file of the crate: its module path from the crate root and its text.
