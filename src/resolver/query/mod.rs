@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::checks::PurchaseRule;
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::Positions;
-use super::store::{Store, by_deadline};
+use super::store::{Store, StoredRecord, by_deadline};
 use crate::audit::AuditLog;
 use crate::domain::{ResidentId, UnitNumber};
 use crate::identity::{Caller, ON_BEHALF_OF_HEADER};
@@ -56,6 +56,27 @@ struct Lookup<'a> {
     case_id: String,
     persons: Vec<ResidentId>,
     units: Vec<String>,
+}
+
+impl<'a> Lookup<'a> {
+    /// `method` of `caller` about one `person` for `purpose`, within `case_id` (empty for
+    /// none).
+    fn of_person(
+        caller: &'a Caller,
+        method: &'static str,
+        purpose: Purpose,
+        case_id: String,
+        person: &ResidentId,
+    ) -> Lookup<'a> {
+        Lookup {
+            caller,
+            method,
+            purpose,
+            case_id,
+            persons: vec![person.clone()],
+            units: Vec::new(),
+        }
+    }
 }
 
 impl Queries {
@@ -94,14 +115,7 @@ impl Queries {
         deadline: Instant,
     ) -> Result<proto::GetPersonProfileResponse, QueryError> {
         let (person, purpose) = parse_person_profile(&r, &self.positions)?;
-        let lookup = Lookup {
-            caller,
-            method: "GetPersonProfile",
-            purpose,
-            case_id: r.case_id,
-            persons: vec![person.clone()],
-            units: Vec::new(),
-        };
+        let lookup = Lookup::of_person(caller, "GetPersonProfile", purpose, r.case_id, &person);
         let access = self.decide(&lookup, &[], deadline).await?;
         self.wait_for(&r.min_positions, deadline).await?;
         // The entry names the sections the answer carries (present or empty), which the
@@ -273,6 +287,13 @@ fn audited<'a>(lookup: &'a Lookup<'_>) -> crate::audit::Access<'a> {
             .collect(),
         units: lookup.units.clone(),
     }
+}
+
+/// A stored record decoded; one that does not is [`QueryError::Corrupt`] naming its key.
+fn decoded(stored: &StoredRecord) -> Result<proto::RecordEvent, QueryError> {
+    stored
+        .decode()
+        .map_err(|e| QueryError::Corrupt(format!("stored record {}: {e}", stored.key)))
 }
 
 /// A resident ID from the wire, or a violation on `field`.
