@@ -7,7 +7,6 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::query::{Queries, QueryError, RAW_READ_PURPOSE};
-use super::store::StoreError;
 use crate::grpc::caller_of;
 use crate::grpc::{admit_requester, deadline};
 use crate::identity::Caller;
@@ -15,10 +14,9 @@ use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
 use crate::proto::{self, resolver_server::Resolver};
 use crate::proto::{
-    Agency, GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest,
-    ListSubjectRecordsResponse,
+    GetRecordRequest, GetRecordResponse, ListSubjectRecordsRequest, ListSubjectRecordsResponse,
 };
-use crate::telemetry::events::{Limit, Limited, LookupAnswered, RedisFailed};
+use crate::telemetry::events::LookupAnswered;
 use crate::telemetry::metrics::Telemetry;
 
 /// The most requesters whose lookup rate is tracked at once. Requesters come from a
@@ -62,27 +60,10 @@ impl ResolverService {
         admit_requester(&self.rate, &caller.requester, &self.telemetry, "lookup")
     }
 
-    /// The answer to a call that failed: a field over its length and a Redis failure are
-    /// counted.
-    fn refused(&self, agency: Agency, e: QueryError) -> Status {
-        match &e {
-            QueryError::Invalid(v) if v.too_long() => self.telemetry.emit(Limited {
-                limit: Limit::FieldLength,
-                agency,
-            }),
-            QueryError::Store(store) if !matches!(store, StoreError::NotReady(_)) => {
-                self.telemetry.emit(RedisFailed {
-                    component: "resolver",
-                    error: store,
-                });
-            }
-            _ => {}
-        }
-        Status::from(e)
-    }
-
     /// Runs the lookup `method` of `request` (whose purpose `purpose_of` gives) with the
     /// caller and deadline it carries, and counts it by method, purpose and decision.
+    /// Every method answers through here, so every failure is answered and counted by
+    /// [`QueryError::into_status`].
     async fn lookup<R, A, F>(
         &self,
         method: &'static str,
@@ -101,7 +82,7 @@ impl ResolverService {
                 let agency = caller.requester.agency;
                 run(caller, request.into_inner(), deadline)
                     .await
-                    .map_err(|e| self.refused(agency, e))
+                    .map_err(|e| e.into_status(agency, &self.telemetry))
             }
             Err(status) => Err(status),
         };

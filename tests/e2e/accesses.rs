@@ -65,6 +65,68 @@ async fn an_answer_that_cannot_be_audited_is_not_given() {
     app.stop().await;
 }
 
+/// Redis dies (killed): a listing of the citizen's accesses is refused `UNAVAILABLE`
+/// naming the access index, and the failure is counted in `govlink_redis_errors_total` as
+/// the resolver's, as a record read that Redis failed is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_the_access_index_cannot_read_is_counted_as_a_redis_failure() {
+    let mut redis = crate::faults::RedisServer::start().await;
+    let mut settings = test_settings();
+    settings.redis = Some(redis.url());
+    let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
+    let admin = app.admin.expect("admin http");
+    let resolver_errors = async || {
+        let (_, text) = http_get(admin, "/metrics").await;
+        metric(&text, r#"govlink_redis_errors_total{component="resolver"}"#)
+    };
+    assert_eq!(resolver_errors().await, 0.0);
+
+    redis.kill();
+    let person = alice();
+    let mut request = tonic::Request::new(proto::ListDataAccessesRequest {
+        person_id: person.clone(),
+        purpose: "self-view".into(),
+        ..Default::default()
+    });
+    request.set_timeout(std::time::Duration::from_secs(5));
+    let refused = app
+        .resolver_as(PORTAL, Some(&person))
+        .list_data_accesses(request)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "the access index is unavailable; retry later"
+    );
+    assert_eq!(
+        resolver_errors().await,
+        1.0,
+        "the index's failure is counted"
+    );
+
+    let mut request = tonic::Request::new(proto::GetRecordRequest {
+        record_key: "public-security/household_registration/gone-1".into(),
+        min_positions: vec![],
+    });
+    request.set_timeout(std::time::Duration::from_secs(5));
+    let refused = app
+        .records_reader("public-security/household_registration/gone-1")
+        .get_record(request)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("record store"), "{refused:?}");
+    assert_eq!(
+        resolver_errors().await,
+        2.0,
+        "the store's failure is counted"
+    );
+
+    redis.restart().await;
+    app.stop().await;
+}
+
 /// Lists `person`'s accesses through the citizen portal until `enough` says the list has
 /// what the test waits for (each listing is audited and indexed too).
 pub(crate) async fn accesses_until(

@@ -47,14 +47,8 @@ impl Queries {
         deadline: Instant,
     ) -> Result<proto::ListDataAccessesResponse, QueryError> {
         let request = parse_data_accesses(&r)?;
-        let lookup = Lookup {
-            caller,
-            method: "ListDataAccesses",
-            purpose: request.purpose,
-            case_id: String::new(),
-            persons: vec![request.person.clone()],
-            units: Vec::new(),
-        };
+        let (method, person) = ("ListDataAccesses", &request.person);
+        let lookup = Lookup::of_person(caller, method, request.purpose, String::new(), person);
         let access = self.decide(&lookup, &[], deadline).await?;
         if !access.self_only() {
             let reason = format!(
@@ -66,7 +60,6 @@ impl Queries {
             );
             return Err(self.deny(&lookup, reason, deadline).await);
         }
-        let person = &request.person;
         let (page, audited) = tokio::join!(
             self.accesses.page(
                 person,

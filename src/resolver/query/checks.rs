@@ -3,7 +3,7 @@
 
 use tokio::time::Instant;
 
-use super::{Lookup, Queries, QueryError, check_case_id, parse_person, parse_purpose};
+use super::{Lookup, Queries, QueryError, check_case_id, decoded, parse_person, parse_purpose};
 use crate::domain::{CivilDate, DivisionCode, ResidentId, UnitNumber};
 use crate::identity::Caller;
 use crate::proto::{self, RecordEvent};
@@ -118,14 +118,8 @@ impl Queries {
         deadline: Instant,
     ) -> Result<proto::CheckSocialSecurityTransferResponse, QueryError> {
         let (person, from, to, purpose) = parse_social_security_transfer(&r, &self.positions)?;
-        let lookup = Lookup {
-            caller,
-            method: "CheckSocialSecurityTransfer",
-            purpose,
-            case_id: r.case_id,
-            persons: vec![person.clone()],
-            units: Vec::new(),
-        };
+        let method = "CheckSocialSecurityTransfer";
+        let lookup = Lookup::of_person(caller, method, purpose, r.case_id, &person);
         let needs = [Section::SocialSecurity];
         let access = self.decide(&lookup, &needs, deadline).await?;
         self.wait_for(&r.min_positions, deadline).await?;
@@ -234,11 +228,7 @@ fn gather(
     let mut summaries = Contributions::default();
     for (read, data) in reads.iter().zip(data) {
         for stored in &data.records {
-            records.push(
-                stored.decode().map_err(|e| {
-                    QueryError::Corrupt(format!("stored record {}: {e}", stored.key))
-                })?,
-            );
+            records.push(decoded(stored)?);
         }
         if let (Some(summary), Some(person)) = (data.contributions, read.subject.person_id()) {
             summaries.insert(person, summary);

@@ -6,121 +6,35 @@
 //!
 //! A denied lookup is audited and refused; an allowed one is audited (broker-acknowledged)
 //! before its answer leaves, and fails `UNAVAILABLE` if the audit cannot be written. Every
-//! failure is a [`QueryError`], mapped to a `tonic::Status` in one place.
+//! failure is a [`QueryError`], which becomes the caller's answer, counted, in one place
+//! ([`QueryError::into_status`]).
 
 mod accesses;
 mod checks;
+mod error;
 mod profile;
 mod raw;
 
 pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
+pub use error::QueryError;
 pub use raw::RAW_READ_PURPOSE;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::Status;
 
-use super::checks::{CheckError, PurchaseRule};
+use super::checks::PurchaseRule;
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::Positions;
-use super::store::{Store, StoreError, by_deadline};
-use crate::audit::{AuditError, AuditLog};
+use super::store::{Store, StoredRecord, by_deadline};
+use crate::audit::AuditLog;
 use crate::domain::{ResidentId, UnitNumber};
-use crate::grpc::invalid_argument;
 use crate::identity::{Caller, ON_BEHALF_OF_HEADER};
 use crate::proto::{self, Position};
 use crate::records::{SubjectKey, Violations, is_valid_record_id};
-use crate::resolver::access::{AccessIndex, IndexError};
-
-/// Why a lookup was not answered.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// The request is malformed: every broken rule, by field.
-    #[error("invalid request: {0}")]
-    Invalid(Violations),
-    /// The policy does not allow it (the reason names the missing grant or section).
-    #[error("permission denied: {0}")]
-    Denied(String),
-    /// What was asked for does not exist.
-    #[error("not found: {0}")]
-    NotFound(&'static str),
-    /// A position the caller waits for was not materialized before the deadline.
-    #[error("{}/{} not materialized up to offset {} before the deadline", .0.topic, .0.partition, .0.offset)]
-    NotMaterialized(Position),
-    /// The store cannot answer (unreachable, or rebuilding).
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The audit entry could not be written, so the answer is withheld.
-    #[error("audit: {0}")]
-    Audit(#[from] AuditError),
-    /// The access index cannot answer.
-    #[error("access index: {0}")]
-    Index(#[from] IndexError),
-    /// Stored data does not decode: a defect, not the caller's fault.
-    #[error("corrupt store: {0}")]
-    Corrupt(String),
-}
-
-impl From<QueryError> for Status {
-    fn from(e: QueryError) -> Status {
-        match e {
-            QueryError::Invalid(v) => invalid_argument(&v),
-            QueryError::Denied(reason) => Status::permission_denied(reason),
-            QueryError::NotFound(what) => Status::not_found(what),
-            e @ QueryError::NotMaterialized(_) => Status::deadline_exceeded(e.to_string()),
-            QueryError::Store(StoreError::NotReady(why)) => {
-                Status::unavailable(format!("{why}; retry later"))
-            }
-            QueryError::Store(e) => {
-                tracing::warn!(error = %e, "store unavailable");
-                Status::unavailable("the record store is unavailable; retry later")
-            }
-            QueryError::Audit(e) => {
-                tracing::warn!(error = %e, "audit write failed; answer withheld");
-                Status::unavailable(
-                    "the audit trail cannot be written, so no answer is given; retry later",
-                )
-            }
-            QueryError::Index(e) => {
-                tracing::warn!(error = %e, "access index unavailable");
-                Status::unavailable("the access index is unavailable; retry later")
-            }
-            QueryError::Corrupt(what) => {
-                tracing::error!(%what, "stored data does not decode");
-                Status::internal("internal error")
-            }
-        }
-    }
-}
-
-impl From<Violations> for QueryError {
-    fn from(v: Violations) -> QueryError {
-        QueryError::Invalid(v)
-    }
-}
-
-/// A check refused for its parameters: the field it is about.
-impl From<CheckError> for QueryError {
-    fn from(e: CheckError) -> QueryError {
-        let field = match &e {
-            CheckError::NoSellers | CheckError::SellerIsBuyer { .. } => "seller_ids",
-            CheckError::DuplicateParty {
-                role: super::checks::PartyRole::Seller,
-                ..
-            } => "seller_ids",
-            CheckError::NoBuyers | CheckError::DuplicateParty { .. } => "buyer_ids",
-            CheckError::SameRegion => "to_region",
-            // The configured rules are checked at start-up; this is a defect.
-            CheckError::InvalidRule { .. } => return QueryError::Corrupt(e.to_string()),
-        };
-        let mut v = Violations::default();
-        v.add(field, e.to_string());
-        QueryError::Invalid(v)
-    }
-}
+use crate::resolver::access::AccessIndex;
 
 /// What the lookups share: the store, the policy, the audit trail.
 #[derive(Clone)]
@@ -142,6 +56,27 @@ struct Lookup<'a> {
     case_id: String,
     persons: Vec<ResidentId>,
     units: Vec<String>,
+}
+
+impl<'a> Lookup<'a> {
+    /// `method` of `caller` about one `person` for `purpose`, within `case_id` (empty for
+    /// none).
+    fn of_person(
+        caller: &'a Caller,
+        method: &'static str,
+        purpose: Purpose,
+        case_id: String,
+        person: &ResidentId,
+    ) -> Lookup<'a> {
+        Lookup {
+            caller,
+            method,
+            purpose,
+            case_id,
+            persons: vec![person.clone()],
+            units: Vec::new(),
+        }
+    }
 }
 
 impl Queries {
@@ -180,14 +115,7 @@ impl Queries {
         deadline: Instant,
     ) -> Result<proto::GetPersonProfileResponse, QueryError> {
         let (person, purpose) = parse_person_profile(&r, &self.positions)?;
-        let lookup = Lookup {
-            caller,
-            method: "GetPersonProfile",
-            purpose,
-            case_id: r.case_id,
-            persons: vec![person.clone()],
-            units: Vec::new(),
-        };
+        let lookup = Lookup::of_person(caller, "GetPersonProfile", purpose, r.case_id, &person);
         let access = self.decide(&lookup, &[], deadline).await?;
         self.wait_for(&r.min_positions, deadline).await?;
         // The entry names the sections the answer carries (present or empty), which the
@@ -359,6 +287,13 @@ fn audited<'a>(lookup: &'a Lookup<'_>) -> crate::audit::Access<'a> {
             .collect(),
         units: lookup.units.clone(),
     }
+}
+
+/// A stored record decoded; one that does not is [`QueryError::Corrupt`] naming its key.
+fn decoded(stored: &StoredRecord) -> Result<proto::RecordEvent, QueryError> {
+    stored
+        .decode()
+        .map_err(|e| QueryError::Corrupt(format!("stored record {}: {e}", stored.key)))
 }
 
 /// A resident ID from the wire, or a violation on `field`.

@@ -2,7 +2,7 @@
 //! agency's share of the person, each filtered to the fields the grant allows and
 //! masked as it says. Pure: tested field by field without a store.
 
-use super::QueryError;
+use super::{QueryError, decoded};
 use crate::domain::ResidentId;
 use crate::proto::{self, RecordEvent, record_event::Payload};
 use crate::records::RecordType;
@@ -117,14 +117,7 @@ pub(super) fn assemble(
 }
 
 fn decode_all(records: &[StoredRecord]) -> Result<Vec<(&StoredRecord, RecordEvent)>, QueryError> {
-    records
-        .iter()
-        .map(|r| {
-            r.decode()
-                .map(|e| (r, e))
-                .map_err(|e| QueryError::Corrupt(format!("stored record {}: {e}", r.key)))
-        })
-        .collect()
+    records.iter().map(|r| Ok((r, decoded(r)?))).collect()
 }
 
 /// Sets a section's info, creating the section message.
