@@ -18,34 +18,11 @@ impl Kafka {
     /// creates missing topics.
     pub(crate) async fn connect(settings: &Settings, role: Role) -> Result<Kafka, AppError> {
         let topics = Topics::new(settings.topic_prefix.clone());
-        let mut specs: Vec<TopicSpec> = topics
-            .all_records()
-            .into_iter()
-            .map(|name| {
-                TopicSpec::durable(
-                    name,
-                    settings.partitions,
-                    settings.replication_factor,
-                    settings.record_retention_ms,
-                )
-            })
-            .collect();
-        specs.push(TopicSpec::durable(
-            topics.dlq(),
-            1,
-            settings.replication_factor,
-            settings.record_retention_ms,
-        ));
-        specs.extend(audit::topic_specs(
-            &topics,
-            settings.partitions,
-            settings.replication_factor,
-        ));
-        specs.extend(crate::cases::topic_specs(
-            &topics,
-            settings.partitions,
-            settings.replication_factor,
-        ));
+        let specs = topics.specs(&Sizing {
+            partitions: settings.partitions,
+            replication: settings.replication_factor,
+            record_retention_ms: settings.record_retention_ms,
+        });
         let embedded = match (&settings.kafka, role) {
             (None, Role::Dev) => {
                 let names: Vec<(String, i32)> = specs

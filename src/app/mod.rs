@@ -28,7 +28,7 @@ use crate::cases::store::{CaseStore, MemoryCaseStore};
 use crate::config::Settings;
 use crate::grpc::RequesterSource;
 use crate::kafka::{
-    AdminError, Brokers, EmbeddedBroker, Publisher, TopicSpec, Topics, check_topic_configs,
+    AdminError, Brokers, EmbeddedBroker, Publisher, Sizing, TopicSpec, Topics, check_topic_configs,
     ensure_topics,
 };
 use crate::proto::{

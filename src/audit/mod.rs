@@ -27,16 +27,7 @@ pub use chain::{GENESIS, Hash, entry_hash, hash_matches, new_chain_id};
 pub use signing::{Signer, SigningError, StartRefusal, TrustedCas, WriterKey};
 pub use writer::{AuditLog, Writer};
 
-use crate::kafka::{PublishError, TopicSpec, Topics};
-
-/// The audit topics, as govlink creates them: durable, kept forever. A trail that
-/// expires cannot be verified, and the access index is rebuilt from it.
-pub fn topic_specs(topics: &Topics, partitions: i32, replication: i32) -> Vec<TopicSpec> {
-    vec![
-        TopicSpec::durable(topics.audit(), partitions, replication, -1),
-        TopicSpec::durable(topics.audit_checkpoints(), partitions, replication, -1),
-    ]
-}
+use crate::kafka::PublishError;
 
 /// Why an access could not be recorded. The lookup it belongs to must not answer (the
 /// query layer maps every variant to `UNAVAILABLE`). Messages never carry personal data.
@@ -58,31 +49,4 @@ pub enum AuditError {
     /// A chain start or checkpoint could not be signed (the key refused to sign).
     #[error("audit record not signed: {0}")]
     Signing(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn audit_topics_are_kept_forever_on_durable_topics() {
-        let specs = topic_specs(&Topics::new("p."), 3, 3);
-        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["p.govlink.audit.v1", "p.govlink.audit-checkpoints.v1"]
-        );
-        for spec in &specs {
-            assert_eq!((spec.partitions, spec.replication), (3, 3));
-            let config = |name: &str| {
-                spec.configs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v.as_str())
-            };
-            assert_eq!(config("retention.ms"), Some("-1"));
-            assert_eq!(config("cleanup.policy"), Some("delete"));
-            assert_eq!(config("min.insync.replicas"), Some("2"));
-        }
-    }
 }

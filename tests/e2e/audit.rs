@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use govlink::audit::{AuditLog, Signer, topic_specs};
+use govlink::audit::{AuditLog, Signer};
 use govlink::config::Settings;
 use govlink::kafka::Brokers;
 use govlink::kafka::{Publisher, Topics, ensure_topics};
@@ -33,7 +33,11 @@ async fn audit_topics(settings: &Settings) -> Topics {
     let topics = Topics::new(settings.topic_prefix.clone());
     ensure_topics(
         &Brokers::plaintext(kafka()),
-        &topic_specs(&topics, PARTITIONS, 1),
+        &specs_of(
+            &topics,
+            &[topics.audit(), topics.audit_checkpoints()],
+            PARTITIONS,
+        ),
         Duration::from_secs(30),
     )
     .await

@@ -70,7 +70,9 @@ async fn commands(topics: &Topics, partitions: i32) -> Vec<(String, String)> {
 async fn record_changes_reach_the_watching_cases_and_a_rebuild_or_a_lag_reaches_all_once() {
     let settings = test_settings();
     let topics = Topics::new(settings.topic_prefix.clone());
-    let specs = govlink::cases::topic_specs(&topics, settings.partitions, 1);
+    let mut names = vec![topics.case_commands(), topics.cases()];
+    names.extend(govlink::records::AGENCIES.map(|a| topics.tasks(a)));
+    let specs = specs_of(&topics, &names, settings.partitions);
     ensure_topics(
         &Brokers::plaintext(kafka()),
         &specs,

@@ -863,3 +863,22 @@ pub async fn command_calls(
         })
         .collect()
 }
+
+/// How govlink creates the topics `names` of `topics`, with `partitions` each and one
+/// replica (the test broker has one).
+pub fn specs_of(
+    topics: &govlink::kafka::Topics,
+    names: &[String],
+    partitions: i32,
+) -> Vec<govlink::kafka::TopicSpec> {
+    let sizing = govlink::kafka::Sizing {
+        partitions,
+        replication: 1,
+        record_retention_ms: -1,
+    };
+    topics
+        .specs(&sizing)
+        .into_iter()
+        .filter(|spec| names.contains(&spec.name))
+        .collect()
+}
