@@ -9,6 +9,7 @@ pub mod case;
 mod commands;
 pub mod deadlines;
 pub mod engine;
+mod grants;
 mod listing;
 pub mod plan;
 mod polled;

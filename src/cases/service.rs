@@ -14,7 +14,8 @@ use tonic::{Request, Response, Status};
 use super::admission::Admission;
 use super::audit::{self, Action};
 use super::commands::{Commands, applied};
-use super::listing::{self, parties};
+use super::grants::{self, masked};
+use super::listing;
 use super::polled::{self, Polled, Source};
 use super::store::CaseStore;
 use super::validate::normalised;
@@ -27,9 +28,9 @@ use crate::grpc::{deadline, refuse_fields};
 use crate::identity::Caller;
 use crate::identity::Requester;
 use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
+use crate::proto::{self, Case, CaseState, case_command};
 use crate::resolver::Positions;
-use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Section};
+use crate::resolver::policy::{Access, Policy};
 use crate::telemetry::metrics::Telemetry;
 /// What the `Cases` and `Tasks` services of a process share: the case store they read,
 /// where they publish commands, who may call and for what, and where every action is
@@ -123,7 +124,7 @@ impl CasesService {
         action: &Action<'_>,
         until: Instant,
     ) -> Result<Access, Status> {
-        match self.decide(caller, action.purpose, action.params) {
+        match grants::decide(&self.policy, caller, action.purpose, action.params) {
             Ok(access) => {
                 audit::record(&self.audit, action, None, until).await?;
                 Ok(access)
@@ -133,53 +134,6 @@ impl CasesService {
                 Err(Status::permission_denied(reason))
             }
         }
-    }
-
-    /// The policy's decision on `caller` acting on a case of `purpose` about `params`, as
-    /// for a lookup: a grant of the purpose, which, if self-only, is used by a citizen
-    /// who is a party to the case, and which includes every section the case's plan
-    /// reads. The grant's access, or why not.
-    fn decide(
-        &self,
-        caller: &Caller,
-        purpose: &str,
-        params: Option<&CaseParams>,
-    ) -> Result<Access, String> {
-        let requester = &caller.requester;
-        let denied = || format!("the access policy grants {requester} no purpose {purpose:?}");
-        let slug = Purpose::parse(purpose).map_err(|_| denied())?;
-        let Decision::Allowed(access) = self.policy.decide(requester, &slug) else {
-            return Err(denied());
-        };
-        let grant = || {
-            format!(
-                "the grant for {requester} with purpose {purpose} (policy line {})",
-                access.grant_line()
-            )
-        };
-        if access.self_only() {
-            let party = caller.on_behalf_of.as_ref().is_some_and(|citizen| {
-                parties(params)
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(citizen.as_str()))
-            });
-            if !party {
-                return Err(format!(
-                    "{} is self-only: the citizen it acts for must be a party to the case",
-                    grant()
-                ));
-            }
-        }
-        if let Some(missing) = sections_read(params)
-            .iter()
-            .find(|s| !access.allows_section(**s))
-        {
-            return Err(format!(
-                "{} does not include section {missing}, which the case's plan reads",
-                grant()
-            ));
-        }
-        Ok(access)
     }
 
     async fn load(&self, case_id: &str) -> Result<Option<Case>, Status> {
@@ -203,32 +157,6 @@ impl CasesService {
             .map_err(store_unavailable)?;
         self.lists_current.store(current, Ordering::Relaxed);
         Ok(current)
-    }
-
-    /// `r` narrowed to the only person whose cases `caller` may see, when every grant
-    /// of its requester is self-only (a citizen portal): those are the cases naming the
-    /// citizen it acts for. `None` when it may see none (no grant, no citizen, or
-    /// another person asked for).
-    fn scoped(
-        &self,
-        caller: &Caller,
-        mut r: proto::ListCasesRequest,
-    ) -> Option<proto::ListCasesRequest> {
-        let mut granted = self.policy.grants().iter().filter_map(|g| {
-            match self.policy.decide(&caller.requester, &g.purpose) {
-                Decision::Allowed(access) => Some(access.self_only()),
-                Decision::Denied(_) => None,
-            }
-        });
-        let first = granted.next()?;
-        if !(first && granted.all(|self_only| self_only)) {
-            return Some(r);
-        }
-        let citizen = caller.on_behalf_of.as_ref()?.as_str();
-        if r.person_id.is_empty() {
-            r.person_id = citizen.to_owned();
-        }
-        r.person_id.eq_ignore_ascii_case(citizen).then_some(r)
     }
 
     /// The case once `done` holds.
@@ -278,7 +206,7 @@ impl Source for History {
             if let Some(proto::case_event::Body::Opened(opened)) = &mut event.body
                 && let Some(params) = &mut opened.params
             {
-                mask_params(params, &self.access);
+                grants::mask_params(params, &self.access);
             }
         }
         Ok((history, closed))
@@ -329,11 +257,11 @@ impl proto::cases_server::Cases for CasesService {
             ));
         }
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
-        let Some(r) = self.scoped(&caller, r) else {
+        let Some(r) = grants::scoped(&self.policy, &caller, r) else {
             return Ok(Response::new(proto::ListCasesResponse::default()));
         };
         let found = listing::list(&self.cases, &r, limit, self.lists_current().await?, |c| {
-            self.decide(&caller, &c.purpose, c.params.as_ref()).ok()
+            grants::decide(&self.policy, &caller, &c.purpose, c.params.as_ref()).ok()
         })
         .await
         .map_err(store_unavailable)?;
@@ -465,7 +393,7 @@ impl proto::cases_server::Cases for CasesService {
 
 impl CasesService {
     /// The case, if it exists and the policy lets `caller` act on it (see
-    /// [`CasesService::decide`]), with what the grant shows; `method` is recorded in the
+    /// [`grants::decide`]), with what the grant shows; `method` is recorded in the
     /// audit trail either way.
     async fn readable(
         &self,
@@ -496,44 +424,6 @@ impl CasesService {
         };
         let access = self.check(caller, &action, until).await?;
         Ok((case, access))
-    }
-}
-
-/// The profile sections a case's plan reads the records of: derived from what the plan
-/// reads, so a grant keeps up with the plan.
-fn sections_read(params: Option<&CaseParams>) -> Vec<Section> {
-    let mut sections: Vec<Section> = params
-        .map(super::plan::reads)
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|(_, types)| types)
-        .map(Section::of_record)
-        .collect();
-    sections.sort_by_key(|s| s.name());
-    sections.dedup();
-    sections
-}
-
-/// `case` as the grant shows it: the resident IDs it names masked unless unmasked.
-fn masked(mut case: Case, access: &Access) -> Case {
-    if let Some(params) = &mut case.params {
-        mask_params(params, access);
-    }
-    case
-}
-
-/// Masks the resident IDs of `params` as `access` shows them.
-fn mask_params(params: &mut CaseParams, access: &Access) {
-    let show = |id: &mut String| *id = access.show(MaskKind::ResidentId, id).into_owned();
-    match &mut params.kind {
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            p.seller_ids.iter_mut().for_each(show);
-            p.buyer_ids.iter_mut().for_each(show);
-        }
-        Some(case_params::Kind::SocialSecurityTransfer(p)) => show(&mut p.person_id),
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
-        Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
-        None => {}
     }
 }
 
