@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::admission::StreamSlot;
+use super::error::CaseError;
+use crate::telemetry::metrics::Telemetry;
 
 /// How often a source is asked.
 const EVERY: Duration = Duration::from_millis(200);
@@ -26,15 +28,17 @@ pub(super) trait Source: Send + 'static {
     type Item: Send + 'static;
 
     /// The items new since the last call, and whether nothing more will come.
-    fn next(&mut self) -> impl Future<Output = Result<(Vec<Self::Item>, bool), Status>> + Send;
+    fn next(&mut self) -> impl Future<Output = Result<(Vec<Self::Item>, bool), CaseError>> + Send;
 }
 
-/// Streams what `source` yields until it is done, fails, the client goes or `stop`;
-/// `slot` is held as long as the stream is open.
+/// Streams what `source` yields until it is done, fails (its failure, counted in
+/// `telemetry`, is the stream's last item), the client goes or `stop`; `slot` is held as
+/// long as the stream is open.
 pub(super) fn stream<S: Source>(
     mut source: S,
     slot: StreamSlot,
     stop: CancellationToken,
+    telemetry: Telemetry,
 ) -> Polled<S::Item> {
     let (tx, rx) = tokio::sync::mpsc::channel(BUFFER);
     tokio::spawn(async move {
@@ -42,8 +46,8 @@ pub(super) fn stream<S: Source>(
         loop {
             let (items, done) = match source.next().await {
                 Ok(next) => next,
-                Err(status) => {
-                    let _ = tx.send(Err(status)).await;
+                Err(e) => {
+                    let _ = tx.send(Err(e.status(&telemetry))).await;
                     return;
                 }
             };
