@@ -56,6 +56,13 @@ impl Admission {
             requester: requester.clone(),
         })
     }
+
+    /// How many streams `requester` has open.
+    #[cfg(test)]
+    pub(super) fn open_streams(&self, requester: &Requester) -> usize {
+        let open = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(requester).copied().unwrap_or(0)
+    }
 }
 
 /// One open stream of a requester; its slot is free again once this drops (the stream
