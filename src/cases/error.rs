@@ -65,7 +65,8 @@ pub(crate) enum CaseError {
     #[error("command not applied by the deadline")]
     NotApplied,
     /// Answered by a layer the services share with the rest of govlink (the caller's
-    /// identity and rate, how far the records are materialized), which counted it.
+    /// identity and rate, how far the records are materialized), as that layer answers
+    /// it and counts it where it does.
     #[error("{0}")]
     Answered(Status),
 }
