@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tonic::Status;
-
+use super::error::CaseError;
 use crate::grpc::admit_requester;
 use crate::identity::Requester;
 use crate::limits::{Rate, RateLimiter};
@@ -39,26 +38,30 @@ impl Admission {
         requester: &Requester,
         telemetry: &Telemetry,
         calls: &str,
-    ) -> Result<(), Status> {
-        admit_requester(&self.rate, requester, telemetry, calls)
+    ) -> Result<(), CaseError> {
+        Ok(admit_requester(&self.rate, requester, telemetry, calls)?)
     }
 
     /// A slot for one more open stream of `requester`, given back when dropped;
-    /// `RESOURCE_EXHAUSTED` while it has [`MAX_STREAMS_PER_REQUESTER`] open.
-    pub(super) fn stream(self: &Arc<Self>, requester: &Requester) -> Result<StreamSlot, Status> {
+    /// [`CaseError::TooManyStreams`] while it has [`MAX_STREAMS_PER_REQUESTER`] open.
+    pub(super) fn stream(self: &Arc<Self>, requester: &Requester) -> Result<StreamSlot, CaseError> {
         let mut open = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(requester.clone()).or_insert(0);
         if *count >= MAX_STREAMS_PER_REQUESTER {
-            return Err(Status::resource_exhausted(format!(
-                "requester {requester} has {MAX_STREAMS_PER_REQUESTER} streams open on this \
-                 server, the most it may: close one first"
-            )));
+            return Err(CaseError::TooManyStreams(requester.clone()));
         }
         *count += 1;
         Ok(StreamSlot {
             admission: Arc::clone(self),
             requester: requester.clone(),
         })
+    }
+
+    /// How many streams `requester` has open.
+    #[cfg(test)]
+    pub(super) fn open_streams(&self, requester: &Requester) -> usize {
+        let open = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(requester).copied().unwrap_or(0)
     }
 }
 
@@ -99,7 +102,15 @@ mod tests {
             .map(|_| admission.stream(&desk).expect("within the bound"))
             .collect();
         let refused = admission.stream(&desk).err().expect("one too many");
+        let refused = refused.status(&crate::telemetry::metrics::Metrics::new());
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            format!(
+                "requester housing/registry has {MAX_STREAMS_PER_REQUESTER} streams open on \
+                 this server, the most it may: close one first"
+            )
+        );
         assert!(admission.stream(&other).is_ok(), "each requester its own");
         open.pop();
         assert!(

@@ -4,12 +4,13 @@
 //! nothing is done that the trail does not show.
 
 use tokio::time::Instant;
-use tonic::Status;
 
+use super::error::CaseError;
 use crate::audit::{Access, AuditLog};
 use crate::domain::ResidentId;
 use crate::identity::Requester;
-use crate::proto::{CaseParams, case_params};
+use crate::proto::{Case, CaseParams, case_params};
+
 /// What an entry says of one action.
 pub(crate) struct Action<'a> {
     /// Who acts.
@@ -26,14 +27,33 @@ pub(crate) struct Action<'a> {
     pub params: Option<&'a CaseParams>,
 }
 
-/// Records `action`, allowed or (with the reason) denied; `UNAVAILABLE` if the trail
-/// cannot take it, and then the action must not happen.
+impl<'a> Action<'a> {
+    /// `requester`'s (for `on_behalf_of`) call of `method` on `case`.
+    pub(crate) fn on_case(
+        requester: &'a Requester,
+        on_behalf_of: Option<&'a ResidentId>,
+        method: &'static str,
+        case: &'a Case,
+    ) -> Action<'a> {
+        Action {
+            requester,
+            on_behalf_of,
+            method,
+            case_id: &case.case_id,
+            purpose: &case.purpose,
+            params: case.params.as_ref(),
+        }
+    }
+}
+
+/// Records `action`, allowed or (with the reason) denied; [`CaseError::NotAudited`] if
+/// the trail cannot take it, and then the action must not happen.
 pub(crate) async fn record(
     audit: &AuditLog,
     action: &Action<'_>,
     denied: Option<&str>,
     until: Instant,
-) -> Result<(), Status> {
+) -> Result<(), CaseError> {
     let (persons, units) = subjects(action.params);
     let access = Access {
         requester: action.requester,
@@ -48,12 +68,13 @@ pub(crate) async fn record(
         Some(reason) => access.denied(reason),
         None => access.allowed(),
     };
-    audit.record(entry, until).await.map_err(|e| {
-        tracing::warn!(error = %e, method = action.method, "case action not audited");
-        Status::unavailable(
-            "the action could not be recorded in the audit trail, so it was not taken; retry",
-        )
-    })
+    audit
+        .record(entry, until)
+        .await
+        .map_err(|error| CaseError::NotAudited {
+            method: action.method,
+            error,
+        })
 }
 
 /// The resident IDs and unit numbers a case is about.

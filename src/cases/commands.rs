@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use prost::Message as _;
 use tokio::time::{Instant, sleep};
-use tonic::Status;
 
+use super::error::CaseError;
 use super::store::CaseStore;
 use crate::kafka::{PublishError, Publisher, Topics};
 use crate::proto::{Case, CaseCommand, case_command};
@@ -46,40 +46,23 @@ impl Commands {
             .await
             .map(|_| ())
     }
-
-    /// [`Commands::send`] for an RPC: `UNAVAILABLE` when the broker did not take it.
-    pub(crate) async fn send_for_call(
-        &self,
-        case_id: &str,
-        body: case_command::Body,
-        until: Instant,
-    ) -> Result<(), Status> {
-        self.send(case_id, body, until).await.map_err(|e| {
-            Status::unavailable(format!("the command was not taken: {e}; retrying is safe"))
-        })
-    }
 }
 
 /// What `look` finds in case `case_id` once the engine applied what the caller waits
-/// for; `DEADLINE_EXCEEDED` at `until`.
+/// for; [`CaseError::NotApplied`] at `until`.
 pub(crate) async fn applied<T>(
     cases: &CaseStore,
     case_id: &str,
     until: Instant,
     look: impl Fn(Case) -> Option<T>,
-) -> Result<T, Status> {
+) -> Result<T, CaseError> {
     loop {
-        let stored = cases.load(case_id).await.map_err(|e| {
-            tracing::warn!(error = %e, "case store unavailable");
-            Status::unavailable("the case store is unavailable; retry later")
-        })?;
+        let stored = cases.load(case_id).await.map_err(CaseError::Store)?;
         if let Some(found) = stored.case.and_then(&look) {
             return Ok(found);
         }
         if Instant::now() + POLL > until {
-            return Err(Status::deadline_exceeded(
-                "the case engine has not applied the command yet; it will: read the case later",
-            ));
+            return Err(CaseError::NotApplied);
         }
         sleep(POLL).await;
     }

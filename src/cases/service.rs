@@ -2,117 +2,49 @@
 //! policy grants the requester the case's purpose, puts the command on the command topic
 //! and answers once the engine applied it (the caller sees its own writes).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::admission::Admission;
-use super::audit::{self, Action};
-use super::commands::{Commands, applied};
-use super::listing::{self, parties};
-use super::polled::{self, Polled, Source};
+use super::audit::Action;
+use super::calls::Calls;
+pub use super::calls::Shared;
+use super::error::{CaseError, fields_valid};
+use super::grants::{self, masked};
+use super::listing;
+use super::polled::{Polled, Source};
 use super::store::CaseStore;
 use super::validate::normalised;
 pub use super::validate::{
     validate_cancel_case, validate_case_id, validate_list_cases, validate_open_case,
 };
-use crate::audit::AuditLog;
-use crate::grpc::caller_of;
-use crate::grpc::{deadline, refuse_fields};
-use crate::identity::Caller;
-use crate::identity::Requester;
-use crate::kafka::{Publisher, Topics};
-use crate::proto::{self, Case, CaseParams, CaseState, case_command, case_params};
+use crate::identity::{Caller, Requester};
+use crate::proto::{self, Case, CaseState, case_command};
 use crate::resolver::Positions;
-use crate::resolver::policy::{Access, Decision, MaskKind, Policy, Purpose, Section};
-use crate::telemetry::metrics::Telemetry;
-/// What the `Cases` and `Tasks` services of a process share: the case store they read,
-/// where they publish commands, who may call and for what, and where every action is
-/// recorded and counted.
-#[derive(Clone)]
-pub struct Shared {
-    pub cases: CaseStore,
-    pub publisher: Publisher,
-    pub topics: Topics,
-    /// Grants the case purposes, and lists the integrations (the only callers of `Tasks`).
-    pub policy: Arc<Policy>,
-    /// Where every action is recorded before it is taken.
-    pub audit: AuditLog,
-    /// Where refusals are counted.
-    pub telemetry: Telemetry,
-    /// Each requester's calls per second and open streams, one bucket for both services.
-    pub admission: Arc<Admission>,
-    /// The longest a call waits for its command to be applied (`request_timeout_ms`).
-    pub max_wait: Duration,
-    /// Ends the streams and watches at shutdown.
-    pub stop: CancellationToken,
-}
+use crate::resolver::policy::Access;
 
 /// The `Cases` service.
 pub struct CasesService {
-    cases: CaseStore,
-    commands: Commands,
-    policy: Arc<Policy>,
+    calls: Calls,
     /// How far the record store has materialized: an opening waits for the caller's
     /// publishes before the engine plans on the records.
     positions: Positions,
-    max_wait: Duration,
-    /// Ends the watches at shutdown.
-    stop: CancellationToken,
-    /// Where every action is recorded before it is taken.
-    audit: AuditLog,
-    /// Where refusals are counted.
-    telemetry: Telemetry,
-    /// Each requester's calls per second and open streams, shared with `Tasks`.
-    admission: Arc<Admission>,
     /// Seen once that the store lists every case by person, work list, kind and state
     /// (see [`CaseStore::lists_current`]); it stays so.
     lists_current: AtomicBool,
 }
 
 impl CasesService {
-    /// A service over the case store, sending commands with `publisher`; an opening
-    /// waits for its `min_positions` in `positions`, a call waits at most `max_wait` for
-    /// the engine, and watches end when `stop` is cancelled.
     /// The service over what it shares with `Tasks`, waiting for the caller's publishes
     /// to be materialized (`positions`) before an opening is planned.
     pub fn new(shared: Shared, positions: Positions) -> CasesService {
-        let Shared {
-            cases,
-            publisher,
-            topics,
-            policy,
-            audit,
-            telemetry,
-            admission,
-            max_wait,
-            stop,
-        } = shared;
         CasesService {
-            cases,
-            commands: Commands { publisher, topics },
-            policy,
+            calls: Calls::new(shared, "case call"),
             positions,
-            max_wait,
-            stop,
-            audit,
-            telemetry,
-            admission,
             lists_current: AtomicBool::new(false),
         }
-    }
-
-    /// The caller, once its call is admitted by its rate (see [`admit_requester`]).
-    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let caller = caller_of(request)?;
-        self.admission
-            .call(&caller.requester, &self.telemetry, "case call")?;
-        Ok(caller)
     }
 
     /// Decides `action` by the policy for `caller` and records it, allowed or denied,
@@ -122,113 +54,47 @@ impl CasesService {
         caller: &Caller,
         action: &Action<'_>,
         until: Instant,
-    ) -> Result<Access, Status> {
-        match self.decide(caller, action.purpose, action.params) {
-            Ok(access) => {
-                audit::record(&self.audit, action, None, until).await?;
-                Ok(access)
-            }
-            Err(reason) => {
-                audit::record(&self.audit, action, Some(&reason), until).await?;
-                Err(Status::permission_denied(reason))
-            }
-        }
+    ) -> Result<Access, CaseError> {
+        let decision = grants::decide(&self.calls.policy, caller, action.purpose, action.params);
+        self.calls.audited(action, decision, until).await
     }
 
-    /// The policy's decision on `caller` acting on a case of `purpose` about `params`, as
-    /// for a lookup: a grant of the purpose, which, if self-only, is used by a citizen
-    /// who is a party to the case, and which includes every section the case's plan
-    /// reads. The grant's access, or why not.
-    fn decide(
+    /// The case, if it exists and the policy lets `caller` act on it (see
+    /// [`grants::decide`]), with what the grant shows; `method` is recorded in the audit
+    /// trail either way.
+    async fn readable(
         &self,
         caller: &Caller,
-        purpose: &str,
-        params: Option<&CaseParams>,
-    ) -> Result<Access, String> {
-        let requester = &caller.requester;
-        let denied = || format!("the access policy grants {requester} no purpose {purpose:?}");
-        let slug = Purpose::parse(purpose).map_err(|_| denied())?;
-        let Decision::Allowed(access) = self.policy.decide(requester, &slug) else {
-            return Err(denied());
-        };
-        let grant = || {
-            format!(
-                "the grant for {requester} with purpose {purpose} (policy line {})",
-                access.grant_line()
-            )
-        };
-        if access.self_only() {
-            let party = caller.on_behalf_of.as_ref().is_some_and(|citizen| {
-                parties(params)
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(citizen.as_str()))
-            });
-            if !party {
-                return Err(format!(
-                    "{} is self-only: the citizen it acts for must be a party to the case",
-                    grant()
-                ));
-            }
-        }
-        if let Some(missing) = sections_read(params)
-            .iter()
-            .find(|s| !access.allows_section(**s))
-        {
-            return Err(format!(
-                "{} does not include section {missing}, which the case's plan reads",
-                grant()
-            ));
-        }
-        Ok(access)
-    }
-
-    async fn load(&self, case_id: &str) -> Result<Option<Case>, Status> {
-        self.cases
+        method: &'static str,
+        case_id: &str,
+        until: Instant,
+    ) -> Result<(Case, Access), CaseError> {
+        fields_valid(validate_case_id(case_id), caller.requester.agency)?;
+        let case = self
+            .calls
             .load(case_id)
-            .await
-            .map(|s| s.case)
-            .map_err(store_unavailable)
+            .await?
+            .ok_or(CaseError::NotFound("no such case"))?;
+        let on_behalf_of = caller.on_behalf_of.as_ref();
+        let action = Action::on_case(&caller.requester, on_behalf_of, method, &case);
+        let access = self.check(caller, &action, until).await?;
+        Ok((case, access))
     }
 
     /// Whether the store lists every case by person, work list, kind and state; read
     /// until it does, then remembered.
-    async fn lists_current(&self) -> Result<bool, Status> {
+    async fn lists_current(&self) -> Result<bool, CaseError> {
         if self.lists_current.load(Ordering::Relaxed) {
             return Ok(true);
         }
         let current = self
+            .calls
             .cases
             .lists_current()
             .await
-            .map_err(store_unavailable)?;
+            .map_err(CaseError::Store)?;
         self.lists_current.store(current, Ordering::Relaxed);
         Ok(current)
-    }
-
-    /// `r` narrowed to the only person whose cases `caller` may see, when every grant
-    /// of its requester is self-only (a citizen portal): those are the cases naming the
-    /// citizen it acts for. `None` when it may see none (no grant, no citizen, or
-    /// another person asked for).
-    fn scoped(
-        &self,
-        caller: &Caller,
-        mut r: proto::ListCasesRequest,
-    ) -> Option<proto::ListCasesRequest> {
-        let mut granted = self.policy.grants().iter().filter_map(|g| {
-            match self.policy.decide(&caller.requester, &g.purpose) {
-                Decision::Allowed(access) => Some(access.self_only()),
-                Decision::Denied(_) => None,
-            }
-        });
-        let first = granted.next()?;
-        if !(first && granted.all(|self_only| self_only)) {
-            return Some(r);
-        }
-        let citizen = caller.on_behalf_of.as_ref()?.as_str();
-        if r.person_id.is_empty() {
-            r.person_id = citizen.to_owned();
-        }
-        r.person_id.eq_ignore_ascii_case(citizen).then_some(r)
     }
 
     /// The case once `done` holds.
@@ -237,8 +103,10 @@ impl CasesService {
         case_id: &str,
         until: Instant,
         done: impl Fn(&Case) -> bool,
-    ) -> Result<Case, Status> {
-        applied(&self.cases, case_id, until, |c| done(&c).then_some(c)).await
+    ) -> Result<Case, CaseError> {
+        self.calls
+            .applied(case_id, until, |c| done(&c).then_some(c))
+            .await
     }
 }
 
@@ -256,29 +124,28 @@ struct History {
 impl Source for History {
     type Item = proto::CaseEvent;
 
-    async fn next(&mut self) -> Result<(Vec<proto::CaseEvent>, bool), Status> {
-        let unavailable = |e: super::store::CaseStoreError| {
-            tracing::warn!(error = %e, "case store unavailable");
-            Status::unavailable("the case store is unavailable")
-        };
+    async fn next(&mut self) -> Result<(Vec<proto::CaseEvent>, bool), CaseError> {
         // Whether it is closed first: the history read after it then holds every event
         // (read the other way round, a case closing in between would lose its last one).
-        let stored = self.cases.load(&self.case_id).await.map_err(unavailable)?;
+        let stored = self
+            .cases
+            .load(&self.case_id)
+            .await
+            .map_err(CaseError::WatchedStore)?;
         let closed = stored.case.is_some_and(|c| is_closed(&c));
-        let history = self
+        let mut history = self
             .cases
             .history(&self.case_id, self.after)
             .await
-            .map_err(unavailable)?;
+            .map_err(CaseError::WatchedStore)?;
         if let Some(last) = history.last() {
             self.after = last.sequence;
         }
-        let mut history = history;
         for event in &mut history {
             if let Some(proto::case_event::Body::Opened(opened)) = &mut event.body
                 && let Some(params) = &mut opened.params
             {
-                mask_params(params, &self.access);
+                grants::mask_params(params, &self.access);
             }
         }
         Ok((history, closed))
@@ -294,23 +161,9 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::WatchCaseRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let r = request.into_inner();
-        let slot = self.admission.stream(&caller.requester)?;
-        let (case, access) = self
-            .readable(&caller, "WatchCase", &r.case_id, until)
-            .await?;
-        let history = History {
-            cases: self.cases.clone(),
-            case_id: case.case_id,
-            after: r.after_sequence,
-            access,
-        };
-        Ok(Response::new(polled::stream(
-            history,
-            slot,
-            self.stop.clone(),
-        )))
+        self.calls
+            .answer(request, |caller, r, until| self.watch(caller, r, until))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListCases"))]
@@ -318,37 +171,91 @@ impl proto::cases_server::Cases for CasesService {
         &self,
         request: Request<proto::ListCasesRequest>,
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let r = request.into_inner();
-        let violations = validate_list_cases(&r);
-        if !violations.is_empty() {
-            return Err(refuse_fields(
-                &violations,
-                &self.telemetry,
-                caller.requester.agency,
-            ));
-        }
-        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
-        let Some(r) = self.scoped(&caller, r) else {
-            return Ok(Response::new(proto::ListCasesResponse::default()));
+        self.calls
+            .answer(request, |caller, r, until| self.list(caller, r, until))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "OpenCase"))]
+    async fn open_case(
+        &self,
+        request: Request<proto::OpenCaseRequest>,
+    ) -> Result<Response<proto::OpenCaseResponse>, Status> {
+        self.calls
+            .answer(request, |caller, r, until| self.open(caller, r, until))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetCase"))]
+    async fn get_case(
+        &self,
+        request: Request<proto::GetCaseRequest>,
+    ) -> Result<Response<Case>, Status> {
+        self.calls
+            .answer(request, |caller, r, until| async move {
+                let (case, access) = self.readable(&caller, "GetCase", &r.case_id, until).await?;
+                Ok(masked(case, &access))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "CancelCase"))]
+    async fn cancel_case(
+        &self,
+        request: Request<proto::CancelCaseRequest>,
+    ) -> Result<Response<Case>, Status> {
+        self.calls
+            .answer(request, |caller, r, until| self.cancel(caller, r, until))
+            .await
+    }
+}
+
+/// The calls, each once its caller is admitted.
+impl CasesService {
+    /// `WatchCase`: the case's events after the sequence asked for, as they come.
+    async fn watch(
+        &self,
+        caller: Caller,
+        r: proto::WatchCaseRequest,
+        until: Instant,
+    ) -> Result<EventStream, CaseError> {
+        let slot = self.calls.slot(&caller.requester)?;
+        let (case, access) = self
+            .readable(&caller, "WatchCase", &r.case_id, until)
+            .await?;
+        let history = History {
+            cases: self.calls.cases.clone(),
+            case_id: case.case_id,
+            after: r.after_sequence,
+            access,
         };
-        let found = listing::list(&self.cases, &r, limit, self.lists_current().await?, |c| {
-            self.decide(&caller, &c.purpose, c.params.as_ref()).ok()
+        Ok(self.calls.stream(history, slot))
+    }
+
+    /// `ListCases`: the cases the caller may see that pass the filters, each audited.
+    async fn list(
+        &self,
+        caller: Caller,
+        r: proto::ListCasesRequest,
+        until: Instant,
+    ) -> Result<proto::ListCasesResponse, CaseError> {
+        fields_valid(validate_list_cases(&r), caller.requester.agency)?;
+        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let Some(r) = grants::scoped(&self.calls.policy, &caller, r) else {
+            return Ok(proto::ListCasesResponse::default());
+        };
+        let lists_current = self.lists_current().await?;
+        let found = listing::list(&self.calls.cases, &r, limit, lists_current, |c| {
+            grants::decide(&self.calls.policy, &caller, &c.purpose, c.params.as_ref()).ok()
         })
         .await
-        .map_err(store_unavailable)?;
+        .map_err(CaseError::Store)?;
         // Every case returned is in the trail before the answer leaves; the entries are
         // written together (the audit writer batches them), not one round trip each.
+        let on_behalf_of = caller.on_behalf_of.as_ref();
         let entries = found.cases.iter().map(|(case, _)| {
-            let action = Action {
-                requester: &caller.requester,
-                on_behalf_of: caller.on_behalf_of.as_ref(),
-                method: "ListCases",
-                case_id: &case.case_id,
-                purpose: &case.purpose,
-                params: case.params.as_ref(),
-            };
-            async move { audit::record(&self.audit, &action, None, until).await }
+            let action = Action::on_case(&caller.requester, on_behalf_of, "ListCases", case);
+            async move { self.calls.audited(&action, Ok(()), until).await }
         });
         futures::future::try_join_all(entries).await?;
         let cases = found
@@ -357,26 +264,20 @@ impl proto::cases_server::Cases for CasesService {
             .map(|(case, access)| masked(case, &access))
             .collect();
         let truncated = found.truncated;
-        Ok(Response::new(proto::ListCasesResponse { cases, truncated }))
+        Ok(proto::ListCasesResponse { cases, truncated })
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "OpenCase"))]
-    async fn open_case(
+    /// `OpenCase`: the case of the caller's request id, opened unless it was already.
+    async fn open(
         &self,
-        request: Request<proto::OpenCaseRequest>,
-    ) -> Result<Response<proto::OpenCaseResponse>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let r = request.into_inner();
+        caller: Caller,
+        r: proto::OpenCaseRequest,
+        until: Instant,
+    ) -> Result<proto::OpenCaseResponse, CaseError> {
         let mut violations = validate_open_case(&r);
         self.positions
             .check(&r.min_positions, "min_positions", &mut violations);
-        if !violations.is_empty() {
-            return Err(refuse_fields(
-                &violations,
-                &self.telemetry,
-                caller.requester.agency,
-            ));
-        }
+        fields_valid(violations, caller.requester.agency)?;
         let params = normalised(r.params.unwrap_or_default());
         let case_id = case_id_of(&caller.requester, &r.request_id);
         let action = Action {
@@ -388,7 +289,7 @@ impl proto::cases_server::Cases for CasesService {
             params: Some(&params),
         };
         let access = self.check(&caller, &action, until).await?;
-        if self.load(&case_id).await?.is_none() {
+        if self.calls.load(&case_id).await?.is_none() {
             // The engine plans on the records as stored when it applies the opening: not
             // before what the caller published is there.
             self.positions
@@ -401,53 +302,36 @@ impl proto::cases_server::Cases for CasesService {
                 purpose: r.purpose,
                 request_id: r.request_id,
             };
-            self.commands
-                .send_for_call(&case_id, case_command::Body::Open(open), until)
-                .await?;
+            let open = case_command::Body::Open(open);
+            self.calls.send(&case_id, open, until).await?;
         }
         let case = self.wait(&case_id, until, |_| true).await?;
-        Ok(Response::new(proto::OpenCaseResponse {
+        Ok(proto::OpenCaseResponse {
             case: Some(masked(case, &access)),
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetCase"))]
-    async fn get_case(
+    /// `CancelCase`: the case once cancelled, unless it is closed already.
+    async fn cancel(
         &self,
-        request: Request<proto::GetCaseRequest>,
-    ) -> Result<Response<Case>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let case_id = request.into_inner().case_id;
-        let (case, access) = self.readable(&caller, "GetCase", &case_id, until).await?;
-        Ok(Response::new(masked(case, &access)))
-    }
-
-    #[tracing::instrument(skip_all, fields(rpc = "CancelCase"))]
-    async fn cancel_case(
-        &self,
-        request: Request<proto::CancelCaseRequest>,
-    ) -> Result<Response<Case>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let r = request.into_inner();
-        let violations = validate_cancel_case(&r);
-        if !violations.is_empty() {
-            return Err(refuse_fields(
-                &violations,
-                &self.telemetry,
-                caller.requester.agency,
-            ));
-        }
+        caller: Caller,
+        r: proto::CancelCaseRequest,
+        until: Instant,
+    ) -> Result<Case, CaseError> {
+        fields_valid(validate_cancel_case(&r), caller.requester.agency)?;
         let (case, access) = self
             .readable(&caller, "CancelCase", &r.case_id, until)
             .await?;
         match case.state() {
             CaseState::Completed => {
-                return Err(Status::failed_precondition(
-                    "the case is completed: a completed case cannot be cancelled",
+                return Err(CaseError::Precondition(
+                    "the case is completed: a completed case cannot be cancelled".into(),
                 ));
             }
             CaseState::Cancelled => {
-                return Err(Status::failed_precondition("the case is already cancelled"));
+                return Err(CaseError::Precondition(
+                    "the case is already cancelled".into(),
+                ));
             }
             _ => {}
         }
@@ -455,91 +339,11 @@ impl proto::cases_server::Cases for CasesService {
             reason: r.reason,
             by: caller.requester.to_string(),
         };
-        self.commands
-            .send_for_call(&case.case_id, case_command::Body::Cancel(cancel), until)
-            .await?;
+        let cancel = case_command::Body::Cancel(cancel);
+        self.calls.send(&case.case_id, cancel, until).await?;
         let cancelled = self.wait(&case.case_id, until, is_closed).await?;
-        Ok(Response::new(masked(cancelled, &access)))
+        Ok(masked(cancelled, &access))
     }
-}
-
-impl CasesService {
-    /// The case, if it exists and the policy lets `caller` act on it (see
-    /// [`CasesService::decide`]), with what the grant shows; `method` is recorded in the
-    /// audit trail either way.
-    async fn readable(
-        &self,
-        caller: &Caller,
-        method: &'static str,
-        case_id: &str,
-        until: Instant,
-    ) -> Result<(Case, Access), Status> {
-        let violations = validate_case_id(case_id);
-        if !violations.is_empty() {
-            return Err(refuse_fields(
-                &violations,
-                &self.telemetry,
-                caller.requester.agency,
-            ));
-        }
-        let case = self
-            .load(case_id)
-            .await?
-            .ok_or_else(|| Status::not_found("no such case"))?;
-        let action = Action {
-            requester: &caller.requester,
-            on_behalf_of: caller.on_behalf_of.as_ref(),
-            method,
-            case_id: &case.case_id,
-            purpose: &case.purpose,
-            params: case.params.as_ref(),
-        };
-        let access = self.check(caller, &action, until).await?;
-        Ok((case, access))
-    }
-}
-
-/// The profile sections a case's plan reads the records of: derived from what the plan
-/// reads, so a grant keeps up with the plan.
-fn sections_read(params: Option<&CaseParams>) -> Vec<Section> {
-    let mut sections: Vec<Section> = params
-        .map(super::plan::reads)
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|(_, types)| types)
-        .map(Section::of_record)
-        .collect();
-    sections.sort_by_key(|s| s.name());
-    sections.dedup();
-    sections
-}
-
-/// `case` as the grant shows it: the resident IDs it names masked unless unmasked.
-fn masked(mut case: Case, access: &Access) -> Case {
-    if let Some(params) = &mut case.params {
-        mask_params(params, access);
-    }
-    case
-}
-
-/// Masks the resident IDs of `params` as `access` shows them.
-fn mask_params(params: &mut CaseParams, access: &Access) {
-    let show = |id: &mut String| *id = access.show(MaskKind::ResidentId, id).into_owned();
-    match &mut params.kind {
-        Some(case_params::Kind::PropertyTransfer(p)) => {
-            p.seller_ids.iter_mut().for_each(show);
-            p.buyer_ids.iter_mut().for_each(show);
-        }
-        Some(case_params::Kind::SocialSecurityTransfer(p)) => show(&mut p.person_id),
-        Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
-        Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
-        None => {}
-    }
-}
-
-fn store_unavailable(e: super::store::CaseStoreError) -> Status {
-    tracing::warn!(error = %e, "case store unavailable");
-    Status::unavailable("the case store is unavailable; retry later")
 }
 
 fn is_closed(case: &Case) -> bool {
@@ -553,3 +357,7 @@ fn case_id_of(requester: &Requester, request_id: &str) -> String {
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("case-{hex}")
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

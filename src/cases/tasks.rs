@@ -5,81 +5,35 @@
 //! reconnects misses none, then each new one as it opens.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::admission::Admission;
 use super::audit::{self, Action};
-use super::commands::{self, Commands};
-use super::polled::{self, Polled, Source};
-use super::service::Shared;
+use super::calls::{Calls, Shared};
+use super::error::{CaseError, fields_valid};
+use super::polled::{Polled, Source};
 use super::store::CaseStore;
 use crate::audit::AuditLog;
-use crate::grpc::caller_of;
-use crate::grpc::{deadline, refuse_fields};
-use crate::identity::Caller;
-use crate::identity::Requester;
-
+use crate::identity::{Caller, Requester};
 use crate::proto::{self, Case, CaseState, Step, StepState, Task, case_command};
 use crate::records::{Violations, agency_slug};
-use crate::resolver::policy::Policy;
-use crate::telemetry::metrics::Telemetry;
+
 /// How long a stream waits for the audit trail to take a task's entry.
 const AUDIT_WAIT: Duration = Duration::from_secs(10);
 
 /// The `Tasks` service.
 pub struct TasksService {
-    cases: CaseStore,
-    commands: Commands,
-    max_wait: Duration,
-    /// Ends the streams at shutdown.
-    stop: CancellationToken,
-    /// Where every action is recorded before it is taken.
-    audit: AuditLog,
-    /// Where refusals are counted.
-    telemetry: Telemetry,
-    /// Each requester's calls per second and open streams, shared with `Cases`.
-    admission: Arc<Admission>,
-    /// Lists the integrations: the agencies' record systems, the only callers of `Tasks`.
-    policy: Arc<Policy>,
+    calls: Calls,
 }
 
 impl TasksService {
     /// The service over what it shares with `Cases`.
     pub fn new(shared: Shared) -> TasksService {
-        let Shared {
-            cases,
-            publisher,
-            topics,
-            policy,
-            audit,
-            telemetry,
-            admission,
-            max_wait,
-            stop,
-        } = shared;
         TasksService {
-            cases,
-            commands: Commands { publisher, topics },
-            max_wait,
-            stop,
-            audit,
-            telemetry,
-            admission,
-            policy,
+            calls: Calls::new(shared, "task call"),
         }
-    }
-
-    /// The caller, once its call is admitted by its rate (see [`admit_requester`]).
-    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let caller = caller_of(request)?;
-        self.admission
-            .call(&caller.requester, &self.telemetry, "task call")?;
-        Ok(caller)
     }
 
     /// The case and step of `task_id`, if the step is the requester's agency's; `method`
@@ -92,52 +46,43 @@ impl TasksService {
         method: &'static str,
         task_id: &str,
         until: Instant,
-    ) -> Result<(Case, Step), Status> {
-        let id = TaskId::parse(task_id)
-            .map_err(|v| refuse_fields(&v, &self.telemetry, requester.agency))?;
+    ) -> Result<(Case, Step), CaseError> {
+        let id = TaskId::parse(task_id).map_err(|violations| CaseError::Invalid {
+            violations,
+            agency: requester.agency,
+        })?;
         let case = self
-            .cases
+            .calls
             .load(id.case_id)
-            .await
-            .map_err(unavailable)?
-            .case
-            .ok_or_else(|| Status::not_found("no such task: its case does not exist"))?;
+            .await?
+            .ok_or(CaseError::NotFound("no such task: its case does not exist"))?;
         let step = case
             .steps
             .iter()
             .find(|s| s.step_id == id.step_id)
             .cloned()
-            .ok_or_else(|| Status::not_found("no such task: its case has no such step"))?;
-        let action = Action {
-            requester,
-            on_behalf_of: None,
-            method,
-            case_id: &case.case_id,
-            purpose: &case.purpose,
-            params: case.params.as_ref(),
-        };
-        let denied = match self.policy.integration(requester) {
-            Err(not) => Some(not.to_string()),
-            Ok(()) if step.agency() != requester.agency => Some(format!(
+            .ok_or(CaseError::NotFound(
+                "no such task: its case has no such step",
+            ))?;
+        let decision = match self.calls.policy.integration(requester) {
+            Err(not) => Err(not.to_string()),
+            Ok(()) if step.agency() != requester.agency => Err(format!(
                 "the task belongs to {}",
                 agency_slug(step.agency())
             )),
-            Ok(()) => None,
+            Ok(()) => Ok(()),
         };
-        audit::record(&self.audit, &action, denied.as_deref(), until).await?;
-        match denied {
-            Some(denied) => Err(Status::permission_denied(denied)),
-            None => Ok((case, step)),
-        }
+        let action = Action::on_case(requester, None, method, &case);
+        self.calls.audited(&action, decision, until).await?;
+        Ok((case, step))
     }
 
     /// Lets `requester` open a task stream if it is an integration (an agency's record
     /// system); otherwise audits the attempt and refuses it.
-    async fn integration(&self, requester: &Requester, until: Instant) -> Result<(), Status> {
-        let Err(not) = self.policy.integration(requester) else {
+    async fn integration(&self, requester: &Requester, until: Instant) -> Result<(), CaseError> {
+        let Err(not) = self.calls.policy.integration(requester) else {
             return Ok(());
         };
-        let denied = not.to_string();
         let action = Action {
             requester,
             on_behalf_of: None,
@@ -146,11 +91,13 @@ impl TasksService {
             purpose: "tasks",
             params: None,
         };
-        audit::record(&self.audit, &action, Some(&denied), until).await?;
-        Err(Status::permission_denied(denied))
+        self.calls
+            .audited(&action, Err(not.to_string()), until)
+            .await
     }
 
-    /// Sends `body` for the case of `step`, then answers with the step once `applied`.
+    /// Sends `body` for the case of `step` unless `applied` already holds, then answers
+    /// with the step once it does.
     async fn act(
         &self,
         case: &Case,
@@ -158,20 +105,19 @@ impl TasksService {
         body: case_command::Body,
         until: Instant,
         applied: impl Fn(&Step) -> bool,
-    ) -> Result<Step, Status> {
+    ) -> Result<Step, CaseError> {
         if !applied(step) {
-            self.commands
-                .send_for_call(&case.case_id, body, until)
-                .await?;
+            self.calls.send(&case.case_id, body, until).await?;
         }
         let step_id = &step.step_id;
-        commands::applied(&self.cases, &case.case_id, until, |c| {
-            c.steps
-                .into_iter()
-                .find(|s| s.step_id == *step_id)
-                .filter(|s| applied(s))
-        })
-        .await
+        self.calls
+            .applied(&case.case_id, until, |c| {
+                c.steps
+                    .into_iter()
+                    .find(|s| s.step_id == *step_id)
+                    .filter(|s| applied(s))
+            })
+            .await
     }
 }
 
@@ -194,10 +140,14 @@ struct Pending {
 impl Source for Pending {
     type Item = Task;
 
-    async fn next(&mut self) -> Result<(Vec<Task>, bool), Status> {
+    async fn next(&mut self) -> Result<(Vec<Task>, bool), CaseError> {
         let agency = self.requester.agency;
         if let Some(seen) = self.seen {
-            let changes = self.cases.task_changes(agency).await.map_err(unavailable)?;
+            let changes = self
+                .cases
+                .task_changes(agency)
+                .await
+                .map_err(CaseError::Store)?;
             if changes == seen {
                 return Ok((Vec::new(), false));
             }
@@ -206,7 +156,7 @@ impl Source for Pending {
             .cases
             .task_snapshot(agency)
             .await
-            .map_err(unavailable)?;
+            .map_err(CaseError::Store)?;
         let tasks = snapshot.tasks;
         // What this stream sent and the agency has since acknowledged (or the engine
         // dropped) is gone from the kept tasks: forgotten here too, so a long-lived
@@ -249,22 +199,9 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::StreamTasksRequest>,
     ) -> Result<Response<TaskStream>, Status> {
-        let requester = self.caller(&request)?.requester;
-        self.integration(&requester, deadline(&request, self.max_wait))
-            .await?;
-        let slot = self.admission.stream(&requester)?;
-        let pending = Pending {
-            cases: self.cases.clone(),
-            trail: self.audit.clone(),
-            requester,
-            sent: BTreeSet::new(),
-            seen: None,
-        };
-        Ok(Response::new(polled::stream(
-            pending,
-            slot,
-            self.stop.clone(),
-        )))
+        self.calls
+            .answer(request, |caller, _, until| self.open_stream(caller, until))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Tasks.Ack"))]
@@ -272,15 +209,11 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::AckTaskRequest>,
     ) -> Result<Response<proto::AckTaskResponse>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let task_id = request.into_inner().task_id;
-        self.owned(&caller.requester, "Tasks.Ack", &task_id, until)
-            .await?;
-        self.cases
-            .ack_task(caller.requester.agency, &task_id)
+        self.calls
+            .answer(request, |caller, r, until| {
+                self.acknowledge(caller, r, until)
+            })
             .await
-            .map_err(unavailable)?;
-        Ok(Response::new(proto::AckTaskResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Tasks.Complete"))]
@@ -288,17 +221,70 @@ impl proto::tasks_server::Tasks for TasksService {
         &self,
         request: Request<proto::CompleteTaskRequest>,
     ) -> Result<Response<Step>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let r = request.into_inner();
-        let violations = validate_complete_task(&r);
-        if !violations.is_empty() {
-            return Err(refuse_fields(
-                &violations,
-                &self.telemetry,
-                caller.requester.agency,
-            ));
-        }
+        self.calls
+            .answer(request, |caller, r, until| {
+                self.complete_task(caller, r, until)
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Tasks.Reject"))]
+    async fn reject(
+        &self,
+        request: Request<proto::RejectTaskRequest>,
+    ) -> Result<Response<Step>, Status> {
+        self.calls
+            .answer(request, |caller, r, until| {
+                self.reject_task(caller, r, until)
+            })
+            .await
+    }
+}
+
+/// The calls, each once its caller is admitted.
+impl TasksService {
+    /// `Tasks.Stream`: the requester's agency's tasks, as they open.
+    async fn open_stream(&self, caller: Caller, until: Instant) -> Result<TaskStream, CaseError> {
+        let requester = caller.requester;
+        self.integration(&requester, until).await?;
+        let slot = self.calls.slot(&requester)?;
+        let pending = Pending {
+            cases: self.calls.cases.clone(),
+            trail: self.calls.audit.clone(),
+            requester,
+            sent: BTreeSet::new(),
+            seen: None,
+        };
+        Ok(self.calls.stream(pending, slot))
+    }
+
+    /// `Tasks.Ack`: the task is no longer sent again to its agency.
+    async fn acknowledge(
+        &self,
+        caller: Caller,
+        r: proto::AckTaskRequest,
+        until: Instant,
+    ) -> Result<proto::AckTaskResponse, CaseError> {
+        self.owned(&caller.requester, "Tasks.Ack", &r.task_id, until)
+            .await?;
+        self.calls
+            .cases
+            .ack_task(caller.requester.agency, &r.task_id)
+            .await
+            .map_err(CaseError::Store)?;
+        Ok(proto::AckTaskResponse {})
+    }
+
+    /// `Tasks.Complete`: the step once done by the task (a repeat with the same
+    /// outcome finds it done).
+    async fn complete_task(
+        &self,
+        caller: Caller,
+        r: proto::CompleteTaskRequest,
+        until: Instant,
+    ) -> Result<Step, CaseError> {
         let agency = caller.requester.agency;
+        fields_valid(validate_complete_task(&r), agency)?;
         let (case, step) = self
             .owned(&caller.requester, "Tasks.Complete", &r.task_id, until)
             .await?;
@@ -307,11 +293,14 @@ impl proto::tasks_server::Tasks for TasksService {
             && step.state() == StepState::Done
             && done.outcome != r.outcome
         {
-            return Err(Status::failed_precondition(format!(
-                "the task was already completed with another outcome ({:?}); a step is \
-                 completed once",
-                done.outcome
-            )));
+            return Err(CaseError::Precondition(
+                format!(
+                    "the task was already completed with another outcome ({:?}); a step is \
+                     completed once",
+                    done.outcome
+                )
+                .into(),
+            ));
         }
         let body = case_command::Body::CompleteTask(proto::CompleteTaskCommand {
             task_id: r.task_id,
@@ -320,33 +309,24 @@ impl proto::tasks_server::Tasks for TasksService {
             note: r.note,
         });
         let done = |s: &Step| s.state() == StepState::Done;
-        Ok(Response::new(
-            self.act(&case, &step, body, until, done).await?,
-        ))
+        self.act(&case, &step, body, until, done).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Tasks.Reject"))]
-    async fn reject(
+    /// `Tasks.Reject`: the step once rejected (or done after all).
+    async fn reject_task(
         &self,
-        request: Request<proto::RejectTaskRequest>,
-    ) -> Result<Response<Step>, Status> {
-        let (caller, until) = (self.caller(&request)?, deadline(&request, self.max_wait));
-        let r = request.into_inner();
-        let violations = validate_reject_task(&r);
-        if !violations.is_empty() {
-            return Err(refuse_fields(
-                &violations,
-                &self.telemetry,
-                caller.requester.agency,
-            ));
-        }
+        caller: Caller,
+        r: proto::RejectTaskRequest,
+        until: Instant,
+    ) -> Result<Step, CaseError> {
         let agency = caller.requester.agency;
+        fields_valid(validate_reject_task(&r), agency)?;
         let (case, step) = self
             .owned(&caller.requester, "Tasks.Reject", &r.task_id, until)
             .await?;
         current(&case, &step, &r.task_id)?;
         if step.state() == StepState::Done {
-            return Err(Status::failed_precondition("the step is already done"));
+            return Err(CaseError::Precondition("the step is already done".into()));
         }
         let body = case_command::Body::RejectTask(proto::RejectTaskCommand {
             task_id: r.task_id,
@@ -354,9 +334,7 @@ impl proto::tasks_server::Tasks for TasksService {
             reason: r.reason,
         });
         let rejected = |s: &Step| matches!(s.state(), StepState::Rejected | StepState::Done);
-        Ok(Response::new(
-            self.act(&case, &step, body, until, rejected).await?,
-        ))
+        self.act(&case, &step, body, until, rejected).await
     }
 }
 
@@ -433,17 +411,17 @@ impl<'a> TaskId<'a> {
 /// `FAILED_PRECONDITION` unless `task_id` is the current task of `step` in an open case
 /// (or a completed one's, for a harmless repeat): a withdrawn or replaced task, or any
 /// task of a cancelled case, can no longer be carried out.
-fn current(case: &Case, step: &Step, task_id: &str) -> Result<(), Status> {
+fn current(case: &Case, step: &Step, task_id: &str) -> Result<(), CaseError> {
     let done_by_it = step.state() == StepState::Done && step.task_id == task_id;
     match case.state() {
         CaseState::Cancelled => {
-            return Err(Status::failed_precondition(
-                "the case was cancelled: its tasks were withdrawn",
+            return Err(CaseError::Precondition(
+                "the case was cancelled: its tasks were withdrawn".into(),
             ));
         }
         CaseState::Completed if !done_by_it => {
-            return Err(Status::failed_precondition(
-                "the case is completed: this task is no longer needed",
+            return Err(CaseError::Precondition(
+                "the case is completed: this task is no longer needed".into(),
             ));
         }
         _ => {}
@@ -453,25 +431,23 @@ fn current(case: &Case, step: &Step, task_id: &str) -> Result<(), Status> {
     }
     let number = |id: &str| TaskId::parse(id).map_or(0, |t| t.number);
     if number(task_id) > step.tasks_issued.max(number(&step.task_id)) {
-        return Err(Status::not_found(
+        return Err(CaseError::NotFound(
             "no such task: the step has had no such task",
         ));
     }
-    Err(Status::failed_precondition(if step.task_id.is_empty() {
-        format!(
-            "the task was withdrawn: step {} went back to pending until the steps it \
+    Err(CaseError::Precondition(
+        if step.task_id.is_empty() {
+            format!(
+                "the task was withdrawn: step {} went back to pending until the steps it \
              comes after are done again",
-            step.step_id
-        )
-    } else {
-        format!(
-            "the task was withdrawn: step {} is now task {}",
-            step.step_id, step.task_id
-        )
-    }))
-}
-
-fn unavailable(e: super::store::CaseStoreError) -> Status {
-    tracing::warn!(error = %e, "case store unavailable");
-    Status::unavailable("the case store is unavailable; retry later")
+                step.step_id
+            )
+        } else {
+            format!(
+                "the task was withdrawn: step {} is now task {}",
+                step.step_id, step.task_id
+            )
+        }
+        .into(),
+    ))
 }
