@@ -357,7 +357,3 @@ fn case_id_of(requester: &Requester, request_id: &str) -> String {
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("case-{hex}")
 }
-
-#[cfg(test)]
-#[path = "service_tests.rs"]
-mod tests;

@@ -80,3 +80,71 @@ async fn an_unreachable_store_delays_materializing_but_loses_nothing() {
     conclude("redis unreachable", &model, &report);
     app.stop().await;
 }
+
+/// The case store's Redis dies (killed): GetCase, Tasks.Ack and a task stream answer
+/// `UNAVAILABLE` naming the case store, and each failure is counted in
+/// `govlink_redis_errors_total` as the case engine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_store_that_died_answers_unavailable_and_each_failure_is_counted() {
+    use govlink::proto::{AckTaskRequest, GetCaseRequest, StreamTasksRequest};
+    let mut redis = RedisServer::start().await;
+    let settings = govlink::config::Settings {
+        redis: Some(redis.url()),
+        ..test_settings()
+    };
+    let app = spawn_app_with(settings, Role::Dev).await;
+    let admin = app.admin.expect("admin http");
+    let case_errors = async || {
+        let (_, text) = http_get(admin, "/metrics").await;
+        metric(&text, r#"govlink_redis_errors_total{component="cases"}"#)
+    };
+    assert_eq!(case_errors().await, 0.0);
+    redis.kill();
+    let unavailable = |status: &tonic::Status| {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "the case store is unavailable; retry later",
+            "{status:?}"
+        );
+    };
+
+    let get = GetCaseRequest {
+        case_id: "case-1".into(),
+    };
+    let refused = cases_as(&app, "housing/transfer-window")
+        .get_case(get)
+        .await
+        .unwrap_err();
+    unavailable(&refused);
+    assert_eq!(case_errors().await, 1.0, "GetCase's failed read is counted");
+
+    let mut registry = tasks_as(&app, "housing/records");
+    let ack = AckTaskRequest {
+        task_id: "case-1/registration.1".into(),
+    };
+    let refused = registry.ack(ack).await.unwrap_err();
+    unavailable(&refused);
+    assert_eq!(
+        case_errors().await,
+        2.0,
+        "Tasks.Ack's failed read is counted"
+    );
+
+    let mut stream = registry
+        .stream(StreamTasksRequest::default())
+        .await
+        .expect("an integration may open its task stream")
+        .into_inner();
+    let refused = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the stream answers within 10 s")
+        .unwrap_err();
+    unavailable(&refused);
+    assert_eq!(
+        case_errors().await,
+        3.0,
+        "a stream's failed read is counted"
+    );
+    app.stop().await;
+}
