@@ -2,6 +2,7 @@
 //! validates what its agency sends, wraps it in a `RecordEvent` and acknowledges only
 //! once the broker has it.
 
+mod agency;
 mod check;
 mod housing;
 mod provident_fund;
