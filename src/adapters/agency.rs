@@ -64,7 +64,9 @@ macro_rules! agency_adapter {
                 ) -> Result<::tonic::Response<$crate::proto::PublishAck>, ::tonic::Status> {
                     use $crate::proto::record_event::Payload;
                     self.0
-                        .upsert_rpc($agency, request, |r| (r.meta, r.record.map(Payload::$payload)))
+                        .item_rpc($agency, request, |r| {
+                            $crate::adapters::Item::upsert(r.meta, r.record.map(Payload::$payload))
+                        })
                         .await
                 }
             )+
@@ -73,7 +75,11 @@ macro_rules! agency_adapter {
                 &self,
                 request: ::tonic::Request<$crate::proto::DeleteRecordRequest>,
             ) -> Result<::tonic::Response<$crate::proto::PublishAck>, ::tonic::Status> {
-                self.0.delete_rpc($agency, request).await
+                self.0
+                    .item_rpc($agency, request, |r| {
+                        $crate::adapters::Item::delete(r.meta, r.record_type)
+                    })
+                    .await
             }
 
             async fn publish_batch(

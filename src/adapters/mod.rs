@@ -34,10 +34,7 @@ use crate::audit::AuditLog;
 use crate::grpc::deadline;
 use crate::kafka::{Publisher, Topics};
 use crate::limits::{Rate, RateLimiter};
-use crate::proto::{
-    Agency, DeleteRecordRequest, PublishAck, PublishBatchResponse, PublishMeta,
-    record_event::Payload,
-};
+use crate::proto::{Agency, PublishAck, PublishBatchResponse, PublishMeta};
 use crate::records::AGENCIES;
 use crate::resolver::policy::Policy;
 use crate::telemetry::metrics::Telemetry;
@@ -125,35 +122,19 @@ impl PublishPath {
         })
     }
 
-    /// A single-record publish RPC: `split` takes the request apart into meta and payload.
-    pub(crate) async fn upsert_rpc<T>(
+    /// A publish RPC of one item of `agency` (a record's new version, or its deletion):
+    /// `item` takes the request apart into that item.
+    pub(crate) async fn item_rpc<T>(
         &self,
         agency: Agency,
         request: Request<T>,
-        split: impl FnOnce(T) -> (Option<PublishMeta>, Option<Payload>),
+        item: impl FnOnce(T) -> Item,
     ) -> Result<Response<PublishAck>, Status> {
         let started = Instant::now();
         self.admitted(agency, &request, started).await?;
         let deadline = deadline(&request, self.max_wait);
-        let (meta, payload) = split(request.into_inner());
         let result = self
-            .publish(agency, Item::upsert(meta, payload), deadline)
-            .await;
-        answer(&self.telemetry, agency, 1, started, result).map(Response::new)
-    }
-
-    /// The `DeleteRecord` RPC of `agency`.
-    pub(crate) async fn delete_rpc(
-        &self,
-        agency: Agency,
-        request: Request<DeleteRecordRequest>,
-    ) -> Result<Response<PublishAck>, Status> {
-        let started = Instant::now();
-        self.admitted(agency, &request, started).await?;
-        let deadline = deadline(&request, self.max_wait);
-        let r = request.into_inner();
-        let result = self
-            .publish(agency, Item::delete(r.meta, r.record_type), deadline)
+            .publish(agency, item(request.into_inner()), deadline)
             .await;
         answer(&self.telemetry, agency, 1, started, result).map(Response::new)
     }
