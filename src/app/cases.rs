@@ -92,20 +92,7 @@ pub(super) fn engine_and_services(
         policy,
         audit,
     } = inputs;
-    let calendar = match &settings.calendar {
-        Some(path) => WorkCalendar::load(std::path::Path::new(path))
-            .map_err(|e| AppError::Config(e.to_string()))?,
-        None => WorkCalendar::embedded()
-            .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?,
-    };
-    let this_year = crate::domain::CivilDate::today_in_china().year();
-    if !calendar.covers(this_year) {
-        tracing::warn!(
-            year = this_year,
-            "the working-day calendar does not list this year's holidays: only weekends \
-             count as rest days until it does"
-        );
-    }
+    let calendar = calendar(settings)?;
     let engine = engine::Engine::new(
         engine::EngineConfig {
             brokers: kafka.brokers.clone(),
@@ -166,4 +153,24 @@ pub(super) fn engine_and_services(
         })
     );
     Ok(())
+}
+
+/// The working-day calendar: the configured file, or the built-in one; a calendar that
+/// does not list this year's holidays is warned about.
+fn calendar(settings: &Settings) -> Result<WorkCalendar, AppError> {
+    let calendar = match &settings.calendar {
+        Some(path) => WorkCalendar::load(std::path::Path::new(path))
+            .map_err(|e| AppError::Config(e.to_string()))?,
+        None => WorkCalendar::embedded()
+            .map_err(|e| AppError::Config(format!("built-in calendar: {e}")))?,
+    };
+    let this_year = crate::domain::CivilDate::today_in_china().year();
+    if !calendar.covers(this_year) {
+        tracing::warn!(
+            year = this_year,
+            "the working-day calendar does not list this year's holidays: only weekends \
+             count as rest days until it does"
+        );
+    }
+    Ok(calendar)
 }

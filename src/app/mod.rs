@@ -212,6 +212,41 @@ impl Parts {
     }
 }
 
+/// The publish path every adapter of the process shares: with TLS, only the policy's
+/// integrations publish, and a refused attempt is audited; without, anyone.
+async fn publish_path(
+    parts: &mut Parts,
+    settings: &Settings,
+    role: Role,
+    kafka: &Kafka,
+    publisher: &Publisher,
+) -> Result<Arc<PublishPath>, AppError> {
+    let publishers = match parts.tls {
+        Some(_) => Publishers::Integrations {
+            policy: std::sync::Arc::new(load_policy(settings, role)?),
+            audit: parts
+                .audit_log(settings, kafka, publisher, "adapters")
+                .await?,
+        },
+        None => Publishers::Anyone,
+    };
+    Ok(PublishPath::new(
+        publishers,
+        publisher.clone(),
+        kafka.topics.clone(),
+        crate::adapters::PublishLimits {
+            max_batch: settings.max_batch,
+            rate: crate::limits::Rate::new(
+                settings.publish_rate_per_agency,
+                settings.publish_burst,
+            ),
+        },
+        settings.request_timeout(),
+        settings.max_clock_skew(),
+        parts.telemetry.clone(),
+    ))
+}
+
 /// The adapters of `agencies` over one publish path.
 fn adapters(parts: &mut Parts, path: &std::sync::Arc<PublishPath>, agencies: &[Agency]) {
     use std::sync::Arc;
@@ -297,30 +332,7 @@ impl App {
             Role::Resolver | Role::Cases => &[],
         };
         if !agencies.is_empty() {
-            let publishers = match parts.tls {
-                Some(_) => Publishers::Integrations {
-                    policy: std::sync::Arc::new(load_policy(settings, role)?),
-                    audit: parts
-                        .audit_log(settings, &kafka, &publisher, "adapters")
-                        .await?,
-                },
-                None => Publishers::Anyone,
-            };
-            let path = PublishPath::new(
-                publishers,
-                publisher.clone(),
-                kafka.topics.clone(),
-                crate::adapters::PublishLimits {
-                    max_batch: settings.max_batch,
-                    rate: crate::limits::Rate::new(
-                        settings.publish_rate_per_agency,
-                        settings.publish_burst,
-                    ),
-                },
-                settings.request_timeout(),
-                settings.max_clock_skew(),
-                parts.telemetry.clone(),
-            );
+            let path = publish_path(&mut parts, settings, role, &kafka, &publisher).await?;
             adapters(&mut parts, &path, agencies);
         }
         let store = match role {
