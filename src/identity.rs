@@ -11,6 +11,7 @@ use tonic::{Request, Status};
 
 use crate::domain::ResidentId;
 use crate::proto::Agency;
+use crate::records::{agency_from_slug, agency_slug, agency_slugs};
 
 /// Who is asking: an agency and one of its services (e.g. housing / transfer-window).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,7 +39,7 @@ pub enum RequesterError {
     #[error("must be <agency>/<service>, e.g. housing/transfer-window")]
     Shape,
     /// The agency is not one of the four.
-    #[error("unknown agency {0:?} (expected one of: {agencies})", agencies = agency_names())]
+    #[error("unknown agency {0:?} (expected one of: {agencies})", agencies = agency_slugs())]
     UnknownAgency(String),
     /// The service is not a lowercase slug.
     #[error("service {0}")]
@@ -49,7 +50,7 @@ impl Requester {
     /// Parses `agency/service`, e.g. `housing/transfer-window`.
     pub fn parse(text: &str) -> Result<Self, RequesterError> {
         let (agency, service) = text.split_once('/').ok_or(RequesterError::Shape)?;
-        let agency = parse_agency(agency)
+        let agency = agency_from_slug(agency)
             .ok_or_else(|| RequesterError::UnknownAgency(agency.chars().take(32).collect()))?;
         check_slug(service).map_err(RequesterError::Service)?;
         Ok(Self::new(agency, service))
@@ -58,7 +59,7 @@ impl Requester {
 
 impl fmt::Display for Requester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", agency_name(self.agency), self.service)
+        write!(f, "{}/{}", agency_slug(self.agency), self.service)
     }
 }
 
@@ -105,33 +106,6 @@ pub(crate) fn check_slug(s: &str) -> Result<(), SlugError> {
     Ok(())
 }
 
-/// The agencies by the names the policy file, certificates and the audit trail use (same
-/// as `govlink adapter --agency`).
-const AGENCIES: [(Agency, &str); 4] = [
-    (Agency::SocialSecurity, "social-security"),
-    (Agency::PublicSecurity, "public-security"),
-    (Agency::Housing, "housing"),
-    (Agency::ProvidentFund, "provident-fund"),
-];
-
-/// The policy-file name of an agency (`unspecified` for the wire default).
-pub fn agency_name(agency: Agency) -> &'static str {
-    AGENCIES
-        .iter()
-        .find(|(a, _)| *a == agency)
-        .map_or("unspecified", |(_, name)| name)
-}
-
-/// The agency a policy-file name denotes.
-pub(crate) fn parse_agency(name: &str) -> Option<Agency> {
-    AGENCIES.iter().find(|(_, n)| *n == name).map(|(a, _)| *a)
-}
-
-/// The agency names a policy file may use, for error messages.
-pub(crate) fn agency_names() -> String {
-    AGENCIES.map(|(_, n)| n).join(", ")
-}
-
 /// Metadata naming the requester: `<agency>/<service>`, e.g. `housing/transfer-window`.
 pub const REQUESTER_HEADER: &str = "x-govlink-requester";
 /// Metadata naming the citizen a self-service requester (the citizen portal) acts for.
@@ -175,19 +149,5 @@ impl Interceptor for AsRequester {
             metadata.insert(ON_BEHALF_OF_HEADER, citizen.clone());
         }
         Ok(request)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agency_names_round_trip() {
-        for (a, n) in AGENCIES {
-            assert_eq!(parse_agency(n), Some(a));
-            assert_eq!(agency_name(a), n);
-        }
-        assert_eq!(parse_agency("police"), None);
     }
 }

@@ -14,11 +14,11 @@ use super::records::{self, Run};
 use super::timeline::Timeline;
 use super::{Cases, Demo, Link, Resolver, expect};
 use crate::domain::ResidentId;
-use crate::identity::agency_name;
 use crate::proto::{
     self, Agency, CaseParams, HouseholdStatus, LoanStatus, PropertyTransferParams, StepKind,
     SubjectKind, case_event::Body, case_params, record_event::Payload,
 };
+use crate::records::agency_slug;
 /// Who acts in the story (`agency/service`).
 const WINDOW: &str = "housing/transfer-window";
 const PORTAL: &str = "public-security/citizen-portal";
@@ -189,7 +189,7 @@ impl Sale<'_> {
             writeln!(out, "   Eligible: nothing blocks the transfer.")?;
         }
         for b in &answer.blockers {
-            let agency = agency_name(Agency::try_from(b.agency).unwrap_or(Agency::Unspecified));
+            let agency = agency_slug(Agency::try_from(b.agency).unwrap_or(Agency::Unspecified));
             writeln!(out, "   blocked: {} (cleared by {agency})", b.code)?;
             writeln!(out, "      {}", b.action_zh)?;
             writeln!(out, "      {}", b.action_en)?;
@@ -538,7 +538,7 @@ impl Sale<'_> {
             writeln!(
                 out,
                 "   - {}/{} for {}{case}: {}{sections} [{decision}]",
-                agency_name(agency),
+                agency_slug(agency),
                 a.requester_service,
                 a.purpose,
                 a.method,

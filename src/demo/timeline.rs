@@ -12,10 +12,10 @@ use tokio::time::{Instant, timeout_at};
 
 use super::Cases;
 use crate::cases::plan::step_name;
-use crate::identity::agency_name;
 use crate::proto::{
     self, Agency, Case, CaseEvent, Date, StepKind, case_event::Body, step_completed::By,
 };
+use crate::records::agency_slug;
 /// The longest the demo waits for a case to move on after an agency acted.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -131,7 +131,7 @@ impl Timeline {
         }
         writeln!(out, "   Each step's deadline, and what it took:")?;
         for s in &case.steps {
-            let agency = agency_name(s.agency());
+            let agency = agency_slug(s.agency());
             let took = Duration::from_millis(u64::try_from(s.duration_ms).unwrap_or(0));
             let due = s
                 .due_on
@@ -233,7 +233,7 @@ pub(super) fn plan(case: &Case, out: &mut (dyn Write + Send)) -> anyhow::Result<
             out,
             "   - {:<32} {:<16} {state:<8} {when}",
             s.step_id,
-            agency_name(Agency::try_from(s.agency).unwrap_or(Agency::Unspecified)),
+            agency_slug(Agency::try_from(s.agency).unwrap_or(Agency::Unspecified)),
         )?;
     }
     Ok(())

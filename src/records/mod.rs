@@ -23,7 +23,8 @@ pub const AGENCIES: [Agency; 4] = [
     Agency::ProvidentFund,
 ];
 
-/// The slug of an agency, used in topic names, record keys and on the command line.
+/// The name of an agency wherever govlink writes one: topic names, record keys, the
+/// command line, the policy file, certificates, the audit trail and metric labels.
 pub fn agency_slug(agency: Agency) -> &'static str {
     match agency {
         Agency::SocialSecurity => "social-security",
@@ -37,6 +38,11 @@ pub fn agency_slug(agency: Agency) -> &'static str {
 /// The agency named by a slug; `None` for anything else (including "unspecified").
 pub fn agency_from_slug(slug: &str) -> Option<Agency> {
     AGENCIES.into_iter().find(|a| agency_slug(*a) == slug)
+}
+
+/// The agency names, for error messages (`social-security, public-security, ...`).
+pub fn agency_slugs() -> String {
+    AGENCIES.map(agency_slug).join(", ")
 }
 
 /// Every record type, each owned by exactly one agency.

@@ -27,8 +27,9 @@ pub use mask_kind::{MaskKind, MaskKindSet};
 pub use purpose::Purpose;
 pub use section::Section;
 
-use crate::identity::{Requester, SlugError, agency_name};
+use crate::identity::{Requester, SlugError};
 use crate::proto::Agency;
+use crate::records::agency_slug;
 
 /// Why a policy could not be loaded. Every problem in the file names its line.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +241,7 @@ impl Grant {
     pub fn requester_pattern(&self) -> String {
         format!(
             "{}/{}",
-            agency_name(self.agency),
+            agency_slug(self.agency),
             self.service.as_deref().unwrap_or("*")
         )
     }
@@ -278,7 +279,7 @@ pub struct NotIntegration {
 
 impl fmt::Display for NotIntegration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let agency = agency_name(self.requester.agency);
+        let agency = agency_slug(self.requester.agency);
         write!(
             f,
             "{} is not an integration of the access policy: only {agency}'s record systems (",

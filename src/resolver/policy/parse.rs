@@ -9,8 +9,9 @@ use toml::Spanned;
 use super::{
     Field, FieldSet, Grant, Integration, MaskKind, MaskKindSet, PolicyError, Purpose, Section,
 };
-use crate::identity::{Requester, agency_names, check_slug, parse_agency};
+use crate::identity::{Requester, check_slug};
 use crate::proto::Agency;
+use crate::records::{agency_from_slug, agency_slugs};
 use crate::toml_lines::Lines;
 
 /// The file as written; `Spanned` keeps where each value is for error messages.
@@ -148,10 +149,10 @@ fn grant(lines: &Lines<'_>, line: usize, raw: &RawGrant) -> Result<Grant, Policy
 
 /// The agency a table names, or the error naming the agencies there are.
 fn agency_at(lines: &Lines<'_>, name: &Spanned<String>) -> Result<Agency, PolicyError> {
-    parse_agency(name.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
+    agency_from_slug(name.get_ref()).ok_or_else(|| PolicyError::UnknownAgency {
         line: lines.of(name),
         found: name.get_ref().clone(),
-        expected: agency_names(),
+        expected: agency_slugs(),
     })
 }
 
