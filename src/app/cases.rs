@@ -96,7 +96,7 @@ pub(super) fn engine_and_services(
     let engine = engine::Engine::new(
         engine::EngineConfig {
             brokers: kafka.brokers.clone(),
-            group_id: format!("{}.cases", settings.consumer_group),
+            group_id: crate::kafka::Groups::new(settings.consumer_group.clone()).case_engine(),
             topics: kafka.topics.clone(),
             working_days: settings
                 .working_days()

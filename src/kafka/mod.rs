@@ -15,7 +15,7 @@ pub use admin::{
 pub use embedded::EmbeddedBroker;
 pub use link::{Brokers, LinkSecurity, Sasl, SaslMechanism, SecurityProtocol};
 pub use producer::{Enqueued, Header, PublishError, Publisher};
-pub use topics::{Sizing, Topics};
+pub use topics::{Groups, Sizing, Topics};
 
 use rdkafka::ClientConfig;
 

@@ -122,6 +122,51 @@ impl Topics {
     }
 }
 
+/// The consumer groups govlink's consumers join, all under the deployment's
+/// `consumer_group`: what `topics lag` reads, in one place with the topics they read.
+#[derive(Debug, Clone)]
+pub struct Groups {
+    prefix: String,
+}
+
+impl Groups {
+    /// The groups under `consumer_group`.
+    pub fn new(consumer_group: impl Into<String>) -> Groups {
+        Groups {
+            prefix: consumer_group.into(),
+        }
+    }
+
+    /// `<consumer_group>.<generation>`: the materializers of one generation of the
+    /// record store, reading the record topics.
+    pub fn materializer(&self, generation: impl std::fmt::Display) -> String {
+        format!("{}.{generation}", self.prefix)
+    }
+
+    /// `<consumer_group>.access.<generation>`: the access indexers of one generation of
+    /// the store, reading the audit topic.
+    pub fn access_indexer(&self, generation: impl std::fmt::Display) -> String {
+        format!("{}.access.{generation}", self.prefix)
+    }
+
+    /// `<consumer_group>.cases`: the case engines, reading the case commands.
+    pub fn case_engine(&self) -> String {
+        format!("{}.cases", self.prefix)
+    }
+
+    /// `<consumer_group>.dlq-replay.<kind>`: how far replays of dead letters of `kind`
+    /// got.
+    pub fn dlq_replay(&self, kind: impl std::fmt::Display) -> String {
+        format!("{}.dlq-replay.{kind}", self.prefix)
+    }
+
+    /// `<consumer_group>.dlq-replay-again.<kind>`: how far `dlq replay --again` got with
+    /// the held letters of `kind`.
+    pub fn dlq_replay_again(&self, kind: impl std::fmt::Display) -> String {
+        format!("{}.dlq-replay-again.{kind}", self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,17 +41,6 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Replayed events awaiting their acknowledgement before the replay waits for them.
 const IN_FLIGHT: usize = 256;
 
-/// The consumer group holding how far replays of dead letters of `kind` got.
-pub fn replay_group(consumer_group: &str, kind: DeadLetterKind) -> String {
-    format!("{consumer_group}.dlq-replay.{kind}")
-}
-
-/// The consumer group holding how far `dlq replay --again` got with the held letters of
-/// `kind`.
-pub fn replay_again_group(consumer_group: &str, kind: DeadLetterKind) -> String {
-    format!("{consumer_group}.dlq-replay-again.{kind}")
-}
-
 /// Dead letters by reason kind.
 pub type Counts = BTreeMap<DeadLetterKind, u64>;
 
@@ -88,12 +77,13 @@ impl Letters {
         };
         let mut positions = ReplayPositions::new();
         for kind in DeadLetterKind::ALL {
-            let group = replay_group(&settings.consumer_group, kind);
+            let group = crate::kafka::Groups::new(settings.consumer_group.clone()).dlq_replay(kind);
             positions.insert(kind, committed(group).await?);
         }
         let mut again = ReplayPositions::new();
         for &kind in again_kinds {
-            let group = replay_again_group(&settings.consumer_group, kind);
+            let group =
+                crate::kafka::Groups::new(settings.consumer_group.clone()).dlq_replay_again(kind);
             again.insert(kind, committed(group).await?);
         }
         Ok(Letters {
@@ -289,11 +279,11 @@ mod tests {
     #[test]
     fn replay_groups_are_per_reason() {
         assert_eq!(
-            replay_group("govlink-resolver", DeadLetterKind::StoreRefused),
+            crate::kafka::Groups::new("govlink-resolver").dlq_replay(DeadLetterKind::StoreRefused),
             "govlink-resolver.dlq-replay.store-refused"
         );
         assert_eq!(
-            replay_again_group("govlink-resolver", DeadLetterKind::Invalid),
+            crate::kafka::Groups::new("govlink-resolver").dlq_replay_again(DeadLetterKind::Invalid),
             "govlink-resolver.dlq-replay-again.invalid"
         );
     }

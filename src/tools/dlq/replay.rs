@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use super::lineage::{self, Entry, Status};
 use super::{
     Counts, IN_FLIGHT, Letters, NotReplayable, PUBLISH_TIMEOUT, REPLAYED_FROM_HEADER, by_reason,
-    replay_again_group, replay_group,
 };
 use crate::config::Settings;
 use crate::kafka::{Enqueued, Publisher};
@@ -240,9 +239,10 @@ async fn commit_positions(
     positions: BTreeMap<i32, i64>,
 ) -> anyhow::Result<()> {
     for &kind in kinds {
-        let mut groups = vec![replay_group(&settings.consumer_group, kind)];
+        let names = crate::kafka::Groups::new(settings.consumer_group.clone());
+        let mut groups = vec![names.dlq_replay(kind)];
         if again {
-            groups.push(replay_again_group(&settings.consumer_group, kind));
+            groups.push(names.dlq_replay_again(kind));
         }
         for group in groups {
             read::commit(&letters.brokers, &group, &letters.topic, positions.clone())

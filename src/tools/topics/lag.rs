@@ -12,7 +12,6 @@ use crate::config::Settings;
 use crate::kafka::{Brokers, Topics};
 use crate::resolver::dead_letter::DeadLetterKind;
 use crate::resolver::store::{RedisStore, Store};
-use crate::tools::dlq::{replay_again_group, replay_group};
 use crate::tools::read::{self, Watermarks};
 
 /// One consumer group's position on one partition.
@@ -155,16 +154,16 @@ async fn own_groups(
     };
     let mut own = Vec::new();
     let mut notes = Vec::new();
-    let group = &settings.consumer_group;
+    let groups = crate::kafka::Groups::new(settings.consumer_group.clone());
     match generation(settings).await? {
         Some(generation) => {
             own.push(asked(
-                format!("{group}.{generation}"),
+                groups.materializer(&generation),
                 GroupRole::Materializer,
                 topics.all_records(),
             ));
             own.push(asked(
-                format!("{group}.access.{generation}"),
+                groups.access_indexer(&generation),
                 GroupRole::AccessIndexer,
                 vec![topics.audit()],
             ));
@@ -175,18 +174,18 @@ async fn own_groups(
         ),
     }
     own.push(asked(
-        format!("{group}.cases"),
+        groups.case_engine(),
         GroupRole::CaseEngine,
         vec![topics.case_commands()],
     ));
     for kind in DeadLetterKind::ALL {
         own.push(asked(
-            replay_group(group, kind),
+            groups.dlq_replay(kind),
             GroupRole::DlqReplay(kind),
             vec![topics.dlq()],
         ));
         own.push(asked(
-            replay_again_group(group, kind),
+            groups.dlq_replay_again(kind),
             GroupRole::DlqReplayAgain(kind),
             vec![topics.dlq()],
         ));
