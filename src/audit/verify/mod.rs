@@ -12,6 +12,7 @@
 //! memory than a chain of its own.
 
 mod chain_state;
+mod problem;
 mod report;
 mod streams;
 #[cfg(test)]
