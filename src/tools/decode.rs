@@ -19,7 +19,7 @@ use crate::resolver::dead_letter::{
     DeadLetterKind, OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, REPLAY_COUNT_HEADER,
     REPLAY_ORIGINAL_HEADER, TOPIC_HEADER, TRUNCATED_FROM_HEADER,
 };
-use crate::resolver::policy::mask;
+use crate::resolver::policy::{MaskKind, mask};
 
 /// What a govlink topic holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,14 +122,12 @@ fn descriptor(full_name: &str) -> MessageDescriptor {
         .unwrap_or_else(|| panic!("{full_name} is a message of proto/"))
 }
 
-/// How an identifier is masked.
+/// How an identifier is masked: as a personal value of the policy's kinds, or as a
+/// record id or key (or an agency's event id), which may hold a resident ID number (see
+/// [`mask::resident_ids_in`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Identifier {
-    ResidentId,
-    Name,
-    Address,
-    /// A record id or key (or an agency's event id), which may hold a resident ID number
-    /// (see [`mask::resident_ids_in`]).
+    Personal(MaskKind),
     RecordId,
 }
 
@@ -139,9 +137,9 @@ impl Identifier {
     fn of_field(name: &str) -> Option<Identifier> {
         match name {
             "person_id" | "person_ids" | "seller_ids" | "buyer_ids" | "borrower_id"
-            | "on_behalf_of" => Some(Identifier::ResidentId),
-            "name" => Some(Identifier::Name),
-            "address" | "destination_address" => Some(Identifier::Address),
+            | "on_behalf_of" => Some(Identifier::Personal(MaskKind::ResidentId)),
+            "name" => Some(Identifier::Personal(MaskKind::Name)),
+            "address" | "destination_address" => Some(Identifier::Personal(MaskKind::Address)),
             // An agency's own event id is free text too, often built from the record id.
             "record_id" | "record_key" | "source_event_id" => Some(Identifier::RecordId),
             _ => None,
@@ -150,9 +148,7 @@ impl Identifier {
 
     fn mask(self, text: &str) -> String {
         match self {
-            Identifier::ResidentId => mask::resident_id(text),
-            Identifier::Name => mask::name(text),
-            Identifier::Address => mask::address(text),
+            Identifier::Personal(kind) => kind.mask(text),
             Identifier::RecordId => mask::resident_ids_in(text),
         }
     }
@@ -167,7 +163,7 @@ fn mask_message(message: &mut DynamicMessage) {
             .and_then(|k| k.as_enum_number())
             == Some(SubjectKind::Person as i32);
         if let (true, Some(id)) = (person, message.get_field_by_name_mut("id")) {
-            mask_value(id, Identifier::ResidentId);
+            mask_value(id, Identifier::Personal(MaskKind::ResidentId));
         }
         return;
     }
