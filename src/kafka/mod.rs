@@ -1,8 +1,9 @@
 //! Everything that speaks Kafka: topic names, the link to the brokers, the shared
-//! idempotent producer, topic administration, and the embedded broker used by `dev` and
-//! `demo`.
+//! idempotent producer, the batch consume loop, topic administration, and the embedded
+//! broker used by `dev` and `demo`.
 
 mod admin;
+pub mod consume;
 mod embedded;
 mod link;
 mod producer;
