@@ -54,10 +54,12 @@ pub struct BatchSize {
 pub trait BatchHandler {
     /// Why handling stopped for good (the member then leaves without committing).
     type Error;
+    /// Why the generation could not be checked (its destination unreachable, say).
+    type CheckError: std::fmt::Display;
 
-    /// Whether the generation written into is still current. A failure to find out is
-    /// the handler's to log; it answers true then, and the next write will tell.
-    fn generation_current(&mut self) -> impl Future<Output = bool> + Send;
+    /// Whether the generation written into is still current.
+    fn generation_current(&mut self)
+    -> impl Future<Output = Result<bool, Self::CheckError>> + Send;
 
     /// Writes one batch, retrying what fails for a transient reason. `Ok(None)` once the
     /// batch is written (or set aside) for good: its offsets are then stored. `Ok(Some)`
@@ -127,8 +129,11 @@ impl BatchConsumer {
         loop {
             if last_check.is_none_or(|at| at.elapsed() >= GENERATION_CHECK) {
                 last_check = Some(Instant::now());
-                if !handler.generation_current().await {
-                    return Ok(Ended::GenerationChanged);
+                match handler.generation_current().await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Ended::GenerationChanged),
+                    // What cannot be reached is noticed by the next write; keep consuming.
+                    Err(e) => tracing::debug!(error = %e, "generation check failed"),
                 }
             }
             // Only the wait for a first message is cancelled: once a batch is being

@@ -35,7 +35,7 @@ use crate::kafka::consume::{
     self, BatchConsumer, BatchHandler, BatchSize, Ended, GENERATION_CHECK,
 };
 use crate::proto::{AuditBody, AuditEntry};
-use crate::resolver::store::{Store, StoreState};
+use crate::resolver::store::{Store, StoreError, StoreState};
 use crate::telemetry::events::AuditUnindexed;
 use crate::telemetry::metrics::Telemetry;
 use admit::{Heads, Verdict};
@@ -265,16 +265,11 @@ struct Indexing<'a> {
 
 impl BatchHandler for Indexing<'_> {
     type Error = std::convert::Infallible;
+    type CheckError = StoreError;
 
-    async fn generation_current(&mut self) -> bool {
-        match self.indexer.store.meta().await {
-            Ok(Some(meta)) => meta.generation == self.generation,
-            Ok(None) => false,
-            Err(e) => {
-                tracing::debug!(error = %e, "generation check failed");
-                true
-            }
-        }
+    async fn generation_current(&mut self) -> Result<bool, StoreError> {
+        let meta = self.indexer.store.meta().await?;
+        Ok(meta.is_some_and(|meta| meta.generation == self.generation))
     }
 
     async fn handle(

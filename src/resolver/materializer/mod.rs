@@ -396,25 +396,20 @@ struct Materializing<'a> {
 
 impl BatchHandler for Materializing<'_> {
     type Error = MaterializerError;
+    type CheckError = StoreError;
 
     /// Also keeps the readiness up to date: how an idle materializer notices a flush (and
     /// rebuilds) without waiting for the next record.
-    async fn generation_current(&mut self) -> bool {
-        let materializer = self.materializer;
-        match materializer.store.meta().await {
-            Ok(Some(meta)) if meta.generation == self.generation => {
-                materializer.ready.send_if_modified(|ready| {
+    async fn generation_current(&mut self) -> Result<bool, StoreError> {
+        match self.materializer.store.meta().await? {
+            Some(meta) if meta.generation == self.generation => {
+                self.materializer.ready.send_if_modified(|ready| {
                     let now = meta.state == StoreState::Ready;
                     std::mem::replace(ready, now) != now
                 });
-                true
+                Ok(true)
             }
-            Ok(_) => false,
-            // An unreachable store is noticed by the next write; keep consuming.
-            Err(e) => {
-                tracing::debug!(error = %e, "generation check failed");
-                true
-            }
+            _ => Ok(false),
         }
     }
 
