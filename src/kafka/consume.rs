@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -77,12 +76,15 @@ pub trait BatchHandler {
 
     /// Time spent gathering the rest of a batch after its first message.
     fn filled(&mut self, _spent: Duration) {}
+
+    /// Told once the generation is over, before the member leaves its group.
+    fn generation_over(&mut self) {}
 }
 
 /// A member of one consumer group that reads its topics in batches and stores offsets
 /// only after its handler wrote them.
 pub struct BatchConsumer {
-    consumer: Arc<StreamConsumer>,
+    consumer: StreamConsumer,
     size: BatchSize,
 }
 
@@ -99,23 +101,20 @@ impl BatchConsumer {
         let consumer: StreamConsumer =
             at_least_once_consumer(brokers, client_id, group).create()?;
         consumer.subscribe(topics)?;
-        Ok(BatchConsumer {
-            consumer: Arc::new(consumer),
-            size,
-        })
+        Ok(BatchConsumer { consumer, size })
     }
 
-    /// Consumes until shutdown, the end of the generation, or an error of the handler.
-    /// On shutdown, commits the stored offsets before returning. The member leaves its
-    /// group when it is dropped.
+    /// Consumes until shutdown, the end of the generation, or an error of the handler,
+    /// then leaves the group: on shutdown, once the stored offsets are committed.
     pub async fn run<H: BatchHandler>(
-        &self,
+        self,
         handler: &mut H,
         shutdown: &CancellationToken,
     ) -> Result<Ended, H::Error> {
         let ended = self.consume(handler, shutdown).await?;
-        if ended == Ended::Shutdown {
-            self.commit_final().await;
+        match ended {
+            Ended::Shutdown => self.commit_and_leave().await,
+            Ended::GenerationChanged => handler.generation_over(),
         }
         Ok(ended)
     }
@@ -199,10 +198,11 @@ impl BatchConsumer {
         }
     }
 
-    /// Commits the stored offsets before the member leaves its group.
-    async fn commit_final(&self) {
-        let consumer = Arc::clone(&self.consumer);
-        // A synchronous commit blocks on the broker: keep it off the async workers.
+    /// Commits the stored offsets, then leaves the group.
+    async fn commit_and_leave(self) {
+        let consumer = self.consumer;
+        // A synchronous commit blocks on the broker, and so does leaving the group (when
+        // the consumer is dropped): keep both off the async workers.
         let committed =
             tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
                 .await;

@@ -132,16 +132,11 @@ impl AccessIndexer {
             let mut indexing = Indexing {
                 indexer: &mut self,
                 generation: &generation,
+                group: &group,
             };
             let Ok(ended) = consumer.run(&mut indexing, &shutdown).await;
-            match ended {
-                Ended::Shutdown => break,
-                Ended::GenerationChanged => {
-                    tracing::info!(
-                        group,
-                        "the store's generation changed; indexing the audit trail again"
-                    );
-                }
+            if ended == Ended::Shutdown {
+                break;
             }
         }
         tracing::info!("access indexer stopped");
@@ -261,6 +256,8 @@ impl AccessIndexer {
 struct Indexing<'a> {
     indexer: &'a mut AccessIndexer,
     generation: &'a str,
+    /// The generation's consumer group.
+    group: &'a str,
 }
 
 impl BatchHandler for Indexing<'_> {
@@ -279,6 +276,13 @@ impl BatchHandler for Indexing<'_> {
     ) -> Result<Option<Ended>, Self::Error> {
         let indexed = self.indexer.index_batch(batch, shutdown).await;
         Ok((!indexed).then_some(Ended::Shutdown))
+    }
+
+    fn generation_over(&mut self) {
+        tracing::info!(
+            group = self.group,
+            "the store's generation changed; indexing the audit trail again"
+        );
     }
 }
 

@@ -168,15 +168,11 @@ impl Materializer {
             let mut materializing = Materializing {
                 materializer: &self,
                 generation: &generation,
+                group: &group,
                 idle: Stage::Join,
             };
-            match consumer.run(&mut materializing, &shutdown).await? {
-                Ended::Shutdown => break,
-                Ended::GenerationChanged => {
-                    self.ready.send_replace(false);
-                    tracing::warn!(group, "the store's generation changed; leaving the group");
-                    self.positions.reset();
-                }
+            if consumer.run(&mut materializing, &shutdown).await? == Ended::Shutdown {
+                break;
             }
         }
         tracing::info!("materializer stopped");
@@ -388,6 +384,8 @@ impl Materializer {
 struct Materializing<'a> {
     materializer: &'a Materializer,
     generation: &'a str,
+    /// The generation's consumer group.
+    group: &'a str,
     /// What waiting for a batch's first event is: until the generation's first event,
     /// joining the group (and the first fetch); after it, waiting for the topics to bring
     /// more.
@@ -432,6 +430,15 @@ impl BatchHandler for Materializing<'_> {
 
     fn filled(&mut self, spent: Duration) {
         self.materializer.timings.add(Stage::Fill, spent);
+    }
+
+    fn generation_over(&mut self) {
+        self.materializer.ready.send_replace(false);
+        tracing::warn!(
+            group = self.group,
+            "the store's generation changed; leaving the group"
+        );
+        self.materializer.positions.reset();
     }
 }
 
