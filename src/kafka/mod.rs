@@ -1,9 +1,10 @@
-//! Everything that speaks Kafka: the topics (names and how they are created, in one
-//! table), the link to the brokers, the shared
-//! idempotent producer, topic administration, and the embedded broker used by `dev` and
-//! `demo`.
+//! Everything that speaks Kafka: the topics (names, how they are created and the
+//! consumer groups, in one table), the link to the brokers, the shared idempotent
+//! producer, the batch consume loop, topic administration, and the embedded broker used
+//! by `dev` and `demo`.
 
 mod admin;
+pub mod consume;
 mod embedded;
 mod link;
 mod producer;

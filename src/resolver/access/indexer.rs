@@ -21,34 +21,31 @@ pub use admit::ChainTrust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::index::{AccessIndex, ChainHead, IndexError};
 use crate::audit::hash_matches;
 use crate::kafka::Topics;
+use crate::kafka::consume::{
+    self, BatchConsumer, BatchHandler, BatchSize, Ended, GENERATION_CHECK,
+};
 use crate::proto::{AuditBody, AuditEntry};
-use crate::resolver::store::{Store, StoreState};
+use crate::resolver::store::{Store, StoreError, StoreState};
 use crate::telemetry::events::AuditUnindexed;
 use crate::telemetry::metrics::Telemetry;
 use admit::{Heads, Verdict};
 
-/// How often the store's generation is checked.
-const GENERATION_CHECK: Duration = Duration::from_secs(1);
-/// The most audit entries per Redis round trip.
-const BATCH: usize = 500;
-/// How long a batch waits to fill once its first entry arrived.
-const LINGER: Duration = Duration::from_millis(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How large a batch grows: the most audit entries per Redis round trip, and how long a
+/// batch waits to fill once its first entry arrived.
+const BATCH: BatchSize = BatchSize {
+    max: 500,
+    linger: Duration::from_millis(5),
+};
 /// The most chains remembered as logged; beyond, the memory starts over (a chain may then
 /// be logged once more).
 const MAX_LOGGED: usize = 10_000;
@@ -73,12 +70,6 @@ pub struct AccessIndexer {
 
 /// An audit message decoded: the entry and its body.
 type Decoded = (AuditEntry, AuditBody);
-
-/// How consuming one generation ended.
-enum Ended {
-    Shutdown,
-    GenerationChanged,
-}
 
 /// How an [`AccessIndexer`] reads the trail and what it keeps.
 #[derive(Debug, Clone)]
@@ -128,21 +119,24 @@ impl AccessIndexer {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), String> {
         while let Some(generation) = self.wait_for_generation(&shutdown).await {
             let group = format!("{}.access.{generation}", self.group_prefix);
-            let consumer = self
-                .consumer(&group)
-                .map_err(|e| format!("access indexer: {e}"))?;
+            let topics = [self.topic.as_str()];
+            let consumer = BatchConsumer::join(
+                &self.brokers,
+                "govlink-access-indexer",
+                &group,
+                &topics,
+                BATCH,
+            )
+            .map_err(|e| format!("access indexer: {e}"))?;
             tracing::info!(group, "access indexer started");
-            match self.consume(&consumer, &generation, &shutdown).await {
-                Ended::Shutdown => {
-                    commit_final(Arc::new(consumer)).await;
-                    break;
-                }
-                Ended::GenerationChanged => {
-                    tracing::info!(
-                        group,
-                        "the store's generation changed; indexing the audit trail again"
-                    );
-                }
+            let mut indexing = Indexing {
+                indexer: &mut self,
+                generation: &generation,
+                group: &group,
+            };
+            let Ok(ended) = consumer.run(&mut indexing, &shutdown).await;
+            if ended == Ended::Shutdown {
+                break;
             }
         }
         tracing::info!("access indexer stopped");
@@ -163,51 +157,6 @@ impl AccessIndexer {
                 () = shutdown.cancelled() => return None,
                 () = sleep(GENERATION_CHECK) => {}
             }
-        }
-    }
-
-    fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
-        let consumer: StreamConsumer =
-            crate::kafka::at_least_once_consumer(&self.brokers, "govlink-access-indexer", group)
-                .create()?;
-        consumer.subscribe(&[&self.topic])?;
-        Ok(consumer)
-    }
-
-    async fn consume(
-        &mut self,
-        consumer: &StreamConsumer,
-        generation: &str,
-        shutdown: &CancellationToken,
-    ) -> Ended {
-        let mut last_check = Instant::now();
-        loop {
-            if last_check.elapsed() >= GENERATION_CHECK {
-                last_check = Instant::now();
-                match self.store.meta().await {
-                    Ok(Some(meta)) if meta.generation == generation => {}
-                    Ok(_) => return Ended::GenerationChanged,
-                    Err(e) => tracing::debug!(error = %e, "generation check failed"),
-                }
-            }
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ended::Shutdown,
-                received = consumer.recv() => received,
-                () = sleep(GENERATION_CHECK) => continue,
-            };
-            let first = match first {
-                Ok(message) => message.detach(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "consume error");
-                    sleep(FIRST_BACKOFF).await;
-                    continue;
-                }
-            };
-            let batch = fill_batch(consumer, first).await;
-            if !self.index_batch(&batch, shutdown).await {
-                return Ended::Shutdown;
-            }
-            store_offsets(consumer, &batch);
         }
     }
 
@@ -303,30 +252,55 @@ impl AccessIndexer {
     }
 }
 
+/// A generation being indexed: what the consume loop hands its batches to.
+struct Indexing<'a> {
+    indexer: &'a mut AccessIndexer,
+    generation: &'a str,
+    /// The generation's consumer group.
+    group: &'a str,
+}
+
+impl BatchHandler for Indexing<'_> {
+    type Error = std::convert::Infallible;
+    type CheckError = StoreError;
+
+    async fn generation_current(&mut self) -> Result<bool, StoreError> {
+        let meta = self.indexer.store.meta().await?;
+        Ok(meta.is_some_and(|meta| meta.generation == self.generation))
+    }
+
+    async fn handle(
+        &mut self,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Ended>, Self::Error> {
+        let indexed = self.indexer.index_batch(batch, shutdown).await;
+        Ok((!indexed).then_some(Ended::Shutdown))
+    }
+
+    fn generation_over(&mut self) {
+        tracing::info!(
+            group = self.group,
+            "the store's generation changed; indexing the audit trail again"
+        );
+    }
+}
+
 /// Runs `op` until it succeeds or fails for good, backing off while Redis is unreachable;
 /// `None` on shutdown.
-async fn retrying<T, F, Fut>(
-    shutdown: &CancellationToken,
-    mut op: F,
-) -> Option<Result<T, IndexError>>
+async fn retrying<T, F, Fut>(shutdown: &CancellationToken, op: F) -> Option<Result<T, IndexError>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, IndexError>>,
 {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        match op().await {
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "access index call failed");
-            }
-            done => return Some(done),
+    consume::retry(shutdown, op, |e: &IndexError, wait| {
+        if !e.is_transient() {
+            return false;
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return None,
-            () = sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "access index call failed");
+        true
+    })
+    .await
 }
 
 /// An audit message as an entry and its body, if it is one that matches its hash.
@@ -338,53 +312,4 @@ fn decode(message: &OwnedMessage) -> Result<(AuditEntry, AuditBody), &'static st
     }
     let body = AuditBody::decode(entry.body.as_slice()).map_err(|_| "not an audit body")?;
     Ok((entry, body))
-}
-
-/// Gathers more messages after `first` until the batch is full or lingered enough.
-async fn fill_batch(consumer: &StreamConsumer, first: OwnedMessage) -> Vec<OwnedMessage> {
-    let mut batch = vec![first];
-    let until = Instant::now() + LINGER;
-    while batch.len() < BATCH {
-        match timeout_at(until, consumer.recv()).await {
-            Ok(Ok(m)) => batch.push(m.detach()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "consume error");
-                break;
-            }
-            Err(_) => break,
-        }
-    }
-    batch
-}
-
-/// Stores the offsets after `batch` for the next commit.
-fn store_offsets(consumer: &StreamConsumer, batch: &[OwnedMessage]) {
-    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let offset = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-        *offset = (*offset).max(m.offset());
-    }
-    let mut offsets = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
-        if let Err(e) = offsets.add_partition_offset(topic, partition, Offset::Offset(offset + 1)) {
-            tracing::error!(error = %e, "cannot build offset list");
-        }
-    }
-    // Fails for partitions revoked meanwhile; their new owner replays from the last
-    // commit, which writes the same members again.
-    if let Err(e) = consumer.store_offsets(&offsets) {
-        tracing::info!(error = %e, "offsets not stored (partitions revoked?)");
-    }
-}
-
-/// Commits the stored offsets before the consumer leaves its group.
-async fn commit_final(consumer: Arc<StreamConsumer>) {
-    // A synchronous commit blocks on the broker: keep it off the async workers.
-    let committed =
-        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
-    match committed {
-        Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit failed"),
-        Err(e) => tracing::warn!(error = %e, "final offset commit panicked"),
-    }
 }

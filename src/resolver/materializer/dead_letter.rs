@@ -12,8 +12,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{FIRST_BACKOFF, MAX_BACKOFF, Materializer, pause};
+use super::Materializer;
 use crate::kafka::PublishError;
+use crate::kafka::consume::{FIRST_BACKOFF, next_backoff, pause};
 use crate::telemetry::events::DeadLettered;
 
 /// How long one dead-letter publish may wait for the broker before it is retried.
@@ -201,7 +202,7 @@ impl Materializer {
                     if !pause(backoff, shutdown).await {
                         return false;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = next_backoff(backoff);
                 }
             }
         }

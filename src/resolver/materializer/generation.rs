@@ -6,7 +6,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
-use super::{FIRST_BACKOFF, MAX_BACKOFF, Materializer, MaterializerError, pause};
+use super::{Materializer, MaterializerError};
+use crate::kafka::consume::{FIRST_BACKOFF, next_backoff, pause};
 use crate::proto::Position;
 use crate::resolver::store::{Store, StoreError, StoreState};
 
@@ -28,11 +29,11 @@ impl Materializer {
                 Ok(None) => backoff = FIRST_BACKOFF,
                 Err(MaterializerError::Store(e)) if e.is_transient() => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the store");
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = next_backoff(backoff);
                 }
                 Err(MaterializerError::Kafka(e)) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot read the topics' offsets");
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = next_backoff(backoff);
                 }
                 Err(e) => return Err(e),
             }

@@ -19,21 +19,19 @@ pub use dead_letter::{
 pub use generation::new_generation;
 pub use timings::{Timings, TimingsSnapshot};
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{broadcast, watch};
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::positions::Positions;
 use super::store::{Change, RecordWrite, Store, StoreError, StoreState};
+use crate::kafka::consume::{self, BatchConsumer, BatchHandler, BatchSize, Ended};
 use crate::kafka::{Publisher, Topics};
 use crate::proto::{Op, Position, RecordEvent};
 use crate::records::{RecordKey, RecordType, SubjectKey, stored, subjects_of, validate_event};
@@ -45,13 +43,6 @@ use timings::Stage;
 use crate::telemetry::events::{BatchMaterialized, RedisFailed};
 use crate::telemetry::metrics::{Metrics, Telemetry};
 
-/// The first wait before retrying a failed store or dead-letter write; doubles up to
-/// [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How often an idle materializer checks that its generation is still the store's, so a
-/// flush is noticed (and rebuilt) without waiting for the next record.
-const GENERATION_CHECK: Duration = Duration::from_secs(1);
 /// Applied changes kept for slow subscribers before they are told they lagged.
 const CHANGES_BUFFER: usize = 4096;
 
@@ -115,14 +106,6 @@ pub enum MaterializerError {
     Store(#[from] StoreError),
 }
 
-/// How consuming one generation ended.
-enum Ended {
-    /// Shutdown was asked for.
-    Shutdown,
-    /// The store's generation changed: join the new one.
-    GenerationChanged,
-}
-
 impl Materializer {
     /// A materializer writing into `store`, reporting its progress to `positions`,
     /// counting in `telemetry`.
@@ -166,149 +149,54 @@ impl Materializer {
 
     /// Consumes until `shutdown` is cancelled, then commits what was materialized.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), MaterializerError> {
-        loop {
-            let Some(generation) = self.enter_generation(&shutdown).await? else {
-                break;
-            };
+        while let Some(generation) = self.enter_generation(&shutdown).await? {
             let group = format!("{}.{generation}", self.config.group_id);
             tracing::info!(group, "materializer started");
-            let consumer = Arc::new(self.consumer(&group)?);
-            let ended = self.consume(&consumer, &generation, &shutdown).await?;
-            match ended {
-                Ended::Shutdown => {
-                    commit_final(consumer).await;
-                    break;
-                }
-                Ended::GenerationChanged => {
-                    self.ready.send_replace(false);
-                    tracing::warn!(group, "the store's generation changed; leaving the group");
-                    self.positions.reset();
-                }
+            let topics = self.topics.all_records();
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let size = BatchSize {
+                max: self.config.batch_size,
+                linger: self.config.linger,
+            };
+            let consumer = BatchConsumer::join(
+                &self.config.brokers,
+                "govlink-materializer",
+                &group,
+                &topics,
+                size,
+            )?;
+            let mut materializing = Materializing {
+                materializer: &self,
+                generation: &generation,
+                group: &group,
+                idle: Stage::Join,
+            };
+            if consumer.run(&mut materializing, &shutdown).await? == Ended::Shutdown {
+                break;
             }
         }
         tracing::info!("materializer stopped");
         Ok(())
     }
 
-    fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
-        let consumer: StreamConsumer = crate::kafka::at_least_once_consumer(
-            &self.config.brokers,
-            "govlink-materializer",
-            group,
-        )
-        .create()?;
-        let names = self.topics.all_records();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        consumer.subscribe(&names)?;
-        Ok(consumer)
-    }
-
-    async fn consume(
-        &self,
-        consumer: &StreamConsumer,
-        generation: &str,
-        shutdown: &CancellationToken,
-    ) -> Result<Ended, MaterializerError> {
-        let mut last_check: Option<Instant> = None;
-        // Until the first event of the generation, waiting is joining the group (and the
-        // first fetch); after it, waiting is for the topics to bring more.
-        let mut idle = Stage::Join;
-        loop {
-            if last_check.is_none_or(|at| at.elapsed() >= GENERATION_CHECK) {
-                last_check = Some(Instant::now());
-                match self.store.meta().await {
-                    Ok(Some(meta)) if meta.generation == generation => {
-                        self.ready.send_if_modified(|ready| {
-                            let now = meta.state == StoreState::Ready;
-                            std::mem::replace(ready, now) != now
-                        });
-                    }
-                    Ok(_) => return Ok(Ended::GenerationChanged),
-                    // An unreachable store is noticed by the next write; keep consuming.
-                    Err(e) => tracing::debug!(error = %e, "generation check failed"),
-                }
-            }
-            // Only the wait for a first event is cancelled: once a batch is being filled,
-            // every event taken from the consumer is processed (a dropped one would be
-            // skipped by the next stored offset).
-            let waiting = Instant::now();
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ok(Ended::Shutdown),
-                received = consumer.recv() => Some(received),
-                () = sleep(GENERATION_CHECK) => None,
-            };
-            self.timings.add(idle, waiting.elapsed());
-            if matches!(first, Some(Ok(_))) {
-                idle = Stage::Idle;
-            }
-            match first {
-                Some(Ok(message)) => {
-                    let filling = Instant::now();
-                    let batch = self.fill_batch(consumer, message.detach()).await;
-                    self.timings.add(Stage::Fill, filling.elapsed());
-                    if let Some(ended) = self.process(consumer, batch, generation, shutdown).await?
-                    {
-                        return Ok(ended);
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consume error");
-                    sleep(FIRST_BACKOFF).await;
-                }
-                None => {}
-            }
-        }
-    }
-
-    /// Gathers more events after `first` until the batch is full or lingered enough.
-    async fn fill_batch(
-        &self,
-        consumer: &StreamConsumer,
-        first: OwnedMessage,
-    ) -> Vec<OwnedMessage> {
-        let mut batch = vec![first];
-        let linger_until = Instant::now() + self.config.linger;
-        while batch.len() < self.config.batch_size {
-            match timeout_at(linger_until, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(m.detach()),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "consume error");
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        batch
-    }
-
-    /// Materializes one batch, records its positions in `generation` and stores its
-    /// offsets. `Some` when it ended the generation or shutdown interrupted it; nothing
-    /// of the batch is committed then, so it will be read again.
+    /// Materializes one batch and records its positions in `generation`; the consume loop
+    /// stores its offsets after. `Some` when it ended the generation or shutdown
+    /// interrupted it; nothing of the batch is committed then, so it will be read again.
     async fn process(
         &self,
-        consumer: &StreamConsumer,
-        batch: Vec<OwnedMessage>,
+        batch: &[OwnedMessage],
         generation: &str,
         shutdown: &CancellationToken,
     ) -> Result<Option<Ended>, MaterializerError> {
-        let mut writes = Vec::with_capacity(batch.len());
-        let mut origins = Vec::with_capacity(batch.len());
-        let mut rejected = 0usize;
         let decoding = Instant::now();
-        for message in &batch {
-            match self.decode(message) {
-                Ok(write) => {
-                    writes.push(write);
-                    origins.push(message);
-                }
-                Err(reason) => {
-                    rejected += 1;
-                    if !self.dead_letter(message, &reason, shutdown).await {
-                        return Ok(Some(Ended::Shutdown));
-                    }
-                }
-            }
-        }
+        let Some(decoded) = self.decode_batch(batch, shutdown).await else {
+            return Ok(Some(Ended::Shutdown));
+        };
+        let Decoded {
+            writes,
+            origins,
+            rejected,
+        } = decoded;
         let storing = Instant::now();
         self.timings.add(Stage::Decode, storing - decoding);
         let Some(applied) = self.apply(&writes, &origins, shutdown).await else {
@@ -317,45 +205,15 @@ impl Materializer {
         let recording = Instant::now();
         self.timings.add(Stage::Store, recording - storing);
 
-        // The last offset of each partition in the batch.
-        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for m in &batch {
-            let offset = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-            *offset = (*offset).max(m.offset());
-        }
-        let positions: Vec<Position> = last
-            .iter()
-            .map(|(&(topic, partition), &offset)| Position {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-            })
-            .collect();
-        let recorded = retry("recording positions", &self.telemetry, shutdown, || {
-            self.store.advance_positions(generation, &positions)
-        })
-        .await;
-        match recorded {
-            Ok(Some(())) => {}
-            Ok(None) => return Ok(Some(Ended::Shutdown)),
-            Err(StoreError::GenerationChanged) => return Ok(Some(Ended::GenerationChanged)),
-            Err(e) => return Err(e.into()),
+        let positions = batch_positions(batch);
+        if let Some(ended) = self
+            .record_positions(generation, &positions, shutdown)
+            .await?
+        {
+            return Ok(Some(ended));
         }
         self.timings.add(Stage::Positions, recording.elapsed());
 
-        let mut offsets = TopicPartitionList::new();
-        for (&(topic, partition), &offset) in &last {
-            if let Err(e) =
-                offsets.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
-            {
-                tracing::error!(error = %e, "cannot build offset list");
-            }
-        }
-        // Fails for partitions revoked meanwhile; their new owner re-reads from the last
-        // commit, and the store ignores what it already has.
-        if let Err(e) = consumer.store_offsets(&offsets) {
-            tracing::info!(error = %e, "offsets not stored (partitions revoked?)");
-        }
         self.positions.record(generation, &positions);
         self.announce(&writes, &origins, &applied);
         self.timings.batch_done(batch.len());
@@ -367,6 +225,56 @@ impl Materializer {
             rejected,
         });
         Ok(None)
+    }
+
+    /// The batch's events as store writes; the ones that cannot be are dead-lettered.
+    /// `None` on shutdown.
+    async fn decode_batch<'m>(
+        &self,
+        batch: &'m [OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Option<Decoded<'m>> {
+        let mut decoded = Decoded {
+            writes: Vec::with_capacity(batch.len()),
+            origins: Vec::with_capacity(batch.len()),
+            rejected: 0,
+        };
+        for message in batch {
+            match self.decode(message) {
+                Ok(write) => {
+                    decoded.writes.push(write);
+                    decoded.origins.push(message);
+                }
+                Err(reason) => {
+                    decoded.rejected += 1;
+                    if !self.dead_letter(message, &reason, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(decoded)
+    }
+
+    /// Records the positions a batch reached in `generation`, retrying while the store is
+    /// unreachable. `Some` on shutdown, or when the store's generation is no longer
+    /// `generation`.
+    async fn record_positions(
+        &self,
+        generation: &str,
+        positions: &[Position],
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Ended>, MaterializerError> {
+        let recorded = retry("recording positions", &self.telemetry, shutdown, || {
+            self.store.advance_positions(generation, positions)
+        })
+        .await;
+        match recorded {
+            Some(Ok(())) => Ok(None),
+            None => Ok(Some(Ended::Shutdown)),
+            Some(Err(StoreError::GenerationChanged)) => Ok(Some(Ended::GenerationChanged)),
+            Some(Err(e)) => Err(e.into()),
+        }
     }
 
     /// Writes a batch to the store, retrying while the store is unreachable. If the store
@@ -386,8 +294,8 @@ impl Materializer {
             self.store.write_subject_copies(writes, &written).await?;
             Ok(written)
         });
-        match whole.await {
-            Ok(written) => return written.map(|w| w.applied_flags()),
+        match whole.await? {
+            Ok(written) => return Some(written.applied_flags()),
             Err(e) => tracing::error!(error = %e, "store refused a batch; writing one by one"),
         }
         let mut flags = Vec::with_capacity(writes.len());
@@ -396,9 +304,9 @@ impl Materializer {
             match retry("store write", &self.telemetry, shutdown, || {
                 self.store.apply(one)
             })
-            .await
+            .await?
             {
-                Ok(outcome) => flags.push(outcome?.applied == 1),
+                Ok(outcome) => flags.push(outcome.applied == 1),
                 Err(e) => {
                     let reason = format!("{STORE_REFUSED}: {e}");
                     if !self.dead_letter(origin, &reason, shutdown).await {
@@ -472,54 +380,109 @@ impl Materializer {
     }
 }
 
-/// Commits the stored offsets before the consumer leaves its group.
-async fn commit_final(consumer: Arc<StreamConsumer>) {
-    // A synchronous commit blocks on the broker: keep it off the async workers.
-    let committed =
-        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
-    match committed {
-        // Nothing stored since the last commit: nothing to do.
-        Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit failed"),
-        Err(e) => tracing::warn!(error = %e, "final offset commit panicked"),
+/// A generation being materialized: what the consume loop hands its batches to.
+struct Materializing<'a> {
+    materializer: &'a Materializer,
+    generation: &'a str,
+    /// The generation's consumer group.
+    group: &'a str,
+    /// What waiting for a batch's first event is: until the generation's first event,
+    /// joining the group (and the first fetch); after it, waiting for the topics to bring
+    /// more.
+    idle: Stage,
+}
+
+impl BatchHandler for Materializing<'_> {
+    type Error = MaterializerError;
+    type CheckError = StoreError;
+
+    /// Also keeps the readiness up to date: how an idle materializer notices a flush (and
+    /// rebuilds) without waiting for the next record.
+    async fn generation_current(&mut self) -> Result<bool, StoreError> {
+        match self.materializer.store.meta().await? {
+            Some(meta) if meta.generation == self.generation => {
+                self.materializer.ready.send_if_modified(|ready| {
+                    let now = meta.state == StoreState::Ready;
+                    std::mem::replace(ready, now) != now
+                });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Ended>, MaterializerError> {
+        self.materializer
+            .process(batch, self.generation, shutdown)
+            .await
+    }
+
+    fn waited(&mut self, spent: Duration, received: bool) {
+        self.materializer.timings.add(self.idle, spent);
+        if received {
+            self.idle = Stage::Idle;
+        }
+    }
+
+    fn filled(&mut self, spent: Duration) {
+        self.materializer.timings.add(Stage::Fill, spent);
+    }
+
+    fn generation_over(&mut self) {
+        self.materializer.ready.send_replace(false);
+        tracing::warn!(
+            group = self.group,
+            "the store's generation changed; leaving the group"
+        );
+        self.materializer.positions.reset();
     }
 }
 
-/// Runs `attempt` until it succeeds or fails for good, backing off while its failures
-/// are transient. `Ok(None)` if shutdown came first.
+/// The events of a batch the store can take, as writes, and the messages they came from.
+struct Decoded<'m> {
+    writes: Vec<RecordWrite<'m>>,
+    origins: Vec<&'m OwnedMessage>,
+    /// How many of the batch's events were dead-lettered instead.
+    rejected: usize,
+}
+
+/// Where a batch ends in each of its partitions.
+fn batch_positions(batch: &[OwnedMessage]) -> Vec<Position> {
+    consume::last_offsets(batch)
+        .into_iter()
+        .map(|((topic, partition), offset)| Position {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        })
+        .collect()
+}
+
+/// Runs a store call until it succeeds or fails for good, backing off while its failures
+/// are transient (each counted). `None` if shutdown came first.
 async fn retry<T, F>(
     what: &str,
     telemetry: &Metrics,
     shutdown: &CancellationToken,
-    mut attempt: impl FnMut() -> F,
-) -> Result<Option<T>, StoreError>
+    attempt: impl FnMut() -> F,
+) -> Option<Result<T, StoreError>>
 where
     F: Future<Output = Result<T, StoreError>>,
 {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(Some(value)),
-            Err(e) if e.is_transient() && !matches!(e, StoreError::GenerationChanged) => {
-                tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "{what} failed");
-                telemetry.emit(RedisFailed {
-                    component: "materializer",
-                    error: &e,
-                });
-                if !pause(backoff, shutdown).await {
-                    return Ok(None);
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(e) => return Err(e),
+    consume::retry(shutdown, attempt, |e: &StoreError, wait| {
+        if !e.is_transient() || matches!(e, StoreError::GenerationChanged) {
+            return false;
         }
-    }
-}
-
-/// Sleeps for `backoff` unless shutdown comes first; false on shutdown.
-async fn pause(backoff: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = sleep(backoff) => true,
-    }
+        tracing::warn!(retry_in_ms = wait.as_millis() as u64, "{what} failed");
+        telemetry.emit(RedisFailed {
+            component: "materializer",
+            error: e,
+        });
+        true
+    })
+    .await
 }
