@@ -118,7 +118,8 @@ impl AccessIndexer {
     /// Indexes until `shutdown`, then commits what was indexed.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), String> {
         while let Some(generation) = self.wait_for_generation(&shutdown).await {
-            let group = format!("{}.access.{generation}", self.group_prefix);
+            let group =
+                crate::kafka::Groups::new(self.group_prefix.as_str()).access_indexer(&generation);
             let topics = [self.topic.as_str()];
             let consumer = BatchConsumer::join(
                 &self.brokers,

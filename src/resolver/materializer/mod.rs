@@ -150,7 +150,8 @@ impl Materializer {
     /// Consumes until `shutdown` is cancelled, then commits what was materialized.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), MaterializerError> {
         while let Some(generation) = self.enter_generation(&shutdown).await? {
-            let group = format!("{}.{generation}", self.config.group_id);
+            let group =
+                crate::kafka::Groups::new(self.config.group_id.as_str()).materializer(&generation);
             tracing::info!(group, "materializer started");
             let topics = self.topics.all_records();
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
