@@ -51,7 +51,7 @@ pub struct BatchSize {
 
 /// What a [`BatchConsumer`] hands its batches to: a writer into one generation.
 pub trait BatchHandler {
-    /// Why handling stopped for good (the member then leaves without committing).
+    /// Why handling stopped for good (the member then leaves without a final commit).
     type Error;
     /// Why the generation could not be checked (its destination unreachable, say).
     type CheckError: std::fmt::Display;
