@@ -11,6 +11,8 @@ use super::metrics::{
     MethodLabel, Metrics, OutcomeLabel, ReasonLabel,
 };
 use crate::proto::{Agency, CaseKind};
+
+pub use super::metrics::{Limit, kind_name};
 use crate::records::agency_slug;
 
 /// Something worth counting (and usually logging).
@@ -198,7 +200,7 @@ impl Event for AuditWritten<'_> {
 }
 
 /// Audit entries the access indexer left out, for `reason` (one of
-/// [`crate::audit::UNINDEXED_REASONS`]). The indexer logs each chain once itself.
+/// [`super::metrics::UNINDEXED_REASONS`]). The indexer logs each chain once itself.
 pub struct AuditUnindexed {
     pub reason: &'static str,
     pub entries: u64,
@@ -228,44 +230,6 @@ impl Event for RedisFailed<'_> {
                 component: self.component,
             })
             .inc();
-    }
-}
-
-/// A limit a request can run into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// An agency's records per second (`RESOURCE_EXHAUSTED`).
-    PublishRate,
-    /// A requester's lookups and checks per second (`RESOURCE_EXHAUSTED`).
-    LookupRate,
-    /// Items in one batch publish (`INVALID_ARGUMENT` on `items`).
-    BatchSize,
-    /// A string or repeated field longer than the record contract allows
-    /// (`INVALID_ARGUMENT` on that field).
-    FieldLength,
-    /// A request message larger than a server decodes (`RESOURCE_EXHAUSTED`).
-    MessageSize,
-}
-
-impl Limit {
-    /// Every limit.
-    pub const ALL: [Limit; 5] = [
-        Limit::PublishRate,
-        Limit::LookupRate,
-        Limit::BatchSize,
-        Limit::FieldLength,
-        Limit::MessageSize,
-    ];
-
-    /// The limit as a label value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Limit::PublishRate => "publish_rate",
-            Limit::LookupRate => "lookup_rate",
-            Limit::BatchSize => "batch_size",
-            Limit::FieldLength => "field_length",
-            Limit::MessageSize => "message_size",
-        }
     }
 }
 
@@ -322,17 +286,6 @@ pub struct CaseChanged<'a> {
     pub case_id: &'a str,
     pub kind: CaseKind,
     pub change: CaseChange,
-}
-
-/// A case kind as a label value.
-pub fn kind_name(kind: CaseKind) -> &'static str {
-    match kind {
-        CaseKind::PropertyTransfer => "property-transfer",
-        CaseKind::SocialSecurityTransfer => "social-security-transfer",
-        CaseKind::ProvidentFundTransfer => "provident-fund-transfer",
-        CaseKind::HouseholdMove => "household-move",
-        CaseKind::Unspecified => "unspecified",
-    }
 }
 
 impl Event for CaseChanged<'_> {

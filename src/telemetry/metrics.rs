@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::proto::CaseKind;
+
 /// Every metric family govlink exposes, as named in the exposition (counters with their
 /// `_total`, histograms without their `_bucket`/`_sum`/`_count` series).
 pub const NAMES: &[&str] = &[
@@ -59,6 +61,55 @@ pub const UNAUTHENTICATED_REASONS: [&str; 9] = [
 /// Why the access index left an audit entry out: the values of
 /// `govlink_audit_unindexed_entries_total{reason}`.
 pub const UNINDEXED_REASONS: [&str; 3] = ["unverified_start", "unknown_chain", "unlinked"];
+
+/// A limit a request can run into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// An agency's records per second (`RESOURCE_EXHAUSTED`).
+    PublishRate,
+    /// A requester's lookups and checks per second (`RESOURCE_EXHAUSTED`).
+    LookupRate,
+    /// Items in one batch publish (`INVALID_ARGUMENT` on `items`).
+    BatchSize,
+    /// A string or repeated field longer than the record contract allows
+    /// (`INVALID_ARGUMENT` on that field).
+    FieldLength,
+    /// A request message larger than a server decodes (`RESOURCE_EXHAUSTED`).
+    MessageSize,
+}
+
+impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 5] = [
+        Limit::PublishRate,
+        Limit::LookupRate,
+        Limit::BatchSize,
+        Limit::FieldLength,
+        Limit::MessageSize,
+    ];
+
+    /// The limit as a label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::PublishRate => "publish_rate",
+            Limit::LookupRate => "lookup_rate",
+            Limit::BatchSize => "batch_size",
+            Limit::FieldLength => "field_length",
+            Limit::MessageSize => "message_size",
+        }
+    }
+}
+
+/// A case kind as a label value.
+pub fn kind_name(kind: CaseKind) -> &'static str {
+    match kind {
+        CaseKind::PropertyTransfer => "property-transfer",
+        CaseKind::SocialSecurityTransfer => "social-security-transfer",
+        CaseKind::ProvidentFundTransfer => "provident-fund-transfer",
+        CaseKind::HouseholdMove => "household-move",
+        CaseKind::Unspecified => "unspecified",
+    }
+}
 
 /// Labels: an agency and an outcome (`acked`, or the gRPC code of a refusal).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -422,8 +473,6 @@ impl Metrics {
     /// Creates, at zero, the series whose labels are known in advance, so dashboards and
     /// alerts see them before anything happened (a family without series is not exposed).
     fn zero_known_series(&self) {
-        use crate::proto::CaseKind;
-        use crate::telemetry::events::{Limit, kind_name};
         for agency in crate::records::AGENCIES.map(crate::records::agency_slug) {
             let _ = self.publishes.get_or_create(&AgencyOutcome {
                 agency,
