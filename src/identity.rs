@@ -111,7 +111,7 @@ pub const REQUESTER_HEADER: &str = "x-govlink-requester";
 /// Metadata naming the citizen a self-service requester (the citizen portal) acts for.
 pub const ON_BEHALF_OF_HEADER: &str = "x-govlink-on-behalf-of";
 
-/// The caller of one request, put into its extensions by [`RequesterSource::identify`].
+/// The caller of one request, put into its extensions by `grpc::RequesterSource::identify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The agency and service asking.

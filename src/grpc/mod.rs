@@ -64,7 +64,7 @@ pub struct ServeOptions {
 /// in-flight calls finish. A request message over [`MAX_MESSAGE_BYTES`] gets
 /// `RESOURCE_EXHAUSTED`, in unary and streaming calls alike. With `tls`, connections are
 /// TLS 1.3 and every call must come with a valid client certificate: the verified
-/// [`Peer`] is in its extensions; without, calls are refused `UNAUTHENTICATED`.
+/// [`crate::tls::Peer`] is in its extensions; without, calls are refused `UNAUTHENTICATED`.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,

@@ -8,7 +8,7 @@
 //!
 //! Tansu under-reports a partition's high watermark after a batch of several records, so
 //! reaching the end offsets is not the end: reading goes on until a poll returns nothing
-//! for [`IDLE`], and stops at most [`TAIL`] after the end offsets were reached (a busy
+//! for `IDLE`, and stops at most `TAIL` after the end offsets were reached (a busy
 //! writer never lets a poll come back empty).
 
 use std::collections::BTreeMap;

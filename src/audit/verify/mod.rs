@@ -2,10 +2,10 @@
 //! checkpoints and its writer's declarations, and reports per chain the first problem.
 //!
 //! [`Verifier`] is the logic, a pure function of the messages it is given (fed in topic
-//! order, one partition's order preserved, partitions interleaved in any way); [`run`]
+//! order, one partition's order preserved, partitions interleaved in any way); `tools::audit_verify::run`
 //! and `tools::audit_verify` reads the topics into it and prints the [`Report`]. A chain is verified in the
 //! partition it lives in; its entries found in others are reported where they sit
-//! ([`streams`]). Memory: 32 bytes per verified entry, wherever it sits (each entry's
+//! (`streams`). Memory: 32 bytes per verified entry, wherever it sits (each entry's
 //! hash is kept to match checkpoints, duplicates and copies against), and a few hundred
 //! bytes per chain; `--from` limits it for long trails. Sequences a chain jumps over cost
 //! nothing (a gap is held as its bounds), so no message, forged or not, holds more
