@@ -16,8 +16,11 @@
 #             (ignored by default: Tansu 0.6.0 loses records it acknowledged before the kill;
 #             `cargo nextest run --run-ignored all` runs it).
 #      Redis  a throwaway redis-server on a free loopback port (no persistence).
-#    and exports GOVLINK_TEST_KAFKA=127.0.0.1:PORT, GOVLINK_TEST_REDIS=redis://127.0.0.1:PORT/
-#    and GOVLINK_TEST_TANSU_BIN (the broker binary, for tests that stop and restart one).
+#      Redis Cluster  3 masters + 3 replicas (redis-server --cluster-enabled yes, joined by
+#             redis-cli --cluster create) on free loopback ports, no persistence.
+#    and exports GOVLINK_TEST_KAFKA=127.0.0.1:PORT, GOVLINK_TEST_REDIS=redis://127.0.0.1:PORT/,
+#    GOVLINK_TEST_REDIS_CLUSTER=redis+cluster://127.0.0.1:PORT,.../ and GOVLINK_TEST_TANSU_BIN
+#    (the broker binary, for tests that stop and restart one).
 #      Chromium  Debian's chromium for the status page test (GOVLINK_TEST_CHROMIUM), installed
 #             with apt-get when missing.
 #    With --docker (for users with Docker): instead of those two, starts the Apache Kafka
@@ -28,8 +31,10 @@
 #    it fails, saying so.
 # 3. Runs the tests: `cargo test --doc` (when no ARGS are given; nextest does not run doc
 #    tests), then `cargo nextest run --no-fail-fast ARGS...`, or `cargo test ARGS...` without
-#    nextest; then (without ARGS) `govlink bench all --quick` on the same broker and Redis,
-#    which must produce numbers for every scenario (timings are not checked).
+#    nextest; then (without ARGS) the suites that read and write Redis again with
+#    GOVLINK_TEST_REDIS set to the cluster (CLUSTER_SUITES below), and `govlink bench all
+#    --quick` on the same broker and Redis, which must produce numbers for every scenario
+#    (timings are not checked).
 #    Exits with the test runner's status.
 # Anything this script started is stopped when it exits, whether it passes, fails or is interrupted.
 # Service logs stay in target/test-services/ (tansu.log, redis.log) for post-mortems.
@@ -38,6 +43,9 @@
 #   GOVLINK_TEST_KAFKA   bootstrap servers of an existing broker: use it and start no Tansu
 #                        (e.g. the Apache Kafka of deploy/docker-compose.yml: localhost:9092)
 #   GOVLINK_TEST_REDIS   URL of an existing Redis: use it and start no redis-server
+#   GOVLINK_TEST_REDIS_CLUSTER
+#                        redis+cluster:// URL of an existing Redis Cluster: use it and start
+#                        none (its masters need a replica each: see docs/scaling.md)
 #   REDIS_URL            same, when GOVLINK_TEST_REDIS is unset
 #                        (with neither, and no redis-server on PATH: redis://127.0.0.1:6379/)
 #   TANSU_BIN            tansu binary (default ${CARGO_HOME:-~/.cargo}/bin/tansu)
@@ -59,6 +67,9 @@ readonly COMPOSE_FILE=deploy/docker-compose.yml
 readonly COMPOSE_PROJECT=govlink-test
 readonly DOCKER_KAFKA=localhost:9092
 readonly DOCKER_REDIS=redis://localhost:6379/
+# The test modules that run a second time against the Redis Cluster: everything that reads
+# or writes the record store, the case store or the access index through GOVLINK_TEST_REDIS.
+readonly CLUSTER_SUITES='store_contract|store_reads|lookups|cases|case_store_contract|case_correctness|materialize|rebuild|accesses|faults|scale_out'
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT=$(pwd)
@@ -305,6 +316,40 @@ start_redis() {
     GOVLINK_TEST_REDIS=redis://127.0.0.1:$port/
 }
 
+# start_redis_cluster MASTERS: MASTERS masters and as many replicas, on free loopback ports.
+start_redis_cluster() {
+    local masters=$1 i port pid dir logfile node nodes=()
+    command -v redis-cli >/dev/null 2>&1 || die "redis-cli is missing (it comes with redis-server)"
+    for ((i = 0; i < masters * 2; i++)); do
+        port=$(free_port)
+        dir=$SERVICES_DIR/redis-cluster/$port
+        logfile=$dir/redis.log
+        mkdir -p "$dir"
+        rm -f "$dir/nodes.conf"
+        redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+            --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+            --cluster-node-timeout 2000 --daemonize no --dir "$dir" --logfile "" \
+            </dev/null >"$logfile" 2>&1 &
+        pid=$!
+        remember "$pid" "redis-server (cluster node $port)"
+        wait_until "redis cluster node" "$pid" "$logfile" redis_ping "$port"
+        nodes+=("127.0.0.1:$port")
+    done
+    log "joining ${#nodes[@]} redis-servers into a cluster (redis-cli --cluster create)"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$SERVICES_DIR/redis-cluster/create.log" 2>&1 \
+        || { show_log "$SERVICES_DIR/redis-cluster/create.log"; die "redis-cli --cluster create failed"; }
+    local deadline=$((SECONDS + WAIT_SECS))
+    for node in "${nodes[@]}"; do
+        until redis-cli -h 127.0.0.1 -p "${node##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
+            ((SECONDS < deadline)) || die "the redis cluster is not ok after ${WAIT_SECS}s (node $node)"
+            sleep 0.2
+        done
+    done
+    log "redis cluster ready (${nodes[*]})"
+    GOVLINK_TEST_REDIS_CLUSTER=redis+cluster://$(IFS=,; echo "${nodes[*]}")/
+}
+
 # ---------------------------------------------------------------- browser
 # The status page is tested in a real headless browser: Debian's chromium, installed with
 # apt-get when missing (as root, or through sudo without a password).
@@ -370,13 +415,22 @@ else
     log "no redis-server on PATH; using the Redis at $GOVLINK_TEST_REDIS"
 fi
 
+if [[ -n ${GOVLINK_TEST_REDIS_CLUSTER:-} ]]; then
+    log "using the Redis Cluster at $GOVLINK_TEST_REDIS_CLUSTER (GOVLINK_TEST_REDIS_CLUSTER is set; starting none)"
+elif command -v redis-server >/dev/null 2>&1; then
+    start_redis_cluster 3
+else
+    die "redis-server is not on PATH: it is needed for the Redis Cluster suites (apt-get install redis-server), or set GOVLINK_TEST_REDIS_CLUSTER"
+fi
+
 [[ -n $only_services ]] || ensure_chromium
-export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS GOVLINK_TEST_TANSU_BIN GOVLINK_TEST_CHROMIUM
-log "GOVLINK_TEST_KAFKA=$GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS"
+export GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS GOVLINK_TEST_REDIS_CLUSTER GOVLINK_TEST_TANSU_BIN \
+    GOVLINK_TEST_CHROMIUM
+log "GOVLINK_TEST_KAFKA=$GOVLINK_TEST_KAFKA GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS GOVLINK_TEST_REDIS_CLUSTER=$GOVLINK_TEST_REDIS_CLUSTER"
 
 if [[ -n $only_services ]]; then
-    printf 'export GOVLINK_TEST_KAFKA=%q\nexport GOVLINK_TEST_REDIS=%q\nexport GOVLINK_TEST_TANSU_BIN=%q\n' \
-        "$GOVLINK_TEST_KAFKA" "$GOVLINK_TEST_REDIS" "$GOVLINK_TEST_TANSU_BIN"
+    printf 'export GOVLINK_TEST_KAFKA=%q\nexport GOVLINK_TEST_REDIS=%q\nexport GOVLINK_TEST_REDIS_CLUSTER=%q\nexport GOVLINK_TEST_TANSU_BIN=%q\n' \
+        "$GOVLINK_TEST_KAFKA" "$GOVLINK_TEST_REDIS" "$GOVLINK_TEST_REDIS_CLUSTER" "$GOVLINK_TEST_TANSU_BIN"
     if ((${#STARTED_PIDS[@]} == 0)) && [[ -z $COMPOSE_UP ]]; then
         log "started nothing; done"
         exit 0
@@ -401,6 +455,11 @@ if cargo nextest --version >/dev/null 2>&1; then
     fi
     log "cargo nextest run --no-fail-fast${*:+ $*}"
     cargo nextest run --no-fail-fast "$@" || { rc=$?; ((status != 0)) || status=$rc; }
+    if (($# == 0)); then
+        log "the Redis suites again, on the Redis Cluster (GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS_CLUSTER)"
+        GOVLINK_TEST_REDIS=$GOVLINK_TEST_REDIS_CLUSTER cargo nextest run --no-fail-fast \
+            --test e2e -E "test(/^($CLUSTER_SUITES)::/)" || { rc=$?; ((status != 0)) || status=$rc; }
+    fi
 else
     log "cargo-nextest not found; cargo test${*:+ $*}"
     cargo test "$@" || status=$?

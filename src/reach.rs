@@ -2,7 +2,7 @@
 //! names the component, its address, what happened and what to check. It is the
 //! operator's to fix, not a defect, so `main` prints it as it is — no cause chain, no
 //! backtrace — and exits non-zero. Every Kafka and Redis client of govlink reaches its
-//! server through `kafka::Brokers::reachable` or `redis_link::RedisLink::manager`, which
+//! server through `kafka::Brokers::reachable` or `redis_link::RedisLink::connect`, which
 //! give this error within `connect_timeout_ms`.
 
 use std::time::Duration;

@@ -407,11 +407,7 @@ impl Sources {
 /// Whether Redis at `link` answers a PING within [`READY_CHECK_TIMEOUT`].
 async fn ping(link: &crate::redis_link::RedisLink) -> Result<(), String> {
     let attempt = async {
-        let client = link.client().map_err(|e| e.to_string())?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| format!("unreachable: {e}"))?;
+        let mut conn = link.connect().await.map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::domain::resident_id::check_character;
 use crate::identity::Requester;
 use crate::kafka::{Brokers, Topics, client_config};
-use crate::redis_link::RedisLink;
+use crate::redis_link::{RedisConn, RedisLink};
 use crate::resolver::store::Store;
 use crate::tls::certs::CertsDir;
 use crate::tls::client::ClientTls;
@@ -220,38 +220,45 @@ pub(super) fn household_request(
     }
 }
 
-/// One page of the keys under `prefix`, from `cursor`; the next cursor is 0 at the end.
-pub(super) async fn scan_page(
-    conn: &mut redis::aio::MultiplexedConnection,
+/// Calls `each` with every page of the keys under `prefix`, on every master.
+pub(super) async fn each_key_page<F, Fut>(
+    conn: &RedisConn,
     prefix: &str,
-    cursor: u64,
-) -> anyhow::Result<(u64, Vec<String>)> {
-    Ok(redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(format!("{prefix}*"))
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?)
+    mut each: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let pattern = format!("{prefix}*");
+    for node in conn.masters().await? {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys) = conn.scan_page(&node, &pattern, cursor, 1000).await?;
+            if !keys.is_empty() {
+                each(keys).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes every key under `prefix`.
 pub(super) async fn delete_prefix(link: &RedisLink, prefix: &str) -> anyhow::Result<()> {
-    let client = link.client()?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys) = scan_page(&mut conn, prefix, cursor).await?;
-        if !keys.is_empty() {
+    let conn = link.connect().await?;
+    each_key_page(&conn, prefix, |keys| {
+        let mut conn = conn.clone();
+        async move {
             redis::cmd("UNLINK")
                 .arg(&keys)
                 .query_async::<i64>(&mut conn)
                 .await?;
+            Ok(())
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    })
+    .await
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::env::{Env, delete_prefix, scan_page};
+use super::env::{Env, delete_prefix, each_key_page};
 use crate::config::Settings;
-use crate::redis_link::RedisLink;
+use crate::redis_link::{RedisConn, RedisLink};
 use crate::resolver::store::{RedisStore, Store, StoreState};
 
 /// Target: Redis bytes per record, subject copies included.
@@ -83,9 +83,9 @@ pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Mem
     let measured = settle(&mut child, &link, &prefix).await;
     let rss_mib = resident_mib(child.0.id());
     drop(child);
-    let mut conn = link.client()?.get_multiplexed_async_connection().await?;
+    let conn = link.connect().await?;
     let usage = match measured {
-        Ok(()) => usage(&mut conn, &prefix).await,
+        Ok(()) => usage(&conn, &prefix).await,
         Err(e) => Err(e),
     };
     delete_prefix(&link, &prefix).await?;
@@ -209,40 +209,38 @@ fn link_env(s: &Settings) -> Vec<(&'static str, String)> {
 
 /// What is materialized under `prefix`. The store's `meta` and the access index (`acc:`,
 /// lookups' audit) are not per-record costs.
-async fn usage(
-    conn: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-) -> anyhow::Result<Usage> {
-    let mut usage = Usage::default();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys) = scan_page(conn, prefix, cursor).await?;
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("MEMORY")
-                .arg("USAGE")
-                .arg(key.as_str())
-                .arg("SAMPLES")
-                .arg(0);
-        }
-        let sizes: Vec<Option<u64>> = pipe.query_async(conn).await?;
-        for (key, size) in keys.iter().zip(sizes) {
-            let size = size.unwrap_or(0);
-            match key.get(prefix.len()..prefix.len() + 4) {
-                Some("rec:") => {
-                    usage.records += 1;
-                    usage.entries += size;
-                }
-                Some("sub:") => usage.copies += size,
-                Some("sum:") => usage.indexes += size,
-                _ => {}
+async fn usage(conn: &RedisConn, prefix: &str) -> anyhow::Result<Usage> {
+    let usage = std::sync::Mutex::new(Usage::default());
+    each_key_page(conn, prefix, |keys| {
+        let (mut conn, usage) = (conn.clone(), &usage);
+        async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key.as_str())
+                    .arg("SAMPLES")
+                    .arg(0);
             }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
+            let mut usage = usage.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, size) in keys.iter().zip(sizes) {
+                let size = size.unwrap_or(0);
+                match key.get(prefix.len()..prefix.len() + 4) {
+                    Some("rec:") => {
+                        usage.records += 1;
+                        usage.entries += size;
+                    }
+                    Some("sub:") => usage.copies += size,
+                    Some("sum:") => usage.indexes += size,
+                    _ => {}
+                }
+            }
+            Ok(())
         }
-        if next == 0 {
-            return Ok(usage);
-        }
-        cursor = next;
-    }
+    })
+    .await?;
+    Ok(usage.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The resident memory of process `pid`, MiB, from `/proc/<pid>/status`.

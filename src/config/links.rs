@@ -115,10 +115,13 @@ impl Settings {
     /// Checks the Redis settings for what would only fail later: a CA bundle that cannot
     /// be read or is given for a URL without TLS, a user without a password.
     pub(super) fn check_redis(&self) -> Result<(), String> {
+        if let Some(link) = self.redis_link() {
+            link.check().map_err(|e| format!("redis: {e}"))?;
+        }
         if let Some(ca) = &self.redis_ca {
             readable("redis_ca", ca)?;
             if let Some(url) = &self.redis
-                && !url.starts_with("rediss://")
+                && !(url.starts_with("rediss://") || url.starts_with("rediss+cluster://"))
             {
                 return Err(format!(
                     "redis_ca is set but redis ({}) is not a rediss:// URL",

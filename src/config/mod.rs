@@ -48,7 +48,9 @@ pub struct Settings {
     /// SASL password; never printed.
     pub kafka_sasl_password: Option<Secret>,
     /// Redis URL (`redis://host:port/db`, `rediss://` for TLS; may carry a user and a
-    /// password). Unset: `dev`/`demo` keep records in memory; the resolver refuses to start.
+    /// password), or a Redis Cluster by some of its nodes:
+    /// `redis+cluster://host:port,host:port/` (`rediss+cluster://` for TLS). Unset:
+    /// `dev`/`demo` keep records in memory; the resolver refuses to start.
     pub redis: Option<String>,
     /// PEM file of the CA certificates that verify Redis's TLS certificate (`rediss://`);
     /// unset: the system's roots.

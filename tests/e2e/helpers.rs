@@ -490,11 +490,11 @@ pub fn position(ack: &proto::PublishAck) -> Position {
     ack.position.clone().expect("an ack carries a position")
 }
 
-/// A plain Redis connection.
-pub async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
+/// A plain connection to the suite's Redis (one server, or the cluster when
+/// `GOVLINK_TEST_REDIS` names one).
+pub async fn redis() -> govlink::redis_link::RedisConn {
+    govlink::redis_link::RedisLink::new(redis_url())
+        .connect()
         .await
         .expect("redis")
 }

@@ -20,8 +20,8 @@
 //! that polls `#changes` misses none. The lists are in other slots than the views: see
 //! `index.rs` for why an entry may lag or linger, and how that is safe.
 
+use crate::redis_link::RedisConn;
 use prost::Message as _;
-use redis::aio::ConnectionManager;
 
 use super::{CaseList, CaseStoreError, Index, LISTS_LAYOUT, StoredCase, TaskSnapshot};
 use crate::proto::{Agency, Case, CaseEvent, Task};
@@ -78,7 +78,7 @@ return dropped
 /// Cases in Redis, under a key prefix.
 #[derive(Clone)]
 pub struct RedisCaseStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -92,14 +92,14 @@ struct Scripts {
 }
 
 impl RedisCaseStore {
-    /// Connects to the Redis of `link` (see `RedisLink::manager`); every key starts with
+    /// Connects to the Redis of `link` (see `RedisLink::connect`); every key starts with
     /// `prefix`.
     pub async fn connect(
         link: &crate::redis_link::RedisLink,
         prefix: &str,
     ) -> Result<RedisCaseStore, crate::reach::ReachError> {
         Ok(RedisCaseStore {
-            conn: link.manager().await?,
+            conn: link.connect().await?,
             prefix: prefix.to_owned(),
             scripts: std::sync::Arc::new(Scripts {
                 commit: redis::Script::new(COMMIT),
@@ -162,6 +162,9 @@ impl RedisCaseStore {
                 .arg(e.encode_to_vec());
         }
         let done: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        // The command that led here is acknowledged once the case is committed: on a
+        // cluster, only after a replica has the commit too.
+        self.conn.settle().await?;
         Ok(done == 1)
     }
 

@@ -26,7 +26,7 @@ mod scripts;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use redis::aio::ConnectionManager;
+use crate::redis_link::RedisConn;
 use redis::{Cmd, Pipeline, RedisError, Script, ServerErrorKind, Value};
 
 use super::{
@@ -37,7 +37,7 @@ use super::{
 use crate::proto::Position;
 use crate::reach::ReachError;
 use crate::records::{RecordKey, RecordType, SubjectKey};
-use crate::redis_link::RedisLink;
+use crate::redis_link::{Node, RedisLink, group_by_slot};
 use crate::resolver::checks::ContributionSummary;
 use scripts::{ADVANCE_AT, CLEAR, REBUILD, RECORD, REPLACE, SOURCES, SUBJECT};
 
@@ -47,18 +47,18 @@ const CLEAR_PAGE: usize = 500;
 /// Records in Redis, under a key prefix.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     /// Shared by clones: a store is cloned into every task that uses it.
     scripts: std::sync::Arc<[Script; 6]>,
 }
 
 impl RedisStore {
-    /// Connects to the Redis of `link` (see [`RedisLink::manager`]); every key starts
+    /// Connects to the Redis of `link` (see [`RedisLink::connect`]); every key starts
     /// with `prefix`.
     pub async fn connect(link: &RedisLink, prefix: &str) -> Result<RedisStore, ReachError> {
         let store = RedisStore {
-            conn: link.manager().await?,
+            conn: link.connect().await?,
             prefix: prefix.to_owned(),
             scripts: std::sync::Arc::new(SOURCES.map(Script::new)),
         };
@@ -124,33 +124,59 @@ impl RedisStore {
         &self,
         writes: &[RecordWrite<'_>],
     ) -> Result<EntriesWritten, StoreError> {
+        let keys: Vec<String> = writes.iter().map(|w| self.record_key(&w.key)).collect();
+        let calls = self.entry_calls(&keys);
         let mut pipe = redis::pipe();
-        for chunk in writes.chunks(KEYS_PER_CALL) {
-            let keys: Vec<String> = chunk.iter().map(|w| self.record_key(&w.key)).collect();
-            let args: Vec<[String; 2]> = chunk
+        for call in &calls {
+            let args: Vec<[String; 2]> = call
                 .iter()
-                .map(|w| [version::text(w.version), w.stored_subjects()])
+                .map(|&i| {
+                    [
+                        version::text(writes[i].version),
+                        writes[i].stored_subjects(),
+                    ]
+                })
                 .collect();
             let args: Vec<&[u8]> = args.iter().flatten().map(String::as_bytes).collect();
-            pipe.add_command(evalsha(&self.scripts[RECORD], &keys, &args));
+            let call_keys: Vec<String> = call.iter().map(|&i| keys[i].clone()).collect();
+            pipe.add_command(evalsha(&self.scripts[RECORD], &call_keys, &args));
         }
         let replies: Vec<Vec<(i64, String, String)>> = self.run(&pipe).await?;
-        let replies: Vec<(i64, String, String)> = replies.into_iter().flatten().collect();
-        if replies.len() != writes.len() {
-            return Err(StoreError::Corrupt(format!(
-                "{} replies to {} record writes",
-                replies.len(),
-                writes.len()
-            )));
+        let mut plans: Vec<Option<Option<SubjectPlan>>> = vec![None; writes.len()];
+        for (call, replies) in calls.iter().zip(replies) {
+            if replies.len() != call.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "{} replies to {} record writes",
+                    replies.len(),
+                    call.len()
+                )));
+            }
+            for (&i, (applied, gone, current)) in call.iter().zip(replies) {
+                plans[i] = Some((applied != 0).then_some(SubjectPlan { gone, current }));
+            }
         }
-        Ok(EntriesWritten(
-            replies
-                .into_iter()
-                .map(|(applied, gone, current)| {
-                    (applied != 0).then_some(SubjectPlan { gone, current })
-                })
-                .collect(),
-        ))
+        let plans: Option<Vec<Option<SubjectPlan>>> = plans.into_iter().collect();
+        plans
+            .map(EntriesWritten)
+            .ok_or_else(|| StoreError::Corrupt("a record write got no reply".into()))
+    }
+
+    /// The step-one script calls of a batch whose record keys are `keys`, as indexes into
+    /// them: runs of [`KEYS_PER_CALL`] in batch order, or on a cluster, where one script
+    /// touches one slot only, runs of keys of one slot (a key's writes keep their order).
+    fn entry_calls(&self, keys: &[String]) -> Vec<Vec<usize>> {
+        let indexes: Vec<usize> = (0..keys.len()).collect();
+        if !self.conn.is_cluster() {
+            return indexes.chunks(KEYS_PER_CALL).map(<[_]>::to_vec).collect();
+        }
+        group_by_slot(keys.iter().enumerate())
+            .into_iter()
+            .flat_map(|same| {
+                same.chunks(KEYS_PER_CALL)
+                    .map(<[_]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     pub(super) async fn write_subject_copies(
@@ -338,38 +364,85 @@ impl RedisStore {
         Ok(replaced == 1)
     }
 
+    /// Deletes every key under the prefix but the marker, node by node on a cluster, a
+    /// page at a time while `generation` is still clearing. On one server a page is one
+    /// script that checks the generation and deletes; a cluster's keys lie in many slots,
+    /// so there each page checks the generation and then deletes (a page may outlive
+    /// the generation by that one step; a generation is replaced only when the store was
+    /// found lost, and its successor clears again).
     pub(super) async fn clear(&self, generation: &str) -> Result<u64, StoreError> {
+        let mut deleted = 0u64;
+        for node in self.conn.masters().await? {
+            match self.clear_node(&node, generation).await? {
+                Some(n) => deleted += n,
+                None => break,
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// [`RedisStore::clear`] on one node; `None` once the generation is no longer
+    /// clearing.
+    async fn clear_node(
+        &self,
+        node: &Option<Node>,
+        generation: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let meta_key = self.meta_key();
         let pattern = format!("{}*", glob_escape(&self.prefix));
-        let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
         let mut deleted = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(CLEAR_PAGE)
-                .query_async(&mut conn)
+            let (next, keys) = self
+                .conn
+                .scan_page(node, &pattern, cursor, CLEAR_PAGE)
                 .await?;
-            let mut batch = vec![meta_key.clone()];
-            batch.extend(keys.into_iter().filter(|k| *k != meta_key));
-            if batch.len() > 1 {
-                let n: i64 = self
-                    .run_one(CLEAR, &batch, &[generation.as_bytes()])
-                    .await?;
-                if n < 0 {
-                    break;
+            let keys: Vec<String> = keys.into_iter().filter(|k| *k != meta_key).collect();
+            if !keys.is_empty() {
+                match self.clear_page(generation, keys).await? {
+                    Some(n) => deleted += n,
+                    None => return Ok(None),
                 }
-                deleted += n.unsigned_abs();
             }
             if next == 0 {
-                break;
+                return Ok(Some(deleted));
             }
             cursor = next;
         }
-        Ok(deleted)
+    }
+
+    /// Deletes `keys` while `generation` is clearing: how many existed, `None` if it no
+    /// longer is.
+    async fn clear_page(
+        &self,
+        generation: &str,
+        keys: Vec<String>,
+    ) -> Result<Option<u64>, StoreError> {
+        if !self.conn.is_cluster() {
+            let mut batch = vec![self.meta_key()];
+            batch.extend(keys);
+            let n: i64 = self
+                .run_one(CLEAR, &batch, &[generation.as_bytes()])
+                .await?;
+            return Ok(u64::try_from(n).ok());
+        }
+        let (seen, state): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.meta_key())
+            .arg("gen")
+            .arg("state")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if seen.as_deref() != Some(generation)
+            || state.as_deref() != Some(StoreState::Clearing.as_str())
+        {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("UNLINK").arg(key);
+        }
+        let unlinked: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(Some(unlinked.iter().sum()))
     }
 
     pub(super) async fn start_rebuild(
@@ -388,6 +461,9 @@ impl RedisStore {
         generation: &str,
         positions: &[Position],
     ) -> Result<(), StoreError> {
+        // Positions say the records before them are in the store: on a cluster, only
+        // once a replica that a failover would promote has them too.
+        self.conn.settle().await?;
         let args = position_args(generation, positions);
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let reply: i64 = self.run_one(ADVANCE_AT, &[self.meta_key()], &args).await?;

@@ -4,6 +4,7 @@
 //! line (sent, acknowledged, found, lost, regressed); lost and regressed must be 0.
 
 mod case_engine_faults;
+mod redis_cluster_faults;
 mod redis_faults;
 mod resolver_faults;
 
@@ -118,6 +119,11 @@ impl Model {
             .entry((at.topic.clone(), at.partition))
             .or_insert(-1);
         *offset = (*offset).max(at.offset);
+    }
+
+    /// The highest acknowledged version of `record`, and whether it deletes.
+    pub fn acked_version(&self, record: usize) -> Option<(u64, bool)> {
+        self.acked.get(&record).copied()
     }
 
     /// The positions of every acknowledged publish, one per partition.
@@ -360,11 +366,7 @@ impl Drop for Process {
 /// of the offsets reached (read from Redis directly).
 pub async fn materialized(url: &str, prefix: &str) -> i64 {
     use redis::AsyncCommands;
-    let Ok(mut conn) = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-    else {
+    let Ok(mut conn) = govlink::redis_link::RedisLink::new(url).connect().await else {
         return 0;
     };
     let meta: HashMap<String, String> = conn

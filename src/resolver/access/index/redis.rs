@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::redis_link::RedisConn;
 use prost::Message as _;
-use redis::aio::ConnectionManager;
 use redis::{Pipeline, Script, ServerErrorKind};
 
 use super::groups::{GroupId, MAX_CHAIN_MARKS};
@@ -30,7 +30,7 @@ const PAGE_SCRIPT: usize = 2;
 /// The index in Redis.
 #[derive(Clone)]
 pub struct RedisIndex {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     bounds: IndexBounds,
     /// ABSORB, TIDY, PAGE; shared by clones.
@@ -53,7 +53,7 @@ impl RedisIndex {
         bounds: IndexBounds,
     ) -> Result<RedisIndex, crate::reach::ReachError> {
         // Connected as every store is: within the connect timeout, one line if not.
-        let conn = link.manager().await?;
+        let conn = link.connect().await?;
         Ok(RedisIndex {
             conn,
             prefix: prefix.to_owned(),
@@ -203,7 +203,10 @@ impl RedisIndex {
             self.absorb(&mut pipe, person, group, refusals);
         }
         self.tidy(&mut pipe, &newest, cutoff, retention);
-        self.run::<()>(&pipe).await
+        self.run::<()>(&pipe).await?;
+        // The indexer commits its offsets after this: on a cluster, only once a replica
+        // has the batch too.
+        Ok(self.conn.settle().await?)
     }
 
     /// Adds the counting of `refusals` (one group's, in trail order) to `pipe`.
