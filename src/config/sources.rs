@@ -13,10 +13,11 @@ use crate::toml_lines::Lines;
 /// The `GOVLINK_` variables that are not settings, yet are ours: the binary's
 /// `--config` (`GOVLINK_CONFIG`), and those the test suite (`scripts/test.sh`, `tests/`)
 /// and the benchmarks read. Every other `GOVLINK_` variable must name a setting.
-pub const OTHER_VARIABLES: [&str; 8] = [
+pub const OTHER_VARIABLES: [&str; 9] = [
     "GOVLINK_CONFIG",
     "GOVLINK_TEST_KAFKA",
     "GOVLINK_TEST_REDIS",
+    "GOVLINK_TEST_REDIS_CLUSTER",
     "GOVLINK_TEST_TANSU_BIN",
     "GOVLINK_TEST_CHROMIUM",
     "GOVLINK_TEST_ONLY_SERVICES",
