@@ -326,8 +326,10 @@ start_redis_cluster() {
         logfile=$dir/redis.log
         mkdir -p "$dir"
         rm -f "$dir/nodes.conf"
+        # The cluster bus on a free port of its own (by default port + 10000, which may
+        # be taken or past 65535).
         redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-            --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+            --cluster-enabled yes --cluster-port "$(free_port)" --cluster-config-file "$dir/nodes.conf" \
             --cluster-node-timeout 2000 --daemonize no --dir "$dir" --logfile "" \
             </dev/null >"$logfile" 2>&1 &
         pid=$!

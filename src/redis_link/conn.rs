@@ -53,11 +53,8 @@ impl RedisConn {
         let RedisConn::Cluster(conn) = self else {
             return Ok(vec![None]);
         };
-        let nodes: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async(&mut conn.clone())
-            .await?;
-        masters_of(&nodes).map(|masters| masters.into_iter().map(Some).collect())
+        let shards = shards(conn).await?;
+        Ok(shards.into_iter().map(|s| Some(s.node)).collect())
     }
 
     /// Sends `cmd` to `node` (from [`RedisConn::masters`]).
@@ -98,29 +95,47 @@ impl RedisConn {
     }
 
     /// Makes the writes sent so far survive the loss of the master that took them: on a
-    /// cluster, waits (`WAIT` on every master) until each reached a replica, which a
-    /// failover promotes; fails, as a transient error its caller retries, when a master
-    /// has no replica in sync within [`REPLICATION_WAIT_MS`]. One server needs nothing:
-    /// a restarted one comes back empty, which the store detects and rebuilds, whereas a
-    /// promoted replica that missed writes would answer from them as if they never were.
+    /// cluster, waits (`WAIT` on each master's connection, which carried them) until they
+    /// reached a replica of every master that has one up, which a failover would promote;
+    /// fails, as a transient error its caller retries, when one does not confirm within
+    /// [`REPLICATION_WAIT_MS`]. A master without a live replica (its replica was just
+    /// promoted, its old master not back yet) has nothing to wait for: its writes are as
+    /// durable as one server's until a replica joins. One server needs nothing: a
+    /// restarted one comes back empty, which the store detects and rebuilds, whereas a
+    /// promoted replica that missed writes would answer as if they never were.
     pub async fn settle(&self) -> RedisResult<()> {
-        if !self.is_cluster() {
+        let RedisConn::Cluster(conn) = self else {
             return Ok(());
-        }
-        let reached: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(REPLICATION_WAIT_MS)
-            .query_async(&mut self.clone())
-            .await?;
-        if reached < 1 {
-            return Err(RedisError::from((
-                ErrorKind::Server(redis::ServerErrorKind::TryAgain),
-                "writes not replicated: a Redis Cluster master has no replica in sync",
-                format!("WAIT 1 {REPLICATION_WAIT_MS} reached {reached} replicas"),
-            )));
-        }
+        };
+        let shards = shards(conn).await?;
+        let waits = shards.into_iter().filter(|s| s.replicas > 0).map(|shard| async move {
+            let mut wait = redis::cmd("WAIT");
+            wait.arg(1).arg(REPLICATION_WAIT_MS);
+            let reached: i64 = self.on_node(&Some(shard.node.clone()), wait).await?;
+            if reached < 1 {
+                return Err(RedisError::from((
+                    ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+                    "writes not replicated: no replica of a Redis Cluster master confirmed them",
+                    format!(
+                        "{}:{}: WAIT 1 {REPLICATION_WAIT_MS} reached {reached}",
+                        shard.node.host, shard.node.port
+                    ),
+                )));
+            }
+            Ok(())
+        });
+        try_join_all(waits).await?;
         Ok(())
     }
+}
+
+/// The cluster's masters and their live replicas, as a node answers `CLUSTER NODES`.
+async fn shards(conn: &ClusterConnection) -> RedisResult<Vec<Shard>> {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn.clone())
+        .await?;
+    shards_of(&nodes)
 }
 
 impl ConnectionLike for RedisConn {
@@ -230,11 +245,19 @@ fn key_of(cmd: &Cmd) -> Option<&[u8]> {
     }
 }
 
+/// A master serving slots and how many of its replicas are up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shard {
+    node: Node,
+    replicas: usize,
+}
+
 /// The masters serving slots, from `CLUSTER NODES` (`<id> <ip:port@cport[,host]> <flags>
-/// <master> <ping> <pong> <epoch> <link> <slot>…`): failed masters and masters without
-/// slots are left out.
-fn masters_of(nodes: &str) -> RedisResult<Vec<Node>> {
-    let mut masters = Vec::new();
+/// <master> <ping> <pong> <epoch> <link> <slot>…`), with their live replicas: failed
+/// nodes and masters without slots are left out.
+fn shards_of(nodes: &str) -> RedisResult<Vec<Shard>> {
+    let mut shards = Vec::new();
+    let mut replicas: HashMap<&str, usize> = HashMap::new();
     for line in nodes.lines().filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let unreadable = || {
@@ -244,26 +267,35 @@ fn masters_of(nodes: &str) -> RedisResult<Vec<Node>> {
                 line.to_owned(),
             ))
         };
-        let (address, flags) = match fields.as_slice() {
-            [_, address, flags, ..] => (*address, *flags),
-            _ => return Err(unreadable()),
+        let [id, address, flags, master, ..] = fields.as_slice() else {
+            return Err(unreadable());
         };
         let flags: Vec<&str> = flags.split(',').collect();
-        if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+        if flags.iter().any(|f| f.starts_with("fail")) {
             continue;
         }
-        if fields.len() <= 8 {
+        if flags.contains(&"slave") {
+            *replicas.entry(master).or_default() += 1;
+        }
+        if !flags.contains(&"master") || fields.len() <= 8 {
             continue;
         }
         let address = address.split(['@', ',']).next().unwrap_or_default();
         let (host, port) = address.rsplit_once(':').ok_or_else(unreadable)?;
         let port = port.parse().map_err(|_| unreadable())?;
-        masters.push(Node {
+        let node = Node {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
-        });
+        };
+        shards.push((*id, node));
     }
-    Ok(masters)
+    Ok(shards
+        .into_iter()
+        .map(|(id, node)| Shard {
+            node,
+            replicas: replicas.get(id).copied().unwrap_or(0),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -290,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn masters_are_the_live_masters_serving_slots() {
+    fn shards_are_the_live_masters_serving_slots_with_their_live_replicas() {
         let nodes = "\
 a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
 b2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
@@ -299,10 +331,10 @@ d4 127.0.0.1:7004@17004,redis-4 slave a1 0 0 1 connected
 e5 127.0.0.1:7005@17005 master - 0 0 5 connected 10923-16383
 f6 127.0.0.1:7006@17006 master - 0 0 6 connected
 ";
-        let masters = masters_of(nodes).unwrap();
-        let ports: Vec<u16> = masters.iter().map(|n| n.port).collect();
-        assert_eq!(ports, [7001, 7002, 7005]);
-        assert!(masters.iter().all(|n| n.host == "127.0.0.1"));
-        assert!(masters_of("nonsense").is_err());
+        let shards = shards_of(nodes).unwrap();
+        let ports: Vec<(u16, usize)> = shards.iter().map(|s| (s.node.port, s.replicas)).collect();
+        assert_eq!(ports, [(7001, 1), (7002, 0), (7005, 0)]);
+        assert!(shards.iter().all(|s| s.node.host == "127.0.0.1"));
+        assert!(shards_of("nonsense").is_err());
     }
 }

@@ -455,6 +455,10 @@ impl RedisCaseStore {
         if events.is_empty() {
             return Ok(());
         }
+        // The tasks publishing added are kept until their agency acknowledges them, and
+        // nothing adds them again once the outbox is empty: on a cluster, empty it only
+        // once a replica has them.
+        self.conn.settle().await?;
         let fields: Vec<String> = events.iter().map(|e| format!("o:{}", e.sequence)).collect();
         let _: i64 = redis::cmd("HDEL")
             .arg(self.key(case_id))

@@ -36,6 +36,9 @@ impl RedisCluster {
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                // The bus on a free port of its own (by default port + 10000, which may be
+                // taken or past 65535).
+                .args(["--cluster-port", &free_port().to_string()])
                 .arg("--dir")
                 .arg(&node_dir)
                 .stdout(Stdio::null())
@@ -130,8 +133,9 @@ impl RedisCluster {
                 redis::from_redis_value(shard[1].clone()).unwrap(),
             );
             if (bounds.0..=bounds.1).contains(&slot) {
-                let (_, port): (String, u16) = redis::from_redis_value(shard[2].clone()).unwrap();
-                return port;
+                // The master: host, port, node id, hostnames.
+                let master: Vec<redis::Value> = redis::from_redis_value(shard[2].clone()).unwrap();
+                return redis::from_redis_value(master[1].clone()).unwrap();
             }
         }
         panic!("no master serves slot {slot}");
