@@ -41,7 +41,11 @@ pub(super) async fn standalone(
     let audit = parts.audit_log(settings, kafka, publisher, "cases").await?;
     let records = Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?);
     // The resolvers materialize; this process only reads how far they got.
-    let positions = Positions::new(records.clone(), kafka.partitions.clone());
+    let positions = Positions::growing(
+        records.clone(),
+        kafka.partitions.clone(),
+        kafka.brokers.clone(),
+    );
     let poller = positions.clone();
     parts.supervise("position poller", move |stop| async move {
         poller.poll(stop).await;

@@ -24,7 +24,11 @@ pub(super) async fn resolver(
             ));
         }
     };
-    let positions = Positions::new(store.clone(), kafka.partitions.clone());
+    let positions = Positions::growing(
+        store.clone(),
+        kafka.partitions.clone(),
+        kafka.brokers.clone(),
+    );
     let materializer = Materializer::new(
         materializer_config(settings, kafka),
         store.clone(),

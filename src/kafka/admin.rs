@@ -11,6 +11,7 @@ use rdkafka::admin::{
     TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::time::{Instant, sleep};
 
@@ -257,6 +258,35 @@ async fn check_configs(
         }
     }
     mismatches
+}
+
+/// The partition count of each of `topics` the brokers have now, asked within `timeout`
+/// (topics grow when partitions are added while govlink runs). Topics the brokers do not
+/// have are left out.
+pub async fn partition_counts(
+    brokers: &super::Brokers,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<BTreeMap<String, i32>, KafkaError> {
+    let config = super::client_config(brokers, "govlink-partitions");
+    let topics = topics.to_vec();
+    // A metadata request blocks on the broker: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = config.create()?;
+        let metadata = client.fetch_metadata(None, timeout)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && topics.iter().any(|name| name == t.name()))
+            .map(|t| {
+                let count = i32::try_from(t.partitions().len()).unwrap_or(i32::MAX);
+                (t.name().to_owned(), count)
+            })
+            .collect())
+    })
+    .await
+    // The blocking task panicked or the runtime is shutting down: no answer.
+    .unwrap_or(Err(KafkaError::MetadataFetch(RDKafkaErrorCode::Fail)))
 }
 
 /// The topics of `specs` not (fully) visible in metadata, and the partition counts of

@@ -12,6 +12,7 @@ mod topics;
 
 pub use admin::{
     AdminError, ConfigMismatch, TopicSpec, TopicsReport, check_topic_configs, ensure_topics,
+    partition_counts,
 };
 pub use embedded::EmbeddedBroker;
 pub use link::{Brokers, LinkSecurity, Sasl, SaslMechanism, SecurityProtocol};
@@ -28,10 +29,18 @@ pub fn client_config(brokers: &Brokers, client_id: &str) -> ClientConfig {
     brokers.apply(&mut config);
     config
         .set("client.id", client_id)
+        .set("topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS)
         // librdkafka logs through its own callback; keep only what an operator must see.
         .set("log_level", "4");
     config
 }
+
+/// How often a client asks the brokers for its topics' metadata. Partitions added to a
+/// topic (to scale out) are seen within this time: producers spread keys over them and
+/// consumer groups rebalance to read them, where librdkafka's default (5 minutes) would
+/// leave records published to a new partition unread, and lookups waiting for them,
+/// for that long. One small request per client every few seconds.
+pub const METADATA_REFRESH_MS: &str = "5000";
 
 /// A consumer-group member that commits only what it stored: librdkafka commits the
 /// offsets the member stored, and it stores an offset only after its own write (to the

@@ -33,6 +33,7 @@ mod publish;
 mod publish_faults;
 mod rebuild;
 mod roles;
+mod scale_out;
 mod secured_links;
 mod security;
 mod store_contract;

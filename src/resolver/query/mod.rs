@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::checks::PurchaseRule;
 use super::policy::{Access, Decision, Policy, Purpose, Section};
-use super::positions::Positions;
+use super::positions::{Positions, Unmet};
 use super::store::{Store, StoredRecord, by_deadline};
 use crate::audit::AuditLog;
 use crate::domain::{ResidentId, UnitNumber};
@@ -220,7 +220,10 @@ impl Queries {
         self.positions
             .wait_for(positions, deadline)
             .await
-            .map_err(QueryError::NotMaterialized)
+            .map_err(|unmet| match unmet {
+                Unmet::Late(position) => QueryError::NotMaterialized(position),
+                Unmet::Invalid(violations) => QueryError::Invalid(violations),
+            })
     }
 }
 
