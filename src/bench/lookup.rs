@@ -160,7 +160,7 @@ async fn breakdown(
 #[derive(Clone)]
 enum RawReader {
     Redis {
-        conn: redis::aio::MultiplexedConnection,
+        conn: crate::redis_link::RedisConn,
         prefix: Arc<str>,
     },
     Store(crate::resolver::store::Store),
@@ -170,7 +170,7 @@ impl RawReader {
     async fn new(env: &Env) -> anyhow::Result<RawReader> {
         Ok(match env.settings.redis_link() {
             Some(link) => RawReader::Redis {
-                conn: link.client()?.get_multiplexed_async_connection().await?,
+                conn: link.connect().await?,
                 prefix: env.settings.redis_prefix.as_str().into(),
             },
             None => RawReader::Store(env.store.clone()),
