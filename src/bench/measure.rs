@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
@@ -139,6 +140,39 @@ where
     }
     bar.finish_and_clear();
     (a, b)
+}
+
+/// One side of [`interleave_all`]: performs operation `i`, says whether it succeeded.
+pub(super) type Op = Arc<dyn Fn(u64) -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// [`interleave`] for any number of sides (govlink's path first, then its baselines): a
+/// warm-up of each, then per round `ops` operations of each side in turn. Returns each
+/// side's samples in the order given.
+pub(super) async fn interleave_all(
+    options: &super::BenchOptions,
+    ops: u64,
+    records_per_op: u64,
+    bar: &indicatif::ProgressBar,
+    sides: &[Op],
+) -> Vec<Samples> {
+    let c = options.concurrency.max(1);
+    let warm = c as u64;
+    let as_fn = |side: &Op| {
+        let side = Arc::clone(side);
+        Arc::new(move |i| side(i))
+    };
+    for side in sides {
+        run_round(warm, c, records_per_op, WARM_UP_BASE, as_fn(side)).await;
+    }
+    let mut samples: Vec<Samples> = sides.iter().map(|_| Samples::new(records_per_op)).collect();
+    for round in 0..u64::from(options.rounds) {
+        for (side, total) in sides.iter().zip(&mut samples) {
+            total.merge(&run_round(ops, c, records_per_op, round * ops, as_fn(side)).await);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    samples
 }
 
 /// Runs `ops` operations with `concurrency` workers; `op(first + i)` performs operation
