@@ -485,6 +485,18 @@ pub async fn read_at(at: &Position) -> OwnedMessage {
         .unwrap_or_else(|| panic!("no message at {at:?}"))
 }
 
+/// The highest offset per (topic, partition), as positions a lookup waits for.
+pub fn positions_of(highest: &std::collections::BTreeMap<(String, i32), i64>) -> Vec<Position> {
+    highest
+        .iter()
+        .map(|((topic, partition), offset)| Position {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: *offset,
+        })
+        .collect()
+}
+
 /// The position an ack carries.
 pub fn position(ack: &proto::PublishAck) -> Position {
     ack.position.clone().expect("an ack carries a position")

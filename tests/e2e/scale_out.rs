@@ -110,14 +110,7 @@ impl Acked {
     }
 
     fn positions(&self) -> Vec<Position> {
-        self.positions
-            .iter()
-            .map(|((topic, partition), offset)| Position {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-            })
-            .collect()
+        positions_of(&self.positions)
     }
 
     /// Records with acks both on a partition the topic had at the start and on one added
@@ -388,18 +381,9 @@ fn answered<T>(answer: Result<tonic::Response<T>, tonic::Status>, replica: &Test
 /// The transfer window's property-transfer check of Alice's sale of the flat to Bea at
 /// `replica`, after `after`.
 async fn check_flat(replica: &TestApp, after: &[Position]) -> proto::CheckPropertyTransferResponse {
-    let answer = replica
-        .resolver_as(WINDOW, None)
-        .check_property_transfer(proto::CheckPropertyTransferRequest {
-            unit_number: UNIT.into(),
-            seller_ids: vec![alice()],
-            buyer_ids: vec![bea()],
-            purpose: "property-transfer".into(),
-            case_id: "CASE-1".into(),
-            min_positions: after.to_vec(),
-        })
-        .await;
-    answered(answer, replica)
+    crate::lookups::check_flat(replica, after)
+        .await
+        .unwrap_or_else(|s| panic!("a lookup at the replica at {} failed: {s:?}", replica.addr))
 }
 
 /// What `replica` answers about Alice after `after`.

@@ -128,14 +128,7 @@ impl Model {
 
     /// The positions of every acknowledged publish, one per partition.
     pub fn positions(&self) -> Vec<Position> {
-        self.positions
-            .iter()
-            .map(|((topic, partition), offset)| Position {
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-            })
-            .collect()
+        positions_of(&self.positions)
     }
 }
 
