@@ -155,6 +155,7 @@ prop_compose! {
         proto::ProvidentFundAccount {
             person_id, account_number, region_code, employer_credit_code, status,
             balance_fen, monthly_deposit_fen, opened_on,
+            last_deposit_month: None, consecutive_deposit_months: 0,
         }
     }
 }
