@@ -1,16 +1,20 @@
 //! Provident-fund loans decided from the shared records, against the real broker and
 //! Redis: the eligible buyer and the largest loan with its inputs, each blocker with the
 //! agency and record that prove it, bad input by field, a grant that cannot see the
-//! balance.
+//! balance, and a loan case carried to completion by the fund's approval task.
+
+use std::time::Duration;
 
 use govlink::domain::CivilDate;
-use govlink::proto::{self, Agency, Position};
+use govlink::proto::{self, Agency, CaseParams, CaseState, Position, StepKind, case_params};
 use tonic::Code;
 
 use crate::helpers::*;
 
 /// The fund's loan desk (the example policy's `provident-fund/*` loan-approval grant).
 const LOAN_DESK: &str = "provident-fund/loan-desk";
+/// The fund's record system: receives the fund's tasks.
+const FUND_SYSTEM: &str = "provident-fund/records";
 
 /// The month before the current one in China: the latest month a deposit is surely due.
 fn last_month() -> proto::YearMonth {
@@ -298,5 +302,99 @@ async fn a_grant_that_cannot_see_the_balance_cannot_check_a_loan() {
         status.message().contains("provident-fund field account"),
         "{status:?}"
     );
+    app.stop().await;
+}
+
+/// A loan case: opened by the loan desk, its one step is the fund's approval task, which
+/// the fund's system takes from its stream and completes; the case completes.
+#[tokio::test]
+async fn a_loan_case_is_carried_to_completion_by_the_funds_approval_task() {
+    let app = spawn_app().await;
+    let after = flat_bought_by_bea(&app, Some(24)).await;
+    let mut desk = cases_as(&app, LOAN_DESK);
+    let opened = desk
+        .open_case(proto::OpenCaseRequest {
+            request_id: "loan-1".into(),
+            purpose: "loan-approval".into(),
+            params: Some(CaseParams {
+                kind: Some(case_params::Kind::ProvidentFundLoan(
+                    proto::ProvidentFundLoanParams {
+                        person_id: bea(),
+                        unit_number: UNIT.into(),
+                        amount_fen: 100_000_000,
+                    },
+                )),
+            }),
+            min_positions: after,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(opened.kind(), proto::CaseKind::ProvidentFundLoan);
+    let [step] = &opened.steps[..] else {
+        panic!("one step: {:?}", opened.steps)
+    };
+    assert_eq!(step.kind(), StepKind::FundLoanApproved);
+    assert_eq!(step.agency(), Agency::ProvidentFund);
+    assert_eq!(step.state(), proto::StepState::Open);
+    assert_eq!(step.working_days, 10);
+    assert!(step.due_on.is_some());
+
+    // The fund's system takes the task from its stream, acknowledges and completes it.
+    let mut fund = tasks_as(&app, FUND_SYSTEM);
+    let mut stream = fund
+        .stream(proto::StreamTasksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let task = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let task = stream
+                .message()
+                .await
+                .unwrap()
+                .expect("the stream stays open");
+            if task.case_id == opened.case_id {
+                return task;
+            }
+        }
+    })
+    .await
+    .expect("the approval task reaches the fund's stream");
+    assert_eq!(task.step_id, "fund_loan_approved");
+    fund.ack(proto::AckTaskRequest {
+        task_id: task.task_id.clone(),
+    })
+    .await
+    .unwrap();
+    fund.complete(proto::CompleteTaskRequest {
+        task_id: task.task_id.clone(),
+        outcome: "approved".into(),
+        note: "approved from the shared records".into(),
+    })
+    .await
+    .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let case = desk
+            .get_case(proto::GetCaseRequest {
+                case_id: opened.case_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if case.state() == CaseState::Completed {
+            break case;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loan case never completed: {case:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done.steps[0].state(), proto::StepState::Done);
     app.stop().await;
 }
