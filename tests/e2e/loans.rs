@@ -305,6 +305,60 @@ async fn a_grant_that_cannot_see_the_balance_cannot_check_a_loan() {
     app.stop().await;
 }
 
+/// The loan desk's client for cases.
+type Desk = proto::cases_client::CasesClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        govlink::identity::AsRequester,
+    >,
+>;
+
+/// Opens a loan case for bea's 1,000,000-yuan loan on [`UNIT`] as the loan desk, planned
+/// after `after`.
+async fn open_loan_case(desk: &mut Desk, request_id: &str, after: Vec<Position>) -> proto::Case {
+    desk.open_case(proto::OpenCaseRequest {
+        request_id: request_id.into(),
+        purpose: "loan-approval".into(),
+        params: Some(CaseParams {
+            kind: Some(case_params::Kind::ProvidentFundLoan(
+                proto::ProvidentFundLoanParams {
+                    person_id: bea(),
+                    unit_number: UNIT.into(),
+                    amount_fen: 100_000_000,
+                },
+            )),
+        }),
+        min_positions: after,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .case
+    .unwrap()
+}
+
+/// The case `case_id` once completed (60 s at most).
+async fn completed(desk: &mut Desk, case_id: &str) -> proto::Case {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let case = desk
+            .get_case(proto::GetCaseRequest {
+                case_id: case_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if case.state() == CaseState::Completed {
+            return case;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loan case never completed: {case:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A loan case: opened by the loan desk, its one step is the fund's approval task, which
 /// the fund's system takes from its stream and completes; the case completes.
 #[tokio::test]
@@ -312,26 +366,7 @@ async fn a_loan_case_is_carried_to_completion_by_the_funds_approval_task() {
     let app = spawn_app().await;
     let after = flat_bought_by_bea(&app, Some(24)).await;
     let mut desk = cases_as(&app, LOAN_DESK);
-    let opened = desk
-        .open_case(proto::OpenCaseRequest {
-            request_id: "loan-1".into(),
-            purpose: "loan-approval".into(),
-            params: Some(CaseParams {
-                kind: Some(case_params::Kind::ProvidentFundLoan(
-                    proto::ProvidentFundLoanParams {
-                        person_id: bea(),
-                        unit_number: UNIT.into(),
-                        amount_fen: 100_000_000,
-                    },
-                )),
-            }),
-            min_positions: after,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .case
-        .unwrap();
+    let opened = open_loan_case(&mut desk, "loan-1", after).await;
     assert_eq!(opened.kind(), proto::CaseKind::ProvidentFundLoan);
     let [step] = &opened.steps[..] else {
         panic!("one step: {:?}", opened.steps)
@@ -364,6 +399,7 @@ async fn a_loan_case_is_carried_to_completion_by_the_funds_approval_task() {
     .await
     .expect("the approval task reaches the fund's stream");
     assert_eq!(task.step_id, "fund_loan_approved");
+    assert_eq!(task.case_kind(), proto::CaseKind::ProvidentFundLoan);
     fund.ack(proto::AckTaskRequest {
         task_id: task.task_id.clone(),
     })
@@ -377,24 +413,98 @@ async fn a_loan_case_is_carried_to_completion_by_the_funds_approval_task() {
     .await
     .unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let case = desk
-            .get_case(proto::GetCaseRequest {
-                case_id: opened.case_id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if case.state() == CaseState::Completed {
-            break case;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the loan case never completed: {case:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = completed(&mut desk, &opened.case_id).await;
     assert_eq!(done.steps[0].state(), proto::StepState::Done);
+    match &done.steps[0].completed_by {
+        Some(proto::step::CompletedBy::Task(t)) => assert_eq!(t.outcome, "approved"),
+        other => panic!("done by its task, not {other:?}"),
+    }
+    app.stop().await;
+}
+
+/// The fund records the loan it granted (repaying, to the applicant, on the unit): the
+/// record completes the approval step without the task. A settled loan of the applicant
+/// on the unit, published first, is an earlier one and leaves the step open.
+#[tokio::test]
+async fn a_loan_record_of_the_applicant_on_the_unit_completes_the_loan_case() {
+    let app = spawn_app().await;
+    let mut after = flat_bought_by_bea(&app, Some(24)).await;
+    let settled = app
+        .fund()
+        .publish_loan(proto::PublishLoanRequest {
+            meta: meta("L-OLD", 1),
+            record: Some(loan(&bea(), proto::LoanStatus::Settled, 0)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    after.push(position(&settled));
+    let mut desk = cases_as(&app, LOAN_DESK);
+    let opened = open_loan_case(&mut desk, "loan-2", after).await;
+    assert_eq!(
+        opened.steps[0].state(),
+        proto::StepState::Open,
+        "{opened:?}"
+    );
+
+    let granted = app
+        .fund()
+        .publish_loan(proto::PublishLoanRequest {
+            meta: meta("L-NEW", 1),
+            record: Some(loan(&bea(), proto::LoanStatus::Repaying, 60_000_000)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let done = completed(&mut desk, &opened.case_id).await;
+    match &done.steps[0].completed_by {
+        Some(proto::step::CompletedBy::Record(proof)) => assert_eq!(
+            (proof.record_key.as_str(), proof.version),
+            (granted.record_key.as_str(), 1)
+        ),
+        other => panic!("done by the loan record, not {other:?}"),
+    }
+    app.stop().await;
+}
+
+/// A loan case with an amount of 0 or a unit that is not one is refused by field, and no
+/// case is opened.
+#[tokio::test]
+async fn a_loan_case_with_bad_parameters_is_refused_naming_each_field() {
+    let app = spawn_app().await;
+    let mut desk = cases_as(&app, LOAN_DESK);
+    let refused = desk
+        .open_case(proto::OpenCaseRequest {
+            request_id: "loan-bad".into(),
+            purpose: "loan-approval".into(),
+            params: Some(CaseParams {
+                kind: Some(case_params::Kind::ProvidentFundLoan(
+                    proto::ProvidentFundLoanParams {
+                        person_id: bea(),
+                        unit_number: "110105".into(),
+                        amount_fen: 0,
+                    },
+                )),
+            }),
+            min_positions: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let named: Vec<String> = violations(&refused).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        named,
+        [
+            "params.provident_fund_loan.unit_number",
+            "params.provident_fund_loan.amount_fen"
+        ],
+        "{refused:?}"
+    );
+    let listed = desk
+        .list_cases(proto::ListCasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.cases.is_empty(), "{listed:?}");
     app.stop().await;
 }
