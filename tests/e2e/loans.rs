@@ -45,29 +45,8 @@ fn account_with_run(person: &str, months: u32) -> proto::ProvidentFundAccount {
 /// alice's name), the filed contract to bea, and bea's account with `months` of deposits
 /// (none when `None`). Returns the positions of the acks.
 async fn flat_bought_by_bea(app: &TestApp, months: Option<u32>) -> Vec<Position> {
-    let (seller, buyer) = (alice(), bea());
-    let mut acks = vec![
-        app.housing()
-            .publish_property_title(proto::PublishPropertyTitleRequest {
-                meta: meta("T-1", 1),
-                record: Some(title(&[(&seller, 10_000)])),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    ];
-    let mut filed = contract(&[&seller], &[&buyer]);
-    filed.status = proto::SaleContractStatus::Filed as i32;
-    acks.push(
-        app.housing()
-            .publish_sale_contract(proto::PublishSaleContractRequest {
-                meta: meta("C-1", 1),
-                record: Some(filed),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let buyer = bea();
+    let mut acks = publish_title_and_filed_contract(app, &alice(), &buyer).await;
     if let Some(months) = months {
         acks.push(publish_account(app, account_with_run(&buyer, months), 1).await);
     }
