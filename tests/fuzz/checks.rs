@@ -20,7 +20,7 @@ use govlink::resolver::Positions;
 use govlink::resolver::checks::PurchaseRule;
 use govlink::resolver::query::{
     QueryError, parse_data_accesses, parse_person_profile, parse_property_transfer,
-    parse_social_security_transfer, parse_subject,
+    parse_social_security_transfer, parse_subject, parse_watch_data_accesses,
 };
 use govlink::resolver::store::{MemoryStore, Store};
 use prost::Message;
@@ -203,6 +203,11 @@ impl Checks {
             R::DataAccesses(r) => {
                 if let Err(v) = parse_data_accesses(&r) {
                     refused(&v, &["person_id", "purpose", "limit", "page_token"]);
+                }
+            }
+            R::WatchAccesses(r) => {
+                if let Err(v) = parse_watch_data_accesses(&r) {
+                    refused(&v, &["person_id", "purpose", "after_cursor"]);
                 }
             }
         }
@@ -405,6 +410,7 @@ requests! {
         PropertyTransfer(proto::CheckPropertyTransferRequest),
         SocialSecurityTransfer(proto::CheckSocialSecurityTransferRequest),
         DataAccesses(proto::ListDataAccessesRequest),
+        WatchAccesses(proto::WatchDataAccessesRequest),
     }
 }
 

@@ -39,6 +39,9 @@ pub enum QueryError {
     /// The access index cannot answer.
     #[error("access index: {0}")]
     Index(#[from] IndexError),
+    /// More access watches are open than may be (the reason says which bound).
+    #[error("too many watches: {0}")]
+    TooManyWatches(String),
     /// Stored data does not decode: a defect, not the caller's fault.
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -102,6 +105,7 @@ impl QueryError {
                 tracing::warn!(error = %e, "access index unavailable");
                 Status::unavailable("the access index is unavailable; retry later")
             }
+            QueryError::TooManyWatches(why) => Status::resource_exhausted(why),
             QueryError::Corrupt(what) => {
                 tracing::error!(%what, "stored data does not decode");
                 Status::internal("internal error")

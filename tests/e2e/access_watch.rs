@@ -1,0 +1,342 @@
+//! "Your data was used": the citizen portal watches a person's accesses
+//! (`WatchDataAccesses`) and is told of each one as the access index takes it in, with a
+//! cursor to resume from, on the real broker and Redis.
+
+use std::time::Duration;
+
+use govlink::proto::{self, Agency, DataAccessNotice};
+use tonic::{Code, Status, Streaming};
+
+use crate::helpers::*;
+use crate::lookups::{PORTAL, WINDOW, check_flat, everything_about_alice, profile};
+
+/// The method of the watch itself, audited as a listing is.
+const WATCHING: &str = "WatchDataAccesses";
+
+/// Opens a watch of `person`'s accesses with `client`, after `cursor` (empty: from now).
+async fn watch(
+    client: &mut Resolver,
+    person: &str,
+    cursor: &str,
+) -> Result<Streaming<DataAccessNotice>, Status> {
+    client
+        .watch_data_accesses(proto::WatchDataAccessesRequest {
+            person_id: person.into(),
+            purpose: "self-view".into(),
+            after_cursor: cursor.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The portal's watch of `person`, for that person.
+async fn portal_watch(app: &TestApp, person: &str, cursor: &str) -> Streaming<DataAccessNotice> {
+    watch(&mut app.resolver_as(PORTAL, Some(person)), person, cursor)
+        .await
+        .expect("the portal may watch the citizen's accesses")
+}
+
+/// The next notice of `stream`; the wait is bounded so a lost notice fails the test.
+async fn next_notice(stream: &mut Streaming<DataAccessNotice>) -> DataAccessNotice {
+    tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("a notice within 30 s")
+        .expect("the stream is healthy")
+        .expect("the stream is open")
+}
+
+/// Notices of `stream` up to and including the first that `last` picks.
+async fn notices_until(
+    stream: &mut Streaming<DataAccessNotice>,
+    last: impl Fn(&proto::PersonAccess) -> bool,
+) -> Vec<DataAccessNotice> {
+    let mut seen = Vec::new();
+    loop {
+        let notice = next_notice(stream).await;
+        let done = last(notice.access.as_ref().unwrap());
+        seen.push(notice);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Where a notice's access is in the trail: unique to it.
+fn place(notice: &DataAccessNotice) -> (String, u64) {
+    let access = notice.access.as_ref().unwrap();
+    (access.chain_id.clone(), access.sequence)
+}
+
+/// A citizen watches; the window looks them up; the notice names who, why, how and what
+/// they saw. A second watch resumed from that notice's cursor sends exactly what the
+/// first, still open, sent after it: nothing missed, nothing twice, in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_is_told_of_each_access_and_a_resumed_watch_misses_nothing() {
+    let app = spawn_app().await;
+    let after = everything_about_alice(&app).await;
+    let person = alice();
+    let mut first = portal_watch(&app, &person, "").await;
+
+    profile(
+        &mut app.resolver_as(WINDOW, None),
+        &person,
+        "property-transfer",
+        &after,
+    )
+    .await
+    .unwrap();
+    let told = notices_until(&mut first, |a| a.method == "GetPersonProfile").await;
+    let lookup = told.last().unwrap();
+    let access = lookup.access.as_ref().unwrap();
+    assert_eq!(
+        (
+            access.requester_agency,
+            access.requester_service.as_str(),
+            access.purpose.as_str(),
+            access.decision,
+            access.count,
+        ),
+        (
+            Agency::Housing as i32,
+            "transfer-window",
+            "property-transfer",
+            proto::AccessDecision::Allowed as i32,
+            1,
+        )
+    );
+    assert_eq!(
+        access.sections,
+        ["identity", "household", "provident-fund", "property"]
+    );
+    assert!(access.at.is_some() && !access.chain_id.is_empty());
+    assert!(
+        told.iter()
+            .all(|n| n.access.as_ref().unwrap().method != "ListDataAccesses")
+    );
+    let cursor = lookup.cursor.clone();
+    assert!(!cursor.is_empty());
+
+    // More accesses after the cursor: a check (the buyer is a party too) and another look.
+    check_flat(&app, &after).await.unwrap();
+    profile(
+        &mut app.resolver_as(WINDOW, None),
+        &person,
+        "property-transfer",
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut resumed = portal_watch(&app, &person, &cursor).await;
+    // The first watch goes on to the resumed watch's own opening (audited, so told).
+    let went_on = notices_until(&mut first, |a| a.method == WATCHING).await;
+    let picked_up = notices_until(&mut resumed, |a| a.method == WATCHING).await;
+    assert_eq!(
+        went_on, picked_up,
+        "the resumed watch sends what the open one sent after the cursor"
+    );
+    let methods: Vec<&str> = picked_up
+        .iter()
+        .map(|n| n.access.as_ref().unwrap().method.as_str())
+        .filter(|m| *m != WATCHING)
+        .collect();
+    assert_eq!(methods, ["CheckPropertyTransfer", "GetPersonProfile"]);
+    let mut places: Vec<_> = told.iter().chain(&picked_up).map(place).collect();
+    let all = places.len();
+    places.sort();
+    places.dedup();
+    assert_eq!(places.len(), all, "no access told twice");
+
+    // Every allowed access the list holds after the first lookup was told.
+    let listed = crate::accesses::accesses_until(&app, &person, |seen| {
+        seen.iter().any(|a| a.method == "CheckPropertyTransfer")
+    })
+    .await;
+    let told_places: Vec<_> = told.iter().chain(&picked_up).map(place).collect();
+    let first_at = access.at.unwrap();
+    for listed in listed.iter().filter(|a| {
+        a.decision == proto::AccessDecision::Allowed as i32
+            && a.method != "ListDataAccesses"
+            && a.method != WATCHING
+            && a.at
+                .is_some_and(|at| (at.seconds, at.nanos) >= (first_at.seconds, first_at.nanos))
+    }) {
+        assert!(
+            told_places.contains(&(listed.chain_id.clone(), listed.sequence)),
+            "{listed:?} was not told"
+        );
+    }
+    app.stop().await;
+}
+
+/// Only the citizen, through a self-only grant, watches their accesses; a refused watch
+/// is audited (and listed) as a refused listing is.
+#[tokio::test]
+async fn only_the_citizen_watches_their_own_accesses() {
+    let app = spawn_app().await;
+    let person = alice();
+    let window = watch(&mut app.resolver_as(WINDOW, None), &person, "")
+        .await
+        .unwrap_err();
+    assert_eq!(window.code(), Code::PermissionDenied, "{window:?}");
+    assert!(
+        window.message().contains("citizen's own view"),
+        "{}",
+        window.message()
+    );
+    let nobody = watch(&mut app.resolver_as(PORTAL, None), &person, "")
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::PermissionDenied, "{nobody:?}");
+    let someone_else = watch(&mut app.resolver_as(PORTAL, Some(&bea())), &person, "")
+        .await
+        .unwrap_err();
+    assert_eq!(someone_else.code(), Code::PermissionDenied);
+
+    let listed = crate::accesses::accesses_until(&app, &person, |seen| {
+        seen.iter()
+            .filter(|a| a.method == WATCHING)
+            .map(|a| a.count)
+            .sum::<u64>()
+            >= 3
+    })
+    .await;
+    let refused: Vec<_> = listed.iter().filter(|a| a.method == WATCHING).collect();
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.decision == proto::AccessDecision::Denied as i32),
+        "{refused:?}"
+    );
+    app.stop().await;
+}
+
+/// A cursor is the service's own: garbage, a cut one, or another person's is refused
+/// naming `after_cursor`; a bad person names `person_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_that_is_not_one_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let (person, other) = (alice(), bea());
+    let mut watching = portal_watch(&app, &person, "").await;
+    profile(
+        &mut app.resolver_as(WINDOW, None),
+        &person,
+        "property-transfer",
+        &[],
+    )
+    .await
+    .unwrap();
+    let cursor = notices_until(&mut watching, |a| a.method == "GetPersonProfile")
+        .await
+        .pop()
+        .unwrap()
+        .cursor;
+    let mut cut = cursor.clone();
+    cut.truncate(cursor.len() - 2);
+    let mut portal = app.resolver_as(PORTAL, Some(&person));
+    let mut hers = app.resolver_as(PORTAL, Some(&other));
+    let refusals = [
+        watch(&mut portal, &person, "page-2").await.unwrap_err(),
+        watch(&mut portal, &person, &cut).await.unwrap_err(),
+        watch(&mut hers, &other, &cursor).await.unwrap_err(),
+        watch(&mut portal, &person, &"0".repeat(200))
+            .await
+            .unwrap_err(),
+    ];
+    for refused in refusals {
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        let fields: Vec<String> = violations(&refused).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["after_cursor"], "{refused:?}");
+    }
+    let refused = watch(&mut portal, "123", "").await.unwrap_err();
+    let fields: Vec<String> = violations(&refused).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, ["person_id"], "{refused:?}");
+    app.stop().await;
+}
+
+/// A person's watches on one server are bounded (`RESOURCE_EXHAUSTED` beyond), a closed
+/// one frees its slot, and every open watch ends cleanly when the server shuts down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_are_bounded_and_end_when_the_server_stops() {
+    let app = spawn_app().await;
+    let person = alice();
+    let bound = govlink::resolver::watches::MAX_WATCHES_PER_PERSON;
+    let mut open = Vec::new();
+    for _ in 0..bound {
+        open.push(portal_watch(&app, &person, "").await);
+    }
+    let refused = watch(&mut app.resolver_as(PORTAL, Some(&person)), &person, "")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    drop(open.pop());
+    // The server notices the closed stream when its client resets it: retry until then.
+    let mut reopened = None;
+    for _ in 0..100 {
+        match watch(&mut app.resolver_as(PORTAL, Some(&person)), &person, "").await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    open.push(reopened.expect("a closed watch frees its slot"));
+
+    let stopping = tokio::spawn(app.stop());
+    for mut stream in open {
+        let end = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("the watch ends when the server stops");
+        assert!(matches!(end, Ok(None)), "ended cleanly: {end:?}");
+    }
+    stopping.await.unwrap();
+}
+
+/// Redis dies under an open watch: the watch ends with `UNAVAILABLE` naming the access
+/// index (counted as the resolver's Redis failure) rather than going quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_whose_index_fails_ends_unavailable_and_is_counted() {
+    let mut redis = crate::faults::RedisServer::start().await;
+    let mut settings = test_settings();
+    settings.redis = Some(redis.url());
+    let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
+    let admin = app.admin.expect("admin http");
+    let person = alice();
+    let mut watching = portal_watch(&app, &person, "").await;
+    let resolver_errors = async || {
+        let (_, text) = http_get(admin, "/metrics").await;
+        metric(&text, r#"govlink_redis_errors_total{component="resolver"}"#)
+    };
+    let before = resolver_errors().await;
+
+    redis.kill();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match watching.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends once the index fails");
+    let failure = ended.expect_err("it ends with a failure");
+    assert_eq!(failure.code(), Code::Unavailable, "{failure:?}");
+    assert_eq!(
+        failure.message(),
+        "the access index is unavailable; retry later"
+    );
+    assert!(resolver_errors().await > before, "the failure is counted");
+    redis.restart().await;
+    app.stop().await;
+}
