@@ -268,6 +268,16 @@ async fn watches_are_bounded_and_end_when_the_server_stops() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("watched 4 times"), "{refused:?}");
+    let (_, text) = http_get(app.admin.expect("admin http"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"govlink_limited_requests_total{limit="access_watches",agency="public-security"}"#
+        ),
+        1.0,
+        "the refusal is counted"
+    );
     drop(open.pop());
     // The server notices the closed stream when its client resets it: retry until then.
     let mut reopened = None;

@@ -50,7 +50,7 @@ pub enum QueryError {
 impl QueryError {
     /// The answer to a lookup a requester of `agency` made that failed with this error,
     /// counted in `telemetry`: a field over its length as a [`Limit::FieldLength`]
-    /// refusal of `agency`, a failure of the Redis behind the record store or the access
+    /// refusal of `agency`, a watch over the bounds as a [`Limit::AccessWatches`] one, a failure of the Redis behind the record store or the access
     /// index as the resolver's. A store that is not ready is not a Redis failure (Redis
     /// answered: the store is being rebuilt), nor is an audit entry the broker did not
     /// take.
@@ -58,6 +58,12 @@ impl QueryError {
         if matches!(&self, QueryError::Invalid(v) if v.too_long()) {
             telemetry.emit(Limited {
                 limit: Limit::FieldLength,
+                agency,
+            });
+        }
+        if matches!(&self, QueryError::TooManyWatches(_)) {
+            telemetry.emit(Limited {
+                limit: Limit::AccessWatches,
                 agency,
             });
         }
