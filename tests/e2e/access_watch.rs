@@ -350,3 +350,67 @@ async fn a_watch_whose_index_fails_ends_unavailable_and_is_counted() {
     redis.restart().await;
     app.stop().await;
 }
+
+/// The window's look at `person` through `app`, retried while the replica's store is not
+/// ready yet (it joined a store another replica keeps).
+async fn looked_up(app: &TestApp, person: &str) {
+    for _ in 0..100 {
+        match profile(&mut app.resolver_as(WINDOW, None), person, "property-transfer", &[]).await
+        {
+            Ok(_) => return,
+            Err(s) if s.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    panic!("the replica never answered");
+}
+
+/// Notices of `stream` until it has told of `lookups` lookups and `watches` watch
+/// openings.
+async fn notices_of(
+    stream: &mut Streaming<DataAccessNotice>,
+    lookups: usize,
+    watches: usize,
+) -> Vec<DataAccessNotice> {
+    let mut seen: Vec<DataAccessNotice> = Vec::new();
+    let count = |seen: &[DataAccessNotice], method: &str| {
+        seen.iter()
+            .filter(|n| n.access.as_ref().unwrap().method == method)
+            .count()
+    };
+    while count(&seen, "GetPersonProfile") < lookups || count(&seen, WATCHING) < watches {
+        seen.push(next_notice(stream).await);
+    }
+    seen
+}
+
+/// Two resolver replicas over one Redis and one audit topic: a watch on one is told of a
+/// lookup the other answered (whichever replica's indexer took it in), and a watch
+/// resumed on the other replica from its cursor sends what the first goes on to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_follows_accesses_across_resolver_replicas() {
+    let settings = test_settings();
+    let first = spawn_app_with(settings.clone(), govlink::app::Role::Dev).await;
+    let second = spawn_app_with(settings, govlink::app::Role::Resolver).await;
+    let person = alice();
+    let mut on_second = portal_watch(&second, &person, "").await;
+    looked_up(&first, &person).await;
+    let told = notices_until(&mut on_second, |a| a.method == "GetPersonProfile").await;
+    let cursor = told.last().unwrap().cursor.clone();
+
+    looked_up(&second, &person).await;
+    let mut on_first = portal_watch(&first, &person, &cursor).await;
+    let went_on = notices_of(&mut on_second, 1, 1).await;
+    let picked_up = notices_of(&mut on_first, 1, 1).await;
+    assert_eq!(went_on, picked_up, "one log, read from either replica");
+    let mut places: Vec<_> = told.iter().chain(&picked_up).map(place).collect();
+    let all = places.len();
+    places.sort();
+    places.dedup();
+    assert_eq!(places.len(), all, "no access told twice");
+    drop((on_first, on_second));
+    second.stop().await;
+    first.stop().await;
+}
