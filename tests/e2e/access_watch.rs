@@ -174,7 +174,14 @@ async fn a_citizen_is_told_of_each_access_and_a_resumed_watch_misses_nothing() {
 async fn only_the_citizen_watches_their_own_accesses() {
     let app = spawn_app().await;
     let person = alice();
-    let window = watch(&mut app.resolver_as(WINDOW, None), &person, "")
+    // The window has a grant for its purpose, but not a self-only one.
+    let window = app
+        .resolver_as(WINDOW, None)
+        .watch_data_accesses(proto::WatchDataAccessesRequest {
+            person_id: person.clone(),
+            purpose: "property-transfer".into(),
+            after_cursor: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(window.code(), Code::PermissionDenied, "{window:?}");
@@ -355,7 +362,13 @@ async fn a_watch_whose_index_fails_ends_unavailable_and_is_counted() {
 /// ready yet (it joined a store another replica keeps).
 async fn looked_up(app: &TestApp, person: &str) {
     for _ in 0..100 {
-        match profile(&mut app.resolver_as(WINDOW, None), person, "property-transfer", &[]).await
+        match profile(
+            &mut app.resolver_as(WINDOW, None),
+            person,
+            "property-transfer",
+            &[],
+        )
+        .await
         {
             Ok(_) => return,
             Err(s) if s.code() == Code::Unavailable => {
