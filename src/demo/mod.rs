@@ -11,6 +11,7 @@
 mod records;
 mod sale;
 mod timeline;
+mod told;
 mod transfer;
 
 use std::io::Write;
