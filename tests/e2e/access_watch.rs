@@ -427,3 +427,29 @@ async fn a_watch_follows_accesses_across_resolver_replicas() {
     second.stop().await;
     first.stop().await;
 }
+
+/// On the suite's Redis Cluster: the arrival log and the accesses share the
+/// person's slot, so the watch's script runs there and the citizen is told, and resumed
+/// from a cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_is_told_on_a_redis_cluster() {
+    let cluster = std::env::var("GOVLINK_TEST_REDIS_CLUSTER")
+        .expect("GOVLINK_TEST_REDIS_CLUSTER is not set: run the suite with scripts/test.sh");
+    let settings = govlink::config::Settings {
+        redis: Some(cluster),
+        ..test_settings()
+    };
+    let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
+    let person = alice();
+    let mut watching = portal_watch(&app, &person, "").await;
+    looked_up(&app, &person).await;
+    let told = notices_until(&mut watching, |a| a.method == "GetPersonProfile").await;
+    let cursor = told.last().unwrap().cursor.clone();
+    looked_up(&app, &person).await;
+    let mut resumed = portal_watch(&app, &person, &cursor).await;
+    let went_on = notices_of(&mut watching, 1, 1).await;
+    let picked_up = notices_of(&mut resumed, 1, 1).await;
+    assert_eq!(went_on, picked_up);
+    drop((watching, resumed));
+    app.stop().await;
+}
