@@ -453,3 +453,94 @@ async fn a_watch_is_told_on_a_redis_cluster() {
     drop((watching, resumed));
     app.stop().await;
 }
+
+/// An audit entry of `chain` at `sequence`, `age` ago, about Alice, for `purpose`.
+fn entry(
+    chain: &str,
+    sequence: u64,
+    age: Duration,
+    purpose: &str,
+    decision: proto::AccessDecision,
+) -> (proto::AuditEntry, proto::AuditBody) {
+    use prost::Message as _;
+    let body = proto::AuditBody {
+        at: Some((std::time::SystemTime::now() - age).into()),
+        kind: Some(proto::audit_body::Kind::Access(proto::DataAccess {
+            requester_agency: Agency::Housing as i32,
+            requester_service: "transfer-window".into(),
+            purpose: purpose.into(),
+            method: "GetPersonProfile".into(),
+            person_ids: vec![alice()],
+            decision: decision as i32,
+            reason: "no grant".into(),
+            ..proto::DataAccess::default()
+        })),
+    };
+    let entry = proto::AuditEntry {
+        chain_id: chain.into(),
+        sequence,
+        body: body.encode_to_vec(),
+        ..proto::AuditEntry::default()
+    };
+    (entry, body)
+}
+
+/// The purposes of the accesses `index` logged for Alice after `after`, in log order.
+async fn logged_after(
+    index: &govlink::resolver::access::AccessIndex,
+    after: govlink::resolver::access::ArrivalId,
+) -> Vec<String> {
+    let alice = govlink::domain::ResidentId::parse(&alice()).unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    let read = index.arrivals(&alice, after, 100, week).await.unwrap();
+    assert!(read.windows(2).all(|w| w[0].id < w[1].id), "ids grow");
+    assert!(read.first().is_none_or(|a| a.id > after));
+    read.into_iter()
+        .map(|a| a.access.expect("still indexed").purpose)
+        .collect()
+}
+
+/// In Redis as in memory, the arrival log holds each allowed access once, in the order it
+/// was indexed (an earlier access indexed later comes later), never a refusal, and a
+/// replayed batch adds nothing; in Redis the log expires with the person's other keys.
+#[tokio::test]
+async fn both_indexes_log_each_access_once_in_the_order_indexed() {
+    use govlink::resolver::access::{AccessIndex, ArrivalId};
+    use proto::AccessDecision::{Allowed, Denied};
+    let prefix = format!("govlink-test:{}:", unique("arrivals"));
+    let link = govlink::redis_link::RedisLink::new(redis_url());
+    let redis_index = AccessIndex::redis(&link, &prefix).await.unwrap();
+    let alice_id = govlink::domain::ResidentId::parse(&alice()).unwrap();
+    let month = Duration::from_secs(30 * 86_400);
+    let first = vec![entry("c1", 1, Duration::from_secs(10), "later", Allowed)];
+    let mut second = vec![
+        entry("c2", 1, Duration::from_secs(60), "earlier", Allowed),
+        entry("c1", 2, Duration::from_secs(5), "refused", Denied),
+    ];
+    second.extend(first.iter().cloned());
+    for index in [AccessIndex::memory(), redis_index] {
+        assert_eq!(
+            index.last_arrival(&alice_id).await.unwrap(),
+            ArrivalId::START
+        );
+        index.index_entries(&first, month).await.unwrap();
+        let after_first = index.last_arrival(&alice_id).await.unwrap();
+        index.index_entries(&second, month).await.unwrap();
+        index.index_entries(&second, month).await.unwrap();
+        assert_eq!(
+            logged_after(&index, ArrivalId::START).await,
+            ["later", "earlier"]
+        );
+        assert_eq!(logged_after(&index, after_first).await, ["earlier"]);
+        let last = index.last_arrival(&alice_id).await.unwrap();
+        assert!(logged_after(&index, last).await.is_empty());
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}acn:{{p:{}}}", alice()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the log expires with the person's keys: {ttl}");
+}
