@@ -1,11 +1,12 @@
 //! The access index in Redis, next to the record store. Every key of a person carries
 //! the person's hash tag, so each script works within one Redis Cluster slot.
 //!
-//! A batch is one round trip: the accesses kept on their own are added (idempotent
-//! `ZADD`s), each touched group counts its refusals in one script (atomic, so indexer
+//! A batch is one round trip: the accesses kept on their own are added (an idempotent
+//! `ZADD` each, in a script that logs the access in the person's arrival log only when it
+//! was new), each touched group counts its refusals in one script (atomic, so indexer
 //! replicas counting into the same group at once cannot lose a count), and one script
 //! per person trims to the retention and the bounds and moves the expiry. A page is one
-//! script. See [`super::scripts`].
+//! script, and so is a watch's read of the arrival log. See [`super::scripts`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
