@@ -117,6 +117,7 @@ pub(super) fn mask_params(params: &mut CaseParams, access: &Access) {
         Some(case_params::Kind::SocialSecurityTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => show(&mut p.person_id),
         None => {}
     }
 }

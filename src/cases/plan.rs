@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use crate::proto::{
     AccountStatus, Agency, CaseKind, CaseParams, EnrollmentStatus, HouseholdMoveParams,
-    HouseholdStatus, PropertyTransferParams, ProvidentFundTransferParams, RecordEvent, RecordProof,
-    SaleContractStatus, SocialSecurityTransferParams, StepKind, case_params,
+    HouseholdStatus, LoanStatus, PropertyTransferParams, ProvidentFundLoanParams,
+    ProvidentFundTransferParams, RecordEvent, RecordProof, SaleContractStatus,
+    SocialSecurityTransferParams, StepKind, case_params,
 };
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::{
@@ -105,6 +106,14 @@ const HOUSEHOLD_MOVE: [StepSpec; 2] = [
     ),
 ];
 
+/// A loan application has one step: the fund centre's approval.
+const PROVIDENT_FUND_LOAN: [StepSpec; 1] = [step(
+    StepKind::FundLoanApproved,
+    Agency::ProvidentFund,
+    &[],
+    10,
+)];
+
 /// The steps of a kind, in plan order; empty for `Unspecified`.
 pub fn steps_of(kind: CaseKind) -> &'static [StepSpec] {
     match kind {
@@ -112,6 +121,7 @@ pub fn steps_of(kind: CaseKind) -> &'static [StepSpec] {
         CaseKind::SocialSecurityTransfer => &SOCIAL_SECURITY_TRANSFER,
         CaseKind::ProvidentFundTransfer => &PROVIDENT_FUND_TRANSFER,
         CaseKind::HouseholdMove => &HOUSEHOLD_MOVE,
+        CaseKind::ProvidentFundLoan => &PROVIDENT_FUND_LOAN,
         CaseKind::Unspecified => &[],
     }
 }
@@ -130,6 +140,7 @@ fn planned_kinds() -> impl Iterator<Item = StepKind> {
         CaseKind::SocialSecurityTransfer,
         CaseKind::ProvidentFundTransfer,
         CaseKind::HouseholdMove,
+        CaseKind::ProvidentFundLoan,
     ]
     .into_iter()
     .flat_map(|kind| steps_of(kind).iter().map(|spec| spec.kind))
@@ -184,6 +195,7 @@ pub fn kind_of(params: &CaseParams) -> Option<CaseKind> {
         case_params::Kind::SocialSecurityTransfer(_) => CaseKind::SocialSecurityTransfer,
         case_params::Kind::ProvidentFundTransfer(_) => CaseKind::ProvidentFundTransfer,
         case_params::Kind::HouseholdMove(_) => CaseKind::HouseholdMove,
+        case_params::Kind::ProvidentFundLoan(_) => CaseKind::ProvidentFundLoan,
     })
 }
 
@@ -221,6 +233,9 @@ pub fn reads(params: &CaseParams) -> Vec<(SubjectKey, Vec<RecordType>)> {
             person(&p.person_id),
             vec![RecordType::HouseholdRegistration],
         )],
+        Some(case_params::Kind::ProvidentFundLoan(p)) => {
+            vec![(person(&p.person_id), vec![RecordType::ProvidentFundLoan])]
+        }
         None => Vec::new(),
     }
 }
@@ -248,6 +263,7 @@ pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) ->
         }
         Some(case_params::Kind::ProvidentFundTransfer(p)) => provident_fund_transfer(kind, p, &set),
         Some(case_params::Kind::HouseholdMove(p)) => household_move(kind, p, &set),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => provident_fund_loan(kind, p, &set),
         None => None,
     };
     proved.map_or(Condition::Open, |(key, version)| {
@@ -412,6 +428,26 @@ fn household_move(
             }
     });
     found.map(|h| proof(&h))
+}
+
+/// The loan approved: the fund centre recorded a loan to the applicant on the unit that
+/// is being repaid. A settled or overdue loan on the unit is an earlier one, not this
+/// application's; the fund completes the step by its task then.
+fn provident_fund_loan(
+    kind: StepKind,
+    p: &ProvidentFundLoanParams,
+    set: &RecordSet<'_>,
+) -> Option<(RecordKey, u64)> {
+    if kind != StepKind::FundLoanApproved {
+        return None;
+    }
+    set.loans()
+        .find(|l| {
+            same_id(&l.record.borrower_id, &p.person_id)
+                && l.record.unit_number.eq_ignore_ascii_case(&p.unit_number)
+                && l.record.status() == LoanStatus::Repaying
+        })
+        .map(|l| proof(&l))
 }
 
 #[cfg(test)]

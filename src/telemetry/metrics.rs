@@ -111,6 +111,7 @@ pub fn kind_name(kind: CaseKind) -> &'static str {
         CaseKind::SocialSecurityTransfer => "social-security-transfer",
         CaseKind::ProvidentFundTransfer => "provident-fund-transfer",
         CaseKind::HouseholdMove => "household-move",
+        CaseKind::ProvidentFundLoan => "provident-fund-loan",
         CaseKind::Unspecified => "unspecified",
     }
 }
@@ -508,6 +509,7 @@ impl Metrics {
             CaseKind::SocialSecurityTransfer,
             CaseKind::ProvidentFundTransfer,
             CaseKind::HouseholdMove,
+            CaseKind::ProvidentFundLoan,
         ]
         .map(kind_name)
         {

@@ -27,6 +27,7 @@ mod helpers;
 mod integrations;
 mod lifecycle;
 mod limits;
+mod loans;
 mod lookups;
 mod materialize;
 mod ops_tools;

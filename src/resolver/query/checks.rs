@@ -23,7 +23,7 @@ impl Queries {
     /// A check's read: every subject in one round trip while the audit entry is written
     /// (it names the sections the check reads), the records decoded and the contribution
     /// summaries by person.
-    async fn read_audited(
+    pub(super) async fn read_audited(
         &self,
         lookup: &Lookup<'_>,
         access: &Access,
@@ -237,7 +237,7 @@ fn gather(
     Ok((records, summaries))
 }
 
-fn blockers(outcome: &CheckOutcome) -> Vec<proto::Blocker> {
+pub(super) fn blockers(outcome: &CheckOutcome) -> Vec<proto::Blocker> {
     outcome.blockers.iter().map(blocker).collect()
 }
 
@@ -261,7 +261,7 @@ fn blocker(b: &Blocker) -> proto::Blocker {
     }
 }
 
-fn date(d: CivilDate) -> proto::Date {
+pub(super) fn date(d: CivilDate) -> proto::Date {
     proto::Date {
         year: d.year(),
         month: d.month() as i32,

@@ -12,6 +12,7 @@
 mod accesses;
 mod checks;
 mod error;
+mod loan;
 mod profile;
 mod raw;
 mod watch;
@@ -19,6 +20,7 @@ mod watch;
 pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
 pub use error::QueryError;
+pub use loan::{MAX_LOAN_AMOUNT_FEN, parse_provident_fund_loan};
 pub use raw::RAW_READ_PURPOSE;
 pub use watch::{MAX_CURSOR_CHARS, Watch, WatchRequest, notice_cursor, parse_watch_data_accesses};
 
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::checks::PurchaseRule;
+use super::checks::{LoanRule, PurchaseRule};
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::{Positions, Unmet};
 use super::store::{Store, StoredRecord, by_deadline};
@@ -47,6 +49,7 @@ pub struct Queries {
     audit: AuditLog,
     accesses: AccessIndex,
     rules: Arc<[PurchaseRule]>,
+    loan_rule: Arc<LoanRule>,
     access_retention: Duration,
 }
 
@@ -99,8 +102,15 @@ impl Queries {
             audit,
             accesses,
             rules: rules.into(),
+            loan_rule: Arc::new(LoanRule::default()),
             access_retention,
         }
+    }
+
+    /// These lookups with `rule` as the provident fund's loan rule instead of the default.
+    pub fn with_loan_rule(mut self, rule: LoanRule) -> Queries {
+        self.loan_rule = Arc::new(rule);
+        self
     }
 
     /// `purpose` as a metric label: itself when the policy grants it to anyone, else
