@@ -13,6 +13,7 @@ mod loan;
 mod records;
 mod sale;
 mod timeline;
+mod told;
 mod transfer;
 
 use std::io::Write;
