@@ -5,9 +5,9 @@
 //! not check out (mangled, made up, or another person's) is `INVALID_ARGUMENT` on
 //! `page_token`, never read as a place in someone's list.
 
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::person_token::TokenKind;
 use super::{Lookup, Queries, QueryError, parse_person, parse_purpose};
 use crate::domain::ResidentId;
 use crate::identity::Caller;
@@ -15,14 +15,16 @@ use crate::proto;
 use crate::records::Violations;
 use crate::resolver::access::Cursor;
 use crate::resolver::policy::{Access, Purpose};
+
+/// How page tokens are made and checked.
+const PAGE_TOKENS: TokenKind = TokenKind {
+    domain: b"govlink ListDataAccesses page\0",
+    version: 1,
+};
 /// The most entries one `ListDataAccesses` page returns.
 pub const MAX_ACCESSES: usize = 1000;
 /// The longest page token this service hands out, in characters.
 pub const MAX_PAGE_TOKEN_CHARS: usize = 600;
-/// The first byte of a token: its format.
-const TOKEN_VERSION: u8 = 1;
-/// The bytes of a token's check digest.
-const CHECK_LEN: usize = 8;
 
 /// A checked `ListDataAccesses` request.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,10 +134,7 @@ pub fn parse_data_accesses(
 
 /// The token of the page after `cursor` in `person`'s list.
 pub fn page_token(person: &ResidentId, cursor: &Cursor) -> String {
-    let mut bytes = vec![TOKEN_VERSION];
-    bytes.extend_from_slice(cursor.as_bytes());
-    bytes.extend_from_slice(&check(person, cursor.as_bytes()));
-    hex::encode(bytes)
+    PAGE_TOKENS.encode(person, cursor.as_bytes())
 }
 
 /// The cursor a page token carries; `None` for an empty token. Without a valid person
@@ -158,15 +157,9 @@ fn parse_page_token(
         );
         return None;
     }
-    let cursor = hex::decode(token).ok().and_then(|bytes| {
-        let (&version, rest) = bytes.split_first()?;
-        let split = rest.len().checked_sub(CHECK_LEN)?;
-        let (cursor, digest) = rest.split_at(split);
-        let checks = person.is_none_or(|p| check(p, cursor) == digest);
-        (version == TOKEN_VERSION && checks)
-            .then(|| Cursor::from_bytes(cursor))
-            .flatten()
-    });
+    let cursor = PAGE_TOKENS
+        .decode(token, person)
+        .and_then(|position| Cursor::from_bytes(&position));
     if cursor.is_none() {
         v.add(
             "page_token",
@@ -175,19 +168,6 @@ fn parse_page_token(
         );
     }
     cursor
-}
-
-/// The check digest of a token: the cursor belongs to this person's list.
-fn check(person: &ResidentId, cursor: &[u8]) -> [u8; CHECK_LEN] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"govlink ListDataAccesses page\0");
-    hasher.update(person.as_str().as_bytes());
-    hasher.update([0]);
-    hasher.update(cursor);
-    let digest = hasher.finalize();
-    let mut out = [0; CHECK_LEN];
-    out.copy_from_slice(&digest[..CHECK_LEN]);
-    out
 }
 
 #[cfg(test)]

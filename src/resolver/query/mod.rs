@@ -13,6 +13,7 @@ mod accesses;
 mod checks;
 mod error;
 mod loan;
+mod person_token;
 mod profile;
 mod raw;
 mod watch;

@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::person_token::TokenKind;
 use super::{Lookup, Queries, QueryError, parse_person, parse_purpose};
 use crate::domain::ResidentId;
 use crate::identity::Caller;
@@ -22,12 +22,13 @@ use crate::records::Violations;
 use crate::resolver::access::{AccessIndex, ArrivalId, MAX_ARRIVALS_PER_READ};
 use crate::resolver::policy::Purpose;
 
+/// How notice cursors are made and checked.
+const CURSORS: TokenKind = TokenKind {
+    domain: b"govlink WatchDataAccesses cursor\0",
+    version: 1,
+};
 /// The longest cursor this service accepts, in characters (it hands out 50).
 pub const MAX_CURSOR_CHARS: usize = 100;
-/// The first byte of a cursor: its format.
-const CURSOR_VERSION: u8 = 1;
-/// The bytes of a cursor's check digest.
-const CHECK_LEN: usize = 8;
 
 /// A checked `WatchDataAccesses` request.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,10 +138,7 @@ pub fn parse_watch_data_accesses(
 
 /// The cursor of the notice of `person`'s access logged at `id`.
 pub fn notice_cursor(person: &ResidentId, id: ArrivalId) -> String {
-    let mut bytes = vec![CURSOR_VERSION];
-    bytes.extend_from_slice(&id.to_bytes());
-    bytes.extend_from_slice(&check(person, &id.to_bytes()));
-    hex::encode(bytes)
+    CURSORS.encode(person, &id.to_bytes())
 }
 
 /// The arrival id a cursor carries; `None` for an empty one. Without a valid person only
@@ -163,15 +161,9 @@ fn parse_cursor(
         );
         return None;
     }
-    let id = hex::decode(cursor).ok().and_then(|bytes| {
-        let (&version, rest) = bytes.split_first()?;
-        let split = rest.len().checked_sub(CHECK_LEN)?;
-        let (id, digest) = rest.split_at(split);
-        let checks = person.is_none_or(|p| check(p, id) == digest);
-        (version == CURSOR_VERSION && checks)
-            .then(|| ArrivalId::from_bytes(id))
-            .flatten()
-    });
+    let id = CURSORS
+        .decode(cursor, person)
+        .and_then(|position| ArrivalId::from_bytes(&position));
     if id.is_none() {
         v.add(
             "after_cursor",
@@ -180,19 +172,6 @@ fn parse_cursor(
         );
     }
     id
-}
-
-/// The check digest of a cursor: the id belongs to this person's notices.
-fn check(person: &ResidentId, id: &[u8]) -> [u8; CHECK_LEN] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"govlink WatchDataAccesses cursor\0");
-    hasher.update(person.as_str().as_bytes());
-    hasher.update([0]);
-    hasher.update(id);
-    let digest = hasher.finalize();
-    let mut out = [0; CHECK_LEN];
-    out.copy_from_slice(&digest[..CHECK_LEN]);
-    out
 }
 
 #[cfg(test)]
