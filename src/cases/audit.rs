@@ -87,6 +87,13 @@ fn subjects(params: Option<&CaseParams>) -> (Vec<String>, Vec<String>) {
         Some(case_params::Kind::SocialSecurityTransfer(p)) => (vec![p.person_id.clone()], vec![]),
         Some(case_params::Kind::ProvidentFundTransfer(p)) => (vec![p.person_id.clone()], vec![]),
         Some(case_params::Kind::HouseholdMove(p)) => (vec![p.person_id.clone()], vec![]),
+        Some(case_params::Kind::DataObjection(p)) => (
+            vec![p.person_id.clone()],
+            p.subjects
+                .iter()
+                .filter_map(|s| s.strip_prefix("u:").map(str::to_owned))
+                .collect(),
+        ),
         None => (vec![], vec![]),
     }
 }

@@ -117,6 +117,15 @@ pub(super) fn mask_params(params: &mut CaseParams, access: &Access) {
         Some(case_params::Kind::SocialSecurityTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
+        Some(case_params::Kind::DataObjection(p)) => {
+            show(&mut p.person_id);
+            // Subjects name residents too (`p:<id>`).
+            for subject in &mut p.subjects {
+                if let Some(id) = subject.strip_prefix("p:") {
+                    *subject = format!("p:{}", access.show(MaskKind::ResidentId, id));
+                }
+            }
+        }
         None => {}
     }
 }

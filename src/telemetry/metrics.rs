@@ -107,6 +107,7 @@ pub fn kind_name(kind: CaseKind) -> &'static str {
         CaseKind::SocialSecurityTransfer => "social-security-transfer",
         CaseKind::ProvidentFundTransfer => "provident-fund-transfer",
         CaseKind::HouseholdMove => "household-move",
+        CaseKind::DataObjection => "data-objection",
         CaseKind::Unspecified => "unspecified",
     }
 }

@@ -258,6 +258,7 @@ fn blocker(b: &Blocker) -> proto::Blocker {
         }),
         action_zh: b.action_zh.clone(),
         action_en: b.action_en.clone(),
+        objection_id: String::new(),
     }
 }
 
