@@ -19,9 +19,10 @@ use super::grants::{self, masked};
 use super::service::case_id_of;
 use crate::domain::ResidentId;
 use crate::identity::Caller;
-use crate::proto::{self, CaseParams, case_command, case_params};
+use crate::proto::{self, CaseParams, CaseState, case_command, case_params};
 use crate::records::{RecordKey, RecordType, Violations, subjects_of};
 use crate::resolver::Positions;
+use crate::resolver::disputes::OpenDisputes as _;
 use crate::resolver::store::{Store, by_deadline};
 
 /// The purpose an objection is filed and read under.
@@ -30,6 +31,8 @@ pub const PURPOSE: &str = "data-objection";
 const MAX_FIELDS: usize = 16;
 /// The longest note, in characters.
 const MAX_NOTE: usize = 500;
+/// How often a filing looks whether its objection is indexed yet.
+const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The `Objections` service.
 pub struct ObjectionsService {
@@ -105,9 +108,41 @@ impl ObjectionsService {
                 .await?;
         }
         let case = self.calls.applied(&case_id, until, Some).await?;
+        self.indexed(&case, until).await?;
         Ok(proto::FileObjectionResponse {
             case: Some(masked(case, &access)),
         })
+    }
+
+    /// Once the engine indexed the objection of `case` as open (or it closed): a lookup
+    /// made after the answer sees the record disputed (read-your-writes).
+    async fn indexed(&self, case: &proto::Case, until: Instant) -> Result<(), CaseError> {
+        let Some(case_params::Kind::DataObjection(o)) =
+            case.params.as_ref().and_then(|p| p.kind.as_ref())
+        else {
+            return Ok(());
+        };
+        let keys = [o.record_key.clone()];
+        loop {
+            let open = self
+                .calls
+                .cases
+                .of_records(&keys)
+                .await
+                .map_err(|e| unavailable(format!("open objections: {e}")))?;
+            if open.iter().any(|d| d.objection_id == case.case_id) {
+                return Ok(());
+            }
+            let now = self.calls.load(&case.case_id).await?;
+            if now.is_none_or(|c| matches!(c.state(), CaseState::Completed | CaseState::Cancelled))
+            {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(CaseError::NotApplied);
+            }
+            tokio::time::sleep(INDEX_POLL).await;
+        }
     }
 
     /// The subjects of record `key`, once it is seen to be live at `version` and about
