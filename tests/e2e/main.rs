@@ -28,6 +28,7 @@ mod lifecycle;
 mod limits;
 mod lookups;
 mod materialize;
+mod objections;
 mod ops_tools;
 mod publish;
 mod publish_faults;
