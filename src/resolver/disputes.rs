@@ -65,3 +65,54 @@ pub async fn disputed(
     }
     Ok(held)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Open objections as the case store would list them.
+    struct Open(Vec<Dispute>);
+
+    impl OpenDisputes for Open {
+        fn of_records<'a>(
+            &'a self,
+            record_keys: &'a [String],
+        ) -> BoxFuture<'a, Result<Vec<Dispute>, String>> {
+            let found = self
+                .0
+                .iter()
+                .filter(|d| record_keys.contains(&d.record_key))
+                .cloned()
+                .collect();
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    fn dispute(key: &str, version: u64, id: &str) -> Dispute {
+        Dispute {
+            record_key: key.into(),
+            version,
+            objection_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dispute_holds_only_for_the_version_read_and_the_first_objection_names_it() {
+        let source: Arc<dyn OpenDisputes> = Arc::new(Open(vec![
+            dispute("public-security/household_registration/h-1", 1, "case-b"),
+            dispute("public-security/household_registration/h-1", 1, "case-a"),
+            dispute("housing/property_title/t-1", 3, "case-c"),
+        ]));
+        let read = BTreeMap::from([
+            ("public-security/household_registration/h-1".to_owned(), 1),
+            // Corrected since: version 4 is not the one disputed.
+            ("housing/property_title/t-1".to_owned(), 4),
+        ]);
+        let held = disputed(Some(&source), &read).await.unwrap();
+        assert_eq!(held.len(), 1);
+        let d = &held["public-security/household_registration/h-1"];
+        assert_eq!((d.version, d.objection_id.as_str()), (1, "case-a"));
+        // Without a case store there are no objections.
+        assert!(disputed(None, &read).await.unwrap().is_empty());
+    }
+}

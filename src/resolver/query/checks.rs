@@ -325,3 +325,48 @@ fn date(d: CivilDate) -> proto::Date {
         day: d.day() as i32,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cited_disputed_record_names_the_objection_and_an_uncited_one_gets_a_blocker() {
+        let cited = "public-security/household_registration/h-1";
+        let uncited = "housing/property_title/t-1";
+        let mut out = vec![proto::Blocker {
+            code: "SELLER_HOUSEHOLD_AT_UNIT".into(),
+            record: Some(proto::RecordVersion {
+                record_key: cited.into(),
+                version: 1,
+            }),
+            ..Default::default()
+        }];
+        let held: BTreeMap<String, Dispute> = [(cited, 1, "case-a"), (uncited, 2, "case-b")]
+            .into_iter()
+            .map(|(key, version, id)| {
+                let d = Dispute {
+                    record_key: key.into(),
+                    version,
+                    objection_id: id.into(),
+                };
+                (key.to_owned(), d)
+            })
+            .collect();
+        mark_disputed(&mut out, &held);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].objection_id, "case-a");
+        let added = &out[1];
+        assert_eq!(
+            (
+                added.code.as_str(),
+                added.agency(),
+                added.objection_id.as_str()
+            ),
+            ("RECORD_DISPUTED", proto::Agency::Housing, "case-b")
+        );
+        let record = added.record.as_ref().unwrap();
+        assert_eq!((record.record_key.as_str(), record.version), (uncited, 2));
+        assert!(added.action_en.contains("case-b") && added.action_zh.contains("case-b"));
+    }
+}
