@@ -93,6 +93,13 @@ fn sections_read(params: Option<&CaseParams>) -> Vec<Section> {
         .flat_map(|(_, types)| types)
         .map(Section::of_record)
         .collect();
+    // An objection reads its record's type, whatever subjects it is filed under (known
+    // only once the record is read, after the decision).
+    if let Some(case_params::Kind::DataObjection(o)) = params.and_then(|p| p.kind.as_ref())
+        && let Ok(key) = crate::records::RecordKey::parse(&o.record_key)
+    {
+        sections.push(Section::of_record(key.record_type()));
+    }
     sections.sort_by_key(|s| s.name());
     sections.dedup();
     sections

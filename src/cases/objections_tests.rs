@@ -56,3 +56,41 @@ fn too_many_fields_or_an_empty_note_are_refused() {
     r.note.clear();
     assert_eq!(fields(&r), vec!["disputed_fields", "note"]);
 }
+
+#[test]
+fn the_grant_must_include_the_records_section_and_a_self_only_one_its_citizen() {
+    use crate::identity::Requester;
+    use crate::resolver::policy::Policy;
+    let policy = Policy::parse(
+        "[[grant]]\nagency = \"housing\"\nservice = \"desk\"\npurpose = \"data-objection\"\n\
+         sections = [\"property\"]\n\n\
+         [[grant]]\nagency = \"public-security\"\nservice = \"citizen-portal\"\n\
+         purpose = \"data-objection\"\nsections = [\"household\"]\nself-only = true\n",
+    )
+    .unwrap();
+    let params = |person: &str| CaseParams {
+        kind: Some(case_params::Kind::DataObjection(
+            proto::DataObjectionParams {
+                record_key: "public-security/household_registration/H-1".into(),
+                version: 1,
+                person_id: person.into(),
+                ..Default::default()
+            },
+        )),
+    };
+    let caller = |requester: &str, citizen: Option<&str>| Caller {
+        requester: Requester::parse(requester).unwrap(),
+        on_behalf_of: citizen.map(|c| ResidentId::parse(c).unwrap()),
+    };
+    let (citizen, other) = ("110105198001010016", "110105198202020026");
+    let decide = |c: &Caller, person: &str| {
+        grants::decide(&policy, c, PURPOSE, Some(&params(person))).map(|_| ())
+    };
+    // The desk's grant lacks the household section the record is in.
+    let desk = decide(&caller("housing/desk", None), citizen).unwrap_err();
+    assert!(desk.contains("household"), "{desk}");
+    let portal = caller("public-security/citizen-portal", Some(citizen));
+    assert_eq!(decide(&portal, citizen), Ok(()));
+    let refused = decide(&portal, other).unwrap_err();
+    assert!(refused.contains("self-only"), "{refused}");
+}
