@@ -258,6 +258,8 @@ pub(crate) fn account(person_id: &str) -> proto::ProvidentFundAccount {
         balance_fen: 12_300_000,
         monthly_deposit_fen: 240_000,
         opened_on: date(2010, 1, 4),
+        last_deposit_month: None,
+        consecutive_deposit_months: 0,
     }
 }
 

@@ -338,6 +338,7 @@ impl Sources {
             CaseKind::SocialSecurityTransfer,
             CaseKind::ProvidentFundTransfer,
             CaseKind::HouseholdMove,
+            CaseKind::ProvidentFundLoan,
         ] {
             let kind = kind_name(kind);
             let n = open.get(kind).copied().unwrap_or(0);

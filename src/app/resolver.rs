@@ -136,7 +136,8 @@ async fn queries(
         index,
         settings.purchase_rules.clone(),
         settings.access_retention(),
-    );
+    )
+    .with_loan_rule(settings.provident_fund_loan.clone());
     Ok((queries, policy, audit))
 }
 

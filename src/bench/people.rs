@@ -168,6 +168,8 @@ fn provident_fund_records(i: u64, id: &str, unit: &str) -> [proto::ProvidentFund
                 balance_fen: 12_300_000,
                 monthly_deposit_fen: 240_000,
                 opened_on: date(2010, 1, 4),
+                last_deposit_month: None,
+                consecutive_deposit_months: 0,
             })),
         },
         proto::ProvidentFundBatchItem {

@@ -87,6 +87,9 @@ fn subjects(params: Option<&CaseParams>) -> (Vec<String>, Vec<String>) {
         Some(case_params::Kind::SocialSecurityTransfer(p)) => (vec![p.person_id.clone()], vec![]),
         Some(case_params::Kind::ProvidentFundTransfer(p)) => (vec![p.person_id.clone()], vec![]),
         Some(case_params::Kind::HouseholdMove(p)) => (vec![p.person_id.clone()], vec![]),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => {
+            (vec![p.person_id.clone()], vec![p.unit_number.clone()])
+        }
         Some(case_params::Kind::DataObjection(p)) => (
             vec![p.person_id.clone()],
             p.subjects

@@ -124,6 +124,7 @@ pub(super) fn mask_params(params: &mut CaseParams, access: &Access) {
         Some(case_params::Kind::SocialSecurityTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => show(&mut p.person_id),
         Some(case_params::Kind::DataObjection(p)) => {
             show(&mut p.person_id);
             // Subjects name residents too (`p:<id>`).

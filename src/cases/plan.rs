@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use crate::proto::{
     AccountStatus, Agency, CaseKind, CaseParams, DataObjectionParams, EnrollmentStatus,
-    HouseholdMoveParams, HouseholdStatus, PropertyTransferParams, ProvidentFundTransferParams,
-    RecordEvent, RecordProof, SaleContractStatus, SocialSecurityTransferParams, StepKind,
-    case_params,
+    HouseholdMoveParams, HouseholdStatus, LoanStatus, PropertyTransferParams,
+    ProvidentFundLoanParams, ProvidentFundTransferParams, RecordEvent, RecordProof,
+    SaleContractStatus, SocialSecurityTransferParams, StepKind, case_params,
 };
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::{
@@ -106,6 +106,14 @@ const HOUSEHOLD_MOVE: [StepSpec; 2] = [
     ),
 ];
 
+/// A loan application has one step: the fund centre's approval.
+const PROVIDENT_FUND_LOAN: [StepSpec; 1] = [step(
+    StepKind::FundLoanApproved,
+    Agency::ProvidentFund,
+    &[],
+    10,
+)];
+
 /// An objection's one step. Its agency is the disputed record's owner (see
 /// [`step_agency`]), not this placeholder.
 const DATA_OBJECTION: [StepSpec; 1] = [step(
@@ -122,6 +130,7 @@ pub fn steps_of(kind: CaseKind) -> &'static [StepSpec] {
         CaseKind::SocialSecurityTransfer => &SOCIAL_SECURITY_TRANSFER,
         CaseKind::ProvidentFundTransfer => &PROVIDENT_FUND_TRANSFER,
         CaseKind::HouseholdMove => &HOUSEHOLD_MOVE,
+        CaseKind::ProvidentFundLoan => &PROVIDENT_FUND_LOAN,
         CaseKind::DataObjection => &DATA_OBJECTION,
         CaseKind::Unspecified => &[],
     }
@@ -141,6 +150,7 @@ fn planned_kinds() -> impl Iterator<Item = StepKind> {
         CaseKind::SocialSecurityTransfer,
         CaseKind::ProvidentFundTransfer,
         CaseKind::HouseholdMove,
+        CaseKind::ProvidentFundLoan,
         CaseKind::DataObjection,
     ]
     .into_iter()
@@ -196,6 +206,7 @@ pub fn kind_of(params: &CaseParams) -> Option<CaseKind> {
         case_params::Kind::SocialSecurityTransfer(_) => CaseKind::SocialSecurityTransfer,
         case_params::Kind::ProvidentFundTransfer(_) => CaseKind::ProvidentFundTransfer,
         case_params::Kind::HouseholdMove(_) => CaseKind::HouseholdMove,
+        case_params::Kind::ProvidentFundLoan(_) => CaseKind::ProvidentFundLoan,
         case_params::Kind::DataObjection(_) => CaseKind::DataObjection,
     })
 }
@@ -244,6 +255,9 @@ pub fn reads(params: &CaseParams) -> Vec<(SubjectKey, Vec<RecordType>)> {
             person(&p.person_id),
             vec![RecordType::HouseholdRegistration],
         )],
+        Some(case_params::Kind::ProvidentFundLoan(p)) => {
+            vec![(person(&p.person_id), vec![RecordType::ProvidentFundLoan])]
+        }
         Some(case_params::Kind::DataObjection(o)) => {
             let Ok(key) = RecordKey::parse(&o.record_key) else {
                 return Vec::new();
@@ -280,6 +294,7 @@ pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) ->
         }
         Some(case_params::Kind::ProvidentFundTransfer(p)) => provident_fund_transfer(kind, p, &set),
         Some(case_params::Kind::HouseholdMove(p)) => household_move(kind, p, &set),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => provident_fund_loan(kind, p, &set),
         Some(case_params::Kind::DataObjection(o)) => {
             return corrected(o, records).map_or(Condition::Open, Condition::Holds);
         }
@@ -465,6 +480,26 @@ fn household_move(
             }
     });
     found.map(|h| proof(&h))
+}
+
+/// The loan approved: the fund centre recorded a loan to the applicant on the unit that
+/// is being repaid. A settled or overdue loan on the unit is an earlier one, not this
+/// application's; the fund completes the step by its task then.
+fn provident_fund_loan(
+    kind: StepKind,
+    p: &ProvidentFundLoanParams,
+    set: &RecordSet<'_>,
+) -> Option<(RecordKey, u64)> {
+    if kind != StepKind::FundLoanApproved {
+        return None;
+    }
+    set.loans()
+        .find(|l| {
+            same_id(&l.record.borrower_id, &p.person_id)
+                && l.record.unit_number.eq_ignore_ascii_case(&p.unit_number)
+                && l.record.status() == LoanStatus::Repaying
+        })
+        .map(|l| proof(&l))
 }
 
 #[cfg(test)]

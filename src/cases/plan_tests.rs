@@ -41,6 +41,7 @@ fn every_kind_has_a_plan_whose_order_refers_to_its_own_steps() {
         CaseKind::SocialSecurityTransfer,
         CaseKind::ProvidentFundTransfer,
         CaseKind::HouseholdMove,
+        CaseKind::ProvidentFundLoan,
     ] {
         let steps = steps_of(kind);
         assert!(!steps.is_empty(), "{kind:?}");
@@ -375,4 +376,48 @@ fn reads_name_the_subject_and_types_each_kind_evaluates() {
     assert_eq!(reads[1].1, vec![RecordType::HouseholdRegistration]);
     assert_eq!(kind_of(&sale()), Some(CaseKind::PropertyTransfer));
     assert_eq!(kind_of(&CaseParams::default()), None);
+}
+
+#[test]
+fn a_loan_application_is_approved_by_a_repaying_loan_of_the_applicant_on_the_unit() {
+    let params = CaseParams {
+        kind: Some(case_params::Kind::ProvidentFundLoan(
+            crate::proto::ProvidentFundLoanParams {
+                person_id: BUYER_A.into(),
+                unit_number: UNIT.into(),
+                amount_fen: 50_000_000,
+            },
+        )),
+    };
+    assert_eq!(kind_of(&params), Some(CaseKind::ProvidentFundLoan));
+    let plan = steps_of(CaseKind::ProvidentFundLoan);
+    assert_eq!(plan.len(), 1);
+    assert_eq!(
+        (plan[0].kind, plan[0].agency),
+        (StepKind::FundLoanApproved, Agency::ProvidentFund)
+    );
+    assert_eq!(
+        reads(&params),
+        vec![(
+            SubjectKey::from_stored(&format!("p:{BUYER_A}")),
+            vec![RecordType::ProvidentFundLoan]
+        )]
+    );
+
+    let step = StepKind::FundLoanApproved;
+    // Nothing recorded: the fund's task decides.
+    assert_eq!(evaluate(step, &params, &[]), Condition::Open);
+    // A settled loan is an earlier one, someone else's loan is not the applicant's.
+    let settled = loan_event("L-OLD", 1, BUYER_A, LoanStatus::Settled, 0);
+    let sellers = loan_event("L-SELLER", 1, SELLER_A, LoanStatus::Repaying, 100);
+    assert_eq!(
+        evaluate(step, &params, &[settled, sellers]),
+        Condition::Open
+    );
+    // A repaying loan to the applicant on the unit proves the approval.
+    let granted = loan_event("L-NEW", 2, BUYER_A, LoanStatus::Repaying, 50_000_000);
+    assert_eq!(
+        holds(evaluate(step, &params, &[granted])),
+        proof("provident-fund/loan/L-NEW", 2)
+    );
 }

@@ -83,6 +83,12 @@ pub(crate) fn normalised(mut params: CaseParams) -> CaseParams {
         Some(case_params::Kind::SocialSecurityTransfer(p)) => person(&mut p.person_id),
         Some(case_params::Kind::ProvidentFundTransfer(p)) => person(&mut p.person_id),
         Some(case_params::Kind::HouseholdMove(p)) => person(&mut p.person_id),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => {
+            person(&mut p.person_id);
+            if let Ok(unit) = UnitNumber::parse(&p.unit_number) {
+                p.unit_number = unit.as_str().to_owned();
+            }
+        }
         Some(case_params::Kind::DataObjection(p)) => person(&mut p.person_id),
         None => {}
     }
@@ -99,6 +105,7 @@ fn validate_params(params: &CaseParams, v: &mut Violations) {
         }
         Some(case_params::Kind::ProvidentFundTransfer(p)) => validate_provident_fund_transfer(p, v),
         Some(case_params::Kind::HouseholdMove(p)) => validate_household_move(p, v),
+        Some(case_params::Kind::ProvidentFundLoan(p)) => validate_provident_fund_loan(p, v),
         Some(case_params::Kind::DataObjection(_)) => v.add(
             "params.data_objection",
             "an objection is filed with Objections.FileObjection, not OpenCase",
@@ -176,6 +183,28 @@ fn validate_household_move(p: &proto::HouseholdMoveParams, v: &mut Violations) {
     let field = |name: &str| format!("params.household_move.{name}");
     check_person(v, &field("person_id"), &p.person_id);
     check_region(v, &field("to_region_code"), &p.to_region_code);
+}
+
+/// The largest loan a case may carry, as `CheckProvidentFundLoan` accepts it.
+const MAX_LOAN_FEN: i64 = crate::resolver::query::MAX_LOAN_AMOUNT_FEN;
+
+/// A loan application's parameters: the applicant, the unit and an amount the check
+/// accepts.
+fn validate_provident_fund_loan(p: &proto::ProvidentFundLoanParams, v: &mut Violations) {
+    let field = |name: &str| format!("params.provident_fund_loan.{name}");
+    check_person(v, &field("person_id"), &p.person_id);
+    if let Err(e) = UnitNumber::parse(&p.unit_number) {
+        v.add(
+            field("unit_number"),
+            format!("not a real-estate unit number: {e}"),
+        );
+    }
+    if !(1..=MAX_LOAN_FEN).contains(&p.amount_fen) {
+        v.add(
+            field("amount_fen"),
+            format!("must be 1 to {MAX_LOAN_FEN} fen, not {}", p.amount_fen),
+        );
+    }
 }
 
 /// The `from_region_code` and `to_region_code` named by `field`: each a division code,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cases::plan::WorkingDays;
 use crate::kafka::{SaslMechanism, SecurityProtocol};
 use crate::reach::DEFAULT_CONNECT_TIMEOUT;
-use crate::resolver::checks::PurchaseRule;
+use crate::resolver::checks::{LoanRule, PurchaseRule};
 use crate::secret::{Secret, redact_url};
 use crate::tls::{IdentityMapping, TlsFiles};
 
@@ -161,6 +161,11 @@ pub struct Settings {
     /// Local purchase rules `CheckPropertyTransfer` applies to buyers (e.g. 24 months of
     /// social-security contributions in the region within the last 36).
     pub purchase_rules: Vec<PurchaseRule>,
+    /// The provident fund's loan rule `CheckProvidentFundLoan` applies: months of
+    /// unbroken deposits required, the balance multiple and cap of the largest loan, and
+    /// local rules for applicants from elsewhere. In the environment, the numbers only:
+    /// `GOVLINK_PROVIDENT_FUND_LOAN="deposit_months_required=12,cap_fen=100000000"`.
+    pub provident_fund_loan: LoanRule,
     /// How long `ListDataAccesses` shows an access after it happened, in days.
     pub access_retention_days: u32,
     /// How often each audit writer records its chain's head on the checkpoint topic.
@@ -223,6 +228,7 @@ impl Default for Settings {
             tls_identity: "uri".into(),
             tls_trust_domain: crate::tls::certs::DEV_TRUST_DOMAIN.into(),
             purchase_rules: Vec::new(),
+            provident_fund_loan: LoanRule::default(),
             access_retention_days: 3 * 365,
             audit_checkpoint_interval_ms: 5_000,
             case_deadline_check_ms: 3_600_000,
@@ -347,6 +353,9 @@ impl Settings {
             rule.validate()
                 .map_err(|e| ConfigError::Invalid(format!("purchase_rules[{i}]: {e}")))?;
         }
+        self.provident_fund_loan
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("provident_fund_loan.{e}")))?;
         Ok(())
     }
 

@@ -104,6 +104,65 @@ fn step_working_days_come_from_the_file_or_the_environment_and_name_known_steps(
 }
 
 #[test]
+fn the_loan_rule_comes_from_the_file_or_the_environment_and_is_checked() {
+    use crate::resolver::checks::LoanRule;
+    assert_eq!(
+        Settings::load(None, &HashMap::new())
+            .unwrap()
+            .provident_fund_loan,
+        LoanRule::default()
+    );
+    let file = "[provident_fund_loan]\ndeposit_months_required = 12\n\n\
+                [[provident_fund_loan.local_rules]]\nregion_prefix = \"1101\"\n\
+                months_required = 24\nwithin_months = 36\n";
+    let rule = Settings::load(Some(file), &HashMap::new())
+        .unwrap()
+        .provident_fund_loan;
+    assert_eq!(rule.deposit_months_required, 12);
+    assert_eq!(rule.balance_multiple, LoanRule::default().balance_multiple);
+    assert_eq!(rule.local_rules.len(), 1);
+
+    let variable = "GOVLINK_PROVIDENT_FUND_LOAN";
+    let rule = Settings::load(
+        None,
+        &env(&[(variable, "cap_fen=100000000, balance_multiple=10")]),
+    )
+    .unwrap()
+    .provident_fund_loan;
+    assert_eq!((rule.cap_fen, rule.balance_multiple), (100_000_000, 10));
+    assert_eq!(
+        rule.deposit_months_required, 6,
+        "the rest keeps its default"
+    );
+
+    for (value, says) in [
+        (
+            "deposit_months_required=0",
+            "provident_fund_loan.deposit_months_required must be 1 to 1200",
+        ),
+        (
+            "balance_multiple=101",
+            "provident_fund_loan.balance_multiple must be 1 to 100",
+        ),
+        ("cap_fen=0", "provident_fund_loan.cap_fen must be 1 to"),
+        ("cap_fn=1", "cap_fn"),
+    ] {
+        let err = Settings::load(None, &env(&[(variable, value)])).unwrap_err();
+        assert!(err.to_string().contains(says), "{value}: {err}");
+    }
+    let err = Settings::load(
+        Some("[[provident_fund_loan.local_rules]]\nregion_prefix = \"x\"\nmonths_required = 1\nwithin_months = 1\n"),
+        &HashMap::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("provident_fund_loan.local_rules[0]: region_prefix"),
+        "{err}"
+    );
+}
+
+#[test]
 fn rate_limits_are_off_at_zero_and_their_bursts_must_let_a_call_pass() {
     let s = Settings::load(
         None,

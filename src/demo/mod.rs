@@ -5,9 +5,11 @@
 //! completions arrive. Every step checks its outcome, so the demo fails loudly if the
 //! system does not behave as promised.
 //!
-//! Two stories ([`Story`]): a second-hand flat changes hands (`sale.rs`), and a pension
+//! Two stories ([`Story`]): a second-hand flat changes hands (`sale.rs`), after which the
+//! buyer's provident-fund loan is checked and approved online (`loan.rs`), and a pension
 //! account moves from Beijing to Shanghai (`transfer.rs`).
 
+mod loan;
 mod records;
 mod sale;
 mod timeline;

@@ -216,6 +216,30 @@ pub(super) fn loan(
     }
 }
 
+/// The buyer's provident-fund account in Beijing: active, 68,000 yuan saved, deposits
+/// paid without a gap for the 36 months up to `last_deposit` (the month before the run's).
+pub(super) fn fund_account(
+    run: &Run,
+    buyer: &str,
+    last_deposit: proto::YearMonth,
+) -> proto::PublishAccountRequest {
+    proto::PublishAccountRequest {
+        meta: meta(&run.id("fund-account-1"), 1),
+        record: Some(proto::ProvidentFundAccount {
+            person_id: buyer.into(),
+            account_number: "GJJ-110105-0099".into(),
+            region_code: BEIJING.into(),
+            employer_credit_code: "91110000802100433B".into(),
+            status: proto::AccountStatus::Active as i32,
+            balance_fen: 6_800_000,
+            monthly_deposit_fen: 360_000,
+            opened_on: date(2015, 7, 1),
+            last_deposit_month: Some(last_deposit),
+            consecutive_deposit_months: 36,
+        }),
+    }
+}
+
 /// Beijing's Chaoyang district and Shanghai's Xuhui district.
 pub(super) const BEIJING: &str = "110105";
 pub(super) const SHANGHAI: &str = "310104";

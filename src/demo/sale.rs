@@ -2,7 +2,8 @@
 //! and opens a case; public security moves the seller's household out (a record event
 //! completes that step), the provident fund's system completes its task from its stream,
 //! housing files the contract and registers the title to the buyer, and the case
-//! completes. Then what guards the data: a late duplicate, a mistyped ID number, a
+//! completes; the buyer's provident-fund loan is checked and approved online. Then what
+//! guards the data: a late duplicate, a mistyped ID number, a
 //! profile read under policy, and the seller's view of who looked.
 
 use std::io::Write;
@@ -52,6 +53,7 @@ pub(super) async fn tell(
     sale.window_checks_the_sale(true).await?;
     sale.title_is_registered(&mut timeline).await?;
     sale.timeline(&mut cases, &timeline).await?;
+    super::loan::buyer_borrows(&mut sale.demo, &sale.buyer, &sale.unit).await?;
     sale.late_duplicate_changes_nothing().await?;
     sale.mistyped_id_is_refused().await?;
     if link.is_secured() {

@@ -3,6 +3,9 @@
 //! [`BatchHandler`], and store the batch's offsets for commit only once the handler has
 //! written it. At-least-once: nothing is skipped, and what a batch wrote before a crash
 //! is written again by its replay, which the handler's writes must take in their stride.
+//! Reading overlaps writing: while the handler writes one batch, the next is gathered
+//! from the consumer's queue; batches are still written one after the other, in order,
+//! and their offsets stored in that order.
 //!
 //! A member writes into one *generation* of its destination, and its group is named after
 //! it: when the handler finds the generation over (on a check, when the member starts and
@@ -30,6 +33,14 @@ pub const GENERATION_CHECK: Duration = Duration::from_secs(1);
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What waiting for a batch gave.
+enum Gathered {
+    Batch(Vec<OwnedMessage>),
+    /// No message before the next generation check, or a consume error.
+    Nothing,
+    Shutdown,
+}
 
 /// How consuming under one group ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +136,8 @@ impl BatchConsumer {
         shutdown: &CancellationToken,
     ) -> Result<Ended, H::Error> {
         let mut last_check: Option<Instant> = None;
+        // The batch gathered while the previous one was being written.
+        let mut ready: Option<Vec<OwnedMessage>> = None;
         loop {
             if last_check.is_none_or(|at| at.elapsed() >= GENERATION_CHECK) {
                 last_check = Some(Instant::now());
@@ -135,33 +148,98 @@ impl BatchConsumer {
                     Err(e) => tracing::debug!(error = %e, "generation check failed"),
                 }
             }
-            // Only the wait for a first message is cancelled: once a batch is being
-            // filled, every message taken from the consumer is handled (a dropped one
-            // would be skipped by the next stored offset).
-            let waiting = Instant::now();
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return Ok(Ended::Shutdown),
-                received = self.consumer.recv() => Some(received),
-                () = sleep(GENERATION_CHECK) => None,
+            let batch = match ready.take() {
+                Some(batch) => batch,
+                None => match self.next_batch(handler, shutdown).await {
+                    Gathered::Batch(batch) => batch,
+                    Gathered::Nothing => continue,
+                    Gathered::Shutdown => return Ok(Ended::Shutdown),
+                },
             };
-            handler.waited(waiting.elapsed(), matches!(first, Some(Ok(_))));
-            match first {
-                Some(Ok(message)) => {
-                    let filling = Instant::now();
-                    let batch = self.fill_batch(message.detach()).await;
-                    handler.filled(filling.elapsed());
-                    if let Some(ended) = handler.handle(&batch, shutdown).await? {
-                        return Ok(ended);
-                    }
-                    self.store_offsets(&batch);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consume error");
-                    sleep(FIRST_BACKOFF).await;
-                }
-                None => {}
+            let (handled, next) = self.handle_and_gather(handler, &batch, shutdown).await;
+            if let Some(ended) = handled? {
+                // The batch gathered meanwhile is dropped unstored: it is read again.
+                return Ok(ended);
             }
+            self.store_offsets(&batch);
+            ready = next;
         }
+    }
+
+    /// Waits for a batch's first message (until shutdown or the next generation check),
+    /// then gathers the rest of it.
+    async fn next_batch<H: BatchHandler>(
+        &self,
+        handler: &mut H,
+        shutdown: &CancellationToken,
+    ) -> Gathered {
+        // Only the wait for a first message is cancelled: once a batch is being filled,
+        // every message taken from the consumer is handled (a dropped one would be skipped
+        // by the next stored offset).
+        let waiting = Instant::now();
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Gathered::Shutdown,
+            received = self.consumer.recv() => Some(received),
+            () = sleep(GENERATION_CHECK) => None,
+        };
+        handler.waited(waiting.elapsed(), matches!(first, Some(Ok(_))));
+        match first {
+            Some(Ok(message)) => {
+                let filling = Instant::now();
+                let batch = self.fill_batch(message.detach()).await;
+                handler.filled(filling.elapsed());
+                Gathered::Batch(batch)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consume error");
+                sleep(FIRST_BACKOFF).await;
+                Gathered::Nothing
+            }
+            None => Gathered::Nothing,
+        }
+    }
+
+    /// Hands `batch` to the handler and, while it writes, gathers the next batch from
+    /// the consumer's queue, so reading and writing overlap. The wait for the next
+    /// batch's first message ends when the handler is done (the next loop waits again);
+    /// once a first message was taken, its batch is filled even if the handler finished
+    /// first, so nothing taken is dropped. What the handler waits for gathering to end
+    /// after it finished is counted as filling; the rest of the gathering was hidden
+    /// behind the write.
+    async fn handle_and_gather<H: BatchHandler>(
+        &self,
+        handler: &mut H,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> (Result<Option<Ended>, H::Error>, Option<Vec<OwnedMessage>>) {
+        let (handled, next, tail) = {
+            let mut handling = std::pin::pin!(async {
+                let handled = handler.handle(batch, shutdown).await;
+                (handled, Instant::now())
+            });
+            let first = tokio::select! {
+                biased;
+                (handled, _) = &mut handling => return (handled, None),
+                received = self.consumer.recv() => received,
+            };
+            match first {
+                Ok(message) => {
+                    let ((handled, done), (next, filled)) = tokio::join!(handling, async {
+                        let next = self.fill_batch(message.detach()).await;
+                        (next, Instant::now())
+                    });
+                    (handled, Some(next), filled.saturating_duration_since(done))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume error");
+                    (handling.await.0, None, Duration::ZERO)
+                }
+            }
+        };
+        if next.is_some() {
+            handler.filled(tail);
+        }
+        (handled, next)
     }
 
     /// Gathers more messages after `first` until the batch is full or lingered enough.

@@ -180,6 +180,22 @@ impl Resolver for ResolverService {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "CheckProvidentFundLoan"))]
+    async fn check_provident_fund_loan(
+        &self,
+        request: Request<proto::CheckProvidentFundLoanRequest>,
+    ) -> Result<Response<proto::CheckProvidentFundLoanResponse>, Status> {
+        self.lookup(
+            "CheckProvidentFundLoan",
+            request,
+            |r| &r.purpose,
+            |caller, r, deadline| async move {
+                self.queries.provident_fund_loan(&caller, r, deadline).await
+            },
+        )
+        .await
+    }
+
     #[tracing::instrument(skip_all, fields(rpc = "ListDataAccesses"))]
     async fn list_data_accesses(
         &self,

@@ -107,6 +107,7 @@ pub fn kind_name(kind: CaseKind) -> &'static str {
         CaseKind::SocialSecurityTransfer => "social-security-transfer",
         CaseKind::ProvidentFundTransfer => "provident-fund-transfer",
         CaseKind::HouseholdMove => "household-move",
+        CaseKind::ProvidentFundLoan => "provident-fund-loan",
         CaseKind::DataObjection => "data-objection",
         CaseKind::Unspecified => "unspecified",
     }
@@ -505,6 +506,7 @@ impl Metrics {
             CaseKind::SocialSecurityTransfer,
             CaseKind::ProvidentFundTransfer,
             CaseKind::HouseholdMove,
+            CaseKind::ProvidentFundLoan,
         ]
         .map(kind_name)
         {

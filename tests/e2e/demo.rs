@@ -40,6 +40,13 @@ async fn the_demo_runs_on_embedded_defaults() {
         "title_registered done by the record housing/property_title/title-1 version 2",
         "case completed",
         "The case is complete: the flat is the buyer's.",
+        // The buyer's loan, decided from the shared records and approved online.
+        "deposits: 36 consecutive months up to last month (6 required)",
+        "largest loan: 1020000 yuan = min(balance 68000 yuan × 15, cap 1200000 yuan), bounded by the balance",
+        "Eligible: a loan of 1000000 yuan, decided from the fund's and housing's records.",
+        "fund_loan_approved               provident-fund   open     due ",
+        "fund_loan_approved.1 from its stream and acknowledged it",
+        "The loan case is complete: approved online, no proof uploaded, no counter visited.",
         "Time govlink added between the agencies' actions and the case moving on: ",
         ": OpenCase [allowed]",
     ] {
@@ -101,6 +108,10 @@ async fn the_secured_demo_runs_on_the_real_broker_and_redis() {
         "{text}"
     );
     assert!(text.contains(": OpenCase [allowed]"), "{text}");
+    assert!(
+        text.contains("The loan case is complete"),
+        "the loan desk's certificate checks and opens the loan: {text}"
+    );
 }
 
 /// `govlink demo --kafka … --redis …`, as an operator runs it, with the broker and Redis

@@ -358,6 +358,36 @@ pub fn title(owners: &[(&str, u32)]) -> proto::PropertyTitle {
     }
 }
 
+/// Publishes `seller`'s title to [`UNIT`] (record `T-1`, version 1) and a filed sale
+/// contract to `buyer` (record `C-1`, version 1); the acks, title first.
+pub async fn publish_title_and_filed_contract(
+    app: &TestApp,
+    seller: &str,
+    buyer: &str,
+) -> Vec<proto::PublishAck> {
+    let title = app
+        .housing()
+        .publish_property_title(proto::PublishPropertyTitleRequest {
+            meta: meta("T-1", 1),
+            record: Some(title(&[(seller, 10_000)])),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut filed = contract(&[seller], &[buyer]);
+    filed.status = proto::SaleContractStatus::Filed as i32;
+    let contract = app
+        .housing()
+        .publish_sale_contract(proto::PublishSaleContractRequest {
+            meta: meta("C-1", 1),
+            record: Some(filed),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    vec![title, contract]
+}
+
 pub fn contract(sellers: &[&str], buyers: &[&str]) -> proto::SaleContract {
     proto::SaleContract {
         contract_number: "WQ-1".into(),
@@ -421,6 +451,8 @@ pub fn account(person_id: &str) -> proto::ProvidentFundAccount {
         balance_fen: 12_300_000,
         monthly_deposit_fen: 240_000,
         opened_on: date(2010, 1, 4),
+        last_deposit_month: None,
+        consecutive_deposit_months: 0,
     }
 }
 

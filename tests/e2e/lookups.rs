@@ -23,29 +23,7 @@ async fn flat_for_sale(
     loan_status: proto::LoanStatus,
 ) -> Vec<Position> {
     let (seller, buyer) = (alice(), bea());
-    let mut acks = Vec::new();
-    acks.push(
-        app.housing()
-            .publish_property_title(proto::PublishPropertyTitleRequest {
-                meta: meta("T-1", 1),
-                record: Some(title(&[(&seller, 10_000)])),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
-    let mut filed = contract(&[&seller], &[&buyer]);
-    filed.status = proto::SaleContractStatus::Filed as i32;
-    acks.push(
-        app.housing()
-            .publish_sale_contract(proto::PublishSaleContractRequest {
-                meta: meta("C-1", 1),
-                record: Some(filed),
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let mut acks = publish_title_and_filed_contract(app, &seller, &buyer).await;
     acks.push(publish_household_at(app, &seller, 1, household_status).await);
     let outstanding = if loan_status == proto::LoanStatus::Settled {
         0

@@ -26,6 +26,7 @@ mod helpers;
 mod integrations;
 mod lifecycle;
 mod limits;
+mod loans;
 mod lookups;
 mod materialize;
 mod objections;

@@ -20,7 +20,7 @@ use govlink::resolver::Positions;
 use govlink::resolver::checks::PurchaseRule;
 use govlink::resolver::query::{
     QueryError, parse_data_accesses, parse_person_profile, parse_property_transfer,
-    parse_social_security_transfer, parse_subject,
+    parse_provident_fund_loan, parse_social_security_transfer, parse_subject,
 };
 use govlink::resolver::store::{MemoryStore, Store};
 use prost::Message;
@@ -203,6 +203,21 @@ impl Checks {
             R::DataAccesses(r) => {
                 if let Err(v) = parse_data_accesses(&r) {
                     refused(&v, &["person_id", "purpose", "limit", "page_token"]);
+                }
+            }
+            R::ProvidentFundLoan(r) => {
+                if let Err(v) = parse_provident_fund_loan(&r, &self.positions) {
+                    refused(
+                        &v,
+                        &[
+                            "person_id",
+                            "property_unit_number",
+                            "amount_fen",
+                            "purpose",
+                            "case_id",
+                            "min_positions",
+                        ],
+                    );
                 }
             }
         }
@@ -405,6 +420,7 @@ requests! {
         PropertyTransfer(proto::CheckPropertyTransferRequest),
         SocialSecurityTransfer(proto::CheckSocialSecurityTransferRequest),
         DataAccesses(proto::ListDataAccessesRequest),
+        ProvidentFundLoan(proto::CheckProvidentFundLoanRequest),
     }
 }
 

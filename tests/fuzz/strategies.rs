@@ -151,10 +151,16 @@ prop_compose! {
         person_id in person_id(), account_number in text(), region_code in region(),
         employer_credit_code in credit_code(), status in enumeration(),
         balance_fen in money(), monthly_deposit_fen in money(), opened_on in date(),
+        last_deposit_month in prop::option::of(
+            (prop_oneof![1990i32..2030, any::<i32>()], prop_oneof![0i32..14, any::<i32>()])
+                .prop_map(|(year, month)| proto::YearMonth { year, month })
+        ),
+        consecutive_deposit_months in prop_oneof![0u32..1300, any::<u32>()],
     ) -> proto::ProvidentFundAccount {
         proto::ProvidentFundAccount {
             person_id, account_number, region_code, employer_credit_code, status,
-            balance_fen, monthly_deposit_fen, opened_on,
+            balance_fen, monthly_deposit_fen, opened_on, last_deposit_month,
+            consecutive_deposit_months,
         }
     }
 }
@@ -414,6 +420,26 @@ pub fn resolver_request() -> BoxedStrategy<ResolverRequest> {
                     page_token,
                 })
             }),
+        (
+            person_id(),
+            unit(),
+            money(),
+            purpose(),
+            case_id(),
+            repeated(position())
+        )
+            .prop_map(
+                |(person_id, property_unit_number, amount_fen, purpose, case_id, min_positions)| {
+                    R::ProvidentFundLoan(proto::CheckProvidentFundLoanRequest {
+                        person_id,
+                        property_unit_number,
+                        amount_fen,
+                        purpose,
+                        case_id,
+                        min_positions,
+                    })
+                }
+            ),
     ]
     .boxed()
 }
@@ -454,6 +480,13 @@ fn case_params() -> BoxedStrategy<Option<proto::CaseParams>> {
             Kind::HouseholdMove(proto::HouseholdMoveParams {
                 person_id,
                 to_region_code,
+            })
+        }),
+        (person_id(), unit(), money()).prop_map(|(person_id, unit_number, amount_fen)| {
+            Kind::ProvidentFundLoan(proto::ProvidentFundLoanParams {
+                person_id,
+                unit_number,
+                amount_fen,
             })
         }),
     ];

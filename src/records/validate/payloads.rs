@@ -4,6 +4,9 @@ use super::{Check, max_chars};
 use crate::domain::{Sex, YearMonth};
 use crate::proto;
 
+/// The longest unbroken run of monthly deposits an account may report: 100 years.
+const MAX_DEPOSIT_RUN_MONTHS: u32 = 1200;
+
 impl Check<'_> {
     pub(super) fn enrollment(&mut self, r: &mut proto::Enrollment) {
         self.person("person_id", &mut r.person_id);
@@ -194,7 +197,51 @@ impl Check<'_> {
         self.enumeration::<proto::AccountStatus>("status", r.status);
         self.non_negative("balance_fen", r.balance_fen);
         self.non_negative("monthly_deposit_fen", r.monthly_deposit_fen);
-        self.past_date("opened_on", r.opened_on.as_ref(), true);
+        let opened = self.past_date("opened_on", r.opened_on.as_ref(), true);
+        self.deposit_run(r, opened.map(|d| d.year_month()));
+    }
+
+    /// The unbroken run of deposits an account reports: both fields or neither, the last
+    /// month not after the current one, and the run not starting before the account was
+    /// opened (`opened`, when valid). Loan checks count this run, so a run that cannot be
+    /// is refused at the source rather than counted.
+    fn deposit_run(&mut self, r: &proto::ProvidentFundAccount, opened: Option<YearMonth>) {
+        let months = r.consecutive_deposit_months;
+        let Some(last) = r.last_deposit_month.as_ref() else {
+            if months != 0 {
+                self.fail(
+                    "consecutive_deposit_months",
+                    "must be 0 when last_deposit_month is unset",
+                );
+            }
+            return;
+        };
+        let last = match YearMonth::new(last.year, u32::try_from(last.month).unwrap_or(0)) {
+            Ok(last) => last,
+            Err(e) => return self.fail("last_deposit_month", e.to_string()),
+        };
+        let current = self.horizon.latest_day().year_month();
+        if last > current {
+            self.fail(
+                "last_deposit_month",
+                format!("must not be after the current month ({current} in China)"),
+            );
+        }
+        if !(1..=MAX_DEPOSIT_RUN_MONTHS).contains(&months) {
+            return self.fail(
+                "consecutive_deposit_months",
+                format!("must be 1 to {MAX_DEPOSIT_RUN_MONTHS} when last_deposit_month is set"),
+            );
+        }
+        let month_index = |m: YearMonth| m.year() * 12 + m.month() as i32 - 1;
+        if let Some(opened) = opened
+            && month_index(last) - (months as i32) + 1 < month_index(opened)
+        {
+            self.fail(
+                "consecutive_deposit_months",
+                format!("the run ending {last} would start before opened_on ({opened})"),
+            );
+        }
     }
 
     pub(super) fn provident_fund_loan(&mut self, r: &mut proto::ProvidentFundLoan) {

@@ -287,6 +287,8 @@ fn account_opened_on(d: CivilDate) -> Payload {
         balance_fen: 0,
         monthly_deposit_fen: 0,
         opened_on: date(d),
+        last_deposit_month: None,
+        consecutive_deposit_months: 0,
     })
 }
 
@@ -496,5 +498,57 @@ fn valid_identifiers_are_written_back_in_their_one_spelling() {
     assert_eq!(
         (c.seller_ids, c.buyer_ids),
         (vec!["x".into()], vec!["y".into()])
+    );
+}
+
+/// An account's run of deposits: both fields or neither, the last month not after the
+/// current one, 1 to 1200 months, not starting before the account was opened.
+#[test]
+fn an_accounts_run_of_deposits_is_checked_field_by_field() {
+    let horizon = Horizon::at(now(), Duration::ZERO);
+    let run = |last: Option<(i32, i32)>, months: u32| {
+        let Payload::ProvidentFundAccount(mut a) = account_opened_on(day(2015, 7, 1)) else {
+            unreachable!()
+        };
+        a.last_deposit_month = last.map(|(year, month)| proto::YearMonth { year, month });
+        a.consecutive_deposit_months = months;
+        Payload::ProvidentFundAccount(a)
+    };
+    // Neither, or a run that fits: accepted. The current month (November 2026) may be paid.
+    assert_eq!(fields(&run(None, 0), &horizon), [] as [&str; 0]);
+    assert_eq!(
+        fields(&run(Some((2026, 11)), 36), &horizon),
+        [] as [&str; 0]
+    );
+    // The run may start in the month the account was opened, not before.
+    assert_eq!(fields(&run(Some((2015, 7)), 1), &horizon), [] as [&str; 0]);
+    assert_eq!(
+        fields(&run(Some((2015, 8)), 3), &horizon),
+        ["record.consecutive_deposit_months"]
+    );
+    // Months without a last month, or a last month without months.
+    assert_eq!(
+        fields(&run(None, 6), &horizon),
+        ["record.consecutive_deposit_months"]
+    );
+    assert_eq!(
+        fields(&run(Some((2026, 10)), 0), &horizon),
+        ["record.consecutive_deposit_months"]
+    );
+    assert_eq!(
+        fields(&run(Some((2026, 10)), 1201), &horizon),
+        ["record.consecutive_deposit_months"]
+    );
+    // Not a month, or a month still ahead.
+    assert_eq!(
+        fields(&run(Some((2026, 13)), 1), &horizon),
+        ["record.last_deposit_month"]
+    );
+    assert_eq!(
+        check(&run(Some((2026, 12)), 1), &horizon),
+        [(
+            "record.last_deposit_month".to_owned(),
+            "must not be after the current month (2026-11 in China)".to_owned()
+        )]
     );
 }

@@ -1,5 +1,6 @@
 //! Cross-agency checks: pure functions over the records a check read, answering "may this
-//! flat change owner?" and "may this social-security account move to city B?".
+//! flat change owner?", "may this social-security account move to city B?" and "may
+//! this person borrow from the provident fund to buy this flat?".
 //!
 //! A check never does I/O. The resolver reads the records of the subjects involved (one
 //! round trip per subject), hands them over as `RecordEvent`s, and gets back a
@@ -9,6 +10,7 @@
 //! without a broker or a store.
 
 mod address;
+mod loan;
 mod property;
 mod social_security;
 mod summary;
@@ -20,6 +22,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use address::normalise_address;
+pub use loan::{
+    LoanApplication, LoanBound, LoanLimit, LoanOutcome, LoanRule, LocalLoanRule,
+    check_provident_fund_loan,
+};
 pub use property::{
     Placement, PurchaseRule, check_property_transfer, loan_settled, placement,
     validate_request as validate_property_transfer,
@@ -69,6 +75,12 @@ pub enum CheckError {
         index: usize,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The provident-fund loan rule from the configuration cannot be applied.
+    #[error("provident_fund_loan: {reason}")]
+    InvalidLoanRule {
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
@@ -137,6 +149,24 @@ pub enum BlockerCode {
     UnpaidContributionMonths,
     /// The source region has not issued the transfer-out certificate yet.
     TransferOutCertificateMissing,
+    /// The fund centre has no account of the loan applicant.
+    FundAccountMissing,
+    /// The applicant's fund account is sealed or closed.
+    FundAccountNotActive,
+    /// The applicant's account record does not report its run of deposits.
+    FundDepositRunUnknown,
+    /// Too few months of deposits without a gap, up to last month.
+    FundDepositMonthsNotMet,
+    /// The applicant has a provident-fund loan not settled.
+    BorrowerLoanOutstanding,
+    /// The applicant has an overdue provident-fund loan.
+    BorrowerLoanOverdue,
+    /// Neither the unit's title nor a filed sale contract names the applicant as buyer.
+    ApplicantNotBuyer,
+    /// An applicant from elsewhere lacks the local contributions a region's rule needs.
+    LoanLocalRuleNotMet,
+    /// The amount applied for is more than the largest loan the rule allows.
+    LoanAmountOverLimit,
 }
 
 impl BlockerCode {
@@ -159,6 +189,15 @@ impl BlockerCode {
             BlockerCode::DuplicateActiveEnrollment => "DUPLICATE_ACTIVE_ENROLLMENT",
             BlockerCode::UnpaidContributionMonths => "UNPAID_CONTRIBUTION_MONTHS",
             BlockerCode::TransferOutCertificateMissing => "TRANSFER_OUT_CERTIFICATE_MISSING",
+            BlockerCode::FundAccountMissing => "FUND_ACCOUNT_MISSING",
+            BlockerCode::FundAccountNotActive => "FUND_ACCOUNT_NOT_ACTIVE",
+            BlockerCode::FundDepositRunUnknown => "FUND_DEPOSIT_RUN_UNKNOWN",
+            BlockerCode::FundDepositMonthsNotMet => "FUND_DEPOSIT_MONTHS_NOT_MET",
+            BlockerCode::BorrowerLoanOutstanding => "BORROWER_LOAN_OUTSTANDING",
+            BlockerCode::BorrowerLoanOverdue => "BORROWER_LOAN_OVERDUE",
+            BlockerCode::ApplicantNotBuyer => "APPLICANT_NOT_BUYER",
+            BlockerCode::LoanLocalRuleNotMet => "LOAN_LOCAL_RULE_NOT_MET",
+            BlockerCode::LoanAmountOverLimit => "LOAN_AMOUNT_OVER_LIMIT",
         }
     }
 }

@@ -527,14 +527,14 @@ fn purchase_rule_blockers(
 }
 
 /// The first month of a window of `months` months ending with `last`.
-fn window_start(last: YearMonth, months: u32) -> YearMonth {
+pub(super) fn window_start(last: YearMonth, months: u32) -> YearMonth {
     // Validation bounds `months` by 1200, so this cannot overflow.
     let first = month_index(last) - months as i32 + 1;
     month_of_index(first).unwrap_or_else(|| YearMonth::new(1, 1).unwrap_or(last))
 }
 
 /// Fen as yuan with two decimals, e.g. `123456.78`.
-fn yuan(fen: i64) -> String {
+pub(super) fn yuan(fen: i64) -> String {
     let sign = if fen < 0 { "-" } else { "" };
     let fen = fen.unsigned_abs();
     format!("{sign}{}.{:02}", fen / 100, fen % 100)

@@ -41,7 +41,7 @@ pub enum Field {
     TransferCertificates,
     /// Provident fund: the account (number, region, employer, status, opened on).
     FundAccount,
-    /// Provident fund: the account balance and monthly deposit.
+    /// Provident fund: the account balance, monthly deposit and run of deposits.
     FundBalance,
     /// Provident fund: loans (unit, principal, outstanding principal, status).
     FundLoans,

@@ -325,16 +325,16 @@ fn the_example_policy_table_says_who_sees_what() {
     assert_eq!(
         policy.table(),
         "\
-requester                        purpose                   subject  sections                                                                                  unmasked
--------------------------------  ------------------------  -------  ----------------------------------------------------------------------------------------  --------------------------
-housing/transfer-window          property-transfer         any      identity(person-id name), household, provident-fund(loans), property                      none
-social-security/transfer-window  social-security-transfer  any      identity, household(region status), social-security                                       none
-public-security/move-window      household-move            any      identity, household                                                                       none
-provident-fund/transfer-window   provident-fund-transfer   any      identity, provident-fund(account balance)                                                 none
-provident-fund/*                 loan-approval             any      identity, social-security(contributions), property(unit-number owners area encumbrances)  none
-public-security/citizen-portal   self-view                 self     identity, household, social-security, provident-fund, property                            resident-id, name, address
-public-security/citizen-portal   data-objection            self     identity, household, social-security, provident-fund, property                            resident-id, name, address
-housing/transfer-window          data-objection            any      identity, household, provident-fund, property                                             none
+requester                        purpose                   subject  sections                                                                                                  unmasked
+-------------------------------  ------------------------  -------  --------------------------------------------------------------------------------------------------------  --------------------------
+housing/transfer-window          property-transfer         any      identity(person-id name), household, provident-fund(loans), property                                      none
+social-security/transfer-window  social-security-transfer  any      identity, household(region status), social-security                                                       none
+public-security/move-window      household-move            any      identity, household                                                                                       none
+provident-fund/transfer-window   provident-fund-transfer   any      identity, provident-fund(account balance)                                                                 none
+provident-fund/*                 loan-approval             any      identity, social-security(contributions), provident-fund, property(unit-number owners area encumbrances)  none
+public-security/citizen-portal   self-view                 self     identity, household, social-security, provident-fund, property                                            resident-id, name, address
+public-security/citizen-portal   data-objection            self     identity, household, social-security, provident-fund, property                                            resident-id, name, address
+housing/transfer-window          data-objection            any      identity, household, provident-fund, property                                                             none
 
 integrations (publish, raw reads, tasks of their agency):
   social-security/records

@@ -26,7 +26,7 @@ impl Queries {
     /// A check's read: every subject in one round trip while the audit entry is written
     /// (it names the sections the check reads), the records decoded and the contribution
     /// summaries by person.
-    async fn read_audited(
+    pub(super) async fn read_audited(
         &self,
         lookup: &Lookup<'_>,
         access: &Access,
@@ -46,7 +46,7 @@ impl Queries {
     /// that is under an open objection said to be disputed. A blocker citing a disputed
     /// record names the objection; a disputed record no blocker cites gets a
     /// RECORD_DISPUTED blocker of its own; and either way the check is not eligible.
-    async fn judged(
+    pub(super) async fn judged(
         &self,
         outcome: &CheckOutcome,
         records: &[RecordEvent],
@@ -293,7 +293,7 @@ fn mark_disputed(out: &mut Vec<proto::Blocker>, held: &BTreeMap<String, Dispute>
     }
 }
 
-fn blockers(outcome: &CheckOutcome) -> Vec<proto::Blocker> {
+pub(super) fn blockers(outcome: &CheckOutcome) -> Vec<proto::Blocker> {
     outcome.blockers.iter().map(blocker).collect()
 }
 
@@ -318,7 +318,7 @@ fn blocker(b: &Blocker) -> proto::Blocker {
     }
 }
 
-fn date(d: CivilDate) -> proto::Date {
+pub(super) fn date(d: CivilDate) -> proto::Date {
     proto::Date {
         year: d.year(),
         month: d.month() as i32,

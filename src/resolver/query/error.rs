@@ -138,7 +138,9 @@ impl From<CheckError> for QueryError {
             CheckError::NoBuyers | CheckError::DuplicateParty { .. } => "buyer_ids",
             CheckError::SameRegion => "to_region",
             // The configured rules are checked at start-up; this is a defect.
-            CheckError::InvalidRule { .. } => return QueryError::Corrupt(e.to_string()),
+            CheckError::InvalidRule { .. } | CheckError::InvalidLoanRule { .. } => {
+                return QueryError::Corrupt(e.to_string());
+            }
         };
         let mut v = Violations::default();
         v.add(field, e.to_string());

@@ -12,12 +12,14 @@
 mod accesses;
 mod checks;
 mod error;
+mod loan;
 mod profile;
 mod raw;
 
 pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
 pub use error::QueryError;
+pub use loan::{MAX_LOAN_AMOUNT_FEN, parse_provident_fund_loan};
 pub use raw::RAW_READ_PURPOSE;
 
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::checks::PurchaseRule;
+use super::checks::{LoanRule, PurchaseRule};
 use super::disputes::{Dispute, OpenDisputes, disputed};
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::{Positions, Unmet};
@@ -46,6 +48,7 @@ pub struct Queries {
     audit: AuditLog,
     accesses: AccessIndex,
     rules: Arc<[PurchaseRule]>,
+    loan_rule: Arc<LoanRule>,
     access_retention: Duration,
     /// The open objections; none without a case store.
     disputes: Option<Arc<dyn OpenDisputes>>,
@@ -100,9 +103,16 @@ impl Queries {
             audit,
             accesses,
             rules: rules.into(),
+            loan_rule: Arc::new(LoanRule::default()),
             access_retention,
             disputes: None,
         }
+    }
+
+    /// These lookups with `rule` as the provident fund's loan rule instead of the default.
+    pub fn with_loan_rule(mut self, rule: LoanRule) -> Queries {
+        self.loan_rule = Arc::new(rule);
+        self
     }
 
     /// The lookups, saying which records are disputed by the open objections of

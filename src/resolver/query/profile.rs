@@ -364,6 +364,9 @@ fn provident_fund<'a, 'b>(
                 if !balance {
                     r.balance_fen = 0;
                     r.monthly_deposit_fen = 0;
+                    // The deposit run is the balance's history: withheld with it.
+                    r.last_deposit_month = None;
+                    r.consecutive_deposit_months = 0;
                 }
                 section.accounts.push(r);
             }
