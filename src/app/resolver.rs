@@ -78,6 +78,7 @@ pub(super) async fn resolver(
         settings.request_timeout(),
         crate::limits::Rate::new(settings.lookup_rate_per_requester, settings.lookup_burst),
         parts.telemetry.clone(),
+        parts.streams.clone(),
     );
     let source = parts.source;
     serve!(

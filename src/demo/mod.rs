@@ -14,6 +14,7 @@ mod objection;
 mod records;
 mod sale;
 mod timeline;
+mod told;
 mod transfer;
 
 use std::io::Write;

@@ -4,8 +4,9 @@
 //! completes that step and the objection), the provident fund's system completes its task from its stream,
 //! housing files the contract and registers the title to the buyer, and the case
 //! completes; the buyer's provident-fund loan is checked and approved online. Then what
-//! guards the data: a late duplicate, a mistyped ID number, a
-//! profile read under policy, and the seller's view of who looked.
+//! guards the data: a late duplicate, a mistyped ID number, a profile read under policy,
+//! the seller's view of who looked, and what the portal watching the seller's data told
+//! them as it happened.
 
 use std::io::Write;
 
@@ -14,6 +15,7 @@ use tonic::{Code, Request};
 
 use super::records::{self, Run};
 use super::timeline::Timeline;
+use super::told;
 use super::{Cases, Demo, Link, Resolver, expect};
 use crate::domain::ResidentId;
 use crate::proto::{
@@ -45,6 +47,7 @@ pub(super) async fn tell(
         case_id: String::new(),
     };
     sale.introduce()?;
+    let mut watch = told::watch(&mut sale.demo, &mut sale.portal, &sale.seller).await?;
     sale.agencies_publish().await?;
     sale.window_checks_the_sale(false).await?;
     let (mut cases, mut timeline) = sale.window_opens_the_case().await?;
@@ -66,6 +69,7 @@ pub(super) async fn tell(
     }
     sale.window_reads_the_buyer().await?;
     sale.citizen_sees_who_looked().await?;
+    told::tell(&mut sale.demo, &mut watch).await?;
     sale.demo.line(
         "Done: every record was acknowledged by the broker and materialized, the case moved \
          on with each record and task completion until the flat was the buyer's, every \

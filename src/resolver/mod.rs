@@ -1,5 +1,6 @@
 //! The resolver: materializes the record topics into the store and answers lookups
-//! from it; indexes the audit trail per person (`access`) for `ListDataAccesses`.
+//! from it; indexes the audit trail per person (`access`) for `ListDataAccesses` and
+//! the streams of `WatchDataAccesses` (`watches`).
 
 pub mod access;
 pub mod checks;
@@ -10,6 +11,7 @@ pub mod positions;
 pub mod query;
 mod service;
 pub mod store;
+pub mod watches;
 
 pub use materializer::{
     AppliedChange, Materializer, MaterializerConfig, MaterializerError, Timings, TimingsSnapshot,

@@ -1,12 +1,14 @@
 //! The `Resolver` gRPC service: lookups over the materialized records, optionally
 //! waiting until earlier publishes are materialized (read-your-writes).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::query::{Queries, QueryError, RAW_READ_PURPOSE};
+use super::watches::{NoticeStream, Watches};
 use crate::grpc::caller_of;
 use crate::grpc::{admit_requester, deadline};
 use crate::identity::Caller;
@@ -34,22 +36,27 @@ pub struct ResolverService {
     telemetry: Telemetry,
     /// Each requester's lookups and checks per second.
     rate: RateLimiter<Requester>,
+    /// The open `WatchDataAccesses` streams.
+    watches: Arc<Watches>,
 }
 
 impl ResolverService {
     /// A resolver answering with `queries`; each requester makes at most `lookup_rate`
-    /// lookups, checks and raw reads; they are counted in `telemetry`.
+    /// lookups, checks and raw reads; they are counted in `telemetry`. Its streams end
+    /// once `streams` is cancelled (when the server stops taking calls).
     pub fn new(
         queries: Queries,
         max_wait: Duration,
         lookup_rate: Rate,
         telemetry: Telemetry,
+        streams: tokio_util::sync::CancellationToken,
     ) -> ResolverService {
         ResolverService {
             queries,
             max_wait,
             telemetry,
             rate: RateLimiter::new(lookup_rate, MAX_REQUESTERS),
+            watches: Watches::new(streams),
         }
     }
 
@@ -204,6 +211,31 @@ impl Resolver for ResolverService {
         self.lookup("ListDataAccesses", request, |r| &r.purpose, |caller, r, deadline| async move {
             self.queries.data_accesses(&caller, r, deadline).await
         })
+        .await
+    }
+
+    type WatchDataAccessesStream = NoticeStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "WatchDataAccesses"))]
+    async fn watch_data_accesses(
+        &self,
+        request: Request<proto::WatchDataAccessesRequest>,
+    ) -> Result<Response<NoticeStream>, Status> {
+        self.lookup(
+            "WatchDataAccesses",
+            request,
+            |r| &r.purpose,
+            |caller, r, deadline| async move {
+                let (watch, slot) = self
+                    .queries
+                    .watch_data_accesses(&caller, r, |person| self.watches.slot(person), deadline)
+                    .await?;
+                let agency = caller.requester.agency;
+                Ok(self
+                    .watches
+                    .stream(watch, slot, agency, self.telemetry.clone()))
+            },
+        )
         .await
     }
 }

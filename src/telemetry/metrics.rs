@@ -76,16 +76,19 @@ pub enum Limit {
     FieldLength,
     /// A request message larger than a server decodes (`RESOURCE_EXHAUSTED`).
     MessageSize,
+    /// Watches of people's data accesses open on one resolver (`RESOURCE_EXHAUSTED`).
+    AccessWatches,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 5] = [
+    pub const ALL: [Limit; 6] = [
         Limit::PublishRate,
         Limit::LookupRate,
         Limit::BatchSize,
         Limit::FieldLength,
         Limit::MessageSize,
+        Limit::AccessWatches,
     ];
 
     /// The limit as a label value.
@@ -96,6 +99,7 @@ impl Limit {
             Limit::BatchSize => "batch_size",
             Limit::FieldLength => "field_length",
             Limit::MessageSize => "message_size",
+            Limit::AccessWatches => "access_watches",
         }
     }
 }

@@ -28,6 +28,10 @@ async fn the_demo_runs_on_embedded_defaults() {
         "{text}"
     );
     assert!(text.contains("CheckPropertyTransfer"), "who looked: {text}");
+    assert!(
+        text.contains("told: housing/transfer-window used it for property-transfer"),
+        "told as it happened: {text}"
+    );
     assert!(text.contains("refused with INVALID_ARGUMENT"), "{text}");
     assert!(!text.contains(&alice()), "the narration masks ID numbers");
     // The case: opened with its plan, moved on by records and a task, completed.
@@ -116,6 +120,10 @@ async fn the_secured_demo_runs_on_the_real_broker_and_redis() {
     assert!(
         text.contains("The loan case is complete"),
         "the loan desk's certificate checks and opens the loan: {text}"
+    );
+    assert!(
+        text.contains("told: housing/transfer-window used it for property-transfer"),
+        "told as it happened, from the index in Redis: {text}"
     );
 }
 

@@ -6,6 +6,7 @@
 // The helpers are `pub` for the sibling test modules of this one crate.
 #![allow(unreachable_pub)]
 
+mod access_watch;
 mod accesses;
 mod admin;
 mod audit;

@@ -21,6 +21,7 @@ use govlink::resolver::checks::PurchaseRule;
 use govlink::resolver::query::{
     QueryError, parse_data_accesses, parse_person_profile, parse_property_transfer,
     parse_provident_fund_loan, parse_social_security_transfer, parse_subject,
+    parse_watch_data_accesses,
 };
 use govlink::resolver::store::{MemoryStore, Store};
 use prost::Message;
@@ -218,6 +219,11 @@ impl Checks {
                             "min_positions",
                         ],
                     );
+                }
+            }
+            R::WatchAccesses(r) => {
+                if let Err(v) = parse_watch_data_accesses(&r) {
+                    refused(&v, &["person_id", "purpose", "after_cursor"]);
                 }
             }
         }
@@ -420,6 +426,7 @@ requests! {
         PropertyTransfer(proto::CheckPropertyTransferRequest),
         SocialSecurityTransfer(proto::CheckSocialSecurityTransferRequest),
         DataAccesses(proto::ListDataAccessesRequest),
+        WatchAccesses(proto::WatchDataAccessesRequest),
         ProvidentFundLoan(proto::CheckProvidentFundLoanRequest),
     }
 }

@@ -440,6 +440,18 @@ pub fn resolver_request() -> BoxedStrategy<ResolverRequest> {
                     })
                 }
             ),
+        (
+            person_id(),
+            purpose(),
+            prop_oneof![Just(String::new()), text(), "[0-9a-f]{0,120}"],
+        )
+            .prop_map(|(person_id, purpose, after_cursor)| {
+                R::WatchAccesses(proto::WatchDataAccessesRequest {
+                    person_id,
+                    purpose,
+                    after_cursor,
+                })
+            }),
     ]
     .boxed()
 }

@@ -20,9 +20,11 @@
 //! `acc:{p:<id>}` the accesses (sorted set of equal scores: key + encoded `PersonAccess`),
 //! `acg:{p:<id>}` the groups' keys (sorted set of equal scores), `acl:{p:<id>}` the same
 //! keys scored by their latest refusal, `acd:{p:<id>}` the groups (hash: group id →
-//! encoded state), `acx:{p:<id>}` the newest access the bounds dropped (ms); and `ach`,
+//! encoded state), `acx:{p:<id>}` the newest access the bounds dropped (ms),
+//! `acn:{p:<id>}` the order accesses were indexed in (stream, see [`arrivals`]); and `ach`,
 //! the indexer's verified head of every chain (hash: chain id → `<sequence>:<hash hex>`).
 
+mod arrivals;
 mod groups;
 mod memory;
 mod order;
@@ -36,6 +38,7 @@ use prost::Message as _;
 use crate::domain::ResidentId;
 use crate::proto::audit_body::Kind;
 use crate::proto::{AccessDecision, AuditBody, AuditEntry, PersonAccess};
+pub use arrivals::{Arrival, ArrivalId, MAX_ARRIVALS_PER_READ};
 use groups::GroupId;
 pub use memory::MemoryIndex;
 pub use order::Cursor;
@@ -105,6 +108,10 @@ struct Fetched {
     /// The newest access the bounds dropped, ms since the epoch (0: none).
     cut_ms: i64,
 }
+
+/// An entry of a person's arrival log as a backend read it: its id, and the access's key
+/// and access unless it left the index.
+type Logged = (ArrivalId, Option<(Vec<u8>, PersonAccess)>);
 
 /// One person's access to add.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +200,47 @@ impl AccessIndex {
             }
         };
         Ok(assemble(fetched, limit, cutoff))
+    }
+
+    /// The id of the last access `person`'s arrival log holds: a watch "from now" starts
+    /// after it.
+    pub async fn last_arrival(&self, person: &ResidentId) -> Result<ArrivalId, IndexError> {
+        match self {
+            AccessIndex::Redis(index) => index.last_arrival(person.as_str()).await,
+            AccessIndex::Memory(index, _) => Ok(index.last_arrival(person.as_str())),
+        }
+    }
+
+    /// Up to `n` (at most [`MAX_ARRIVALS_PER_READ`]) accesses of `person` that were
+    /// indexed after `after`, in the order they were indexed. An access out of
+    /// `retention`, or dropped since, is there without its access, so a watch moves past
+    /// it.
+    pub async fn arrivals(
+        &self,
+        person: &ResidentId,
+        after: ArrivalId,
+        n: usize,
+        retention: Duration,
+    ) -> Result<Vec<Arrival>, IndexError> {
+        let n = n.clamp(1, MAX_ARRIVALS_PER_READ);
+        let logged = match self {
+            AccessIndex::Redis(index) => index.arrivals(person.as_str(), after, n).await?,
+            AccessIndex::Memory(index, _) => index.arrivals(person.as_str(), after, n)?,
+        };
+        let cutoff = cutoff_ms(retention);
+        Ok(logged
+            .into_iter()
+            .map(|(id, found)| Arrival {
+                id,
+                access: found
+                    .filter(|(key, _)| order::time_of(key).is_some_and(|at| at > cutoff))
+                    .map(|(_, mut access)| {
+                        access.count = 1;
+                        access.last_at = access.at;
+                        access
+                    }),
+            })
+            .collect())
     }
 
     /// Indexes audit entries, as the indexer does with each batch it reads: an access

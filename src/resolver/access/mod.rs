@@ -8,7 +8,7 @@ mod index;
 mod indexer;
 
 pub use index::{
-    AccessIndex, AccessPage, Cursor, IndexBounds, IndexError, MemoryIndex, RedisIndex,
-    person_accesses,
+    AccessIndex, AccessPage, Arrival, ArrivalId, Cursor, IndexBounds, IndexError,
+    MAX_ARRIVALS_PER_READ, MemoryIndex, RedisIndex, person_accesses,
 };
 pub use indexer::{AccessIndexer, ChainTrust, IndexerConfig};

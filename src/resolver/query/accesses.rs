@@ -14,7 +14,7 @@ use crate::identity::Caller;
 use crate::proto;
 use crate::records::Violations;
 use crate::resolver::access::Cursor;
-use crate::resolver::policy::Purpose;
+use crate::resolver::policy::{Access, Purpose};
 /// The most entries one `ListDataAccesses` page returns.
 pub const MAX_ACCESSES: usize = 1000;
 /// The longest page token this service hands out, in characters.
@@ -49,17 +49,7 @@ impl Queries {
         let request = parse_data_accesses(&r)?;
         let (method, person) = ("ListDataAccesses", &request.person);
         let lookup = Lookup::of_person(caller, method, request.purpose, String::new(), person);
-        let access = self.decide(&lookup, &[], deadline).await?;
-        if !access.self_only() {
-            let reason = format!(
-                "ListDataAccesses is the citizen's own view: the grant for {} with purpose {} \
-                 (policy line {}) is not self-only",
-                caller.requester,
-                lookup.purpose,
-                access.grant_line()
-            );
-            return Err(self.deny(&lookup, reason, deadline).await);
-        }
+        let access = self.own_view(&lookup, deadline).await?;
         let (page, audited) = tokio::join!(
             self.accesses.page(
                 person,
@@ -81,6 +71,31 @@ impl Queries {
                 .unwrap_or_default(),
             truncated: page.next.is_some() || page.dropped,
         })
+    }
+}
+
+impl Queries {
+    /// The policy's decision on `lookup` of the citizen's own view of the trail
+    /// (`ListDataAccesses`, `WatchDataAccesses`): only a self-only grant, used by the
+    /// citizen it acts for, may read it; anything else is refused and audited.
+    pub(super) async fn own_view(
+        &self,
+        lookup: &Lookup<'_>,
+        deadline: Instant,
+    ) -> Result<Access, QueryError> {
+        let access = self.decide(lookup, &[], deadline).await?;
+        if !access.self_only() {
+            let reason = format!(
+                "{} is the citizen's own view: the grant for {} with purpose {} \
+                 (policy line {}) is not self-only",
+                lookup.method,
+                lookup.caller.requester,
+                lookup.purpose,
+                access.grant_line()
+            );
+            return Err(self.deny(lookup, reason, deadline).await);
+        }
+        Ok(access)
     }
 }
 

@@ -39,6 +39,9 @@ pub enum QueryError {
     /// The access index cannot answer.
     #[error("access index: {0}")]
     Index(#[from] IndexError),
+    /// More access watches are open than may be (the reason says which bound).
+    #[error("too many watches: {0}")]
+    TooManyWatches(String),
     /// Stored data does not decode: a defect, not the caller's fault.
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -51,7 +54,7 @@ pub enum QueryError {
 impl QueryError {
     /// The answer to a lookup a requester of `agency` made that failed with this error,
     /// counted in `telemetry`: a field over its length as a [`Limit::FieldLength`]
-    /// refusal of `agency`, a failure of the Redis behind the record store or the access
+    /// refusal of `agency`, a watch over the bounds as a [`Limit::AccessWatches`] one, a failure of the Redis behind the record store or the access
     /// index as the resolver's. A store that is not ready is not a Redis failure (Redis
     /// answered: the store is being rebuilt), nor is an audit entry the broker did not
     /// take.
@@ -59,6 +62,12 @@ impl QueryError {
         if matches!(&self, QueryError::Invalid(v) if v.too_long()) {
             telemetry.emit(Limited {
                 limit: Limit::FieldLength,
+                agency,
+            });
+        }
+        if matches!(&self, QueryError::TooManyWatches(_)) {
+            telemetry.emit(Limited {
+                limit: Limit::AccessWatches,
                 agency,
             });
         }
@@ -106,6 +115,7 @@ impl QueryError {
                 tracing::warn!(error = %e, "access index unavailable");
                 Status::unavailable("the access index is unavailable; retry later")
             }
+            QueryError::TooManyWatches(why) => Status::resource_exhausted(why),
             QueryError::Corrupt(what) => {
                 tracing::error!(%what, "stored data does not decode");
                 Status::internal("internal error")

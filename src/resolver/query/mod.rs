@@ -15,12 +15,14 @@ mod error;
 mod loan;
 mod profile;
 mod raw;
+mod watch;
 
 pub use accesses::{MAX_ACCESSES, MAX_PAGE_TOKEN_CHARS, page_token, parse_data_accesses};
 pub use checks::{parse_property_transfer, parse_social_security_transfer};
 pub use error::QueryError;
 pub use loan::{MAX_LOAN_AMOUNT_FEN, parse_provident_fund_loan};
 pub use raw::RAW_READ_PURPOSE;
+pub use watch::{MAX_CURSOR_CHARS, Watch, WatchRequest, notice_cursor, parse_watch_data_accesses};
 
 use std::sync::Arc;
 use std::time::Duration;

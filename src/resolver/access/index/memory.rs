@@ -1,15 +1,18 @@
 //! The access index in process memory (`dev`, `demo`): the same entries, order, groups
 //! and bounds as in Redis, in maps under one mutex.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 
+use super::arrivals::ArrivalId;
 use super::groups::{GroupId, GroupState, absorb};
 use super::order::{Cursor, group_key, time_bytes, time_of};
-use super::{ChainHead, Fetched, IndexBounds, IndexError, IndexWrite, decode_access};
+use super::{
+    ChainHead, Fetched, IndexBounds, IndexError, IndexWrite, Logged, decode_access, now_ms,
+};
 use crate::proto::PersonAccess;
 
 /// The index in memory.
@@ -31,6 +34,11 @@ struct PersonIndex {
     order: BTreeMap<Vec<u8>, GroupId>,
     /// The newest access the bounds dropped, ms since the epoch (0: none).
     cut_ms: i64,
+    /// The keys of the accesses kept on their own, in the order they were first added
+    /// (see `super::arrivals`), at most as many as the accesses bound.
+    arrivals: VecDeque<(ArrivalId, Vec<u8>)>,
+    /// The last id logged (it outlives the entries the bound drops).
+    last_arrival: ArrivalId,
 }
 
 impl MemoryIndex {
@@ -91,6 +99,40 @@ impl MemoryIndex {
         })
     }
 
+    /// The last id of `person`'s arrival log ([`ArrivalId::START`] for an empty one).
+    pub(super) fn last_arrival(&self, person: &str) -> ArrivalId {
+        let people = self.people.lock().unwrap_or_else(|e| e.into_inner());
+        people
+            .get(person)
+            .map_or(ArrivalId::START, |index| index.last_arrival)
+    }
+
+    /// Up to `n` entries of `person`'s arrival log after `after`, oldest first.
+    pub(super) fn arrivals(
+        &self,
+        person: &str,
+        after: ArrivalId,
+        n: usize,
+    ) -> Result<Vec<Logged>, IndexError> {
+        let people = self.people.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(index) = people.get(person) else {
+            return Ok(Vec::new());
+        };
+        let first = index.arrivals.partition_point(|(id, _)| *id <= after);
+        index
+            .arrivals
+            .range(first..)
+            .take(n)
+            .map(|(id, key)| {
+                let access = match index.singles.get(key) {
+                    Some(access) => Some((key.clone(), decode_access(access)?)),
+                    None => None,
+                };
+                Ok((*id, access))
+            })
+            .collect()
+    }
+
     /// Adds `writes`, then trims each written person's part to the retention and bounds.
     pub(super) fn add(&self, writes: &[IndexWrite], cutoff: i64, bounds: IndexBounds) {
         let mut people = self.people.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,7 +145,13 @@ impl MemoryIndex {
                     access,
                 } => {
                     let index = people.entry(person.clone()).or_default();
-                    index.singles.insert(key.clone(), access.encode_to_vec());
+                    if index
+                        .singles
+                        .insert(key.clone(), access.encode_to_vec())
+                        .is_none()
+                    {
+                        index.log(key.clone());
+                    }
                 }
                 IndexWrite::Refusal {
                     person,
@@ -137,12 +185,24 @@ impl MemoryIndex {
 }
 
 impl PersonIndex {
+    /// Logs the key of an access added now.
+    fn log(&mut self, key: Vec<u8>) {
+        let id = self
+            .last_arrival
+            .next_at(u64::try_from(now_ms()).unwrap_or(0));
+        self.last_arrival = id;
+        self.arrivals.push_back((id, key));
+    }
+
     /// Drops what is out of the retention, then the oldest beyond the bounds, noting the
     /// newest access the bounds dropped.
     fn tidy(&mut self, cutoff: i64, bounds: IndexBounds) {
         self.singles = self
             .singles
             .split_off(time_bytes(cutoff.saturating_add(1)).as_slice());
+        while self.arrivals.len() > bounds.accesses {
+            self.arrivals.pop_front();
+        }
         while self.singles.len() > bounds.accesses {
             if let Some((key, _)) = self.singles.pop_first() {
                 self.cut_ms = self.cut_ms.max(time_of(&key).unwrap_or(0));

@@ -1,11 +1,12 @@
 //! The access index in Redis, next to the record store. Every key of a person carries
 //! the person's hash tag, so each script works within one Redis Cluster slot.
 //!
-//! A batch is one round trip: the accesses kept on their own are added (idempotent
-//! `ZADD`s), each touched group counts its refusals in one script (atomic, so indexer
+//! A batch is one round trip: the accesses kept on their own are added (an idempotent
+//! `ZADD` each, in a script that logs the access in the person's arrival log only when it
+//! was new), each touched group counts its refusals in one script (atomic, so indexer
 //! replicas counting into the same group at once cannot lose a count), and one script
 //! per person trims to the retention and the bounds and moves the expiry. A page is one
-//! script. See [`super::scripts`].
+//! script, and so is a watch's read of the arrival log. See [`super::scripts`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,18 +15,22 @@ use crate::redis_link::RedisConn;
 use prost::Message as _;
 use redis::{Pipeline, Script, ServerErrorKind};
 
+use super::arrivals::ArrivalId;
 use super::groups::{GroupId, MAX_CHAIN_MARKS};
 use super::order::{Cursor, group_key, split_single, time_bytes};
-use super::scripts::{ABSORB, PAGE, TIDY};
+use super::scripts::{ABSORB, ADD_SINGLE, ARRIVALS, PAGE, TIDY};
 use super::{
-    ChainHead, Fetched, IndexBounds, IndexError, IndexWrite, decode_access, now_ms, timestamp_ms,
+    ChainHead, Fetched, IndexBounds, IndexError, IndexWrite, Logged, decode_access, now_ms,
+    timestamp_ms,
 };
 use crate::proto::PersonAccess;
 
-const SOURCES: [&str; 3] = [ABSORB, TIDY, PAGE];
+const SOURCES: [&str; 5] = [ABSORB, TIDY, PAGE, ADD_SINGLE, ARRIVALS];
 const ABSORB_SCRIPT: usize = 0;
 const TIDY_SCRIPT: usize = 1;
 const PAGE_SCRIPT: usize = 2;
+const ADD_SINGLE_SCRIPT: usize = 3;
+const ARRIVALS_SCRIPT: usize = 4;
 
 /// The index in Redis.
 #[derive(Clone)]
@@ -33,8 +38,8 @@ pub struct RedisIndex {
     conn: RedisConn,
     prefix: String,
     bounds: IndexBounds,
-    /// ABSORB, TIDY, PAGE; shared by clones.
-    scripts: std::sync::Arc<[Script; 3]>,
+    /// ABSORB, TIDY, PAGE, ADD_SINGLE, ARRIVALS; shared by clones.
+    scripts: std::sync::Arc<[Script; 5]>,
 }
 
 /// What the page script returns: the accesses' members, the groups' fields (four each),
@@ -42,8 +47,8 @@ pub struct RedisIndex {
 type PageReply = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<u8>);
 
 /// A person's keys: accesses, groups' keys, groups' keys by latest refusal, groups,
-/// newest dropped.
-type Keys = [String; 5];
+/// newest dropped, arrival log.
+type Keys = [String; 6];
 
 impl RedisIndex {
     /// Connects to the Redis of `link`; every key starts with `prefix`.
@@ -68,7 +73,14 @@ impl RedisIndex {
 
     fn keys(&self, person: &str) -> Keys {
         let key = |name: &str| format!("{}{name}:{{p:{person}}}", self.prefix);
-        [key("acc"), key("acg"), key("acl"), key("acd"), key("acx")]
+        [
+            key("acc"),
+            key("acg"),
+            key("acl"),
+            key("acd"),
+            key("acx"),
+            key("acn"),
+        ]
     }
 
     /// Runs `pipe`, loading the scripts once if Redis lost them (it restarted or was
@@ -166,6 +178,7 @@ impl RedisIndex {
         retention: Duration,
     ) -> Result<(), IndexError> {
         let mut pipe = redis::pipe();
+        let log_bound = self.bounds.accesses.to_string();
         let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
         let mut refusals: BTreeMap<(&str, GroupId), Vec<&PersonAccess>> = BTreeMap::new();
         for write in writes {
@@ -176,11 +189,14 @@ impl RedisIndex {
                     access,
                 } => {
                     let member = [key.as_slice(), &access.encode_to_vec()].concat();
-                    pipe.cmd("ZADD")
-                        .arg(&self.keys(person)[0])
-                        .arg(0)
-                        .arg(member)
-                        .ignore();
+                    let keys = self.keys(person);
+                    self.evalsha(
+                        &mut pipe,
+                        ADD_SINGLE_SCRIPT,
+                        &[&keys[0], &keys[5]],
+                        &[&member, key, log_bound.as_bytes()],
+                    )
+                    .ignore();
                     (person, access)
                 }
                 IndexWrite::Refusal {
@@ -277,6 +293,57 @@ impl RedisIndex {
             )
             .ignore();
         }
+    }
+}
+
+impl RedisIndex {
+    /// The last id of `person`'s arrival log ([`ArrivalId::START`] for an empty one).
+    pub(super) async fn last_arrival(&self, person: &str) -> Result<ArrivalId, IndexError> {
+        let keys = self.keys(person);
+        let mut pipe = redis::pipe();
+        self.evalsha(
+            &mut pipe,
+            ARRIVALS_SCRIPT,
+            &[&keys[0], &keys[5]],
+            &[b"-".as_slice(), b"1".as_slice()],
+        );
+        let ((last,),): ((String,),) = self.run(&pipe).await?;
+        ArrivalId::parse(&last)
+            .ok_or_else(|| IndexError::Corrupt(format!("not an arrival id: {last:?}")))
+    }
+
+    /// Up to `n` entries of `person`'s arrival log after `after`, oldest first.
+    pub(super) async fn arrivals(
+        &self,
+        person: &str,
+        after: ArrivalId,
+        n: usize,
+    ) -> Result<Vec<Logged>, IndexError> {
+        let keys = self.keys(person);
+        let (after, n) = (after.to_string(), n.to_string());
+        let mut pipe = redis::pipe();
+        self.evalsha(
+            &mut pipe,
+            ARRIVALS_SCRIPT,
+            &[&keys[0], &keys[5]],
+            &[after.as_bytes(), n.as_bytes()],
+        );
+        let (reply,): (Vec<Vec<u8>>,) = self.run(&pipe).await?;
+        reply
+            .chunks_exact(2)
+            .map(|pair| {
+                let id = std::str::from_utf8(&pair[0])
+                    .ok()
+                    .and_then(ArrivalId::parse)
+                    .ok_or_else(|| IndexError::Corrupt("not an arrival id".into()))?;
+                if pair[1].is_empty() {
+                    return Ok((id, None));
+                }
+                let (key, access) = split_single(&pair[1])
+                    .ok_or_else(|| IndexError::Corrupt("not an access member".into()))?;
+                Ok((id, Some((key.to_vec(), decode_access(access)?))))
+            })
+            .collect()
     }
 }
 

@@ -61,7 +61,7 @@ return 1
 ";
 
 /// Trims one person's part. KEYS: accesses, groups' keys, groups' keys by latest
-/// refusal, groups hash, newest dropped. ARGV: retention cutoff (ms), its key bytes
+/// refusal, groups hash, newest dropped, arrival log (which expires with the rest). ARGV: retention cutoff (ms), its key bytes
 /// (the first kept), accesses bound, groups bound, expiry (ms since the epoch; 0: none).
 pub(super) const TIDY: &str = r"
 local function ms_of(key)
@@ -98,7 +98,7 @@ if cut > tonumber(redis.call('GET', KEYS[5]) or '0') then
   redis.call('SET', KEYS[5], string.format('%.0f', cut))
 end
 if ARGV[5] ~= '0' then
-  for i = 1, 5 do
+  for i = 1, #KEYS do
     redis.call('PEXPIREAT', KEYS[i], ARGV[5], 'GT')
     redis.call('PEXPIREAT', KEYS[i], ARGV[5], 'NX')
   end
@@ -134,4 +134,33 @@ while #groups < 4 * n do
   upper = '(' .. keys[#keys]
 end
 return {singles, groups, redis.call('GET', KEYS[5]) or ''}
+";
+
+/// Adds an access kept on its own and, only if it was not there yet, logs its key in the
+/// person's arrival log (see `super::arrivals`). KEYS: accesses, arrival log. ARGV: the
+/// member (key + encoded access), the key, the most entries the log keeps (about).
+pub(super) const ADD_SINGLE: &str = r"
+if redis.call('ZADD', KEYS[1], 0, ARGV[1]) == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'k', ARGV[2])
+end
+return 0
+";
+
+/// Reads a person's arrival log. KEYS: accesses, arrival log. ARGV: the id to read after
+/// (`-`: the last id only), how many. Returns per entry its id and the access's member
+/// (`` if the access left the index); for `-`, the last id (`0-0` for an empty log).
+pub(super) const ARRIVALS: &str = r"
+if ARGV[1] == '-' then
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+  if last then return {last[1]} end
+  return {'0-0'}
+end
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])) do
+  local key = e[2][2]
+  local m = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. key, '+', 'LIMIT', 0, 1)[1]
+  out[#out + 1] = e[1]
+  if m and string.sub(m, 1, #key) == key then out[#out + 1] = m else out[#out + 1] = '' end
+end
+return out
 ";

@@ -420,3 +420,78 @@ fn a_cursor_has_the_shape_of_a_key() {
         assert_eq!(Cursor::from_bytes(bad), None, "{bad:?}");
     }
 }
+
+/// Every arrival of Alice's after `after`, read `n` at a time: (purpose or none, id).
+async fn arrivals_after(index: &AccessIndex, after: ArrivalId, n: usize) -> Vec<Option<String>> {
+    let (mut seen, mut after) = (Vec::new(), after);
+    loop {
+        let read = index.arrivals(&alice_id(), after, n, DAY).await.unwrap();
+        assert!(read.len() <= n);
+        let Some(last) = read.last() else {
+            return seen;
+        };
+        assert!(last.id > after, "ids only grow");
+        after = last.id;
+        seen.extend(read.into_iter().map(|a| a.access.map(|a| a.purpose)));
+    }
+}
+
+#[tokio::test]
+async fn arrivals_come_in_the_order_indexed_once_each_without_refusals() {
+    let index = AccessIndex::memory();
+    assert_eq!(
+        index.last_arrival(&alice_id()).await.unwrap(),
+        ArrivalId::START
+    );
+    let with_purpose = |purpose: &str| DataAccess {
+        purpose: purpose.into(),
+        ..lookup(&[alice()])
+    };
+    let later = entry_in("c1", 1, ago(10), with_purpose("later"));
+    index.add(&later, DAY).await.unwrap();
+    let first = index.last_arrival(&alice_id()).await.unwrap();
+    // An earlier access of another chain indexed after it, a refusal, and a replay.
+    let mut batch = entry_in("c2", 1, ago(60), with_purpose("earlier"));
+    batch.extend(entry_in("c1", 2, ago(5), refusal("no grant")));
+    batch.extend(later);
+    index.add(&batch, DAY).await.unwrap();
+    let all = arrivals_after(&index, ArrivalId::START, 1).await;
+    assert_eq!(all, [Some("later".into()), Some("earlier".into())]);
+    let after_first = arrivals_after(&index, first, 10).await;
+    assert_eq!(after_first, [Some("earlier".into())], "late, still sent");
+    let last = index.last_arrival(&alice_id()).await.unwrap();
+    assert!(last > first);
+    assert!(arrivals_after(&index, last, 10).await.is_empty());
+    let read = index.arrivals(&alice_id(), first, 10, DAY).await.unwrap();
+    let access = read[0].access.as_ref().unwrap();
+    assert_eq!((access.count, access.last_at), (1, access.at));
+}
+
+#[tokio::test]
+async fn arrivals_that_left_the_index_come_without_their_access() {
+    let bounds = IndexBounds {
+        accesses: 2,
+        refusal_groups: 2,
+    };
+    let index = AccessIndex::memory().with_bounds(bounds);
+    for (seq, seconds) in (1..=3).zip([30u64, 40, 20]) {
+        let access = DataAccess {
+            purpose: format!("s{seconds}"),
+            ..lookup(&[alice()])
+        };
+        index
+            .add(&entry_in("c1", seq, ago(seconds), access), DAY)
+            .await
+            .unwrap();
+    }
+    // The bound dropped s40, the oldest access, and s30's arrival, the first logged.
+    let seen = arrivals_after(&index, ArrivalId::START, 10).await;
+    assert_eq!(seen, [None, Some("s20".into())]);
+    // Out of a shorter retention: still read, without the access.
+    let read = index
+        .arrivals(&alice_id(), ArrivalId::START, 10, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    assert!(read.iter().all(|a| a.access.is_none()));
+}
