@@ -1,12 +1,13 @@
-//! The case engine's part of a process: the engine and the `Cases` and `Tasks` services
+//! The case engine's part of a process: the engine and the `Cases`, `Tasks` and
+//! `Objections` services
 //! (`cases`, and `dev` with Redis), and the bridge from the materializer's record changes
 //! to the cases they concern (wherever a materializer runs with Redis).
 
 use super::*;
 use crate::cases::store::CaseStore;
 use crate::cases::{
-    bridge::RecordBridge, calendar::WorkCalendar, engine, service::CasesService, service::Shared,
-    tasks::TasksService,
+    bridge::RecordBridge, calendar::WorkCalendar, engine, objections::ObjectionsService,
+    service::CasesService, service::Shared, tasks::TasksService,
 };
 
 /// What the case engine reads besides its own store.
@@ -107,7 +108,7 @@ pub(super) fn engine_and_services(
                 .map_err(|e| AppError::Config(e.to_string()))?,
         },
         case_store.clone(),
-        records,
+        records.clone(),
         publisher.clone(),
         calendar,
         parts.telemetry.clone(),
@@ -142,6 +143,7 @@ pub(super) fn engine_and_services(
         stop: parts.streams.clone(),
     };
     let tasks = TasksService::new(shared.clone());
+    let objections = ObjectionsService::new(shared.clone(), positions.clone(), records);
     let service = CasesService::new(shared, positions);
     let source = parts.source;
     serve!(
@@ -149,6 +151,13 @@ pub(super) fn engine_and_services(
         crate::proto::tasks_server::TasksServer::with_interceptor(tasks, move |request| {
             source.identify(request)
         })
+    );
+    serve!(
+        parts,
+        crate::proto::objections_server::ObjectionsServer::with_interceptor(
+            objections,
+            move |request| source.identify(request)
+        )
     );
     serve!(
         parts,

@@ -50,7 +50,7 @@ pub(super) async fn resolver(
         poller.poll(stop).await;
         Ok(())
     });
-    let (queries, policy, audit) =
+    let (mut queries, policy, audit) =
         queries(parts, settings, role, kafka, publisher, &store, &positions).await?;
     let case_store = match settings.redis_link() {
         Some(link) => Some(cases::connect(&link, settings).await?),
@@ -60,6 +60,8 @@ pub(super) async fn resolver(
     };
     parts.case_store.clone_from(&case_store);
     if let Some(case_store) = case_store {
+        // The open objections the cases keep: lookups say which records are disputed.
+        queries = queries.with_disputes(std::sync::Arc::new(case_store.clone()));
         cases::bridge(parts, kafka, publisher, case_store.clone(), changes, ready);
         if role == Role::Dev {
             let inputs = cases::CaseInputs {

@@ -90,6 +90,13 @@ fn subjects(params: Option<&CaseParams>) -> (Vec<String>, Vec<String>) {
         Some(case_params::Kind::ProvidentFundLoan(p)) => {
             (vec![p.person_id.clone()], vec![p.unit_number.clone()])
         }
+        Some(case_params::Kind::DataObjection(p)) => (
+            vec![p.person_id.clone()],
+            p.subjects
+                .iter()
+                .filter_map(|s| s.strip_prefix("u:").map(str::to_owned))
+                .collect(),
+        ),
         None => (vec![], vec![]),
     }
 }

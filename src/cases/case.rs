@@ -81,7 +81,14 @@ pub fn decide(
     match body {
         C::Open(_) => {}
         C::CompleteTask(done) => events.extend(task_completed(case, done)?),
-        C::RejectTask(rejected) => events.extend(task_rejected(case, rejected)?),
+        C::RejectTask(rejected) => {
+            events.extend(task_rejected(case, rejected)?);
+            // An objection rejected is answered: the case closes with its step rejected.
+            if case.kind() == proto::CaseKind::DataObjection && !events.is_empty() {
+                events.push(case_event::Body::Completed(proto::CaseCompleted {}));
+                return Ok(events);
+            }
+        }
         C::RecordChanged(_) => events.extend(reopened(case, cx)),
         C::CheckDeadlines(_) => {
             // The periodic check also looks at the records: a record change whose
@@ -212,7 +219,7 @@ fn open_case(
         .map(|spec| Step {
             step_id: plan::step_name(spec.kind),
             kind: spec.kind as i32,
-            agency: spec.agency as i32,
+            agency: plan::step_agency(spec, &params) as i32,
             state: StepState::Pending as i32,
             after: spec.after.iter().map(|k| plan::step_name(*k)).collect(),
             working_days: cx.working_days.of(spec) as i32,

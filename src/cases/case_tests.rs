@@ -563,3 +563,6 @@ fn the_deadline_check_also_reopens_what_the_records_took_back() {
         StepState::Pending
     );
 }
+
+#[path = "case_objection_tests.rs"]
+mod objection;

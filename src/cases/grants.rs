@@ -93,6 +93,13 @@ fn sections_read(params: Option<&CaseParams>) -> Vec<Section> {
         .flat_map(|(_, types)| types)
         .map(Section::of_record)
         .collect();
+    // An objection reads its record's type, whatever subjects it is filed under (known
+    // only once the record is read, after the decision).
+    if let Some(case_params::Kind::DataObjection(o)) = params.and_then(|p| p.kind.as_ref())
+        && let Ok(key) = crate::records::RecordKey::parse(&o.record_key)
+    {
+        sections.push(Section::of_record(key.record_type()));
+    }
     sections.sort_by_key(|s| s.name());
     sections.dedup();
     sections
@@ -118,6 +125,15 @@ pub(super) fn mask_params(params: &mut CaseParams, access: &Access) {
         Some(case_params::Kind::ProvidentFundTransfer(p)) => show(&mut p.person_id),
         Some(case_params::Kind::HouseholdMove(p)) => show(&mut p.person_id),
         Some(case_params::Kind::ProvidentFundLoan(p)) => show(&mut p.person_id),
+        Some(case_params::Kind::DataObjection(p)) => {
+            show(&mut p.person_id);
+            // Subjects name residents too (`p:<id>`).
+            for subject in &mut p.subjects {
+                if let Some(id) = subject.strip_prefix("p:") {
+                    *subject = format!("p:{}", access.show(MaskKind::ResidentId, id));
+                }
+            }
+        }
         None => {}
     }
 }

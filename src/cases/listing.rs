@@ -125,6 +125,7 @@ pub(crate) fn parties(params: Option<&CaseParams>) -> Vec<&String> {
         Some(case_params::Kind::ProvidentFundTransfer(p)) => vec![&p.person_id],
         Some(case_params::Kind::HouseholdMove(p)) => vec![&p.person_id],
         Some(case_params::Kind::ProvidentFundLoan(p)) => vec![&p.person_id],
+        Some(case_params::Kind::DataObjection(p)) => vec![&p.person_id],
         None => Vec::new(),
     }
 }

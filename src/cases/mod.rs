@@ -13,6 +13,7 @@ pub mod engine;
 mod error;
 mod grants;
 mod listing;
+pub mod objections;
 pub mod plan;
 mod polled;
 pub mod relist;

@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 
 use crate::proto::{
-    AccountStatus, Agency, CaseKind, CaseParams, EnrollmentStatus, HouseholdMoveParams,
-    HouseholdStatus, LoanStatus, PropertyTransferParams, ProvidentFundLoanParams,
-    ProvidentFundTransferParams, RecordEvent, RecordProof, SaleContractStatus,
-    SocialSecurityTransferParams, StepKind, case_params,
+    AccountStatus, Agency, CaseKind, CaseParams, DataObjectionParams, EnrollmentStatus,
+    HouseholdMoveParams, HouseholdStatus, LoanStatus, PropertyTransferParams,
+    ProvidentFundLoanParams, ProvidentFundTransferParams, RecordEvent, RecordProof,
+    SaleContractStatus, SocialSecurityTransferParams, StepKind, case_params,
 };
 use crate::records::{RecordKey, RecordType, SubjectKey};
 use crate::resolver::checks::{
-    Live, Placement, RecordSet, loan_settled, normalise_address, placement, same_id,
+    Live, Placement, RecordSet, key_of, loan_settled, normalise_address, placement, same_id,
 };
 
 /// One step of a kind's plan.
@@ -114,6 +114,15 @@ const PROVIDENT_FUND_LOAN: [StepSpec; 1] = [step(
     10,
 )];
 
+/// An objection's one step. Its agency is the disputed record's owner (see
+/// [`step_agency`]), not this placeholder.
+const DATA_OBJECTION: [StepSpec; 1] = [step(
+    StepKind::ObjectionResolved,
+    Agency::Unspecified,
+    &[],
+    5,
+)];
+
 /// The steps of a kind, in plan order; empty for `Unspecified`.
 pub fn steps_of(kind: CaseKind) -> &'static [StepSpec] {
     match kind {
@@ -122,6 +131,7 @@ pub fn steps_of(kind: CaseKind) -> &'static [StepSpec] {
         CaseKind::ProvidentFundTransfer => &PROVIDENT_FUND_TRANSFER,
         CaseKind::HouseholdMove => &HOUSEHOLD_MOVE,
         CaseKind::ProvidentFundLoan => &PROVIDENT_FUND_LOAN,
+        CaseKind::DataObjection => &DATA_OBJECTION,
         CaseKind::Unspecified => &[],
     }
 }
@@ -141,6 +151,7 @@ fn planned_kinds() -> impl Iterator<Item = StepKind> {
         CaseKind::ProvidentFundTransfer,
         CaseKind::HouseholdMove,
         CaseKind::ProvidentFundLoan,
+        CaseKind::DataObjection,
     ]
     .into_iter()
     .flat_map(|kind| steps_of(kind).iter().map(|spec| spec.kind))
@@ -196,7 +207,18 @@ pub fn kind_of(params: &CaseParams) -> Option<CaseKind> {
         case_params::Kind::ProvidentFundTransfer(_) => CaseKind::ProvidentFundTransfer,
         case_params::Kind::HouseholdMove(_) => CaseKind::HouseholdMove,
         case_params::Kind::ProvidentFundLoan(_) => CaseKind::ProvidentFundLoan,
+        case_params::Kind::DataObjection(_) => CaseKind::DataObjection,
     })
+}
+
+/// The agency a step of `spec` belongs to in a case with `params`: the plan's, except an
+/// objection's step, which belongs to the agency owning the disputed record.
+pub fn step_agency(spec: &StepSpec, params: &CaseParams) -> Agency {
+    match &params.kind {
+        Some(case_params::Kind::DataObjection(o)) => RecordKey::parse(&o.record_key)
+            .map_or(Agency::Unspecified, |k| k.record_type().agency()),
+        _ => spec.agency,
+    }
 }
 
 /// What the engine reads for a case: subjects and the record types of each, so that a
@@ -236,6 +258,15 @@ pub fn reads(params: &CaseParams) -> Vec<(SubjectKey, Vec<RecordType>)> {
         Some(case_params::Kind::ProvidentFundLoan(p)) => {
             vec![(person(&p.person_id), vec![RecordType::ProvidentFundLoan])]
         }
+        Some(case_params::Kind::DataObjection(o)) => {
+            let Ok(key) = RecordKey::parse(&o.record_key) else {
+                return Vec::new();
+            };
+            o.subjects
+                .iter()
+                .map(|s| (SubjectKey::from_stored(s), vec![key.record_type()]))
+                .collect()
+        }
         None => Vec::new(),
     }
 }
@@ -264,6 +295,9 @@ pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) ->
         Some(case_params::Kind::ProvidentFundTransfer(p)) => provident_fund_transfer(kind, p, &set),
         Some(case_params::Kind::HouseholdMove(p)) => household_move(kind, p, &set),
         Some(case_params::Kind::ProvidentFundLoan(p)) => provident_fund_loan(kind, p, &set),
+        Some(case_params::Kind::DataObjection(o)) => {
+            return corrected(o, records).map_or(Condition::Open, Condition::Holds);
+        }
         None => None,
     };
     proved.map_or(Condition::Open, |(key, version)| {
@@ -273,6 +307,24 @@ pub fn evaluate(kind: StepKind, params: &CaseParams, records: &[RecordEvent]) ->
             absence: String::new(),
         })
     })
+}
+
+/// The corrected version of an objection's record: a live version after the disputed
+/// one. The same version (or none) proves nothing.
+fn corrected(o: &DataObjectionParams, records: &[RecordEvent]) -> Option<RecordProof> {
+    records
+        .iter()
+        .filter(|r| {
+            r.payload.is_some()
+                && r.version > o.version
+                && key_of(r).is_some_and(|k| k.as_str() == o.record_key)
+        })
+        .max_by_key(|r| r.version)
+        .map(|r| RecordProof {
+            record_key: o.record_key.clone(),
+            version: r.version,
+            absence: String::new(),
+        })
 }
 
 fn proof<T>(live: &Live<'_, T>) -> (RecordKey, u64) {

@@ -352,7 +352,7 @@ fn is_closed(case: &Case) -> bool {
 
 /// A case's id: derived from who opened it and their request id, so opening again with
 /// the same request id finds the same case.
-fn case_id_of(requester: &Requester, request_id: &str) -> String {
+pub(super) fn case_id_of(requester: &Requester, request_id: &str) -> String {
     let digest = Sha256::digest(format!("{requester}\n{request_id}"));
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("case-{hex}")

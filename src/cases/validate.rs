@@ -6,7 +6,7 @@ use crate::proto::{self, CaseParams, case_params};
 use crate::records::{MAX_REPEATED, Violations};
 use crate::resolver::policy::Purpose;
 
-fn valid_token(text: &str) -> bool {
+pub(super) fn valid_token(text: &str) -> bool {
     (1..=64).contains(&text.len())
         && text
             .bytes()
@@ -89,6 +89,7 @@ pub(crate) fn normalised(mut params: CaseParams) -> CaseParams {
                 p.unit_number = unit.as_str().to_owned();
             }
         }
+        Some(case_params::Kind::DataObjection(p)) => person(&mut p.person_id),
         None => {}
     }
     params
@@ -105,6 +106,10 @@ fn validate_params(params: &CaseParams, v: &mut Violations) {
         Some(case_params::Kind::ProvidentFundTransfer(p)) => validate_provident_fund_transfer(p, v),
         Some(case_params::Kind::HouseholdMove(p)) => validate_household_move(p, v),
         Some(case_params::Kind::ProvidentFundLoan(p)) => validate_provident_fund_loan(p, v),
+        Some(case_params::Kind::DataObjection(_)) => v.add(
+            "params.data_objection",
+            "an objection is filed with Objections.FileObjection, not OpenCase",
+        ),
     }
 }
 

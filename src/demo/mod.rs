@@ -10,6 +10,7 @@
 //! account moves from Beijing to Shanghai (`transfer.rs`).
 
 mod loan;
+mod objection;
 mod records;
 mod sale;
 mod timeline;

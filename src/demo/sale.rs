@@ -1,6 +1,7 @@
 //! The flat sale: four agencies publish, the transfer window finds what blocks the sale
-//! and opens a case; public security moves the seller's household out (a record event
-//! completes that step), the provident fund's system completes its task from its stream,
+//! and opens a case; the seller objects to the household record, which the check then
+//! calls disputed; public security moves the seller's household out (a record event
+//! completes that step and the objection), the provident fund's system completes its task from its stream,
 //! housing files the contract and registers the title to the buyer, and the case
 //! completes; the buyer's provident-fund loan is checked and approved online. Then what
 //! guards the data: a late duplicate, a mistyped ID number, a profile read under policy,
@@ -50,7 +51,11 @@ pub(super) async fn tell(
     sale.agencies_publish().await?;
     sale.window_checks_the_sale(false).await?;
     let (mut cases, mut timeline) = sale.window_opens_the_case().await?;
+    let objection =
+        super::objection::seller_objects(&mut sale.demo, &sale.seller, &sale.buyer, &sale.unit)
+            .await?;
     sale.household_moves_out(&mut timeline).await?;
+    super::objection::seller_sees_it_closed(&mut sale.demo, &sale.seller, &objection).await?;
     sale.fund_settles_the_loan(&mut timeline).await?;
     sale.contract_is_filed(&mut timeline).await?;
     sale.window_checks_the_sale(true).await?;

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod checks;
+pub mod disputes;
 mod materializer;
 pub mod policy;
 pub mod positions;

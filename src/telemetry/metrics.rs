@@ -112,6 +112,7 @@ pub fn kind_name(kind: CaseKind) -> &'static str {
         CaseKind::ProvidentFundTransfer => "provident-fund-transfer",
         CaseKind::HouseholdMove => "household-move",
         CaseKind::ProvidentFundLoan => "provident-fund-loan",
+        CaseKind::DataObjection => "data-objection",
         CaseKind::Unspecified => "unspecified",
     }
 }

@@ -42,6 +42,11 @@ async fn the_demo_runs_on_embedded_defaults() {
         "seller_household_moved_out done by the record public-security/household_registration/hukou-1 version 2",
         "loan_settled done by its task, outcome \"settled\"",
         "title_registered done by the record housing/property_title/title-1 version 2",
+        // The seller's objection to the household record: disputed, then corrected.
+        "filed against public-security/household_registration/hukou-1 version 1: step objection_resolved for public-security, due ",
+        "the window's check: blocked: SELLER_HOUSEHOLD_AT_UNIT, disputed by objection case-",
+        "/objection_resolved.1 from its stream and acknowledged it",
+        "done by the record public-security/household_registration/hukou-1 version 2",
         "case completed",
         "The case is complete: the flat is the buyer's.",
         // The buyer's loan, decided from the shared records and approved online.

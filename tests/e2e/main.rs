@@ -30,6 +30,7 @@ mod limits;
 mod loans;
 mod lookups;
 mod materialize;
+mod objections;
 mod ops_tools;
 mod publish;
 mod publish_faults;

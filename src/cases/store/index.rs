@@ -67,6 +67,8 @@ pub struct Index {
     pub(super) listed: Vec<CaseList>,
     /// The lists it has left or was never in, of those a case moves in and out of.
     pub(super) unlisted: Vec<CaseList>,
+    /// An objection's record key and disputed version: disputed while `open`.
+    pub(super) dispute: Option<(String, u64)>,
 }
 
 impl Index {
@@ -98,6 +100,12 @@ impl Index {
                 .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
             listed,
             unlisted,
+            dispute: match case.params.as_ref().and_then(|p| p.kind.as_ref()) {
+                Some(crate::proto::case_params::Kind::DataObjection(o)) => {
+                    Some((o.record_key.clone(), o.version))
+                }
+                _ => None,
+            },
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{CaseList, Index, StoredCase, TaskSnapshot};
 use crate::proto::{Agency, Case, CaseEvent, Task};
+use crate::resolver::disputes::Dispute;
 
 #[derive(Default)]
 struct Cases {
@@ -21,6 +22,8 @@ struct Cases {
     tasks: HashMap<Agency, BTreeMap<String, Task>>,
     /// Changes of each agency's tasks.
     task_changes: HashMap<Agency, u64>,
+    /// Per record key: the open objections against it, by case id, with the version.
+    disputes: HashMap<String, BTreeMap<String, u64>>,
 }
 
 /// Cases in memory, shared by clones.
@@ -113,6 +116,14 @@ impl MemoryCaseStore {
         } else {
             cases.open.remove(&index.case_id);
         }
+        if let Some((key, version)) = &index.dispute {
+            let open = cases.disputes.entry(key.clone()).or_default();
+            if index.open {
+                open.insert(index.case_id.clone(), *version);
+            } else {
+                open.remove(&index.case_id);
+            }
+        }
         // Like ZADD NX: a case keeps its first place.
         let opened = *cases
             .opened
@@ -131,6 +142,20 @@ impl MemoryCaseStore {
                 members.remove(&entry);
             }
         }
+    }
+
+    pub(super) fn disputes(&self, keys: &[String]) -> Vec<Dispute> {
+        let cases = self.lock();
+        keys.iter()
+            .filter_map(|k| Some((k, cases.disputes.get(k)?)))
+            .flat_map(|(k, open)| {
+                open.iter().map(|(case_id, version)| Dispute {
+                    record_key: k.clone(),
+                    version: *version,
+                    objection_id: case_id.clone(),
+                })
+            })
+            .collect()
     }
 
     pub(super) fn list_sizes(&self, lists: &[CaseList]) -> Vec<u64> {

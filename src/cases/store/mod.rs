@@ -29,6 +29,7 @@ pub use memory::MemoryCaseStore;
 pub use redis::RedisCaseStore;
 
 use crate::proto::{Agency, Case, CaseEvent, Task};
+use crate::resolver::disputes::{Dispute, OpenDisputes};
 
 /// The layout of the case lists this code keeps (see [`CaseStore::lists_current`]).
 /// Layout 1 (no marker) kept only the list of every case; layout 2 adds the lists by
@@ -298,5 +299,21 @@ impl CaseStore {
                 Ok(())
             }
         }
+    }
+}
+
+/// The open objections by record key, as the engine indexes them: what the resolver
+/// consults to say a record is disputed.
+impl OpenDisputes for CaseStore {
+    fn of_records<'a>(
+        &'a self,
+        record_keys: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Dispute>, String>> {
+        Box::pin(async move {
+            match self {
+                CaseStore::Redis(s) => s.disputes(record_keys).await.map_err(|e| e.to_string()),
+                CaseStore::Memory(s) => Ok(s.disputes(record_keys)),
+            }
+        })
     }
 }

@@ -26,6 +26,7 @@ use prost::Message as _;
 use super::{CaseList, CaseStoreError, Index, LISTS_LAYOUT, StoredCase, TaskSnapshot};
 use crate::proto::{Agency, Case, CaseEvent, Task};
 use crate::records::agency_slug;
+use crate::resolver::disputes::Dispute;
 
 /// Compare-and-set of a case: KEYS[1] the case's hash, KEYS[2] its history; ARGV[1] the
 /// expected `seq`, ARGV[2]
@@ -336,6 +337,20 @@ impl RedisCaseStore {
                 .arg(&index.case_id)
                 .ignore();
         }
+        if let Some((key, version)) = &index.dispute {
+            if index.open {
+                pipe.cmd("HSET")
+                    .arg(self.disputes_key(key))
+                    .arg(&index.case_id)
+                    .arg(*version)
+                    .ignore();
+            } else {
+                pipe.cmd("HDEL")
+                    .arg(self.disputes_key(key))
+                    .arg(&index.case_id)
+                    .ignore();
+            }
+        }
         pipe.cmd(command)
             .arg(self.open_key())
             .arg(&index.case_id)
@@ -358,6 +373,31 @@ impl RedisCaseStore {
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    /// The open objections against a record: case id → disputed version.
+    fn disputes_key(&self, record_key: &str) -> String {
+        format!("{}disputes:{record_key}", self.prefix)
+    }
+
+    /// The open objections against each of `keys`, in one round trip.
+    pub async fn disputes(&self, keys: &[String]) -> Result<Vec<Dispute>, CaseStoreError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HGETALL").arg(self.disputes_key(key));
+        }
+        let found: Vec<Vec<(String, u64)>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(keys
+            .iter()
+            .zip(found)
+            .flat_map(|(key, open)| {
+                open.into_iter().map(|(case_id, version)| Dispute {
+                    record_key: key.clone(),
+                    version,
+                    objection_id: case_id,
+                })
+            })
+            .collect())
     }
 
     fn tasks_key(&self, agency: Agency) -> String {

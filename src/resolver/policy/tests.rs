@@ -333,6 +333,8 @@ public-security/move-window      household-move            any      identity, ho
 provident-fund/transfer-window   provident-fund-transfer   any      identity, provident-fund(account balance)                                                                 none
 provident-fund/*                 loan-approval             any      identity, social-security(contributions), provident-fund, property(unit-number owners area encumbrances)  none
 public-security/citizen-portal   self-view                 self     identity, household, social-security, provident-fund, property                                            resident-id, name, address
+public-security/citizen-portal   data-objection            self     identity, household, social-security, provident-fund, property                                            resident-id, name, address
+housing/transfer-window          data-objection            any      identity, household, provident-fund, property                                                             none
 
 integrations (publish, raw reads, tasks of their agency):
   social-security/records

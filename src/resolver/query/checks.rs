@@ -1,17 +1,20 @@
 //! The transfer checks as lookups: parse, decide, read every subject involved in one
 //! round trip, run the pure check, audit, answer.
 
+use std::collections::BTreeMap;
+
 use tokio::time::Instant;
 
 use super::{Lookup, Queries, QueryError, check_case_id, decoded, parse_person, parse_purpose};
 use crate::domain::{CivilDate, DivisionCode, ResidentId, UnitNumber};
 use crate::identity::Caller;
 use crate::proto::{self, RecordEvent};
-use crate::records::{RecordType, SubjectKey, Violations};
+use crate::records::{RecordKey, RecordType, SubjectKey, Violations};
 use crate::resolver::checks::{
     Blocker, CheckError, CheckOutcome, Contributions, PartyRole, PurchaseRule,
     check_property_transfer, check_social_security_transfer, validate_property_transfer,
 };
+use crate::resolver::disputes::{Dispute, versions_of};
 use crate::resolver::policy::{Access, Purpose, Section};
 use crate::resolver::positions::Positions;
 use crate::resolver::store::{SubjectData, SubjectRead, by_deadline};
@@ -37,6 +40,22 @@ impl Queries {
         );
         audited?;
         gather(reads, data?)
+    }
+
+    /// A check's answer: its outcome, with every record it relied on (`records`, as read)
+    /// that is under an open objection said to be disputed. A blocker citing a disputed
+    /// record names the objection; a disputed record no blocker cites gets a
+    /// RECORD_DISPUTED blocker of its own; and either way the check is not eligible.
+    pub(super) async fn judged(
+        &self,
+        outcome: &CheckOutcome,
+        records: &[RecordEvent],
+        deadline: Instant,
+    ) -> Result<(bool, Vec<proto::Blocker>), QueryError> {
+        let held = self.disputed(&versions_of(records), deadline).await?;
+        let mut out = blockers(outcome);
+        mark_disputed(&mut out, &held);
+        Ok((outcome.eligible && held.is_empty(), out))
     }
 
     /// `CheckPropertyTransfer`.
@@ -103,9 +122,10 @@ impl Queries {
             &self.rules,
             today,
         )?;
+        let (eligible, blockers) = self.judged(&outcome, &records, deadline).await?;
         Ok(proto::CheckPropertyTransferResponse {
-            eligible: outcome.eligible,
-            blockers: blockers(&outcome),
+            eligible,
+            blockers,
             checked_on: Some(date(today)),
         })
     }
@@ -140,9 +160,10 @@ impl Queries {
             &summaries.of(&person),
             today,
         )?;
+        let (eligible, blockers) = self.judged(&result.outcome, &records, deadline).await?;
         Ok(proto::CheckSocialSecurityTransferResponse {
-            eligible: result.outcome.eligible,
-            blockers: blockers(&result.outcome),
+            eligible,
+            blockers,
             months_paid_in_source: result.months_paid_in_source,
             checked_on: Some(date(today)),
         })
@@ -237,6 +258,41 @@ fn gather(
     Ok((records, summaries))
 }
 
+/// Marks the blockers citing a disputed record, and adds one for each disputed record
+/// no blocker cites.
+fn mark_disputed(out: &mut Vec<proto::Blocker>, held: &BTreeMap<String, Dispute>) {
+    let mut cited = Vec::new();
+    for b in out.iter_mut() {
+        if let Some(d) = b.record.as_ref().and_then(|r| held.get(&r.record_key)) {
+            b.objection_id.clone_from(&d.objection_id);
+            cited.push(d.record_key.clone());
+        }
+    }
+    for d in held.values().filter(|d| !cited.contains(&d.record_key)) {
+        let agency = RecordKey::parse(&d.record_key)
+            .map_or(proto::Agency::Unspecified, |k| k.record_type().agency());
+        out.push(proto::Blocker {
+            code: "RECORD_DISPUTED".into(),
+            agency: agency as i32,
+            record: Some(proto::RecordVersion {
+                record_key: d.record_key.clone(),
+                version: d.version,
+            }),
+            party: None,
+            action_zh: format!(
+                "该记录存在未决的数据异议（{}），须由数据来源部门更正记录或驳回异议",
+                d.objection_id
+            ),
+            action_en: format!(
+                "The record is disputed (objection {}): the agency that owns it must \
+                 correct it or reject the objection",
+                d.objection_id
+            ),
+            objection_id: d.objection_id.clone(),
+        });
+    }
+}
+
 pub(super) fn blockers(outcome: &CheckOutcome) -> Vec<proto::Blocker> {
     outcome.blockers.iter().map(blocker).collect()
 }
@@ -258,6 +314,7 @@ fn blocker(b: &Blocker) -> proto::Blocker {
         }),
         action_zh: b.action_zh.clone(),
         action_en: b.action_en.clone(),
+        objection_id: String::new(),
     }
 }
 
@@ -266,5 +323,50 @@ pub(super) fn date(d: CivilDate) -> proto::Date {
         year: d.year(),
         month: d.month() as i32,
         day: d.day() as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cited_disputed_record_names_the_objection_and_an_uncited_one_gets_a_blocker() {
+        let cited = "public-security/household_registration/h-1";
+        let uncited = "housing/property_title/t-1";
+        let mut out = vec![proto::Blocker {
+            code: "SELLER_HOUSEHOLD_AT_UNIT".into(),
+            record: Some(proto::RecordVersion {
+                record_key: cited.into(),
+                version: 1,
+            }),
+            ..Default::default()
+        }];
+        let held: BTreeMap<String, Dispute> = [(cited, 1, "case-a"), (uncited, 2, "case-b")]
+            .into_iter()
+            .map(|(key, version, id)| {
+                let d = Dispute {
+                    record_key: key.into(),
+                    version,
+                    objection_id: id.into(),
+                };
+                (key.to_owned(), d)
+            })
+            .collect();
+        mark_disputed(&mut out, &held);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].objection_id, "case-a");
+        let added = &out[1];
+        assert_eq!(
+            (
+                added.code.as_str(),
+                added.agency(),
+                added.objection_id.as_str()
+            ),
+            ("RECORD_DISPUTED", proto::Agency::Housing, "case-b")
+        );
+        let record = added.record.as_ref().unwrap();
+        assert_eq!((record.record_key.as_str(), record.version), (uncited, 2));
+        assert!(added.action_en.contains("case-b") && added.action_zh.contains("case-b"));
     }
 }

@@ -45,6 +45,10 @@ pub enum QueryError {
     /// Stored data does not decode: a defect, not the caller's fault.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The open objections cannot be read: no answer is given rather than one that may
+    /// miss a disputed record.
+    #[error("objections: {0}")]
+    Disputes(String),
 }
 
 impl QueryError {
@@ -115,6 +119,12 @@ impl QueryError {
             QueryError::Corrupt(what) => {
                 tracing::error!(%what, "stored data does not decode");
                 Status::internal("internal error")
+            }
+            QueryError::Disputes(e) => {
+                tracing::warn!(error = %e, "open objections unavailable");
+                Status::unavailable(
+                    "the open objections cannot be read, so no answer is given; retry later",
+                )
             }
         }
     }

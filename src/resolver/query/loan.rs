@@ -4,7 +4,7 @@
 
 use tokio::time::Instant;
 
-use super::checks::{blockers, date};
+use super::checks::date;
 use super::{Lookup, Queries, QueryError, check_case_id, parse_person, parse_purpose};
 use crate::domain::{CivilDate, ResidentId, UnitNumber};
 use crate::identity::Caller;
@@ -96,9 +96,10 @@ impl Queries {
             &self.loan_rule,
             today,
         )?;
+        let (eligible, blockers) = self.judged(&result.outcome, &records, deadline).await?;
         Ok(proto::CheckProvidentFundLoanResponse {
-            eligible: result.outcome.eligible,
-            blockers: blockers(&result.outcome),
+            eligible,
+            blockers,
             limit: result.limit.as_ref().map(limit),
             consecutive_deposit_months: result.consecutive_deposit_months,
             deposit_months_required: result.deposit_months_required,

@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::checks::{LoanRule, PurchaseRule};
+use super::disputes::{Dispute, OpenDisputes, disputed};
 use super::policy::{Access, Decision, Policy, Purpose, Section};
 use super::positions::{Positions, Unmet};
 use super::store::{Store, StoredRecord, by_deadline};
@@ -52,6 +53,8 @@ pub struct Queries {
     rules: Arc<[PurchaseRule]>,
     loan_rule: Arc<LoanRule>,
     access_retention: Duration,
+    /// The open objections; none without a case store.
+    disputes: Option<Arc<dyn OpenDisputes>>,
 }
 
 /// The parts of a lookup the audit records, gathered as the request is parsed.
@@ -105,6 +108,7 @@ impl Queries {
             rules: rules.into(),
             loan_rule: Arc::new(LoanRule::default()),
             access_retention,
+            disputes: None,
         }
     }
 
@@ -112,6 +116,26 @@ impl Queries {
     pub fn with_loan_rule(mut self, rule: LoanRule) -> Queries {
         self.loan_rule = Arc::new(rule);
         self
+    }
+
+    /// The lookups, saying which records are disputed by the open objections of
+    /// `disputes`.
+    #[must_use]
+    pub fn with_disputes(mut self, disputes: Arc<dyn OpenDisputes>) -> Queries {
+        self.disputes = Some(disputes);
+        self
+    }
+
+    /// The disputes that hold for `read` (record key → version read).
+    async fn disputed(
+        &self,
+        read: &std::collections::BTreeMap<String, u64>,
+        deadline: Instant,
+    ) -> Result<std::collections::BTreeMap<String, Dispute>, QueryError> {
+        tokio::time::timeout_at(deadline, disputed(self.disputes.as_ref(), read))
+            .await
+            .unwrap_or_else(|_| Err("no answer by the deadline".into()))
+            .map_err(QueryError::Disputes)
     }
 
     /// `purpose` as a metric label: itself when the policy grants it to anyone, else
@@ -145,7 +169,10 @@ impl Queries {
         );
         audited?;
         let data = data?.pop().unwrap_or_default();
-        let response = profile::assemble(&person, &access, data)?;
+        let mut response = profile::assemble(&person, &access, data)?;
+        let shown = profile::versions_shown(&response);
+        let held = self.disputed(&shown, deadline).await?;
+        profile::mark_disputed(&mut response, &held);
         Ok(response)
     }
 

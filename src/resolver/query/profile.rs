@@ -2,12 +2,15 @@
 //! agency's share of the person, each filtered to the fields the grant allows and
 //! masked as it says. Pure: tested field by field without a store.
 
+use std::collections::BTreeMap;
+
 use super::{QueryError, decoded};
 use crate::domain::ResidentId;
 use crate::proto::{self, RecordEvent, record_event::Payload};
 use crate::records::RecordType;
 use crate::records::SubjectKey;
 use crate::resolver::checks::{ContributionSummary, SummaryView};
+use crate::resolver::disputes::Dispute;
 use crate::resolver::policy::{Access, Field, MaskKind, Section};
 use crate::resolver::store::{StoredRecord, SubjectData, SubjectRead};
 
@@ -114,6 +117,57 @@ pub(super) fn assemble(
     }
     out.withheld_sections = access.withheld().map(|s| s.name().to_owned()).collect();
     Ok(out)
+}
+
+/// Every record version the sections of `out` were built from.
+pub(super) fn versions_shown(out: &proto::GetPersonProfileResponse) -> BTreeMap<String, u64> {
+    infos(out)
+        .into_iter()
+        .flat_map(|info| &info.records)
+        .map(|r| (r.record_key.clone(), r.version))
+        .collect()
+}
+
+/// Names, in each section's info, the records it was built from that are disputed.
+pub(super) fn mark_disputed(
+    out: &mut proto::GetPersonProfileResponse,
+    held: &BTreeMap<String, Dispute>,
+) {
+    if held.is_empty() {
+        return;
+    }
+    let infos = [
+        out.identity.as_mut().and_then(|s| s.info.as_mut()),
+        out.household.as_mut().and_then(|s| s.info.as_mut()),
+        out.social_security.as_mut().and_then(|s| s.info.as_mut()),
+        out.provident_fund.as_mut().and_then(|s| s.info.as_mut()),
+        out.property.as_mut().and_then(|s| s.info.as_mut()),
+    ];
+    for info in infos.into_iter().flatten() {
+        info.disputes = info
+            .records
+            .iter()
+            .filter_map(|r| held.get(&r.record_key))
+            .map(|d| proto::RecordDispute {
+                record_key: d.record_key.clone(),
+                version: d.version,
+                objection_id: d.objection_id.clone(),
+            })
+            .collect();
+    }
+}
+
+fn infos(out: &proto::GetPersonProfileResponse) -> Vec<&proto::SectionInfo> {
+    [
+        out.identity.as_ref().and_then(|s| s.info.as_ref()),
+        out.household.as_ref().and_then(|s| s.info.as_ref()),
+        out.social_security.as_ref().and_then(|s| s.info.as_ref()),
+        out.provident_fund.as_ref().and_then(|s| s.info.as_ref()),
+        out.property.as_ref().and_then(|s| s.info.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn decode_all(records: &[StoredRecord]) -> Result<Vec<(&StoredRecord, RecordEvent)>, QueryError> {
