@@ -5,9 +5,7 @@ use govlink::proto::{self, Agency, GetPersonProfileRequest};
 use tonic::Code;
 
 use crate::helpers::*;
-use crate::lookups::{
-    PORTAL, WINDOW, check_flat, everything_about_alice, profile, publish_household_at,
-};
+use crate::lookups::{PORTAL, WINDOW, check_flat, everything_about_alice, profile};
 
 /// The method of the citizen's own listing, itself audited.
 const LISTING: &str = "ListDataAccesses";
@@ -22,7 +20,7 @@ async fn an_answer_that_cannot_be_audited_is_not_given() {
     settings.kafka = Some(broker.bootstrap());
     let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
     let after = vec![
-        publish_household_at(&app, &alice(), 1, proto::HouseholdStatus::Registered)
+        publish_household(&app, "H-1", 1, &alice(), proto::HouseholdStatus::Registered)
             .await
             .position
             .unwrap(),

@@ -88,13 +88,7 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
     let (seller, buyer) = (alice(), bea());
     let mut signed = contract(&[&seller], &[&buyer]);
     signed.status = proto::SaleContractStatus::Filed as i32;
-    app.police()
-        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-            meta: meta("h-1", 1),
-            record: Some(household(&seller, proto::HouseholdStatus::Registered)),
-        })
-        .await
-        .unwrap();
+    publish_household(&app, "h-1", 1, &seller, proto::HouseholdStatus::Registered).await;
     app.fund()
         .publish_loan(proto::PublishLoanRequest {
             meta: meta("l-1", 1),
@@ -174,15 +168,7 @@ async fn a_flat_sale_runs_to_completion_through_records_and_an_agency_task() {
     );
 
     // Public security moves the household out; the record proves the step.
-    let ack = app
-        .police()
-        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-            meta: meta("h-1", 2),
-            record: Some(household(&seller, proto::HouseholdStatus::MovedOut)),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ack = publish_household(&app, "h-1", 2, &seller, proto::HouseholdStatus::MovedOut).await;
     // Nobody tells the case: the materializer's change reaches it.
     wait_materialized(&app, &ack).await;
     engine

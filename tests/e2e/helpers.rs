@@ -543,19 +543,29 @@ pub async fn redis() -> govlink::redis_link::RedisConn {
         .expect("redis")
 }
 
+/// Publishes version `version` of household registration `id`: `person`, `status`.
+pub async fn publish_household(
+    app: &TestApp,
+    id: &str,
+    version: u64,
+    person: &str,
+    status: proto::HouseholdStatus,
+) -> proto::PublishAck {
+    app.police()
+        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
+            meta: meta(id, version),
+            record: Some(household(person, status)),
+        })
+        .await
+        .expect("the publish is acknowledged")
+        .into_inner()
+}
+
 /// Publishes version `version` of household registration `id` (Alice, registered) and
 /// returns where it landed.
 pub async fn publish_household_at(app: &TestApp, id: &str, version: u64) -> Position {
-    position(
-        &app.police()
-            .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-                meta: meta(id, version),
-                record: Some(household(&alice(), proto::HouseholdStatus::Registered)),
-            })
-            .await
-            .expect("the publish is acknowledged")
-            .into_inner(),
-    )
+    let registered = proto::HouseholdStatus::Registered;
+    position(&publish_household(app, id, version, &alice(), registered).await)
 }
 
 /// A `govlink SUBCOMMAND` child process configured like `settings` (broker, Redis,

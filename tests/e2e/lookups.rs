@@ -24,7 +24,7 @@ async fn flat_for_sale(
 ) -> Vec<Position> {
     let (seller, buyer) = (alice(), bea());
     let mut acks = publish_title_and_filed_contract(app, &seller, &buyer).await;
-    acks.push(publish_household_at(app, &seller, 1, household_status).await);
+    acks.push(publish_household(app, "H-1", 1, &seller, household_status).await);
     let outstanding = if loan_status == proto::LoanStatus::Settled {
         0
     } else {
@@ -32,22 +32,6 @@ async fn flat_for_sale(
     };
     acks.push(publish_loan(app, &seller, 1, loan_status, outstanding).await);
     acks.into_iter().map(|a| a.position.unwrap()).collect()
-}
-
-pub(crate) async fn publish_household_at(
-    app: &TestApp,
-    person: &str,
-    version: u64,
-    status: proto::HouseholdStatus,
-) -> proto::PublishAck {
-    app.police()
-        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-            meta: meta("H-1", version),
-            record: Some(household(person, status)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 async fn publish_loan(
@@ -118,7 +102,7 @@ async fn the_seller_still_registered_at_the_flat_blocks_the_sale_until_the_house
     assert!(!blocker.action_en.is_empty());
 
     // The police record the move; the check right after it sees it (read-your-writes).
-    let moved = publish_household_at(&app, &alice(), 2, proto::HouseholdStatus::MovedOut).await;
+    let moved = publish_household(&app, "H-1", 2, &alice(), proto::HouseholdStatus::MovedOut).await;
     let answer = check_flat(&app, &[moved.position.unwrap()]).await.unwrap();
     assert!(answer.eligible, "{:?}", answer.blockers);
     assert!(answer.blockers.is_empty());

@@ -28,39 +28,13 @@ fn objections_as(app: &TestApp, requester: &str, citizen: Option<&str>) -> Objec
 /// The seller's household as the police recorded it: still registered at the flat
 /// (wrong: the seller moved out).
 async fn wrong_household(app: &TestApp, seller: &str) -> proto::PublishAck {
-    app.police()
-        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-            meta: meta("h-1", 1),
-            record: Some(household(seller, proto::HouseholdStatus::Registered)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    publish_household(app, "h-1", 1, seller, proto::HouseholdStatus::Registered).await
 }
 
 /// The sale's other records, all in order: the title the seller's, the contract filed.
 async fn sale_records(app: &TestApp, seller: &str, buyer: &str) -> Vec<proto::Position> {
-    let mut filed = contract(&[seller], &[buyer]);
-    filed.status = proto::SaleContractStatus::Filed as i32;
-    let contract = app
-        .housing()
-        .publish_sale_contract(proto::PublishSaleContractRequest {
-            meta: meta("c-1", 1),
-            record: Some(filed),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let title = app
-        .housing()
-        .publish_property_title(proto::PublishPropertyTitleRequest {
-            meta: meta("t-1", 1),
-            record: Some(title(&[(seller, 10_000)])),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    vec![position(&contract), position(&title)]
+    let acks = publish_title_and_filed_contract(app, seller, buyer).await;
+    acks.iter().map(position).collect()
 }
 
 async fn check(
@@ -181,15 +155,8 @@ async fn a_wrong_household_is_objected_to_corrected_by_the_police_and_the_sale_p
         .expect("the objection is the police's task");
     assert_eq!(task.case_id, filed.case_id);
     assert_eq!(task.step_kind(), StepKind::ObjectionResolved);
-    let corrected = app
-        .police()
-        .publish_household_registration(proto::PublishHouseholdRegistrationRequest {
-            meta: meta("h-1", 2),
-            record: Some(household(&seller, proto::HouseholdStatus::MovedOut)),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let corrected =
+        publish_household(&app, "h-1", 2, &seller, proto::HouseholdStatus::MovedOut).await;
     positions.push(position(&corrected));
 
     // Read-your-writes: the check waits for the correction and passes.
