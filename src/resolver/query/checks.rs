@@ -19,13 +19,34 @@ use crate::resolver::policy::{Access, Purpose, Section};
 use crate::resolver::positions::Positions;
 use crate::resolver::store::{SubjectData, SubjectRead, by_deadline};
 
+/// What a check read: the records, the contribution summaries by person, and the open
+/// objections that hold for the records as read (by record key).
+pub(super) struct CheckRead {
+    pub(super) records: Vec<RecordEvent>,
+    pub(super) summaries: Contributions,
+    disputes: BTreeMap<String, Dispute>,
+}
+
+impl CheckRead {
+    /// A check's answer: its outcome, with every record it relied on that is under an
+    /// open objection said to be disputed. A blocker citing a disputed record names the
+    /// objection; a disputed record no blocker cites gets a RECORD_DISPUTED blocker of its
+    /// own; and either way the check is not eligible.
+    pub(super) fn judged(&self, outcome: &CheckOutcome) -> (bool, Vec<proto::Blocker>) {
+        let mut out = blockers(outcome);
+        mark_disputed(&mut out, &self.disputes);
+        (outcome.eligible && self.disputes.is_empty(), out)
+    }
+}
+
 /// The most sellers or buyers one check may name.
 const MAX_PARTIES: usize = 16;
 
 impl Queries {
     /// A check's read: every subject in one round trip while the audit entry is written
-    /// (it names the sections the check reads), the records decoded and the contribution
-    /// summaries by person.
+    /// (it names the sections the check reads), the records decoded, the contribution
+    /// summaries by person, and the open objections against the records as read (read
+    /// right after them, still while the entry is written).
     pub(super) async fn read_audited(
         &self,
         lookup: &Lookup<'_>,
@@ -33,32 +54,25 @@ impl Queries {
         needs: &[Section],
         reads: &[SubjectRead],
         deadline: Instant,
-    ) -> Result<(Vec<RecordEvent>, Contributions), QueryError> {
-        let (data, audited) = tokio::join!(
-            by_deadline(deadline, self.store.read_subjects(reads)),
-            self.audit_allowed(lookup, access, needs, &[], deadline),
+    ) -> Result<CheckRead, QueryError> {
+        let read = async {
+            let data = by_deadline(deadline, self.store.read_subjects(reads)).await?;
+            let (records, summaries) = gather(reads, data)?;
+            let disputes = self.disputed(&versions_of(&records), deadline).await?;
+            Ok::<_, QueryError>(CheckRead {
+                records,
+                summaries,
+                disputes,
+            })
+        };
+        let (read, audited) = tokio::join!(
+            read,
+            self.audit_allowed(lookup, access, needs, &[], deadline)
         );
         audited?;
-        gather(reads, data?)
+        read
     }
 
-    /// A check's answer: its outcome, with every record it relied on (`records`, as read)
-    /// that is under an open objection said to be disputed. A blocker citing a disputed
-    /// record names the objection; a disputed record no blocker cites gets a
-    /// RECORD_DISPUTED blocker of its own; and either way the check is not eligible.
-    pub(super) async fn judged(
-        &self,
-        outcome: &CheckOutcome,
-        records: &[RecordEvent],
-        deadline: Instant,
-    ) -> Result<(bool, Vec<proto::Blocker>), QueryError> {
-        let held = self.disputed(&versions_of(records), deadline).await?;
-        let mut out = blockers(outcome);
-        mark_disputed(&mut out, &held);
-        Ok((outcome.eligible && held.is_empty(), out))
-    }
-
-    /// `CheckPropertyTransfer`.
     pub async fn property_transfer(
         &self,
         caller: &Caller,
@@ -109,7 +123,7 @@ impl Queries {
                 contributions: true,
             }));
         }
-        let (records, summaries) = self
+        let read = self
             .read_audited(&lookup, &access, &needs, &reads, deadline)
             .await?;
         let today = CivilDate::today_in_china();
@@ -117,12 +131,12 @@ impl Queries {
             &unit,
             &sellers,
             &buyers,
-            &records,
-            &summaries,
+            &read.records,
+            &read.summaries,
             &self.rules,
             today,
         )?;
-        let (eligible, blockers) = self.judged(&outcome, &records, deadline).await?;
+        let (eligible, blockers) = read.judged(&outcome);
         Ok(proto::CheckPropertyTransferResponse {
             eligible,
             blockers,
@@ -148,7 +162,7 @@ impl Queries {
             types: vec![RecordType::Enrollment, RecordType::TransferOutCertificate],
             contributions: true,
         }];
-        let (records, summaries) = self
+        let read = self
             .read_audited(&lookup, &access, &needs, &reads, deadline)
             .await?;
         let today = CivilDate::today_in_china();
@@ -156,11 +170,11 @@ impl Queries {
             &person,
             &from,
             &to,
-            &records,
-            &summaries.of(&person),
+            &read.records,
+            &read.summaries.of(&person),
             today,
         )?;
-        let (eligible, blockers) = self.judged(&result.outcome, &records, deadline).await?;
+        let (eligible, blockers) = read.judged(&result.outcome);
         Ok(proto::CheckSocialSecurityTransferResponse {
             eligible,
             blockers,

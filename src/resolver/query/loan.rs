@@ -80,7 +80,7 @@ impl Queries {
                 contributions: false,
             },
         ];
-        let (records, summaries) = self
+        let read = self
             .read_audited(&lookup, &access, &needs, &reads, deadline)
             .await?;
         let today = CivilDate::today_in_china();
@@ -91,12 +91,12 @@ impl Queries {
         };
         let result = check_provident_fund_loan(
             application,
-            &records,
-            &summaries.of(&person),
+            &read.records,
+            &read.summaries.of(&person),
             &self.loan_rule,
             today,
         )?;
-        let (eligible, blockers) = self.judged(&result.outcome, &records, deadline).await?;
+        let (eligible, blockers) = read.judged(&result.outcome);
         Ok(proto::CheckProvidentFundLoanResponse {
             eligible,
             blockers,

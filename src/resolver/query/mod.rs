@@ -160,20 +160,24 @@ impl Queries {
         let read = profile::profile_read(&person, &access);
         let sections: Vec<Section> = access.sections().collect();
         let withheld: Vec<Section> = access.withheld().collect();
-        let (data, audited) = tokio::join!(
-            by_deadline(
-                deadline,
-                self.store.read_subjects(std::slice::from_ref(&read))
-            ),
+        // The open objections against the records shown are read right after them, still
+        // while the entry is written.
+        let answer = async {
+            let reading = self.store.read_subjects(std::slice::from_ref(&read));
+            let data = by_deadline(deadline, reading).await?.pop();
+            let mut response = profile::assemble(&person, &access, data.unwrap_or_default())?;
+            let held = self
+                .disputed(&profile::versions_shown(&response), deadline)
+                .await?;
+            profile::mark_disputed(&mut response, &held);
+            Ok(response)
+        };
+        let (answer, audited) = tokio::join!(
+            answer,
             self.audit_allowed(&lookup, &access, &sections, &withheld, deadline),
         );
         audited?;
-        let data = data?.pop().unwrap_or_default();
-        let mut response = profile::assemble(&person, &access, data)?;
-        let shown = profile::versions_shown(&response);
-        let held = self.disputed(&shown, deadline).await?;
-        profile::mark_disputed(&mut response, &held);
-        Ok(response)
+        answer
     }
 
     /// The policy's decision on `lookup`; a denial (no grant, a self-only grant used for
