@@ -36,15 +36,27 @@ pub(super) async fn watch(
     Ok(watch)
 }
 
-/// Shows what the watch told the seller, waiting (bounded) for the expected uses.
+/// How long the story waits for the expected uses to be told.
+const EXPECTED_WITHIN: Duration = Duration::from_secs(30);
+/// Once they were, how long a quiet watch is taken to have told everything so far (it
+/// reads the index every 500 ms).
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Shows what the watch told the seller: every use by others so far, waiting (bounded)
+/// for the expected ones.
 pub(super) async fn tell(
     demo: &mut Demo<'_>,
     watch: &mut Streaming<DataAccessNotice>,
 ) -> anyhow::Result<()> {
     demo.step("Meanwhile the portal told the seller each time their data was used:")?;
     let mut told = Vec::new();
-    while told.len() < EXPECTED {
-        let Ok(next) = tokio::time::timeout(Duration::from_secs(30), watch.message()).await else {
+    loop {
+        let wait = if told.len() < EXPECTED {
+            EXPECTED_WITHIN
+        } else {
+            QUIET
+        };
+        let Ok(next) = tokio::time::timeout(wait, watch.message()).await else {
             break;
         };
         let Some(notice) = next? else { break };
