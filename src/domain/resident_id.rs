@@ -190,6 +190,16 @@ impl ResidentId {
     pub fn check_character(first17: &str) -> char {
         check_character(first17)
     }
+
+    /// The valid number of 17 leading digits and their check character (tests, fixtures).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `first17` is not 17 ASCII digits of a valid number.
+    pub fn completing(first17: &str) -> ResidentId {
+        let id = format!("{first17}{}", check_character(first17));
+        ResidentId::parse(&id).expect("17 digits of a valid number and their check character")
+    }
 }
 
 impl FromStr for ResidentId {

@@ -179,11 +179,7 @@ mod tests {
     use super::*;
 
     fn person(first17: &str) -> ResidentId {
-        let id = format!(
-            "{first17}{}",
-            crate::domain::resident_id::check_character(first17)
-        );
-        ResidentId::parse(&id).unwrap()
+        ResidentId::completing(first17)
     }
 
     fn request(person: &ResidentId, after_cursor: &str) -> proto::WatchDataAccessesRequest {
