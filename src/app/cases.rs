@@ -82,7 +82,7 @@ pub(super) fn bridge(
     parts.supervise("record changes to cases", move |stop| bridge.run(stop));
 }
 
-/// The case engine and the `Cases` and `Tasks` services.
+/// The case engine and the `Cases`, `Tasks` and `Objections` services.
 pub(super) fn engine_and_services(
     parts: &mut Parts,
     settings: &Settings,
@@ -97,34 +97,14 @@ pub(super) fn engine_and_services(
         policy,
         audit,
     } = inputs;
-    let calendar = calendar(settings)?;
-    let engine = engine::Engine::new(
-        engine::EngineConfig {
-            brokers: kafka.brokers.clone(),
-            group_id: crate::kafka::Groups::new(settings.consumer_group.clone()).case_engine(),
-            topics: kafka.topics.clone(),
-            working_days: settings
-                .working_days()
-                .map_err(|e| AppError::Config(e.to_string()))?,
-        },
-        case_store.clone(),
+    run_engine(
+        parts,
+        settings,
+        kafka,
+        publisher,
+        &case_store,
         records.clone(),
-        publisher.clone(),
-        calendar,
-        parts.telemetry.clone(),
-    );
-    parts.supervise("case engine", move |stop| async move {
-        engine.run(stop).await.map_err(|e| e.to_string())
-    });
-    let relisted = case_store.clone();
-    parts.supervise("case lists", move |stop| {
-        crate::cases::relist::run(relisted, stop)
-    });
-    let (clock, every) = (case_store.clone(), settings.case_deadline_check());
-    let (sender, topics) = (publisher.clone(), kafka.topics.clone());
-    parts.supervise("case deadlines", move |stop| {
-        crate::cases::deadlines::run(clock, sender, topics, every, stop)
-    });
+    )?;
     // Case and task calls are charged to the requester at the lookup rate, in one bucket
     // per requester for both services of this process, which also bound its streams.
     let admission = crate::cases::admission::Admission::new(crate::limits::Rate::new(
@@ -165,6 +145,48 @@ pub(super) fn engine_and_services(
             source.identify(request)
         })
     );
+    Ok(())
+}
+
+/// Runs the case engine and its companions under supervision: the engine applying case
+/// commands and record changes, the relisting of older stores' lists, and the deadline
+/// checks.
+fn run_engine(
+    parts: &mut Parts,
+    settings: &Settings,
+    kafka: &Kafka,
+    publisher: &Publisher,
+    case_store: &CaseStore,
+    records: Store,
+) -> Result<(), AppError> {
+    let calendar = calendar(settings)?;
+    let engine = engine::Engine::new(
+        engine::EngineConfig {
+            brokers: kafka.brokers.clone(),
+            group_id: crate::kafka::Groups::new(settings.consumer_group.clone()).case_engine(),
+            topics: kafka.topics.clone(),
+            working_days: settings
+                .working_days()
+                .map_err(|e| AppError::Config(e.to_string()))?,
+        },
+        case_store.clone(),
+        records,
+        publisher.clone(),
+        calendar,
+        parts.telemetry.clone(),
+    );
+    parts.supervise("case engine", move |stop| async move {
+        engine.run(stop).await.map_err(|e| e.to_string())
+    });
+    let relisted = case_store.clone();
+    parts.supervise("case lists", move |stop| {
+        crate::cases::relist::run(relisted, stop)
+    });
+    let (clock, every) = (case_store.clone(), settings.case_deadline_check());
+    let (sender, topics) = (publisher.clone(), kafka.topics.clone());
+    parts.supervise("case deadlines", move |stop| {
+        crate::cases::deadlines::run(clock, sender, topics, every, stop)
+    });
     Ok(())
 }
 

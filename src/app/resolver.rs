@@ -12,18 +12,7 @@ pub(super) async fn resolver(
     kafka: &Kafka,
     publisher: &Publisher,
 ) -> Result<Store, AppError> {
-    let store = match (settings.redis_link(), role) {
-        (Some(link), _) => {
-            tracing::info!(redis = %link, "using redis");
-            Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?)
-        }
-        (None, Role::Dev) => Store::Memory(MemoryStore::new()),
-        (None, _) => {
-            return Err(AppError::Config(
-                "no Redis configured: set --redis or GOVLINK_REDIS".into(),
-            ));
-        }
-    };
+    let store = record_store(settings, role).await?;
     let positions = Positions::growing(
         store.clone(),
         kafka.partitions.clone(),
@@ -86,6 +75,22 @@ pub(super) async fn resolver(
         ResolverServer::with_interceptor(service, move |request| source.identify(request))
     );
     Ok(store)
+}
+
+/// The record store: Redis when configured, else (`dev`, `demo` only) in memory.
+async fn record_store(settings: &Settings, role: Role) -> Result<Store, AppError> {
+    Ok(match (settings.redis_link(), role) {
+        (Some(link), _) => {
+            tracing::info!(redis = %link, "using redis");
+            Store::Redis(RedisStore::connect(&link, &settings.redis_prefix).await?)
+        }
+        (None, Role::Dev) => Store::Memory(MemoryStore::new()),
+        (None, _) => {
+            return Err(AppError::Config(
+                "no Redis configured: set --redis or GOVLINK_REDIS".into(),
+            ));
+        }
+    })
 }
 
 /// The cross-agency lookups: the policy, the audit trail (its writer and checkpoints)

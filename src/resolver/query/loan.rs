@@ -61,25 +61,7 @@ impl Queries {
         }
         self.wait_for(&r.min_positions, deadline).await?;
 
-        let mut person_types = vec![
-            RecordType::ProvidentFundAccount,
-            RecordType::ProvidentFundLoan,
-        ];
-        if local {
-            person_types.push(RecordType::HouseholdRegistration);
-        }
-        let reads = [
-            SubjectRead {
-                subject: SubjectKey::person(&person),
-                types: person_types,
-                contributions: local,
-            },
-            SubjectRead {
-                subject: SubjectKey::unit(&unit),
-                types: vec![RecordType::PropertyTitle, RecordType::SaleContract],
-                contributions: false,
-            },
-        ];
+        let reads = loan_reads(&person, &unit, local);
         let read = self
             .read_audited(&lookup, &access, &needs, &reads, deadline)
             .await?;
@@ -106,6 +88,30 @@ impl Queries {
             checked_on: Some(date(today)),
         })
     }
+}
+
+/// What a loan check reads: the applicant's fund account and loans (with their household
+/// and contributions when a local rule applies), and the unit's title and contracts.
+fn loan_reads(person: &ResidentId, unit: &UnitNumber, local: bool) -> [SubjectRead; 2] {
+    let mut person_types = vec![
+        RecordType::ProvidentFundAccount,
+        RecordType::ProvidentFundLoan,
+    ];
+    if local {
+        person_types.push(RecordType::HouseholdRegistration);
+    }
+    [
+        SubjectRead {
+            subject: SubjectKey::person(person),
+            types: person_types,
+            contributions: local,
+        },
+        SubjectRead {
+            subject: SubjectKey::unit(unit),
+            types: vec![RecordType::PropertyTitle, RecordType::SaleContract],
+            contributions: false,
+        },
+    ]
 }
 
 /// Checks a `CheckProvidentFundLoan` request field by field: the applicant, the unit, the
