@@ -399,6 +399,29 @@ async fn notices_of(
     seen
 }
 
+/// Alice's watch opened on `watched`, told of a lookup answered by `first`; then a
+/// second lookup answered by `second`, and a watch resumed on `resumed` from the last
+/// cursor told: the resumed watch sends what the first one went on to send. Returns
+/// what the first watch was told up to the first lookup, and what the resumed one sent.
+async fn watched_then_resumed(
+    watched: &TestApp,
+    first: &TestApp,
+    second: &TestApp,
+    resumed: &TestApp,
+) -> (Vec<DataAccessNotice>, Vec<DataAccessNotice>) {
+    let person = alice();
+    let mut watching = portal_watch(watched, &person, "").await;
+    looked_up(first, &person).await;
+    let told = notices_until(&mut watching, |a| a.method == "GetPersonProfile").await;
+    let cursor = told.last().unwrap().cursor.clone();
+    looked_up(second, &person).await;
+    let mut resuming = portal_watch(resumed, &person, &cursor).await;
+    let went_on = notices_of(&mut watching, 1, 1).await;
+    let picked_up = notices_of(&mut resuming, 1, 1).await;
+    assert_eq!(went_on, picked_up, "one log, read from any replica");
+    (told, picked_up)
+}
+
 /// Two resolver replicas over one Redis and one audit topic: a watch on one is told of a
 /// lookup the other answered (whichever replica's indexer took it in), and a watch
 /// resumed on the other replica from its cursor sends what the first goes on to send.
@@ -407,23 +430,12 @@ async fn a_watch_follows_accesses_across_resolver_replicas() {
     let settings = test_settings();
     let first = spawn_app_with(settings.clone(), govlink::app::Role::Dev).await;
     let second = spawn_app_with(settings, govlink::app::Role::Resolver).await;
-    let person = alice();
-    let mut on_second = portal_watch(&second, &person, "").await;
-    looked_up(&first, &person).await;
-    let told = notices_until(&mut on_second, |a| a.method == "GetPersonProfile").await;
-    let cursor = told.last().unwrap().cursor.clone();
-
-    looked_up(&second, &person).await;
-    let mut on_first = portal_watch(&first, &person, &cursor).await;
-    let went_on = notices_of(&mut on_second, 1, 1).await;
-    let picked_up = notices_of(&mut on_first, 1, 1).await;
-    assert_eq!(went_on, picked_up, "one log, read from either replica");
+    let (told, picked_up) = watched_then_resumed(&second, &first, &second, &first).await;
     let mut places: Vec<_> = told.iter().chain(&picked_up).map(place).collect();
     let all = places.len();
     places.sort();
     places.dedup();
     assert_eq!(places.len(), all, "no access told twice");
-    drop((on_first, on_second));
     second.stop().await;
     first.stop().await;
 }
@@ -440,17 +452,7 @@ async fn a_watch_is_told_on_a_redis_cluster() {
         ..test_settings()
     };
     let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
-    let person = alice();
-    let mut watching = portal_watch(&app, &person, "").await;
-    looked_up(&app, &person).await;
-    let told = notices_until(&mut watching, |a| a.method == "GetPersonProfile").await;
-    let cursor = told.last().unwrap().cursor.clone();
-    looked_up(&app, &person).await;
-    let mut resumed = portal_watch(&app, &person, &cursor).await;
-    let went_on = notices_of(&mut watching, 1, 1).await;
-    let picked_up = notices_of(&mut resumed, 1, 1).await;
-    assert_eq!(went_on, picked_up);
-    drop((watching, resumed));
+    watched_then_resumed(&app, &app, &app, &app).await;
     app.stop().await;
 }
 

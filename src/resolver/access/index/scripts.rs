@@ -61,8 +61,9 @@ return 1
 ";
 
 /// Trims one person's part. KEYS: accesses, groups' keys, groups' keys by latest
-/// refusal, groups hash, newest dropped, arrival log (which expires with the rest). ARGV: retention cutoff (ms), its key bytes
-/// (the first kept), accesses bound, groups bound, expiry (ms since the epoch; 0: none).
+/// refusal, groups hash, newest dropped, arrival log (which expires with the rest).
+/// ARGV: retention cutoff (ms), its key bytes (the first kept), accesses bound, groups
+/// bound, expiry (ms since the epoch; 0: none).
 pub(super) const TIDY: &str = r"
 local function ms_of(key)
   local v = 0
