@@ -292,6 +292,11 @@ async fn a_rejected_objection_closes_with_its_reason_and_bad_input_names_the_fie
     let closed = wait_listed(&mut citizen_cases, &filed.case_id).await;
     assert_eq!(closed.state(), proto::CaseState::Completed);
     assert_eq!(closed.steps[0].rejection, reason);
+    // The rejection is in the audit trail as a use of the citizen's data.
+    audited(&app, |a| {
+        a.method == "Tasks.Reject" && a.case_id == filed.case_id && a.person_ids.contains(&seller)
+    })
+    .await;
     // The dispute ended with it (once the engine indexed the closing, which follows
     // the commit ListCases shows): the block is the record's own again.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
