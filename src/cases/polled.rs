@@ -1,34 +1,24 @@
-//! Server streams fed by polling the case store (`WatchCase`, `Tasks.Stream`): a source
-//! is asked every [`EVERY`] for what is new; the stream ends when the source says it is
-//! done or fails, the client goes away, or the server stops taking calls.
-//!
-//! The stream polls its source itself, as the server pulls items from it: no task is
-//! spawned for it, so nothing outlives the call. When the client goes away the server
-//! drops the stream, and the polling, the source and the stream's slot go with it; a
-//! slow client is simply pulled from less often (the items of one poll wait in the
-//! stream, as many as the source returned).
+//! The case store's server streams (`WatchCase`, `Tasks.Stream`) on the shared polled
+//! stream ([`crate::grpc::polled`]): a source is asked every [`EVERY`] for what is new,
+//! and a failure is answered and counted as every case failure is.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
-use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::admission::StreamSlot;
 use super::error::CaseError;
+use crate::grpc::polled::{self, Then};
 use crate::telemetry::metrics::Telemetry;
+
+pub(super) use crate::grpc::polled::Polled;
 
 /// How often a source is asked.
 const EVERY: Duration = Duration::from_millis(200);
 
-/// A server stream of `T`.
-pub(super) type Polled<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-/// What a polled stream sends.
+/// What a case stream sends.
 pub(super) trait Source: Send + 'static {
     type Item: Send + 'static;
 
@@ -45,63 +35,23 @@ pub(super) fn stream<S: Source>(
     stop: CancellationToken,
     telemetry: Telemetry,
 ) -> Polled<S::Item> {
-    let polling = Polling {
-        source,
-        ready: VecDeque::new(),
-        polled: false,
-        ended: false,
-        stop,
-        telemetry,
-        _slot: slot,
-    };
-    Box::pin(futures::stream::unfold(polling, |mut polling| async move {
-        let item = polling.next().await?;
-        Some((item, polling))
-    }))
+    polled::stream(Counted { source, telemetry }, EVERY, slot, stop)
 }
 
-/// A stream's state between the items it sends.
-struct Polling<S: Source> {
+/// A case source whose failures become statuses, counted.
+struct Counted<S> {
     source: S,
-    /// What the last poll found that is not sent yet.
-    ready: VecDeque<S::Item>,
-    /// Whether the source was asked yet (the first time at once, then every [`EVERY`]).
-    polled: bool,
-    /// The source said it is done, or failed: what is ready is the last.
-    ended: bool,
-    stop: CancellationToken,
     telemetry: Telemetry,
-    /// Held as long as the stream is open.
-    _slot: StreamSlot,
 }
 
-impl<S: Source> Polling<S> {
-    /// The stream's next item; `None` once it ends.
-    async fn next(&mut self) -> Option<Result<S::Item, Status>> {
-        loop {
-            if let Some(item) = self.ready.pop_front() {
-                return Some(Ok(item));
-            }
-            if self.ended {
-                return None;
-            }
-            if self.polled {
-                tokio::select! {
-                    () = self.stop.cancelled() => return None,
-                    () = sleep(EVERY) => {}
-                }
-            }
-            self.polled = true;
-            match self.source.next().await {
-                Ok((items, done)) => {
-                    self.ready.extend(items);
-                    self.ended = done;
-                }
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err(e.status(&self.telemetry)));
-                }
-            }
+impl<S: Source> polled::Source for Counted<S> {
+    type Item = S::Item;
+
+    async fn next(&mut self) -> Result<(Vec<S::Item>, Then), Status> {
+        match self.source.next().await {
+            Ok((items, true)) => Ok((items, Then::Done)),
+            Ok((items, false)) => Ok((items, Then::Wait)),
+            Err(e) => Err(e.status(&self.telemetry)),
         }
     }
 }
@@ -112,6 +62,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use futures::StreamExt;
+
+    use tokio::time::sleep;
 
     use super::*;
     use crate::cases::admission::Admission;

@@ -27,6 +27,7 @@ use crate::tls::{PeerInfo, ServerTls};
 
 pub mod identify;
 mod layers;
+pub mod polled;
 
 pub use identify::{RequesterSource, caller_of};
 

@@ -2,26 +2,24 @@
 //! all, and per watched person), and the stream each one is, polling the access index.
 //!
 //! The citizen portal is one requester acting for many citizens, so the bound is per
-//! process and per person rather than per requester. A stream polls its watch itself,
-//! as the server pulls notices from it (no task of its own, nothing outlives the call):
+//! process and per person rather than per requester. A stream is the shared polled stream
+//! ([`crate::grpc::polled`]) over its watch, as the case streams are: it reads the index
 //! at once, then every [`EVERY`] (at once again while reads come back full). It holds at
 //! most one read's notices. It ends when the server stops taking calls, when the client
 //! goes away (the server drops it, and its slot with it), or with `UNAVAILABLE` when the
 //! index fails (a Redis failure counted as every other), so the portal reconnects from
 //! its last cursor rather than waiting on a stream that stalled.
 
-use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::Stream;
-use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::query::{QueryError, Watch};
 use crate::domain::ResidentId;
+use crate::grpc::polled::{self, Polled, Then};
 use crate::proto::{Agency, DataAccessNotice};
 use crate::telemetry::metrics::Telemetry;
 
@@ -35,7 +33,7 @@ pub const MAX_WATCHES: usize = 1000;
 pub const MAX_WATCHES_PER_PERSON: usize = 4;
 
 /// A stream of notices.
-pub type NoticeStream = Pin<Box<dyn Stream<Item = Result<DataAccessNotice, Status>> + Send>>;
+pub type NoticeStream = Polled<DataAccessNotice>;
 
 /// The open watches of a process.
 pub struct Watches {
@@ -110,20 +108,12 @@ impl Watches {
         agency: Agency,
         telemetry: Telemetry,
     ) -> NoticeStream {
-        let polling = Polling {
+        let notices = Notices {
             watch,
-            ready: VecDeque::new(),
-            wait: false,
-            ended: false,
-            stop: self.stop.clone(),
             agency,
             telemetry,
-            _slot: slot,
         };
-        Box::pin(futures::stream::unfold(polling, |mut polling| async move {
-            let item = polling.next().await?;
-            Some((item, polling))
-        }))
+        polled::stream(notices, EVERY, slot, self.stop.clone())
     }
 }
 
@@ -150,52 +140,20 @@ impl Drop for WatchSlot {
     }
 }
 
-/// A stream's state between the notices it sends.
-struct Polling {
+/// An open watch as a polled stream's source: its failures become statuses, counted.
+struct Notices {
     watch: Watch,
-    /// What the last read found that is not sent yet (at most one read's).
-    ready: VecDeque<DataAccessNotice>,
-    /// Whether to wait [`EVERY`] before the next read (the last one was not full).
-    wait: bool,
-    /// The index failed: the failure was the last item.
-    ended: bool,
-    stop: CancellationToken,
     agency: Agency,
     telemetry: Telemetry,
-    /// Held as long as the stream is open.
-    _slot: WatchSlot,
 }
 
-impl Polling {
-    /// The stream's next item; `None` once it ends.
-    async fn next(&mut self) -> Option<Result<DataAccessNotice, Status>> {
-        loop {
-            if let Some(notice) = self.ready.pop_front() {
-                return Some(Ok(notice));
-            }
-            if self.ended || self.stop.is_cancelled() {
-                return None;
-            }
-            if self.wait {
-                tokio::select! {
-                    () = self.stop.cancelled() => return None,
-                    () = sleep(EVERY) => {}
-                }
-            }
-            let read = tokio::select! {
-                () = self.stop.cancelled() => return None,
-                read = self.watch.poll() => read,
-            };
-            match read {
-                Ok((notices, full)) => {
-                    self.ready.extend(notices);
-                    self.wait = !full;
-                }
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err(e.into_status(self.agency, &self.telemetry)));
-                }
-            }
+impl polled::Source for Notices {
+    type Item = DataAccessNotice;
+
+    async fn next(&mut self) -> Result<(Vec<DataAccessNotice>, Then), Status> {
+        match self.watch.poll().await {
+            Ok((notices, full)) => Ok((notices, if full { Then::Again } else { Then::Wait })),
+            Err(e) => Err(e.into_status(self.agency, &self.telemetry)),
         }
     }
 }
