@@ -213,20 +213,7 @@ async fn readiness_follows_redis_going_away_and_coming_back() {
     };
     let app = spawn_app_with(settings, govlink::app::Role::Dev).await;
     let admin = app.admin.unwrap();
-    let ready_within = async |want: u16| -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let (code, body) = http_get(admin, "/readyz").await;
-            if code == want {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "readyz never answered {want}; last {code}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
+    let ready_within = async |want: u16| readyz_answers(admin, want, Duration::from_secs(30)).await;
     let body = ready_within(200).await;
     for check in [
         "ok broker and topics",

@@ -183,6 +183,31 @@ pub async fn spawn_app_with(settings: Settings, role: Role) -> TestApp {
     }
 }
 
+/// The body of `/readyz` at `admin` once it answers `want`, waiting up to `within`.
+pub async fn readyz_answers(admin: std::net::SocketAddr, want: u16, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (code, body) = http_get(admin, "/readyz").await;
+        if code == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never answered {want}; last {code}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A test app (as [`spawn_app`]) whose store is built: a lookup made now is answered
+/// from it rather than `UNAVAILABLE` while its first generation is being built.
+pub async fn spawn_ready_app() -> TestApp {
+    let app = spawn_app().await;
+    let admin = app.admin.expect("the test app serves its admin endpoints");
+    readyz_answers(admin, 200, Duration::from_secs(60)).await;
+    app
+}
+
 /// `GET path` from the HTTP server at `addr`: the status code and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

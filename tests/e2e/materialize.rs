@@ -290,7 +290,7 @@ async fn a_deletion_hides_the_record_and_older_versions_cannot_bring_it_back() {
 
 #[tokio::test]
 async fn unusable_events_go_to_the_dead_letter_topic_and_consumption_goes_on() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app().await;
     let topic = app.topics.records(Agency::PublicSecurity);
     // Not protobuf at all, on partition 0 so it sits before the good event below.
     send_raw(
@@ -470,7 +470,7 @@ async fn lookups_refuse_bad_keys_and_wait_no_longer_than_their_deadline() {
 #[tokio::test]
 async fn an_event_too_large_to_dead_letter_whole_is_dead_lettered_truncated_and_consumption_goes_on()
  {
-    let app = spawn_app().await;
+    let app = spawn_ready_app().await;
     let topic = app.topics.records(Agency::PublicSecurity);
     // Larger than govlink's producer sends (librdkafka's 1 MB default), so the dead letter
     // cannot carry it whole.

@@ -117,20 +117,7 @@ async fn a_resolver_whose_redis_dies_is_not_ready_naming_redis_and_answers_looku
         ..test_settings()
     };
     let resolver = Process::start(&settings, "resolver").await;
-    let readyz = async |want: u16| -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let (code, body) = http_get(admin, "/readyz").await;
-            if code == want {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "readyz never answered {want}; last {code}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
+    let readyz = async |want: u16| readyz_answers(admin, want, Duration::from_secs(60)).await;
     let body = readyz(200).await;
     assert!(body.contains("ok redis"), "{body}");
 
