@@ -54,8 +54,11 @@ impl Materializer {
                 if meta.state != StoreState::Clearing {
                     return Ok(Some(meta.generation));
                 }
-                let deleted = self.store.clear(&meta.generation).await?;
-                let targets = self.end_offsets().await?;
+                // The targets are read while the store is cleared: any offsets read before
+                // the rebuild starts are a floor for it, whatever the order.
+                let (deleted, targets) =
+                    tokio::join!(self.store.clear(&meta.generation), self.end_offsets());
+                let (deleted, targets) = (deleted?, targets?);
                 if self.store.start_rebuild(&meta.generation, &targets).await? {
                     let events: i64 = targets.iter().map(|t| t.offset + 1).sum();
                     tracing::info!(
@@ -100,40 +103,58 @@ impl Materializer {
     }
 
     /// The last offset of every non-empty record partition: what a rebuild must reach.
+    /// Each topic is asked on a thread of its own, so the requests (a metadata request,
+    /// then two offset requests per partition) overlap instead of queueing one behind
+    /// the other.
     async fn end_offsets(&self) -> Result<Vec<Position>, MaterializerError> {
         let consumer: BaseConsumer =
             crate::kafka::client_config(&self.config.brokers, "govlink-materializer").create()?;
         let topics = self.topics.all_records();
-        let ends = tokio::task::spawn_blocking(
-            move || -> Result<Vec<Position>, rdkafka::error::KafkaError> {
+        tokio::task::spawn_blocking(move || {
+            std::thread::scope(|scope| {
+                let asked: Vec<_> = topics
+                    .iter()
+                    .map(|topic| scope.spawn(|| topic_ends(&consumer, topic)))
+                    .collect();
                 let mut ends = Vec::new();
-                for topic in topics {
-                    let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
-                    let partitions = metadata
-                        .topics()
-                        .first()
-                        .map(|t| t.partitions().len())
-                        .unwrap_or(0);
-                    for partition in 0..partitions {
-                        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
-                        let (low, high) =
-                            consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?;
-                        if high > low {
-                            ends.push(Position {
-                                topic: topic.clone(),
-                                partition,
-                                offset: high - 1,
-                            });
-                        }
-                    }
+                for topic in asked {
+                    let read = topic
+                        .join()
+                        .map_err(|_| StoreError::Corrupt("an offset reader panicked".into()))?;
+                    ends.extend(read?);
                 }
                 Ok(ends)
-            },
-        )
+            })
+        })
         .await
-        .map_err(|e| StoreError::Corrupt(format!("offset reader panicked: {e}")))?;
-        Ok(ends?)
+        .map_err(|e| StoreError::Corrupt(format!("offset reader panicked: {e}")))?
     }
+}
+
+/// The last offset of every non-empty partition of `topic`.
+fn topic_ends(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<Vec<Position>, rdkafka::error::KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let mut ends = Vec::new();
+    for partition in 0..partitions {
+        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+        let (low, high) = consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
+        if high > low {
+            ends.push(Position {
+                topic: topic.to_owned(),
+                partition,
+                offset: high - 1,
+            });
+        }
+    }
+    Ok(ends)
 }
 
 /// A fresh generation id: time-ordered, unique across replicas.
