@@ -47,9 +47,11 @@ async fn bench_all_quick_measures_every_scenario_on_both_sides() {
             );
         }
         assert!(text.contains(r.scenario), "{text}");
-        // Where the time goes, part by part, for every path.
+        // Where the time goes, part by part, for every path. A part may be nothing: a
+        // rebuild whose reading hid entirely behind its writes waited for no event.
+        let measured = r.breakdown.iter().filter(|(_, ms)| *ms > 0.0).count();
         assert!(
-            r.breakdown.len() >= 2 && r.breakdown.iter().all(|(_, ms)| *ms > 0.0),
+            measured >= 2 && r.breakdown.iter().all(|(_, ms)| *ms >= 0.0),
             "{}: breakdown {:?}\n{text}",
             r.scenario,
             r.breakdown
