@@ -247,6 +247,13 @@ where
     Ok(())
 }
 
+/// A Redis prefix for a store of a scenario's own: `tag` and six random hex digits. Not
+/// under the bench's prefix (clearing the bench's store must not reach it), and as long
+/// as the default "govlink:", since key names count in the bytes measured.
+pub(super) fn own_prefix(tag: &str) -> String {
+    format!("{tag}{}:", &uuid::Uuid::new_v4().simple().to_string()[..6])
+}
+
 /// Deletes every key under `prefix`.
 pub(super) async fn delete_prefix(link: &RedisLink, prefix: &str) -> anyhow::Result<()> {
     let conn = link.connect().await?;

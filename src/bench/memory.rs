@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::env::{Env, delete_prefix, each_key_page};
+use super::env::{Env, delete_prefix, each_key_page, own_prefix};
 use crate::config::Settings;
 use crate::redis_link::{RedisConn, RedisLink};
 use crate::resolver::store::{RedisStore, Store, StoreState};
@@ -76,9 +76,7 @@ pub(super) async fn measure(env: &Env, exe: Option<&Path>) -> anyhow::Result<Mem
         .settings
         .redis_link()
         .ok_or_else(|| anyhow::anyhow!("the memory report needs Redis"))?;
-    // Not under the bench's prefix (clearing the bench's store for a rebuild must not
-    // touch it), and as long as the default "govlink:": key names count in the bytes.
-    let prefix = format!("gm{}:", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let prefix = own_prefix("gm");
     let mut child = Resolver(spawn_resolver(env, exe, &prefix)?);
     let measured = settle(&mut child, &link, &prefix).await;
     let rss_mib = resident_mib(child.0.id());

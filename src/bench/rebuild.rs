@@ -10,7 +10,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use tokio::time::timeout;
 
-use super::env::{Env, delete_prefix};
+use super::env::{Env, delete_prefix, own_prefix};
 use super::measure::{Samples, interleave};
 use super::memory::{self, BYTES_PER_RECORD_TARGET, Memory, RSS_TARGET_MIB};
 use super::people::{self, RECORDS_PER_PERSON};
@@ -98,9 +98,8 @@ async fn rebuild_against_raw_read(
     // A store of its own, as the raw consumer reads alone: rebuilding the bench's store
     // would have the bench's resolver join each generation's group halfway through, and
     // on Tansu a member joining a formed group costs a fixed 3 s pause (its
-    // coordinator's follower pause), which measures the broker, not the rebuild. Not
-    // under the bench's prefix, whose clearing would reach it.
-    settings.redis_prefix = format!("gr{}:", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    // coordinator's follower pause), which measures the broker, not the rebuild.
+    settings.redis_prefix = own_prefix("gr");
     let prefix = settings.redis_prefix.clone();
     let bar = progress(Scenario::Rebuild, u64::from(options.rounds) * 2);
     let timings: Arc<Mutex<Vec<(Duration, TimingsSnapshot)>>> = Arc::default();
